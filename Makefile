@@ -1,0 +1,79 @@
+# modelops: the front door. `make help` lists the targets.
+#
+# Every target brings up what it needs, idempotently: the virtualenv and its pinned Python packages
+# (.venv, from pyproject.toml + constraints.txt), pinned binaries checked by sha256 (.tools/bin),
+# and Debian packages (installed when run as root; otherwise the exact apt-get command is printed).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools/bin
+# Tools first on PATH for every recipe and every script it starts.
+export PATH := $(CURDIR)/$(TOOLS):$(CURDIR)/$(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export GTO_NO_ANALYTICS := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sort \
+	  | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+# --- toolchain -------------------------------------------------------------------------------
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -e '.[serving,training,dev]'
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## create the virtualenv with the pinned Python packages
+
+.PHONY: tools
+tools: $(TOOLS)/helm $(TOOLS)/kustomize ## install pinned helm, helm3, kubectl and kustomize into .tools/bin
+
+$(TOOLS)/helm: scripts/install-helm-kubectl.sh
+	scripts/install-helm-kubectl.sh $(TOOLS)
+
+$(TOOLS)/kustomize: scripts/install-kustomize.sh
+	scripts/install-kustomize.sh $(TOOLS)
+
+.PHONY: lock
+lock: ## re-resolve constraints.txt to the newest versions (review the diff)
+	rm -rf .cache/lock && $(PYTHON) -m venv .cache/lock
+	.cache/lock/bin/pip install -q -e '.[serving,training,dev]'
+	{ echo "# Exact versions for every Python package make installs (python 3.11). Regenerate: make lock"; \
+	  .cache/lock/bin/pip freeze --exclude-editable | grep -v '^modelops' | sort -f; } > constraints.txt
+
+# --- quality ---------------------------------------------------------------------------------
+
+.PHONY: lint
+lint: venv ## ruff (lint + format check) and mypy
+	ruff check .
+	ruff format --check .
+	mypy
+
+.PHONY: format
+format: venv ## apply ruff's fixes and formatting
+	ruff check --fix .
+	ruff format .
+
+.PHONY: test
+test: lint test-prereqs ## the whole test suite (CI runs this with CI=true)
+	pytest
+
+# Each part adds what its tests need to test-prereqs in its own mk/*.mk file.
+.PHONY: test-prereqs
+test-prereqs: venv
+
+.PHONY: clean
+clean: ## remove build and run outputs (keeps .venv and .tools)
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# --- the parts of the pipeline, one file each --------------------------------------------------
+include $(wildcard mk/*.mk)
