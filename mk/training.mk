@@ -1,0 +1,33 @@
+# Training: the DVC pipeline (training/dvc.yaml), its local default remote, the PR report and the
+# training part of the demo. See docs/training.md.
+
+# The DVC remote make sets up on a machine with no cloud account: a directory outside the tree.
+DVC_REMOTE_DIR ?= $(HOME)/.cache/modelops/dvc-remote
+# The revision `make report` compares the workspace against, and where it writes the report.
+REPORT_BASE ?= main
+REPORT_DIR ?= out/report
+DEMO_DIR ?= out/demo
+
+.PHONY: dvc-remote
+dvc-remote: venv ## make a local directory (DVC_REMOTE_DIR) the default DVC remote unless one is set
+	@if current=$$(dvc remote default 2>/dev/null) && [ -n "$$current" ] && [ "$$current" != local ]; then \
+	  echo "dvc-remote: keeping the configured default remote '$$current'"; \
+	else \
+	  mkdir -p "$(DVC_REMOTE_DIR)"; \
+	  dvc remote add --local --force --default local "$(abspath $(DVC_REMOTE_DIR))"; \
+	  echo "dvc-remote: default remote 'local' -> $(abspath $(DVC_REMOTE_DIR)) (.dvc/config.local)"; \
+	fi
+
+.PHONY: train
+train: dvc-remote ## run the training pipeline (dvc repro) and push data and model to the DVC remote
+	dvc repro training/dvc.yaml
+	dvc push -q training/dvc.yaml
+	dvc metrics show --md
+
+.PHONY: report
+report: venv ## write the PR report (params/metrics diff vs REPORT_BASE, PNG plots) to REPORT_DIR
+	python -m training.report --base "$(REPORT_BASE)" --out "$(REPORT_DIR)"
+
+.PHONY: demo-training
+demo-training: venv ## train, register and assign dev in a sandbox clone under out/demo (committed HEAD only)
+	python -m training.demo --repo . --out "$(DEMO_DIR)"

@@ -1,0 +1,148 @@
+"""Stage evaluate: score the model on the test split, apply the quality gate, write the card.
+
+    python -m training.evaluate --params training/params.yaml --train training/data/train.csv \
+        --test training/data/test.csv --model-dir training/model \
+        --metrics training/metrics.json --plots training/plots
+
+Writes metrics.json (accuracy, precision, recall, F1, ROC AUC; positive class ``malignant``), the
+plot data (ROC and precision-recall curves, confusion matrix), then checks every threshold in
+``evaluate.thresholds``. Only a model that passes gets ``metadata.json`` next to ``model.pkl``:
+a model that fails the gate has no model card, so nothing can serve it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import joblib  # type: ignore[import-untyped]  # no stubs; not in pyproject overrides
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    precision_recall_curve,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
+
+from training.artifact import (
+    ARTIFACT_NAME,
+    MODEL_FILE,
+    SCHEMA_VERSION,
+    library_versions,
+    write_metadata,
+)
+from training.dataset import POSITIVE_CLASS, TARGET, read_split, sha256_file
+from training.errors import StageError, run_stage
+from training.params import load_evaluate, load_train
+
+DIGITS = 6
+
+
+def score(y_true: pd.Series, y_pred: Any, p_positive: Any) -> dict[str, float]:
+    """The five metrics of the gate, rounded so metrics.json reads well and diffs cleanly."""
+    pos = POSITIVE_CLASS
+    metrics = {
+        "accuracy": accuracy_score(y_true, y_pred),
+        "precision": precision_score(y_true, y_pred, pos_label=pos, zero_division=0),
+        "recall": recall_score(y_true, y_pred, pos_label=pos, zero_division=0),
+        "f1": f1_score(y_true, y_pred, pos_label=pos, zero_division=0),
+        "roc_auc": roc_auc_score(y_true == pos, p_positive),
+    }
+    return {name: round(float(value), DIGITS) for name, value in metrics.items()}
+
+
+def gate_failures(metrics: dict[str, float], thresholds: dict[str, float]) -> list[str]:
+    """One phrase per metric below its threshold, e.g. ``recall 0.93 < 0.99``."""
+    return [
+        f"{name} {metrics[name]:.4f} < {minimum} (evaluate.thresholds.{name})"
+        for name, minimum in thresholds.items()
+        if metrics[name] < minimum
+    ]
+
+
+def write_plots(plots: Path, y_true: pd.Series, y_pred: Any, p_positive: Any) -> None:
+    """CSV data for the ROC curve, the precision-recall curve and the confusion matrix."""
+    plots.mkdir(parents=True, exist_ok=True)
+    positive = y_true == POSITIVE_CLASS
+    fpr, tpr, _ = roc_curve(positive, p_positive)
+    roc = pd.DataFrame({"fpr": fpr, "tpr": tpr}).round(DIGITS)
+    roc.to_csv(plots / "roc.csv", index=False, lineterminator="\n")
+    precision, recall, _ = precision_recall_curve(positive, p_positive)
+    pr = pd.DataFrame({"recall": recall, "precision": precision}).round(DIGITS)
+    pr.to_csv(plots / "precision_recall.csv", index=False, lineterminator="\n")
+    confusion = pd.DataFrame({"actual": y_true.to_numpy(), "predicted": y_pred})
+    confusion.to_csv(plots / "confusion.csv", index=False, lineterminator="\n")
+
+
+def model_card(
+    model: Any, train_csv: Path, test_rows: int, metrics: dict[str, float], params: dict[str, Any]
+) -> dict[str, Any]:
+    """metadata.json as docs/contracts.md defines it (schema_version 1)."""
+    features, _ = read_split(train_csv)
+    if list(model.feature_names_in_) != list(features.columns):
+        raise StageError("the model's features differ from the train split's columns")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "name": ARTIFACT_NAME,
+        "model_file": MODEL_FILE,
+        "model_sha256": "",  # filled in by the caller from the file on disk
+        "features": [{"name": str(c), "dtype": str(features[c].dtype)} for c in features.columns],
+        "target": TARGET,
+        "classes": [str(c) for c in model.classes_],
+        "positive_class": POSITIVE_CLASS,
+        "metrics": metrics,
+        "params": params,
+        "data": {
+            "sha256": sha256_file(train_csv),
+            "train_rows": len(features),
+            "test_rows": test_rows,
+        },
+        "libraries": library_versions(),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, required=True, help="params.yaml")
+    parser.add_argument("--train", type=Path, required=True, help="train.csv (hashed for the card)")
+    parser.add_argument("--test", type=Path, required=True, help="test.csv to score on")
+    parser.add_argument("--model-dir", type=Path, required=True, help="directory with model.pkl")
+    parser.add_argument("--metrics", type=Path, required=True, help="where to write metrics.json")
+    parser.add_argument("--plots", type=Path, required=True, help="directory for the plot CSVs")
+    args = parser.parse_args(argv)
+    gate = load_evaluate(args.params)
+    train_params = load_train(args.params)
+
+    # model.pkl is this pipeline's own output from the train stage (tracked by DVC), not a
+    # downloaded file: it gets its sha256 and card here, and every later load verifies it.
+    model_path = args.model_dir / MODEL_FILE
+    model = joblib.load(model_path)
+    features, y_true = read_split(args.test)
+    classes = [str(c) for c in model.classes_]
+    p_positive = model.predict_proba(features)[:, classes.index(POSITIVE_CLASS)]
+    y_pred = model.predict(features)
+
+    metrics = score(y_true, y_pred, p_positive)
+    args.metrics.parent.mkdir(parents=True, exist_ok=True)
+    args.metrics.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_plots(args.plots, y_true, y_pred, p_positive)
+    print("evaluate: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+
+    failures = gate_failures(metrics, gate.thresholds)
+    if failures:
+        raise StageError("quality gate failed: " + "; ".join(failures))
+
+    card = model_card(model, args.train, len(features), metrics, train_params.as_dict())
+    card["model_sha256"] = sha256_file(model_path)
+    write_metadata(args.model_dir, card)
+    print(f"evaluate: quality gate passed -> {args.model_dir / 'metadata.json'}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage(main))
