@@ -1,0 +1,178 @@
+"""scripts/promote-model: register only a changed model, assign the stage, push the tags.
+
+A real git repository with a real DVC pipeline (one stage writing training/model), a bare origin
+and a local DVC remote, in temp dirs; real gto. Each test starts from a copy of one repository
+built once for the module.
+"""
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from workflow_helpers import git, run_script, tool_env
+
+NAME = "diagnosis-classifier"
+DVC_YAML = """\
+stages:
+  train:
+    cmd: python train.py
+    deps:
+    - train.py
+    - seed.txt
+    outs:
+    - model
+artifacts:
+  diagnosis-classifier:
+    path: model
+    type: model
+"""
+TRAIN = """\
+from pathlib import Path
+
+Path("model").mkdir(exist_ok=True)
+Path("model/model.pkl").write_text("weights for seed " + Path("seed.txt").read_text())
+"""
+
+
+def sh(cwd: Path, *args: str) -> str:
+    """Run a tool (dvc, gto) in CWD and return its stdout."""
+    result = subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message)
+
+
+def retrain(repo: Path, message: str) -> None:
+    """dvc repro, push the outputs to the DVC remote, commit dvc.lock (the developer's part)."""
+    sh(repo / "training", "dvc", "repro", "-q")
+    sh(repo, "dvc", "push", "-q")
+    commit_all(repo, message)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("promote-model")
+    repo = root / "work"
+    (repo / "training").mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.name", "test")
+    git(repo, "config", "user.email", "test@example.org")
+    sh(repo, "dvc", "init", "-q")
+    sh(repo, "dvc", "remote", "add", "-d", "local", str(root / "dvc-remote"))
+    (repo / "training" / "dvc.yaml").write_text(DVC_YAML)
+    (repo / "training" / "train.py").write_text(TRAIN)
+    (repo / "training" / "seed.txt").write_text("1\n")
+    retrain(repo, "first model")
+    return root
+
+
+@pytest.fixture
+def repo(template: Path, tmp_path: Path) -> Iterator[Path]:
+    """A copy of the template repository with an empty bare origin."""
+    shutil.copytree(template, tmp_path, dirs_exist_ok=True)
+    git(tmp_path, "init", "-q", "--bare", "origin.git")
+    git(tmp_path / "work", "remote", "add", "origin", str(tmp_path / "origin.git"))
+    yield tmp_path / "work"
+
+
+def promote(repo: Path, stage: str, *args: str) -> dict[str, str]:
+    out = run_script("promote-model", stage, *args, cwd=repo).stdout
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+def test_the_first_promotion_registers_v0_1_0_and_assigns_dev(repo: Path) -> None:
+    result = promote(repo, "dev")
+    assert result == {
+        "version": "v0.1.0",
+        "registered": "true",
+        "assigned": "true",
+        "model_ref": f"{NAME}#dev#1",
+        "tags": f"{NAME}@v0.1.0 {NAME}#dev#1",
+    }
+    assert sh(repo, "gto", "show", f"{NAME}#dev", "--ref").strip() == f"{NAME}@v0.1.0"
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert git(repo, "rev-list", "-n1", f"{NAME}@v0.1.0").strip() == head
+
+
+def test_it_pushes_exactly_the_tags_it_created(repo: Path) -> None:
+    result = promote(repo, "dev", "--push", "origin")
+    remote_tags = {
+        line.split("refs/tags/")[1]
+        for line in git(repo, "ls-remote", "--tags", "origin").splitlines()
+        if not line.endswith("^{}")
+    }
+    assert remote_tags == set(result["tags"].split()) == {f"{NAME}@v0.1.0", f"{NAME}#dev#1"}
+
+
+def test_a_merge_that_keeps_the_model_promotes_the_registered_version(repo: Path) -> None:
+    promote(repo, "dev")
+    (repo / "README.md").write_text("code changed, model not\n")
+    commit_all(repo, "docs")
+    (repo / "training" / "train.py").write_text(TRAIN + "# a refactor: same output\n")
+    retrain(repo, "refactor the training script")
+    result = promote(repo, "staging")
+    assert result["registered"] == "false"
+    assert result["version"] == "v0.1.0"
+    assert result["tags"] == result["model_ref"]
+    checked = json.loads(sh(repo, "gto", "check-ref", result["model_ref"], "--json"))
+    assert (checked["version"], checked["stage"]) == ("v0.1.0", "staging")
+    assert git(repo, "tag", "--list", f"{NAME}@*").split() == [f"{NAME}@v0.1.0"]
+
+
+def test_a_changed_model_is_registered_with_a_minor_bump(repo: Path) -> None:
+    promote(repo, "dev")
+    (repo / "training" / "seed.txt").write_text("2\n")
+    retrain(repo, "new seed")
+    result = promote(repo, "dev")
+    assert (result["version"], result["registered"]) == ("v0.2.0", "true")
+    assert result["model_ref"] == f"{NAME}#dev#2"
+    assert sh(repo, "gto", "show", f"{NAME}#dev", "--ref").strip() == f"{NAME}@v0.2.0"
+
+
+def test_running_it_again_creates_nothing(repo: Path) -> None:
+    first = promote(repo, "prod")
+    again = promote(repo, "prod")
+    assert again == {**first, "registered": "false", "assigned": "false", "tags": ""}
+
+
+def test_dvc_get_by_the_model_ref_fetches_the_promoted_model(repo: Path, tmp_path: Path) -> None:
+    result = promote(repo, "dev", "--push", "origin")
+    git(repo, "push", "-q", "origin", "main")
+    out = tmp_path / "fetched"
+    sh(
+        tmp_path,
+        "dvc",
+        "get",
+        str(repo.parent / "origin.git"),
+        "training/model",
+        "--rev",
+        result["model_ref"],
+        "-o",
+        str(out),
+    )
+    assert (out / "model.pkl").read_text() == "weights for seed 1\n"
+
+
+def test_it_refuses_a_commit_without_a_recorded_model_with_one_line(repo: Path) -> None:
+    git(repo, "rm", "-q", "training/dvc.lock")
+    git(repo, "commit", "-qm", "drop the lock")
+    result = run_script("promote-model", "dev", cwd=repo, check=False)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: no dvc.lock at HEAD records training/model: dvc repro, commit dvc.lock"
+    ]
+    assert git(repo, "tag", "--list") == ""
+
+
+def test_it_refuses_an_unknown_stage_with_one_line(repo: Path) -> None:
+    result = run_script("promote-model", "qa", cwd=repo, check=False)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert "invalid choice: 'qa'" in result.stderr

@@ -1,0 +1,52 @@
+"""Helpers for the CI/CD workflow tests: where the repository is and how to run its scripts.
+
+The promote scripts run as the workflows run them: as executables, with .tools/bin and .venv/bin
+first on PATH (make sets that up; these helpers do the same when pytest is started directly).
+"""
+
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / ".github" / "workflows"
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """The environment make gives recipes: pinned tools first on PATH, no analytics."""
+    path = os.pathsep.join([str(REPO / ".tools" / "bin"), str(REPO / ".venv" / "bin")])
+    env = dict(os.environ, PATH=f"{path}{os.pathsep}{os.environ['PATH']}")
+    env.update(DVC_NO_ANALYTICS="1", GTO_NO_ANALYTICS="1", **extra)
+    return env
+
+
+def run_script(
+    name: str, *args: str, cwd: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run scripts/NAME with ARGS; with check, a non-zero exit fails the test with its stderr."""
+    result = subprocess.run(
+        [str(REPO / "scripts" / name), *args],
+        cwd=cwd,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"{name} {' '.join(args)} exited {result.returncode}: {result.stderr}")
+    return result
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in REPO and return its stdout."""
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=tool_env(), capture_output=True, text=True, check=True
+    ).stdout
+
+
+def workflow_files() -> Sequence[Path]:
+    """Every workflow file of the repository."""
+    return sorted([*WORKFLOWS.glob("*.yml"), *WORKFLOWS.glob("*.yaml")])
