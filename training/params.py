@@ -2,7 +2,7 @@
 
 Each stage reads only its own section at start-up. A missing key, an unknown key or a value of the
 wrong type raises :class:`ParamsError` whose message is one line naming the key, e.g.
-``params.yaml: train.C must be a number, got 'abc'``.
+``training/params.yaml: train.C must be a number, got 'abc'``.
 """
 
 from __future__ import annotations
@@ -64,18 +64,18 @@ def load_section(path: Path, section: str) -> dict[str, Any]:
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ParamsError(f"{path.name}: file not found: {path}") from None
+        raise ParamsError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ParamsError(f"{path.name}: not valid YAML{where}") from None
+        raise ParamsError(f"{path}: not valid YAML{where}") from None
     if not isinstance(document, dict):
-        raise ParamsError(f"{path.name}: must be a mapping of stage sections")
+        raise ParamsError(f"{path}: must be a mapping of stage sections")
     if section not in document:
-        raise ParamsError(f"{path.name}: missing key {section}")
+        raise ParamsError(f"{path}: missing key {section}")
     value = document[section]
     if not isinstance(value, dict):
-        raise ParamsError(f"{path.name}: {section} must be a mapping, got {value!r}")
+        raise ParamsError(f"{path}: {section} must be a mapping, got {value!r}")
     return value
 
 
@@ -83,7 +83,7 @@ class _Section:
     """Reads typed keys from one section and names the full key in every error."""
 
     def __init__(self, path: Path, name: str, values: dict[str, Any]) -> None:
-        self.file = path.name
+        self.file = str(path)
         self.name = name
         self.values = values
 
