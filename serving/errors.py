@@ -1,0 +1,61 @@
+"""One JSON shape for every error the server answers (Nginx's error pages use the same one).
+
+``{"error": message, "code": code, "status": status, "field": field-or-null, "request_id": id}``:
+``error`` is a string, as the Open Inference Protocol asks, so v2 clients read it unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from werkzeug.exceptions import HTTPException
+
+CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    500: "internal_error",
+    503: "not_ready",
+}
+
+
+class ApiError(Exception):
+    """An error answered to the client as JSON."""
+
+    def __init__(
+        self, status: int, message: str, *, field: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.code = code or CODES.get(status, "error")
+
+
+def invalid(message: str, field: str | None = None) -> ApiError:
+    """A 422: the request is well-formed JSON but not valid input for the model."""
+    return ApiError(422, message, field=field)
+
+
+def error_body(error: ApiError, request_id: str) -> dict[str, Any]:
+    return {
+        "error": error.message,
+        "code": error.code,
+        "status": error.status,
+        "field": error.field,
+        "request_id": request_id,
+    }
+
+
+def from_http_exception(exc: HTTPException) -> ApiError:
+    status = exc.code or 500
+    messages = {
+        404: "no such endpoint; see /openapi.json",
+        405: "method not allowed",
+        413: "request body too large",
+    }
+    message = messages.get(status) or (exc.description or exc.name)
+    return ApiError(status, message)

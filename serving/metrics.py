@@ -1,0 +1,130 @@
+"""Prometheus metrics, correct across uWSGI worker processes.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (the uWSGI config sets it), prometheus_client keeps each
+process's values in files there and ``/metrics`` merges them; the uWSGI master wipes the directory
+before the workers fork (``reset_multiproc_dir``). Without it (unit tests), values live in a
+private in-process registry. Label children are cached so the request path does one dict lookup.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from serving.compiled import Matrix
+from serving.model import Model
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def multiproc_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def reset_multiproc_dir() -> None:
+    """Create the multiprocess directory and remove a previous run's files (master only)."""
+    path = multiproc_dir()
+    if path is None:
+        return
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+class Metrics:
+    """The server's metrics and their exposition."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self._multiproc = multiproc_dir() is not None
+        # In multiprocess mode values go to files; registering is only for the in-process case.
+        registry = None if self._multiproc else CollectorRegistry(auto_describe=True)
+        self._registry = registry
+        self.requests = Counter(
+            "modelops_requests_total",
+            "HTTP requests answered, by endpoint and status.",
+            ["endpoint", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "modelops_request_duration_seconds",
+            "Time spent in the app per request, by endpoint.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.predictions = Counter(
+            "modelops_predictions_total",
+            "Rows predicted, by predicted class.",
+            ["class"],
+            registry=registry,
+        )
+        self.model_info = Gauge(
+            "modelops_model_info",
+            "The served model (value 1): name, version, stage, git commit, hashes, inference path.",
+            [
+                "name",
+                "version",
+                "stage",
+                "git_commit",
+                "model_sha256",
+                "data_sha256",
+                "inference_path",
+            ],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self._request_children: dict[tuple[str, int], Any] = {}
+        self._latency_children: dict[str, Any] = {}
+        self._class_children: list[Any] = []
+
+    def describe_model(self, model: Model) -> None:
+        if not model.ready:
+            return
+        self.model_info.labels(
+            **model.provenance.as_dict(), inference_path=model.inference_path
+        ).set(1)
+        self._class_children = [self.predictions.labels(name) for name in model.classes]
+
+    def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
+        key = (endpoint, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(endpoint, str(status))
+        child.inc()
+        latency = self._latency_children.get(endpoint)
+        if latency is None:
+            latency = self._latency_children[endpoint] = self.latency.labels(endpoint)
+        latency.observe(seconds)
+
+    def count_predictions(self, proba: Matrix) -> None:
+        if proba.shape[0] == 1:
+            self._class_children[int(proba[0].argmax())].inc()
+            return
+        counts = np.bincount(proba.argmax(axis=1), minlength=len(self._class_children))
+        for child, count in zip(self._class_children, counts.tolist(), strict=True):
+            if count:
+                child.inc(count)
+
+    def exposition(self) -> bytes:
+        if self._multiproc:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return bytes(generate_latest(registry))
+        assert self._registry is not None
+        return bytes(generate_latest(self._registry))

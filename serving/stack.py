@@ -1,0 +1,257 @@
+"""Run the serving stack as local processes: uWSGI and Nginx, exactly as the pod runs them.
+
+Shared by ``make serve``, ``make demo-serving``, the tests and the benchmark. Each ``Stack`` gets a
+private run directory (socket, Nginx prefix, metrics, logs) and a free loopback port unless told
+otherwise; it starts uWSGI with ``serving/config/uwsgi.ini`` and Nginx with
+``serving/config/nginx-start.sh``, waits for ``/v2/health/ready`` through Nginx, and stops both by
+PID: SIGTERM to the uWSGI master (its graceful shutdown) and SIGQUIT to Nginx (its graceful stop).
+
+    python -m serving.stack --model-dir training/model --port 8080     # foreground, Ctrl-C stops
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+CONFIG_DIR = Path(__file__).resolve().parent / "config"
+UWSGI_INI = CONFIG_DIR / "uwsgi.ini"
+NGINX_START = CONFIG_DIR / "nginx-start.sh"
+READY_PATH = "/v2/health/ready"
+
+
+class StackError(RuntimeError):
+    """The stack did not come up (the message carries the relevant log lines)."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def uwsgi_binary() -> str:
+    beside = Path(sys.executable).with_name("uwsgi")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("uwsgi")
+    if found is None:
+        raise StackError("uwsgi not found: run `make venv`")
+    return found
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class Stack:
+    """uWSGI + Nginx serving ``model_dir`` on ``127.0.0.1:port``."""
+
+    model_dir: Path
+    port: int = 0
+    processes: int = 2
+    env: Mapping[str, str] = field(default_factory=dict)
+    run_dir: Path | None = None
+    uwsgi: subprocess.Popen[bytes] | None = None
+    nginx: subprocess.Popen[bytes] | None = None
+    _own_run_dir: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def socket_path(self) -> Path:
+        assert self.run_dir is not None
+        return self.run_dir / "uwsgi.sock"
+
+    @property
+    def uwsgi_log(self) -> Path:
+        assert self.run_dir is not None
+        return self.run_dir / "uwsgi.log"
+
+    @property
+    def nginx_log(self) -> Path:
+        assert self.run_dir is not None
+        return self.run_dir / "nginx.log"
+
+    def _environment(self) -> dict[str, str]:
+        assert self.run_dir is not None
+        env = dict(os.environ)
+        env.update(
+            {
+                "MODELOPS_MODEL_DIR": str(Path(self.model_dir).resolve()),
+                "MODELOPS_SOCKET": str(self.socket_path),
+                "PROMETHEUS_MULTIPROC_DIR": str(self.run_dir / "metrics"),
+                "UWSGI_PROCESSES": str(self.processes),
+                "NGINX_LISTEN": f"127.0.0.1:{self.port}",
+                "NGINX_PREFIX": str(self.run_dir / "nginx") + "/",
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+        )
+        if os.geteuid() == 0:  # a root master would hand the workers to 'nobody'
+            env["NGINX_GLOBALS"] = "user root;"
+        env.update(self.env)
+        return env
+
+    def start(self, timeout: float = 60.0) -> Stack:
+        if self.run_dir is None:
+            # short: a unix socket path must fit in 108 bytes
+            self.run_dir = Path(tempfile.mkdtemp(prefix="modelops-"))
+            self._own_run_dir = True
+        if self.port == 0:
+            self.port = free_port()
+        env = self._environment()
+        with self.uwsgi_log.open("wb") as log:
+            self.uwsgi = subprocess.Popen(
+                [uwsgi_binary(), "--ini", str(UWSGI_INI)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches only the runner, which stops gracefully
+            )
+        with self.nginx_log.open("wb") as log:
+            self.nginx = subprocess.Popen(
+                ["sh", str(NGINX_START)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.uwsgi is not None and self.nginx is not None
+            if self.uwsgi.poll() is not None:
+                raise StackError(
+                    f"uWSGI exited with status {self.uwsgi.returncode}:\n{_tail(self.uwsgi_log)}"
+                )
+            if self.nginx.poll() is not None:
+                raise StackError(
+                    f"Nginx exited with status {self.nginx.returncode}:\n{_tail(self.nginx_log)}"
+                )
+            try:
+                with urllib.request.urlopen(self.url + READY_PATH, timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise StackError(f"not ready after {timeout:.0f} s:\n{_tail(self.uwsgi_log)}")
+
+    def worker_pids(self) -> list[int]:
+        """PIDs of the uWSGI workers (children of the master)."""
+        assert self.uwsgi is not None
+        master = self.uwsgi.pid
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == master:
+                    pids.append(int(stat.parent.name))
+        return sorted(pids)
+
+    def signal_stop(self) -> None:
+        """Ask both to stop gracefully, without waiting."""
+        for process, signum in ((self.nginx, signal.SIGQUIT), (self.uwsgi, signal.SIGTERM)):
+            if process is not None and process.poll() is None:
+                process.send_signal(signum)
+
+    def stop(self, timeout: float = 30.0) -> dict[str, int | None]:
+        """Stop gracefully; kill what is still running after ``timeout``. Returns exit codes."""
+        self.signal_stop()
+        codes: dict[str, int | None] = {}
+        deadline = time.monotonic() + timeout
+        for name, process in (("nginx", self.nginx), ("uwsgi", self.uwsgi)):
+            if process is None:
+                continue
+            try:
+                codes[name] = process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes[name] = process.wait()
+        return codes
+
+    def cleanup(self) -> None:
+        if self._own_run_dir and self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self.cleanup()
+
+
+@contextlib.contextmanager
+def running(model_dir: Path, **kwargs: object) -> Iterator[Stack]:
+    stack = Stack(model_dir, **kwargs)  # type: ignore[arg-type]
+    with stack:
+        yield stack
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--processes", type=int, default=2)
+    args = parser.parse_args(argv)
+    if not (args.model_dir / "metadata.json").is_file():
+        print(f"no model in {args.model_dir}: run `make train` first", file=sys.stderr)
+        return 1
+    stack = Stack(args.model_dir, port=args.port, processes=args.processes)
+    try:
+        stack.start()
+    except StackError as exc:
+        print(f"the stack did not start: {exc}", file=sys.stderr)
+        stack.cleanup()
+        return 1
+    print(f"serving {args.model_dir} on {stack.url} (logs in {stack.run_dir}); Ctrl-C stops")
+    try:
+        while stack.uwsgi is not None and stack.uwsgi.poll() is None:
+            time.sleep(0.5)
+        print("uWSGI exited:\n" + _tail(stack.uwsgi_log), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stopping (graceful) ...", file=sys.stderr)
+        return 0
+    finally:
+        codes = stack.stop()
+        print(f"stopped: {codes}", file=sys.stderr)
+        stack.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

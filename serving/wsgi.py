@@ -1,0 +1,37 @@
+"""The WSGI entry point uWSGI loads (``module = serving.wsgi:application``) in its master.
+
+Runs before the workers fork: wipes the metrics directory, loads and verifies the model, then
+freezes the loaded objects out of the garbage collector's reach and raises its thresholds (a full
+collection over the loaded scientific stack stalls a worker for tens of milliseconds). A model that
+cannot be served ends the process with one log line and exit status 1 — never a server answering
+500.
+"""
+
+from __future__ import annotations
+
+import gc
+
+from serving.app import create_app
+from serving.logs import log
+from serving.metrics import reset_multiproc_dir
+from serving.model import ModelError
+
+GC_THRESHOLDS = (100_000, 50, 100)
+
+reset_multiproc_dir()
+try:
+    application = create_app()
+except ModelError as exc:
+    log("model_refused", level="error", error=str(exc))
+    raise SystemExit(1) from None
+
+_server = application.extensions["modelops"]
+log(
+    "model_loaded",
+    **_server.model.provenance.as_dict(),
+    inference_path=_server.model.inference_path,
+    features=len(_server.model.features),
+)
+gc.collect()
+gc.freeze()
+gc.set_threshold(*GC_THRESHOLDS)

@@ -1,0 +1,76 @@
+"""Build a tiny model directory per docs/contracts.md, independent of training/."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+MODEL_NAME = "diagnosis-classifier"
+# scikit-learn's target: 0 = malignant, 1 = benign; predict_proba columns follow classes_.
+CLASS_NAMES = ["malignant", "benign"]
+
+
+def snake(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+@dataclass
+class TinyModel:
+    directory: Path
+    features: list[str]
+    pipeline: Any
+    x_test: np.ndarray
+    metadata: dict[str, Any]
+
+    def record(self, row: int = 0) -> dict[str, float]:
+        return dict(zip(self.features, self.x_test[row].tolist(), strict=True))
+
+
+def build_model(directory: Path, estimator: Any = None) -> TinyModel:
+    data = load_breast_cancer()
+    features = [snake(name) for name in data.feature_names]
+    x_train, x_test, y_train, _ = train_test_split(
+        data.data, data.target, test_size=0.2, random_state=42, stratify=data.target
+    )
+    pipeline = estimator or Pipeline(
+        [("scaler", StandardScaler()), ("classifier", LogisticRegression(max_iter=1000))]
+    )
+    pipeline.fit(x_train, y_train)
+    directory.mkdir(parents=True, exist_ok=True)
+    model_path = directory / "model.pkl"
+    joblib.dump(pipeline, model_path)
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    metadata = {
+        "schema_version": 1,
+        "name": MODEL_NAME,
+        "model_file": "model.pkl",
+        "model_sha256": digest,
+        "features": [{"name": name, "dtype": "float64"} for name in features],
+        "target": "diagnosis",
+        "classes": CLASS_NAMES,
+        "positive_class": "malignant",
+        "metrics": {
+            "accuracy": 0.97,
+            "precision": 0.97,
+            "recall": 0.97,
+            "f1": 0.97,
+            "roc_auc": 0.99,
+        },
+        "params": {"C": 1.0},
+        "data": {"sha256": "d" * 64, "train_rows": len(x_train), "test_rows": len(x_test)},
+        "libraries": {"python": "3.11", "scikit-learn": "1.9.1", "numpy": "2.4.6"},
+    }
+    (directory / "metadata.json").write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+    return TinyModel(directory, features, pipeline, x_test, metadata)
