@@ -1,0 +1,1 @@
+../../../serving/config/nginx-start.sh

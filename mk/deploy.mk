@@ -1,0 +1,36 @@
+# Deploy the GitOps way: the Helm chart (charts/model), its rendered manifests (kustomize/base),
+# the per-environment overlays (kustomize/overlays/*), Argo CD (argocd/). See docs/deployment.md.
+
+# checkov in its own virtualenv: its dependencies conflict with the project's pins.
+CHECKOV_VENV := .tools/checkov-venv
+# The Argo CD CRD schemas, read in place (relative to the repository, or absolute).
+export MODELOPS_ARGOCD_SCHEMAS ?= ../shared/schemas/argocd
+
+$(CHECKOV_VENV)/.installed: scripts/validate-policies-requirements.txt
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --no-deps -r scripts/validate-policies-requirements.txt
+	$(CHECKOV_VENV)/bin/checkov --version >/dev/null
+	touch $@
+
+.PHONY: checkov
+checkov: $(CHECKOV_VENV)/.installed ## install pinned checkov into its own venv (.tools/checkov-venv)
+
+test-prereqs: tools checkov
+
+.PHONY: render
+render: venv tools ## re-render kustomize/base from charts/model (helm template) and the chart README
+	python scripts/render-base.py
+	python scripts/render-chart-readme.py
+
+.PHONY: validate
+validate: venv tools checkov ## offline checks: helm lint, Kubernetes 1.35-1.37 schemas, Argo CD schemas, checkov
+	helm lint --strict charts/model
+	for values in charts/model/ci/*-values.yaml; do helm lint --strict --quiet charts/model -f "$$values"; done
+	python scripts/render-chart-readme.py --check
+	python scripts/validate-manifests.py
+	python scripts/validate-policies.py
+
+.PHONY: test-deploy
+test-deploy: test-prereqs ## the deployment tests only (chart, overlays, Argo CD, validation, pod smoke test)
+	pytest tests/deploy -q

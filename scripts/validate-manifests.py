@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Validate the deployment offline: Kubernetes and Argo CD schemas, duplicate YAML keys.
+
+- every YAML file under kustomize/ and argocd/ parses with duplicate mapping keys rejected;
+- every overlay's `kubectl kustomize` output validates strictly (unknown fields are errors) against
+  the Kubernetes schemas of KUBERNETES_VERSIONS (kubernetes-validate, bundled schemas, offline);
+- `kubectl kustomize argocd` validates against the Argo CD CRD schemas in $MODELOPS_ARGOCD_SCHEMAS
+  (default ../shared/schemas/argocd, relative to the repository), read in place.
+
+Prints one line per failure and exits 1 when anything failed.
+
+usage: scripts/validate-manifests.py [--overlays DIR...] [--argocd DIR] [--files FILE...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+import kubernetes_validate  # type: ignore[import-untyped]
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+KUBERNETES_VERSIONS = ("1.35.0", "1.36.0", "1.37.0")
+ARGOCD_SCHEMA_FILES = {
+    "Application": "application_v1alpha1.json",
+    "ApplicationSet": "applicationset_v1alpha1.json",
+    "AppProject": "appproject_v1alpha1.json",
+}
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a mapping with the same key twice (YAML 1.2 forbids it)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_documents(text: str, origin: str) -> list[dict[str, Any]]:
+    """The non-empty documents of a YAML stream, duplicate keys rejected."""
+    try:
+        docs = list(yaml.load_all(text, Loader=UniqueKeyLoader))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"{origin}:{where}: {error.problem}") from error
+    except yaml.YAMLError as error:
+        raise ValueError(f"{origin}: {' '.join(str(error).split())}") from error
+    return [doc for doc in docs if doc is not None]
+
+
+def kustomize(directory: Path) -> str:
+    """`kubectl kustomize DIR`, or ValueError with kubectl's message."""
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(directory)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise ValueError(f"{directory}: kubectl kustomize failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def describe(doc: dict[str, Any]) -> str:
+    return f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
+
+
+def kubernetes_errors(docs: list[dict[str, Any]], origin: str) -> Iterator[str]:
+    """Strict validation of each document against each Kubernetes version."""
+    for doc in docs:
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                path = ".".join(str(p) for p in error.path)
+                where = f"{origin}: {describe(doc)}"
+                yield f"{where} invalid for Kubernetes {version}: {path}: {error.message}"
+            except (
+                kubernetes_validate.SchemaNotFoundError,
+                kubernetes_validate.InvalidSchemaError,
+            ):
+                yield f"{origin}: {describe(doc)}: no Kubernetes {version} schema for this kind"
+
+
+def argocd_schema_dir() -> Path:
+    configured = os.environ.get("MODELOPS_ARGOCD_SCHEMAS", "../shared/schemas/argocd")
+    return (ROOT / configured).resolve()
+
+
+def argocd_errors(docs: list[dict[str, Any]], origin: str, schemas: Path) -> Iterator[str]:
+    """Validation of Argo CD resources against the CRD schemas (Draft 4, as kubeconform does)."""
+    for doc in docs:
+        schema_file = ARGOCD_SCHEMA_FILES.get(str(doc.get("kind")))
+        if doc.get("apiVersion") != "argoproj.io/v1alpha1" or schema_file is None:
+            yield f"{origin}: {describe(doc)} is not an Argo CD v1alpha1 resource"
+            continue
+        schema = json.loads((schemas / schema_file).read_text())
+        validator = jsonschema.Draft4Validator(schema)
+        for error in sorted(validator.iter_errors(doc), key=lambda e: list(e.path)):
+            path = ".".join(str(p) for p in error.path)
+            yield f"{origin}: {describe(doc)}: {path}: {error.message}"
+
+
+def yaml_files(directories: list[Path]) -> Iterator[Path]:
+    for directory in directories:
+        yield from sorted(directory.rglob("*.yaml"))
+
+
+def run(overlays: list[Path], argocd: Path | None, files: list[Path]) -> list[str]:
+    """Every failure, one line each."""
+    failures: list[str] = []
+    sources = [*overlays, *([argocd] if argocd else [])]
+    for path in [*yaml_files(sources), *files]:
+        try:
+            load_documents(path.read_text(), str(path))
+        except ValueError as error:
+            failures.append(str(error))
+    for path in files:
+        with contextlib.suppress(ValueError):  # already reported above
+            failures += kubernetes_errors(load_documents(path.read_text(), str(path)), str(path))
+    for overlay in overlays:
+        try:
+            docs = load_documents(kustomize(overlay), str(overlay))
+        except ValueError as error:
+            failures.append(str(error))
+            continue
+        if not docs:
+            failures.append(f"{overlay}: renders no resources")
+        failures += kubernetes_errors(docs, str(overlay))
+    if argocd is not None:
+        schemas = argocd_schema_dir()
+        if not schemas.is_dir():
+            failures.append(f"Argo CD schemas not found at {schemas} (set MODELOPS_ARGOCD_SCHEMAS)")
+        else:
+            try:
+                docs = load_documents(kustomize(argocd), str(argocd))
+                failures += argocd_errors(docs, str(argocd), schemas)
+            except ValueError as error:
+                failures.append(str(error))
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--overlays", type=Path, nargs="*", default=None)
+    parser.add_argument("--argocd", type=Path, default=None)
+    parser.add_argument("--files", type=Path, nargs="*", default=[])
+    args = parser.parse_args(argv)
+    default_run = args.overlays is None and args.argocd is None and not args.files
+    overlays = args.overlays or []
+    if default_run:
+        overlays = sorted(p for p in (ROOT / "kustomize" / "overlays").iterdir() if p.is_dir())
+    argocd = ROOT / "argocd" if default_run else args.argocd
+    failures = run(overlays, argocd, args.files)
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    checked = ", ".join(KUBERNETES_VERSIONS)
+    if failures:
+        print(f"{len(failures)} validation failure(s)", file=sys.stderr)
+        return 1
+    print(f"valid: {len(overlays)} overlay(s) against Kubernetes {checked}; Argo CD: {argocd}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
