@@ -165,3 +165,18 @@ def test_it_refuses_an_overlay_without_the_model_server_image(repo: Path) -> Non
     assert result.returncode == 1
     assert "0 images: entries named 'modelops/model-server'" in result.stderr
     assert kustomization.read_text() == before
+
+
+def test_it_requires_the_overlay_to_pull_from_the_registry_it_was_given(repo: Path) -> None:
+    ok = run_script(
+        "promote-set-image", "--registry", "registry.example.org", "fixture", SHA, cwd=repo
+    )
+    assert ok.stdout == "changed\n"
+    git(repo, "checkout", "-q", ".")
+    result = run_script(
+        "promote-set-image", "--registry", "ghcr.io/acme", "fixture", SHA, cwd=repo, check=False
+    )
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1
+    assert "pulls 'registry.example.org/modelops/model-server', not ghcr.io/acme/" in result.stderr
+    assert git(repo, "status", "--porcelain") == ""

@@ -1,0 +1,218 @@
+"""The GitHub Actions workflows and their config: schema-valid, zizmor-clean, yamllint-clean,
+every action pinned to a commit SHA with its version, least privilege, and wired to the scripts
+and make targets that exist. All offline.
+"""
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from workflow_helpers import REPO, WORKFLOWS, run_script, tool_env, workflow_files
+
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
+PINNED = re.compile(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}")
+VERSION_COMMENT = re.compile(r"\s+#\s+v\d+\.\d+\.\d+$")
+EXPECTED = {"ci.yml", "pr-guard.yml", "training-report.yml", "promote.yml"}
+
+
+def tool(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True)
+
+
+def load(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(path.read_text())
+    return document
+
+
+def pin_problems(text: str) -> list[str]:
+    """Every `uses:` line that is not `owner/repo@<40 hex>  # vX.Y.Z`."""
+    problems = []
+    for number, line in enumerate(text.splitlines(), 1):
+        match = USES.match(line)
+        if match and not (
+            PINNED.fullmatch(match["ref"]) and VERSION_COMMENT.fullmatch(match["rest"])
+        ):
+            problems.append(f"line {number}: {line.strip()}")
+    return problems
+
+
+def test_the_four_workflows_are_there() -> None:
+    assert {path.name for path in workflow_files()} == EXPECTED
+
+
+def test_every_workflow_matches_the_github_workflow_schema() -> None:
+    files = [str(path) for path in workflow_files()]
+    result = tool("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *files)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dependabot_config_matches_its_schema() -> None:
+    result = tool(
+        "check-jsonschema", "--builtin-schema", "vendor.dependabot", ".github/dependabot.yml"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_finds_nothing() -> None:
+    result = tool("zizmor", "--offline", "--no-progress", ".github")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings" in result.stdout + result.stderr
+
+
+def test_zizmor_would_catch_an_unpinned_action(tmp_path: Path) -> None:
+    bad = tmp_path / ".github" / "workflows" / "bad.yml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(
+        "on: push\npermissions: {}\njobs:\n  a:\n    runs-on: ubuntu-24.04\n"
+        "    steps:\n      - uses: actions/checkout@v4\n"
+    )
+    result = tool("zizmor", "--offline", "--no-progress", str(tmp_path / ".github"))
+    assert result.returncode != 0
+    assert "unpinned-uses" in result.stdout
+
+
+def test_yamllint_is_clean_with_the_repository_config() -> None:
+    result = tool(
+        "yamllint", "--strict", "-c", ".yamllint.yaml",
+        ".github", ".pre-commit-config.yaml", ".yamllint.yaml",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_every_action_is_pinned_to_a_commit_sha_with_its_version(path: Path) -> None:
+    assert pin_problems(path.read_text()) == []
+
+
+def test_the_pin_check_rejects_tags_short_shas_and_missing_versions() -> None:
+    text = "\n".join(
+        [
+            "      - uses: actions/checkout@v4",
+            "      - uses: actions/checkout@08eba0b  # v4.3.0",
+            "      - uses: actions/checkout@08eba0b27e820071cde6df949e0beb9ba4906955",
+            "      - uses: actions/checkout@08eba0b27e820071cde6df949e0beb9ba4906955  # v4",
+            "      - uses: actions/checkout@08eba0b27e820071cde6df949e0beb9ba4906955  # v4.3.0",
+        ]
+    )
+    assert [problem.split(":")[0] for problem in pin_problems(text)] == [
+        "line 1",
+        "line 2",
+        "line 3",
+        "line 4",
+    ]
+
+
+def test_one_action_has_one_pin_and_one_version_everywhere() -> None:
+    pins: dict[str, set[str]] = {}
+    for path in workflow_files():
+        for line in path.read_text().splitlines():
+            match = USES.match(line)
+            if match:
+                action = match["ref"].split("@")[0]
+                pins.setdefault(action, set()).add(match["ref"] + match["rest"].strip())
+    assert pins
+    assert {action: refs for action, refs in pins.items() if len(refs) > 1} == {}
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_every_workflow_grants_nothing_by_default_and_each_job_only_what_it_needs(
+    path: Path,
+) -> None:
+    workflow = load(path)
+    assert workflow["permissions"] == {}
+    for name, job in workflow["jobs"].items():
+        granted = job.get("permissions")
+        assert isinstance(granted, dict), f"job {name} must declare its permissions"
+        assert "write-all" not in str(granted)
+        assert granted.get("contents") in {"read", "write"}
+
+
+def test_only_the_promote_job_may_write_contents() -> None:
+    writers = {
+        path.name
+        for path in workflow_files()
+        for job in load(path)["jobs"].values()
+        if job["permissions"].get("contents") == "write"
+    }
+    assert writers == {"promote.yml"}
+
+
+def test_promote_runs_on_exactly_the_environment_branches_the_script_maps() -> None:
+    branches = load(WORKFLOWS / "promote.yml")[True]["push"]["branches"]
+    stages = [run_script("promote-stage-for-branch", branch).stdout.strip() for branch in branches]
+    assert sorted(stages) == ["dev", "prod", "staging"]
+    overlays = REPO / "kustomize" / "overlays"
+    if any(overlays.glob("*/kustomization.yaml")):
+        assert all((overlays / stage / "kustomization.yaml").is_file() for stage in stages)
+
+
+def test_promote_ignores_the_merge_of_its_own_overlay_pull_request() -> None:
+    push = load(WORKFLOWS / "promote.yml")[True]["push"]
+    assert push["paths-ignore"] == ["kustomize/overlays/**"]
+
+
+def run_lines(path: Path) -> list[str]:
+    return [
+        line
+        for job in load(path)["jobs"].values()
+        for step in job["steps"]
+        for line in str(step.get("run", "")).splitlines()
+    ]
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_every_script_a_workflow_runs_exists_and_is_executable(path: Path) -> None:
+    scripts = {
+        word
+        for line in run_lines(path)
+        for word in re.findall(r"(?:scripts|images)/[\w.-]+|\.ci/run", line)
+    }
+    missing = {s for s in scripts if not ((REPO / s).is_file() and (REPO / s).stat().st_mode & 1)}
+    assert missing == set()
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_every_make_target_a_workflow_runs_exists(path: Path) -> None:
+    makefiles = [REPO / "Makefile", *sorted((REPO / "mk").glob("*.mk"))]
+    defined = {
+        match
+        for makefile in makefiles
+        for match in re.findall(r"^([a-z][\w-]*):", makefile.read_text(), re.MULTILINE)
+    }
+    used = {
+        target
+        for line in run_lines(path)
+        for command in re.findall(r"\bmake ([^;&|]+)", line)
+        for target in command.split()
+        if "=" not in target
+    }
+    assert used - defined == set()
+
+
+@pytest.mark.parametrize("script", sorted((REPO / "scripts").glob("promote-*")), ids=str)
+def test_each_promote_script_is_ruff_and_mypy_strict_clean(script: Path) -> None:
+    for command in (
+        ["ruff", "check", str(script)],
+        ["ruff", "format", "--check", str(script)],
+        ["mypy", "--strict", "--no-incremental", str(script)],
+    ):
+        result = tool(*command)
+        assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"
+
+
+def test_pre_commit_pins_the_versions_the_venv_has() -> None:
+    config = load(REPO / ".pre-commit-config.yaml")
+    revs = {repo["repo"].rsplit("/", 1)[1]: repo["rev"] for repo in config["repos"]}
+    constraints = dict(
+        line.split("==")
+        for line in (REPO / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    )
+    assert revs == {
+        "ruff-pre-commit": f"v{constraints['ruff']}",
+        "check-jsonschema": constraints["check-jsonschema"],
+        "yamllint": f"v{constraints['yamllint']}",
+    }
