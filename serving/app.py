@@ -7,6 +7,7 @@ happens once in the master, before the workers fork.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -94,6 +95,7 @@ def _install_hooks(app: Flask, server: ServerState) -> None:
             path=request.path,
             status=response.status_code,
             duration_ms=round(elapsed * 1000, 3),
+            pid=os.getpid(),
         )
         return response
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
+from pathlib import Path
 
 from flask import Blueprint, Response
 
@@ -14,7 +14,7 @@ bp = Blueprint("openapi", __name__)
 
 @cache
 def document() -> bytes:
-    return resources.files("serving").joinpath("openapi.json").read_bytes()
+    return (Path(__file__).resolve().parents[1] / "openapi.json").read_bytes()
 
 
 @bp.get("/openapi.json")

@@ -74,3 +74,28 @@ def build_model(directory: Path, estimator: Any = None) -> TinyModel:
     }
     (directory / "metadata.json").write_text(json.dumps(metadata, indent=2), encoding="utf-8")
     return TinyModel(directory, features, pipeline, x_test, metadata)
+
+
+# A model whose prediction is slow on demand: a request whose first feature is SLOW_SENTINEL stays
+# in flight for SLOW_SECONDS (uWSGI unpickles it, so this module must be on its PYTHONPATH).
+SLOW_SENTINEL = 12345.0
+SLOW_SECONDS = 2.0
+
+
+class SlowModel:
+    def __init__(self) -> None:
+        self.pipeline = Pipeline(
+            [("scaler", StandardScaler()), ("classifier", LogisticRegression(max_iter=1000))]
+        )
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> SlowModel:
+        self.pipeline.fit(x, y)
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        if x[0, 0] == SLOW_SENTINEL:
+            import time
+
+            time.sleep(SLOW_SECONDS)
+        result: np.ndarray = self.pipeline.predict_proba(x)
+        return result

@@ -1,0 +1,67 @@
+"""Fixtures for the serving tests: a tiny model in a temp dir, the Flask app, a real stack."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+# pytest puts tests/ on sys.path, where this directory would pass for a namespace package named
+# "serving" and shadow the real one: make sure the real package is what gets imported.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+if getattr(sys.modules.get("serving"), "__file__", "") is None:
+    for name in [m for m in sys.modules if m == "serving" or m.startswith("serving.")]:
+        del sys.modules[name]
+from flask import Flask  # noqa: E402
+from flask.testing import FlaskClient  # noqa: E402
+from serving_testkit import TinyModel, build_model  # noqa: E402
+
+from serving.app import create_app  # noqa: E402
+from serving.stack import Stack  # noqa: E402
+
+PROVENANCE = {
+    "MODELOPS_MODEL_VERSION": "v1.2.0",
+    "MODELOPS_MODEL_STAGE": "staging",
+    "MODELOPS_GIT_COMMIT": "0123456789abcdef0123456789abcdef01234567",
+}
+
+
+def need_nginx() -> None:
+    if shutil.which("nginx") is None or shutil.which("envsubst") is None:
+        pytest.skip("nginx/envsubst not installed: run `make serving-prereqs`")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    return build_model(tmp_path_factory.mktemp("model") / "model")
+
+
+@pytest.fixture(scope="session")
+def app(tiny_model: TinyModel) -> Flask:
+    config = {key.removeprefix("MODELOPS_"): value for key, value in PROVENANCE.items()}
+    return create_app({"MODEL_DIR": str(tiny_model.directory), **config})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def stack(tiny_model: TinyModel) -> Iterator[Stack]:
+    """One real Nginx + uWSGI stack shared by the tests that only send requests."""
+    need_nginx()
+    with Stack(tiny_model.directory, env=PROVENANCE) as running:
+        yield running
+
+
+def start_stack(model_dir: Path, **env: str) -> Stack:
+    """A private stack for a test that stops or breaks it (the caller stops it)."""
+    need_nginx()
+    return Stack(model_dir, env={"PYTHONPATH": str(HERE), **PROVENANCE, **env}).start()

@@ -1,0 +1,379 @@
+"""The Flask app through its test client: every endpoint, every error, one error shape."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+from serving_testkit import MODEL_NAME, TinyModel
+from werkzeug.test import TestResponse
+
+from serving.app import create_app
+from serving.model import Model
+
+INFER = f"/v2/models/{MODEL_NAME}/infer"
+ERROR_KEYS = {"error", "code", "status", "field", "request_id"}
+
+
+def assert_error(response: TestResponse, status: int, field: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body: dict[str, Any] = response.get_json()
+    assert set(body) == ERROR_KEYS
+    assert body["status"] == status
+    assert isinstance(body["error"], str) and body["error"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    if field is not None:
+        assert body["field"] == field
+    return body
+
+
+def test_predict_answers_labels_probabilities_and_provenance(
+    client: FlaskClient, tiny_model: TinyModel
+) -> None:
+    rows = [tiny_model.record(i) for i in range(5)]
+    response = client.post("/predict", json={"instances": rows})
+    assert response.status_code == 200
+    body = response.get_json()
+    expected = tiny_model.pipeline.predict_proba(tiny_model.x_test[:5])
+    np.testing.assert_allclose(body["probabilities"], expected, atol=1e-12)
+    assert body["classes"] == ["malignant", "benign"]
+    assert body["labels"] == [body["classes"][int(p[1] > p[0])] for p in expected]
+    assert body["model"]["version"] == "v1.2.0"
+    assert body["model"]["model_sha256"] == tiny_model.metadata["model_sha256"]
+    header = response.headers["X-Model-Provenance"]
+    for part in (
+        f"name={MODEL_NAME}",
+        "version=v1.2.0",
+        "stage=staging",
+        "git_commit=0123456789abcdef0123456789abcdef01234567",
+        f"data_sha256={tiny_model.metadata['data']['sha256']}",
+        f"model_sha256={tiny_model.metadata['model_sha256']}",
+    ):
+        assert part in header.split("; ")
+
+
+def test_integers_are_numbers_too(client: FlaskClient, tiny_model: TinyModel) -> None:
+    row = {name: int(value) for name, value in tiny_model.record(0).items()}
+    assert client.post("/predict", json={"instances": [row]}).status_code == 200
+
+
+def test_request_id_is_echoed(client: FlaskClient, tiny_model: TinyModel) -> None:
+    response = client.post(
+        "/predict", json={"instances": [tiny_model.record()]}, headers={"X-Request-ID": "abc-123"}
+    )
+    assert response.headers["X-Request-ID"] == "abc-123"
+
+
+def _with(tiny_model: TinyModel, **changes: Any) -> dict[str, Any]:
+    row: dict[str, Any] = tiny_model.record(0)
+    for key, value in changes.items():
+        if value is ...:
+            del row[key]
+        else:
+            row[key] = value
+    return row
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({"mean_radius": ...}, "instances[0].mean_radius", "lacks the feature 'mean_radius'"),
+        ({"colour": 1.0}, "instances[0].colour", "unknown feature 'colour'"),
+        ({"mean_area": "12.5"}, "instances[0].mean_area", "must be a number, got str"),
+        ({"mean_area": True}, "instances[0].mean_area", "must be a number, got bool"),
+        ({"mean_area": None}, "instances[0].mean_area", "must be a number, got null"),
+        ({"mean_area": [1.0]}, "instances[0].mean_area", "must be a number, got list"),
+    ],
+)
+def test_bad_rows_are_422_naming_the_field(
+    client: FlaskClient, tiny_model: TinyModel, changes: dict[str, Any], field: str, words: str
+) -> None:
+    response = client.post("/predict", json={"instances": [_with(tiny_model, **changes)]})
+    assert words in assert_error(response, 422, field)["error"]
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_finite_values_are_422(
+    client: FlaskClient, tiny_model: TinyModel, literal: str
+) -> None:
+    row = json.dumps(_with(tiny_model, worst_area=0.0)).replace(
+        '"worst_area": 0.0', f'"worst_area": {literal}'
+    )
+    response = client.post("/predict", data='{"instances": [' + row + "]}")
+    body = assert_error(response, 422, "instances[0].worst_area")
+    assert "only finite numbers" in body["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b'{"instances": [', 400, None),
+        (b"\xff\xfe garbage", 400, None),
+        (b"", 400, None),
+        (b"[]", 422, "instances"),
+        (b'{"rows": []}', 422, "instances"),
+        (b'{"instances": {}}', 422, "instances"),
+        (b'{"instances": []}', 422, "instances"),
+        (b'{"instances": [1]}', 422, "instances[0]"),
+    ],
+)
+def test_malformed_and_empty_bodies(
+    client: FlaskClient, body: bytes, status: int, field: str | None
+) -> None:
+    assert_error(client.post("/predict", data=body), status, field)
+
+
+def test_extra_top_level_key_is_named(client: FlaskClient, tiny_model: TinyModel) -> None:
+    response = client.post("/predict", json={"instances": [tiny_model.record()], "debug": 1})
+    assert_error(response, 422, "debug")
+
+
+def test_row_limit_and_body_limit(tiny_model: TinyModel) -> None:
+    app = create_app(
+        {"MODEL_DIR": str(tiny_model.directory), "MAX_ROWS": 3, "MAX_CONTENT_LENGTH": 4000}
+    )
+    client = app.test_client()
+    ok = client.post("/predict", json={"instances": [tiny_model.record()] * 3})
+    assert ok.status_code == 200
+    body = assert_error(client.post("/predict", json={"instances": [tiny_model.record()] * 4}), 413)
+    assert body["code"] == "too_many_rows" and "at most 3" in body["error"]
+    big = client.post("/predict", data=b'{"instances": [' + b" " * 5000 + b"]}")
+    assert assert_error(big, 413)["code"] == "payload_too_large"
+
+
+def test_wrong_method_unknown_path_unknown_model(client: FlaskClient) -> None:
+    response = client.get("/predict")
+    assert_error(response, 405)
+    assert "POST" in response.headers["Allow"]
+    assert_error(client.get("/nowhere"), 404)
+    assert_error(client.post("/v2/models/other/infer", json={"inputs": []}), 404)
+    assert_error(client.get("/v2/models/other"), 404)
+    assert_error(client.get(f"/v2/models/{MODEL_NAME}/versions/v9.9.9"), 404)
+
+
+def test_not_ready_until_loaded(tiny_model: TinyModel) -> None:
+    model = Model(tiny_model.directory)
+    client = create_app(model=model).test_client()
+    assert client.get("/v2/health/live").get_json() == {"live": True}
+    assert_error(client.get("/v2/health/ready"), 503)
+    assert_error(client.post("/predict", json={"instances": [tiny_model.record()]}), 503)
+    model.load()
+    assert client.get("/v2/health/ready").get_json() == {"ready": True}
+
+
+def test_v2_server_and_model_metadata(client: FlaskClient, tiny_model: TinyModel) -> None:
+    assert client.get("/v2").get_json() == {
+        "name": "modelops",
+        "version": "0.1.0",
+        "extensions": [],
+    }
+    for path in (f"/v2/models/{MODEL_NAME}", f"/v2/models/{MODEL_NAME}/versions/v1.2.0"):
+        meta = client.get(path).get_json()
+        assert meta["name"] == MODEL_NAME and meta["versions"] == ["v1.2.0"]
+        assert meta["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 30]}]
+        assert [o["name"] for o in meta["outputs"]] == ["predict", "predict_proba"]
+        assert meta["parameters"]["features"] == tiny_model.features
+        assert meta["parameters"]["model_sha256"] == tiny_model.metadata["model_sha256"]
+        assert meta["parameters"]["stage"] == "staging"
+    ready = client.get(f"/v2/models/{MODEL_NAME}/ready")
+    assert ready.get_json() == {"name": MODEL_NAME, "ready": True}
+
+
+def _expected(tiny_model: TinyModel, rows: int) -> np.ndarray:
+    result: np.ndarray = tiny_model.pipeline.predict_proba(tiny_model.x_test[:rows])
+    return result
+
+
+def _infer(client: FlaskClient, body: dict[str, Any], path: str = INFER) -> dict[str, Any]:
+    response = client.post(path, json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert "model_sha256=" in response.headers["X-Model-Provenance"]
+    result: dict[str, Any] = response.get_json()
+    return result
+
+
+def _check_outputs(body: dict[str, Any], expected: np.ndarray, classes: list[str]) -> None:
+    outputs = {o["name"]: o for o in body["outputs"]}
+    proba = outputs["predict_proba"]
+    assert proba["datatype"] == "FP64" and proba["shape"] == [len(expected), 2]
+    np.testing.assert_allclose(np.reshape(proba["data"], proba["shape"]), expected, atol=1e-6)
+    assert outputs["predict"]["datatype"] == "BYTES"
+    assert outputs["predict"]["data"] == [classes[int(p[1] > p[0])] for p in expected]
+
+
+@pytest.mark.parametrize("datatype", ["FP64", "FP32"])
+@pytest.mark.parametrize("nested", [False, True])
+def test_v2_one_tensor_batched(
+    client: FlaskClient, tiny_model: TinyModel, datatype: str, nested: bool
+) -> None:
+    x = tiny_model.x_test[:4]
+    data = x.tolist() if nested else x.ravel().tolist()
+    tensor = {"name": "input-0", "shape": [4, 30], "datatype": datatype, "data": data}
+    body = _infer(client, {"id": "req-7", "inputs": [tensor]})
+    assert body["model_name"] == MODEL_NAME
+    assert body["model_version"] == "v1.2.0"
+    assert body["id"] == "req-7"
+    _check_outputs(body, _expected(tiny_model, 4), ["malignant", "benign"])
+
+
+def test_v2_single_row_vector_and_versioned_path(
+    client: FlaskClient, tiny_model: TinyModel
+) -> None:
+    tensor = {"name": "x", "shape": [30], "datatype": "FP64", "data": tiny_model.x_test[0].tolist()}
+    path = f"/v2/models/{MODEL_NAME}/versions/v1.2.0/infer"
+    _check_outputs(
+        _infer(client, {"inputs": [tensor]}, path),
+        _expected(tiny_model, 1),
+        ["malignant", "benign"],
+    )
+
+
+@pytest.mark.parametrize("shape_of", [lambda n: [n], lambda n: [n, 1]])
+def test_v2_one_tensor_per_feature(
+    client: FlaskClient, tiny_model: TinyModel, shape_of: Any
+) -> None:
+    x = tiny_model.x_test[:3]
+    inputs = [
+        {"name": name, "shape": shape_of(3), "datatype": "FP64", "data": x[:, i].tolist()}
+        for i, name in reversed(list(enumerate(tiny_model.features)))
+    ]
+    body = _infer(client, {"inputs": inputs, "parameters": {"content_type": "pd"}})
+    _check_outputs(body, _expected(tiny_model, 3), ["malignant", "benign"])
+
+
+def test_v2_requested_outputs_only(client: FlaskClient, tiny_model: TinyModel) -> None:
+    tensor = {
+        "name": "in",
+        "shape": [1, 30],
+        "datatype": "FP64",
+        "data": tiny_model.x_test[0].tolist(),
+    }
+    body = _infer(client, {"inputs": [tensor], "outputs": [{"name": "predict_proba"}]})
+    assert [o["name"] for o in body["outputs"]] == ["predict_proba"]
+
+
+def test_v2_binary_tensor_extension(client: FlaskClient, tiny_model: TinyModel) -> None:
+    x = tiny_model.x_test[:2].astype("<f4")
+    raw = x.tobytes()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": [2, 30],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "outputs": [{"name": "predict_proba", "parameters": {"binary_data": False}}],
+        }
+    ).encode()
+    response = client.post(
+        INFER,
+        data=header + raw,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+        content_type="application/octet-stream",
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    proba = response.get_json()["outputs"][0]
+    np.testing.assert_allclose(
+        np.reshape(proba["data"], [2, 2]), _expected(tiny_model, 2), atol=1e-5
+    )
+    assert struct.calcsize("<f") * 60 == len(raw)
+
+
+@pytest.mark.parametrize(
+    ("tensor", "field"),
+    [
+        (
+            {"name": "i", "shape": [1, 29], "datatype": "FP64", "data": [0.0] * 29},
+            "inputs[0].shape",
+        ),
+        ({"name": "i", "shape": [1, 30], "datatype": "FP64", "data": [0.0] * 29}, "inputs[0].data"),
+        (
+            {"name": "i", "shape": [1, 30], "datatype": "BYTES", "data": ["a"] * 30},
+            "inputs[0].datatype",
+        ),
+        (
+            {"name": "i", "shape": [1, 30], "datatype": "FP64", "data": [0.0] * 29 + ["x"]},
+            "inputs[0].data[29]",
+        ),
+        (
+            {"name": "i", "shape": [1, 30], "datatype": "INT64", "data": [0] * 29 + [0.5]},
+            "inputs[0].data[29]",
+        ),
+        ({"name": "i", "shape": "1,30", "datatype": "FP64", "data": [0.0] * 30}, "inputs[0].shape"),
+        ({"name": "i", "shape": [0, 30], "datatype": "FP64", "data": []}, "instances"),
+        ({"shape": [1, 30], "datatype": "FP64", "data": [0.0] * 30}, "inputs[0].name"),
+        ({"name": "i", "shape": [1, 30], "datatype": "FP64"}, "inputs[0].data"),
+    ],
+)
+def test_v2_bad_tensors_are_422(client: FlaskClient, tensor: dict[str, Any], field: str) -> None:
+    assert_error(client.post(INFER, json={"inputs": [tensor]}), 422, field)
+
+
+def test_v2_bad_requests(client: FlaskClient, tiny_model: TinyModel) -> None:
+    good = {
+        "name": "i",
+        "shape": [1, 30],
+        "datatype": "FP64",
+        "data": tiny_model.x_test[0].tolist(),
+    }
+    assert_error(client.post(INFER, data=b"{nope"), 400)
+    assert_error(client.post(INFER, json={"inputs": []}), 422, "inputs")
+    assert_error(client.post(INFER, json={"instances": []}), 422, "inputs")
+    assert_error(
+        client.post(INFER, json={"inputs": [good], "outputs": [{"name": "x"}]}),
+        422,
+        "outputs[0].name",
+    )
+    assert_error(client.post(INFER, json={"inputs": [good], "id": 5}), 422, "id")
+    nan = json.dumps({"inputs": [dict(good, data=[0.0] * 29 + [0.0])]}).replace("0.0]", "NaN]")
+    assert_error(client.post(INFER, data=nan), 422, "inputs[0].data[29]")
+    per_feature = [
+        {"name": name, "shape": [1], "datatype": "FP64", "data": [1.0]}
+        for name in tiny_model.features[:-1]
+    ]
+    assert_error(client.post(INFER, json={"inputs": per_feature}), 422, "inputs")
+    unknown = [*per_feature, {"name": "colour", "shape": [1], "datatype": "FP64", "data": [1.0]}]
+    assert_error(client.post(INFER, json={"inputs": unknown}), 422, "inputs[29].name")
+
+
+def test_metrics_count_requests_and_predictions(client: FlaskClient, tiny_model: TinyModel) -> None:
+    def sample(text: str, prefix: str) -> float:
+        return sum(
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+        )
+
+    before = client.get("/metrics").get_data(as_text=True)
+    client.post("/predict", json={"instances": [tiny_model.record(i) for i in range(4)]})
+    client.post("/predict", data=b"{")
+    after = client.get("/metrics").get_data(as_text=True)
+    ok = 'modelops_requests_total{endpoint="/predict",status="200"}'
+    bad = 'modelops_requests_total{endpoint="/predict",status="400"}'
+    assert sample(after, ok) == sample(before, ok) + 1
+    assert sample(after, bad) == sample(before, bad) + 1
+    assert (
+        sample(after, "modelops_predictions_total{")
+        == sample(before, "modelops_predictions_total{") + 4
+    )
+    assert 'modelops_request_duration_seconds_bucket{endpoint="/predict"' in after
+    assert "modelops_model_info{" in after and 'inference_path="numpy-affine"' in after
+
+
+def test_openapi_document_is_served_and_covers_every_route(client: FlaskClient) -> None:
+    served = client.get("/openapi.json")
+    kept = json.loads((Path(__file__).parents[2] / "serving" / "openapi.json").read_text())
+    assert served.get_json() == kept
+    app_paths = {
+        rule.rule.replace("<", "{").replace(">", "}")
+        for rule in client.application.url_map.iter_rules()
+        if rule.endpoint != "static"
+    }
+    assert app_paths == set(kept["paths"])

@@ -1,0 +1,162 @@
+"""Through real Nginx and uWSGI on loopback: endpoints, Nginx's own errors, logs, metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from serving_testkit import MODEL_NAME, TinyModel
+
+from serving.stack import Stack
+
+pytestmark = pytest.mark.e2e
+ERROR_KEYS = {"error", "code", "status", "field", "request_id"}
+
+
+def assert_error(response: requests.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    assert set(body) == ERROR_KEYS and body["status"] == status
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    return body
+
+
+def test_every_endpoint_answers_through_nginx(stack: Stack, tiny_model: TinyModel) -> None:
+    url = stack.url
+    assert requests.get(f"{url}/v2/health/live", timeout=5).json() == {"live": True}
+    assert requests.get(f"{url}/v2/health/ready", timeout=5).json() == {"ready": True}
+    assert requests.get(f"{url}/v2", timeout=5).json()["extensions"] == []
+    meta = requests.get(f"{url}/v2/models/{MODEL_NAME}", timeout=5).json()
+    assert meta["parameters"]["git_commit"] == "0123456789abcdef0123456789abcdef01234567"
+    assert meta["parameters"]["version"] == "v1.2.0"
+    ready = requests.get(f"{url}/v2/models/{MODEL_NAME}/ready", timeout=5)
+    assert ready.json() == {"name": MODEL_NAME, "ready": True}
+    assert requests.get(f"{url}/openapi.json", timeout=5).json()["openapi"].startswith("3.")
+
+    response = requests.post(
+        f"{url}/predict", json={"instances": [tiny_model.record(3)]}, timeout=5
+    )
+    assert response.status_code == 200
+    assert response.headers["Server"] == "nginx"  # server_tokens off: no version
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
+    assert "stage=staging" in response.headers["X-Model-Provenance"]
+    expected = tiny_model.pipeline.predict_proba(tiny_model.x_test[3:4])
+    np.testing.assert_allclose(response.json()["probabilities"], expected, atol=1e-12)
+
+
+def test_v2_infer_round_trip(stack: Stack, tiny_model: TinyModel) -> None:
+    x = tiny_model.x_test[:8]
+    request = {
+        "id": "round-trip",
+        "inputs": [
+            {"name": "input-0", "shape": [8, 30], "datatype": "FP64", "data": x.ravel().tolist()}
+        ],
+    }
+    response = requests.post(f"{stack.url}/v2/models/{MODEL_NAME}/infer", json=request, timeout=5)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == "round-trip" and body["model_name"] == MODEL_NAME
+    proba = next(o for o in body["outputs"] if o["name"] == "predict_proba")
+    got = np.reshape(proba["data"], proba["shape"])
+    np.testing.assert_allclose(got, tiny_model.pipeline.predict_proba(x), atol=1e-12)
+    assert (
+        "model_sha256=" + tiny_model.metadata["model_sha256"]
+        in response.headers["X-Model-Provenance"]
+    )
+
+
+def test_nginx_refuses_large_bodies_and_other_methods_as_json(stack: Stack) -> None:
+    big = b'{"instances": [' + b" " * (10 * 1024 * 1024 + 1) + b"]}"
+    body = assert_error(requests.post(f"{stack.url}/predict", data=big, timeout=30), 413)
+    assert body["code"] == "payload_too_large"
+    for method in ("PUT", "DELETE", "PATCH", "OPTIONS"):
+        response = requests.request(method, f"{stack.url}/predict", timeout=5)
+        assert assert_error(response, 405)["code"] == "method_not_allowed"
+        assert response.headers["Allow"] == "GET, HEAD, POST"
+
+
+def test_app_errors_pass_through_nginx(stack: Stack, tiny_model: TinyModel) -> None:
+    url = stack.url
+    assert_error(requests.post(f"{url}/predict", data=b"{", timeout=5), 400)
+    row = tiny_model.record()
+    row.pop("mean_radius")
+    body = assert_error(requests.post(f"{url}/predict", json={"instances": [row]}, timeout=5), 422)
+    assert body["field"] == "instances[0].mean_radius"
+    assert_error(requests.get(f"{url}/predict", timeout=5), 405)
+    assert_error(requests.get(f"{url}/nowhere", timeout=5), 404)
+    assert_error(requests.get(f"{url}/v2/models/other/ready", timeout=5), 404)
+    too_many = {"instances": [tiny_model.record()] * 10_001}
+    assert (
+        assert_error(requests.post(f"{url}/predict", json=too_many, timeout=30), 413)["code"]
+        == "too_many_rows"
+    )
+
+
+def _logged(path: Any, request_id: str) -> list[dict[str, Any]]:
+    lines = []
+    for line in path.read_text().splitlines():
+        if request_id in line and line.startswith("{"):
+            lines.append(json.loads(line))
+    return lines
+
+
+def test_one_json_log_line_per_request_with_the_request_id(
+    stack: Stack, tiny_model: TinyModel
+) -> None:
+    request_id = f"trace-{time.monotonic_ns()}"
+    response = requests.post(
+        f"{stack.url}/predict",
+        json={"instances": [tiny_model.record()]},
+        headers={"X-Request-ID": request_id},
+        timeout=5,
+    )
+    assert response.headers["X-Request-ID"] == request_id
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not _logged(stack.nginx_log, request_id):
+        time.sleep(0.05)
+    (app_line,) = _logged(stack.uwsgi_log, request_id)
+    assert app_line["event"] == "request" and app_line["status"] == 200
+    assert app_line["path"] == "/predict" and app_line["duration_ms"] >= 0
+    (nginx_line,) = _logged(stack.nginx_log, request_id)
+    assert nginx_line["source"] == "nginx" and nginx_line["status"] == 200
+    log_text = stack.uwsgi_log.read_text()
+    assert "Traceback" not in log_text
+
+
+def _metric(text: str, prefix: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+    )
+
+
+def test_metrics_are_merged_across_workers(stack: Stack, tiny_model: TinyModel) -> None:
+    ok = 'modelops_requests_total{endpoint="/predict",status="200"}'
+    before = requests.get(f"{stack.url}/metrics", timeout=5).text
+    body = {"instances": [tiny_model.record(i) for i in range(3)]}
+
+    def send(_: int) -> int:
+        with requests.Session() as session:
+            return session.post(f"{stack.url}/predict", json=body, timeout=10).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(send, range(80)))
+    assert statuses == [200] * 80
+    after = requests.get(f"{stack.url}/metrics", timeout=5).text
+    assert _metric(after, ok) - _metric(before, ok) == 80
+    classes = "modelops_predictions_total{"
+    assert _metric(after, classes) - _metric(before, classes) == 240
+    assert 'modelops_request_duration_seconds_count{endpoint="/predict"}' in after
+    assert "modelops_model_info{" in after
+    pids = {
+        json.loads(line)["pid"]
+        for line in stack.uwsgi_log.read_text().splitlines()
+        if line.startswith('{"time"') and '"event":"request"' in line
+    }
+    assert len(pids) >= 2, "both workers should have answered"
