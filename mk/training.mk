@@ -31,3 +31,9 @@ report: venv ## write the PR report (params/metrics diff vs REPORT_BASE, PNG plo
 .PHONY: demo-training
 demo-training: venv ## train, register and assign dev in a sandbox clone under out/demo (committed HEAD only)
 	python -m training.demo --repo . --out "$(DEMO_DIR)"
+
+.PHONY: training-tools
+training-tools: ## the tools the training tests need besides .venv (git, from Debian)
+	scripts/ensure-debian-packages.sh git
+
+test-prereqs: training-tools
