@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Build the model server image from serving/Dockerfile (context: the repository root) in two
+# passes: pass 1 (--target model-fetch) fetches the model of MODEL_REF and records its provenance;
+# pass 2 builds the final image with that provenance as build args (labels, MODELOPS_* env), and
+# stage "model" re-checks it, so the labels can only name the model shipped. Pass 2 reuses pass 1's
+# layers from the build cache.
+#
+# usage: MODEL_REPO=<git url or path> MODEL_REF=<name#stage|name@vX.Y.Z> images/build-model-server.sh
+# optional environment:
+#   IMAGE                    tag (default localhost/modelops/model-server:<full git SHA of HEAD>)
+#   PYTHON_IMAGE             base image (default: serving/Dockerfile's, see images/upstream.env)
+#   MODELOPS_DVC_CONFIG      DVC config file merged into the model repo's (remote url, credentials):
+#                            passed as the build secret dvc_config
+#   MODELOPS_DVC_REMOTE_DIR  a local directory DVC remote (podman/buildah): bind-mounted read-only
+#                            into the build and made the default remote through dvc_config
+#   MODELOPS_GIT_CREDENTIALS git-credential-store file for MODEL_REPO: build secret git_credentials
+#   MODELOPS_PIP_CONF        pip.conf for an internal PyPI mirror: build secret pip_conf
+#   MODELOPS_SOURCE_URL      org.opencontainers.image.source (default: the origin remote's URL)
+# A local MODEL_REPO path is bind-mounted read-only (podman/buildah). Prints the image name.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+die() { echo "error: $*" >&2; exit 1; }
+[[ -n ${MODEL_REPO:-} ]] || die "MODEL_REPO is not set (git URL or path of the model repository)"
+[[ -n ${MODEL_REF:-} ]] || die "MODEL_REF is not set (GTO ref, e.g. diagnosis-classifier#staging)"
+engine=$("$here/engine.sh")
+
+git_commit=$(git -C "$root" rev-parse HEAD)
+image=${IMAGE:-localhost/modelops/model-server:$git_commit}
+created=$(TZ=UTC git -C "$root" log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ)
+source_url=${MODELOPS_SOURCE_URL:-$(git -C "$root" remote get-url origin 2>/dev/null || echo unknown)}
+source_url=$(sed -E 's#^([a-z+]+://)[^/@]+@#\1#' <<<"$source_url")  # never a user:token@ in a label
+version=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$root/pyproject.toml")
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/modelops-build.XXXXXX")
+stage1=localhost/modelops/model-server-fetch:$(basename "$work" | tr 'A-Z' 'a-z' | tr -cd 'a-z0-9')
+cleanup() { rm -rf "$work"; "$engine" rmi "$stage1" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+args=(-f "$root/serving/Dockerfile")
+[[ -n ${PYTHON_IMAGE:-} ]] && args+=(--build-arg "PYTHON_IMAGE=$PYTHON_IMAGE")
+repo=$MODEL_REPO
+if [[ -d $MODEL_REPO ]]; then
+  [[ $engine == docker ]] && die "a local MODEL_REPO needs podman or buildah (bind mounts); use a git URL"
+  args+=(-v "$(cd "$MODEL_REPO" && pwd):/mnt/model-repo:ro")
+  repo=/mnt/model-repo
+fi
+args+=(--build-arg "MODEL_REPO=$repo" --build-arg "MODEL_REF=$MODEL_REF")
+dvc_config=${MODELOPS_DVC_CONFIG:-}
+if [[ -n ${MODELOPS_DVC_REMOTE_DIR:-} ]]; then
+  [[ $engine == docker ]] && die "MODELOPS_DVC_REMOTE_DIR needs podman or buildah; use MODELOPS_DVC_CONFIG"
+  [[ -d $MODELOPS_DVC_REMOTE_DIR ]] || die "MODELOPS_DVC_REMOTE_DIR $MODELOPS_DVC_REMOTE_DIR is not a directory"
+  args+=(-v "$(cd "$MODELOPS_DVC_REMOTE_DIR" && pwd):/mnt/dvc-remote:ro")
+  dvc_config=$work/dvc-config
+  { [[ -n ${MODELOPS_DVC_CONFIG:-} ]] && cat "$MODELOPS_DVC_CONFIG"
+    printf '[core]\n    remote = build-mounted\n['"'"'remote "build-mounted"'"'"']\n    url = /mnt/dvc-remote\n'
+  } >"$dvc_config"
+fi
+[[ -n $dvc_config ]] && args+=(--secret "id=dvc_config,src=$dvc_config")
+[[ -n ${MODELOPS_GIT_CREDENTIALS:-} ]] && args+=(--secret "id=git_credentials,src=$MODELOPS_GIT_CREDENTIALS")
+[[ -n ${MODELOPS_PIP_CONF:-} ]] && args+=(--secret "id=pip_conf,src=$MODELOPS_PIP_CONF")
+
+echo "pass 1: fetch $MODEL_REF from $MODEL_REPO" >&2
+"$here/build.sh" "${args[@]}" --target model-fetch -t "$stage1" "$root" >&2
+case $engine in
+  docker | podman) "$engine" run --rm --network none --entrypoint cat "$stage1" /build/provenance.json >"$work/provenance.json" ;;
+  buildah) ctr=$(buildah from "$stage1"); buildah run "$ctr" cat /build/provenance.json >"$work/provenance.json"; buildah rm "$ctr" >/dev/null ;;
+esac
+field() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$work/provenance.json" "$1"; }
+
+echo "pass 2: $image" >&2
+"$here/build.sh" "${args[@]}" \
+  --build-arg "MODEL_NAME=$(field name)" --build-arg "MODEL_VERSION=$(field version)" \
+  --build-arg "MODEL_STAGE=$(field stage)" --build-arg "MODEL_SHA256=$(field sha256)" \
+  --build-arg "GIT_COMMIT=$git_commit" --build-arg "SOURCE_URL=$source_url" \
+  --build-arg "IMAGE_VERSION=$version" --build-arg "CREATED=$created" \
+  -t "$image" "$root" >&2
+echo "$image"

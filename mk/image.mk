@@ -1,0 +1,37 @@
+# The container image (issue 4): serving/Dockerfile built with docker, podman or buildah; local
+# stand-ins for the upstream base images where no registry answers. See docs/image.md.
+
+# podman and buildah read the repository's settings (runc, cgroupfs, file events, ulimits):
+# nothing needs configuring in /etc/containers on a fresh machine.
+export CONTAINERS_CONF ?= $(CURDIR)/images/containers.conf
+
+# What `make image` builds from: by default the demo sandbox of `make demo-training` (its bare
+# origin, its local DVC remote, the dev stage). Override for a real build, e.g.
+#   make image MODEL_REPO=https://git.example/ml.git MODEL_REF=diagnosis-classifier#staging \
+#              MODELOPS_DVC_CONFIG=path/to/dvc-config
+DEMO_DIR ?= out/demo
+MODEL_REF ?= diagnosis-classifier\#dev
+IMAGE_TAG = $(shell git rev-parse HEAD)
+IMAGE ?= localhost/modelops/model-server:$(IMAGE_TAG)
+
+.PHONY: image-tools
+image-tools: ## install podman, buildah, runc and debootstrap (Debian packages)
+	scripts/ensure-debian-packages.sh podman buildah runc debootstrap
+
+.PHONY: images-base
+images-base: image-tools ## pull the pinned base images, or build local stand-ins (debootstrap)
+	images/build-base-images.sh
+
+.PHONY: image
+image: images-base venv ## build the model server image localhost/modelops/model-server:<git sha>
+	@if [[ -z "$${MODEL_REPO:-}" ]]; then \
+	  [[ -d "$(DEMO_DIR)/origin.git" ]] || $(MAKE) demo-training; \
+	  export MODEL_REPO="$(DEMO_DIR)/origin.git" MODELOPS_DVC_REMOTE_DIR="$(DEMO_DIR)/dvc-remote"; \
+	fi; \
+	MODEL_REF='$(MODEL_REF)' IMAGE='$(IMAGE)' images/build-model-server.sh
+
+.PHONY: demo-image
+demo-image: image ## build the image, run it with the Nginx sidecar in a pod, send a prediction
+	python images/pod.py demo --image '$(IMAGE)'
+
+test-prereqs: images-base

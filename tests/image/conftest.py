@@ -1,0 +1,129 @@
+"""Fixtures of the image tests: the model registry, the built image and a podman wrapper.
+
+The image is built once per session from serving/Dockerfile with images/build-model-server.sh,
+from a model registered in a temp repo and pushed to a local DVC remote (registry_fixture.py).
+Base images come from ``make images-base`` (a test-prereq); podman and buildah from
+``make image-tools``. podman reads the repository's images/containers.conf (CONTAINERS_CONF).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .registry_fixture import Registry, make_registry
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES = ROOT / "images"
+# A credential in the DVC config secret that the fetch never needs: it must appear nowhere in
+# the final image (layers, config, history).
+CANARY = "canary-" + secrets.token_hex(12)
+
+
+def upstream(key: str) -> str:
+    """A value of images/upstream.env (PYTHON_IMAGE, NGINX_IMAGE, DEBIAN_SUITE)."""
+    for line in (IMAGES / "upstream.env").read_text().splitlines():
+        if line.startswith(f"{key}="):
+            return line.split("=", 1)[1]
+    raise KeyError(key)
+
+
+def podman_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("CONTAINERS_CONF", str(IMAGES / "containers.conf"))
+    env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = env["GTO_NO_ANALYTICS"] = "1"
+    return env
+
+
+def podman(
+    *args: str, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        ["podman", *args], env=podman_env(), capture_output=True, text=True, timeout=timeout
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def require_podman() -> None:
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed: run `make image-tools`")
+    for key in ("PYTHON_IMAGE", "NGINX_IMAGE"):
+        if podman("image", "exists", upstream(key), check=False).returncode != 0:
+            pytest.skip(f"base image {upstream(key)} missing: run `make images-base`")
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    name: str
+    registry: Registry
+    inspect: dict[str, Any]
+    git_commit: str
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.inspect["Config"].get("Labels") or {})
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(e.split("=", 1) for e in self.inspect["Config"].get("Env") or [])
+
+
+def build(registry: Registry, ref: str, image: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    """Run images/build-model-server.sh for ``ref``; the DVC config secret carries the canary."""
+    dvc_config = tmp / "dvc-config"
+    dvc_config.write_text(
+        "['remote \"unused-s3\"']\n"
+        "    url = s3://modelops-nonexistent/dvc\n"
+        "    access_key_id = AKIAMODELOPSCANARY\n"
+        f"    secret_access_key = {CANARY}\n"
+    )
+    env = podman_env() | {
+        "MODEL_REPO": str(registry.origin),
+        "MODEL_REF": ref,
+        "IMAGE": image,
+        "MODELOPS_DVC_REMOTE_DIR": str(registry.dvc_remote),
+        "MODELOPS_DVC_CONFIG": str(dvc_config),
+        "MODELOPS_ENGINE": "podman",
+    }
+    return subprocess.run(
+        [str(IMAGES / "build-model-server.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    return make_registry(tmp_path_factory.mktemp("registry"))
+
+
+@pytest.fixture(scope="session")
+def built_image(
+    registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BuiltImage]:
+    require_podman()
+    name = f"localhost/modelops/model-server:test-{secrets.token_hex(4)}"
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    done = build(registry, f"{registry.name}#{registry.stage}", name, tmp_path_factory.mktemp("b"))
+    assert done.returncode == 0, f"image build failed:\n{done.stderr[-6000:]}"
+    assert done.stdout.strip() == name
+    inspect = json.loads(podman("image", "inspect", name).stdout)[0]
+    yield BuiltImage(name=name, registry=registry, inspect=inspect, git_commit=commit)
+    podman("rmi", "--force", name, check=False)

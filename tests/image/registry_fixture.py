@@ -1,0 +1,142 @@
+"""A model registry to build the image from: a git repo with a registered, staged model.
+
+Builds a tiny model per docs/contracts.md (StandardScaler + LogisticRegression on scikit-learn's
+breast-cancer data, ``training/model/{model.pkl,metadata.json}``), declares it in
+``training/dvc.yaml`` as the GTO artifact ``diagnosis-classifier`` with the files as stage outs,
+pushes them to a local DVC remote, registers ``v1.0.0``, assigns ``staging`` and leaves a bare
+clone: what the image build fetches from, the way CI would fetch from the real origin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy
+import pandas as pd
+import sklearn
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+NAME = "diagnosis-classifier"
+VERSION = "v1.0.0"
+STAGE = "staging"
+
+DVC_YAML = """\
+stages:
+  train:
+    cmd: 'false'  # the test writes the model; dvc only records it (dvc commit)
+    outs:
+      - model/model.pkl
+      - model/metadata.json
+artifacts:
+  diagnosis-classifier:
+    path: model
+    type: model
+"""
+
+
+@dataclass(frozen=True)
+class Registry:
+    origin: Path  # bare git repository holding the GTO tags and the DVC pointers
+    dvc_remote: Path  # local-directory DVC remote holding the model files
+    name: str
+    version: str
+    stage: str
+    sha256: str
+    features: list[str]
+    sample: dict[str, float]  # one row of the data set, by feature name
+    sample_label: str
+
+
+def _run(cwd: Path, *cmd: str) -> str:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GTO_NO_ANALYTICS": "1"}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
+
+
+def write_model(model_dir: Path) -> tuple[str, pd.DataFrame, pd.Series]:
+    """Fit and write model.pkl + metadata.json; return the sha256, features and labels."""
+    bunch = load_breast_cancer(as_frame=True)
+    features = bunch.data.rename(columns=_snake).astype("float64")
+    labels = bunch.target.map(dict(enumerate(bunch.target_names))).astype(str)
+    model = Pipeline([("scale", StandardScaler()), ("classify", LogisticRegression(max_iter=1000))])
+    model.fit(features, labels)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, model_dir / "model.pkl")
+    sha256 = hashlib.sha256((model_dir / "model.pkl").read_bytes()).hexdigest()
+    accuracy = float((model.predict(features) == labels).mean())
+    card = {
+        "schema_version": 1,
+        "name": NAME,
+        "model_file": "model.pkl",
+        "model_sha256": sha256,
+        "features": [{"name": c, "dtype": "float64"} for c in features.columns],
+        "target": "diagnosis",
+        "classes": [str(c) for c in model.classes_],
+        "positive_class": "malignant",
+        "metrics": {
+            "accuracy": accuracy,
+            "precision": 0.0,
+            "recall": 0.0,
+            "f1": 0.0,
+            "roc_auc": 0.0,
+        },
+        "params": {"C": 1.0, "max_iter": 1000},
+        "data": {"sha256": "0" * 64, "train_rows": len(features), "test_rows": 0},
+        "libraries": {
+            "python": platform.python_version(),
+            "scikit-learn": sklearn.__version__,
+            "numpy": numpy.__version__,
+        },
+    }
+    (model_dir / "metadata.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return sha256, features, labels
+
+
+def make_registry(root: Path) -> Registry:
+    """Create the source repo, the DVC remote and the bare origin under ``root``."""
+    src, remote, origin = root / "src", root / "dvc-remote", root / "origin.git"
+    src.mkdir(parents=True)
+    remote.mkdir()
+    _run(src, "git", "init", "-q", "-b", "main")
+    _run(src, "git", "config", "user.email", "test@example.invalid")
+    _run(src, "git", "config", "user.name", "image test")
+    _run(src, "dvc", "init", "-q")
+    _run(src, "dvc", "remote", "add", "-d", "storage", str(remote))
+    sha256, features, labels = write_model(src / "training" / "model")
+    (src / "training" / "dvc.yaml").write_text(DVC_YAML)
+    _run(src, "dvc", "commit", "-q", "-f", "training/dvc.yaml:train")
+    _run(src, "dvc", "push", "-q")
+    _run(src, "git", "add", "-A")
+    _run(src, "git", "commit", "-q", "-m", "model v1")
+    _run(src, "gto", "register", NAME, "--version", VERSION)
+    _run(src, "gto", "assign", NAME, "--version", VERSION, "--stage", STAGE)
+    _run(root, "git", "clone", "-q", "--bare", str(src), str(origin))
+    row = features.iloc[0]
+    return Registry(
+        origin=origin,
+        dvc_remote=remote,
+        name=NAME,
+        version=VERSION,
+        stage=STAGE,
+        sha256=sha256,
+        features=list(features.columns),
+        sample={k: float(v) for k, v in row.items()},
+        sample_label=str(labels.iloc[0]),
+    )

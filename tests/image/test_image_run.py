@@ -1,0 +1,110 @@
+"""The built image, run: as its non-root user on a read-only root filesystem, behind the Nginx
+sidecar in a pod (podman kube play), answering predictions with the registered model's provenance.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from types import ModuleType
+
+import pytest
+import requests
+
+from .conftest import IMAGES, BuiltImage, podman, upstream
+
+pytestmark = pytest.mark.e2e
+
+
+def load_pod_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("modelops_pod", IMAGES / "pod.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def pod(built_image: BuiltImage) -> Iterator[str]:
+    """The pod of images/pod.py running (app + Nginx sidecar); yields its base URL."""
+    with load_pod_module().running_pod(built_image.name, upstream("NGINX_IMAGE")) as base:
+        yield base
+
+
+def test_predicts_through_the_nginx_sidecar_with_provenance(
+    pod: str, built_image: BuiltImage
+) -> None:
+    registry = built_image.registry
+    answer = requests.post(f"{pod}/predict", json={"instances": [registry.sample]}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["labels"] == [registry.sample_label]
+    assert body["model"]["name"] == registry.name
+    assert body["model"]["version"] == registry.version
+    assert body["model"]["stage"] == registry.stage
+    assert body["model"]["model_sha256"] == registry.sha256
+    assert body["model"]["git_commit"] == built_image.git_commit
+    header = answer.headers["X-Model-Provenance"]
+    assert f"version={registry.version}" in header
+    assert f"model_sha256={registry.sha256}" in header
+
+
+def test_probes_answer_through_nginx(pod: str) -> None:
+    assert requests.get(f"{pod}/v2/health/live", timeout=5).json() == {"live": True}
+    assert requests.get(f"{pod}/v2/health/ready", timeout=5).json() == {"ready": True}
+
+
+def test_bad_input_is_a_4xx_json_error_not_a_500(pod: str) -> None:
+    answer = requests.post(f"{pod}/predict", data=b"{not json", timeout=5)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["status"] == 400
+
+
+@pytest.fixture(scope="module")
+def strict_container(built_image: BuiltImage) -> Iterator[str]:
+    """The app alone, root filesystem read-only and NO writable default tmpfs: only /tmp and
+    /run/modelops (the two emptyDirs of the pod) can be written."""
+    name = f"modelops-image-ro-{secrets.token_hex(4)}"
+    podman(
+        "run", "--detach", "--name", name, "--network", "none",
+        "--read-only", "--read-only-tmpfs=false",
+        "--tmpfs", "/tmp:rw,mode=1777", "--tmpfs", "/run/modelops:rw,mode=1777",
+        "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        built_image.name,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while podman(
+            "exec", name, "test", "-S", "/run/modelops/uwsgi.sock", check=False
+        ).returncode:
+            state = json.loads(podman("inspect", name).stdout)[0]["State"]
+            if not state["Running"] or time.monotonic() > deadline:
+                pytest.fail(f"no socket; state {state}:\n{podman('logs', name).stderr[-3000:]}")
+            time.sleep(0.5)
+        yield name
+    finally:
+        podman("rm", "--force", "--time", "0", name, check=False)
+
+
+def test_serves_with_a_read_only_root_filesystem_as_uid_10001(strict_container: str) -> None:
+    ids = podman(
+        "exec", strict_container, "python3", "-c", "import os; print(os.getuid(), os.getgid())"
+    )
+    uid, gid = map(int, ids.stdout.split())
+    assert uid >= 10000 and gid >= 10000
+    for path in ("/app/x", "/var/tmp/x", "/etc/x", "/opt/venv/x"):
+        denied = podman("exec", strict_container, "touch", path, check=False)
+        assert denied.returncode != 0, f"{path} is writable"
+        assert "Read-only file system" in denied.stderr
+
+
+def test_sigterm_stops_it_gracefully_within_the_grace_period(strict_container: str) -> None:
+    started = time.monotonic()
+    podman("stop", "--time", "15", strict_container)
+    elapsed = time.monotonic() - started
+    state = json.loads(podman("inspect", strict_container).stdout)[0]["State"]
+    assert elapsed < 12, f"took {elapsed:.1f} s: SIGTERM did not stop uWSGI (killed at 15 s)"
+    assert state["ExitCode"] in (0, 30), state  # uWSGI exits 30 after a graceful shutdown
