@@ -22,7 +22,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: help
 help: ## list the targets
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sort \
-	  | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	  | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
 # --- toolchain -------------------------------------------------------------------------------
 
@@ -49,6 +49,27 @@ lock: ## re-resolve constraints.txt to the newest versions (review the diff)
 	.cache/lock/bin/pip install -q -e '.[serving,training,dev]'
 	{ echo "# Exact versions for every Python package make installs (python 3.11). Regenerate: make lock"; \
 	  .cache/lock/bin/pip freeze --exclude-editable | grep -v '^modelops' | sort -f; } > constraints.txt
+
+# --- the main job ----------------------------------------------------------------------------
+
+# How `make demo` serves the model: `image` (build the image, run the pod with podman), `processes`
+# (Nginx + uWSGI on loopback), or `auto`: the image when a container engine is installed.
+DEMO_SERVE ?= auto
+
+.PHONY: demo
+demo: ## train, register and assign dev in a sandbox, serve the model, send a prediction
+	$(MAKE) demo-training
+	@mode='$(DEMO_SERVE)'; \
+	if [[ $$mode == auto ]]; then \
+	  if command -v podman >/dev/null || command -v docker >/dev/null; then mode=image; else mode=processes; fi; \
+	fi; \
+	case $$mode in \
+	  image) echo "demo: serving with the container image (podman pod: Nginx sidecar + model server)"; \
+	         $(MAKE) demo-image ;; \
+	  processes) echo "demo: no container engine found; serving with local Nginx + uWSGI processes"; \
+	         $(MAKE) demo-serving ;; \
+	  *) echo "error: DEMO_SERVE must be auto, image or processes, not '$$mode'" >&2; exit 2 ;; \
+	esac
 
 # --- quality ---------------------------------------------------------------------------------
 
