@@ -1,0 +1,321 @@
+"""The Helm chart (charts/model), one behaviour per test, each named as a sentence."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .conftest import CHART, ROOT, Docs, containers, documents, find, run
+
+SERVING_CONFIG = ROOT / "serving" / "config"
+CONFIG_FILES = {
+    "model-uwsgi": ["uwsgi.ini"],
+    "model-nginx": ["nginx.conf.template", "nginx-start.sh"],
+}
+
+
+def scenario_args() -> list[list[str]]:
+    return [[], *(["-f", str(p)] for p in sorted((CHART / "ci").glob("*-values.yaml")))]
+
+
+@pytest.mark.parametrize(
+    "args", scenario_args(), ids=lambda a: Path(a[-1]).name if a else "defaults"
+)
+def test_it_renders_byte_identical_output_under_helm_4_and_helm_3(
+    template: Callable[..., str], helm3: str, args: list[str]
+) -> None:
+    assert template(*args) == template(*args, binary=helm3)
+
+
+def test_it_has_ci_scenarios_for_the_optional_parts() -> None:
+    assert {p.name for p in (CHART / "ci").glob("*-values.yaml")} >= {
+        "autoscaling-off-values.yaml",
+        "minimal-values.yaml",
+        "provenance-values.yaml",
+    }
+
+
+def test_it_passes_helm_lint_strict_for_every_scenario(helm: str) -> None:
+    for args in scenario_args():
+        result = run(helm, "lint", "--strict", str(CHART), *args, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_it_omits_replicas_when_autoscaling_is_enabled(default_docs: Docs) -> None:
+    assert "replicas" not in find(default_docs, "Deployment")["spec"]
+    hpa = find(default_docs, "HorizontalPodAutoscaler")
+    assert (
+        hpa["spec"]["scaleTargetRef"]["name"]
+        == find(default_docs, "Deployment")["metadata"]["name"]
+    )
+
+
+def test_it_sets_replicas_and_drops_the_hpa_when_autoscaling_is_disabled(
+    template: Callable[..., str],
+) -> None:
+    docs = documents(template("-f", str(CHART / "ci" / "autoscaling-off-values.yaml")))
+    assert find(docs, "Deployment")["spec"]["replicas"] == 3
+    assert not [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+
+
+def test_it_links_the_config_files_to_serving_instead_of_copying_them() -> None:
+    for name in ["uwsgi.ini", "nginx.conf.template", "nginx-start.sh"]:
+        link = CHART / "files" / name
+        assert link.is_symlink(), f"{link} must be a symlink to serving/config/{name}"
+        assert link.resolve() == (SERVING_CONFIG / name).resolve()
+
+
+def test_it_builds_the_configmaps_byte_for_byte_from_the_serving_config_files(
+    default_docs: Docs,
+) -> None:
+    for configmap, files in CONFIG_FILES.items():
+        data = find(default_docs, "ConfigMap", configmap)["data"]
+        assert sorted(data) == sorted(files)
+        for name in files:
+            assert data[name].encode() == (SERVING_CONFIG / name).read_bytes(), name
+
+
+def test_it_follows_the_symlinks_under_helm_3_too(template: Callable[..., str], helm3: str) -> None:
+    docs = documents(template(binary=helm3))
+    data = find(docs, "ConfigMap", "model-uwsgi")["data"]
+    assert data["uwsgi.ini"].encode() == (SERVING_CONFIG / "uwsgi.ini").read_bytes()
+
+
+def test_it_rolls_the_pods_when_a_config_file_changes(
+    template: Callable[..., str], repo_copy: Path
+) -> None:
+    def checksum() -> str:
+        docs = documents(template(chart=repo_copy / "charts" / "model"))
+        return str(
+            find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"][
+                "checksum/config"
+            ]
+        )
+
+    before = checksum()
+    with (repo_copy / "serving" / "config" / "uwsgi.ini").open("a") as ini:
+        ini.write("; changed\n")
+    assert re.fullmatch(r"[0-9a-f]{64}", before)
+    assert checksum() != before
+
+
+def test_it_takes_every_image_from_values() -> None:
+    for template_file in (CHART / "templates").rglob("*.yaml"):
+        for line in template_file.read_text().splitlines():
+            if re.match(r"\s*image:", line):
+                assert "include" in line, f"literal image in {template_file.name}: {line.strip()}"
+
+
+def test_it_defaults_the_image_tag_to_the_app_version(default_docs: Docs) -> None:
+    app_version = re.search(
+        r'^appVersion: "?([^"\n]+)"?$', (CHART / "Chart.yaml").read_text(), re.M
+    )
+    assert app_version
+    assert (
+        containers(default_docs)["app"]["image"] == f"modelops/model-server:{app_version.group(1)}"
+    )
+
+
+def test_it_prefixes_both_images_with_the_configured_registry(template: Callable[..., str]) -> None:
+    docs = documents(template("-f", str(CHART / "ci" / "provenance-values.yaml")))
+    images = {name: c["image"] for name, c in containers(docs).items()}
+    assert (
+        images["app"]
+        == "registry.invalid/team/modelops/model-server:" + "0123456789abcdef" * 2 + "01234567"
+    )
+    assert images["nginx"].startswith("registry.invalid/team/nginxinc/nginx-unprivileged:")
+
+
+def test_it_pins_the_nginx_image_named_in_images_upstream_env(default_docs: Docs) -> None:
+    upstream = re.search(
+        r"^NGINX_IMAGE=(\S+)$", (ROOT / "images" / "upstream.env").read_text(), re.M
+    )
+    assert upstream
+    assert upstream.group(1).endswith("/" + containers(default_docs)["nginx"]["image"])
+
+
+def test_it_runs_every_container_under_the_restricted_pod_security_standard(
+    template: Callable[..., str],
+) -> None:
+    docs = documents(template())  # tests included: their pod is held to the same standard
+    pods = [find(docs, "Deployment")["spec"]["template"]["spec"], find(docs, "Pod")["spec"]]
+    for pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for container in pod["containers"]:
+            ctx = container["securityContext"]
+            assert ctx["runAsNonRoot"] is True, container["name"]
+            assert ctx["runAsUser"] >= 10000 and ctx["runAsGroup"] >= 10000
+            assert ctx["allowPrivilegeEscalation"] is False
+            assert ctx["capabilities"] == {"drop": ["ALL"]}
+            assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert ctx["readOnlyRootFilesystem"] is True
+
+
+def test_it_writes_only_to_tmp_and_the_socket_dir(default_docs: Docs) -> None:
+    pod = find(default_docs, "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for container in pod["containers"]:
+        writable = {
+            m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly", False)
+        }
+        assert writable == {"/tmp", "/run/modelops"}, container["name"]
+        for mount in container["volumeMounts"]:
+            if not mount.get("readOnly", False):
+                assert "emptyDir" in volumes[mount["name"]]
+                assert volumes[mount["name"]]["emptyDir"]["sizeLimit"]
+    socket_users = [
+        c["name"] for c in pod["containers"] for m in c["volumeMounts"] if m["name"] == "socket"
+    ]
+    assert socket_users == ["app", "nginx"]
+
+
+def test_it_mounts_the_config_where_the_container_contract_says(default_docs: Docs) -> None:
+    mounts = {
+        name: {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        for name, c in containers(default_docs).items()
+    }
+    assert mounts["app"]["/etc/modelops/uwsgi"] == "uwsgi-config"
+    assert mounts["nginx"]["/etc/modelops/nginx"] == "nginx-config"
+    assert containers(default_docs)["app"]["command"] == [
+        "uwsgi",
+        "--ini",
+        "/etc/modelops/uwsgi/uwsgi.ini",
+    ]
+    assert containers(default_docs)["nginx"]["command"] == [
+        "sh",
+        "/etc/modelops/nginx/nginx-start.sh",
+    ]
+
+
+def test_it_probes_readiness_and_liveness_on_different_paths_through_nginx(
+    default_docs: Docs,
+) -> None:
+    nginx = containers(default_docs)["nginx"]
+    assert nginx["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert nginx["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    assert nginx["startupProbe"]["httpGet"]["port"] == "http"
+    assert nginx["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+
+
+def test_it_drains_in_flight_requests_before_the_pod_stops(default_docs: Docs) -> None:
+    pod = find(default_docs, "Deployment")["spec"]["template"]["spec"]
+    app, nginx = containers(default_docs)["app"], containers(default_docs)["nginx"]
+    delay = app["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert nginx["lifecycle"]["preStop"]["exec"]["command"][-1] == "stop"
+    nginx_env = {e["name"]: e["value"] for e in nginx["env"]}
+    assert int(nginx_env["NGINX_STOP_DELAY"]) == delay > 0
+    found = re.search(r"^harakiri = (\d+)", (SERVING_CONFIG / "uwsgi.ini").read_text(), re.M)
+    assert found, "uwsgi.ini sets no harakiri"
+    harakiri = int(found.group(1))
+    assert pod["terminationGracePeriodSeconds"] > delay + harakiri
+
+
+def test_it_gives_both_containers_requests_and_limits_with_ephemeral_storage(
+    default_docs: Docs,
+) -> None:
+    for name, container in containers(default_docs).items():
+        for kind in ("requests", "limits"):
+            assert set(container["resources"][kind]) == {"cpu", "memory", "ephemeral-storage"}, name
+
+
+def test_it_puts_the_model_provenance_in_pod_annotations_and_modelops_env(
+    template: Callable[..., str],
+) -> None:
+    docs = documents(template("-f", str(CHART / "ci" / "provenance-values.yaml")))
+    annotations = find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["modelops.io/model-name"] == "diagnosis-classifier"
+    assert annotations["modelops.io/model-version"] == "v1.2.0"
+    assert annotations["modelops.io/model-stage"] == "prod"
+    assert annotations["modelops.io/git-commit"] == "0123456789abcdef" * 2 + "01234567"
+    assert annotations["modelops.io/model-sha256"].startswith("9f86d0")
+    env = {e["name"]: e for e in containers(docs)["app"]["env"]}
+    for variable, key in [
+        ("MODELOPS_MODEL_NAME", "model-name"),
+        ("MODELOPS_MODEL_VERSION", "model-version"),
+        ("MODELOPS_MODEL_STAGE", "model-stage"),
+        ("MODELOPS_GIT_COMMIT", "git-commit"),
+        ("MODELOPS_MODEL_SHA256", "model-sha256"),
+    ]:
+        field = env[variable]["valueFrom"]["fieldRef"]["fieldPath"]
+        assert field == f"metadata.annotations['modelops.io/{key}']"
+
+
+def test_it_reports_the_image_tag_as_git_commit_when_none_is_given(
+    template: Callable[..., str],
+) -> None:
+    docs = documents(template("--set", "image.tag=" + "a" * 40))
+    annotations = find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["modelops.io/git-commit"] == "a" * 40
+
+
+def test_it_exposes_the_model_only_inside_the_cluster(default_docs: Docs) -> None:
+    service = find(default_docs, "Service")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    account = find(default_docs, "ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+
+
+def test_it_admits_only_the_backend_and_the_scraper_and_lets_out_only_dns(
+    default_docs: Docs,
+) -> None:
+    policy = find(default_docs, "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    peers = policy["ingress"][0]["from"]
+    names = [
+        p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") for p in peers
+    ]
+    assert names[:2] == ["backend", "prometheus"]
+    assert peers[2]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "test"
+    assert len(policy["ingress"]) == 1 and len(policy["egress"]) == 1
+    assert {(p["port"], p["protocol"]) for p in policy["egress"][0]["ports"]} == {
+        (53, "UDP"),
+        (53, "TCP"),
+    }
+
+
+def test_it_spreads_pods_across_nodes_and_limits_disruptions(default_docs: Docs) -> None:
+    pod = find(default_docs, "Deployment")["spec"]["template"]["spec"]
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert find(default_docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+
+
+def test_it_keeps_the_test_pod_out_of_the_service_and_the_budget(
+    template: Callable[..., str],
+) -> None:
+    docs = documents(template())
+    test_pod = find(docs, "Pod")
+    selector = find(docs, "Service")["spec"]["selector"]
+    assert not selector.items() <= test_pod["metadata"]["labels"].items()
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert test_pod["spec"]["containers"][0]["image"] == containers(docs)["app"]["image"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("bogus=1", "bogus"),
+        ("model.stage=qa", "/model/stage"),
+        ("securityContext.runAsUser=1000", "/securityContext/runAsUser"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("model.gitCommit=abc", "/model/gitCommit"),
+    ],
+)
+def test_it_refuses_values_the_schema_forbids(helm: str, setting: str, complaint: str) -> None:
+    result = run(helm, "template", "model", str(CHART), "--set", setting, check=False)
+    assert result.returncode != 0
+    assert complaint in result.stderr
+
+
+def test_it_references_its_schema_on_the_first_line_of_values() -> None:
+    first = (CHART / "values.yaml").read_text().splitlines()[0]
+    assert first == "# yaml-language-server: $schema=values.schema.json"
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["additionalProperties"] is False and schema["required"]

@@ -1,0 +1,146 @@
+"""The overlays: thin, each one builds, and they differ only where environments should."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import ENVIRONMENTS, OVERLAYS, ROOT, Docs, containers, documents, find, run
+
+SHA = re.compile(r"[0-9a-f]{40}")
+# JSON-ish paths that may differ between environments; anything else differing is a copy error.
+INTENDED = [
+    r"^\w+/[\w-]+\.metadata\.namespace$",
+    r"^Deployment/model\.spec\.template\.metadata\.annotations\.modelops\.io/(model-stage|model-version|model-sha256|git-commit)$",
+    r"^Deployment/model\.spec\.template\.spec\.containers\.(app|nginx)\.resources\.",
+    r"^Deployment/model\.spec\.template\.spec\.containers\.app\.env\.UWSGI_PROCESSES$",
+    r"^Deployment/model\.spec\.template\.spec\.containers\.app\.image$",
+    r"^Deployment/model\.spec\.template\.spec\.topologySpreadConstraints\.0\.whenUnsatisfiable$",
+    r"^HorizontalPodAutoscaler/model\.spec\.(min|max)Replicas$",
+]
+
+
+def kustomization(env: str) -> dict[str, Any]:
+    return dict(yaml.safe_load((OVERLAYS / env / "kustomization.yaml").read_text()))
+
+
+def flatten(node: Any, prefix: str, out: dict[str, Any]) -> None:
+    """Leaves by path; list items keyed by their `name` when they have one."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            flatten(value, f"{prefix}.{key}", out)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            key = value.get("name", index) if isinstance(value, dict) else index
+            if isinstance(value, dict) and "name" in value and "value" in value:
+                out[f"{prefix}.{key}"] = value["value"]
+            else:
+                flatten(value, f"{prefix}.{key}", out)
+    else:
+        out[prefix] = node
+
+
+def leaves(docs: Docs) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for doc in docs:
+        flatten(doc, f"{doc['kind']}/{doc['metadata']['name']}", out)
+    return out
+
+
+def test_every_environment_has_an_overlay_and_nothing_else_does() -> None:
+    assert sorted(p.name for p in OVERLAYS.iterdir() if p.is_dir()) == sorted(ENVIRONMENTS)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_overlay_is_thin_and_builds_on_the_rendered_base(
+    env: str, overlay_docs: dict[str, Docs]
+) -> None:
+    spec = kustomization(env)
+    assert spec["resources"] == ["../../base"]
+    assert spec["namespace"] == f"modelops-{env}"
+    assert all(doc["metadata"]["namespace"] == f"modelops-{env}" for doc in overlay_docs[env])
+    for patch in spec["patches"]:
+        assert len((OVERLAYS / env / patch["path"]).read_text().splitlines()) < 40
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_image_tag_is_a_full_git_sha_set_through_images(
+    env: str, overlay_docs: dict[str, Docs]
+) -> None:
+    (entry,) = kustomization(env)["images"]
+    assert entry["name"] == "modelops/model-server"
+    assert SHA.fullmatch(entry["newTag"])
+    image = containers(overlay_docs[env])["app"]["image"]
+    assert image == f"{entry['newName']}:{entry['newTag']}"
+    annotations = find(overlay_docs[env], "Deployment")["spec"]["template"]["metadata"][
+        "annotations"
+    ]
+    assert annotations["modelops.io/git-commit"] == entry["newTag"]
+    assert annotations["modelops.io/model-stage"] == env
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_hpa_owns_the_replica_count(env: str, overlay_docs: dict[str, Docs]) -> None:
+    assert "replicas" not in find(overlay_docs[env], "Deployment")["spec"]
+    hpa = find(overlay_docs[env], "HorizontalPodAutoscaler")["spec"]
+    assert 1 <= hpa["minReplicas"] <= hpa["maxReplicas"]
+
+
+def test_the_environments_differ_only_where_intended(overlay_docs: dict[str, Docs]) -> None:
+    dev = leaves(overlay_docs["dev"])
+    for env in ("staging", "prod"):
+        other = leaves(overlay_docs[env])
+        assert dev.keys() <= other.keys()
+        differing = sorted(
+            k for k in other.keys() | dev.keys() if dev.get(k, None) != other.get(k, None)
+        )
+        unexpected = [k for k in differing if not any(re.search(p, k) for p in INTENDED)]
+        assert not unexpected, f"{env} differs from dev outside the intended fields: {unexpected}"
+        assert differing, f"{env} is a copy of dev"
+
+
+def test_prod_is_the_strictest_environment(overlay_docs: dict[str, Docs]) -> None:
+    def hpa(env: str) -> dict[str, int]:
+        return dict(find(overlay_docs[env], "HorizontalPodAutoscaler")["spec"])
+
+    assert hpa("dev")["minReplicas"] < hpa("staging")["minReplicas"] < hpa("prod")["minReplicas"]
+    prod = find(overlay_docs["prod"], "Deployment")["spec"]["template"]["spec"]
+    assert prod["topologySpreadConstraints"][0]["whenUnsatisfiable"] == "DoNotSchedule"
+    for name, container in containers(overlay_docs["prod"]).items():
+        resources = container["resources"]
+        assert resources["requests"] == resources["limits"], f"{name}: not Guaranteed QoS"
+
+
+def test_kubectl_and_standalone_kustomize_build_the_same_manifests(
+    kustomize: str, kubectl: str
+) -> None:
+    for env in ENVIRONMENTS:
+        built = run(kustomize, "build", str(OVERLAYS / env)).stdout
+        assert documents(built) == documents(run(kubectl, "kustomize", str(OVERLAYS / env)).stdout)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_setting_the_image_tag_is_a_one_line_change_that_moves_the_git_commit(
+    env: str, kustomize: str, kubectl: str, tmp_path: Path
+) -> None:
+    copy = tmp_path / "kustomize"
+    shutil.copytree(ROOT / "kustomize", copy)
+    file = copy / "overlays" / env / "kustomization.yaml"
+    before = file.read_text()
+    new_sha = "0123456789abcdef" * 2 + "01234567"
+    run(kustomize, "edit", "set", "image", f"modelops/model-server=*:{new_sha}", cwd=file.parent)
+    after = file.read_text()
+    removed = [line for line in before.splitlines() if line not in after.splitlines()]
+    added = [line for line in after.splitlines() if line not in before.splitlines()]
+    assert len(before.splitlines()) == len(after.splitlines())
+    assert len(removed) == len(added) == 1
+    assert added[0].strip() == f"newTag: {new_sha}"
+    docs = documents(run(kubectl, "kustomize", str(file.parent)).stdout)
+    assert containers(docs)["app"]["image"].endswith(f":{new_sha}")
+    annotations = find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["modelops.io/git-commit"] == new_sha
