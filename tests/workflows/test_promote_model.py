@@ -12,18 +12,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from workflow_helpers import git, run_script, tool_env
+from workflow_helpers import REPO, git, run_script, tool_env
 
 NAME = "diagnosis-classifier"
+# The shape of the real pipeline (training/dvc.yaml): stages run from the repository root
+# (wdir: ..) and the model directory is made of two outputs of two stages.
 DVC_YAML = """\
 stages:
   train:
-    cmd: python train.py
+    wdir: ..
+    cmd: python training/train.py
     deps:
-    - train.py
-    - seed.txt
+    - training/train.py
+    - training/seed.txt
     outs:
-    - model
+    - training/model/model.pkl
+  evaluate:
+    wdir: ..
+    cmd: python training/evaluate.py
+    deps:
+    - training/evaluate.py
+    - training/model/model.pkl
+    outs:
+    - training/model/metadata.json
 artifacts:
   diagnosis-classifier:
     path: model
@@ -32,8 +43,16 @@ artifacts:
 TRAIN = """\
 from pathlib import Path
 
-Path("model").mkdir(exist_ok=True)
-Path("model/model.pkl").write_text("weights for seed " + Path("seed.txt").read_text())
+Path("training/model").mkdir(exist_ok=True)
+seed = Path("training/seed.txt").read_text()
+Path("training/model/model.pkl").write_text("weights for seed " + seed)
+"""
+EVALUATE = """\
+import hashlib
+from pathlib import Path
+
+digest = hashlib.sha256(Path("training/model/model.pkl").read_bytes()).hexdigest()
+Path("training/model/metadata.json").write_text('{"model_sha256": "' + digest + '"}')
 """
 
 
@@ -68,6 +87,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sh(repo, "dvc", "remote", "add", "-d", "local", str(root / "dvc-remote"))
     (repo / "training" / "dvc.yaml").write_text(DVC_YAML)
     (repo / "training" / "train.py").write_text(TRAIN)
+    (repo / "training" / "evaluate.py").write_text(EVALUATE)
     (repo / "training" / "seed.txt").write_text("1\n")
     retrain(repo, "first model")
     return root
@@ -126,16 +146,6 @@ def test_a_merge_that_keeps_the_model_promotes_the_registered_version(repo: Path
     assert git(repo, "tag", "--list", f"{NAME}@*").split() == [f"{NAME}@v0.1.0"]
 
 
-def test_a_changed_model_is_registered_with_a_minor_bump(repo: Path) -> None:
-    promote(repo, "dev")
-    (repo / "training" / "seed.txt").write_text("2\n")
-    retrain(repo, "new seed")
-    result = promote(repo, "dev")
-    assert (result["version"], result["registered"]) == ("v0.2.0", "true")
-    assert result["model_ref"] == f"{NAME}#dev#2"
-    assert sh(repo, "gto", "show", f"{NAME}#dev", "--ref").strip() == f"{NAME}@v0.2.0"
-
-
 def test_running_it_again_creates_nothing(repo: Path) -> None:
     first = promote(repo, "prod")
     again = promote(repo, "prod")
@@ -176,3 +186,66 @@ def test_it_refuses_an_unknown_stage_with_one_line(repo: Path) -> None:
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1
     assert "invalid choice: 'qa'" in result.stderr
+
+
+def merge(repo: Path, source: str, target: str) -> None:
+    """Merge SOURCE into TARGET with a merge commit, as a merged pull request does."""
+    git(repo, "switch", "-q", target)
+    git(repo, "merge", "-q", "--no-ff", "-m", f"Merge {source} into {target}", source)
+
+
+def stage_version(repo: Path, stage: str) -> str:
+    return sh(repo, "gto", "show", f"{NAME}#{stage}", "--ref").strip()
+
+
+def test_a_model_travels_experiment_main_staging_production_as_one_version(repo: Path) -> None:
+    git(repo, "branch", "staging")
+    git(repo, "branch", "production")
+    git(repo, "switch", "-q", "-c", "experiment/seed-2")
+    (repo / "training" / "seed.txt").write_text("2\n")
+    retrain(repo, "experiment: seed 2")
+    registered = []
+    for source, branch in [
+        ("experiment/seed-2", "main"),
+        ("main", "staging"),
+        ("staging", "production"),
+    ]:
+        order = run_script("promote-check-pr-order", source, branch, cwd=repo)
+        assert order.returncode == 0
+        merge(repo, source, branch)
+        stage = run_script("promote-stage-for-branch", branch).stdout.strip()
+        result = promote(repo, stage, "--push", "origin")
+        registered.append(result["registered"])
+        assert result["version"] == "v0.1.0"
+        assert stage_version(repo, stage) == f"{NAME}@v0.1.0"
+    assert registered == ["true", "false", "false"]
+    # The next experiment reaches dev only; staging and production keep the version they have.
+    git(repo, "switch", "-q", "-c", "experiment/seed-3", "main")
+    (repo / "training" / "seed.txt").write_text("3\n")
+    retrain(repo, "experiment: seed 3")
+    merge(repo, "experiment/seed-3", "main")
+    assert promote(repo, "dev", "--push", "origin")["version"] == "v0.2.0"
+    assert [stage_version(repo, s) for s in ("dev", "staging", "prod")] == [
+        f"{NAME}@v0.2.0",
+        f"{NAME}@v0.1.0",
+        f"{NAME}@v0.1.0",
+    ]
+    local = set(git(repo, "tag", "--list").split())
+    remote = {
+        line.split("refs/tags/")[1]
+        for line in git(repo, "ls-remote", "--tags", "origin").splitlines()
+        if not line.endswith("^{}")
+    }
+    assert remote == local
+
+
+def test_it_promotes_the_model_the_repository_itself_records(tmp_path: Path) -> None:
+    """Contract with training/: the committed training/dvc.lock records training/model."""
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", "--no-local", str(REPO), str(clone))
+    git(clone, "config", "user.name", "test")
+    git(clone, "config", "user.email", "test@example.org")
+    result = promote(clone, "dev")
+    checked = json.loads(sh(clone, "gto", "check-ref", result["model_ref"], "--json"))
+    assert (checked["artifact"], checked["stage"]) == (NAME, "dev")
+    assert checked["version"] == result["version"]
