@@ -1,0 +1,89 @@
+"""`make demo-serving` and `make serve`'s runner, against the tiny model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import need_nginx
+from serving_testkit import TinyModel
+
+from serving import demo
+from serving.stack import free_port
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_prints_the_answer_and_its_provenance(
+    tiny_model: TinyModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    need_nginx()
+    env_file = tmp_path / "model.env"
+    env_file.write_text(
+        "MODELOPS_MODEL_DIR=/elsewhere\nMODELOPS_MODEL_VERSION=v0.0.7\nMODELOPS_MODEL_STAGE=dev\n"
+        "MODELOPS_GIT_COMMIT=" + "a" * 40 + "\n"
+    )
+    assert demo.main(["--model-dir", str(tiny_model.directory), "--env-file", str(env_file)]) == 0
+    out = capsys.readouterr().out
+    assert "serving: label malignant" in out or "serving: label benign" in out
+    for line in (
+        "version=v0.0.7",
+        "stage=dev",
+        "git_commit=" + "a" * 40,
+        "model_sha256=" + tiny_model.metadata["model_sha256"],
+    ):
+        assert line in out
+    assert "stack stopped" in out
+
+
+def test_demo_without_a_model_says_what_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert demo.main(["--model-dir", str(tmp_path)]) == 1
+    assert "run `make demo-training` first" in capsys.readouterr().err
+
+
+def test_serve_runs_in_the_foreground_and_ctrl_c_stops_both(tiny_model: TinyModel) -> None:
+    need_nginx()
+    port = free_port()
+    runner = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serving.stack",
+            "--model-dir",
+            str(tiny_model.directory),
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        else:
+            pytest.fail("make serve's runner never became ready")
+        os.kill(runner.pid, signal.SIGINT)  # what Ctrl-C sends
+        _, err = runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 0, err
+    assert "stopped: {'nginx': 0, 'uwsgi': 0}" in err
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=1)
