@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from workflow_helpers import REPO, git, run_script, tool_env
+from workflow_helpers import REPO, git, run_script, step_script, tool_env
 
 NAME = "diagnosis-classifier"
 # The shape of the real pipeline (training/dvc.yaml): stages run from the repository root
@@ -249,3 +249,36 @@ def test_it_promotes_the_model_the_repository_itself_records(tmp_path: Path) -> 
     checked = json.loads(sh(clone, "gto", "check-ref", result["model_ref"], "--json"))
     assert (checked["artifact"], checked["stage"]) == (NAME, "dev")
     assert checked["version"] == result["version"]
+
+
+def run_step(cwd: Path, workflow: str, step_name: str) -> subprocess.CompletedProcess[str]:
+    """Run a workflow step's script with bash -e, as the runner does, in CWD."""
+    script = step_script(workflow, step_name)
+    return subprocess.run(
+        ["bash", "-e", "-c", script], cwd=cwd, env=tool_env(), capture_output=True, text=True
+    )
+
+
+def test_the_workflows_dvc_steps_work_on_a_fresh_clone_and_catch_an_unpushed_model(
+    repo: Path, tmp_path: Path
+) -> None:
+    clone = tmp_path / "clone"
+    git(repo, "push", "-q", "origin", "main")
+    git(tmp_path, "clone", "-q", "-b", "main", str(repo.parent / "origin.git"), str(clone))
+    check = run_step(clone, "promote.yml", "Check the DVC remote holds the pipeline's outputs")
+    assert check.returncode == 0, check.stderr
+    assert (clone / "training/model/model.pkl").read_text() == "weights for seed 1\n"
+    report = run_step(clone, "training-report.yml", "dvc pull, dvc repro")
+    assert report.returncode == 0, report.stderr
+    assert git(clone, "status", "--porcelain") == ""
+
+    # A model committed but never pushed to the remote: the check fails before any tag is made.
+    (repo / "training" / "seed.txt").write_text("9\n")
+    sh(repo / "training", "dvc", "repro", "-q")
+    commit_all(repo, "retrained, not pushed")
+    git(repo, "push", "-q", "origin", "main")
+    git(clone, "pull", "-q")
+    shutil.rmtree(clone / ".dvc" / "cache", ignore_errors=True)
+    unpushed = run_step(clone, "promote.yml", "Check the DVC remote holds the pipeline's outputs")
+    assert unpushed.returncode != 0
+    assert "training/model/model.pkl" in unpushed.stderr + unpushed.stdout

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -50,3 +51,16 @@ def git(repo: Path, *args: str) -> str:
 def workflow_files() -> Sequence[Path]:
     """Every workflow file of the repository."""
     return sorted([*WORKFLOWS.glob("*.yml"), *WORKFLOWS.glob("*.yaml")])
+
+
+def step_script(workflow: str, step_name: str) -> str:
+    """The `run:` script of the step named STEP_NAME in .github/workflows/WORKFLOW."""
+    document = yaml.safe_load((WORKFLOWS / workflow).read_text())
+    scripts = [
+        step["run"]
+        for job in document["jobs"].values()
+        for step in job["steps"]
+        if step.get("name") == step_name
+    ]
+    assert len(scripts) == 1, f"{workflow} has {len(scripts)} steps named {step_name!r}"
+    return str(scripts[0])
