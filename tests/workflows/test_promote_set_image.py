@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_helpers import REPO, git, run_script, tool_env
+from workflow_helpers import REPO, git, run_script, step_script, tool_env
 
 SHA = "3f1c2d4e5b6a79881726354433221100aabbccdd"
 ALL_DIGITS = "1234567890123456789012345678901234567890"
@@ -60,10 +60,13 @@ def fixture_tree(root: Path) -> Path:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """A git repository holding a copy of the real kustomize/ tree plus the fixture overlay."""
+    """A git repository with a copy of the real kustomize/ tree, the fixture overlay and scripts."""
     if (REPO / "kustomize").is_dir():
         shutil.copytree(REPO / "kustomize", tmp_path / "kustomize")
     fixture_tree(tmp_path / "kustomize")
+    (tmp_path / "scripts").mkdir()
+    for script in (REPO / "scripts").glob("promote-*"):
+        shutil.copy2(script, tmp_path / "scripts" / script.name)
     git(tmp_path, "init", "-q", "-b", "main")
     git(tmp_path, "config", "user.name", "test")
     git(tmp_path, "config", "user.email", "test@example.org")
@@ -180,3 +183,78 @@ def test_it_requires_the_overlay_to_pull_from_the_registry_it_was_given(repo: Pa
     assert len(result.stderr.splitlines()) == 1
     assert "pulls 'registry.example.org/modelops/model-server', not ghcr.io/acme/" in result.stderr
     assert git(repo, "status", "--porcelain") == ""
+
+
+GH_STUB = """\
+#!/usr/bin/env bash
+# Stands in for the GitHub API, which no test reaches: records the call.
+printf '%s\\n' "$@" > "$GH_CALLS"
+"""
+
+
+def run_pr_step(repo: Path, tmp_path: Path, sha: str) -> subprocess.CompletedProcess[str]:
+    """promote.yml's overlay pull request step, in REPO, with a recording stand-in for gh."""
+    stub_dir = tmp_path / "stub-bin"
+    stub_dir.mkdir(exist_ok=True)
+    (stub_dir / "gh").write_text(GH_STUB)
+    (stub_dir / "gh").chmod(0o755)
+    env = tool_env(
+        GH_CALLS=str(tmp_path / "gh-calls"),
+        IMAGE_REGISTRY="registry.example.org",
+        GITOPS_BRANCH="main",
+        STAGE="fixture",
+        MODEL_REF="diagnosis-classifier#staging#4",
+        VERSION="v0.3.0",
+        GITHUB_SHA=sha,
+    )
+    env["PATH"] = f"{stub_dir}:{env['PATH']}"
+    script = step_script(
+        "promote.yml", "Open the pull request that deploys it (the overlay's image tag)"
+    )
+    return subprocess.run(
+        ["bash", "-e", "-c", script], cwd=repo, env=env, capture_output=True, text=True
+    )
+
+
+def test_the_promote_workflow_opens_one_pull_request_with_the_one_line_change(
+    repo: Path, tmp_path: Path
+) -> None:
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
+    git(repo, "push", "-q", "origin", "main")
+    git(repo, "switch", "-q", "-c", "staging")  # the workflow runs on the merged branch
+
+    result = run_pr_step(repo, tmp_path, SHA)
+    assert result.returncode == 0, result.stderr
+    branch = f"deploy/fixture/{SHA}"
+    assert git(repo, "ls-remote", "--heads", "origin").split()[1::2] == [
+        f"refs/heads/{branch}",
+        "refs/heads/main",
+    ]
+    assert git(repo, "rev-parse", f"origin/{branch}~1") == git(repo, "rev-parse", "origin/main")
+    assert git(repo, "diff", "--numstat", "origin/main", f"origin/{branch}").split() == [
+        "1",
+        "1",
+        "kustomize/overlays/fixture/kustomization.yaml",
+    ]
+    calls = (tmp_path / "gh-calls").read_text().splitlines()
+    assert calls[:6] == ["pr", "create", "--base", "main", "--head", branch]
+    assert "diagnosis-classifier#staging#4" in "\n".join(calls)
+
+
+def test_the_promote_workflow_opens_no_pull_request_when_the_overlay_runs_that_image(
+    repo: Path, tmp_path: Path
+) -> None:
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
+    set_image(repo, "fixture", SHA)
+    git(repo, "commit", "-qam", "deployed already")
+    git(repo, "push", "-q", "origin", "main")
+
+    result = run_pr_step(repo, tmp_path, SHA)
+    assert result.returncode == 0, result.stderr
+    assert "already runs" in result.stdout
+    assert git(repo, "ls-remote", "--heads", "origin").split()[1::2] == ["refs/heads/main"]
+    assert not (tmp_path / "gh-calls").exists()
