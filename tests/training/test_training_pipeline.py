@@ -1,6 +1,7 @@
 """The DVC pipeline in a fresh clone: reproducibility, what re-runs when, the remote, the gate.
 
-One clone is reproduced once per module; tests that change something work on a copy of it.
+One clone is reproduced once per session (conftest.py); tests that change something work on a
+private copy of it, with its own bare origin and DVC remote.
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ from pathlib import Path
 
 import pytest
 from training_helpers import (
-    clone,
     copy_repo,
-    make_origin,
     repro,
     run,
     set_param,
@@ -22,29 +21,16 @@ from training_helpers import (
 ALL_STAGES = ["prepare", "train", "evaluate"]
 
 
-@pytest.fixture(scope="module")
-def remote(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("dvc-remote")
-
-
-@pytest.fixture(scope="module")
-def first_repro(tmp_path_factory: pytest.TempPathFactory, remote: Path) -> tuple[Path, list[str]]:
-    """A fresh clone of the pipeline, reproduced once; and the stages that first run ran."""
-    tmp = tmp_path_factory.mktemp("pipeline")
-    repo = clone(make_origin(tmp), tmp / "clone", remote)
-    return repo, stages_run(repro(repo))
-
-
 @pytest.fixture
-def repo(first_repro: tuple[Path, list[str]], tmp_path: Path) -> Path:
-    """A private copy of the reproduced clone."""
-    return copy_repo(first_repro[0], tmp_path / "repo")
+def repo(reproduced: tuple[Path, list[str]], tmp_path: Path) -> Path:
+    """A private copy of the session's reproduced clone."""
+    return copy_repo(reproduced[0], tmp_path / "repo")
 
 
 def test_a_fresh_clone_reproduces_the_committed_results_exactly(
-    first_repro: tuple[Path, list[str]],
+    reproduced: tuple[Path, list[str]],
 ) -> None:
-    clone_dir, ran = first_repro
+    clone_dir, ran = reproduced
     assert ran == ALL_STAGES
     # dvc.lock, metrics.json and the plot data are committed: a deterministic pipeline
     # regenerates them byte for byte.

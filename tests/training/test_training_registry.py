@@ -13,14 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from training_helpers import (
-    ARTIFACT,
-    clone,
-    make_origin,
-    repro,
-    run,
-    set_param,
-)
+from training_helpers import ARTIFACT, copy_repo, origin_of, remote_of, repro, run, set_param
 
 from training.artifact import verify
 
@@ -40,11 +33,11 @@ def snapshot(repo: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    tmp = tmp_path_factory.mktemp("registry")
-    origin = make_origin(tmp)
-    remote = tmp / "dvc-remote"
-    repo = clone(origin, tmp / "clone", remote)
+def registry(
+    reproduced: tuple[Path, list[str]], tmp_path_factory: pytest.TempPathFactory
+) -> Registry:
+    repo = copy_repo(reproduced[0], tmp_path_factory.mktemp("registry") / "clone")
+    origin, remote = origin_of(repo), remote_of(repo)
     # A team commits its shared remote, so a bare clone alone is enough for `dvc get`.
     run("dvc", "remote", "add", "--default", "storage", remote, cwd=repo)
     run("git", "commit", "-q", "-m", "dvc: shared remote", ".dvc/config", cwd=repo)

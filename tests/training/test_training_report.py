@@ -6,18 +6,17 @@ import re
 from pathlib import Path
 
 import pytest
-from training_helpers import clone, copy_repo, make_origin, png_size, repro, run, set_param
+from training_helpers import copy_repo, png_size, repro, run, set_param
 
 IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 
 
 @pytest.fixture(scope="module")
-def base_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def base_clone(
+    reproduced: tuple[Path, list[str]], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """A reproduced clone whose workspace equals its HEAD (the base of the report)."""
-    tmp = tmp_path_factory.mktemp("report")
-    repo = clone(make_origin(tmp), tmp / "clone", tmp / "dvc-remote")
-    repro(repo)
-    return repo
+    return copy_repo(reproduced[0], tmp_path_factory.mktemp("report") / "clone")
 
 
 @pytest.fixture(scope="module")

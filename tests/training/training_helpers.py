@@ -121,9 +121,28 @@ def set_param(repo: Path, dotted: str, value: object) -> None:
 
 
 def copy_repo(repo: Path, dest: Path) -> Path:
-    """An independent copy of a working clone (its DVC cache included) for a mutating test."""
+    """An independent copy of a working clone: its DVC cache included, with its own bare origin
+    and its own (empty) DVC remote, so that pushes and tags stay private to the copy."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(repo, dest, symlinks=True)
+    origin = origin_of(dest)
+    run("git", "clone", "-q", "--bare", dest, origin, cwd=dest.parent)
+    run("git", "remote", "set-url", "origin", origin, cwd=dest)
+    run("git", "fetch", "-q", "origin", cwd=dest)
+    remote = remote_of(dest)
+    remote.mkdir()
+    run("dvc", "remote", "add", "--local", "--force", "--default", "local", remote, cwd=dest)
     return dest
+
+
+def origin_of(repo: Path) -> Path:
+    """The bare origin ``copy_repo`` made for a copy."""
+    return repo.parent / f"{repo.name}-origin.git"
+
+
+def remote_of(repo: Path) -> Path:
+    """The DVC remote directory ``copy_repo`` made for a copy."""
+    return repo.parent / f"{repo.name}-dvc-remote"
 
 
 def png_size(data: bytes) -> tuple[int, int]:
