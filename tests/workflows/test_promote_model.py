@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from workflow_helpers import REPO, git, run_script, step_script, tool_env
+from workflow_helpers import REPO, git, run_script, run_step, tool_env
 
 NAME = "diagnosis-classifier"
 # The shape of the real pipeline (training/dvc.yaml): stages run from the repository root
@@ -251,12 +251,9 @@ def test_it_promotes_the_model_the_repository_itself_records(tmp_path: Path) -> 
     assert checked["version"] == result["version"]
 
 
-def run_step(cwd: Path, workflow: str, step_name: str) -> subprocess.CompletedProcess[str]:
-    """Run a workflow step's script with bash -e, as the runner does, in CWD."""
-    script = step_script(workflow, step_name)
-    return subprocess.run(
-        ["bash", "-e", "-c", script], cwd=cwd, env=tool_env(), capture_output=True, text=True
-    )
+def run_dvc_step(cwd: Path, workflow: str, step_name: str) -> subprocess.CompletedProcess[str]:
+    """Run a workflow step's script in CWD, in the shell GitHub uses."""
+    return run_step(workflow, step_name, cwd, tool_env())
 
 
 def test_the_workflows_dvc_steps_work_on_a_fresh_clone_and_catch_an_unpushed_model(
@@ -265,10 +262,10 @@ def test_the_workflows_dvc_steps_work_on_a_fresh_clone_and_catch_an_unpushed_mod
     clone = tmp_path / "clone"
     git(repo, "push", "-q", "origin", "main")
     git(tmp_path, "clone", "-q", "-b", "main", str(repo.parent / "origin.git"), str(clone))
-    check = run_step(clone, "promote.yml", "Check the DVC remote holds the pipeline's outputs")
+    check = run_dvc_step(clone, "promote.yml", "Check the DVC remote holds the pipeline's outputs")
     assert check.returncode == 0, check.stderr
     assert (clone / "training/model/model.pkl").read_text() == "weights for seed 1\n"
-    report = run_step(clone, "training-report.yml", "dvc pull, dvc repro")
+    report = run_dvc_step(clone, "training-report.yml", "dvc pull, dvc repro")
     assert report.returncode == 0, report.stderr
     assert git(clone, "status", "--porcelain") == ""
 
@@ -279,6 +276,8 @@ def test_the_workflows_dvc_steps_work_on_a_fresh_clone_and_catch_an_unpushed_mod
     git(repo, "push", "-q", "origin", "main")
     git(clone, "pull", "-q")
     shutil.rmtree(clone / ".dvc" / "cache", ignore_errors=True)
-    unpushed = run_step(clone, "promote.yml", "Check the DVC remote holds the pipeline's outputs")
+    unpushed = run_dvc_step(
+        clone, "promote.yml", "Check the DVC remote holds the pipeline's outputs"
+    )
     assert unpushed.returncode != 0
     assert "training/model/model.pkl" in unpushed.stderr + unpushed.stdout

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_helpers import REPO, git, run_script, step_script, tool_env
+from workflow_helpers import REPO, git, run_script, run_step, tool_env
 
 SHA = "3f1c2d4e5b6a79881726354433221100aabbccdd"
 ALL_DIGITS = "1234567890123456789012345678901234567890"
@@ -208,12 +208,8 @@ def run_pr_step(repo: Path, tmp_path: Path, sha: str) -> subprocess.CompletedPro
         GITHUB_SHA=sha,
     )
     env["PATH"] = f"{stub_dir}:{env['PATH']}"
-    script = step_script(
-        "promote.yml", "Open the pull request that deploys it (the overlay's image tag)"
-    )
-    return subprocess.run(
-        ["bash", "-e", "-c", script], cwd=repo, env=env, capture_output=True, text=True
-    )
+    step = "Open the pull request that deploys it (the overlay's image tag)"
+    return run_step("promote.yml", step, repo, env)
 
 
 def test_the_promote_workflow_opens_one_pull_request_with_the_one_line_change(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from workflow_helpers import REPO, WORKFLOWS, run_script, tool_env, workflow_files
+from workflow_helpers import REPO, WORKFLOWS, run_script, run_step, tool_env, workflow_files
 
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
 PINNED = re.compile(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}")
@@ -216,3 +216,39 @@ def test_pre_commit_pins_the_versions_the_venv_has() -> None:
         "check-jsonschema": constraints["check-jsonschema"],
         "yamllint": f"v{constraints['yamllint']}",
     }
+
+
+CONFIG_STEP = "Stage of this branch, and the configuration"
+
+
+def run_config_step(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    output = tmp_path / "github-output"
+    output.write_text("")
+    result = run_step("promote.yml", CONFIG_STEP, REPO, tool_env(GITHUB_OUTPUT=str(output), **env))
+    return result, output.read_text()
+
+
+def test_promote_starts_by_naming_the_stage_and_the_registry_host(tmp_path: Path) -> None:
+    result, output = run_config_step(
+        tmp_path, BRANCH="staging", IMAGE_REGISTRY="ghcr.io/acme", HAS_DVC_CONFIG="true"
+    )
+    assert result.returncode == 0, result.stderr
+    assert output.splitlines() == ["stage=staging", "registry_host=ghcr.io"]
+
+
+@pytest.mark.parametrize(
+    ("branch", "registry", "has_dvc_config"),
+    [
+        ("main", "", "true"),
+        ("main", "ghcr.io/acme", "false"),
+        ("experiment/x", "ghcr.io/a", "true"),
+    ],
+)
+def test_promote_stops_before_tagging_without_its_configuration(
+    tmp_path: Path, branch: str, registry: str, has_dvc_config: str
+) -> None:
+    result, output = run_config_step(
+        tmp_path, BRANCH=branch, IMAGE_REGISTRY=registry, HAS_DVC_CONFIG=has_dvc_config
+    )
+    assert result.returncode != 0
+    assert "stage=" not in output

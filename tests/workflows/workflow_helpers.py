@@ -64,3 +64,15 @@ def step_script(workflow: str, step_name: str) -> str:
     ]
     assert len(scripts) == 1, f"{workflow} has {len(scripts)} steps named {step_name!r}"
     return str(scripts[0])
+
+
+# How GitHub runs a `run:` script on a Linux runner (shell: bash, the default).
+GITHUB_BASH = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"]
+
+
+def run_step(
+    workflow: str, step_name: str, cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run a workflow step's script in CWD with ENV, in the shell GitHub uses."""
+    script = step_script(workflow, step_name)
+    return subprocess.run([*GITHUB_BASH, script], cwd=cwd, env=env, capture_output=True, text=True)
