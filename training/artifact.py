@@ -28,8 +28,10 @@ class ModelIntegrityError(Exception):
 
 
 def library_versions() -> dict[str, str]:
+    """What the pickle needs to load. Python as major.minor (the pickle-compatibility boundary):
+    a patch release must not change the card's bytes, or dvc.lock would not reproduce."""
     return {
-        "python": platform.python_version(),
+        "python": ".".join(platform.python_version_tuple()[:2]),
         "scikit-learn": sklearn.__version__,
         "numpy": numpy.__version__,
     }
