@@ -74,7 +74,8 @@ def write_plots(plots: Path, y_true: pd.Series, y_pred: Any, p_positive: Any) ->
     roc = pd.DataFrame({"fpr": fpr, "tpr": tpr}).round(DIGITS)
     roc.to_csv(plots / "roc.csv", index=False, lineterminator="\n")
     precision, recall, _ = precision_recall_curve(positive, p_positive)
-    pr = pd.DataFrame({"recall": recall, "precision": precision}).round(DIGITS)
+    # scikit-learn lists recall descending; ascending draws the curve without zig-zags at ties.
+    pr = pd.DataFrame({"recall": recall[::-1], "precision": precision[::-1]}).round(DIGITS)
     pr.to_csv(plots / "precision_recall.csv", index=False, lineterminator="\n")
     confusion = pd.DataFrame({"actual": y_true.to_numpy(), "predicted": y_pred})
     confusion.to_csv(plots / "confusion.csv", index=False, lineterminator="\n")
