@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from serving.api import health, metrics, openapi, predict, v2
 from serving.errors import ApiError, error_body, from_http_exception
+from serving.fastpath import FastPath
 from serving.logs import log
 from serving.metrics import Metrics
 from serving.model import Model
@@ -68,6 +69,9 @@ def create_app(config: Mapping[str, Any] | None = None, *, model: Model | None =
     for blueprint in (predict.bp, v2.bp, health.bp, metrics.bp, openapi.bp):
         app.register_blueprint(blueprint)
     _install_hooks(app, server)
+    app.wsgi_app = FastPath(  # type: ignore[method-assign]
+        app.wsgi_app, server, app.config["MAX_CONTENT_LENGTH"]
+    )
     return app
 
 

@@ -1,21 +1,26 @@
-"""POST /predict: rows as records in, labels and class probabilities out."""
+"""POST /predict: rows as records in, labels and class probabilities out.
+
+``predict_payload`` is the whole endpoint; the Flask view and the WSGI fast path
+(``serving.fastpath``) both call it.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from flask import Blueprint, Response, request
 
 from serving import inputs
 from serving.errors import invalid
-from serving.state import PROVENANCE_HEADER, json_response, parse_json, state
+from serving.state import PROVENANCE_HEADER, ServerState, json_response, parse_json, state
 
 bp = Blueprint("predict", __name__)
 
 
-@bp.post("/predict")
-def predict() -> Response:
-    server = state()
+def predict_payload(server: ServerState, raw: bytes) -> tuple[dict[str, Any], dict[str, str]]:
+    """The answer to one /predict body and its headers; raises ``ApiError``."""
     model = server.require_model(server.model.name)
-    body = parse_json(request.get_data(cache=False))
+    body = parse_json(raw)
     if type(body) is not dict or "instances" not in body:
         raise invalid(
             'the body must be an object {"instances": [{feature: number, ...}]}', "instances"
@@ -23,7 +28,9 @@ def predict() -> Response:
     if len(body) != 1:
         extra = sorted(k for k in body if k != "instances")[0]
         raise invalid(f"unknown key {extra!r}; the body has only 'instances'", extra)
-    x = inputs.records(body["instances"], model.feature_names, server.max_rows)
+    x = inputs.records(
+        body["instances"], model.feature_names, server.max_rows, fast=inputs.literal_free(raw)
+    )
     proba = model.predict_proba(x)
     server.metrics.count_predictions(proba)
     payload = {
@@ -32,4 +39,10 @@ def predict() -> Response:
         "labels": model.labels(proba),
         "probabilities": proba,
     }
-    return json_response(payload, headers={PROVENANCE_HEADER: model.provenance.header()})
+    return payload, {PROVENANCE_HEADER: model.provenance.header()}
+
+
+@bp.post("/predict")
+def predict() -> Response:
+    payload, headers = predict_payload(state(), request.get_data(cache=False))
+    return json_response(payload, headers=headers)

@@ -1,5 +1,8 @@
 """The Open Inference Protocol ("v2": KServe, Triton, MLServer) REST endpoints.
 
+``infer_payload`` is the whole inference endpoint; the Flask view and the WSGI fast path
+(``serving.fastpath``) both call it.
+
 Server metadata, model metadata and readiness, and inference. Inputs: one ``[N, F]`` tensor with
 the features in model order, or one ``[N]`` tensor per feature named after it; any numeric
 datatype; data flat (row-major) or nested; the binary tensor data extension for inputs. Outputs:
@@ -15,7 +18,7 @@ from flask import Blueprint, Response, request
 from serving import inputs
 from serving.errors import ApiError, invalid
 from serving.model import Model
-from serving.state import PROVENANCE_HEADER, json_response, parse_json, state
+from serving.state import PROVENANCE_HEADER, ServerState, json_response, parse_json, state
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
@@ -68,9 +71,8 @@ def model_ready(name: str, version: str | None = None) -> Response:
     return json_response({"name": model.name, "ready": model.ready})
 
 
-def _split_binary(raw: bytes) -> tuple[bytes, dict[int, bytes], Any]:
+def _split_binary(raw: bytes, length_text: str | None) -> tuple[bytes, dict[int, bytes], Any]:
     """Separate the JSON header from binary tensor data (the protocol's binary extension)."""
-    length_text = request.headers.get(BINARY_HEADER)
     if length_text is None:
         return raw, {}, None
     try:
@@ -118,12 +120,15 @@ def _requested_outputs(body: dict[str, Any]) -> tuple[str, ...]:
     return tuple(names)
 
 
-@bp.post("/models/<name>/infer")
-@bp.post("/models/<name>/versions/<version>/infer")
-def infer(name: str, version: str | None = None) -> Response:
-    server = state()
+def infer_payload(
+    server: ServerState, name: str, version: str | None, raw: bytes, binary_header: str | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The answer to one infer body and its headers; raises ``ApiError``.
+
+    ``binary_header``: the Inference-Header-Content-Length header, if sent.
+    """
     model = server.require_model(name, version)
-    raw, binary, body = _split_binary(request.get_data(cache=False))
+    raw, binary, body = _split_binary(raw, binary_header)
     if body is None:
         body = parse_json(raw)
     if type(body) is not dict or "inputs" not in body:
@@ -134,7 +139,8 @@ def infer(name: str, version: str | None = None) -> Response:
     if "id" in body and not isinstance(body["id"], str):
         raise invalid("'id' must be a string", "id")
     outputs = _requested_outputs(body)
-    x = inputs.v2_tensors(body["inputs"], model.feature_names, server.max_rows, binary)
+    fast = inputs.literal_free(raw)
+    x = inputs.v2_tensors(body["inputs"], model.feature_names, server.max_rows, binary, fast=fast)
     proba = model.predict_proba(x)
     server.metrics.count_predictions(proba)
     rows = proba.shape[0]
@@ -159,4 +165,14 @@ def infer(name: str, version: str | None = None) -> Response:
     if "id" in body:
         payload["id"] = body["id"]
     payload["outputs"] = tensors
-    return json_response(payload, headers={PROVENANCE_HEADER: model.provenance.header()})
+    return payload, {PROVENANCE_HEADER: model.provenance.header()}
+
+
+@bp.post("/models/<name>/infer")
+@bp.post("/models/<name>/versions/<version>/infer")
+def infer(name: str, version: str | None = None) -> Response:
+    raw = request.get_data(cache=False)
+    payload, headers = infer_payload(
+        state(), name, version, raw, request.headers.get(BINARY_HEADER)
+    )
+    return json_response(payload, headers=headers)

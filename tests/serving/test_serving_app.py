@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flask.testing import FlaskClient
 from serving_testkit import MODEL_NAME, TinyModel
-from werkzeug.test import TestResponse
+from werkzeug.test import Client, TestResponse
 
 from serving.app import create_app
 from serving.model import Model
@@ -377,3 +377,47 @@ def test_openapi_document_is_served_and_covers_every_route(client: FlaskClient) 
         if rule.endpoint != "static"
     }
     assert app_paths == set(kept["paths"])
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/predict", {"instances": "ROWS"}),
+        ("/predict", {"instances": [{"mean_radius": "x"}]}),
+        ("/predict", {"instances": []}),
+        (
+            INFER,
+            {
+                "id": "a",
+                "inputs": [{"name": "i", "shape": [2, 30], "datatype": "FP32", "data": "FLAT"}],
+            },
+        ),
+        (f"/v2/models/{MODEL_NAME}/versions/v1.2.0/infer", {"inputs": "nope"}),
+        ("/v2/models/other/infer", {"inputs": []}),
+    ],
+)
+def test_fast_path_and_flask_view_answer_alike(
+    client: FlaskClient, tiny_model: TinyModel, path: str, body: dict[str, Any]
+) -> None:
+    text = json.dumps(body)
+    text = text.replace('"ROWS"', json.dumps([tiny_model.record(0), tiny_model.record(1)]))
+    text = text.replace('"FLAT"', json.dumps(tiny_model.x_test[:2].ravel().tolist()))
+    headers = {"X-Request-ID": "same", "Content-Type": "application/json"}
+    fast = client.post(path, data=text, headers=headers)
+    flask_only = Client(client.application.wsgi_app.wsgi)  # type: ignore[attr-defined]
+    slow = flask_only.post(path, data=text, headers=headers)
+    assert fast.status_code == slow.status_code
+    assert fast.get_json() == slow.get_json()
+    for header in ("Content-Type", "X-Request-ID", "X-Model-Provenance"):
+        assert fast.headers.get(header) == slow.headers.get(header)
+
+
+def test_fast_path_leaves_other_requests_to_flask(client: FlaskClient) -> None:
+    # chunked (no Content-Length): Flask reads it and answers the same way
+    response = client.post(
+        "/predict",
+        data=b"{}",
+        environ_overrides={"CONTENT_LENGTH": "", "wsgi.input_terminated": True},
+    )
+    assert_error(response, 422, "instances")
+    assert_error(client.post(f"/v2/models/{MODEL_NAME}/a/b/infer", json={}), 404)

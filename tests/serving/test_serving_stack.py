@@ -136,27 +136,36 @@ def _metric(text: str, prefix: str) -> float:
     )
 
 
+def _request_pids(stack: Stack, skip: int = 0) -> set[int]:
+    """PIDs of the workers that logged a request, after the first ``skip`` bytes of the log."""
+    return {
+        json.loads(line)["pid"]
+        for line in stack.uwsgi_log.read_bytes()[skip:].decode().splitlines()
+        if line.startswith('{"time"') and '"event":"request"' in line
+    }
+
+
 def test_metrics_are_merged_across_workers(stack: Stack, tiny_model: TinyModel) -> None:
     ok = 'modelops_requests_total{endpoint="/predict",status="200"}'
     before = requests.get(f"{stack.url}/metrics", timeout=5).text
+    log_size = stack.uwsgi_log.stat().st_size
     body = {"instances": [tiny_model.record(i) for i in range(3)]}
 
     def send(_: int) -> int:
         with requests.Session() as session:
             return session.post(f"{stack.url}/predict", json=body, timeout=10).status_code
 
+    sent = 0
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(send, range(80)))
-    assert statuses == [200] * 80
+        # until both workers have answered some of them (the point of the test)
+        while sent < 2000 and len(_request_pids(stack, log_size)) < 2:
+            statuses = list(pool.map(send, range(80)))
+            assert statuses == [200] * 80
+            sent += 80
+    assert len(_request_pids(stack, log_size)) >= 2
     after = requests.get(f"{stack.url}/metrics", timeout=5).text
-    assert _metric(after, ok) - _metric(before, ok) == 80
+    assert _metric(after, ok) - _metric(before, ok) == sent
     classes = "modelops_predictions_total{"
-    assert _metric(after, classes) - _metric(before, classes) == 240
+    assert _metric(after, classes) - _metric(before, classes) == 3 * sent
     assert 'modelops_request_duration_seconds_count{endpoint="/predict"}' in after
     assert "modelops_model_info{" in after
-    pids = {
-        json.loads(line)["pid"]
-        for line in stack.uwsgi_log.read_text().splitlines()
-        if line.startswith('{"time"') and '"event":"request"' in line
-    }
-    assert len(pids) >= 2, "both workers should have answered"
