@@ -16,7 +16,13 @@ $(CHECKOV_VENV)/.installed: scripts/validate-policies-requirements.txt
 .PHONY: checkov
 checkov: $(CHECKOV_VENV)/.installed ## install pinned checkov into its own venv (.tools/checkov-venv)
 
-test-prereqs: tools checkov
+# The pod smoke test plays the dev overlay with podman, whose pods need catatonit (the infra
+# container's init), which podman only recommends: not installed with --no-install-recommends.
+.PHONY: deploy-smoke-prereqs
+deploy-smoke-prereqs: image-tools images-base ## install what the pod smoke test needs (catatonit, base images)
+	scripts/ensure-debian-packages.sh catatonit
+
+test-prereqs: tools checkov deploy-smoke-prereqs
 
 .PHONY: render
 render: venv tools ## re-render kustomize/base from charts/model (helm template) and the chart README

@@ -234,7 +234,7 @@ def test_it_puts_the_model_provenance_in_pod_annotations_and_modelops_env(
     assert annotations["modelops.io/model-stage"] == "prod"
     assert annotations["modelops.io/git-commit"] == "0123456789abcdef" * 2 + "01234567"
     assert annotations["modelops.io/model-sha256"].startswith("9f86d0")
-    env = {e["name"]: e for e in containers(docs)["app"]["env"]}
+    env = {e["name"]: e["value"] for e in containers(docs)["app"]["env"]}
     for variable, key in [
         ("MODELOPS_MODEL_NAME", "model-name"),
         ("MODELOPS_MODEL_VERSION", "model-version"),
@@ -242,8 +242,7 @@ def test_it_puts_the_model_provenance_in_pod_annotations_and_modelops_env(
         ("MODELOPS_GIT_COMMIT", "git-commit"),
         ("MODELOPS_MODEL_SHA256", "model-sha256"),
     ]:
-        field = env[variable]["valueFrom"]["fieldRef"]["fieldPath"]
-        assert field == f"metadata.annotations['modelops.io/{key}']"
+        assert env[variable] == annotations[f"modelops.io/{key}"], variable
 
 
 def test_it_reports_the_image_tag_as_git_commit_when_none_is_given(

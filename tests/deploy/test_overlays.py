@@ -19,6 +19,8 @@ INTENDED = [
     r"^Deployment/model\.spec\.template\.metadata\.annotations\.modelops\.io/(model-stage|model-version|model-sha256|git-commit)$",
     r"^Deployment/model\.spec\.template\.spec\.containers\.(app|nginx)\.resources\.",
     r"^Deployment/model\.spec\.template\.spec\.containers\.app\.env\.UWSGI_PROCESSES$",
+    r"^Deployment/model\.spec\.template\.spec\.containers\.app\.env\.MODELOPS_"
+    r"(MODEL_STAGE|MODEL_VERSION|MODEL_SHA256|GIT_COMMIT)$",
     r"^Deployment/model\.spec\.template\.spec\.containers\.app\.image$",
     r"^Deployment/model\.spec\.template\.spec\.topologySpreadConstraints\.0\.whenUnsatisfiable$",
     r"^HorizontalPodAutoscaler/model\.spec\.(min|max)Replicas$",
@@ -52,6 +54,15 @@ def leaves(docs: Docs) -> dict[str, Any]:
     return out
 
 
+def assert_env_matches_annotations(docs: Docs) -> None:
+    """The server reports (MODELOPS_*) exactly what the pod annotations say."""
+    annotations = find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    env = {e["name"]: e.get("value") for e in containers(docs)["app"]["env"]}
+    for key in ("model-name", "model-version", "model-stage", "git-commit", "model-sha256"):
+        variable = "MODELOPS_" + key.upper().replace("-", "_")
+        assert env[variable] == annotations[f"modelops.io/{key}"], variable
+
+
 def test_every_environment_has_an_overlay_and_nothing_else_does() -> None:
     assert sorted(p.name for p in OVERLAYS.iterdir() if p.is_dir()) == sorted(ENVIRONMENTS)
 
@@ -82,6 +93,7 @@ def test_the_image_tag_is_a_full_git_sha_set_through_images(
     ]
     assert annotations["modelops.io/git-commit"] == entry["newTag"]
     assert annotations["modelops.io/model-stage"] == env
+    assert_env_matches_annotations(overlay_docs[env])
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -144,3 +156,4 @@ def test_setting_the_image_tag_is_a_one_line_change_that_moves_the_git_commit(
     assert containers(docs)["app"]["image"].endswith(f":{new_sha}")
     annotations = find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["modelops.io/git-commit"] == new_sha
+    assert_env_matches_annotations(docs)
