@@ -32,4 +32,5 @@ test-serving: serving-prereqs ## the serving tests only
 
 .PHONY: bench
 bench: serving-prereqs ## benchmark the stack against three references with wrk (JSON + markdown in out/bench)
-	python -m bench.run --out "$(BENCH_DIR)"
+	@test -f "$(SERVE_MODEL_DIR)/metadata.json" || $(MAKE) train
+	python -m bench.run --model-dir "$(SERVE_MODEL_DIR)" --out "$(BENCH_DIR)"

@@ -1,0 +1,1 @@
+"""The serving benchmark (`make bench`): wrk against the stack and three references."""
