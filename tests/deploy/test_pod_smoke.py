@@ -102,7 +102,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         pytest.skip("podman or catatonit missing: run make deploy-smoke-prereqs")
     if podman("image", "exists", upstream("NGINX_IMAGE"), check=False).returncode != 0:
         pytest.skip(f"{upstream('NGINX_IMAGE')} missing: run make images-base")
-    registry = make_registry(tmp_path_factory.mktemp("registry"))
+    with pytest.MonkeyPatch.context() as patch:  # dvc and gto of the project's venv
+        patch.setenv("PATH", podman_env()["PATH"])
+        registry = make_registry(tmp_path_factory.mktemp("registry"))
     tag = secrets.token_hex(20)  # shaped like the full git SHA a real build is tagged with
     image = f"localhost/modelops/model-server:{tag}"
     env = podman_env() | {
