@@ -30,9 +30,10 @@ render: venv tools ## re-render kustomize/base from charts/model (helm template)
 	python scripts/render-chart-readme.py
 
 .PHONY: validate
-validate: venv tools checkov ## offline checks: helm lint, Kubernetes 1.35-1.37 schemas, Argo CD schemas, checkov
+validate: venv tools checkov ## offline checks: helm lint, render drift, Kubernetes 1.35-1.37 and Argo CD schemas, checkov
 	helm lint --strict charts/model
 	for values in charts/model/ci/*-values.yaml; do helm lint --strict --quiet charts/model -f "$$values"; done
+	python scripts/render-base.py --check
 	python scripts/render-chart-readme.py --check
 	python scripts/validate-manifests.py
 	python scripts/validate-policies.py

@@ -5,7 +5,10 @@ The rendered manifests are what reviewers read in a pull request and what Argo C
 "rendered manifests" pattern); `make render` runs this, and a test fails when the committed files
 differ from a fresh render.
 
-usage: scripts/render-base.py [--chart DIR] [--out DIR] [--helm BIN]
+usage: scripts/render-base.py [--chart DIR] [--out DIR] [--helm BIN] [--check]
+
+--check renders into a temporary directory and exits 1, naming the stale files, when `--out`
+differs (make validate runs it).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,12 +79,30 @@ def render(helm: str, chart: Path, out: Path) -> list[Path]:
     return [*written, out / "kustomization.yaml"]
 
 
+def stale_files(helm: str, chart: Path, out: Path) -> list[str]:
+    """Names of the files in `out` that differ from a fresh render (missing or extra included)."""
+    with tempfile.TemporaryDirectory(prefix="modelops-render-") as tmp:
+        render(helm, chart, Path(tmp))
+        fresh = {p.name: p.read_text() for p in Path(tmp).iterdir()}
+    current = {p.name: p.read_text() for p in out.glob("*.yaml")} if out.is_dir() else {}
+    return sorted(n for n in fresh.keys() | current.keys() if fresh.get(n) != current.get(n))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chart", type=Path, default=ROOT / "charts" / "model")
     parser.add_argument("--out", type=Path, default=ROOT / "kustomize" / "base")
     parser.add_argument("--helm", default="helm")
+    parser.add_argument("--check", action="store_true", help="fail when --out is stale")
     args = parser.parse_args(argv)
+    if args.check:
+        stale = stale_files(args.helm, args.chart, args.out)
+        if stale:
+            print(
+                f"error: {args.out} is stale ({', '.join(stale)}): run make render", file=sys.stderr
+            )
+            return 1
+        return 0
     written = render(args.helm, args.chart, args.out)
     shown = args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out
     print(f"rendered {len(written)} files into {shown}")

@@ -25,12 +25,19 @@ def test_the_committed_base_equals_a_fresh_render_of_the_chart(helm: str, tmp_pa
         assert committed[name] == text, f"kustomize/base/{name} is stale: run make render"
 
 
-def test_the_drift_check_notices_a_chart_change(helm: str, repo_copy: Path, tmp_path: Path) -> None:
+def test_the_drift_check_names_the_files_a_chart_change_makes_stale(
+    helm: str, repo_copy: Path, tmp_path: Path
+) -> None:
     chart = repo_copy / "charts" / "model"
+    out = tmp_path / "base"
+    render_into(out, helm, chart)
+    check = [sys.executable, str(RENDER), "--helm", helm, "--chart", str(chart), "--out", str(out)]
+    assert run(*check, "--check", check=False).returncode == 0
     values = chart / "values.yaml"
     values.write_text(values.read_text().replace("maxUnavailable: 1", "maxUnavailable: 2"))
-    fresh = render_into(tmp_path / "base", helm, chart)
-    assert fresh["pdb.yaml"] != (BASE / "pdb.yaml").read_text()
+    result = run(*check, "--check", check=False)
+    assert result.returncode == 1
+    assert "stale (pdb.yaml): run make render" in result.stderr
 
 
 def test_the_base_lists_every_rendered_file_and_no_test_pod(helm: str, tmp_path: Path) -> None:
