@@ -28,9 +28,10 @@ run)
     ;;
 stop)
     sleep "$NGINX_STOP_DELAY"
-    pid=$(cat "${prefix}nginx.pid")
-    kill -QUIT "$pid"
-    while kill -0 "$pid" 2>/dev/null; do sleep 1; done
+    [ -f "${prefix}nginx.pid" ] || exit 0
+    kill -QUIT "$(cat "${prefix}nginx.pid")"
+    # Nginx removes its pid file when the last worker has finished
+    while [ -f "${prefix}nginx.pid" ]; do sleep 0.2; done
     ;;
 *)
     echo "usage: nginx-start.sh [run|stop]" >&2

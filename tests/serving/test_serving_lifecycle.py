@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import requests
 from conftest import start_stack
 from serving_testkit import SLOW_SECONDS, SLOW_SENTINEL, SlowModel, TinyModel, build_model
 
-from serving.stack import Stack, StackError
+from serving.stack import NGINX_START, Stack, StackError
 
 pytestmark = pytest.mark.e2e
 GRACE_SECONDS = 15.0
@@ -154,3 +155,19 @@ def test_pinned_checksum_and_missing_model_refuse_to_start(
     assert "MODELOPS_MODEL_SHA256 pins ffff" in line
     _, line = _refused(tmp_path / "absent")
     assert "model metadata not found" in line
+
+
+def test_nginx_prestop_hook_stops_nginx_gracefully(private_stack: Stack) -> None:
+    assert private_stack.nginx is not None and private_stack.run_dir is not None
+    env = {
+        **os.environ,
+        "NGINX_PREFIX": str(private_stack.run_dir / "nginx") + "/",
+        "NGINX_STOP_DELAY": "0",
+    }
+    hook = subprocess.run(
+        ["sh", str(NGINX_START), "stop"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert hook.returncode == 0, hook.stderr
+    assert private_stack.nginx.wait(5) == 0
+    with pytest.raises(requests.ConnectionError):
+        requests.get(private_stack.url + "/v2/health/live", timeout=2)
