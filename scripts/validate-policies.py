@@ -51,23 +51,26 @@ def require_helm() -> None:
 
 def checkov(binary: Path, directory: Path, framework: str, skipped: dict[str, str]) -> Any:
     """Run checkov on one directory and framework; its JSON report."""
-    result = subprocess.run(
-        [
-            str(binary),
-            "--directory",
-            str(directory),
-            "--framework",
-            framework,
-            "--skip-check",
-            ",".join(sorted(skipped)),
-            "--skip-download",
-            "--output",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            [
+                str(binary),
+                "--directory",
+                str(directory),
+                "--framework",
+                framework,
+                "--skip-check",
+                ",".join(sorted(skipped)),
+                "--skip-download",
+                "--output",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError as error:
+        sys.exit(f"error: cannot run {binary} ({error.strerror}): run make checkov")
     if result.returncode not in {0, 1}:
         sys.exit(f"error: checkov ({framework}) failed to run: {result.stderr.strip()[-300:]}")
     try:
