@@ -233,13 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     stack = Stack(args.model_dir, port=args.port, processes=args.processes)
     try:
-        stack.start()
-    except StackError as exc:
-        print(f"the stack did not start: {exc}", file=sys.stderr)
-        stack.cleanup()
-        return 1
-    print(f"serving {args.model_dir} on {stack.url} (logs in {stack.run_dir}); Ctrl-C stops")
-    try:
+        try:
+            stack.start()
+        except StackError as exc:
+            print(f"the stack did not start: {exc}", file=sys.stderr)
+            return 1
+        print(f"serving {args.model_dir} on {stack.url} (logs in {stack.run_dir}); Ctrl-C stops")
         while stack.uwsgi is not None and stack.uwsgi.poll() is None:
             time.sleep(0.5)
         print("uWSGI exited:\n" + _tail(stack.uwsgi_log), file=sys.stderr)
