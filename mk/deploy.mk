@@ -41,3 +41,7 @@ validate: venv tools checkov ## offline checks: helm lint, render drift, Kuberne
 .PHONY: test-deploy
 test-deploy: test-prereqs ## the deployment tests only (chart, overlays, Argo CD, validation, pod smoke test)
 	pytest tests/deploy -q
+
+.PHONY: demo-deploy
+demo-deploy: image tools deploy-smoke-prereqs ## run the dev overlay's rendered pod with podman (image from make image), predict once
+	python scripts/render-podman-pod.py demo --env dev --image '$(IMAGE)'
