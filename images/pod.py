@@ -70,8 +70,15 @@ def restricted(uid: int) -> dict[str, Any]:
     }
 
 
-def manifest(name: str, image: str, nginx_image: str, port: int) -> list[dict[str, Any]]:
-    """ConfigMap (serving/config's Nginx files, unchanged) + Pod (app, Nginx sidecar)."""
+def manifest(
+    name: str, image: str, nginx_image: str, port: int, socket_dir: Path
+) -> list[dict[str, Any]]:
+    """ConfigMap (serving/config's Nginx files, unchanged) + Pod (app, Nginx sidecar).
+
+    The socket volume is a hostPath to ``socket_dir`` (mode 1777), not an emptyDir: Kubernetes
+    creates an emptyDir world-writable, podman chowns it to the user of whichever container
+    mounts it first, so with an emptyDir uWSGI (uid 10001) cannot bind its socket whenever the
+    Nginx container (uid 101) happens to start first."""
     files = ("nginx.conf.template", "nginx-start.sh")
     config_map = {
         "apiVersion": "v1",
@@ -99,7 +106,10 @@ def manifest(name: str, image: str, nginx_image: str, port: int) -> list[dict[st
             {"name": "nginx-conf", "mountPath": "/etc/modelops/nginx", "readOnly": True},
         ],
     }
-    volumes = [{"name": v, "emptyDir": {}} for v in ("socket", "app-tmp", "nginx-tmp")]
+    volumes: list[dict[str, Any]] = [
+        {"name": "socket", "hostPath": {"path": str(socket_dir), "type": "Directory"}}
+    ]
+    volumes += [{"name": v, "emptyDir": {}} for v in ("app-tmp", "nginx-tmp")]
     volumes.append({"name": "nginx-conf", "configMap": {"name": f"{name}-nginx"}})
     pod = {
         "apiVersion": "v1",
@@ -137,7 +147,10 @@ def running_pod(image: str, nginx_image: str, timeout: float = 90) -> Iterator[s
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pod.yaml"
-        path.write_text(yaml.safe_dump_all(manifest(name, image, nginx_image, port)))
+        socket_dir = Path(tmp) / "socket"
+        socket_dir.mkdir()
+        socket_dir.chmod(0o1777)
+        path.write_text(yaml.safe_dump_all(manifest(name, image, nginx_image, port, socket_dir)))
         try:
             podman("kube", "play", "--network", "host", str(path))
             base = f"http://127.0.0.1:{port}"

@@ -78,6 +78,17 @@ def verify(model_dir: Path, name: str) -> str:
     return actual
 
 
+def prune(model_dir: Path) -> None:
+    """Keep only metadata.json and the model file (dvc get also brings git-tracked files of the
+    directory, such as the .gitignore DVC writes)."""
+    keep = {"metadata.json", json.loads((model_dir / "metadata.json").read_text())["model_file"]}
+    for entry in model_dir.iterdir():
+        if entry.name not in keep:
+            if entry.is_dir():
+                raise FetchError(f"unexpected directory {entry.name} in the model directory")
+            entry.unlink()
+
+
 def fetch(repo: str, ref: str, path: str, out: Path, provenance: Path, dvc_config: Path) -> None:
     name, stage = parse_ref(ref)
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,6 +103,7 @@ def fetch(repo: str, ref: str, path: str, out: Path, provenance: Path, dvc_confi
             get += ["--config", str(dvc_config)]
         run(*get)
     sha256 = verify(out, name)
+    prune(out)
     record = {"name": name, "version": version, "stage": stage, "tag": tag, "sha256": sha256}
     provenance.write_text(json.dumps(record, indent=2) + "\n")
     print(f"fetched {name} {version} ({tag}) sha256 {sha256}")

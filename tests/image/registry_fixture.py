@@ -15,6 +15,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,7 @@ class Registry:
 
 def _run(cwd: Path, *cmd: str) -> str:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GTO_NO_ANALYTICS": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # dvc, gto of this venv
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")

@@ -45,6 +45,7 @@ def test_oci_labels_name_the_commit_and_the_registered_model(built_image: BuiltI
     assert labels["io.modelops.model.version"] == registry.version
     assert labels["io.modelops.model.stage"] == registry.stage
     assert labels["io.modelops.model.sha256"] == registry.sha256
+    assert labels["org.opencontainers.image.base.name"] == upstream("PYTHON_IMAGE")
 
 
 def test_environment_carries_the_same_provenance(built_image: BuiltImage) -> None:
@@ -143,4 +144,3 @@ def test_image_size_within_budget(built_image: BuiltImage) -> None:
     size = int(built_image.inspect["Size"])
     print(f"model server image: {size / 1e6:.0f} MB (budget {SIZE_BUDGET / 1e6:.0f} MB)")
     assert size <= SIZE_BUDGET, f"image is {size / 1e6:.0f} MB, budget {SIZE_BUDGET / 1e6:.0f} MB"
-    assert built_image.labels["org.opencontainers.image.base.name"] == upstream("PYTHON_IMAGE")

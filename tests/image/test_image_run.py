@@ -7,8 +7,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import secrets
+import socket
+import struct
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -58,20 +61,57 @@ def test_probes_answer_through_nginx(pod: str) -> None:
 
 
 def test_bad_input_is_a_4xx_json_error_not_a_500(pod: str) -> None:
-    answer = requests.post(f"{pod}/predict", data=b"{not json", timeout=5)
-    assert answer.status_code == 400
-    assert answer.json()["error"]["status"] == 400
+    for method, status in (("POST", 400), ("DELETE", 405)):
+        answer = requests.request(method, f"{pod}/predict", data=b"{not json", timeout=5)
+        assert answer.status_code == status
+        assert answer.headers["Content-Type"].startswith("application/json")
+        assert "error" in answer.json()
+
+
+def uwsgi_get(sock: Path, path: str) -> bytes:
+    """GET ``path`` over uWSGI's own protocol on its unix socket (what Nginx's uwsgi_pass
+    speaks): the app's answer without Nginx. b"" while the socket is not there or not ready."""
+    env = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    body = b"".join(
+        struct.pack("<H", len(k)) + k.encode() + struct.pack("<H", len(v)) + v.encode()
+        for k, v in env.items()
+    )
+    try:
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.settimeout(5)
+            conn.connect(str(sock))
+            conn.sendall(struct.pack("<BHB", 0, len(body), 0) + body)
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+            return answer
+    except OSError:
+        return b""
 
 
 @pytest.fixture(scope="module")
-def strict_container(built_image: BuiltImage) -> Iterator[str]:
+def strict_container(
+    built_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """The app alone, root filesystem read-only and NO writable default tmpfs: only /tmp and
-    /run/modelops (the two emptyDirs of the pod) can be written."""
+    /run/modelops (the two emptyDirs of the pod) can be written. The socket directory is a
+    mode-1777 host directory, as Kubernetes makes an emptyDir (podman ignores a tmpfs mode
+    there)."""
     name = f"modelops-image-ro-{secrets.token_hex(4)}"
+    socket_dir = tmp_path_factory.mktemp("socket")
+    socket_dir.chmod(0o1777)
     podman(
         "run", "--detach", "--name", name, "--network", "none",
         "--read-only", "--read-only-tmpfs=false",
-        "--tmpfs", "/tmp:rw,mode=1777", "--tmpfs", "/run/modelops:rw,mode=1777",
+        "--tmpfs", "/tmp:rw,mode=1777", "--volume", f"{socket_dir}:/run/modelops",
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         built_image.name,
     )  # fmt: skip
@@ -106,5 +146,7 @@ def test_sigterm_stops_it_gracefully_within_the_grace_period(strict_container: s
     podman("stop", "--time", "15", strict_container)
     elapsed = time.monotonic() - started
     state = json.loads(podman("inspect", strict_container).stdout)[0]["State"]
-    assert elapsed < 12, f"took {elapsed:.1f} s: SIGTERM did not stop uWSGI (killed at 15 s)"
+    done = podman("logs", strict_container)
+    logs = (done.stdout + done.stderr)[-3000:]
+    assert elapsed < 12, f"took {elapsed:.1f} s: SIGTERM did not stop uWSGI (killed at 15 s)\n{logs}"
     assert state["ExitCode"] in (0, 30), state  # uWSGI exits 30 after a graceful shutdown

@@ -230,3 +230,10 @@ def test_check_refuses_build_args_that_differ_from_the_fetched_model(tmp_path: P
     common = ["check", "--provenance", str(tmp_path / "p.json"), "--name", "m", "--stage", "dev"]
     assert module.main([*common, "--version", "v1.0.0", "--sha256", "ab"]) == 0
     assert module.main([*common, "--version", "v2.0.0", "--sha256", "ab"]) == 1
+
+
+def test_prune_keeps_only_the_model_and_its_card(tmp_path: Path) -> None:
+    write_model_dir(tmp_path / "m")
+    (tmp_path / "m" / ".gitignore").write_text("/model.pkl\n")
+    load_fetch_model().prune(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["metadata.json", "model.pkl"]
