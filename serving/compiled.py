@@ -8,8 +8,10 @@ on generated rows; anything it cannot compile exactly is left to scikit-learn.
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from operator import mul
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,23 @@ class AffineLogistic:
     def __init__(self, weights: Matrix, bias: float) -> None:
         self.weights = np.ascontiguousarray(weights, dtype=np.float64)
         self.bias = float(bias)
+        self._weights = tuple(self.weights.tolist())
+
+    def one(self, values: Sequence[float]) -> tuple[float, float] | None:
+        """One row in plain Python floats (no numpy call); None unless all of it is finite.
+
+        A non-finite value makes the score non-finite (no weight is exactly zero in practice,
+        and 0 * inf is nan anyway), so a finite score proves a finite row.
+        """
+        score = sum(map(mul, values, self._weights)) + self.bias
+        if not math.isfinite(score):
+            return None
+        if score >= 0:
+            positive = 1.0 / (1.0 + math.exp(-score))
+        else:
+            exp = math.exp(score)
+            positive = exp / (1.0 + exp)
+        return 1.0 - positive, positive
 
     def __call__(self, x: Matrix) -> Matrix:
         positive = expit(x @ self.weights + self.bias)

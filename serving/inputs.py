@@ -85,6 +85,18 @@ def _flat_floats(data: list[Any], integral: bool) -> Matrix | None:
     return result
 
 
+def one_record(
+    row: Any, features: tuple[str, ...], feature_set: frozenset[str]
+) -> tuple[float, ...] | None:
+    """One literal-free record's values in feature order when all are numbers, else None."""
+    if type(row) is not dict or row.keys() != feature_set:
+        return None
+    values = tuple(row[name] for name in features)
+    if not NUMBER_TYPES.issuperset(map(type, values)):
+        return None
+    return values
+
+
 def _fast_records(instances: list[Any], features: tuple[str, ...]) -> Matrix | None:
     """The happy path in a few C-level passes; None sends the request to the careful path."""
     expected = frozenset(features)

@@ -112,6 +112,9 @@ class Metrics:
             latency = self._latency_children[endpoint] = self.latency.labels(endpoint)
         latency.observe(seconds)
 
+    def count_class(self, index: int) -> None:
+        self._class_children[index].inc()
+
     def count_predictions(self, proba: Matrix) -> None:
         if proba.shape[0] == 1:
             self._class_children[int(proba[0].argmax())].inc()

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.compiled import Matrix, ProbaFn, compile_pipeline
+from serving.compiled import AffineLogistic, Matrix, ProbaFn, compile_pipeline
 
 METADATA_FILE = "metadata.json"
 SCHEMA_VERSION = 1
@@ -130,11 +130,15 @@ class Model:
         self.ready = False
         self.features: tuple[Feature, ...] = ()
         self.feature_names: tuple[str, ...] = ()
+        self.feature_set: frozenset[str] = frozenset()
         self.classes: tuple[str, ...] = ()
         self.metadata: dict[str, Any] = {}
         self.inference_path = ""
         self.provenance = Provenance(name, version, stage, git_commit, "", "")
+        self.provenance_dict: dict[str, str] = {}
+        self.provenance_header = ""
         self._proba: ProbaFn | None = None
+        self._one: AffineLogistic | None = None
 
     @property
     def name(self) -> str:
@@ -170,6 +174,7 @@ class Model:
         self.metadata = metadata
         self.features = features
         self.feature_names = tuple(f.name for f in features)
+        self.feature_set = frozenset(self.feature_names)
         self.classes = tuple(str(c) for c in classes)
         self.inference_path = path
         self.provenance = Provenance(
@@ -180,7 +185,10 @@ class Model:
             data_sha256=str((data or {}).get("sha256", "")),
             model_sha256=actual,
         )
+        self.provenance_dict = self.provenance.as_dict()
+        self.provenance_header = self.provenance.header()
         self._proba = proba
+        self._one = proba if isinstance(proba, AffineLogistic) else None
         self.ready = True
 
     @staticmethod
@@ -208,6 +216,11 @@ class Model:
         if self._proba is None:
             raise ModelError("model is not loaded")
         return self._proba(x)
+
+    def predict_one(self, values: tuple[float, ...]) -> tuple[float, ...] | None:
+        """Class probabilities of one row of numbers without numpy, when the compiled path
+        allows it and the row is finite; None means: use ``predict_proba``."""
+        return None if self._one is None else self._one.one(values)
 
     def labels(self, proba: Matrix) -> list[str]:
         """The most probable class of each row."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 UWSGI_INI = CONFIG_DIR / "uwsgi.ini"
 NGINX_START = CONFIG_DIR / "nginx-start.sh"
@@ -111,6 +112,10 @@ class Stack:
         if os.geteuid() == 0:  # a root master would hand the workers to 'nobody'
             env["NGINX_GLOBALS"] = "user root;"
         env.update(self.env)
+        # the checkout's own serving package, whatever an editable install points at
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [env.get("PYTHONPATH"), str(PACKAGE_ROOT)])
+        )
         return env
 
     def start(self, timeout: float = 60.0) -> Stack:

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, request
 
 from serving import inputs
 from serving.errors import invalid
+from serving.model import Model
 from serving.state import PROVENANCE_HEADER, ServerState, json_response, parse_json, state
 
 bp = Blueprint("predict", __name__)
@@ -28,18 +29,46 @@ def predict_payload(server: ServerState, raw: bytes) -> tuple[dict[str, Any], di
     if len(body) != 1:
         extra = sorted(k for k in body if k != "instances")[0]
         raise invalid(f"unknown key {extra!r}; the body has only 'instances'", extra)
-    x = inputs.records(
-        body["instances"], model.feature_names, server.max_rows, fast=inputs.literal_free(raw)
-    )
+    instances = body["instances"]
+    fast = inputs.literal_free(raw)
+    if fast:
+        answer = _one_row(model, server, instances)
+        if answer is not None:
+            return answer
+    x = inputs.records(instances, model.feature_names, server.max_rows, fast=fast)
     proba = model.predict_proba(x)
     server.metrics.count_predictions(proba)
     payload = {
-        "model": model.provenance.as_dict(),
+        "model": model.provenance_dict,
         "classes": model.classes,
         "labels": model.labels(proba),
         "probabilities": proba,
     }
-    return payload, {PROVENANCE_HEADER: model.provenance.header()}
+    return payload, {PROVENANCE_HEADER: model.provenance_header}
+
+
+def _one_row(
+    model: Model, server: ServerState, instances: Any
+) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """The common single-row request in plain Python (no numpy call), or None to go the general
+    way (which also names whatever is wrong)."""
+    if type(instances) is not list or len(instances) != 1:
+        return None
+    values = inputs.one_record(instances[0], model.feature_names, model.feature_set)
+    if values is None:
+        return None
+    proba = model.predict_one(values)
+    if proba is None:
+        return None
+    best = max(range(len(proba)), key=proba.__getitem__)
+    server.metrics.count_class(best)
+    payload = {
+        "model": model.provenance_dict,
+        "classes": model.classes,
+        "labels": [model.classes[best]],
+        "probabilities": [proba],
+    }
+    return payload, {PROVENANCE_HEADER: model.provenance_header}
 
 
 @bp.post("/predict")

@@ -47,7 +47,7 @@ def _metadata(model: Model) -> dict[str, Any]:
                 {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(model.classes)]},
             ],
             "parameters": {
-                **model.provenance.as_dict(),
+                **model.provenance_dict,
                 "features": list(model.feature_names),
                 "classes": list(model.classes),
                 "inference_path": model.inference_path,
@@ -165,7 +165,7 @@ def infer_payload(
     if "id" in body:
         payload["id"] = body["id"]
     payload["outputs"] = tensors
-    return payload, {PROVENANCE_HEADER: model.provenance.header()}
+    return payload, {PROVENANCE_HEADER: model.provenance_header}
 
 
 @bp.post("/models/<name>/infer")

@@ -103,3 +103,24 @@ def test_metadata_feature_count_must_fit_the_model(tmp_path: Path) -> None:
 def test_missing_model_dir_is_named(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"model metadata not found: .*MODELOPS_MODEL_DIR"):
         Model(tmp_path / "absent").load()
+
+
+def test_single_row_path_matches_sklearn_on_every_test_row(tiny_model: TinyModel) -> None:
+    model = Model(tiny_model.directory)
+    model.load()
+    theirs = tiny_model.pipeline.predict_proba(tiny_model.x_test)
+    ours = [model.predict_one(tuple(row)) for row in tiny_model.x_test.tolist()]
+    np.testing.assert_allclose(np.array(ours), theirs, rtol=0, atol=1e-12)
+    assert model.predict_one((float("inf"),) + (1.0,) * 29) is None
+    assert model.predict_one((float("nan"),) + (1.0,) * 29) is None
+    extreme = model.predict_one((1e300,) * 30)
+    assert extreme is not None and all(0.0 <= p <= 1.0 for p in extreme)
+
+
+def test_single_row_path_is_off_for_sklearn_fallback(tmp_path: Path) -> None:
+    forest = Pipeline(
+        [("scaler", StandardScaler()), ("forest", RandomForestClassifier(n_estimators=3))]
+    )
+    model = Model(build_model(tmp_path / "m", estimator=forest).directory)
+    model.load()
+    assert model.predict_one((1.0,) * 30) is None
