@@ -32,7 +32,10 @@ render: venv tools ## re-render kustomize/base from charts/model (helm template)
 .PHONY: validate
 validate: venv tools checkov ## offline checks: helm lint, render drift, Kubernetes 1.35-1.37 and Argo CD schemas, checkov
 	helm lint --strict charts/model
-	for values in charts/model/ci/*-values.yaml; do helm lint --strict --quiet charts/model -f "$$values"; done
+	for values in charts/model/ci/*-values.yaml; do \
+	  helm lint --strict --quiet charts/model -f "$$values"; \
+	  helm template model charts/model -f "$$values" 2>/dev/null | python scripts/validate-manifests.py --files /dev/stdin; \
+	done
 	python scripts/render-base.py --check
 	python scripts/render-chart-readme.py --check
 	python scripts/validate-manifests.py

@@ -172,7 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     if failures:
         print(f"{len(failures)} validation failure(s)", file=sys.stderr)
         return 1
-    print(f"valid: {len(overlays)} overlay(s) against Kubernetes {checked}; Argo CD: {argocd}")
+    checked_what = [f"{len(overlays)} overlay(s)"] if overlays else []
+    checked_what += [f"{len(args.files)} file(s)"] if args.files else []
+    print(f"valid: {', '.join(checked_what) or 'no manifest'} against Kubernetes {checked}", end="")
+    print(
+        f"; Argo CD: {argocd.relative_to(ROOT) if argocd.is_relative_to(ROOT) else argocd}"
+        if argocd
+        else ""
+    )
     return 0
 
 
