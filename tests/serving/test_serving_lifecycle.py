@@ -57,6 +57,16 @@ class Load:
             thread.join(15)
 
 
+def wait_for_workers(stack: Stack, count: int, timeout: float = 15) -> list[int]:
+    """The worker PIDs once ``count`` are up (readiness needs only one of them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = stack.worker_pids()
+        if len(pids) == count or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def private_stack(tiny_model: TinyModel) -> Iterator[Stack]:
     stack = start_stack(tiny_model.directory)
@@ -68,7 +78,7 @@ def private_stack(tiny_model: TinyModel) -> Iterator[Stack]:
 def test_a_killed_worker_is_respawned_and_requests_keep_succeeding(
     private_stack: Stack, tiny_model: TinyModel
 ) -> None:
-    before = private_stack.worker_pids()
+    before = wait_for_workers(private_stack, 2)
     assert len(before) == 2
     with Load(private_stack.url, {"instances": [tiny_model.record()]}) as load:
         time.sleep(1.0)
@@ -157,17 +167,23 @@ def test_pinned_checksum_and_missing_model_refuse_to_start(
     assert "model metadata not found" in line
 
 
-def test_nginx_prestop_hook_stops_nginx_gracefully(private_stack: Stack) -> None:
-    assert private_stack.nginx is not None and private_stack.run_dir is not None
-    env = {
-        **os.environ,
-        "NGINX_PREFIX": str(private_stack.run_dir / "nginx") + "/",
-        "NGINX_STOP_DELAY": "0",
-    }
-    hook = subprocess.run(
-        ["sh", str(NGINX_START), "stop"], env=env, capture_output=True, text=True, timeout=30
-    )
-    assert hook.returncode == 0, hook.stderr
-    assert private_stack.nginx.wait(5) == 0
-    with pytest.raises(requests.ConnectionError):
-        requests.get(private_stack.url + "/v2/health/live", timeout=2)
+def test_worker_count_from_env_and_nginx_prestop_hook(tiny_model: TinyModel) -> None:
+    stack = start_stack(tiny_model.directory, UWSGI_PROCESSES="3")
+    try:
+        assert len(wait_for_workers(stack, 3)) == 3
+        assert stack.nginx is not None and stack.run_dir is not None
+        env = {
+            **os.environ,
+            "NGINX_PREFIX": str(stack.run_dir / "nginx") + "/",
+            "NGINX_STOP_DELAY": "0",
+        }
+        hook = subprocess.run(
+            ["sh", str(NGINX_START), "stop"], env=env, capture_output=True, text=True, timeout=30
+        )
+        assert hook.returncode == 0, hook.stderr
+        assert stack.nginx.wait(5) == 0
+        with pytest.raises(requests.ConnectionError):
+            requests.get(stack.url + "/v2/health/live", timeout=2)
+    finally:
+        stack.stop()
+        stack.cleanup()
