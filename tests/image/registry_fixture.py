@@ -3,8 +3,9 @@
 Builds a tiny model per docs/contracts.md (StandardScaler + LogisticRegression on scikit-learn's
 breast-cancer data, ``training/model/{model.pkl,metadata.json}``), declares it in
 ``training/dvc.yaml`` as the GTO artifact ``diagnosis-classifier`` with the files as stage outs,
-pushes them to a local DVC remote, registers ``v1.0.0``, assigns ``staging`` and leaves a bare
-clone: what the image build fetches from, the way CI would fetch from the real origin.
+pushes them to a local DVC remote, registers ``v1.0.0``, assigns ``staging``, registers a
+``v1.1.0`` whose model card does not match its model file, and leaves a bare clone: what the
+image build fetches from, the way CI would fetch from the real origin.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sklearn.preprocessing import StandardScaler
 NAME = "diagnosis-classifier"
 VERSION = "v1.0.0"
 STAGE = "staging"
+TAMPERED_VERSION = "v1.1.0"  # registered, but its metadata.json does not match its model.pkl
 
 DVC_YAML = """\
 stages:
@@ -57,6 +59,7 @@ class Registry:
     features: list[str]
     sample: dict[str, float]  # one row of the data set, by feature name
     sample_label: str
+    tampered_version: str
 
 
 def _run(cwd: Path, *cmd: str) -> str:
@@ -129,6 +132,14 @@ def make_registry(root: Path) -> Registry:
     _run(src, "git", "commit", "-q", "-m", "model v1")
     _run(src, "gto", "register", NAME, "--version", VERSION)
     _run(src, "gto", "assign", NAME, "--version", VERSION, "--stage", STAGE)
+    card_path = src / "training" / "model" / "metadata.json"
+    card = json.loads(card_path.read_text())
+    card["model_sha256"] = "0" * 64
+    card_path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    _run(src, "dvc", "commit", "-q", "-f", "training/dvc.yaml:train")
+    _run(src, "dvc", "push", "-q")
+    _run(src, "git", "commit", "-q", "-am", "model v1.1 with a card that does not match")
+    _run(src, "gto", "register", NAME, "--version", TAMPERED_VERSION)
     _run(root, "git", "clone", "-q", "--bare", str(src), str(origin))
     row = features.iloc[0]
     return Registry(
@@ -141,4 +152,5 @@ def make_registry(root: Path) -> Registry:
         features=list(features.columns),
         sample={k: float(v) for k, v in row.items()},
         sample_label=str(labels.iloc[0]),
+        tampered_version=TAMPERED_VERSION,
     )
