@@ -227,6 +227,10 @@ def running(model_dir: Path, **kwargs: object) -> Iterator[Stack]:
         yield stack
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, required=True)
@@ -236,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.model_dir / "metadata.json").is_file():
         print(f"no model in {args.model_dir}: run `make train` first", file=sys.stderr)
         return 1
+    # Ctrl-C (SIGINT) and SIGTERM both stop gracefully, even when started with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     stack = Stack(args.model_dir, port=args.port, processes=args.processes)
     try:
         try:
