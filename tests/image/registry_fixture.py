@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import joblib
+import joblib  # type: ignore[import-untyped]  # no stubs
 import numpy
 import pandas as pd
 import sklearn
