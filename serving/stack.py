@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -33,6 +34,7 @@ CONFIG_DIR = Path(__file__).resolve().parent / "config"
 UWSGI_INI = CONFIG_DIR / "uwsgi.ini"
 NGINX_START = CONFIG_DIR / "nginx-start.sh"
 READY_PATH = "/v2/health/ready"
+PR_SET_PDEATHSIG = 1
 
 
 class StackError(RuntimeError):
@@ -54,6 +56,13 @@ def uwsgi_binary() -> str:
     if found is None:
         raise StackError("uwsgi not found: run `make venv`")
     return found
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the runner dies (no orphaned servers)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -133,6 +142,7 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches only the runner, which stops gracefully
+                preexec_fn=_die_with_parent,
             )
         with self.nginx_log.open("wb") as log:
             self.nginx = subprocess.Popen(
@@ -141,11 +151,13 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         try:
             self.wait_ready(timeout)
         except BaseException:
             self.stop()
+            self.cleanup()  # the error already carries the log lines
             raise
         return self
 

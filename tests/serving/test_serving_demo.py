@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,8 +83,65 @@ def test_serve_runs_in_the_foreground_and_ctrl_c_stops_both(tiny_model: TinyMode
         _, err = runner.communicate(timeout=30)
     finally:
         if runner.poll() is None:
-            runner.kill()
+            runner.terminate()  # the runner stops its stack gracefully on SIGTERM too
+            runner.communicate(timeout=30)
     assert runner.returncode == 0, err
     assert "stopped: {'nginx': 0, 'uwsgi': 0}" in err
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=1)
+
+
+def _servers_for(model_dir: Path) -> list[int]:
+    """PIDs of processes started for ``model_dir`` (by their environment)."""
+    needle = f"MODELOPS_MODEL_DIR={model_dir.resolve()}".encode()
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle in environ.read_bytes().split(b"\0"):
+                pids.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_servers_die_with_a_killed_runner(tmp_path: Path) -> None:
+    need_nginx()
+    from serving_testkit import build_model
+
+    built = build_model(tmp_path / "m")
+    port = free_port()
+    runner = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serving.stack",
+            "--model-dir",
+            str(built.directory),
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert runner.stdout is not None
+    announced = runner.stdout.readline()  # "serving ... (logs in <run dir>); Ctrl-C stops"
+    run_dir = Path(announced.split("(logs in ", 1)[1].split(")", 1)[0])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5).ok:
+                break
+        except requests.RequestException:
+            time.sleep(0.2)
+    servers = [pid for pid in _servers_for(built.directory) if pid != runner.pid]
+    assert servers, "uWSGI and Nginx run"
+    runner.kill()
+    runner.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _servers_for(built.directory):
+        time.sleep(0.2)
+    runner.stdout.close()
+    assert _servers_for(built.directory) == [], "no orphaned uWSGI or Nginx"
+    shutil.rmtree(run_dir)  # the killed runner could not remove it
