@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 
 REF = re.compile(
-    r"^(?P<name>[a-z][a-z0-9-]*)(?:@(?P<version>v\d+\.\d+\.\d+)|#(?P<stage>[a-z0-9-]+))$"
+    r"^(?P<name>[a-z][a-z0-9-]*)"
+    r"(?:@(?P<version>v\d+\.\d+\.\d+)|#(?P<stage>[a-z0-9-]+)(?P<assignment>#\d+)?)$"
 )
 
 
@@ -39,15 +40,16 @@ def run(*cmd: str) -> str:
     return done.stdout.strip()
 
 
-def parse_ref(ref: str) -> tuple[str, str]:
-    """Return (artifact name, stage or "") of a GTO ref, refusing anything else."""
+def parse_ref(ref: str) -> tuple[str, str, bool]:
+    """Return (artifact name, stage or "", whether it is an exact assignment tag) of a GTO ref,
+    refusing anything else."""
     match = REF.match(ref)
     if not match:
         raise FetchError(
             f"MODEL_REF {ref!r} is not a GTO ref: use NAME#STAGE"
-            " (e.g. diagnosis-classifier#staging) or NAME@vX.Y.Z"
+            " (e.g. diagnosis-classifier#staging), NAME#STAGE#N or NAME@vX.Y.Z"
         )
-    return match["name"], match["stage"] or ""
+    return match["name"], match["stage"] or "", bool(match["assignment"])
 
 
 def sha256_of(path: Path) -> str:
@@ -90,12 +92,18 @@ def prune(model_dir: Path) -> None:
 
 
 def fetch(repo: str, ref: str, path: str, out: Path, provenance: Path, dvc_config: Path) -> None:
-    name, stage = parse_ref(ref)
+    name, stage, exact = parse_ref(ref)
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "repo.git"
         run("git", "clone", "--quiet", "--bare", repo, str(clone))
-        tag = run("gto", "show", ref, "--repo", str(clone), "--ref")
-        version = run("gto", "show", ref, "--repo", str(clone), "--version")
+        if exact:  # an assignment tag: immutable, what CI passes (docs/workflow.md)
+            event = json.loads(run("gto", "check-ref", ref, "--repo", str(clone), "--json") or "{}")
+            tag, version = (
+                (ref, event.get("version", "")) if event.get("stage") == stage else ("", "")
+            )
+        else:
+            tag = run("gto", "show", ref, "--repo", str(clone), "--ref")
+            version = run("gto", "show", ref, "--repo", str(clone), "--version")
         if not tag or not version:
             raise FetchError(f"GTO ref {ref} resolves to no registered version in {repo}")
         get = ["dvc", "get", str(clone), path, "--rev", tag, "-o", str(out)]

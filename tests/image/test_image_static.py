@@ -174,15 +174,18 @@ def test_the_build_script_refuses_missing_inputs_in_one_line(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("ref", "expected"),
     [
-        ("diagnosis-classifier#staging", ("diagnosis-classifier", "staging")),
-        ("diagnosis-classifier@v1.2.0", ("diagnosis-classifier", "")),
+        ("diagnosis-classifier#staging", ("diagnosis-classifier", "staging", False)),
+        ("diagnosis-classifier#prod#3", ("diagnosis-classifier", "prod", True)),
+        ("diagnosis-classifier@v1.2.0", ("diagnosis-classifier", "", False)),
     ],
 )
-def test_gto_refs_parse(ref: str, expected: tuple[str, str]) -> None:
+def test_gto_refs_parse(ref: str, expected: tuple[str, str, bool]) -> None:
     assert load_fetch_model().parse_ref(ref) == expected
 
 
-@pytest.mark.parametrize("ref", ["diagnosis-classifier", "x@1.2.0", "x#", "x#dev#1", "../x@v1.0.0"])
+@pytest.mark.parametrize(
+    "ref", ["diagnosis-classifier", "x@1.2.0", "x#", "x#dev#", "x@v1.0.0#dev", "../x@v1.0.0"]
+)
 def test_other_refs_are_refused_naming_the_forms(ref: str) -> None:
     module = load_fetch_model()
     with pytest.raises(module.FetchError, match="is not a GTO ref: use NAME#STAGE"):

@@ -1,0 +1,59 @@
+"""The other GTO ref forms, and builds that must fail and say why in one line: a GTO ref that
+resolves to nothing, and a registered model whose file does not match its model card."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import pytest
+
+from .conftest import build, podman, require_podman
+from .registry_fixture import Registry
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        (
+            "diagnosis-classifier#prod",
+            "error: GTO ref diagnosis-classifier#prod resolves to no registered version",
+        ),
+        (
+            "diagnosis-classifier#staging#7",
+            "error: GTO ref diagnosis-classifier#staging#7 resolves to no registered version",
+        ),
+        ("diagnosis-classifier@v1.1.0", "error: sha256 mismatch for model.pkl: metadata.json"),
+    ],
+    ids=["unassigned-stage", "no-such-assignment", "tampered-model"],
+)
+def test_build_fails_naming_the_problem(
+    registry: Registry, tmp_path: Path, ref: str, message: str
+) -> None:
+    require_podman()
+    assert registry.tampered_version == "v1.1.0"
+    image = f"localhost/modelops/model-server:test-fail-{secrets.token_hex(4)}"
+    done = build(registry, ref, image, tmp_path)
+    assert done.returncode != 0
+    assert sum(line.startswith(message) for line in done.stderr.splitlines()) == 1, done.stderr[
+        -3000:
+    ]
+    assert podman("image", "exists", image, check=False).returncode != 0
+
+
+def test_builds_from_the_exact_assignment_tag_ci_passes(registry: Registry, tmp_path: Path) -> None:
+    """CI builds from the immutable ``NAME#STAGE#N`` tag (docs/workflow.md)."""
+    require_podman()
+    image = f"localhost/modelops/model-server:test-exact-{secrets.token_hex(4)}"
+    done = build(registry, f"{registry.name}#{registry.stage}#1", image, tmp_path)
+    try:
+        assert done.returncode == 0, done.stderr[-3000:]
+        labels = json.loads(podman("image", "inspect", image).stdout)[0]["Config"]["Labels"]
+        assert labels["io.modelops.model.version"] == registry.version
+        assert labels["io.modelops.model.stage"] == registry.stage
+        assert labels["io.modelops.model.sha256"] == registry.sha256
+    finally:
+        podman("rmi", "--force", image, check=False)
