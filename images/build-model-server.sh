@@ -16,6 +16,7 @@
 #   MODELOPS_GIT_CREDENTIALS git-credential-store file for MODEL_REPO: build secret git_credentials
 #   MODELOPS_PIP_CONF        pip.conf for an internal PyPI mirror: build secret pip_conf
 #   MODELOPS_SOURCE_URL      org.opencontainers.image.source (default: the origin remote's URL)
+#   MODELOPS_FETCH_IMAGE     keep pass 1's image under this tag (default: removed)
 # A local MODEL_REPO path is bind-mounted read-only (podman/buildah). Prints the image name.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,8 +34,13 @@ source_url=$(sed -E 's#^([a-z+]+://)[^/@]+@#\1#' <<<"$source_url")  # never a us
 version=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$root/pyproject.toml")
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/modelops-build.XXXXXX")
-stage1=localhost/modelops/model-server-fetch:$(basename "$work" | tr 'A-Z' 'a-z' | tr -cd 'a-z0-9')
-cleanup() { rm -rf "$work"; "$engine" rmi "$stage1" >/dev/null 2>&1 || true; }
+# Pass 1's image (the model and stage 1's tools) is removed afterwards, unless MODELOPS_FETCH_IMAGE
+# names a tag to keep it under (the tests scan its layers for the secrets too).
+stage1=${MODELOPS_FETCH_IMAGE:-localhost/modelops/model-server-fetch:$(basename "$work" | tr 'A-Z' 'a-z' | tr -cd 'a-z0-9')}
+cleanup() {
+  rm -rf "$work"
+  [[ -n ${MODELOPS_FETCH_IMAGE:-} ]] || "$engine" rmi "$stage1" >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
 
 args=(-f "$root/serving/Dockerfile")
@@ -46,6 +52,7 @@ if [[ -d $MODEL_REPO ]]; then
   repo=/mnt/model-repo
 fi
 args+=(--build-arg "MODEL_REPO=$repo" --build-arg "MODEL_REF=$MODEL_REF")
+args+=(--build-arg "FETCH_NONCE=$(basename "$work")-$(date +%s%N)")  # see serving/Dockerfile
 dvc_config=${MODELOPS_DVC_CONFIG:-}
 if [[ -n ${MODELOPS_DVC_REMOTE_DIR:-} ]]; then
   [[ $engine == docker ]] && die "MODELOPS_DVC_REMOTE_DIR needs podman or buildah; use MODELOPS_DVC_CONFIG"

@@ -70,6 +70,7 @@ class BuiltImage:
     registry: Registry
     inspect: dict[str, Any]
     git_commit: str
+    fetch_image: str  # pass 1's image (stage model-fetch), kept for the secrets scan
 
     @property
     def labels(self) -> dict[str, str]:
@@ -80,7 +81,9 @@ class BuiltImage:
         return dict(e.split("=", 1) for e in self.inspect["Config"].get("Env") or [])
 
 
-def build(registry: Registry, ref: str, image: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+def build(
+    registry: Registry, ref: str, image: str, tmp: Path, fetch_image: str = ""
+) -> subprocess.CompletedProcess[str]:
     """Run images/build-model-server.sh for ``ref``; the DVC config secret carries the canary."""
     dvc_config = tmp / "dvc-config"
     dvc_config.write_text(
@@ -96,6 +99,7 @@ def build(registry: Registry, ref: str, image: str, tmp: Path) -> subprocess.Com
         "MODELOPS_DVC_REMOTE_DIR": str(registry.dvc_remote),
         "MODELOPS_DVC_CONFIG": str(dvc_config),
         "MODELOPS_ENGINE": "podman",
+        "MODELOPS_FETCH_IMAGE": fetch_image,
     }
     return subprocess.run(
         [str(IMAGES / "build-model-server.sh")],
@@ -121,9 +125,13 @@ def built_image(
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    done = build(registry, f"{registry.name}#{registry.stage}", name, tmp_path_factory.mktemp("b"))
+    fetch = f"localhost/modelops/model-server-fetch:{name.rsplit(':', 1)[1]}"
+    ref = f"{registry.name}#{registry.stage}"
+    done = build(registry, ref, name, tmp_path_factory.mktemp("b"), fetch_image=fetch)
     assert done.returncode == 0, f"image build failed:\n{done.stderr[-6000:]}"
     assert done.stdout.strip() == name
     inspect = json.loads(podman("image", "inspect", name).stdout)[0]
-    yield BuiltImage(name=name, registry=registry, inspect=inspect, git_commit=commit)
-    podman("rmi", "--force", name, check=False)
+    yield BuiltImage(
+        name=name, registry=registry, inspect=inspect, git_commit=commit, fetch_image=fetch
+    )
+    podman("rmi", "--force", name, fetch, check=False)

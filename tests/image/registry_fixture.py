@@ -75,12 +75,13 @@ def _snake(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
 
 
-def write_model(model_dir: Path) -> tuple[str, pd.DataFrame, pd.Series]:
+def write_model(model_dir: Path, c: float = 1.0) -> tuple[str, pd.DataFrame, pd.Series]:
     """Fit and write model.pkl + metadata.json; return the sha256, features and labels."""
     bunch = load_breast_cancer(as_frame=True)
     features = bunch.data.rename(columns=_snake).astype("float64")
     labels = bunch.target.map(dict(enumerate(bunch.target_names))).astype(str)
-    model = Pipeline([("scale", StandardScaler()), ("classify", LogisticRegression(max_iter=1000))])
+    classify = LogisticRegression(C=c, max_iter=1000)
+    model = Pipeline([("scale", StandardScaler()), ("classify", classify)])
     model.fit(features, labels)
     model_dir.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, model_dir / "model.pkl")
@@ -102,7 +103,7 @@ def write_model(model_dir: Path) -> tuple[str, pd.DataFrame, pd.Series]:
             "f1": 0.0,
             "roc_auc": 0.0,
         },
-        "params": {"C": 1.0, "max_iter": 1000},
+        "params": {"C": c, "max_iter": 1000},
         "data": {"sha256": "0" * 64, "train_rows": len(features), "test_rows": 0},
         "libraries": {
             "python": platform.python_version(),
@@ -154,3 +155,17 @@ def make_registry(root: Path) -> Registry:
         sample_label=str(labels.iloc[0]),
         tampered_version=TAMPERED_VERSION,
     )
+
+
+def move_stage(registry: Registry, version: str) -> str:
+    """Train a different model, register it as ``version``, move the stage to it and push
+    everything to the origin and the DVC remote; return the new model's sha256."""
+    src = registry.origin.parent / "src"
+    sha256, _, _ = write_model(src / "training" / "model", c=0.05)
+    _run(src, "dvc", "commit", "-q", "-f", "training/dvc.yaml:train")
+    _run(src, "dvc", "push", "-q")
+    _run(src, "git", "commit", "-q", "-am", f"model {version}")
+    _run(src, "gto", "register", registry.name, "--version", version)
+    _run(src, "gto", "assign", registry.name, "--version", version, "--stage", registry.stage)
+    _run(src, "git", "push", "-q", "--tags", str(registry.origin), "HEAD:main")
+    return sha256

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import build, podman, require_podman
-from .registry_fixture import Registry
+from .registry_fixture import Registry, make_registry, move_stage
 
 pytestmark = pytest.mark.e2e
 
@@ -55,5 +55,27 @@ def test_builds_from_the_exact_assignment_tag_ci_passes(registry: Registry, tmp_
         assert labels["io.modelops.model.version"] == registry.version
         assert labels["io.modelops.model.stage"] == registry.stage
         assert labels["io.modelops.model.sha256"] == registry.sha256
+    finally:
+        podman("rmi", "--force", image, check=False)
+
+
+def test_a_moved_stage_is_fetched_again_not_taken_from_the_build_cache(tmp_path: Path) -> None:
+    """Same MODEL_REF text, new target: the second build must ship the new model."""
+    require_podman()
+    registry = make_registry(tmp_path / "registry")
+    ref = f"{registry.name}#{registry.stage}"
+    image = f"localhost/modelops/model-server:test-moved-{secrets.token_hex(4)}"
+    try:
+        for version, sha256 in ((registry.version, registry.sha256), ("v1.2.0", "")):
+            if not sha256:
+                sha256 = move_stage(registry, version)
+                assert sha256 != registry.sha256
+            done = build(registry, ref, image, tmp_path)
+            assert done.returncode == 0, done.stderr[-3000:]
+            labels = json.loads(podman("image", "inspect", image).stdout)[0]["Config"]["Labels"]
+            assert (labels["io.modelops.model.version"], labels["io.modelops.model.sha256"]) == (
+                version,
+                sha256,
+            )
     finally:
         podman("rmi", "--force", image, check=False)
