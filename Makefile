@@ -53,7 +53,7 @@ lock: ## re-resolve constraints.txt to the newest versions (review the diff)
 # --- the main job ----------------------------------------------------------------------------
 
 # How `make demo` serves the model: `image` (build the image, run the pod with podman), `processes`
-# (Nginx + uWSGI on loopback), or `auto`: the image when a container engine is installed.
+# (Nginx + uWSGI on loopback), or `auto`: the image when podman is installed (it runs the pod).
 DEMO_SERVE ?= auto
 
 .PHONY: demo
@@ -61,12 +61,12 @@ demo: ## train, register and assign dev in a sandbox, serve the model, send a pr
 	$(MAKE) demo-training
 	@mode='$(DEMO_SERVE)'; \
 	if [[ $$mode == auto ]]; then \
-	  if command -v podman >/dev/null || command -v docker >/dev/null; then mode=image; else mode=processes; fi; \
+	  if command -v podman >/dev/null; then mode=image; else mode=processes; fi; \
 	fi; \
 	case $$mode in \
 	  image) echo "demo: serving with the container image (podman pod: Nginx sidecar + model server)"; \
 	         $(MAKE) demo-image ;; \
-	  processes) echo "demo: no container engine found; serving with local Nginx + uWSGI processes"; \
+	  processes) echo "demo: podman not found; serving with local Nginx + uWSGI processes"; \
 	         $(MAKE) demo-serving ;; \
 	  *) echo "error: DEMO_SERVE must be auto, image or processes, not '$$mode'" >&2; exit 2 ;; \
 	esac
