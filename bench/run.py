@@ -258,7 +258,10 @@ def workloads(model_dir: Path) -> dict[str, Workload]:
 Starter = Callable[[Path], contextlib.AbstractContextManager[tuple[str, list[int]]]]
 
 
-def measure(model_dir: Path, duration: int) -> list[dict[str, Any]]:
+def measure(
+    model_dir: Path, duration: int, only: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """Every cell of the plan, or only the ``target:workload`` pairs in ``only``."""
     loads = workloads(model_dir)
     plan: list[tuple[str, Starter, list[str]]] = [
         ("stack", lambda s: stack_target(model_dir), ["predict-1", "predict-1000", "infer-1000"]),
@@ -273,7 +276,10 @@ def measure(model_dir: Path, duration: int) -> list[dict[str, Any]]:
     results = []
     with tempfile.TemporaryDirectory(prefix="modelops-bench-") as tmp:
         scratch = Path(tmp)
-        for target, start, names in plan:
+        for target, start, all_names in plan:
+            names = [n for n in all_names if not only or f"{target}:{n}" in only]
+            if not names:
+                continue
             with start(scratch) as (url, roots):
                 for name in names:
                     for concurrency in CONCURRENCY:
@@ -334,6 +340,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {r['rows_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
             f"| {r['cpu_us_per_request']:.0f} | {r['errors']} |"
         )
+    if not report["ratios"]:
+        return "\n".join([*lines, "", "A partial run (--only): no ratios.", ""])
     lines += ["", "| ratio | c=1 | c=16 | c=64 |", "|---|---:|---:|---:|"]
     keys = list(report["ratios"]["c1"])
     for key in keys:
@@ -351,7 +359,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=ROOT / "training" / "model")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench")
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated target:workload cells to run (e.g. stack:predict-1000); a partial "
+        "run writes only-<time>.json/.md, no ratios, and leaves latest.* alone",
+    )
     args = parser.parse_args(argv)
+    only = frozenset(cell.strip() for cell in args.only.split(",") if cell.strip())
     if not (args.model_dir / "metadata.json").is_file():
         print(f"no model in {args.model_dir}: run `make train` first", file=sys.stderr)
         return 1
@@ -360,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_before = Path("/proc/loadavg").read_text().split()[:3]
-    results = measure(args.model_dir, args.duration)
+    results = measure(args.model_dir, args.duration, only)
     report = {
         "started": started,
         "duration_s": args.duration,
@@ -371,11 +386,11 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_after": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         },
         "results": results,
-        "ratios": ratios(results),
+        "ratios": {} if only else ratios(results),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = "bench-" + started.replace(":", "")
-    for name in (stem, "latest"):
+    stem = ("only-" if only else "bench-") + started.replace(":", "")
+    for name in (stem,) if only else (stem, "latest"):
         (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
         (args.out / f"{name}.md").write_text(markdown(report))
     print(markdown(report))

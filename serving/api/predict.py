@@ -30,12 +30,10 @@ def predict_payload(server: ServerState, raw: bytes) -> tuple[dict[str, Any], di
         extra = sorted(k for k in body if k != "instances")[0]
         raise invalid(f"unknown key {extra!r}; the body has only 'instances'", extra)
     instances = body["instances"]
-    fast = inputs.literal_free(raw)
-    if fast:
-        answer = _one_row(model, server, instances)
-        if answer is not None:
-            return answer
-    x = inputs.records(instances, model.feature_names, server.max_rows, fast=fast)
+    answer = _one_row(model, server, instances)
+    if answer is not None:
+        return answer
+    x = inputs.records(instances, model.feature_names, server.max_rows)
     proba = model.predict_proba(x)
     server.metrics.count_predictions(proba)
     payload = {

@@ -98,6 +98,48 @@ def test_bad_rows_are_422_naming_the_field(
     assert words in assert_error(response, 422, field)["error"]
 
 
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({"mean_radius": ...}, "instances[1].mean_radius", "lacks the feature 'mean_radius'"),
+        ({"colour": 1.0}, "instances[1].colour", "unknown feature 'colour'"),
+        ({"mean_area": "12.5"}, "instances[1].mean_area", "must be a number, got str"),
+        ({"mean_area": True}, "instances[1].mean_area", "must be a number, got bool"),
+        ({"mean_area": False}, "instances[1].mean_area", "must be a number, got bool"),
+        ({"mean_area": None}, "instances[1].mean_area", "must be a number, got null"),
+        ({"mean_area": [1.0]}, "instances[1].mean_area", "must be a number, got list"),
+        ({"mean_area": {}}, "instances[1].mean_area", "must be a number, got dict"),
+        ({"mean_area": 10**400}, "instances", "out of the float64 range"),
+    ],
+)
+def test_bad_value_in_a_batch_is_422_naming_the_field(
+    client: FlaskClient, tiny_model: TinyModel, changes: dict[str, Any], field: str, words: str
+) -> None:
+    """The batch path (a flat float array, booleans sought among the 0s and 1s) rejects alike,
+    whatever the other rows hold: here zeros and ones all around the bad value."""
+    zeros = {name: 0.0 for name in tiny_model.record(0)}
+    ones = {name: 1 for name in tiny_model.record(0)}
+    rows = [zeros, {**ones, **_with(tiny_model, **changes)}, ones]
+    if "mean_radius" in changes:
+        del rows[1]["mean_radius"]
+    response = client.post("/predict", data=json.dumps({"instances": rows}))
+    assert words in assert_error(response, 422, field)["error"]
+
+
+def test_batch_keys_in_any_order_give_the_same_answer(
+    client: FlaskClient, tiny_model: TinyModel
+) -> None:
+    rows = [tiny_model.record(i) for i in range(6)]
+    shuffled = [dict(reversed(row.items())) if i % 2 else row for i, row in enumerate(rows)]
+    ordered = client.post("/predict", json={"instances": rows}).get_json()
+    mixed = client.post("/predict", json={"instances": shuffled}).get_json()
+    expected = tiny_model.pipeline.predict_proba(tiny_model.x_test[:6])
+    np.testing.assert_allclose(ordered["probabilities"], expected, atol=1e-12)
+    assert mixed == ordered
+    reordered = [dict(reversed(row.items())) for row in rows]
+    assert client.post("/predict", json={"instances": reordered}).get_json() == ordered
+
+
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_non_finite_values_are_422(
     client: FlaskClient, tiny_model: TinyModel, literal: str
