@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import array
 import math
+from collections.abc import Callable
 from itertools import chain, repeat
 from operator import eq, itemgetter
 from typing import Any
@@ -73,16 +74,25 @@ def _numeric(values: Any, integral: bool = False) -> Matrix | None:
     return result
 
 
-def _flat_floats(data: list[Any], integral: bool) -> Matrix | None:
-    """Flat float data in one C pass (``array`` refuses strings, lists and objects); else None."""
+def _flat_floats(
+    data: list[Any], integral: bool, literal_free: Callable[[], bool]
+) -> Matrix | None:
+    """Tensor data as a flat float64 array when every value is a number; else None.
+
+    Flat float data: one ``array('d')`` pass (it refuses strings, null, lists and objects),
+    booleans sought among the 0s and 1s as for records. Nested or integer data: numpy's type
+    discovery, complete only when the body is ``literal_free`` (asked only then).
+    """
     if integral or (data and type(data[0]) is list):
+        if not literal_free():
+            return None
         found = _numeric(data, integral)
         return None if found is None else found.reshape(-1)
     try:
         result: Matrix = np.frombuffer(array.array("d", data), dtype=np.float64)
     except (TypeError, OverflowError):
         return None
-    return result
+    return None if _holds_bool(result, data) else result
 
 
 def one_record(
@@ -195,7 +205,7 @@ def _nested_extend(data: list[Any], out: list[Any]) -> None:
 
 
 def _tensor(
-    tensor: Any, index: int, binary: dict[int, bytes], fast: bool
+    tensor: Any, index: int, binary: dict[int, bytes], literal_free: Callable[[], bool]
 ) -> tuple[str, list[int], Any]:
     """Validate one v2 input tensor; answer its name, shape and flat data (list or ndarray)."""
     where = f"inputs[{index}]"
@@ -227,8 +237,9 @@ def _tensor(
         return name, shape, np.frombuffer(raw, dtype=dtype).astype(np.float64)
     if "data" not in tensor:
         raise invalid(f"{where} lacks 'data'", f"{where}.data")
-    if fast and isinstance(tensor["data"], list):
-        values = _flat_floats(tensor["data"], integral=datatype.startswith(("INT", "UINT")))
+    if isinstance(tensor["data"], list):
+        integral = datatype.startswith(("INT", "UINT"))
+        values = _flat_floats(tensor["data"], integral, literal_free)
         if values is not None and values.size == size:
             return name, shape, values
     flat = _flatten(tensor["data"], f"{where}.data")
@@ -254,19 +265,20 @@ def v2_tensors(
     max_rows: int,
     binary: dict[int, bytes],
     *,
-    fast: bool = False,
+    literal_free: Callable[[], bool] = lambda: False,
 ) -> Matrix:
     """Open Inference Protocol inputs → matrix.
 
     Two layouts: one tensor of shape ``[N, F]`` (or ``[F]`` for one row) holding the features in
     model order, whatever its name; or one tensor per feature, each named after it, shape ``[N]``
-    or ``[N, 1]`` (the "pandas" layout MLServer's codecs send). ``fast`` as in ``records``.
+    or ``[N, 1]`` (the "pandas" layout MLServer's codecs send). ``literal_free`` tells
+    (lazily: the scan costs) whether the body has no ``true``, ``false`` or ``null`` token.
     """
     if not isinstance(inputs, list) or not inputs:
         raise invalid("'inputs' must be a non-empty list of tensors", "inputs")
     width = len(features)
     if len(inputs) == 1:
-        _, shape, flat = _tensor(inputs[0], 0, binary, fast)
+        _, shape, flat = _tensor(inputs[0], 0, binary, literal_free)
         if len(shape) == 1 and shape[0] == width:
             shape = [1, width]
         if len(shape) != 2 or shape[1] != width:
@@ -280,7 +292,7 @@ def v2_tensors(
         return _checked(matrix, lambda r, c: f"inputs[0].data[{r * width + c}]")
     by_name: dict[str, tuple[int, list[int], Any]] = {}
     for index, tensor in enumerate(inputs):
-        name, shape, flat = _tensor(tensor, index, binary, fast)
+        name, shape, flat = _tensor(tensor, index, binary, literal_free)
         if name not in features:
             raise invalid(
                 f"inputs[{index}].name {name!r} is not a feature; expected one tensor per "

@@ -11,6 +11,7 @@ datatype; data flat (row-major) or nested; the binary tensor data extension for 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -139,8 +140,10 @@ def infer_payload(
     if "id" in body and not isinstance(body["id"], str):
         raise invalid("'id' must be a string", "id")
     outputs = _requested_outputs(body)
-    fast = inputs.literal_free(raw)
-    x = inputs.v2_tensors(body["inputs"], model.feature_names, server.max_rows, binary, fast=fast)
+    literal_free = functools.cache(lambda: inputs.literal_free(raw))
+    x = inputs.v2_tensors(
+        body["inputs"], model.feature_names, server.max_rows, binary, literal_free=literal_free
+    )
     proba = model.predict_proba(x)
     server.metrics.count_predictions(proba)
     rows = proba.shape[0]

@@ -350,6 +350,19 @@ def test_v2_binary_tensor_extension(client: FlaskClient, tiny_model: TinyModel) 
             {"name": "i", "shape": [1, 30], "datatype": "INT64", "data": [0] * 29 + [0.5]},
             "inputs[0].data[29]",
         ),
+        *(
+            ({"name": "i", "shape": [1, 30], "datatype": dtype, "data": [fill] * 29 + [bad]}, f)
+            for dtype, fill in (("FP64", 0.0), ("FP64", 1.0), ("INT64", 0), ("INT64", 1))
+            for bad, f in ((True, "inputs[0].data[29]"), (False, "inputs[0].data[29]"))
+        ),
+        (
+            {"name": "i", "shape": [1, 30], "datatype": "FP64", "data": [[1.0] * 29 + [True]]},
+            "inputs[0].data[29]",
+        ),
+        (
+            {"name": "i", "shape": [1, 30], "datatype": "FP64", "data": [None] * 30},
+            "inputs[0].data[0]",
+        ),
         ({"name": "i", "shape": "1,30", "datatype": "FP64", "data": [0.0] * 30}, "inputs[0].shape"),
         ({"name": "i", "shape": [0, 30], "datatype": "FP64", "data": []}, "instances"),
         ({"shape": [1, 30], "datatype": "FP64", "data": [0.0] * 30}, "inputs[0].name"),
@@ -357,7 +370,9 @@ def test_v2_binary_tensor_extension(client: FlaskClient, tiny_model: TinyModel) 
     ],
 )
 def test_v2_bad_tensors_are_422(client: FlaskClient, tensor: dict[str, Any], field: str) -> None:
-    assert_error(client.post(INFER, json={"inputs": [tensor]}), 422, field)
+    body = assert_error(client.post(INFER, json={"inputs": [tensor]}), 422, field)
+    if any(type(v) is bool for v in np.ravel(np.array(tensor.get("data", []), dtype=object))):
+        assert "must be a number, got bool" in body["error"]
 
 
 def test_v2_bad_requests(client: FlaskClient, tiny_model: TinyModel) -> None:
