@@ -273,6 +273,10 @@ def measure(
         ("ceiling", ceiling_target, ["constant-1"]),
         ("fastapi", lambda s: fastapi_target(model_dir, s), ["predict-1", "predict-1000"]),
     ]
+    unknown = sorted(only - {f"{target}:{name}" for target, _, names in plan for name in names})
+    if unknown:
+        cells = ", ".join(f"{target}:{name}" for target, _, names in plan for name in names)
+        raise ValueError(f"unknown cell {unknown[0]!r} in --only; the cells: {cells}")
     results = []
     with tempfile.TemporaryDirectory(prefix="modelops-bench-") as tmp:
         scratch = Path(tmp)
@@ -375,7 +379,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_before = Path("/proc/loadavg").read_text().split()[:3]
-    results = measure(args.model_dir, args.duration, only)
+    try:
+        results = measure(args.model_dir, args.duration, only)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     report = {
         "started": started,
         "duration_s": args.duration,
