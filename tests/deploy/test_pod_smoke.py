@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ from types import ModuleType
 
 import pytest
 import yaml
+from image.podman_cli import podman, podman_env
 from image.registry_fixture import Registry, make_registry
 
 from .conftest import ROOT, Docs, containers
@@ -41,31 +41,6 @@ def load_script(name: str) -> ModuleType:
 
 
 POD = load_script("render-podman-pod.py")
-CONTAINERS_CONF = ROOT / "images" / "containers.conf"
-
-
-def podman_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("CONTAINERS_CONF", str(CONTAINERS_CONF))
-    env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}"
-    env["DVC_NO_ANALYTICS"] = env["GTO_NO_ANALYTICS"] = "1"
-    return env
-
-
-def podman(
-    *args: str, check: bool = True, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        ["podman", *args],
-        env=podman_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ Base images come from ``make images-base`` (a test-prereq); podman and buildah f
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from .podman_cli import podman, podman_env
 from .registry_fixture import Registry, make_registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,25 +35,6 @@ def upstream(key: str) -> str:
         if line.startswith(f"{key}="):
             return line.split("=", 1)[1]
     raise KeyError(key)
-
-
-def podman_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("CONTAINERS_CONF", str(IMAGES / "containers.conf"))
-    env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}"
-    env["DVC_NO_ANALYTICS"] = env["GTO_NO_ANALYTICS"] = "1"
-    return env
-
-
-def podman(
-    *args: str, check: bool = True, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        ["podman", *args], env=podman_env(), capture_output=True, text=True, timeout=timeout
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done
 
 
 def require_podman() -> None:

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from .conftest import IMAGES, podman, podman_env, require_podman, upstream
+from .conftest import IMAGES, require_podman, upstream
+from .podman_cli import podman, podman_env
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import build, podman, require_podman
+from .conftest import build, require_podman
+from .podman_cli import podman
 from .registry_fixture import Registry, make_registry, move_stage
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CANARY, ROOT, BuiltImage, podman, upstream
+from .conftest import CANARY, ROOT, BuiltImage, upstream
+from .podman_cli import podman
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,8 @@ from types import ModuleType
 import pytest
 import requests
 
-from .conftest import IMAGES, BuiltImage, podman, upstream
+from .conftest import IMAGES, BuiltImage, upstream
+from .podman_cli import podman
 
 pytestmark = pytest.mark.e2e
 
