@@ -1,12 +1,15 @@
 """scripts/promote-set-image: the deployment is a one-line image-tag change in one overlay.
 
-Runs against a temp copy of the repository's own kustomize/ tree (every overlay it has) and against
-a fixture overlay of the same shape, with the real pinned kustomize from .tools/bin.
+With --model-version/--model-sha256 it also sets the two model annotations of provenance.yaml
+(two more lines), so the pod reports the model the image ships. Runs against a temp copy of the
+repository's own kustomize/ tree (every overlay it has) and against a fixture overlay of the same
+shape, with the real pinned kustomize and kubectl from .tools/bin.
 """
 
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -14,6 +17,11 @@ from workflow_helpers import REPO, git, run_script, run_step, tool_env
 
 SHA = "3f1c2d4e5b6a79881726354433221100aabbccdd"
 ALL_DIGITS = "1234567890123456789012345678901234567890"
+VERSION = "v0.3.0"
+MODEL_SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+# Digits and one e: a YAML float (1.2 core schema) unless the script quotes it.
+FLOATY_SHA256 = "1" + "0" * 60 + "e10"
+MODEL_ARGS = ("--model-version", VERSION, "--model-sha256", MODEL_SHA256)
 REAL_OVERLAYS = sorted(p.parent.name for p in REPO.glob("kustomize/overlays/*/kustomization.yaml"))
 
 FIXTURE_BASE = """\
@@ -41,10 +49,27 @@ kind: Kustomization
 namespace: modelops-dev
 resources:
 - ../../fixture-base
+patches:
+- path: provenance.yaml
 images:
 - name: modelops/model-server
   newName: registry.example.org/modelops/model-server
   newTag: "0000000000000000000000000000000000000000"
+"""
+
+FIXTURE_PROVENANCE = """\
+# The model this environment runs.
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: model
+spec:
+  template:
+    metadata:
+      annotations:
+        modelops.io/model-version: v0.1.0
+        modelops.io/model-stage: dev
+        modelops.io/model-sha256: ""
 """
 
 
@@ -55,6 +80,7 @@ def fixture_tree(root: Path) -> Path:
     (root / "fixture-base" / "kustomization.yaml").write_text("resources:\n- deployment.yaml\n")
     (root / "overlays" / "fixture").mkdir(parents=True)
     (root / "overlays" / "fixture" / "kustomization.yaml").write_text(FIXTURE_OVERLAY)
+    (root / "overlays" / "fixture" / "provenance.yaml").write_text(FIXTURE_PROVENANCE)
     return root
 
 
@@ -76,9 +102,30 @@ def repo(tmp_path: Path) -> Path:
 
 
 def set_image(
-    repo: Path, env: str, sha: str, check: bool = True
+    repo: Path, env: str, sha: str, *options: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    return run_script("promote-set-image", env, sha, cwd=repo, check=check)
+    return run_script("promote-set-image", *options, env, sha, cwd=repo, check=check)
+
+
+def changed(repo: Path, path: str) -> tuple[list[str], list[str]]:
+    """The (removed, added) lines of PATH's uncommitted diff in REPO."""
+    diff = git(repo, "diff", "-U0", "--", path).splitlines()
+    removed = [line[1:] for line in diff if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:] for line in diff if line.startswith("+") and not line.startswith("+++")]
+    return removed, added
+
+
+def built_deployments(repo: Path, env: str) -> list[dict[str, Any]]:
+    """The Deployments `kubectl kustomize` renders from REPO's overlay ENV."""
+    built = subprocess.run(
+        ["kubectl", "kustomize", f"kustomize/overlays/{env}"],
+        cwd=repo,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(built) if doc and doc.get("kind") == "Deployment"]
 
 
 @pytest.mark.parametrize("env", [*REAL_OVERLAYS, "fixture"])
@@ -160,6 +207,164 @@ def test_it_refuses_bad_input_with_one_line_and_changes_nothing(
     assert git(repo, "status", "--porcelain") == ""
 
 
+@pytest.mark.parametrize("env", [*REAL_OVERLAYS, "fixture"])
+def test_the_model_options_change_the_tag_line_and_the_two_annotation_lines(
+    repo: Path, env: str
+) -> None:
+    provenance = repo / f"kustomize/overlays/{env}/provenance.yaml"
+    before = provenance.read_text()
+    assert set_image(repo, env, SHA, *MODEL_ARGS).stdout == "changed\n"
+    overlay = f"kustomize/overlays/{env}"
+    assert sorted(git(repo, "diff", "--name-only").split()) == [
+        f"{overlay}/kustomization.yaml",
+        f"{overlay}/provenance.yaml",
+    ]
+    removed, added = changed(repo, f"{overlay}/kustomization.yaml")
+    assert len(removed) == 1
+    assert added[0].split() == ["newTag:", SHA]
+    assert len(added) == 1
+    removed, added = changed(repo, f"{overlay}/provenance.yaml")
+    assert [line.split(":")[0].strip() for line in removed] == [
+        "modelops.io/model-version",
+        "modelops.io/model-sha256",
+    ]
+    assert [line.strip() for line in added] == [
+        f"modelops.io/model-version: {VERSION}",
+        f'modelops.io/model-sha256: "{MODEL_SHA256}"',
+    ]
+    # The comments and layout are kept: only those two lines differ, with the same indentation.
+    after = provenance.read_text()
+    assert len(after.splitlines()) == len(before.splitlines())
+    assert [line for line in after.splitlines() if line.lstrip().startswith("#")] == [
+        line for line in before.splitlines() if line.lstrip().startswith("#")
+    ]
+    assert [len(line) - len(line.lstrip()) for line in added] == [
+        len(line) - len(line.lstrip()) for line in removed
+    ]
+
+
+@pytest.mark.parametrize("env", REAL_OVERLAYS)
+def test_the_built_overlay_reports_the_new_model_in_annotations_and_env(
+    repo: Path, env: str
+) -> None:
+    set_image(repo, env, SHA, *MODEL_ARGS)
+    deployments = [
+        doc
+        for doc in built_deployments(repo, env)
+        if any(c["name"] == "app" for c in doc["spec"]["template"]["spec"]["containers"])
+    ]
+    assert len(deployments) == 1
+    template = deployments[0]["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    assert annotations["modelops.io/model-version"] == VERSION
+    assert annotations["modelops.io/model-sha256"] == MODEL_SHA256
+    assert annotations["modelops.io/git-commit"] == SHA
+    app = next(c for c in template["spec"]["containers"] if c["name"] == "app")
+    app_env = {var["name"]: var.get("value") for var in app.get("env", [])}
+    assert app_env["MODELOPS_MODEL_VERSION"] == VERSION
+    assert app_env["MODELOPS_MODEL_SHA256"] == MODEL_SHA256
+    assert app_env["MODELOPS_GIT_COMMIT"] == SHA
+    assert app["image"].endswith(f"/modelops/model-server:{SHA}")
+
+
+def test_a_sha256_that_looks_like_a_number_stays_a_string(repo: Path) -> None:
+    set_image(
+        repo, REAL_OVERLAYS[0], SHA, "--model-version", VERSION, "--model-sha256", FLOATY_SHA256
+    )
+    (deployment,) = [
+        doc
+        for doc in built_deployments(repo, REAL_OVERLAYS[0])
+        if "modelops.io/model-sha256" in doc["spec"]["template"]["metadata"]["annotations"]
+    ]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["modelops.io/model-sha256"] == FLOATY_SHA256
+
+
+def test_the_model_options_are_idempotent(repo: Path) -> None:
+    set_image(repo, "fixture", SHA, *MODEL_ARGS)
+    git(repo, "commit", "-qam", "deploy")
+    assert set_image(repo, "fixture", SHA, *MODEL_ARGS).stdout == "unchanged\n"
+    assert git(repo, "status", "--porcelain") == ""
+    # A new model with the same image is still a change (of provenance.yaml only).
+    other = MODEL_SHA256[::-1]
+    assert (
+        set_image(repo, "fixture", SHA, "--model-version", "v0.4.0", "--model-sha256", other).stdout
+        == "changed\n"
+    )
+    assert git(repo, "diff", "--name-only").split() == [
+        "kustomize/overlays/fixture/provenance.yaml"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--model-version", "0.3.0", "--model-sha256", MODEL_SHA256), "not a model version"),
+        (("--model-version", "v0.3", "--model-sha256", MODEL_SHA256), "not a model version"),
+        (("--model-version", VERSION, "--model-sha256", MODEL_SHA256.upper()), "64 lowercase hex"),
+        (("--model-version", VERSION, "--model-sha256", MODEL_SHA256[:63]), "64 lowercase hex"),
+        (("--model-version", VERSION, "--model-sha256", ""), "64 lowercase hex"),
+        (("--model-version", VERSION), "go together"),
+        (("--model-sha256", MODEL_SHA256), "go together"),
+    ],
+)
+def test_bad_model_values_fail_in_one_line_and_change_nothing(
+    repo: Path, options: tuple[str, ...], message: str
+) -> None:
+    result = set_image(repo, REAL_OVERLAYS[0], SHA, *options, check=False)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert message in result.stderr
+    assert git(repo, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        # A bad tag: the provenance edit, made first, is undone.
+        (None, "not a full 40-character lowercase git SHA"),
+        # kustomize would reformat the overlay: both files are restored.
+        ("indent", "kustomize's own layout"),
+        # The annotation appears twice (or not at all): nothing is written.
+        ("twice", "2 lines setting modelops.io/model-version"),
+        ("missing", "0 lines setting modelops.io/model-sha256"),
+        # The key is on a line, but not as the pod's annotation: the read-back fails.
+        ("not-an-annotation", "does not read"),
+    ],
+)
+def test_any_surprise_restores_both_files_and_fails_in_one_line(
+    repo: Path, break_it: str | None, message: str
+) -> None:
+    overlay = repo / "kustomize/overlays/fixture"
+    kustomization, provenance = overlay / "kustomization.yaml", overlay / "provenance.yaml"
+    sha = SHA
+    if break_it is None:
+        sha = SHA[:12]
+    elif break_it == "indent":
+        kustomization.write_text(
+            FIXTURE_OVERLAY.replace("- ", "  - ").replace("\n  new", "\n    new")
+        )
+    elif break_it == "twice":
+        provenance.write_text(FIXTURE_PROVENANCE + "        modelops.io/model-version: v0.0.9\n")
+    elif break_it == "missing":
+        provenance.write_text(
+            FIXTURE_PROVENANCE.replace('        modelops.io/model-sha256: ""\n', "")
+        )
+    else:
+        provenance.write_text(
+            FIXTURE_PROVENANCE.replace(
+                "        modelops.io/model-sha256",
+                "      labels:\n        modelops.io/model-sha256",
+            )
+        )
+    before = {path: path.read_text() for path in (kustomization, provenance)}
+    result = set_image(repo, "fixture", sha, *MODEL_ARGS, check=False)
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1
+    assert message in result.stderr
+    assert {path: path.read_text() for path in before} == before
+
+
 def test_it_refuses_an_overlay_without_the_model_server_image(repo: Path) -> None:
     kustomization = repo / "kustomize/overlays/fixture/kustomization.yaml"
     kustomization.write_text(FIXTURE_OVERLAY.replace("modelops/model-server", "other/app"))
@@ -204,15 +409,16 @@ def run_pr_step(repo: Path, tmp_path: Path, sha: str) -> subprocess.CompletedPro
         GITOPS_BRANCH="main",
         STAGE="fixture",
         MODEL_REF="diagnosis-classifier#staging#4",
-        VERSION="v0.3.0",
+        VERSION=VERSION,
+        MODEL_SHA256=MODEL_SHA256,
         GITHUB_SHA=sha,
     )
     env["PATH"] = f"{stub_dir}:{env['PATH']}"
-    step = "Open the pull request that deploys it (the overlay's image tag)"
+    step = "Open the pull request that deploys it (the overlay's image tag and model provenance)"
     return run_step("promote.yml", step, repo, env)
 
 
-def test_the_promote_workflow_opens_one_pull_request_with_the_one_line_change(
+def test_the_promote_workflow_opens_one_pull_request_with_the_three_line_change(
     repo: Path, tmp_path: Path
 ) -> None:
     origin = tmp_path / "origin.git"
@@ -233,10 +439,20 @@ def test_the_promote_workflow_opens_one_pull_request_with_the_one_line_change(
         "1",
         "1",
         "kustomize/overlays/fixture/kustomization.yaml",
+        "2",
+        "2",
+        "kustomize/overlays/fixture/provenance.yaml",
     ]
+    deployed = yaml.safe_load(
+        git(repo, "show", f"origin/{branch}:kustomize/overlays/fixture/provenance.yaml")
+    )
+    annotations = deployed["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["modelops.io/model-version"] == VERSION
+    assert annotations["modelops.io/model-sha256"] == MODEL_SHA256
     calls = (tmp_path / "gh-calls").read_text().splitlines()
     assert calls[:6] == ["pr", "create", "--base", "main", "--head", branch]
     assert "diagnosis-classifier#staging#4" in "\n".join(calls)
+    assert MODEL_SHA256 in "\n".join(calls)
 
 
 def test_the_promote_workflow_opens_no_pull_request_when_the_overlay_runs_that_image(
@@ -245,7 +461,7 @@ def test_the_promote_workflow_opens_no_pull_request_when_the_overlay_runs_that_i
     origin = tmp_path / "origin.git"
     git(tmp_path, "init", "-q", "--bare", str(origin))
     git(repo, "remote", "add", "origin", str(origin))
-    set_image(repo, "fixture", SHA)
+    set_image(repo, "fixture", SHA, *MODEL_ARGS)
     git(repo, "commit", "-qam", "deployed already")
     git(repo, "push", "-q", "origin", "main")
 
