@@ -39,6 +39,10 @@ INT_KEYS = ("MAX_ROWS", "MAX_CONTENT_LENGTH")
 REQUEST_ID_HEADER = "X-Request-ID"
 
 
+class ConfigError(ValueError):
+    """A setting the server cannot start with (the message names the environment variable)."""
+
+
 def model_from_config(config: Mapping[str, Any]) -> Model:
     return Model(
         Path(str(config["MODEL_DIR"])),
@@ -58,7 +62,12 @@ def create_app(config: Mapping[str, Any] | None = None, *, model: Model | None =
     if config:
         app.config.from_mapping(config)
     for key in INT_KEYS:
-        app.config[key] = int(app.config[key])
+        try:
+            app.config[key] = int(app.config[key])
+        except ValueError:
+            raise ConfigError(
+                f"MODELOPS_{key} must be an integer, got {app.config[key]!r}"
+            ) from None
     if model is None:
         model = model_from_config(app.config)
         model.load()

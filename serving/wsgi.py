@@ -3,15 +3,15 @@
 Runs before the workers fork: wipes the metrics directory, loads and verifies the model, then
 freezes the loaded objects out of the garbage collector's reach and raises its thresholds (a full
 collection over the loaded scientific stack stalls a worker for tens of milliseconds). A model that
-cannot be served ends the process with one log line and exit status 1 — never a server answering
-500.
+cannot be served, or a malformed setting, ends the process with one log line and exit status 1 —
+never a server answering 500.
 """
 
 from __future__ import annotations
 
 import gc
 
-from serving.app import create_app
+from serving.app import ConfigError, create_app
 from serving.logs import log
 from serving.metrics import reset_multiproc_dir
 from serving.model import ModelError
@@ -23,6 +23,9 @@ try:
     application = create_app()
 except ModelError as exc:
     log("model_refused", level="error", error=str(exc))
+    raise SystemExit(1) from None
+except ConfigError as exc:
+    log("config_refused", level="error", error=str(exc))
     raise SystemExit(1) from None
 
 _server = application.extensions["modelops"]

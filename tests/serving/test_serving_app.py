@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from serving_testkit import MODEL_NAME, TinyModel
 from werkzeug.test import Client, TestResponse
 
-from serving.app import create_app
+from serving.app import ConfigError, create_app
 from serving.model import Model
 
 INFER = f"/v2/models/{MODEL_NAME}/infer"
@@ -187,6 +187,11 @@ def test_row_limit_and_body_limit(tiny_model: TinyModel) -> None:
     assert body["code"] == "too_many_rows" and "at most 3" in body["error"]
     big = client.post("/predict", data=b'{"instances": [' + b" " * 5000 + b"]}")
     assert assert_error(big, 413)["code"] == "payload_too_large"
+
+
+def test_a_malformed_limit_is_refused_at_start_naming_the_variable(tiny_model: TinyModel) -> None:
+    with pytest.raises(ConfigError, match=r"^MODELOPS_MAX_ROWS must be an integer, got 'lots'$"):
+        create_app({"MODEL_DIR": str(tiny_model.directory), "MAX_ROWS": "lots"})
 
 
 def test_wrong_method_unknown_path_unknown_model(client: FlaskClient) -> None:
