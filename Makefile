@@ -61,12 +61,13 @@ demo: ## train, register and assign dev in a sandbox, serve the model, send a pr
 	$(MAKE) demo-training
 	@mode='$(DEMO_SERVE)'; \
 	if [[ $$mode == auto ]]; then \
-	  if command -v podman >/dev/null; then mode=image; else mode=processes; fi; \
+	  if command -v podman >/dev/null; then mode=image; \
+	  else echo "demo: podman not found, so no container image"; mode=processes; fi; \
 	fi; \
 	case $$mode in \
 	  image) echo "demo: serving with the container image (podman pod: Nginx sidecar + model server)"; \
 	         $(MAKE) demo-image ;; \
-	  processes) echo "demo: podman not found; serving with local Nginx + uWSGI processes"; \
+	  processes) echo "demo: serving with local Nginx + uWSGI processes"; \
 	         $(MAKE) demo-serving ;; \
 	  *) echo "error: DEMO_SERVE must be auto, image or processes, not '$$mode'" >&2; exit 2 ;; \
 	esac
