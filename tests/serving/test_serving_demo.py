@@ -22,6 +22,17 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def start_runner(model_dir: Path, port: int, stderr: int) -> subprocess.Popen[str]:
+    """`make serve`'s runner (``python -m serving.stack``) in the background."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "serving.stack", "--model-dir", str(model_dir), "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+
+
 def test_demo_prints_the_answer_and_its_provenance(
     tiny_model: TinyModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -54,21 +65,7 @@ def test_demo_without_a_model_says_what_to_run(
 def test_serve_runs_in_the_foreground_and_ctrl_c_stops_both(tiny_model: TinyModel) -> None:
     need_nginx()
     port = free_port()
-    runner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "serving.stack",
-            "--model-dir",
-            str(tiny_model.directory),
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    runner = start_runner(tiny_model.directory, port, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -110,21 +107,7 @@ def test_servers_die_with_a_killed_runner(tmp_path: Path) -> None:
 
     built = build_model(tmp_path / "m")
     port = free_port()
-    runner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "serving.stack",
-            "--model-dir",
-            str(built.directory),
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    runner = start_runner(built.directory, port, stderr=subprocess.DEVNULL)
     assert runner.stdout is not None
     announced = runner.stdout.readline()  # "serving ... (logs in <run dir>); Ctrl-C stops"
     run_dir = Path(announced.split("(logs in ", 1)[1].split(")", 1)[0])
