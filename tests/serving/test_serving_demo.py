@@ -33,6 +33,19 @@ def start_runner(model_dir: Path, port: int, stderr: int) -> subprocess.Popen[st
     )
 
 
+def wait_ready(port: int, seconds: float = 60) -> None:
+    """Wait until the stack on PORT answers its readiness probe; fail the test after SECONDS."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    pytest.fail("make serve's runner never became ready")
+
+
 def test_demo_prints_the_answer_and_its_provenance(
     tiny_model: TinyModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -67,15 +80,7 @@ def test_serve_runs_in_the_foreground_and_ctrl_c_stops_both(tiny_model: TinyMode
     port = free_port()
     runner = start_runner(tiny_model.directory, port, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        else:
-            pytest.fail("make serve's runner never became ready")
+        wait_ready(port)
         os.kill(runner.pid, signal.SIGINT)  # what Ctrl-C sends
         _, err = runner.communicate(timeout=30)
     finally:
@@ -111,13 +116,7 @@ def test_servers_die_with_a_killed_runner(tmp_path: Path) -> None:
     assert runner.stdout is not None
     announced = runner.stdout.readline()  # "serving ... (logs in <run dir>); Ctrl-C stops"
     run_dir = Path(announced.split("(logs in ", 1)[1].split(")", 1)[0])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5).ok:
-                break
-        except requests.RequestException:
-            time.sleep(0.2)
+    wait_ready(port)
     servers = [pid for pid in _servers_for(built.directory) if pid != runner.pid]
     assert servers, "uWSGI and Nginx run"
     runner.kill()
