@@ -9,8 +9,6 @@ from __future__ import annotations
 import array
 import math
 from collections.abc import Callable
-from itertools import chain, repeat
-from operator import eq, itemgetter
 from typing import Any
 
 import numpy as np
@@ -95,47 +93,6 @@ def _flat_floats(
     return None if _holds_bool(result, data) else result
 
 
-def one_record(
-    row: Any, features: tuple[str, ...], feature_set: frozenset[str]
-) -> tuple[float, ...] | None:
-    """One record's values in feature order when all are numbers (not booleans), else None."""
-    if type(row) is not dict or row.keys() != feature_set:
-        return None
-    values = tuple(row[name] for name in features)
-    if not NUMBER_TYPES.issuperset(map(type, values)):
-        return None
-    return values
-
-
-def _fast_records(instances: list[Any], features: tuple[str, ...]) -> Matrix | None:
-    """The happy path in a few C-level passes; None sends the request to the careful path.
-
-    Rows whose keys come in model order (what clients usually send) give their values as they
-    stand: all keys in one flat list equal the features repeated once per row (a dict's keys are
-    unique, so each of N dicts holds at most F of them, and N·F in all means exactly the F
-    features in order in each). Otherwise one set comparison per row, then ``itemgetter``. The
-    values go into one flat ``array('d')``, which refuses strings, null, lists and objects
-    (TypeError) and integers beyond float64 (OverflowError), but takes booleans as 0 and 1:
-    those are looked for only at the positions that hold 0 or 1. No scan of the raw body.
-    """
-    width = len(features)
-    try:
-        if list(chain.from_iterable(instances)) == list(features) * len(instances):
-            values = list(chain.from_iterable(map(dict.values, instances)))
-        else:
-            expected = frozenset(features)
-            if not all(map(eq, map(dict.keys, instances), repeat(expected))):
-                return None
-            getter = itemgetter(*features) if width > 1 else (lambda row: (row[features[0]],))
-            values = list(chain.from_iterable(map(getter, instances)))
-        flat: Matrix = np.frombuffer(array.array("d", values), dtype=np.float64)
-    except (TypeError, OverflowError):  # a row that is not an object, or a value not a number
-        return None
-    if flat.size != len(instances) * width or _holds_bool(flat, values):
-        return None
-    return flat.reshape(len(instances), width)
-
-
 def _holds_bool(flat: Matrix, values: list[Any]) -> bool:
     """Whether a boolean hides among ``values`` (``flat`` is them as float64)."""
     suspects = np.flatnonzero((flat == 0.0) | (flat == 1.0)).tolist()
@@ -143,13 +100,14 @@ def _holds_bool(flat: Matrix, values: list[Any]) -> bool:
 
 
 def records(instances: Any, features: tuple[str, ...], max_rows: int) -> Matrix:
-    """``[{feature: number, ...}, ...]`` → matrix; every feature present, no others."""
+    """``[{feature: number, ...}, ...]`` → matrix; every feature present, no others.
+
+    The careful path, row by row, naming the first problem it meets; well-formed bodies mostly
+    never get here (``serving.records`` decodes them in one pass).
+    """
     if not isinstance(instances, list):
         raise invalid("'instances' must be a list of objects, one per row", "instances")
     check_rows(len(instances), max_rows)
-    matrix = _fast_records(instances, features)
-    if matrix is not None:
-        return _checked(matrix, lambda r, c: f"instances[{r}].{features[c]}")
     expected = frozenset(features)
     rows: list[list[Any]] = []
     for index, row in enumerate(instances):
@@ -164,6 +122,11 @@ def records(instances: Any, features: tuple[str, ...], max_rows: int) -> Matrix:
         matrix = np.array(rows, dtype=np.float64)
     except OverflowError as exc:
         raise invalid(f"a value is out of the float64 range: {exc}", "instances") from exc
+    return finite_records(matrix, features)
+
+
+def finite_records(matrix: Matrix, features: tuple[str, ...]) -> Matrix:
+    """``matrix`` (rows of records) when every value is finite; else a 422 naming the first."""
     return _checked(matrix, lambda r, c: f"instances[{r}].{features[c]}")
 
 

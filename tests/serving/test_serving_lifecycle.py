@@ -1,4 +1,5 @@
-"""Process behaviour of the real stack: a killed worker, SIGTERM under load, a tampered model."""
+"""Process behaviour of the real stack: a killed worker, recycling and SIGTERM under load, a
+tampered model."""
 
 from __future__ import annotations
 
@@ -96,6 +97,33 @@ def test_a_killed_worker_is_respawned_and_requests_keep_succeeding(
     assert outcomes.count(200) > 50
     assert len(failures) <= 1, f"only the request in flight may fail: {failures}"
     assert "respawned uwsgi worker" in private_stack.uwsgi_log.read_text().lower()
+
+
+def test_workers_recycle_under_load_without_failing_a_request(tiny_model: TinyModel) -> None:
+    """max-requests (lowered here through the environment, as a pod could) recycles each worker
+    gracefully: it finishes its request, exits, and the master forks a fresh one."""
+    stack = start_stack(
+        tiny_model.directory,
+        UWSGI_MAX_REQUESTS="150",
+        UWSGI_MAX_REQUESTS_DELTA="50",
+        UWSGI_MIN_WORKER_LIFETIME="1",
+    )
+    try:
+        first = wait_for_workers(stack, 2)
+        with Load(stack.url, {"instances": [tiny_model.record()]}) as load:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if stack.uwsgi_log.read_text().count("is done. Seeya!") >= 3:
+                    break
+                time.sleep(0.2)
+        log = stack.uwsgi_log.read_text()
+        assert log.count("is done. Seeya!") >= 3, "workers recycle after max-requests"
+        assert not set(first) & set(wait_for_workers(stack, 2)), "both workers were replaced"
+        outcomes = [outcome for _, outcome in load.results]
+        assert len(outcomes) > 400 and set(outcomes) == {200}, set(outcomes)
+    finally:
+        stack.stop()
+        stack.cleanup()
 
 
 def test_sigterm_under_load_drains_in_flight_requests(tmp_path: Path) -> None:
