@@ -128,6 +128,18 @@ class Stack:
         return env
 
     def start(self, timeout: float = 60.0) -> Stack:
+        """Start both processes and wait until the stack answers ready."""
+        self.spawn()
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            self.cleanup()  # the error already carries the log lines
+            raise
+        return self
+
+    def spawn(self) -> Stack:
+        """Start uWSGI and Nginx without waiting for them."""
         if self.run_dir is None:
             # short: a unix socket path must fit in 108 bytes
             self.run_dir = Path(tempfile.mkdtemp(prefix="modelops-"))
@@ -153,12 +165,6 @@ class Stack:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
-        try:
-            self.wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            self.cleanup()  # the error already carries the log lines
-            raise
         return self
 
     def wait_ready(self, timeout: float) -> None:

@@ -99,3 +99,19 @@ class SlowModel:
             time.sleep(SLOW_SECONDS)
         result: np.ndarray = self.pipeline.predict_proba(x)
         return result
+
+
+LOADING_MARKER = "slow-loading model: unpickling"
+LOAD_SECONDS = 60.0
+
+
+class SlowLoadingModel(SlowModel):
+    """Takes a minute to unpickle: a window in which to signal a server that is starting."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import sys
+        import time
+
+        print(LOADING_MARKER, file=sys.stderr, flush=True)
+        time.sleep(LOAD_SECONDS)
+        self.__dict__.update(state)

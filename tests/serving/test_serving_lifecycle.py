@@ -14,8 +14,17 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import start_stack
-from serving_testkit import SLOW_SECONDS, SLOW_SENTINEL, SlowModel, TinyModel, build_model
+from conftest import HERE, PROVENANCE, need_nginx, start_stack
+from serving_testkit import (
+    LOAD_SECONDS,
+    LOADING_MARKER,
+    SLOW_SECONDS,
+    SLOW_SENTINEL,
+    SlowLoadingModel,
+    SlowModel,
+    TinyModel,
+    build_model,
+)
 
 from serving.stack import NGINX_START, Stack, StackError
 
@@ -176,6 +185,31 @@ def _refused(model_dir: Path, **env: str) -> tuple[str, str]:
     errors = [line for line in message.splitlines() if '"level":"error"' in line]
     assert len(errors) == 1, message
     return message, errors[0]
+
+
+def test_sigterm_while_the_model_loads_stops_at_once(tmp_path: Path) -> None:
+    """Before the master loop nothing is in flight: SIGTERM ends start-up (uWSGI 2.0 would
+    otherwise drop it and go on to serve)."""
+    need_nginx()
+    slow = build_model(tmp_path / "slow-load", estimator=SlowLoadingModel())
+    stack = Stack(slow.directory, env={"PYTHONPATH": str(HERE), **PROVENANCE}).spawn()
+    try:
+        assert stack.uwsgi is not None
+        deadline = time.monotonic() + 30
+        while LOADING_MARKER not in stack.uwsgi_log.read_text():
+            assert time.monotonic() < deadline and stack.uwsgi.poll() is None, "never loaded"
+            time.sleep(0.05)
+        stack.uwsgi.send_signal(signal.SIGTERM)
+        try:
+            code = stack.uwsgi.wait(LOAD_SECONDS / 4)
+        except subprocess.TimeoutExpired:
+            pytest.fail("uWSGI ignored SIGTERM while loading the model")
+        assert code != 0, "start-up was cut short, not completed"
+        assert "model_loaded" not in stack.uwsgi_log.read_text()
+        assert not stack.socket_path.exists(), "vacuum removed the socket"
+    finally:
+        stack.stop()
+        stack.cleanup()
 
 
 def test_tampered_model_refuses_to_start_naming_the_checksum(tmp_path: Path) -> None:
