@@ -66,7 +66,7 @@ demo: ## train, register and assign dev in a sandbox, serve the model, send a pr
 	fi; \
 	case $$mode in \
 	  image) echo "demo: serving with the container image (podman pod: Nginx sidecar + model server)"; \
-	         $(MAKE) demo-image ;; \
+	         $(MAKE) demo-image BUILD_LOG=$(DEMO_DIR)/image-build.log ;; \
 	  processes) echo "demo: serving with local Nginx + uWSGI processes"; \
 	         $(MAKE) demo-serving ;; \
 	  *) echo "error: DEMO_SERVE must be auto, image or processes, not '$$mode'" >&2; exit 2 ;; \

@@ -15,6 +15,8 @@
 #                            into the build and made the default remote through dvc_config
 #   MODELOPS_GIT_CREDENTIALS git-credential-store file for MODEL_REPO: build secret git_credentials
 #   MODELOPS_PIP_CONF        pip.conf for an internal PyPI mirror: build secret pip_conf
+#   MODELOPS_BUILD_LOG       a file for the engine's output (its tail is shown if a pass fails);
+#                            unset: the output goes to stderr
 #   MODELOPS_SOURCE_URL      org.opencontainers.image.source (default: the origin remote's URL)
 #   MODELOPS_FETCH_IMAGE     keep pass 1's image under this tag (default: removed)
 # A local MODEL_REPO path is bind-mounted read-only (podman/buildah). Prints the image name.
@@ -22,6 +24,14 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 die() { echo "error: $*" >&2; exit 1; }
+build() {
+  if [[ -z ${MODELOPS_BUILD_LOG:-} ]]; then
+    "$here/build.sh" "$@" >&2
+  elif ! "$here/build.sh" "$@" >>"$MODELOPS_BUILD_LOG" 2>&1; then
+    tail -n 40 "$MODELOPS_BUILD_LOG" >&2
+    die "image build failed; the whole log is $MODELOPS_BUILD_LOG"
+  fi
+}
 [[ -n ${MODEL_REPO:-} ]] || die "MODEL_REPO is not set (git URL or path of the model repository)"
 [[ -n ${MODEL_REF:-} ]] || die "MODEL_REF is not set (GTO ref, e.g. diagnosis-classifier#staging)"
 engine=$("$here/engine.sh")
@@ -67,8 +77,12 @@ fi
 [[ -n ${MODELOPS_GIT_CREDENTIALS:-} ]] && args+=(--secret "id=git_credentials,src=$MODELOPS_GIT_CREDENTIALS")
 [[ -n ${MODELOPS_PIP_CONF:-} ]] && args+=(--secret "id=pip_conf,src=$MODELOPS_PIP_CONF")
 
+if [[ -n ${MODELOPS_BUILD_LOG:-} ]]; then
+  mkdir -p "$(dirname "$MODELOPS_BUILD_LOG")" && : >"$MODELOPS_BUILD_LOG"
+  echo "build log: $MODELOPS_BUILD_LOG" >&2
+fi
 echo "pass 1: fetch $MODEL_REF from $MODEL_REPO" >&2
-"$here/build.sh" "${args[@]}" --target model-fetch -t "$stage1" "$root" >&2
+build "${args[@]}" --target model-fetch -t "$stage1" "$root"
 case $engine in
   docker | podman) "$engine" run --rm --network none --entrypoint cat "$stage1" /build/provenance.json >"$work/provenance.json" ;;
   buildah) ctr=$(buildah from "$stage1"); buildah run "$ctr" cat /build/provenance.json >"$work/provenance.json"; buildah rm "$ctr" >/dev/null ;;
@@ -76,10 +90,10 @@ esac
 field() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$work/provenance.json" "$1"; }
 
 echo "pass 2: $image" >&2
-"$here/build.sh" "${args[@]}" \
+build "${args[@]}" \
   --build-arg "MODEL_NAME=$(field name)" --build-arg "MODEL_VERSION=$(field version)" \
   --build-arg "MODEL_STAGE=$(field stage)" --build-arg "MODEL_SHA256=$(field sha256)" \
   --build-arg "GIT_COMMIT=$git_commit" --build-arg "SOURCE_URL=$source_url" \
   --build-arg "IMAGE_VERSION=$version" --build-arg "CREATED=$created" \
-  -t "$image" "$root" >&2
+  -t "$image" "$root"
 echo "$image"

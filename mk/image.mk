@@ -13,6 +13,8 @@ DEMO_DIR ?= out/demo
 MODEL_REF ?= diagnosis-classifier\#dev
 IMAGE_TAG = $(shell git rev-parse HEAD)
 IMAGE ?= localhost/modelops/model-server:$(IMAGE_TAG)
+# A file for the image build's output (`make demo` sets one); empty: the output is shown.
+BUILD_LOG ?=
 
 .PHONY: image-tools
 image-tools: ## install podman, buildah, runc and debootstrap (Debian packages)
@@ -28,7 +30,8 @@ image: images-base venv ## build the model server image localhost/modelops/model
 	  [[ -d "$(DEMO_DIR)/origin.git" ]] || $(MAKE) demo-training; \
 	  export MODEL_REPO="$(DEMO_DIR)/origin.git" MODELOPS_DVC_REMOTE_DIR="$(DEMO_DIR)/dvc-remote"; \
 	fi; \
-	MODEL_REF='$(MODEL_REF)' IMAGE='$(IMAGE)' images/build-model-server.sh
+	$(if $(BUILD_LOG),MODELOPS_BUILD_LOG='$(BUILD_LOG)') MODEL_REF='$(MODEL_REF)' IMAGE='$(IMAGE)' \
+	  images/build-model-server.sh
 
 .PHONY: demo-image
 demo-image: image ## build the image, run it with the Nginx sidecar in a pod, send a prediction

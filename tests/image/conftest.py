@@ -63,7 +63,12 @@ class BuiltImage:
 
 
 def build(
-    registry: Registry, ref: str, image: str, tmp: Path, fetch_image: str = ""
+    registry: Registry,
+    ref: str,
+    image: str,
+    tmp: Path,
+    fetch_image: str = "",
+    build_log: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run images/build-model-server.sh for ``ref``; the DVC config secret carries the canary."""
     dvc_config = tmp / "dvc-config"
@@ -82,6 +87,8 @@ def build(
         "MODELOPS_ENGINE": "podman",
         "MODELOPS_FETCH_IMAGE": fetch_image,
     }
+    if build_log is not None:
+        env["MODELOPS_BUILD_LOG"] = str(build_log)
     return subprocess.run(
         [str(IMAGES / "build-model-server.sh")],
         env=env,

@@ -45,6 +45,23 @@ def test_build_fails_naming_the_problem(
     assert podman("image", "exists", image, check=False).returncode != 0
 
 
+def test_a_build_log_keeps_the_output_and_shows_its_tail_on_failure(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """What `make demo` does: the engine's output goes to a file; a failure still says why."""
+    require_podman()
+    log = tmp_path / "logs" / "image-build.log"
+    image = f"localhost/modelops/model-server:test-fail-{secrets.token_hex(4)}"
+    done = build(registry, "diagnosis-classifier#prod", image, tmp_path, build_log=log)
+    assert done.returncode != 0
+    problem = "error: GTO ref diagnosis-classifier#prod resolves to no registered version"
+    assert problem in done.stderr
+    assert done.stderr.rstrip().endswith(f"error: image build failed; the whole log is {log}")
+    whole = log.read_text()
+    assert problem in whole and "STEP 1/" in whole
+    assert "STEP 1/" not in done.stderr, "only the tail is shown"
+
+
 def test_builds_from_the_exact_assignment_tag_ci_passes(registry: Registry, tmp_path: Path) -> None:
     """CI builds from the immutable ``NAME#STAGE#N`` tag (docs/workflow.md)."""
     require_podman()
