@@ -136,28 +136,17 @@ def test_it_changes_exactly_one_line_of_the_overlay(repo: Path, env: str) -> Non
         "1",
         f"kustomize/overlays/{env}/kustomization.yaml",
     ]
-    diff = git(repo, "diff", "-U0").splitlines()
-    added = [line for line in diff if line.startswith("+") and not line.startswith("+++")]
-    removed = [line for line in diff if line.startswith("-") and not line.startswith("---")]
+    removed, added = changed(repo, f"kustomize/overlays/{env}/kustomization.yaml")
     assert len(added) == len(removed) == 1
-    assert added[0].split() == ["+", "newTag:", SHA]
+    assert added[0].split() == ["newTag:", SHA]
 
 
 @pytest.mark.parametrize("env", [*REAL_OVERLAYS, "fixture"])
 def test_the_built_overlay_runs_the_image_of_that_commit(repo: Path, env: str) -> None:
     set_image(repo, env, SHA)
-    built = subprocess.run(
-        ["kubectl", "kustomize", f"kustomize/overlays/{env}"],
-        cwd=repo,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
     images = [
         container["image"]
-        for doc in yaml.safe_load_all(built)
-        if doc and doc.get("kind") == "Deployment"
+        for doc in built_deployments(repo, env)
         for container in doc["spec"]["template"]["spec"]["containers"]
         if "model-server" in container["image"]
     ]
