@@ -35,7 +35,7 @@ from typing import Any
 
 import requests
 
-from serving.stack import NGINX_START, Stack, free_port
+from serving.stack import NGINX_START, Stack, free_port, nginx_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 16, 64)
@@ -154,6 +154,22 @@ def stack_target(model_dir: Path, **env: str) -> Iterator[tuple[str, list[int]]]
 
 
 @contextlib.contextmanager
+def process_target(
+    argv: list[str], env: dict[str, str], log_path: Path, port: int, ready_path: str, stop: int
+) -> Iterator[tuple[str, list[int]]]:
+    """One server process answering on 127.0.0.1:PORT for the cells; stopped with signal STOP."""
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            wait_for(url + ready_path)
+            yield url, [process.pid]
+        finally:
+            process.send_signal(stop)
+            process.wait(30)
+
+
+@contextlib.contextmanager
 def ceiling_target(scratch: Path) -> Iterator[tuple[str, list[int]]]:
     """The same Nginx config with ``return 200 <constant>`` first in its only location."""
     template = (NGINX_START.parent / "nginx.conf.template").read_text()
@@ -165,60 +181,33 @@ def ceiling_target(scratch: Path) -> Iterator[tuple[str, list[int]]]:
     )
     shutil.copy(NGINX_START, conf_dir / NGINX_START.name)
     port = free_port()
-    env = dict(
-        os.environ,
-        NGINX_LISTEN=f"127.0.0.1:{port}",
-        NGINX_PREFIX=str(scratch / "ceiling") + "/",
-        MODELOPS_SOCKET=str(scratch / "none.sock"),
-    )
-    if os.geteuid() == 0:
-        env["NGINX_GLOBALS"] = "user root;"
-    log = (scratch / "ceiling.log").open("wb")
-    nginx = subprocess.Popen(
-        ["sh", str(conf_dir / NGINX_START.name)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        wait_for(f"http://127.0.0.1:{port}/")
-        yield f"http://127.0.0.1:{port}", [nginx.pid]
-    finally:
-        nginx.send_signal(signal.SIGQUIT)
-        nginx.wait(30)
-        log.close()
+    env = dict(os.environ, **nginx_environment(port, scratch / "ceiling", scratch / "none.sock"))
+    argv = ["sh", str(conf_dir / NGINX_START.name)]
+    with process_target(argv, env, scratch / "ceiling.log", port, "/", signal.SIGQUIT) as target:
+        yield target
 
 
 @contextlib.contextmanager
 def fastapi_target(model_dir: Path, scratch: Path) -> Iterator[tuple[str, list[int]]]:
     port = free_port()
     env = dict(os.environ, MODELOPS_MODEL_DIR=str(model_dir.resolve()), PYTHONPATH=str(ROOT))
-    log = (scratch / "uvicorn.log").open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.fastapi_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
-    try:
-        wait_for(f"http://127.0.0.1:{port}/docs")
-        yield f"http://127.0.0.1:{port}", [server.pid]
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(30)
-        log.close()
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.fastapi_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    with process_target(argv, env, scratch / "uvicorn.log", port, "/docs", signal.SIGINT) as target:
+        yield target
 
 
 def workloads(model_dir: Path) -> dict[str, Workload]:

@@ -58,6 +58,19 @@ def uwsgi_binary() -> str:
     return found
 
 
+def nginx_environment(port: int, prefix: Path, socket: Path) -> dict[str, str]:
+    """What nginx-start.sh reads to run Nginx on 127.0.0.1:PORT, writing under PREFIX, in front
+    of the uWSGI SOCKET."""
+    env = {
+        "NGINX_LISTEN": f"127.0.0.1:{port}",
+        "NGINX_PREFIX": str(prefix) + "/",
+        "MODELOPS_SOCKET": str(socket),
+    }
+    if os.geteuid() == 0:  # a root master would hand the workers to 'nobody'
+        env["NGINX_GLOBALS"] = "user root;"
+    return env
+
+
 def _die_with_parent() -> None:
     """In the child before exec: get SIGTERM if the runner dies (no orphaned servers)."""
     with contextlib.suppress(OSError, AttributeError):
@@ -110,16 +123,12 @@ class Stack:
         env.update(
             {
                 "MODELOPS_MODEL_DIR": str(Path(self.model_dir).resolve()),
-                "MODELOPS_SOCKET": str(self.socket_path),
                 "PROMETHEUS_MULTIPROC_DIR": str(self.run_dir / "metrics"),
                 "UWSGI_PROCESSES": str(self.processes),
-                "NGINX_LISTEN": f"127.0.0.1:{self.port}",
-                "NGINX_PREFIX": str(self.run_dir / "nginx") + "/",
                 "PYTHONDONTWRITEBYTECODE": "1",
             }
         )
-        if os.geteuid() == 0:  # a root master would hand the workers to 'nobody'
-            env["NGINX_GLOBALS"] = "user root;"
+        env.update(nginx_environment(self.port, self.run_dir / "nginx", self.socket_path))
         env.update(self.env)
         # the checkout's own serving package, whatever an editable install points at
         env["PYTHONPATH"] = os.pathsep.join(
