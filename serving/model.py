@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +39,7 @@ class Provenance:
     model_sha256: str
 
     def as_dict(self) -> dict[str, str]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "stage": self.stage,
-            "git_commit": self.git_commit,
-            "data_sha256": self.data_sha256,
-            "model_sha256": self.model_sha256,
-        }
+        return asdict(self)
 
     def header(self) -> str:
         """The ``X-Model-Provenance`` header value: ``key=value`` pairs joined by ``; ``."""

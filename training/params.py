@@ -8,7 +8,7 @@ wrong type raises :class:`ParamsError` whose message is one line naming the key,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +43,7 @@ class TrainParams:
     fit_intercept: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "C": self.C,
-            "max_iter": self.max_iter,
-            "tol": self.tol,
-            "solver": self.solver,
-            "fit_intercept": self.fit_intercept,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
