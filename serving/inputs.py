@@ -1,7 +1,8 @@
 """Turn request JSON into a validated float64 matrix in the model's feature order.
 
-Plain Python and numpy, no pandas: the happy path is a few C-level passes over the values; the
-slow path only runs to name the offending field once a request is known to be bad.
+Plain Python and numpy, no pandas. v2 tensors: the happy path is a few C-level passes over the
+values; the slow path only runs to name the offending field once a request is known to be bad.
+Records: the careful path behind ``serving.records``, row by row, naming the first problem.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ def _flat_floats(
     """Tensor data as a flat float64 array when every value is a number; else None.
 
     Flat float data: one ``array('d')`` pass (it refuses strings, null, lists and objects),
-    booleans sought among the 0s and 1s as for records. Nested or integer data: numpy's type
-    discovery, complete only when the body is ``literal_free`` (asked only then).
+    booleans (which it takes as 0 and 1) sought among the 0s and 1s. Nested or integer data:
+    numpy's type discovery, complete only when the body is ``literal_free`` (asked only then).
     """
     if integral or (data and type(data[0]) is list):
         if not literal_free():

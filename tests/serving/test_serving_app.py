@@ -115,8 +115,8 @@ def test_bad_rows_are_422_naming_the_field(
 def test_bad_value_in_a_batch_is_422_naming_the_field(
     client: FlaskClient, tiny_model: TinyModel, changes: dict[str, Any], field: str, words: str
 ) -> None:
-    """The batch path (a flat float array, booleans sought among the 0s and 1s) rejects alike,
-    whatever the other rows hold: here zeros and ones all around the bad value."""
+    """A batch is refused alike, whatever the other rows hold: here zeros and ones (what a
+    boolean would pass for as a float) all around the bad value."""
     zeros = {name: 0.0 for name in tiny_model.record(0)}
     ones = {name: 1 for name in tiny_model.record(0)}
     rows = [zeros, {**ones, **_with(tiny_model, **changes)}, ones]
