@@ -35,7 +35,6 @@ class RecordsDecoder:
         """Raises ValueError for no features, or a name msgspec refuses as a key."""
         if not features:
             raise ValueError("a records decoder needs at least one feature")
-        self.features = features
         self.width = len(features)
         # Struct fields need identifiers; the JSON keys are the feature names, whatever they are.
         fields = [f"f{index}" for index in range(self.width)]
