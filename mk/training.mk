@@ -1,8 +1,10 @@
 # Training: the DVC pipeline (training/dvc.yaml), its local default remote, the PR report and the
 # training part of the demo. See docs/training.md.
 
-# The DVC remote make sets up on a machine with no cloud account: a directory outside the tree.
-DVC_REMOTE_DIR ?= $(HOME)/.cache/modelops/dvc-remote
+# The DVC remote make sets up on a machine with no cloud account: a git-ignored directory of this
+# clone (.cache/ is never committed and DVC does not track it). A team configures its shared remote
+# instead (docs/training.md).
+DVC_REMOTE_DIR ?= .cache/dvc-remote
 # The revision `make report` compares the workspace against, and where it writes the report.
 REPORT_BASE ?= main
 REPORT_DIR ?= out/report

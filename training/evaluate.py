@@ -30,6 +30,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from training import numerics
 from training.artifact import (
     ARTIFACT_NAME,
     MODEL_FILE,
@@ -105,6 +106,7 @@ def model_card(
             "test_rows": test_rows,
         },
         "libraries": library_versions(),
+        "numerics": numerics.describe(),
     }
 
 
