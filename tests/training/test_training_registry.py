@@ -13,9 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from training_helpers import ARTIFACT, copy_repo, origin_of, remote_of, repro, run, set_param
+from training_helpers import (
+    ARTIFACT,
+    commit_if_changed,
+    copy_repo,
+    origin_of,
+    remote_of,
+    repro,
+    run,
+    set_param,
+    tool_env,
+)
 
 from training.artifact import verify
+from training.errors import StageError
+from training.remote import missing_from_remote, require_all_in_remote
 
 MODEL_FILES = ("metadata.json", "model.pkl")
 
@@ -43,6 +55,9 @@ def registry(
     run("git", "commit", "-q", "-m", "dvc: shared remote", ".dvc/config", cwd=repo)
 
     repro(repo)
+    # Register what this machine trained: off the reference CPU level (training/numerics.py) the
+    # model's bytes differ from the committed dvc.lock, whose objects no remote here holds.
+    commit_if_changed(repo, "train: reproduce on this machine")
     run("dvc", "push", cwd=repo)
     run("gto", "register", ARTIFACT, cwd=repo)
     run("gto", "assign", ARTIFACT, "--version", "v0.0.1", "--stage", "dev", cwd=repo)
@@ -56,6 +71,7 @@ def registry(
     run("gto", "assign", ARTIFACT, "--version", "v0.0.2", "--stage", "dev", cwd=repo)
     run("gto", "assign", ARTIFACT, "--version", "v0.0.2", "--stage", "staging", cwd=repo)
     v2 = snapshot(repo)
+    require_all_in_remote(repo, tool_env())
     run("git", "push", "-q", "origin", "main", "--tags", cwd=repo)
     return Registry(repo, origin, remote, {"v0.0.1": v1, "v0.0.2": v2})
 
@@ -75,6 +91,20 @@ def test_register_and_assign_create_the_documented_tags_on_the_origin(registry: 
         f"{ARTIFACT}#dev#2",
         f"{ARTIFACT}#staging#3",
     }
+
+
+def test_the_remote_holds_every_output_a_tag_names(registry: Registry) -> None:
+    assert missing_from_remote(registry.repo, tool_env()) == {}
+
+
+def test_a_tag_naming_outputs_the_remote_lacks_is_reported_by_path(
+    registry: Registry, tmp_path: Path
+) -> None:
+    repo = copy_repo(registry.repo, tmp_path / "repo")  # its own, empty remote
+    missing = missing_from_remote(repo, tool_env())
+    assert {"training/model/model.pkl", "training/model/metadata.json"} <= missing.keys()
+    with pytest.raises(StageError, match=r"lacks outputs a tag names: .*model\.pkl \(new\)"):
+        require_all_in_remote(repo, tool_env())
 
 
 def test_register_twice_gives_two_ordered_versions(registry: Registry) -> None:

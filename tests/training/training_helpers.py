@@ -100,6 +100,27 @@ def repro(repo: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     return run("dvc", "repro", "training/dvc.yaml", cwd=repo, check=check)
 
 
+def commit_if_changed(repo: Path, message: str) -> bool:
+    """Commit every change in the working tree (e.g. a dvc.lock this machine rewrote); return
+    whether there was one. Tags made afterwards then name what this machine trained."""
+    if not run("git", "status", "--porcelain", cwd=repo).stdout:
+        return False
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-q", "-m", message, cwd=repo)
+    return True
+
+
+def lock_outputs(lock_text: str) -> dict[str, str]:
+    """The md5 of every stage output a dvc.lock records, by path."""
+    stages = yaml.safe_load(lock_text)["stages"]
+    return {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", [])}
+
+
+def committed(repo: Path, path: str, rev: str = "HEAD") -> str:
+    """A file's text as committed at REV."""
+    return run("git", "show", f"{rev}:{path}", cwd=repo).stdout
+
+
 def stages_run(result: subprocess.CompletedProcess[str]) -> list[str]:
     """The stages a ``dvc repro`` actually ran, in order."""
     return STAGE_LINE.findall(result.stdout)
