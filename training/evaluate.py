@@ -1,6 +1,6 @@
 """Stage evaluate: score the model on the test split, apply the quality gate, write the card.
 
-    python -m training.evaluate --params training/params.yaml --train training/data/train.csv \
+    python -m training evaluate --params training/params.yaml --train training/data/train.csv \
         --test training/data/test.csv --model-dir training/model \
         --metrics training/metrics.json --plots training/plots
 

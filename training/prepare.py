@@ -1,6 +1,6 @@
 """Stage prepare: materialise the bundled dataset and split it into train and test CSV files.
 
-    python -m training.prepare --params training/params.yaml --out training/data
+    python -m training prepare --params training/params.yaml --out training/data
 
 The split is stratified on the target and seeded from ``prepare.seed``; ``prepare.test_size`` is
 the held-out fraction. Writes ``train.csv`` and ``test.csv`` into the output directory.

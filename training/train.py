@@ -1,6 +1,6 @@
 """Stage train: fit StandardScaler + LogisticRegression on the train split.
 
-    python -m training.train --params training/params.yaml --data training/data/train.csv \
+    python -m training train --params training/params.yaml --data training/data/train.csv \
         --model training/model/model.pkl
 
 Every hyper-parameter comes from the ``train`` section of params.yaml. The fitted scikit-learn
