@@ -2,15 +2,20 @@
 
 helm (4), helm3, kubectl and kustomize come from .tools/bin (`make tools`), checkov from its own
 venv (`make checkov`); both are test-prereqs. Each render is a real `helm template` or
-`kubectl kustomize` run; expensive renders are shared per session.
+`kubectl kustomize` run; expensive renders are shared per session. ARGOCD_SCHEMAS is
+scripts/argocd_schemas.py, the fetcher of the pinned Argo CD schemas, as a module.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import socket
 import subprocess
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -22,6 +27,43 @@ CHART = ROOT / "charts" / "model"
 OVERLAYS = ROOT / "kustomize" / "overlays"
 ENVIRONMENTS = ("dev", "staging", "prod")
 Docs = list[dict[str, Any]]
+
+
+def script_module(name: str) -> ModuleType:
+    """scripts/NAME.py as the module NAME, registered as scripts/ importing each other see it."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+ARGOCD_SCHEMAS = script_module("argocd_schemas")
+UNPINNED = "0" * 40  # the commit of the tests' own lock files
+
+
+def write_lock(path: Path, url: str, pins: Iterable[Any]) -> Path:
+    """A lock file in the format of scripts/argocd-schemas.lock: URL pattern, commit UNPINNED and
+    one table per pin (anything with file, kind and sha256)."""
+    tables = "".join(
+        f'\n[files."{pin.file}"]\nkind = "{pin.kind}"\nsha256 = "{pin.sha256}"\n' for pin in pins
+    )
+    path.write_text(
+        f'source = "https://example.org/schemas"\nlicense = "MIT"\ncommit = "{UNPINNED}"\n'
+        f'url = "{url}"\n{tables}'
+    )
+    return path
+
+
+def closed_port() -> int:
+    """A loopback TCP port nothing listens on (just bound and released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def tool(name: str) -> str:
