@@ -3,8 +3,9 @@
 
 # checkov in its own virtualenv: its dependencies conflict with the project's pins.
 CHECKOV_VENV := .tools/checkov-venv
-# The Argo CD CRD schemas, read in place (relative to the repository, or absolute).
-export MODELOPS_ARGOCD_SCHEMAS ?= ../shared/schemas/argocd
+# The Argo CD CRD schemas are pinned by sha256 in scripts/argocd-schemas.lock and fetched into
+# .cache/argocd-schemas by scripts/validate-manifests.py. Offline, set MODELOPS_ARGOCD_SCHEMAS to a
+# directory holding copies of them (verified against the same sha256s); it has no default.
 
 $(CHECKOV_VENV)/.installed: scripts/validate-policies-requirements.txt
 	rm -rf $(CHECKOV_VENV)

@@ -4,12 +4,14 @@
 - every YAML file under kustomize/ and argocd/ parses with duplicate mapping keys rejected;
 - every overlay's `kubectl kustomize` output validates strictly (unknown fields are errors) against
   the Kubernetes schemas of KUBERNETES_VERSIONS (kubernetes-validate, bundled schemas, offline);
-- `kubectl kustomize argocd` validates against the Argo CD CRD schemas in $MODELOPS_ARGOCD_SCHEMAS
-  (default ../shared/schemas/argocd, relative to the repository), read in place.
+- `kubectl kustomize argocd` validates against the Argo CD CRD schemas (Draft 4, as kubeconform
+  does): the files pinned by sha256 in scripts/argocd-schemas.lock, obtained and verified by
+  scripts/argocd_schemas.py (from $MODELOPS_ARGOCD_SCHEMAS when set, else the cache or the URL).
 
 Prints one line per failure and exits 1 when anything failed.
 
 usage: scripts/validate-manifests.py [--overlays DIR...] [--argocd DIR] [--files FILE...]
+                                    [--argocd-lock FILE]
 """
 
 from __future__ import annotations
@@ -17,24 +19,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import argocd_schemas
 import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES_VERSIONS = ("1.35.0", "1.36.0", "1.37.0")
-ARGOCD_SCHEMA_FILES = {
-    "Application": "application_v1alpha1.json",
-    "ApplicationSet": "applicationset_v1alpha1.json",
-    "AppProject": "appproject_v1alpha1.json",
-}
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -96,20 +93,17 @@ def kubernetes_errors(docs: list[dict[str, Any]], origin: str) -> Iterator[str]:
                 yield f"{origin}: {describe(doc)}: no Kubernetes {version} schema for this kind"
 
 
-def argocd_schema_dir() -> Path:
-    configured = os.environ.get("MODELOPS_ARGOCD_SCHEMAS", "../shared/schemas/argocd")
-    return (ROOT / configured).resolve()
-
-
-def argocd_errors(docs: list[dict[str, Any]], origin: str, schemas: Path) -> Iterator[str]:
+def argocd_errors(
+    docs: list[dict[str, Any]], origin: str, schemas: argocd_schemas.Schemas
+) -> Iterator[str]:
     """Validation of Argo CD resources against the CRD schemas (Draft 4, as kubeconform does)."""
     for doc in docs:
-        schema_file = ARGOCD_SCHEMA_FILES.get(str(doc.get("kind")))
-        if doc.get("apiVersion") != "argoproj.io/v1alpha1" or schema_file is None:
-            yield f"{origin}: {describe(doc)} is not an Argo CD v1alpha1 resource"
+        schema = schemas.by_kind.get(str(doc.get("kind")))
+        if doc.get("apiVersion") != "argoproj.io/v1alpha1" or schema is None:
+            kinds = ", ".join(schemas.by_kind)
+            yield f"{origin}: {describe(doc)} is not an Argo CD v1alpha1 resource ({kinds})"
             continue
-        schema = json.loads((schemas / schema_file).read_text())
-        validator = jsonschema.Draft4Validator(schema)
+        validator = jsonschema.Draft4Validator(json.loads(schema))
         for error in sorted(validator.iter_errors(doc), key=lambda e: list(e.path)):
             path = ".".join(str(p) for p in error.path)
             yield f"{origin}: {describe(doc)}: {path}: {error.message}"
@@ -120,7 +114,9 @@ def yaml_files(directories: list[Path]) -> Iterator[Path]:
         yield from sorted(directory.rglob("*.yaml"))
 
 
-def run(overlays: list[Path], argocd: Path | None, files: list[Path]) -> list[str]:
+def run(
+    overlays: list[Path], argocd: Path | None, files: list[Path], lock: Path = argocd_schemas.LOCK
+) -> list[str]:
     """Every failure, one line each."""
     failures: list[str] = []
     sources = [*overlays, *([argocd] if argocd else [])]
@@ -142,15 +138,12 @@ def run(overlays: list[Path], argocd: Path | None, files: list[Path]) -> list[st
             failures.append(f"{overlay}: renders no resources")
         failures += kubernetes_errors(docs, str(overlay))
     if argocd is not None:
-        schemas = argocd_schema_dir()
-        if not schemas.is_dir():
-            failures.append(f"Argo CD schemas not found at {schemas} (set MODELOPS_ARGOCD_SCHEMAS)")
-        else:
-            try:
-                docs = load_documents(kustomize(argocd), str(argocd))
-                failures += argocd_errors(docs, str(argocd), schemas)
-            except ValueError as error:
-                failures.append(str(error))
+        try:
+            schemas = argocd_schemas.verified_schemas(argocd_schemas.load_pins(lock))
+            docs = load_documents(kustomize(argocd), str(argocd))
+            failures += argocd_errors(docs, str(argocd), schemas)
+        except (argocd_schemas.SchemaError, ValueError) as error:
+            failures.append(str(error))
     return failures
 
 
@@ -159,13 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlays", type=Path, nargs="*", default=None)
     parser.add_argument("--argocd", type=Path, default=None)
     parser.add_argument("--files", type=Path, nargs="*", default=[])
+    parser.add_argument("--argocd-lock", type=Path, default=argocd_schemas.LOCK)
     args = parser.parse_args(argv)
     default_run = args.overlays is None and args.argocd is None and not args.files
     overlays = args.overlays or []
     if default_run:
         overlays = sorted(p for p in (ROOT / "kustomize" / "overlays").iterdir() if p.is_dir())
     argocd = ROOT / "argocd" if default_run else args.argocd
-    failures = run(overlays, argocd, args.files)
+    failures = run(overlays, argocd, args.files, args.argocd_lock)
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
     checked = ", ".join(KUBERNETES_VERSIONS)

@@ -1,4 +1,9 @@
-"""`make validate` passes on the repository, and each of its checks catches a broken input."""
+"""`make validate` passes on the repository, and each of its checks catches a broken input.
+
+The Argo CD checks need the pinned schemas; the `argocd_schemas` fixture obtains them the way
+`make validate` does ($MODELOPS_ARGOCD_SCHEMAS, else the cache or the pinned URL), so the
+scripts run below find them the same way.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, TOOLS, run
+from .conftest import ARGOCD_SCHEMAS, ROOT, TOOLS, UNPINNED, closed_port, run, write_lock
 
 MANIFESTS = ROOT / "scripts" / "validate-manifests.py"
 POLICIES = ROOT / "scripts" / "validate-policies.py"
@@ -19,7 +24,6 @@ CHECKOV = ROOT / ".tools" / "checkov-venv" / "bin" / "checkov"
 def tool_env(path: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = path if path is not None else f"{TOOLS}:{env['PATH']}"
-    env["MODELOPS_ARGOCD_SCHEMAS"] = str((ROOT / "../shared/schemas/argocd").resolve())
     return env
 
 
@@ -39,10 +43,25 @@ def checkov() -> Path:
     return CHECKOV
 
 
-def test_make_validate_passes_on_the_repository(helm: str, checkov: Path) -> None:
+@pytest.fixture(scope="module")
+def argocd_schemas() -> None:
+    """The pinned Argo CD schemas are at hand (in the cache, or in $MODELOPS_ARGOCD_SCHEMAS).
+
+    A skip naming the variable when they cannot be had, which fails the run in CI."""
+    try:
+        ARGOCD_SCHEMAS.verified_schemas()
+    except ARGOCD_SCHEMAS.SchemaError as error:
+        pytest.skip(f"the pinned Argo CD schemas are needed: {error}")
+
+
+def test_make_validate_passes_on_the_repository(
+    helm: str, checkov: Path, argocd_schemas: None
+) -> None:
     result = run("make", "-s", "validate", cwd=ROOT, check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "valid: 3 overlay(s) against Kubernetes 1.35.0, 1.36.0, 1.37.0" in result.stdout
+    assert "valid: 3 overlay(s) against Kubernetes 1.35.0, 1.36.0, 1.37.0; Argo CD: argocd" in (
+        result.stdout
+    )
     assert "checkov helm: " in result.stdout and "checkov kubernetes: " in result.stdout
     assert ", 0 failed," in result.stdout
 
@@ -68,7 +87,9 @@ def test_a_broken_overlay_patch_fails_validation(repo_copy: Path) -> None:
     assert "'minReplica' was unexpected" in errors
 
 
-def test_a_duplicate_yaml_key_in_an_argocd_file_fails_validation(repo_copy: Path) -> None:
+def test_a_duplicate_yaml_key_in_an_argocd_file_fails_validation(
+    repo_copy: Path, argocd_schemas: None
+) -> None:
     project = repo_copy / "argocd" / "appproject.yaml"
     project.write_text(project.read_text() + "  description: twice\n")
     code, errors = validate("--argocd", str(repo_copy / "argocd"))
@@ -76,7 +97,9 @@ def test_a_duplicate_yaml_key_in_an_argocd_file_fails_validation(repo_copy: Path
     assert "duplicate key 'description'" in errors
 
 
-def test_a_misspelt_applicationset_field_fails_the_argocd_schema(repo_copy: Path) -> None:
+def test_a_misspelt_applicationset_field_fails_the_argocd_schema(
+    repo_copy: Path, argocd_schemas: None
+) -> None:
     appset = repo_copy / "argocd" / "applicationset.yaml"
     appset.write_text(appset.read_text().replace("goTemplate: true", "goTemplat: true"))
     code, errors = validate("--argocd", str(repo_copy / "argocd"))
@@ -86,12 +109,109 @@ def test_a_misspelt_applicationset_field_fails_the_argocd_schema(repo_copy: Path
     )
 
 
-def test_missing_argocd_schemas_are_an_error_not_a_pass(repo_copy: Path) -> None:
+@pytest.mark.parametrize(
+    ("file", "field", "misspelt", "message"),
+    [
+        (
+            "appproject.yaml",
+            "  orphanedResources:",
+            "  orphanedResource:",
+            "AppProject/modelops: spec: Additional properties are not allowed ('orphanedResource'",
+        ),
+        (
+            "applicationset.yaml",
+            "selfHeal: true",
+            "selfHeel: true",
+            "ApplicationSet/model: spec.template.spec.syncPolicy.automated: Additional properties "
+            "are not allowed ('selfHeel'",
+        ),
+    ],
+    ids=["appproject", "application-template"],
+)
+def test_a_misspelt_field_fails_the_argocd_schema_in_every_argocd_resource(
+    repo_copy: Path, argocd_schemas: None, file: str, field: str, misspelt: str, message: str
+) -> None:
+    path = repo_copy / "argocd" / file
+    assert field in path.read_text()
+    path.write_text(path.read_text().replace(field, misspelt, 1))
+    code, errors = validate("--argocd", str(repo_copy / "argocd"))
+    assert code == 1
+    assert message in errors
+
+
+def test_a_misspelt_field_in_an_application_fails_the_argocd_schema(
+    repo_copy: Path, argocd_schemas: None
+) -> None:
+    argocd = repo_copy / "argocd"
+    (argocd / "application-prod.yaml").write_text(APPLICATION_PROD.replace("project:", "projekt:"))
+    kustomization = argocd / "kustomization.yaml"
+    kustomization.write_text(
+        kustomization.read_text().replace(
+            "- applicationset.yaml\n", "- applicationset.yaml\n- application-prod.yaml\n", 1
+        )
+    )
+    code, errors = validate("--argocd", str(argocd))
+    assert code == 1
+    assert "Application/model-prod: spec: Additional properties are not allowed ('projekt'" in (
+        errors
+    )
+    assert "'project' is a required property" in errors
+
+
+APPLICATION_PROD = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: model-prod
+  namespace: argocd
+spec:
+  project: modelops
+  source:
+    repoURL: https://github.com/example-org/modelops.git
+    targetRevision: main
+    path: kustomize/overlays/prod
+  destination:
+    server: https://kubernetes.default.svc
+    namespace: modelops-prod
+  syncPolicy:
+    syncOptions: [CreateNamespace=true, ServerSideApply=true]
+"""
+
+
+def test_an_unusable_schema_directory_is_an_error_not_a_pass(repo_copy: Path) -> None:
     env = tool_env()
     env["MODELOPS_ARGOCD_SCHEMAS"] = str(repo_copy / "no-such-dir")
     result = run_env(sys.executable, str(MANIFESTS), "--argocd", str(repo_copy / "argocd"), env=env)
     assert result.returncode == 1
-    assert "Argo CD schemas not found" in result.stderr
+    assert f"MODELOPS_ARGOCD_SCHEMAS={repo_copy / 'no-such-dir'}: no such directory" in (
+        result.stderr
+    )
+
+
+def test_without_the_variable_or_network_validation_fails_in_one_line_saying_how_to_set_it(
+    repo_copy: Path, tmp_path: Path
+) -> None:
+    pins = ARGOCD_SCHEMAS.load_pins()
+    unreachable = f"http://127.0.0.1:{closed_port()}/{{commit}}/{{file}}"
+    lock = write_lock(tmp_path / "argocd-schemas.lock", unreachable, pins.files)
+    env = tool_env()
+    env.pop("MODELOPS_ARGOCD_SCHEMAS", None)
+    env["no_proxy"] = "127.0.0.1"
+    result = run_env(
+        sys.executable,
+        str(MANIFESTS),
+        "--argocd",
+        str(repo_copy / "argocd"),
+        "--argocd-lock",
+        str(lock),
+        env=env,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    first = unreachable.format(commit=UNPINNED, file=pins.files[0].file)
+    assert error.startswith(f"error: cannot fetch the Argo CD schema {first} (")
+    assert "set MODELOPS_ARGOCD_SCHEMAS to a directory holding copies of " in error
 
 
 def test_checkov_refuses_to_run_without_helm(checkov: Path) -> None:
