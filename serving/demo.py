@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from serving.readiness import NotReadyError
 from serving.stack import Stack, StackError
 
 
@@ -65,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         with Stack(args.model_dir, env=env) as stack:
             print(f"serving: Nginx -> uWSGI -> Flask on {stack.url} (model {args.model_dir})")
             body, headers = post(stack.url + "/predict", {"instances": [row]})
-    except StackError as exc:
-        print(f"serving: the stack did not start: {exc}", file=sys.stderr)
+    except (StackError, NotReadyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     probabilities = dict(zip(body["classes"], body["probabilities"][0], strict=True))
     print(f"serving: POST /predict with one row of {len(row)} features")

@@ -3,8 +3,9 @@
 Shared by ``make serve``, ``make demo-serving``, the tests and the benchmark. Each ``Stack`` gets a
 private run directory (socket, Nginx prefix, metrics, logs) and a free loopback port unless told
 otherwise; it starts uWSGI with ``serving/config/uwsgi.ini`` and Nginx with
-``serving/config/nginx-start.sh``, waits for ``/v2/health/ready`` through Nginx, and stops both by
-PID: SIGTERM to the uWSGI master (its graceful shutdown) and SIGQUIT to Nginx (its graceful stop).
+``serving/config/nginx-start.sh``, waits for ``/v2/health/ready`` through Nginx
+(``serving.readiness``), and stops both by PID: SIGTERM to the uWSGI master (its graceful
+shutdown) and SIGQUIT to Nginx (its graceful stop).
 
     python -m serving.stack --model-dir training/model --port 8080     # foreground, Ctrl-C stops
 """
@@ -22,12 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+
+from serving import readiness
+from serving.readiness import NotReadyError
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
@@ -38,7 +40,8 @@ PR_SET_PDEATHSIG = 1
 
 
 class StackError(RuntimeError):
-    """The stack did not come up (the message carries the relevant log lines)."""
+    """The stack cannot be started (uwsgi missing). A stack that starts but does not come up
+    raises ``NotReadyError`` (serving.readiness) instead."""
 
 
 def free_port() -> int:
@@ -76,13 +79,6 @@ def _die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 @dataclass
@@ -137,7 +133,8 @@ class Stack:
         return env
 
     def start(self, timeout: float = 60.0) -> Stack:
-        """Start both processes and wait until the stack answers ready."""
+        """Start both processes and wait until the stack answers ready; if it does not, stop
+        both, remove the run directory and raise ``NotReadyError`` (it carries the log lines)."""
         self.spawn()
         try:
             self.wait_ready(timeout)
@@ -177,25 +174,17 @@ class Stack:
         return self
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.uwsgi is not None and self.nginx is not None
-            if self.uwsgi.poll() is not None:
-                raise StackError(
-                    f"uWSGI exited with status {self.uwsgi.returncode}:\n{_tail(self.uwsgi_log)}"
-                )
-            if self.nginx.poll() is not None:
-                raise StackError(
-                    f"Nginx exited with status {self.nginx.returncode}:\n{_tail(self.nginx_log)}"
-                )
-            try:
-                with urllib.request.urlopen(self.url + READY_PATH, timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        raise StackError(f"not ready after {timeout:.0f} s:\n{_tail(self.uwsgi_log)}")
+        """Return once ``/v2/health/ready`` answers 200 through Nginx. Raises ``NotReadyError``
+        (serving.readiness) at once when uWSGI or Nginx exits, else after ``timeout`` seconds;
+        it carries the last lines of both logs."""
+        assert self.uwsgi is not None and self.nginx is not None
+        readiness.wait_ready(
+            self.url + READY_PATH,
+            timeout,
+            "the serving stack",
+            exited=readiness.first_exit({"uWSGI": self.uwsgi, "Nginx": self.nginx}),
+            log_tail=lambda: readiness.file_tails(self.uwsgi_log, self.nginx_log),
+        )
 
     def worker_pids(self) -> list[int]:
         """PIDs of the uWSGI workers (children of the master)."""
@@ -274,13 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             stack.start()
-        except StackError as exc:
-            print(f"the stack did not start: {exc}", file=sys.stderr)
+        except (StackError, NotReadyError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 1
         print(f"serving {args.model_dir} on {stack.url} (logs in {stack.run_dir}); Ctrl-C stops")
         while stack.uwsgi is not None and stack.uwsgi.poll() is None:
             time.sleep(0.5)
-        print("uWSGI exited:\n" + _tail(stack.uwsgi_log), file=sys.stderr)
+        print("uWSGI exited:\n" + readiness.file_tails(stack.uwsgi_log), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("stopping (graceful) ...", file=sys.stderr)

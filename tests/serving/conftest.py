@@ -20,8 +20,9 @@ if getattr(sys.modules.get("serving"), "__file__", "") is None:
         del sys.modules[name]
 from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
-from serving_testkit import TinyModel, build_model  # noqa: E402
+from serving_testkit import LOADING_MARKER, TinyModel, build_model  # noqa: E402
 
+from serving import readiness  # noqa: E402
 from serving.app import create_app  # noqa: E402
 from serving.stack import Stack  # noqa: E402
 
@@ -65,3 +66,16 @@ def start_stack(model_dir: Path, **env: str) -> Stack:
     """A private stack for a test that stops or breaks it (the caller stops it)."""
     need_nginx()
     return Stack(model_dir, env={"PYTHONPATH": str(HERE), **PROVENANCE, **env}).start()
+
+
+def wait_until_loading(stack: Stack, limit: float = 60) -> None:
+    """Return once the uWSGI master of a spawned ``stack`` has begun to unpickle a
+    ``SlowLoadingModel`` (its marker is in the log): the socket is bound, no worker exists."""
+    assert stack.uwsgi is not None
+    readiness.wait_until(
+        lambda _: None if LOADING_MARKER in stack.uwsgi_log.read_text() else "not loading yet",
+        limit,
+        f"uWSGI loading the model (marker in {stack.uwsgi_log})",
+        exited=readiness.first_exit({"uWSGI": stack.uwsgi}),
+        log_tail=lambda: readiness.file_tails(stack.uwsgi_log),
+    )

@@ -103,15 +103,19 @@ class SlowModel:
 
 LOADING_MARKER = "slow-loading model: unpickling"
 LOAD_SECONDS = 60.0
+# Another load time for one server: its environment (the uWSGI master unpickles the model).
+LOAD_SECONDS_ENV = "MODELOPS_TEST_LOAD_SECONDS"
 
 
 class SlowLoadingModel(SlowModel):
-    """Takes a minute to unpickle: a window in which to signal a server that is starting."""
+    """Takes a minute (or $MODELOPS_TEST_LOAD_SECONDS) to unpickle: a window in which to signal
+    or probe a server that is starting."""
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        import os
         import sys
         import time
 
         print(LOADING_MARKER, file=sys.stderr, flush=True)
-        time.sleep(LOAD_SECONDS)
+        time.sleep(float(os.environ.get(LOAD_SECONDS_ENV, LOAD_SECONDS)))
         self.__dict__.update(state)

@@ -15,7 +15,7 @@ import requests
 from conftest import need_nginx
 from serving_testkit import TinyModel
 
-from serving import demo
+from serving import demo, readiness
 from serving.stack import free_port
 
 pytestmark = pytest.mark.e2e
@@ -33,17 +33,15 @@ def start_runner(model_dir: Path, port: int, stderr: int) -> subprocess.Popen[st
     )
 
 
-def wait_ready(port: int, seconds: float = 60) -> None:
-    """Wait until the stack on PORT answers its readiness probe; fail the test after SECONDS."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    pytest.fail("make serve's runner never became ready")
+def wait_ready(runner: subprocess.Popen[str], port: int) -> None:
+    """Wait until the runner's stack on PORT answers its readiness probe; ``NotReadyError`` (the
+    test fails with it) after 60 s, or at once if the runner exits."""
+    readiness.wait_ready(
+        f"http://127.0.0.1:{port}/v2/health/ready",
+        60,
+        "make serve's runner",
+        exited=readiness.first_exit({"the runner": runner}),
+    )
 
 
 def test_demo_prints_the_answer_and_its_provenance(
@@ -68,6 +66,22 @@ def test_demo_prints_the_answer_and_its_provenance(
     assert "stack stopped" in out
 
 
+def test_demo_whose_stack_does_not_come_up_prints_one_error_line_and_the_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    need_nginx()
+    from serving_testkit import build_model
+
+    built = build_model(tmp_path / "m")
+    with (built.directory / "model.pkl").open("ab") as handle:
+        handle.write(b"\0")  # a tampered model: uWSGI refuses it and exits
+    assert demo.main(["--model-dir", str(built.directory)]) == 1
+    first, *rest = capsys.readouterr().err.splitlines()
+    assert first.startswith("error: the serving stack at http://127.0.0.1:")
+    assert first.endswith("/v2/health/ready: uWSGI exited with status 1 before it was ready")
+    assert "--- uwsgi.log" in rest and any("model checksum mismatch" in line for line in rest)
+
+
 def test_demo_without_a_model_says_what_to_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -80,7 +94,7 @@ def test_serve_runs_in_the_foreground_and_ctrl_c_stops_both(tiny_model: TinyMode
     port = free_port()
     runner = start_runner(tiny_model.directory, port, stderr=subprocess.PIPE)
     try:
-        wait_ready(port)
+        wait_ready(runner, port)
         os.kill(runner.pid, signal.SIGINT)  # what Ctrl-C sends
         _, err = runner.communicate(timeout=30)
     finally:
@@ -116,7 +130,7 @@ def test_servers_die_with_a_killed_runner(tmp_path: Path) -> None:
     assert runner.stdout is not None
     announced = runner.stdout.readline()  # "serving ... (logs in <run dir>); Ctrl-C stops"
     run_dir = Path(announced.split("(logs in ", 1)[1].split(")", 1)[0])
-    wait_ready(port)
+    wait_ready(runner, port)
     servers = [pid for pid in _servers_for(built.directory) if pid != runner.pid]
     assert servers, "uWSGI and Nginx run"
     runner.kill()

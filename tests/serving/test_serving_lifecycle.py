@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import HERE, PROVENANCE, need_nginx, start_stack
+from conftest import HERE, PROVENANCE, need_nginx, start_stack, wait_until_loading
 from serving_testkit import (
     LOAD_SECONDS,
-    LOADING_MARKER,
     SLOW_SECONDS,
     SLOW_SENTINEL,
     SlowLoadingModel,
@@ -26,7 +25,8 @@ from serving_testkit import (
     build_model,
 )
 
-from serving.stack import NGINX_START, Stack, StackError
+from serving.readiness import NotReadyError
+from serving.stack import NGINX_START, Stack
 
 pytestmark = pytest.mark.e2e
 GRACE_SECONDS = 15.0
@@ -177,7 +177,7 @@ def test_sigterm_under_load_drains_in_flight_requests(tmp_path: Path) -> None:
 
 
 def _refused(model_dir: Path, **env: str) -> tuple[str, str]:
-    with pytest.raises(StackError) as raised:
+    with pytest.raises(NotReadyError) as raised:
         start_stack(model_dir, **env)
     message = str(raised.value)
     assert "uWSGI exited with status 1" in message
@@ -195,10 +195,7 @@ def test_sigterm_while_the_model_loads_stops_at_once(tmp_path: Path) -> None:
     stack = Stack(slow.directory, env={"PYTHONPATH": str(HERE), **PROVENANCE}).spawn()
     try:
         assert stack.uwsgi is not None
-        deadline = time.monotonic() + 30
-        while LOADING_MARKER not in stack.uwsgi_log.read_text():
-            assert time.monotonic() < deadline and stack.uwsgi.poll() is None, "never loaded"
-            time.sleep(0.05)
+        wait_until_loading(stack)
         stack.uwsgi.send_signal(signal.SIGTERM)
         try:
             code = stack.uwsgi.wait(LOAD_SECONDS / 4)
