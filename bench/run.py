@@ -33,9 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from serving.stack import NGINX_START, Stack, free_port, nginx_environment
+from serving import readiness
+from serving.stack import NGINX_START, Stack, StackError, free_port, nginx_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 16, 64)
@@ -136,16 +135,6 @@ def wrk(
     }
 
 
-def wait_for(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(url, timeout=5).status_code < 500:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer")
-
-
 @contextlib.contextmanager
 def stack_target(model_dir: Path, **env: str) -> Iterator[tuple[str, list[int]]]:
     with Stack(model_dir, env={"PYTHONPATH": str(ROOT), **env}) as stack:
@@ -155,14 +144,28 @@ def stack_target(model_dir: Path, **env: str) -> Iterator[tuple[str, list[int]]]
 
 @contextlib.contextmanager
 def process_target(
-    argv: list[str], env: dict[str, str], log_path: Path, port: int, ready_path: str, stop: int
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    port: int,
+    ready_path: str,
+    stop: int,
 ) -> Iterator[tuple[str, list[int]]]:
-    """One server process answering on 127.0.0.1:PORT for the cells; stopped with signal STOP."""
+    """One server process, NAME in messages, answering on 127.0.0.1:PORT for the cells; stopped
+    with signal STOP. Not answering READY_PATH with 2xx within a minute, or exiting:
+    ``NotReadyError`` (serving.readiness) with the last lines of its log."""
     url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
-            wait_for(url + ready_path)
+            readiness.wait_ready(
+                url + ready_path,
+                60,
+                f"the {name} server",
+                exited=readiness.first_exit({name: process}),
+                log_tail=lambda: readiness.file_tails(log_path),
+            )
             yield url, [process.pid]
         finally:
             process.send_signal(stop)
@@ -183,7 +186,8 @@ def ceiling_target(scratch: Path) -> Iterator[tuple[str, list[int]]]:
     port = free_port()
     env = dict(os.environ, **nginx_environment(port, scratch / "ceiling", scratch / "none.sock"))
     argv = ["sh", str(conf_dir / NGINX_START.name)]
-    with process_target(argv, env, scratch / "ceiling.log", port, "/", signal.SIGQUIT) as target:
+    log = scratch / "ceiling.log"
+    with process_target("ceiling", argv, env, log, port, "/", signal.SIGQUIT) as target:
         yield target
 
 
@@ -206,7 +210,8 @@ def fastapi_target(model_dir: Path, scratch: Path) -> Iterator[tuple[str, list[i
         "--log-level",
         "warning",
     ]
-    with process_target(argv, env, scratch / "uvicorn.log", port, "/docs", signal.SIGINT) as target:
+    log = scratch / "uvicorn.log"
+    with process_target("FastAPI", argv, env, log, port, "/docs", signal.SIGINT) as target:
         yield target
 
 
@@ -373,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except (StackError, readiness.NotReadyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     report = {
         "started": started,
         "duration_s": args.duration,

@@ -1,14 +1,19 @@
-"""The benchmark's cell selection (`python -m bench.run --only`): pure logic, no wrk run."""
+"""The benchmark's cell selection (`python -m bench.run --only`) and its reference servers'
+start-up: no wrk run."""
 
 from __future__ import annotations
 
 import shutil
+import signal
+import sys
 from pathlib import Path
 
 import pytest
 from serving_testkit import TinyModel
 
 from bench import run
+from serving.readiness import NotReadyError
+from serving.stack import free_port
 
 
 def test_only_refuses_an_unknown_cell_in_one_line(
@@ -46,3 +51,19 @@ def test_partial_report_has_no_ratio_table() -> None:
     text = run.markdown(report)
     assert "| stack | predict-1000 | 16 | 400 | 400000 | 39.00 | 55.00 | 4300 | 0 |" in text
     assert "no ratios" in text and "| ratio |" not in text
+
+
+def test_a_reference_server_that_exits_at_start_is_reported_at_once_with_its_log(
+    tmp_path: Path,
+) -> None:
+    argv = [sys.executable, "-c", "import sys; print('no such app'); sys.exit(3)"]
+    log = tmp_path / "server.log"
+    with (
+        pytest.raises(NotReadyError) as raised,
+        run.process_target("broken", argv, {}, log, free_port(), "/", signal.SIGINT),
+    ):
+        pass
+    first, *rest = str(raised.value).splitlines()
+    assert first.startswith("the broken server at http://127.0.0.1:")
+    assert first.endswith(": broken exited with status 3 before it was ready")
+    assert rest == ["--- server.log", "no such app"]
