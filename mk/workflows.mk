@@ -1,7 +1,7 @@
 # CI/CD: the GitHub Actions workflows (.github/workflows) and the promote scripts they run
-# (scripts/promote-*). See docs/workflow.md.
+# (python -m gitops.<command>). See docs/workflow.md.
 
-# The promote tests run the pinned kustomize (and kubectl) from .tools/bin.
+# The gitops tests run the pinned kustomize (and kubectl) from .tools/bin.
 test-prereqs: tools
 
 .PHONY: workflows-check

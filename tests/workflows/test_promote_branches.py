@@ -1,7 +1,7 @@
 """The branch rules of the promotion flow: which stage a branch deploys, which PRs may merge."""
 
 import pytest
-from workflow_helpers import run_script
+from workflow_helpers import run_tool
 
 
 @pytest.mark.parametrize(
@@ -9,12 +9,12 @@ from workflow_helpers import run_script
     [("main", "dev"), ("staging", "staging"), ("production", "prod"), ("refs/heads/main", "dev")],
 )
 def test_it_maps_each_environment_branch_to_its_stage(branch: str, stage: str) -> None:
-    assert run_script("promote-stage-for-branch", branch).stdout == f"{stage}\n"
+    assert run_tool("stage_for_branch", branch).stdout == f"{stage}\n"
 
 
 @pytest.mark.parametrize("branch", ["experiment/lr", "prod", "develop", ""])
 def test_it_refuses_a_branch_that_is_no_environment_with_one_line(branch: str) -> None:
-    result = run_script("promote-stage-for-branch", branch, check=False)
+    result = run_tool("stage_for_branch", branch, check=False)
     assert result.returncode == 2
     assert result.stdout == ""
     assert len(result.stderr.splitlines()) == 1
@@ -36,7 +36,7 @@ def test_it_refuses_a_branch_that_is_no_environment_with_one_line(branch: str) -
     ],
 )
 def test_it_lets_a_pull_request_through_in_the_environment_order(head: str, base: str) -> None:
-    result = run_script("promote-check-pr-order", head, base)
+    result = run_tool("check_pr_order", head, base)
     assert result.stdout.startswith(f"ok: {head} -> {base}")
 
 
@@ -59,13 +59,15 @@ def test_it_lets_a_pull_request_through_in_the_environment_order(head: str, base
     ],
 )
 def test_it_fails_a_pull_request_that_breaks_the_order(head: str, base: str, reason: str) -> None:
-    result = run_script("promote-check-pr-order", head, base, check=False)
+    result = run_tool("check_pr_order", head, base, check=False)
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1
     assert reason in result.stderr
 
 
-def test_it_prints_its_usage_for_missing_arguments() -> None:
-    result = run_script("promote-check-pr-order", "main", check=False)
+def test_it_refuses_missing_arguments_in_one_line() -> None:
+    result = run_tool("check_pr_order", "main", check=False)
     assert result.returncode == 2
-    assert result.stderr.startswith("usage:")
+    assert result.stderr.splitlines() == [
+        "error: the following arguments are required: BASE_BRANCH (see --help)"
+    ]

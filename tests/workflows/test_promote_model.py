@@ -1,4 +1,4 @@
-"""scripts/promote-model: register only a changed model, assign the stage, push the tags.
+"""gitops.promote_model: register only a changed model, assign the stage, push the tags.
 
 A real git repository with a real DVC pipeline (one stage writing training/model), a bare origin
 and a local DVC remote, in temp dirs; real gto. Each test starts from a copy of one repository
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from workflow_helpers import REPO, git, run_script, run_step, tool_env
+from workflow_helpers import REPO, git, run_step, run_tool, tool_env
 
 NAME = "diagnosis-classifier"
 # The shape of the real pipeline (training/dvc.yaml): stages run from the repository root
@@ -103,7 +103,7 @@ def repo(template: Path, tmp_path: Path) -> Iterator[Path]:
 
 
 def promote(repo: Path, stage: str, *args: str) -> dict[str, str]:
-    out = run_script("promote-model", stage, *args, cwd=repo).stdout
+    out = run_tool("promote_model", stage, *args, cwd=repo).stdout
     return dict(line.split("=", 1) for line in out.splitlines())
 
 
@@ -173,7 +173,7 @@ def test_dvc_get_by_the_model_ref_fetches_the_promoted_model(repo: Path, tmp_pat
 def test_it_refuses_a_commit_without_a_recorded_model_with_one_line(repo: Path) -> None:
     git(repo, "rm", "-q", "training/dvc.lock")
     git(repo, "commit", "-qm", "drop the lock")
-    result = run_script("promote-model", "dev", cwd=repo, check=False)
+    result = run_tool("promote_model", "dev", cwd=repo, check=False)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "error: no dvc.lock at HEAD records training/model: dvc repro, commit dvc.lock"
@@ -182,7 +182,7 @@ def test_it_refuses_a_commit_without_a_recorded_model_with_one_line(repo: Path) 
 
 
 def test_it_refuses_an_unknown_stage_with_one_line(repo: Path) -> None:
-    result = run_script("promote-model", "qa", cwd=repo, check=False)
+    result = run_tool("promote_model", "qa", cwd=repo, check=False)
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1
     assert "invalid choice: 'qa'" in result.stderr
@@ -210,10 +210,10 @@ def test_a_model_travels_experiment_main_staging_production_as_one_version(repo:
         ("main", "staging"),
         ("staging", "production"),
     ]:
-        order = run_script("promote-check-pr-order", source, branch, cwd=repo)
+        order = run_tool("check_pr_order", source, branch, cwd=repo)
         assert order.returncode == 0
         merge(repo, source, branch)
-        stage = run_script("promote-stage-for-branch", branch).stdout.strip()
+        stage = run_tool("stage_for_branch", branch).stdout.strip()
         result = promote(repo, stage, "--push", "origin")
         registered.append(result["registered"])
         assert result["version"] == "v0.1.0"

@@ -1,4 +1,4 @@
-"""scripts/promote-set-image: the deployment is a one-line image-tag change in one overlay.
+"""gitops.set_image: the deployment is a one-line image-tag change in one overlay.
 
 With --model-version/--model-sha256 it also sets the two model annotations of provenance.yaml
 (two more lines), so the pod reports the model the image ships. Runs against a temp copy of the
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from workflow_helpers import REPO, git, run_script, run_step, tool_env
+from workflow_helpers import REPO, git, run_step, run_tool, tool_env
 
 SHA = "3f1c2d4e5b6a79881726354433221100aabbccdd"
 ALL_DIGITS = "1234567890123456789012345678901234567890"
@@ -86,13 +86,10 @@ def fixture_tree(root: Path) -> Path:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """A git repository with a copy of the real kustomize/ tree, the fixture overlay and scripts."""
+    """A git repository with a copy of the real kustomize/ tree and the fixture overlay."""
     if (REPO / "kustomize").is_dir():
         shutil.copytree(REPO / "kustomize", tmp_path / "kustomize")
     fixture_tree(tmp_path / "kustomize")
-    (tmp_path / "scripts").mkdir()
-    for script in (REPO / "scripts").glob("promote-*"):
-        shutil.copy2(script, tmp_path / "scripts" / script.name)
     git(tmp_path, "init", "-q", "-b", "main")
     git(tmp_path, "config", "user.name", "test")
     git(tmp_path, "config", "user.email", "test@example.org")
@@ -104,7 +101,7 @@ def repo(tmp_path: Path) -> Path:
 def set_image(
     repo: Path, env: str, sha: str, *options: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    return run_script("promote-set-image", *options, env, sha, cwd=repo, check=check)
+    return run_tool("set_image", *options, env, sha, cwd=repo, check=check)
 
 
 def changed(repo: Path, path: str) -> tuple[list[str], list[str]]:
@@ -365,13 +362,11 @@ def test_it_refuses_an_overlay_without_the_model_server_image(repo: Path) -> Non
 
 
 def test_it_requires_the_overlay_to_pull_from_the_registry_it_was_given(repo: Path) -> None:
-    ok = run_script(
-        "promote-set-image", "--registry", "registry.example.org", "fixture", SHA, cwd=repo
-    )
+    ok = run_tool("set_image", "--registry", "registry.example.org", "fixture", SHA, cwd=repo)
     assert ok.stdout == "changed\n"
     git(repo, "checkout", "-q", ".")
-    result = run_script(
-        "promote-set-image", "--registry", "ghcr.io/acme", "fixture", SHA, cwd=repo, check=False
+    result = run_tool(
+        "set_image", "--registry", "ghcr.io/acme", "fixture", SHA, cwd=repo, check=False
     )
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1

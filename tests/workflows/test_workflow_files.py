@@ -1,6 +1,6 @@
 """The GitHub Actions workflows and their config: schema-valid, zizmor-clean, yamllint-clean,
-every action pinned to a commit SHA with its version, least privilege, and wired to the scripts
-and make targets that exist. All offline.
+every action pinned to a commit SHA with its version, least privilege, and wired to the gitops
+commands, scripts and make targets that exist. All offline.
 """
 
 import re
@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
-from workflow_helpers import REPO, WORKFLOWS, run_script, run_step, tool_env, workflow_files
+from workflow_helpers import REPO, WORKFLOWS, run_step, run_tool, tool_env, workflow_files
+
+from gitops import environments
 
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
 PINNED = re.compile(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}")
@@ -142,8 +144,9 @@ def test_only_the_promote_job_may_write_contents() -> None:
 
 def test_promote_runs_on_exactly_the_environment_branches_the_script_maps() -> None:
     branches = load(WORKFLOWS / "promote.yml")[True]["push"]["branches"]
-    stages = [run_script("promote-stage-for-branch", branch).stdout.strip() for branch in branches]
-    assert sorted(stages) == ["dev", "prod", "staging"]
+    stages = [run_tool("stage_for_branch", branch).stdout.strip() for branch in branches]
+    assert branches == [env.branch for env in environments.load()]
+    assert stages == [env.stage for env in environments.load()]
     overlays = REPO / "kustomize" / "overlays"
     if any(overlays.glob("*/kustomization.yaml")):
         assert all((overlays / stage / "kustomization.yaml").is_file() for stage in stages)
@@ -192,15 +195,22 @@ def test_every_make_target_a_workflow_runs_exists(path: Path) -> None:
     assert used - defined == set()
 
 
-@pytest.mark.parametrize("script", sorted((REPO / "scripts").glob("promote-*")), ids=str)
-def test_each_promote_script_is_ruff_and_mypy_strict_clean(script: Path) -> None:
-    for command in (
-        ["ruff", "check", str(script)],
-        ["ruff", "format", "--check", str(script)],
-        ["mypy", "--strict", "--no-incremental", str(script)],
-    ):
-        result = tool(*command)
-        assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"
+def modules_run(path: Path) -> set[str]:
+    """The gitops modules a workflow runs with ``python -m gitops.<module>``."""
+    return {m for line in run_lines(path) for m in re.findall(r"python3? -m gitops\.(\w+)", line)}
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_every_gitops_command_a_workflow_runs_exists_with_a_main(path: Path) -> None:
+    for module in modules_run(path):
+        source = REPO / "gitops" / f"{module}.py"
+        assert source.is_file(), f"{path.name} runs gitops.{module}, which does not exist"
+        assert 'if __name__ == "__main__":' in source.read_text(), module
+
+
+def test_the_workflows_run_the_gitops_commands() -> None:
+    used = set().union(*(modules_run(path) for path in workflow_files()))
+    assert {"check_pr_order", "stage_for_branch", "promote_model", "set_image"} <= used
 
 
 def test_pre_commit_pins_the_versions_the_venv_has() -> None:

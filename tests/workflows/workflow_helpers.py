@@ -1,7 +1,8 @@
-"""Helpers for the CI/CD workflow tests: where the repository is and how to run its scripts.
+"""Helpers for the CI/CD workflow tests: where the repository is and how to run its tools.
 
-The promote scripts run as the workflows run them: as executables, with .tools/bin and .venv/bin
-first on PATH (make sets that up; these helpers do the same when pytest is started directly).
+The gitops commands run as the workflows run them: ``python -m gitops.<command>``, with
+.tools/bin and .venv/bin first on PATH (make sets that up; these helpers do the same when pytest
+is started directly) and this checkout's gitops package importable from any directory.
 """
 
 import os
@@ -20,16 +21,19 @@ def tool_env(**extra: str) -> dict[str, str]:
     """The environment make gives recipes: pinned tools first on PATH, no analytics."""
     path = os.pathsep.join([str(REPO / ".tools" / "bin"), str(REPO / ".venv" / "bin")])
     env = dict(os.environ, PATH=f"{path}{os.pathsep}{os.environ['PATH']}")
+    # `python -m gitops.<command>` from any directory imports this checkout's package.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env.update(DVC_NO_ANALYTICS="1", GTO_NO_ANALYTICS="1", **extra)
     return env
 
 
-def run_script(
-    name: str, *args: str, cwd: Path | None = None, check: bool = True
+def run_tool(
+    command: str, *args: str, cwd: Path | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """Run scripts/NAME with ARGS; with check, a non-zero exit fails the test with its stderr."""
+    """Run ``python -m gitops.COMMAND ARGS``; with check, a non-zero exit fails the test with
+    its stderr."""
     result = subprocess.run(
-        [str(REPO / "scripts" / name), *args],
+        ["python", "-m", f"gitops.{command}", *args],
         cwd=cwd,
         env=tool_env(),
         capture_output=True,
@@ -37,7 +41,9 @@ def run_script(
         check=False,
     )
     if check and result.returncode != 0:
-        pytest.fail(f"{name} {' '.join(args)} exited {result.returncode}: {result.stderr}")
+        pytest.fail(
+            f"gitops.{command} {' '.join(args)} exited {result.returncode}: {result.stderr}"
+        )
     return result
 
 

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Point one environment's overlay at a model-server image tag: the deployment, as one line.
 
-usage: scripts/promote-set-image [--overlays DIR] [--image NAME] [--registry PREFIX]
+usage: python -m gitops.set_image [--overlays DIR] [--image NAME] [--registry PREFIX]
                                  [--model-version vX.Y.Z --model-sha256 HEX] ENV SHA
 
 Runs `kustomize edit set image NAME=*:SHA` in DIR/ENV (default kustomize/overlays/ENV), which keeps
@@ -25,11 +24,12 @@ import difflib
 import re
 import shutil
 import subprocess
-import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 import yaml
+
+from gitops.cli import OneLineParser, ToolError, run_main
 
 DEFAULT_IMAGE = "modelops/model-server"
 FULL_SHA = re.compile(r"[0-9a-f]{40}")
@@ -37,17 +37,6 @@ MODEL_VERSION = re.compile(r"v\d+\.\d+\.\d+")
 MODEL_SHA256 = re.compile(r"[0-9a-f]{64}")
 VERSION_KEY = "modelops.io/model-version"
 SHA256_KEY = "modelops.io/model-sha256"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
-class PromoteError(Exception):
-    """A one-line reason the overlay cannot be updated."""
 
 
 def image_entry(kustomization: Path, image: str) -> dict[str, object]:
@@ -62,7 +51,7 @@ def image_entry(kustomization: Path, image: str) -> dict[str, object]:
         and (entry["name"] == image or entry["name"].endswith("/" + image))
     ]
     if len(matches) != 1:
-        raise PromoteError(
+        raise ToolError(
             f"{kustomization} has {len(matches)} images: entries named {image!r}, not exactly 1"
         )
     return matches[0]
@@ -104,7 +93,7 @@ def with_annotations(text: str, values: dict[str, str], path: Path) -> str:
         prefix = re.compile(rf"[ ]+{re.escape(key)}:(?=[ \r\n]|$)")
         found = [i for i, line in enumerate(lines) if prefix.match(line)]
         if len(found) != 1:
-            raise PromoteError(f"{path} has {len(found)} lines setting {key}, not exactly 1")
+            raise ToolError(f"{path} has {len(found)} lines setting {key}, not exactly 1")
         line = lines[found[0]]
         body = line.rstrip("\r\n")
         indent = body[: len(body) - len(body.lstrip(" "))]
@@ -116,7 +105,7 @@ def set_provenance(overlay: Path, version: str, sha256: str) -> tuple[Path, str,
     """Set the model version and sha256 annotations; (file, its old text, whether it changed)."""
     provenance = overlay / "provenance.yaml"
     if not provenance.is_file():
-        raise PromoteError(f"no provenance patch at {provenance}")
+        raise ToolError(f"no provenance patch at {provenance}")
     # The sha256 quoted like the empty placeholder: hex such as 1e5... must stay a string.
     values = {VERSION_KEY: version, SHA256_KEY: f'"{sha256}"'}
     expected = {VERSION_KEY: version, SHA256_KEY: sha256}
@@ -130,10 +119,10 @@ def set_provenance(overlay: Path, version: str, sha256: str) -> tuple[Path, str,
         if len(changes) > 4 or not all(
             line[1:].lstrip().startswith((f"{VERSION_KEY}:", f"{SHA256_KEY}:")) for line in changes
         ):
-            raise PromoteError(f"setting the model in {provenance} changed other lines too")
+            raise ToolError(f"setting the model in {provenance} changed other lines too")
         now = annotations(provenance)
         if any(now.get(key) != value for key, value in expected.items()):
-            raise PromoteError(f"{provenance} does not read {version} and {sha256} after the edit")
+            raise ToolError(f"{provenance} does not read {version} and {sha256} after the edit")
     except BaseException:
         provenance.write_text(before)
         raise
@@ -143,21 +132,21 @@ def set_provenance(overlay: Path, version: str, sha256: str) -> tuple[Path, str,
 def set_image(overlay: Path, image: str, sha: str, registry: str | None = None) -> bool:
     """Set IMAGE's tag in OVERLAY to SHA; True when the file changed. Restores it on failure."""
     if not FULL_SHA.fullmatch(sha):
-        raise PromoteError(f"{sha!r} is not a full 40-character lowercase git SHA")
+        raise ToolError(f"{sha!r} is not a full 40-character lowercase git SHA")
     kustomization = overlay / "kustomization.yaml"
     if not kustomization.is_file():
-        raise PromoteError(f"no overlay at {overlay} (missing kustomization.yaml)")
+        raise ToolError(f"no overlay at {overlay} (missing kustomization.yaml)")
     entry = image_entry(kustomization, image)
     name = entry["name"]
     if registry is not None and entry.get("newName") != f"{registry}/{image}":
-        raise PromoteError(
+        raise ToolError(
             f"{kustomization} pulls {entry.get('newName')!r}, not {registry}/{image}: "
             "set its newName to the registry the image is pushed to"
         )
     before = kustomization.read_text()
     kustomize = shutil.which("kustomize")
     if kustomize is None:
-        raise PromoteError("kustomize is not on PATH (make tools installs it into .tools/bin)")
+        raise ToolError("kustomize is not on PATH (make tools installs it into .tools/bin)")
     try:
         result = subprocess.run(
             [kustomize, "edit", "set", "image", f"{name}=*:{sha}"],
@@ -168,17 +157,17 @@ def set_image(overlay: Path, image: str, sha: str, registry: str | None = None) 
         )
         if result.returncode != 0:
             first = (result.stderr.strip().splitlines() or ["no message"])[0]
-            raise PromoteError(f"kustomize edit set image failed in {overlay}: {first}")
+            raise ToolError(f"kustomize edit set image failed in {overlay}: {first}")
         after = kustomization.read_text()
         changes = changed_lines(before, after)
         if changes and len(changes) != 2:
-            raise PromoteError(
+            raise ToolError(
                 f"kustomize edit changed {len(changes)} lines of {kustomization}, not 1: keep the "
                 "overlay in kustomize's own layout (run kustomize edit set image once and commit)"
             )
         tag = image_entry(kustomization, image).get("newTag")
         if tag != sha:
-            raise PromoteError(f"{kustomization} reads newTag {tag!r} after the edit, not {sha}")
+            raise ToolError(f"{kustomization} reads newTag {tag!r} after the edit, not {sha}")
     except BaseException:
         kustomization.write_text(before)
         raise
@@ -200,7 +189,7 @@ def promote(
         return set_image(overlay, image, sha, registry)
     kustomization = overlay / "kustomization.yaml"
     if not kustomization.is_file():
-        raise PromoteError(f"no overlay at {overlay} (missing kustomization.yaml)")
+        raise ToolError(f"no overlay at {overlay} (missing kustomization.yaml)")
     before = kustomization.read_text()
     provenance, old_provenance, provenance_changed = set_provenance(overlay, *model)
     try:
@@ -212,9 +201,9 @@ def promote(
     return image_changed or provenance_changed
 
 
-def main(argv: list[str]) -> int:
-    parser = OneLineParser(prog="promote-set-image", description=__doc__.splitlines()[0])
-    parser.add_argument("env", metavar="ENV", help="overlay directory name: dev, staging or prod")
+def main(argv: Sequence[str]) -> int:
+    parser = OneLineParser(prog="python -m gitops.set_image", description=__doc__)
+    parser.add_argument("env", metavar="ENV", help="overlay directory name (environments.toml)")
     parser.add_argument("sha", metavar="SHA", help="full git SHA: the image tag")
     parser.add_argument("--overlays", type=Path, default=Path("kustomize/overlays"))
     parser.add_argument("--image", default=DEFAULT_IMAGE, help=f"default: {DEFAULT_IMAGE}")
@@ -225,14 +214,10 @@ def main(argv: list[str]) -> int:
     if (args.model_version is None) != (args.model_sha256 is None):
         parser.error("--model-version and --model-sha256 go together")
     model = None if args.model_version is None else (args.model_version, args.model_sha256)
-    try:
-        changed = promote(args.overlays / args.env, args.image, args.sha, args.registry, model)
-    except PromoteError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    changed = promote(args.overlays / args.env, args.image, args.sha, args.registry, model)
     print("changed" if changed else "unchanged")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    run_main(main)

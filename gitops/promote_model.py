@@ -1,7 +1,7 @@
-#!/usr/bin/env python3
 """Assign a GTO stage to the model at HEAD, registering a new version only when the model changed.
 
-usage: scripts/promote-model [--name NAME] [--model-path PATH] [--bump PART] [--push REMOTE] STAGE
+usage: python -m gitops.promote_model [--name NAME] [--model-path PATH] [--bump PART]
+                                      [--push REMOTE] STAGE
 
 Run in the repository after a merge into an environment branch. The model's identity is what DVC
 records (hashes, sizes) for the outputs at or under PATH (default training/model) in the dvc.lock
@@ -15,40 +15,22 @@ Prints key=value lines for $GITHUB_OUTPUT: version, registered, assigned, model_
 assignment tag NAME#STAGE#N, the image's MODEL_REF) and tags (those created, space-separated).
 """
 
-import argparse
+from __future__ import annotations
+
 import json
 import posixpath
 import re
 import subprocess
-import sys
+from collections.abc import Sequence
 from pathlib import PurePosixPath
-from typing import NoReturn
 
 import yaml
 
-STAGES = ("dev", "staging", "prod")
+from gitops import environments
+from gitops.cli import OneLineParser, ToolError, run, run_main
+
 FIRST_VERSION = {"major": "v1.0.0", "minor": "v0.1.0", "patch": "v0.0.1"}
 SEMVER = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
-class PromoteError(Exception):
-    """A one-line reason the model cannot be promoted."""
-
-
-def run(*args: str) -> str:
-    """Run a command, return its stdout; a failure becomes a PromoteError with its first line."""
-    result = subprocess.run(args, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines() or ["no message"]
-        raise PromoteError(f"{' '.join(args[:3])} failed: {lines[-1].strip()}")
-    return result.stdout
 
 
 def show(rev: str, path: str) -> str | None:
@@ -104,7 +86,7 @@ def promote(name: str, model_path: str, stage: str, bump: str) -> dict[str, str]
     """Register (if needed) and assign; return what happened, for $GITHUB_OUTPUT."""
     head_hash = model_hash("HEAD", model_path)
     if head_hash is None:
-        raise PromoteError(f"no dvc.lock at HEAD records {model_path}: dvc repro, commit dvc.lock")
+        raise ToolError(f"no dvc.lock at HEAD records {model_path}: dvc repro, commit dvc.lock")
     known = versions(name)
     same = [tag for _, tag in known if model_hash(tag, model_path) == head_hash]
     created = []
@@ -129,25 +111,22 @@ def promote(name: str, model_path: str, stage: str, bump: str) -> dict[str, str]
     }
 
 
-def main(argv: list[str]) -> int:
-    parser = OneLineParser(prog="promote-model", description=__doc__.splitlines()[0])
-    parser.add_argument("stage", metavar="STAGE", choices=STAGES, help="dev, staging or prod")
+def main(argv: Sequence[str]) -> int:
+    stages = [env.stage for env in environments.load()]
+    parser = OneLineParser(prog="python -m gitops.promote_model", description=__doc__)
+    parser.add_argument("stage", metavar="STAGE", choices=stages, help=", ".join(stages))
     parser.add_argument("--name", default="diagnosis-classifier", help="GTO artifact name")
     parser.add_argument("--model-path", default="training/model", help="the artifact's path")
     parser.add_argument("--bump", choices=sorted(FIRST_VERSION), default="minor")
     parser.add_argument("--push", metavar="REMOTE", help="push the created tags to REMOTE")
     args = parser.parse_args(argv)
-    try:
-        outputs = promote(args.name, args.model_path, args.stage, args.bump)
-        if args.push and outputs["tags"]:
-            run("git", "push", "--atomic", args.push, *outputs["tags"].split())
-    except PromoteError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    outputs = promote(args.name, args.model_path, args.stage, args.bump)
+    if args.push and outputs["tags"]:
+        run("git", "push", "--atomic", args.push, *outputs["tags"].split())
     for key, value in outputs.items():
         print(f"{key}={value}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    run_main(main)

@@ -1,0 +1,42 @@
+"""Print the GTO stage that a merge into BRANCH promotes to.
+
+usage: python -m gitops.stage_for_branch BRANCH
+
+Each environment of environments.toml maps its branch to its stage (main -> dev,
+staging -> staging, production -> prod). Any other branch is not an environment: one line on
+stderr and exit status 2. Run by the promote workflow after a merge.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from gitops import environments
+from gitops.cli import OneLineParser, run_main
+
+
+def stage_for_branch(branch: str) -> str:
+    """The stage of an environment branch; ValueError naming the allowed ones for any other."""
+    env = environments.by_branch(branch)
+    if env is None:
+        allowed = ", ".join(f"{e.branch} -> {e.stage}" for e in environments.load())
+        name = branch.removeprefix("refs/heads/")
+        raise ValueError(f"branch {name!r} is not an environment branch ({allowed})")
+    return env.stage
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = OneLineParser(prog="python -m gitops.stage_for_branch", description=__doc__)
+    parser.add_argument("branch", metavar="BRANCH", help="e.g. main or refs/heads/main")
+    args = parser.parse_args(argv)
+    try:
+        print(stage_for_branch(args.branch))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
