@@ -21,11 +21,13 @@ from typing import Any
 import pytest
 import yaml
 
+from gitops import environments
+
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools" / "bin"
 CHART = ROOT / "charts" / "model"
 OVERLAYS = ROOT / "kustomize" / "overlays"
-ENVIRONMENTS = ("dev", "staging", "prod")
+ENVIRONMENTS = tuple(env.name for env in environments.load())  # environments.toml, in order
 Docs = list[dict[str, Any]]
 
 
