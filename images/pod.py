@@ -6,7 +6,9 @@ filesystem. Used by the image tests and by ``make demo-image``.
     python images/pod.py demo --image IMAGE [--nginx-image IMAGE]
 
 plays the pod on a free loopback port, waits until it is ready, sends one prediction (the first
-row of the bundled data set) and prints the answer with its provenance, then removes the pod.
+row of the bundled data set) and prints the answer with its provenance, then removes the pod. A
+pod not ready within 90 s, or a container that exits, ends it with ``error:`` and one line saying
+what it waited for, followed by the last lines of both containers' logs (serving.readiness).
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +30,10 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python images/pod.py`: the checkout's serving package
+    sys.path.insert(0, str(ROOT))
+from serving.readiness import Containers, wait_ready  # noqa: E402
+
 CONFIG = ROOT / "serving" / "config"
 APP_UID = 10001
 NGINX_UID = 101  # the upstream unprivileged image's user; the stand-in uses the same
@@ -43,10 +47,17 @@ def upstream(key: str) -> str:
     raise KeyError(key)
 
 
-def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def podman_env() -> dict[str, str]:
+    """The environment podman runs in: the repository's containers.conf unless one is set."""
     env = dict(os.environ)
     env.setdefault("CONTAINERS_CONF", str(ROOT / "images" / "containers.conf"))
-    done = subprocess.run(["podman", *args], env=env, capture_output=True, text=True, check=False)
+    return env
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        ["podman", *args], env=podman_env(), capture_output=True, text=True, check=False
+    )
     if check and done.returncode != 0:
         raise RuntimeError(f"podman {' '.join(args)} failed: {done.stderr.strip()}")
     return done
@@ -120,29 +131,12 @@ def manifest(
     return [config_map, pod]
 
 
-def logs(name: str) -> str:
-    return "\n".join(
-        f"--- {c}\n{podman('logs', f'{name}-{c}', check=False).stderr[-3000:]}"
-        for c in ("app", "nginx")
-    )
-
-
-def wait_ready(url: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 (loopback URL)
-                if answer.status == 200:
-                    return True
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        time.sleep(0.5)
-    return False
-
-
 @contextmanager
 def running_pod(image: str, nginx_image: str, timeout: float = 90) -> Iterator[str]:
-    """Play the pod, yield its base URL once ready; remove pod and volumes by name afterwards."""
+    """Play the pod, yield its base URL once ready; remove pod and volumes by name afterwards.
+
+    Not ready within ``timeout`` seconds, or a container exited: ``NotReadyError``
+    (serving.readiness) with the last lines of both containers' logs."""
     name = f"modelops-{secrets.token_hex(4)}"
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,12 +144,21 @@ def running_pod(image: str, nginx_image: str, timeout: float = 90) -> Iterator[s
         socket_dir = Path(tmp) / "socket"
         socket_dir.mkdir()
         socket_dir.chmod(0o1777)
-        path.write_text(yaml.safe_dump_all(manifest(name, image, nginx_image, port, socket_dir)))
+        docs = manifest(name, image, nginx_image, port, socket_dir)
+        path.write_text(yaml.safe_dump_all(docs))
+        containers = Containers(
+            [f"{name}-{c['name']}" for c in docs[1]["spec"]["containers"]], podman_env()
+        )
         try:
             podman("kube", "play", "--network", "host", str(path))
             base = f"http://127.0.0.1:{port}"
-            if not wait_ready(f"{base}/v2/health/ready", timeout):
-                raise RuntimeError(f"pod {name} not ready in {timeout:.0f} s:\n{logs(name)}")
+            wait_ready(
+                f"{base}/v2/health/ready",
+                timeout,
+                f"the pod {name}",
+                exited=containers.exited,
+                log_tail=containers.log_tail,
+            )
             yield base
         finally:
             podman("kube", "down", str(path), check=False)
@@ -200,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return demo(args.image, args.nginx_image)
-    except (RuntimeError, urllib.error.URLError) as exc:
+    except (RuntimeError, OSError) as exc:  # NotReadyError, URLError
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -10,6 +10,9 @@ names with SUFFIX so that parallel runs do not collide. Used by the pod smoke te
 
 usage: scripts/render-podman-pod.py render --image IMAGE [--port N] [options]   # YAML on stdout
        scripts/render-podman-pod.py demo --image IMAGE [options]   # play, predict, print, remove
+
+A pod not ready within 90 s, or a container that exits, ends `demo` with `error:` and one line
+saying what it waited for, then the last lines of each container's log (serving.readiness).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -32,6 +34,10 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: the checkout's serving package
+    sys.path.insert(0, str(ROOT))
+from serving import readiness  # noqa: E402
+
 Docs = list[dict[str, Any]]
 
 
@@ -112,10 +118,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def podman(*args: str, check: bool = True) -> str:
+def podman_env() -> dict[str, str]:
+    """The environment podman runs in: the repository's containers.conf unless one is set."""
     env = dict(os.environ)
     env.setdefault("CONTAINERS_CONF", str(ROOT / "images" / "containers.conf"))
-    done = subprocess.run(["podman", *args], env=env, capture_output=True, text=True, check=False)
+    return env
+
+
+def podman(*args: str, check: bool = True) -> str:
+    done = subprocess.run(
+        ["podman", *args], env=podman_env(), capture_output=True, text=True, check=False
+    )
     if check and done.returncode != 0:
         raise RuntimeError(f"podman {' '.join(args[:2])} failed: {done.stderr.strip()}")
     return done.stdout
@@ -140,16 +153,21 @@ def call(url: str, body: object = None) -> tuple[int, Any, dict[str, str]]:
         return error.code, json.load(error), dict(error.headers)
 
 
-def wait_ready(base: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if call(f"{base}/v2/health/ready")[0] == 200:
-                return True
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        time.sleep(0.5)
-    return False
+def wait_ready(base: str, docs: Docs, timeout: float = 90) -> None:
+    """Return once the played pod of ``docs`` answers ``/v2/health/ready`` at ``base`` through
+    Nginx. A container that exits, or no answer within ``timeout`` seconds: ``NotReadyError``
+    (serving.readiness) with the last lines of each container's ``podman logs``."""
+    pod = pod_name(docs)
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    names = [f"{pod}-{c['name']}" for c in deployment["spec"]["template"]["spec"]["containers"]]
+    containers = readiness.Containers(names, podman_env())
+    readiness.wait_ready(
+        f"{base}/v2/health/ready",
+        timeout,
+        f"the pod {pod}",
+        exited=containers.exited,
+        log_tail=containers.log_tail,
+    )
 
 
 def sample_row() -> dict[str, float]:
@@ -188,8 +206,7 @@ def demo(env: str, image: str, nginx_image: str) -> int:
         base = f"http://127.0.0.1:{port}"
         try:
             podman("kube", "play", "--network", "host", str(manifest))
-            if not wait_ready(base, 90):
-                raise RuntimeError(f"the {env} pod was not ready within 90 s")
+            wait_ready(base, docs, 90)
             print(f"{env} overlay as a pod (podman kube play): {image}")
             for path in ("/v2/health/ready", "/v2/health/live"):
                 print(f"GET {path} -> {call(base + path)[:2]}")
@@ -219,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="modelops-pod-") as tmp:
             docs = render_overlay(args.env, args.image, args.nginx_image, {}, Path(tmp))
         print(yaml.safe_dump_all(for_podman(docs, args.suffix, args.port)), end="")
-    except RuntimeError as error:
+    except (RuntimeError, OSError) as error:  # NotReadyError, URLError
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -105,11 +105,7 @@ def pod(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]
     name = POD.pod_name(docs)
     try:
         podman("kube", "play", "--network", "host", str(manifest))
-        if not POD.wait_ready(base, 90):
-            logs = podman("pod", "logs", name, check=False)
-            raise AssertionError(
-                f"the pod never became ready:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}"
-            )
+        POD.wait_ready(base, docs, 90)  # NotReadyError: one line, then the containers' logs
         yield Pod(base=base, rendered=rendered, name=name)
     finally:
         POD.remove(manifest, docs)

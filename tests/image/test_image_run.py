@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import secrets
 import socket
 import struct
@@ -17,8 +18,11 @@ from types import ModuleType
 import pytest
 import requests
 
-from .conftest import IMAGES, BuiltImage, upstream
-from .podman_cli import podman
+from serving import readiness
+from serving.readiness import NotReadyError
+
+from .conftest import IMAGES, BuiltImage, require_podman, upstream
+from .podman_cli import podman, podman_env
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +40,27 @@ def pod(built_image: BuiltImage) -> Iterator[str]:
     """The pod of images/pod.py running (app + Nginx sidecar); yields its base URL."""
     with load_pod_module().running_pod(built_image.name, upstream("NGINX_IMAGE")) as base:
         yield base
+
+
+def test_a_pod_whose_app_exits_is_reported_at_once_with_the_containers_logs() -> None:
+    """The Python base image as the app: its python3 reads an empty stdin and exits, the pod
+    restarts it, and images/pod.py's wait says so at once instead of waiting out 90 s."""
+    require_podman()
+    started = time.monotonic()
+    with (
+        pytest.raises(NotReadyError) as raised,
+        load_pod_module().running_pod(upstream("PYTHON_IMAGE"), upstream("NGINX_IMAGE")),
+    ):
+        pass
+    assert time.monotonic() - started < 60, "reported at once, not after the limit"
+    first = str(raised.value).splitlines()[0]
+    pattern = (
+        r"the pod (modelops-\w+) at http://127\.0\.0\.1:\d+/v2/health/ready: "
+        r"container \1-app exited .*before it was ready"
+    )
+    match = re.fullmatch(pattern, first)
+    assert match, first
+    assert f"--- podman logs {match[1]}-nginx" in raised.value.log
 
 
 def test_predicts_through_the_nginx_sidecar_with_provenance(
@@ -116,21 +141,26 @@ def strict_container(
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         built_image.name,
     )  # fmt: skip
+
+    def started(seconds: float) -> str | None:
+        """None once uWSGI's socket is there and its master-start hook has run: uWSGI 2.0 treats
+        SIGTERM as a brutal *reload* until that hook has rebound it to the graceful shutdown,
+        and a worker can answer a little before that. (podman exec and logs return at once.)"""
+        if podman("exec", name, "test", "-S", "/run/modelops/uwsgi.sock", check=False).returncode:
+            return "no socket /run/modelops/uwsgi.sock yet"
+        if "gracefully_kill_them_all" not in podman("logs", name).stderr:
+            return "the master-start hook has not run yet"
+        return None
+
     try:
-        deadline = time.monotonic() + 90
-        while podman(
-            "exec", name, "test", "-S", "/run/modelops/uwsgi.sock", check=False
-        ).returncode:
-            state = json.loads(podman("inspect", name).stdout)[0]["State"]
-            if not state["Running"] or time.monotonic() > deadline:
-                pytest.fail(f"no socket; state {state}:\n{podman('logs', name).stderr[-3000:]}")
-            time.sleep(0.5)
-        # uWSGI 2.0 treats SIGTERM as a brutal *reload* until uwsgi.ini's master-start hook has
-        # rebound it to the graceful shutdown; a worker can answer a little before that.
-        while "gracefully_kill_them_all" not in podman("logs", name).stderr:
-            if time.monotonic() > deadline:
-                pytest.fail(f"master-start hook never ran:\n{podman('logs', name).stderr[-3000:]}")
-            time.sleep(0.2)
+        container = readiness.Containers([name], podman_env())
+        readiness.wait_until(
+            started,
+            90,
+            f"the container {name}",
+            exited=container.exited,
+            log_tail=container.log_tail,
+        )
         yield name
     finally:
         podman("rm", "--force", "--time", "0", name, check=False)
