@@ -16,6 +16,8 @@ import pytest
 
 from .conftest import ARGOCD_SCHEMAS, ROOT, TOOLS, UNPINNED, closed_port, run, write_lock
 
+pytestmark = pytest.mark.integration  # checkov and the pinned Argo CD schemas
+
 MANIFESTS = ROOT / "scripts" / "validate-manifests.py"
 POLICIES = ROOT / "scripts" / "validate-policies.py"
 CHECKOV = ROOT / ".tools" / "checkov-venv" / "bin" / "checkov"

@@ -12,6 +12,8 @@ from training import numerics
 from training.artifact import verify
 from training.remote import missing_from_remote
 
+pytestmark = pytest.mark.integration  # real git, DVC and GTO repositories
+
 
 def read_env(path: Path) -> dict[str, str]:
     """Parse model.env the way a POSIX shell would (``set -a; . model.env``)."""

@@ -29,6 +29,8 @@ from training_helpers import (
 
 from training import numerics
 
+pytestmark = pytest.mark.integration  # real git, DVC and GTO repositories
+
 ALL_STAGES = ["prepare", "train", "evaluate"]
 SPLITS = ("training/data/train.csv", "training/data/test.csv")
 PLOTS = (

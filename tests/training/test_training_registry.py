@@ -29,6 +29,8 @@ from training.artifact import verify
 from training.errors import StageError
 from training.remote import missing_from_remote, require_all_in_remote
 
+pytestmark = pytest.mark.integration  # real git, DVC and GTO repositories
+
 MODEL_FILES = ("metadata.json", "model.pkl")
 
 

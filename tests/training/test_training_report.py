@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from training_helpers import copy_repo, png_size, repro, run, set_param
 
+pytestmark = pytest.mark.integration  # real git and DVC repositories
+
 IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 
 

@@ -51,6 +51,8 @@ EVALUATE = """\
 import hashlib
 from pathlib import Path
 
+pytestmark = pytest.mark.integration  # real git, DVC and GTO repositories
+
 digest = hashlib.sha256(Path("training/model/model.pkl").read_bytes()).hexdigest()
 Path("training/model/metadata.json").write_text('{"model_sha256": "' + digest + '"}')
 """
