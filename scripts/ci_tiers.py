@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Which heavy test tiers a change needs: the path filters of the CI workflow, in one table.
+
+usage: scripts/ci_tiers.py [--all] [FILE ...]      (or the changed files on stdin, one a line)
+
+Prints ``integration=true|false`` and ``e2e=true|false``, the lines .github/workflows/ci.yml
+appends to $GITHUB_OUTPUT; the unit tier always runs. A file that needs a tier is one under a
+prefix of that tier in TIERS; a file under EVERY_TIER needs both; a file under UNIT_ONLY needs
+neither; any other file needs both, so a new directory is tested fully until it gets a rule.
+``--all`` (a push to an environment branch) needs every tier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Sequence
+
+#: The prefixes whose changes each heavy tier tests (mk/tests.mk says what a tier runs).
+TIERS: dict[str, tuple[str, ...]] = {
+    "integration": (
+        ".dvc/", ".dvcignore", "argocd/", "charts/", "environments.toml", "gitops/", "kustomize/",
+        "scripts/", "tests/deploy/", "tests/training/", "tests/workflows/", "training/",
+    ),
+    "e2e": (
+        "bench/", "charts/", "images/", "kustomize/", "scripts/", "serving/", "tests/deploy/",
+        "tests/image/", "tests/serving/",
+    ),
+}  # fmt: skip
+#: What every tier is built from: the toolchain, the test harness, this table.
+EVERY_TIER = (
+    ".ci/", ".dockerignore", ".github/workflows/ci.yml", "Makefile", "constraints.txt", "mk/",
+    "pyproject.toml", "requirements/", "tests/conftest.py",
+)  # fmt: skip
+#: What only the unit tier checks (docs, repository metadata, the other workflows' files).
+UNIT_ONLY = (
+    ".github/", ".gitignore", ".pre-commit-config.yaml", ".yamllint.yaml", "LICENSE", "README.md",
+    "docs/", "tests/test_",
+)  # fmt: skip
+
+
+def tiers_for(paths: Iterable[str]) -> dict[str, bool]:
+    """Each heavy tier, and whether any of PATHS needs it."""
+    needed = dict.fromkeys(TIERS, False)
+    for path in paths:
+        if path.startswith(EVERY_TIER):
+            return dict.fromkeys(TIERS, True)
+        hits = [tier for tier, prefixes in TIERS.items() if path.startswith(prefixes)]
+        if not hits and not path.startswith(UNIT_ONLY):
+            return dict.fromkeys(TIERS, True)  # no rule for it: test it fully
+        needed.update(dict.fromkeys(hits, True))
+    return needed
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/ci_tiers.py", description=__doc__)
+    parser.add_argument("files", nargs="*", metavar="FILE", help="changed files (else stdin)")
+    parser.add_argument("--all", action="store_true", help="every tier, whatever changed")
+    args = parser.parse_args(argv)
+    files = args.files or [line.strip() for line in sys.stdin if line.strip()]
+    needed = dict.fromkeys(TIERS, True) if args.all else tiers_for(files)
+    for tier, value in needed.items():
+        print(f"{tier}={str(value).lower()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
