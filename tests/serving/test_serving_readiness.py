@@ -1,5 +1,5 @@
-"""serving.readiness, the one wait for a server: against scripted HTTP servers on loopback, exited
-processes, and the real stack with a model that is slow to load."""
+"""serving.readiness, the one wait for a server: against scripted HTTP servers on loopback and
+exited processes (unit tier), and the real stack with a model that is slow to load (e2e)."""
 
 from __future__ import annotations
 
@@ -187,6 +187,7 @@ def test_log_tails_keep_the_last_lines_of_each_file_under_its_name(tmp_path: Pat
 # --- the stack's wait, end to end ------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_a_stack_whose_model_loads_longer_than_a_probe_waits_through_hung_probes(
     tmp_path: Path,
 ) -> None:
@@ -205,6 +206,7 @@ def test_a_stack_whose_model_loads_longer_than_a_probe_waits_through_hung_probes
         stack.cleanup()
 
 
+@pytest.mark.e2e
 def test_a_stack_still_loading_at_its_limit_raises_with_url_limit_and_the_uwsgi_log(
     tmp_path: Path,
 ) -> None:
@@ -226,6 +228,7 @@ def test_a_stack_still_loading_at_its_limit_raises_with_url_limit_and_the_uwsgi_
     assert "--- nginx.log" in log
 
 
+@pytest.mark.e2e
 def test_a_stack_that_does_not_come_up_is_stopped_and_removed_by_start(tmp_path: Path) -> None:
     need_nginx()
     built = build_model(tmp_path / "m")
@@ -238,6 +241,7 @@ def test_a_stack_that_does_not_come_up_is_stopped_and_removed_by_start(tmp_path:
     assert stack.run_dir is not None and not stack.run_dir.exists()
 
 
+@pytest.mark.e2e
 def test_the_stack_runner_prints_one_error_line_and_the_log_when_uwsgi_exits(
     tmp_path: Path,
 ) -> None:
