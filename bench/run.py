@@ -1,17 +1,20 @@
 """`make bench`: wrk against the serving stack and three references, in one run.
 
-Targets (each started here, measured, stopped):
-- ``stack``: Nginx → uWSGI → Flask serving the model (``serving.stack``), /predict and v2 infer;
-- ``ceiling``: the same Nginx config answering a constant itself (no upstream);
-- ``floor``: the same stack with ``bench.floor`` loaded, answering a constant from a Flask route
-  (``floor-flask``) and in front of Flask (``floor-wsgi``), for the same request body;
-- ``fastapi``: the same model behind FastAPI + uvicorn (``bench.fastapi_app``), 2 workers.
+Targets (each started by this module, measured cell by cell, stopped; a cell is target:workload):
+- ``stack``: Nginx → uWSGI → Flask serving the model (``serving.stack``): ``predict-1``,
+  ``predict-1000`` (/predict, records) and ``infer-1000`` (v2 infer, one [1000, 30] tensor);
+- ``ceiling``: the same Nginx config answering a constant itself, no upstream (``constant-1``);
+- ``floor``: the same stack with ``bench.floor`` loaded, answering a constant for the same body
+  from a Flask route (``flask-constant-1``) and in front of Flask (``wsgi-constant-1``);
+- ``fastapi``: the same model behind FastAPI + uvicorn (``bench.fastapi_app``), 2 workers
+  (``predict-1``, ``predict-1000``).
 
-For each: concurrency 1, 16 and 64, single-row and 1,000-row requests. Server CPU per request is
-the CPU time (user + system, from /proc) of the target's processes during the run, divided by the
-requests answered. Writes ``<out>/bench-<time>.json`` and ``.md`` (and ``latest.*``).
+Every cell at concurrency 1, 16 and 64. Server CPU per request is the CPU time (user + system,
+from /proc) of the target's processes during the run, divided by the requests answered. Writes
+``<out>/bench-<time>.json`` and ``.md`` (and ``latest.*``); ``--only`` runs some cells, without
+ratios, into ``only-<time>.*``. docs/benchmarks.md describes the method and the targets.
 
-    python -m bench.run --model-dir training/model --out out/bench [--duration 5]
+    python -m bench.run --model-dir training/model --out out/bench [--duration 5] [--only CELLS]
 """
 
 from __future__ import annotations
