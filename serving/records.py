@@ -9,7 +9,7 @@ feature present, nothing unknown, nothing after the body.
 
 This module never decides that a request is bad. When msgspec refuses a body, ``rows`` answers
 None and the careful path (``parse_json`` + ``inputs.records``) takes the request and names the
-problem, so good and bad input get exactly the answers they got before. A property test
+problem, so good and bad input get the answers the careful path alone would give. A property test
 (tests/serving/test_serving_records.py) checks the contract that makes that safe: whatever this
 module accepts, the careful path accepts too, with the same matrix.
 """
