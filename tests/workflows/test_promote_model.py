@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from workflow_helpers import REPO, git, run_step, run_tool, tool_env
 
+pytestmark = pytest.mark.integration  # real git, DVC and GTO repositories
+
 NAME = "diagnosis-classifier"
 # The shape of the real pipeline (training/dvc.yaml): stages run from the repository root
 # (wdir: ..) and the model directory is made of two outputs of two stages.
@@ -50,8 +52,6 @@ Path("training/model/model.pkl").write_text("weights for seed " + seed)
 EVALUATE = """\
 import hashlib
 from pathlib import Path
-
-pytestmark = pytest.mark.integration  # real git, DVC and GTO repositories
 
 digest = hashlib.sha256(Path("training/model/model.pkl").read_bytes()).hexdigest()
 Path("training/model/metadata.json").write_text('{"model_sha256": "' + digest + '"}')
