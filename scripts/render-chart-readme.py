@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Generate charts/model/README.md from the `# -- ` comments above the keys of values.yaml.
 
-A small stand-in for helm-docs (no helm-docs binary is installable here). Every key needs a
-`# -- description` line right above it, except section keys whose children are all documented;
-the values under a documented key (e.g. a `resources:` map) are its default. A key without a
-description is an error naming it. `--check` exits 1 when README.md differs from what it would
-write (a test and `make validate` use it).
+A small stand-in for helm-docs (a Go binary that no package registry the project uses ships).
+Every key needs a `# -- description` line right above it, except section keys whose children are
+all documented; the values under a documented key (e.g. a `resources:` map) are its default. A key
+without a description is an error naming it. `--check` exits 1 when README.md differs from what
+it would write (a test and `make validate` use it).
 
 usage: scripts/render-chart-readme.py [--chart DIR] [--check]
 """
