@@ -3,13 +3,14 @@
 usage: python -m gitops.set_image [--overlays DIR] [--image NAME] [--registry PREFIX]
                                  [--model-version vX.Y.Z --model-sha256 HEX] ENV SHA
 
-Runs `kustomize edit set image NAME=*:SHA` in DIR/ENV (default kustomize/overlays/ENV), which keeps
-the entry's newName (the registry) and sets newTag to the full git SHA the image was built from.
-Then it checks the result: exactly one changed line, and the overlay's images entry now reads
-newTag: SHA. Anything else (kustomize reformatting a file that is not in its canonical layout, a
-missing entry) restores the file and fails with one line. Prints "changed" or "unchanged" (the tag
-was already SHA), so a workflow can skip an empty pull request. With --registry, the entry's
-newName must already be PREFIX/NAME (the image just pushed), or nothing is changed.
+In DIR/ENV/kustomization.yaml (default kustomize/overlays/ENV), it replaces the newTag line of the
+images entry NAME with the full git SHA the image was built from, keeping the entry's newName (the
+registry), every other line and the layout. Then it checks the result: exactly one changed line,
+and the overlay's images entry now reads newTag: SHA. Anything else (no such entry, no newTag line
+in it) restores the file and fails with one line. Prints "changed" or "unchanged" (the tag was
+already SHA), so a workflow can skip an empty pull request. With --registry, the entry's newName
+must already be PREFIX/NAME (the image just pushed), or nothing is changed. No kustomize binary is
+needed: builds use kubectl's kustomize.
 
 With --model-version and --model-sha256 (the model the image ships), it also sets the pod
 annotations modelops.io/model-version and modelops.io/model-sha256 in DIR/ENV/provenance.yaml by
@@ -22,8 +23,6 @@ changed.
 import argparse
 import difflib
 import re
-import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -129,6 +128,35 @@ def set_provenance(overlay: Path, version: str, sha256: str) -> tuple[Path, str,
     return provenance, before, True
 
 
+def with_tag(text: str, name: str, tag: str, path: Path) -> str:
+    """TEXT with the newTag line of the images entry NAME now reading TAG (layout kept).
+
+    The entry is the block that starts with its ``- name: NAME`` line (as kustomize writes it)
+    and runs while lines are indented deeper than that dash. TAG is quoted when YAML would read
+    it as anything but a string (an all-digit SHA)."""
+    lines = text.splitlines(keepends=True)
+    entry = re.compile(rf"(?P<dash>[ ]*)-[ ]+name:[ ]+['\"]?{re.escape(name)}['\"]?[ ]*$")
+    starts = [(i, m) for i, line in enumerate(lines) if (m := entry.match(line.rstrip("\r\n")))]
+    if len(starts) != 1:
+        raise ToolError(f"{path} has no '- name: {name}' line starting its images entry")
+    start, match = starts[0]
+    depth = len(match["dash"])
+    block = [start]
+    for index in range(start + 1, len(lines)):
+        body = lines[index].rstrip("\r\n")
+        if body.strip() and len(body) - len(body.lstrip(" ")) <= depth:
+            break
+        block.append(index)
+    tags = [i for i in block if re.match(r"[ ]*(-[ ]+)?newTag:(?=[ ]|$)", lines[i])]
+    if len(tags) != 1:
+        raise ToolError(f"{path}: the images entry {name} has {len(tags)} newTag lines, not 1")
+    line = lines[tags[0]]
+    body = line.rstrip("\r\n")
+    value = tag if isinstance(yaml.safe_load(tag), str) else f'"{tag}"'
+    lines[tags[0]] = f"{body[: body.index('newTag:')]}newTag: {value}{line[len(body) :]}"
+    return "".join(lines)
+
+
 def set_image(overlay: Path, image: str, sha: str, registry: str | None = None) -> bool:
     """Set IMAGE's tag in OVERLAY to SHA; True when the file changed. Restores it on failure."""
     if not FULL_SHA.fullmatch(sha):
@@ -144,34 +172,18 @@ def set_image(overlay: Path, image: str, sha: str, registry: str | None = None) 
             "set its newName to the registry the image is pushed to"
         )
     before = kustomization.read_text()
-    kustomize = shutil.which("kustomize")
-    if kustomize is None:
-        raise ToolError("kustomize is not on PATH (make tools installs it into .tools/bin)")
     try:
-        result = subprocess.run(
-            [kustomize, "edit", "set", "image", f"{name}=*:{sha}"],
-            cwd=overlay,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            first = (result.stderr.strip().splitlines() or ["no message"])[0]
-            raise ToolError(f"kustomize edit set image failed in {overlay}: {first}")
-        after = kustomization.read_text()
-        changes = changed_lines(before, after)
-        if changes and len(changes) != 2:
-            raise ToolError(
-                f"kustomize edit changed {len(changes)} lines of {kustomization}, not 1: keep the "
-                "overlay in kustomize's own layout (run kustomize edit set image once and commit)"
-            )
+        after = with_tag(before, str(name), sha, kustomization)
+        if after == before:
+            return False
+        kustomization.write_text(after)
         tag = image_entry(kustomization, image).get("newTag")
-        if tag != sha:
+        if tag != sha or len(changed_lines(before, after)) != 2:
             raise ToolError(f"{kustomization} reads newTag {tag!r} after the edit, not {sha}")
     except BaseException:
         kustomization.write_text(before)
         raise
-    return bool(changes)
+    return True
 
 
 def promote(

@@ -3,7 +3,7 @@
 With --model-version/--model-sha256 it also sets the two model annotations of provenance.yaml
 (two more lines), so the pod reports the model the image ships. Runs against a temp copy of the
 repository's own kustomize/ tree (every overlay it has) and against a fixture overlay of the same
-shape, with the real pinned kustomize and kubectl from .tools/bin.
+shape, with the real pinned kubectl (and its kustomize) from .tools/bin.
 """
 
 import shutil
@@ -164,15 +164,29 @@ def test_it_keeps_an_all_digit_sha_a_string(repo: Path) -> None:
     assert overlay["images"][0]["newTag"] == ALL_DIGITS
 
 
-def test_it_refuses_an_overlay_kustomize_would_reformat_and_restores_it(repo: Path) -> None:
+def test_it_changes_one_line_in_any_layout_the_overlay_keeps(repo: Path) -> None:
     kustomization = repo / "kustomize/overlays/fixture/kustomization.yaml"
     indented = FIXTURE_OVERLAY.replace("- ", "  - ").replace("\n  new", "\n    new")
-    kustomization.write_text(indented)
-    result = set_image(repo, "fixture", SHA, check=False)
-    assert result.returncode == 1
-    assert len(result.stderr.splitlines()) == 1
-    assert "kustomize's own layout" in result.stderr
-    assert kustomization.read_text() == indented
+    kustomization.write_text(indented + "# the deployed image, set by gitops.set_image\n")
+    git(repo, "commit", "-qam", "indented layout")
+    assert set_image(repo, "fixture", SHA).stdout == "changed\n"
+    removed, added = changed(repo, "kustomize/overlays/fixture/kustomization.yaml")
+    assert removed == ['    newTag: "0000000000000000000000000000000000000000"']
+    assert added == [f"    newTag: {SHA}"]
+    assert built_deployments(repo, "fixture")[0]["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ].endswith(f":{SHA}")
+
+
+def test_it_edits_only_the_model_servers_entry_among_several(repo: Path) -> None:
+    kustomization = repo / "kustomize/overlays/fixture/kustomization.yaml"
+    other = "- name: other/app\n  newTag: v1.2.3\n"
+    kustomization.write_text(FIXTURE_OVERLAY.replace("images:\n", f"images:\n{other}"))
+    git(repo, "commit", "-qam", "two images")
+    set_image(repo, "fixture", SHA)
+    removed, added = changed(repo, "kustomize/overlays/fixture/kustomization.yaml")
+    assert (removed, added) == (['  newTag: "0000000000000000000000000000000000000000"'],
+                                [f"  newTag: {SHA}"])  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -309,8 +323,8 @@ def test_bad_model_values_fail_in_one_line_and_change_nothing(
     [
         # A bad tag: the provenance edit, made first, is undone.
         (None, "not a full 40-character lowercase git SHA"),
-        # kustomize would reformat the overlay: both files are restored.
-        ("indent", "kustomize's own layout"),
+        # The entry has no newTag line to edit: both files are restored.
+        ("no-tag", "has 0 newTag lines, not 1"),
         # The annotation appears twice (or not at all): nothing is written.
         ("twice", "2 lines setting modelops.io/model-version"),
         ("missing", "0 lines setting modelops.io/model-sha256"),
@@ -326,10 +340,8 @@ def test_any_surprise_restores_both_files_and_fails_in_one_line(
     sha = SHA
     if break_it is None:
         sha = SHA[:12]
-    elif break_it == "indent":
-        kustomization.write_text(
-            FIXTURE_OVERLAY.replace("- ", "  - ").replace("\n  new", "\n    new")
-        )
+    elif break_it == "no-tag":
+        kustomization.write_text(FIXTURE_OVERLAY.replace('  newTag: "0' + "0" * 39 + '"\n', ""))
     elif break_it == "twice":
         provenance.write_text(FIXTURE_PROVENANCE + "        modelops.io/model-version: v0.0.9\n")
     elif break_it == "missing":
