@@ -1,8 +1,9 @@
 # modelops: the front door. `make help` lists the targets.
 #
 # Every target brings up what it needs, idempotently: the virtualenv and its pinned Python packages
-# (.venv, from pyproject.toml + constraints.txt), pinned binaries checked by sha256 (.tools/bin),
-# and Debian packages (installed when run as root; otherwise the exact apt-get command is printed).
+# (.venv, from the hashed lock requirements/dev.txt), pinned binaries checked by sha256
+# (.tools/bin), and Debian packages (installed when run as root; otherwise the exact apt-get
+# command is printed).
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -26,13 +27,16 @@ help: ## list the targets
 
 # --- toolchain -------------------------------------------------------------------------------
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+# The dev lock (every package of the serving, training and dev extras and the build backend, each
+# file checked by sha256), then the project itself, built by that locked setuptools.
+$(VENV)/.installed: pyproject.toml requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[serving,training,dev]'
+	$(BIN)/pip install -q --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 .PHONY: venv
-venv: $(VENV)/.installed ## create the virtualenv with the pinned Python packages
+venv: $(VENV)/.installed ## create .venv from the hashed dev lock (requirements/dev.txt)
 
 .PHONY: tools
 tools: $(TOOLS)/helm $(TOOLS)/kustomize ## install pinned helm, helm3, kubectl and kustomize into .tools/bin
@@ -43,12 +47,25 @@ $(TOOLS)/helm: scripts/install-helm-kubectl.sh
 $(TOOLS)/kustomize: scripts/install-kustomize.sh
 	scripts/install-kustomize.sh $(TOOLS)
 
+# The hashed locks in requirements/ (requirements/lock.py says which install reads which).
+# pip-compile runs from its own venv, made from its own lock (requirements/tools.txt).
+LOCK_VENV := .cache/lock
+# --upgrade: every package to its newest version. `make lock LOCK_FLAGS=` re-resolves only what
+# pyproject.toml or an .in file changed and keeps every other pin.
+LOCK_FLAGS ?= --upgrade
+
+$(LOCK_VENV)/.installed: requirements/tools.txt
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q --require-hashes -r requirements/tools.txt
+	touch $@
+
 .PHONY: lock
-lock: ## re-resolve constraints.txt to the newest versions (review the diff)
-	rm -rf .cache/lock && $(PYTHON) -m venv .cache/lock
-	.cache/lock/bin/pip install -q -e '.[serving,training,dev]'
-	{ echo "# Exact versions for every Python package make installs (python 3.11). Regenerate: make lock"; \
-	  .cache/lock/bin/pip freeze --exclude-editable | grep -v '^modelops' | sort -f; } > constraints.txt
+lock: $(LOCK_VENV)/.installed ## regenerate requirements/*.txt from pyproject.toml, newest versions (review the diff)
+	$(LOCK_VENV)/bin/python requirements/lock.py $(LOCK_FLAGS)
+
+.PHONY: lock-check
+lock-check: ## check the committed locks against pyproject.toml and each other (offline)
+	$(PYTHON) requirements/lock.py --check
 
 # --- the main job ----------------------------------------------------------------------------
 
