@@ -204,11 +204,17 @@ def test_the_check_names_each_kind_of_drift(tmp_path: Path, drift: str) -> None:
         assert text in found
 
 
-INSTALLERS = [ROOT / "Makefile"]
+INSTALLERS = [
+    ROOT / "Makefile",
+    ROOT / "serving" / "Dockerfile",
+    *sorted(ROOT.glob("images/*/Dockerfile")),
+]
 # Which lock each install reads, as its command line ends.
 INSTALLED_BY = {
     "tools": ("Makefile", "-r requirements/tools.txt"),
     "dev": ("Makefile", "-r requirements/dev.txt"),
+    "fetch": ("serving/Dockerfile", "-r /build/fetch.txt"),
+    "serving": ("serving/Dockerfile", "-r /build/serving.txt"),
 }
 # The one install without hashes: the project itself, without its dependencies (the dev lock has
 # them), built by the dev lock's setuptools.
@@ -237,3 +243,9 @@ def test_every_pip_install_of_make_and_the_images_requires_hashes() -> None:
 def test_each_lock_is_what_one_install_reads(lock: str) -> None:
     path, ending = INSTALLED_BY[lock]
     assert any(c.endswith(ending) for c in pip_installs(ROOT / path)), f"{path} never reads it"
+
+
+def test_the_image_build_context_holds_the_two_locks_the_dockerfile_installs() -> None:
+    rules = (ROOT / ".dockerignore").read_text().splitlines()
+    assert {"!requirements/fetch.txt", "!requirements/serving.txt"} <= set(rules)
+    assert not {"!constraints.txt", "!pyproject.toml"} & set(rules)
