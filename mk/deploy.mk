@@ -7,10 +7,10 @@ CHECKOV_VENV := .tools/checkov-venv
 # .cache/argocd-schemas by scripts/validate-manifests.py. Offline, set MODELOPS_ARGOCD_SCHEMAS to a
 # directory holding copies of them (verified against the same sha256s); it has no default.
 
-$(CHECKOV_VENV)/.installed: scripts/validate-policies-requirements.txt
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	rm -rf $(CHECKOV_VENV)
 	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install -q --no-deps -r scripts/validate-policies-requirements.txt
+	$(CHECKOV_VENV)/bin/pip install -q --require-hashes -r requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/checkov --version >/dev/null
 	touch $@
 

@@ -206,6 +206,7 @@ def test_the_check_names_each_kind_of_drift(tmp_path: Path, drift: str) -> None:
 
 INSTALLERS = [
     ROOT / "Makefile",
+    *sorted(ROOT.glob("mk/*.mk")),
     ROOT / "serving" / "Dockerfile",
     *sorted(ROOT.glob("images/*/Dockerfile")),
 ]
@@ -213,6 +214,7 @@ INSTALLERS = [
 INSTALLED_BY = {
     "tools": ("Makefile", "-r requirements/tools.txt"),
     "dev": ("Makefile", "-r requirements/dev.txt"),
+    "checkov": ("mk/deploy.mk", "-r requirements/checkov.txt"),
     "fetch": ("serving/Dockerfile", "-r /build/fetch.txt"),
     "serving": ("serving/Dockerfile", "-r /build/serving.txt"),
 }
