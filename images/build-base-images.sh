@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
-# Make sure the base images the build expects exist locally: the python image serving/Dockerfile
-# starts from and the unprivileged Nginx image the pod runs beside it (names in images/upstream.env,
-# overridable by the environment variables PYTHON_IMAGE and NGINX_IMAGE).
+# Make sure the base images exist locally: the Python image serving/Dockerfile starts from and the
+# unprivileged Nginx image the pod runs beside it. Which names those are is decided by
+# images/base-images.sh (upstream names from images/upstream.env, PYTHON_IMAGE / NGINX_IMAGE
+# overrides, local stand-ins).
 #
-# For each image: present already -> nothing to do (idempotent); else pull it; where no registry
-# answers (air-gapped, or this machine), build a local stand-in under the same name from the
-# Debian mirror the host's apt is configured with: debootstrap a minimal root filesystem once
+# For each image: present already (the upstream image, or its local stand-in) -> nothing to do
+# (idempotent); else pull the upstream image; where no registry answers, build a local stand-in
+# under its own name, localhost/modelops/base-{python,nginx}:<suite>, from the Debian mirror the
+# host's apt is configured with: debootstrap a minimal root filesystem once
 # (localhost/modelops/debootstrap:<suite>), then images/python/Dockerfile or images/nginx/Dockerfile
-# on top of it.
+# on top of it, in two passes: stage "packages", whose Python or Nginx version is read, then the
+# image with the labels io.modelops.base.stand-in-for=<upstream name> and
+# io.modelops.base.holds=<that version>. An image set by PYTHON_IMAGE / NGINX_IMAGE is pulled
+# when missing, never replaced by a stand-in. A stand-in found under an upstream name (it carries
+# a stand-in label, see images/base-images.sh) is untagged, so that name stays free for the upstream image.
 #
 # usage: images/build-base-images.sh
 #   MODELOPS_BASE_IMAGES=auto (default: pull, else stand-in) | pull (pull or fail) | local (stand-in)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=images/upstream.env
-source <(grep -E '^[A-Z_]+=' "$here/upstream.env" | sed 's/^/: ${/; s/=/:=/; s/$/}/')
 mode=${MODELOPS_BASE_IMAGES:-auto}
 engine=$("$here/engine.sh")
+DEBIAN_SUITE=$(sed -n 's/^DEBIAN_SUITE=//p' "$here/upstream.env")
+eval "$("$here/base-images.sh" --candidates | grep -E '^[A-Z]+_(UPSTREAM|STAND_IN)=[A-Za-z0-9@:./_-]+$')"
 debian_image=localhost/modelops/debootstrap:$DEBIAN_SUITE
 
 pull() {
@@ -45,21 +51,61 @@ debootstrap_image() {
   rm -rf "$work"
 }
 
-ensure() {  # ensure NAME STAND-IN-DIR
-  local name=$1 dir=$2
-  if "$here/image-exists.sh" "$name"; then
-    echo "base image present: $name" >&2; return 0
-  fi
-  if [[ $mode != local ]]; then
-    if pull "$name" 2>/dev/null; then echo "pulled $name" >&2; return 0; fi
-    [[ $mode == pull ]] && { echo "error: cannot pull $name" >&2; exit 1; }
-    echo "no registry answers for $name: building a local stand-in" >&2
-  fi
-  debootstrap_image
-  "$here/build.sh" -q -f "$here/$dir/Dockerfile" --build-arg "DEBIAN_IMAGE=$debian_image" \
-    --build-arg "STANDS_IN_FOR=$name" -t "$name" "$here/$dir" >/dev/null
-  echo "built local stand-in: $name" >&2
+# in IMAGE CMD...: run CMD in a throw-away container of IMAGE (no network), stdout and stderr.
+in_image() {
+  local image=$1 ctr; shift
+  case $engine in
+    docker | podman) "$engine" run --rm --network none --entrypoint "$1" "$image" "${@:2}" 2>&1 ;;
+    buildah) ctr=$(buildah from -q "$image"); buildah run --network none "$ctr" "$@" 2>&1; buildah rm "$ctr" >/dev/null ;;
+  esac
 }
 
-ensure "$PYTHON_IMAGE" python
-ensure "$NGINX_IMAGE" nginx
+stand_in_for() { "$here/base-images.sh" --stand-in-for "$1"; }
+
+stand_in() {  # stand_in KIND NAME UPSTREAM: build images/KIND/Dockerfile as NAME
+  local kind=$1 name=$2 upstream=$3 packages holds
+  debootstrap_image
+  packages=$name-packages
+  "$here/build.sh" -q -f "$here/$kind/Dockerfile" --build-arg "DEBIAN_IMAGE=$debian_image" \
+    --build-arg "STANDS_IN_FOR=$upstream" --build-arg HOLDS= --target packages -t "$packages" \
+    "$here/$kind" >/dev/null
+  case $kind in
+    python) holds="python $(in_image "$packages" python3 -c 'import platform; print(platform.python_version())')" ;;
+    nginx) holds="nginx $(in_image "$packages" nginx -v | sed -n 's#^nginx version: nginx/##p')" ;;
+  esac
+  [[ $holds =~ ^[a-z]+\ [0-9][0-9.]*$ ]] || { echo "error: cannot read the version in $packages: $holds" >&2; exit 1; }
+  "$here/build.sh" -q -f "$here/$kind/Dockerfile" --build-arg "DEBIAN_IMAGE=$debian_image" \
+    --build-arg "STANDS_IN_FOR=$upstream" --build-arg "HOLDS=$holds" -t "$name" "$here/$kind" >/dev/null
+  "$engine" rmi "$packages" >/dev/null 2>&1 || true
+  echo "built local stand-in: $name for $upstream ($holds)" >&2
+}
+
+ensure() {  # ensure KIND (python | nginx)
+  local kind=$1 given upstream stand_in
+  given=${kind^^}_IMAGE upstream=${kind^^}_UPSTREAM stand_in=${kind^^}_STAND_IN
+  given=${!given:-} upstream=${!upstream} stand_in=${!stand_in}
+  if [[ -z $given ]] && [[ -n $(stand_in_for "$upstream") ]]; then
+    "$engine" rmi "$upstream" >/dev/null 2>&1 \
+      && echo "untagged $upstream: a local stand-in, not the upstream image (stand-ins are $stand_in)" >&2
+  fi
+  if [[ -n $given ]]; then
+    "$here/image-exists.sh" "$given" && { echo "base image present: $given (set by ${kind^^}_IMAGE)" >&2; return 0; }
+    pull "$given" 2>/dev/null && { echo "pulled $given" >&2; return 0; }
+    echo "error: cannot pull $given (set by ${kind^^}_IMAGE)" >&2; exit 1
+  fi
+  if [[ $mode != local ]] && "$here/image-exists.sh" "$upstream" && [[ -z $(stand_in_for "$upstream") ]]; then
+    echo "base image present: $upstream (upstream)" >&2; return 0
+  fi
+  if [[ $mode != pull ]] && "$here/image-exists.sh" "$stand_in"; then
+    echo "base image present: $stand_in (local stand-in for $upstream)" >&2; return 0
+  fi
+  if [[ $mode != local ]]; then
+    if pull "$upstream" 2>/dev/null; then echo "pulled $upstream" >&2; return 0; fi
+    [[ $mode == pull ]] && { echo "error: cannot pull $upstream" >&2; exit 1; }
+    echo "no registry answers for $upstream: building a local stand-in, $stand_in" >&2
+  fi
+  stand_in "$kind" "$stand_in" "$upstream"
+}
+
+ensure python
+ensure nginx

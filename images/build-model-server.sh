@@ -8,7 +8,8 @@
 # usage: MODEL_REPO=<git url or path> MODEL_REF=<name#stage|name@vX.Y.Z> images/build-model-server.sh
 # optional environment:
 #   IMAGE                    tag (default localhost/modelops/model-server:<full git SHA of HEAD>)
-#   PYTHON_IMAGE             base image (default: serving/Dockerfile's, see images/upstream.env)
+#   PYTHON_IMAGE             base image (default: what images/base-images.sh resolves: the
+#                            upstream image of images/upstream.env, or its local stand-in)
 #   MODELOPS_DVC_CONFIG      DVC config file merged into the model repo's (remote url, credentials):
 #                            passed as the build secret dvc_config
 #   MODELOPS_DVC_REMOTE_DIR  a local directory DVC remote (podman/buildah): bind-mounted read-only
@@ -19,7 +20,8 @@
 #                            unset: the output goes to stderr
 #   MODELOPS_SOURCE_URL      org.opencontainers.image.source (default: the origin remote's URL)
 #   MODELOPS_FETCH_IMAGE     keep pass 1's image under this tag (default: removed)
-# A local MODEL_REPO path is bind-mounted read-only (podman/buildah). Prints the image name.
+# A local MODEL_REPO path is bind-mounted read-only (podman/buildah). Says which base images it
+# uses in one line on stderr (images/base-images.sh --describe). Prints the image name.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -53,8 +55,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-args=(-f "$root/serving/Dockerfile")
-[[ -n ${PYTHON_IMAGE:-} ]] && args+=(--build-arg "PYTHON_IMAGE=$PYTHON_IMAGE")
+python_image=$("$here/base-images.sh" | sed -n 's/^PYTHON_IMAGE=//p')
+args=(-f "$root/serving/Dockerfile" --build-arg "PYTHON_IMAGE=$python_image")
 repo=$MODEL_REPO
 if [[ -d $MODEL_REPO ]]; then
   [[ $engine == docker ]] && die "a local MODEL_REPO needs podman or buildah (bind mounts); use a git URL"
@@ -81,6 +83,7 @@ if [[ -n ${MODELOPS_BUILD_LOG:-} ]]; then
   mkdir -p "$(dirname "$MODELOPS_BUILD_LOG")" && : >"$MODELOPS_BUILD_LOG"
   echo "build log: $MODELOPS_BUILD_LOG" >&2
 fi
+"$here/base-images.sh" --describe >&2
 echo "pass 1: fetch $MODEL_REF from $MODEL_REPO" >&2
 build "${args[@]}" --target model-fetch -t "$stage1" "$root"
 case $engine in

@@ -39,12 +39,16 @@ APP_UID = 10001
 NGINX_UID = 101  # the upstream unprivileged image's user; the stand-in uses the same
 
 
-def upstream(key: str) -> str:
-    """A value of images/upstream.env (PYTHON_IMAGE, NGINX_IMAGE, DEBIAN_SUITE)."""
-    for line in (ROOT / "images" / "upstream.env").read_text().splitlines():
-        if line.startswith(f"{key}="):
-            return line.split("=", 1)[1]
-    raise KeyError(key)
+def base_image(key: str) -> str:
+    """PYTHON_IMAGE or NGINX_IMAGE as images/base-images.sh resolves it (upstream or stand-in)."""
+    out = subprocess.run(
+        [str(ROOT / "images" / "base-images.sh")],
+        env=podman_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(line.split("=", 1) for line in out.splitlines())[key]
 
 
 def podman_env() -> dict[str, str]:
@@ -197,10 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="run the pod, send one prediction, remove the pod")
     d.add_argument("--image", required=True)
-    d.add_argument(
-        "--nginx-image", default=os.environ.get("NGINX_IMAGE") or upstream("NGINX_IMAGE")
-    )
+    d.add_argument("--nginx-image", help="default: images/base-images.sh's NGINX_IMAGE")
     args = parser.parse_args(argv)
+    args.nginx_image = args.nginx_image or base_image("NGINX_IMAGE")
     try:
         return demo(args.image, args.nginx_image)
     except (RuntimeError, OSError) as exc:  # NotReadyError, URLError

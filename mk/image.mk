@@ -1,4 +1,4 @@
-# The container image (issue 4): serving/Dockerfile built with docker, podman or buildah; local
+# The container image: serving/Dockerfile built with docker, podman or buildah; local
 # stand-ins for the upstream base images where no registry answers. See docs/image.md.
 
 # podman and buildah read the repository's settings (runc, cgroupfs, file events, ulimits):
@@ -21,7 +21,7 @@ image-tools: ## install podman, buildah, runc and debootstrap (Debian packages)
 	scripts/ensure-debian-packages.sh podman buildah runc debootstrap
 
 .PHONY: images-base
-images-base: image-tools ## pull the pinned base images, or build local stand-ins (debootstrap)
+images-base: image-tools ## pull the pinned base images, or build local stand-ins under their own names (debootstrap)
 	images/build-base-images.sh
 
 .PHONY: image

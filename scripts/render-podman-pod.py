@@ -41,12 +41,16 @@ from serving import readiness  # noqa: E402
 Docs = list[dict[str, Any]]
 
 
-def upstream(key: str) -> str:
-    """A value of images/upstream.env (the pinned upstream images)."""
-    for line in (ROOT / "images" / "upstream.env").read_text().splitlines():
-        if line.startswith(f"{key}="):
-            return line.split("=", 1)[1]
-    raise KeyError(key)
+def base_image(key: str) -> str:
+    """PYTHON_IMAGE or NGINX_IMAGE as images/base-images.sh resolves it (upstream or stand-in)."""
+    out = subprocess.run(
+        [str(ROOT / "images" / "base-images.sh")],
+        env=podman_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(line.split("=", 1) for line in out.splitlines())[key]
 
 
 def tool(name: str) -> str:
@@ -222,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["render", "demo"])
     parser.add_argument("--image", required=True, help="model server image, NAME:TAG")
-    parser.add_argument("--nginx-image", default=upstream("NGINX_IMAGE"))
+    parser.add_argument("--nginx-image", help="default: images/base-images.sh's NGINX_IMAGE")
     parser.add_argument("--env", default="dev", help="overlay directory name")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--suffix", default="local")
@@ -230,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     if ":" not in args.image.rpartition("/")[2]:
         print(f"error: --image {args.image!r} has no tag (NAME:TAG)", file=sys.stderr)
         return 2
+    args.nginx_image = args.nginx_image or base_image("NGINX_IMAGE")
     try:
         if args.command == "demo":
             return demo(args.env, args.image, args.nginx_image)

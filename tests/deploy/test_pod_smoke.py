@@ -61,8 +61,9 @@ class Pod:
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     if shutil.which("podman") is None or shutil.which("catatonit") is None:
         pytest.skip("podman or catatonit missing: run make deploy-smoke-prereqs")
-    if podman("image", "exists", POD.upstream("NGINX_IMAGE"), check=False).returncode != 0:
-        pytest.skip(f"{POD.upstream('NGINX_IMAGE')} missing: run make images-base")
+    nginx_image = POD.base_image("NGINX_IMAGE")
+    if podman("image", "exists", nginx_image, check=False).returncode != 0:
+        pytest.skip(f"{nginx_image} missing: run make images-base")
     with pytest.MonkeyPatch.context() as patch:  # dvc and gto of the project's venv
         patch.setenv("PATH", podman_env()["PATH"])
         registry = make_registry(tmp_path_factory.mktemp("registry"))
@@ -95,7 +96,7 @@ def pod(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]
         "modelops.io/model-version": built.registry.version,
         "modelops.io/model-sha256": built.registry.sha256,
     }
-    nginx_image = POD.upstream("NGINX_IMAGE")
+    nginx_image = POD.base_image("NGINX_IMAGE")
     rendered = POD.render_overlay("dev", built.image, nginx_image, provenance, tmp)
     port = POD.free_port()
     docs = POD.for_podman(copy.deepcopy(rendered), secrets.token_hex(3), port)

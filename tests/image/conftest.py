@@ -37,12 +37,37 @@ def upstream(key: str) -> str:
     raise KeyError(key)
 
 
+# The local stand-ins' own names (images/base-images.sh), after the Debian release they hold.
+STAND_INS = {
+    "PYTHON_IMAGE": f"localhost/modelops/base-python:{upstream('DEBIAN_SUITE')}",
+    "NGINX_IMAGE": f"localhost/modelops/base-nginx:{upstream('DEBIAN_SUITE')}",
+}
+
+
+def base_images(*options: str) -> dict[str, str]:
+    """What images/base-images.sh resolves: PYTHON_IMAGE and NGINX_IMAGE (with --candidates also
+    the upstream and stand-in names of each), the names every build and pod uses."""
+    done = subprocess.run(
+        [str(IMAGES / "base-images.sh"), *options],
+        env=podman_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(line.split("=", 1) for line in done.stdout.splitlines())
+
+
+def base_image(key: str) -> str:
+    """PYTHON_IMAGE or NGINX_IMAGE as images/base-images.sh resolves it."""
+    return base_images()[key]
+
+
 def require_podman() -> None:
     if shutil.which("podman") is None:
         pytest.skip("podman is not installed: run `make image-tools`")
-    for key in ("PYTHON_IMAGE", "NGINX_IMAGE"):
-        if podman("image", "exists", upstream(key), check=False).returncode != 0:
-            pytest.skip(f"base image {upstream(key)} missing: run `make images-base`")
+    for key, name in base_images().items():
+        if podman("image", "exists", name, check=False).returncode != 0:
+            pytest.skip(f"base image {name} ({key}) missing: run `make images-base`")
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,21 @@
-"""The base images `make images-base` provides (pulled, or the local stand-ins): what the model
-server's Dockerfile and the pod rely on, and that asking again rebuilds nothing."""
+"""The base images `make images-base` provides (pulled, or local stand-ins under their own names,
+labelled with what they stand in for and what they hold), as images/base-images.sh resolves
+them: what the model server's Dockerfile and the pod rely on, and that asking again rebuilds
+nothing. (Which image is chosen when: test_image_static.py, with a scripted engine.)"""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
 import pytest
 
-from .conftest import IMAGES, require_podman, upstream
+from .conftest import IMAGES, STAND_INS, base_image, require_podman, upstream
 from .podman_cli import podman, podman_env
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _base_images() -> None:
-    require_podman()
 
 
 def config(image: str) -> dict[str, object]:
@@ -25,7 +23,8 @@ def config(image: str) -> dict[str, object]:
 
 
 def test_nginx_image_is_unprivileged_with_sh_envsubst_and_a_graceful_stop_signal() -> None:
-    image = upstream("NGINX_IMAGE")
+    require_podman()
+    image = base_image("NGINX_IMAGE")
     cfg = config(image)
     assert cfg["User"] in {"101", "nginx"}
     assert cfg["StopSignal"] == "SIGQUIT"
@@ -40,8 +39,9 @@ def test_nginx_image_is_unprivileged_with_sh_envsubst_and_a_graceful_stop_signal
 
 
 def test_python_image_makes_a_venv_and_adds_users() -> None:
+    require_podman()
     done = podman(
-        "run", "--rm", "--network", "none", upstream("PYTHON_IMAGE"), "sh", "-c",
+        "run", "--rm", "--network", "none", base_image("PYTHON_IMAGE"), "sh", "-c",
         "python3 -m venv /tmp/v && /tmp/v/bin/python -c 'import sys; print(sys.version_info[:2])'"
         " && command -v useradd && command -v groupadd",
     )  # fmt: skip
@@ -50,7 +50,30 @@ def test_python_image_makes_a_venv_and_adds_users() -> None:
     assert useradd.endswith("/useradd") and groupadd.endswith("/groupadd")
 
 
+@pytest.mark.parametrize("key", ["PYTHON_IMAGE", "NGINX_IMAGE"])
+def test_a_stand_in_has_its_own_name_and_labels_saying_what_it_stands_in_for_and_holds(
+    key: str,
+) -> None:
+    require_podman()
+    name = base_image(key)
+    if name != STAND_INS[key]:
+        pytest.skip(f"{key} is {name}, not a local stand-in")  # a failure in CI
+    labels = config(name)["Labels"]
+    assert isinstance(labels, dict)
+    assert labels["io.modelops.base.stand-in-for"] == upstream(key)
+    holds = labels["io.modelops.base.holds"]
+    if key == "PYTHON_IMAGE":
+        done = podman("run", "--rm", "--network", "none", name, "python3", "--version")
+        assert holds == "python " + done.stdout.split()[1]
+    else:
+        done = podman("run", "--rm", "--network", "none", "--entrypoint", "nginx", name, "-v")
+        assert holds == "nginx " + done.stderr.strip().rsplit("/", 1)[1]
+    assert re.fullmatch(r"(python|nginx) \d+\.\d+\.\d+", holds)
+    assert holds.split()[1] not in upstream(key), "a stand-in that holds the upstream version?"
+
+
 def test_asking_again_rebuilds_nothing() -> None:
+    require_podman()
     started = time.monotonic()
     done = subprocess.run(
         [str(IMAGES / "build-base-images.sh")],
@@ -61,8 +84,25 @@ def test_asking_again_rebuilds_nothing() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stderr.splitlines() == [
-        f"base image present: {upstream('PYTHON_IMAGE')}",
-        f"base image present: {upstream('NGINX_IMAGE')}",
-    ]
+    described = subprocess.run(
+        [str(IMAGES / "base-images.sh"), "--describe"],
+        env=podman_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    expected = []
+    for key, kind in (("PYTHON_IMAGE", "python"), ("NGINX_IMAGE", "nginx")):
+        name = base_image(key)
+        if name == STAND_INS[key]:
+            assert f"{kind} {name} (local stand-in for {upstream(key)}, holds " in described
+            expected.append(f"base image present: {name} (local stand-in for {upstream(key)})")
+        else:
+            assert f"{kind} {name} (upstream)" in described
+            expected.append(f"base image present: {name} (upstream)")
+    # An image under an upstream name that is a stand-in (left by an older build of the stand-ins)
+    # is untagged, saying so; nothing else is done.
+    untagged = [line for line in done.stderr.splitlines() if line.startswith("untagged ")]
+    assert all(": a local stand-in, not the upstream image" in line for line in untagged)
+    assert [line for line in done.stderr.splitlines() if line not in untagged] == expected
     assert time.monotonic() - started < 30

@@ -62,7 +62,8 @@ def test_a_build_log_keeps_the_output_and_shows_its_tail_on_failure(
     tail = whole.splitlines()[-40:]
     assert "\n".join(tail) in done.stderr, "the log's last 40 lines are shown"
     rest = [line for line in done.stderr.splitlines() if line not in tail]
-    assert all(line.startswith(("build log: ", "pass 1: ", "error: ")) for line in rest), rest
+    expected = ("build log: ", "base images: ", "pass 1: ", "error: ")
+    assert all(line.startswith(expected) for line in rest), rest
 
 
 def test_builds_from_the_exact_assignment_tag_ci_passes(registry: Registry, tmp_path: Path) -> None:

@@ -13,14 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CANARY, ROOT, BuiltImage, upstream
+from .conftest import CANARY, ROOT, BuiltImage, base_image, upstream
 from .podman_cli import podman
 
 pytestmark = pytest.mark.e2e
 
-# The size budget of the model server image (bytes as podman reports them). Measured: see
-# docs/image.md; raise it only with a reason in the commit message.
-SIZE_BUDGET = 400 * 1000 * 1000
+# The size budget of the model server image (bytes as podman reports them), per kind of Python
+# base (docs/image.md, "Size"); raise one only with a reason in the commit message.
+# - local stand-in (Debian's python3, 129 MB): the image measures 351 MB;
+# - upstream slim image: not measured (no registry serves it to the machines these tests run on);
+#   its base is larger than the stand-in's (CPython built into /usr/local, with pip and
+#   setuptools), the layers above it are the same, so its budget is 20 MB higher.
+SIZE_BUDGET = {"local stand-in": 400 * 1000 * 1000, "upstream": 420 * 1000 * 1000}
 
 
 def in_image(image: BuiltImage, code: str) -> str:
@@ -46,7 +50,7 @@ def test_oci_labels_name_the_commit_and_the_registered_model(built_image: BuiltI
     assert labels["io.modelops.model.version"] == registry.version
     assert labels["io.modelops.model.stage"] == registry.stage
     assert labels["io.modelops.model.sha256"] == registry.sha256
-    assert labels["org.opencontainers.image.base.name"] == upstream("PYTHON_IMAGE")
+    assert labels["org.opencontainers.image.base.name"] == base_image("PYTHON_IMAGE")
 
 
 def test_environment_carries_the_same_provenance(built_image: BuiltImage) -> None:
@@ -150,7 +154,25 @@ def test_no_credentials_in_the_fetch_stage_either(built_image: BuiltImage, tmp_p
     assert leaked(built_image.fetch_image, tmp_path / "fetch.tar") == set()
 
 
-def test_image_size_within_budget(built_image: BuiltImage) -> None:
-    size = int(built_image.inspect["Size"])
-    print(f"model server image: {size / 1e6:.0f} MB (budget {SIZE_BUDGET / 1e6:.0f} MB)")
-    assert size <= SIZE_BUDGET, f"image is {size / 1e6:.0f} MB, budget {SIZE_BUDGET / 1e6:.0f} MB"
+def base_kind(image: BuiltImage) -> str:
+    """The kind of Python base: a local stand-in (whose label the image inherits) or upstream."""
+    return "local stand-in" if image.labels.get("io.modelops.base.stand-in-for") else "upstream"
+
+
+def test_image_size_within_the_budget_of_its_base_kind(built_image: BuiltImage) -> None:
+    size, kind = int(built_image.inspect["Size"]) / 1e6, base_kind(built_image)
+    base = built_image.labels["org.opencontainers.image.base.name"]
+    budgets = ", ".join(f"{k} base {v / 1e6:.0f} MB" for k, v in SIZE_BUDGET.items())
+    print(f"model server image: {size:.0f} MB on the {kind} {base} (budgets: {budgets})")
+    assert size <= SIZE_BUDGET[kind] / 1e6, (
+        f"{size:.0f} MB on the {kind} {base}; budgets: {budgets}"
+    )
+
+
+def test_the_base_kind_is_what_images_base_images_sh_said(built_image: BuiltImage) -> None:
+    base = built_image.labels["org.opencontainers.image.base.name"]
+    stand_in_for = built_image.labels.get("io.modelops.base.stand-in-for", "")
+    assert (base == upstream("PYTHON_IMAGE")) == (stand_in_for == "")
+    if stand_in_for:
+        assert stand_in_for == upstream("PYTHON_IMAGE")
+        assert built_image.labels["io.modelops.base.holds"].startswith("python 3.11.")

@@ -21,7 +21,7 @@ import requests
 from serving import readiness
 from serving.readiness import NotReadyError
 
-from .conftest import IMAGES, BuiltImage, require_podman, upstream
+from .conftest import IMAGES, BuiltImage, base_image, require_podman
 from .podman_cli import podman, podman_env
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +38,7 @@ def load_pod_module() -> ModuleType:
 @pytest.fixture(scope="module")
 def pod(built_image: BuiltImage) -> Iterator[str]:
     """The pod of images/pod.py running (app + Nginx sidecar); yields its base URL."""
-    with load_pod_module().running_pod(built_image.name, upstream("NGINX_IMAGE")) as base:
+    with load_pod_module().running_pod(built_image.name, base_image("NGINX_IMAGE")) as base:
         yield base
 
 
@@ -49,7 +49,7 @@ def test_a_pod_whose_app_exits_is_reported_at_once_with_the_containers_logs() ->
     started = time.monotonic()
     with (
         pytest.raises(NotReadyError) as raised,
-        load_pod_module().running_pod(upstream("PYTHON_IMAGE"), upstream("NGINX_IMAGE")),
+        load_pod_module().running_pod(base_image("PYTHON_IMAGE"), base_image("NGINX_IMAGE")),
     ):
         pass
     assert time.monotonic() - started < 60, "reported at once, not after the limit"

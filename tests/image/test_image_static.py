@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from .conftest import IMAGES, ROOT, upstream
+from .conftest import IMAGES, ROOT, STAND_INS, upstream
 
 DOCKERFILES = [ROOT / "serving" / "Dockerfile", *sorted(IMAGES.glob("*/Dockerfile"))]
 
@@ -47,12 +47,113 @@ def test_base_image_default_is_the_pinned_upstream_image() -> None:
         assert re.fullmatch(r"[a-z0-9/-]+:\d+\.\d+\.\d+[a-z0-9.-]*(@sha256:[0-9a-f]{64})?", name)
 
 
-def test_every_stage_starts_from_a_build_arg_or_a_stage() -> None:
+def test_every_stage_starts_from_a_build_arg_or_an_earlier_stage() -> None:
     for dockerfile in DOCKERFILES:
+        stages = {"scratch"}
         for line in dockerfile.read_text().splitlines():
             if line.startswith("FROM "):
-                source = line.split()[1]
-                assert source.startswith("${") or source in {"scratch", "model-fetch"}, line
+                words = line.split()
+                assert words[1].startswith("${") or words[1] in stages, f"{dockerfile}: {line}"
+                if len(words) == 4 and words[2] == "AS":
+                    stages.add(words[3])
+
+
+def fake_podman(tmp_path: Path, images: dict[str, dict[str, str]]) -> dict[str, str]:
+    """An environment whose podman knows only ``images`` (name -> labels): `image exists` and
+    `image inspect --format '{{index .Config.Labels "KEY"}}'` answer from them."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "images.json").write_text(json.dumps(images))
+    script = f"""#!/usr/bin/env python3
+import json, re, sys
+images = json.load(open({str(tmp_path / "images.json")!r}))
+args = sys.argv[1:]
+name = args[-1]
+if name not in images:
+    sys.exit(1)
+if "--format" in args:
+    key = re.search(r'"([^"]+)"', args[args.index("--format") + 1])[1]
+    print(images[name].get(key, "<no value>"))
+"""
+    (bin_dir / "podman").write_text(script)
+    (bin_dir / "podman").chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin", "MODELOPS_ENGINE": "podman"}
+
+
+def resolve(env: dict[str, str], *options: str) -> str:
+    done = subprocess.run(
+        [str(IMAGES / "base-images.sh"), *options],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+STAND_IN_LABELS = {
+    "io.modelops.base.stand-in-for": upstream("PYTHON_IMAGE"),
+    "io.modelops.base.holds": "python 3.11.2",
+}
+
+
+@pytest.mark.parametrize(
+    ("present", "extra", "expected"),
+    [
+        ({"UP": {}, "LOCAL": STAND_IN_LABELS}, {}, "UP"),  # the upstream image wins
+        ({"LOCAL": STAND_IN_LABELS}, {}, "LOCAL"),  # no upstream image: the stand-in
+        ({}, {}, "UP"),  # neither: the upstream name, for the build to pull
+        # a stand-in under the upstream name is not the upstream image
+        ({"UP": {"io.modelops.stand-in-for": "x"}, "LOCAL": STAND_IN_LABELS}, {}, "LOCAL"),
+        ({"UP": {}}, {"MODELOPS_BASE_IMAGES": "local"}, "LOCAL"),
+        ({"LOCAL": STAND_IN_LABELS}, {"MODELOPS_BASE_IMAGES": "pull"}, "UP"),
+        ({"UP": {}}, {"PYTHON_IMAGE": "registry.example/python:3.11.15"}, "GIVEN"),
+    ],
+    ids=["upstream", "stand-in", "neither", "stand-in-under-upstream-name", "local", "pull", "set"],
+)
+def test_the_python_base_is_upstream_where_present_else_the_stand_in_unless_told(
+    tmp_path: Path, present: dict[str, dict[str, str]], extra: dict[str, str], expected: str
+) -> None:
+    names = {
+        "UP": upstream("PYTHON_IMAGE"),
+        "LOCAL": STAND_INS["PYTHON_IMAGE"],
+        "GIVEN": "registry.example/python:3.11.15",
+    }
+    env = fake_podman(tmp_path, {names[k]: labels for k, labels in present.items()}) | extra
+    assert f"PYTHON_IMAGE={names[expected]}\n" in resolve(env)
+
+
+def test_the_description_is_one_line_naming_each_base_and_what_a_stand_in_stands_in_for(
+    tmp_path: Path,
+) -> None:
+    env = fake_podman(
+        tmp_path, {STAND_INS["PYTHON_IMAGE"]: STAND_IN_LABELS, upstream("NGINX_IMAGE"): {}}
+    )
+    assert resolve(env, "--describe") == (
+        f"base images: python {STAND_INS['PYTHON_IMAGE']} (local stand-in for "
+        f"{upstream('PYTHON_IMAGE')}, holds python 3.11.2); "
+        f"nginx {upstream('NGINX_IMAGE')} (upstream)\n"
+    )
+
+
+def test_the_build_says_which_bases_it_uses_in_one_line_before_building(tmp_path: Path) -> None:
+    """images/build-model-server.sh, run with an engine that fails every build."""
+    env = fake_podman(tmp_path, {upstream("PYTHON_IMAGE"): {}, upstream("NGINX_IMAGE"): {}})
+    (tmp_path / "origin.git").mkdir()
+    done = subprocess.run(
+        [str(IMAGES / "build-model-server.sh")],
+        env=env | {"MODEL_REPO": str(tmp_path / "origin.git"), "MODEL_REF": "m#dev"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.startswith("base images:")]
+    assert lines == [
+        f"base images: python {upstream('PYTHON_IMAGE')} (upstream); "
+        f"nginx {upstream('NGINX_IMAGE')} (upstream)"
+    ]
 
 
 @pytest.mark.parametrize(
