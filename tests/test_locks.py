@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "requirements"
@@ -251,3 +252,22 @@ def test_the_image_build_context_holds_the_two_locks_the_dockerfile_installs() -
     rules = (ROOT / ".dockerignore").read_text().splitlines()
     assert {"!requirements/fetch.txt", "!requirements/serving.txt"} <= set(rules)
     assert not {"!constraints.txt", "!pyproject.toml"} & set(rules)
+
+
+def test_dependabot_recompiles_the_locks_where_their_in_files_are() -> None:
+    config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    updates = {u["package-ecosystem"]: u for u in config["updates"]}
+    assert updates["pip"]["directory"] == "/requirements"
+    assert {path.stem for path in REQUIREMENTS.glob("*.txt")} == set(LOCKS)
+    assert {path.stem for path in REQUIREMENTS.glob("*.in")} == set(LOCKS)
+    assert {"github-actions", "pip", "docker"} <= set(updates)
+    assert all(u["cooldown"]["default-days"] >= 7 for u in updates.values())
+
+
+def test_ci_caches_the_venv_and_reports_training_on_the_dev_lock() -> None:
+    workflows = ROOT / ".github" / "workflows"
+    ci = (workflows / "ci.yml").read_text()
+    assert "hashFiles('requirements/dev.txt', 'pyproject.toml')" in ci
+    report = yaml.safe_load((workflows / "training-report.yml").read_text())
+    assert "requirements/dev.txt" in report[True]["pull_request"]["paths"]  # `on:` loads as True
+    assert not [p.name for p in workflows.glob("*.yml") if "constraints.txt" in p.read_text()]
