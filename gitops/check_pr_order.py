@@ -1,6 +1,8 @@
-"""Refuse a pull request that skips or reverses the environment order.
+"""Refuse a pull request that skips or reverses the environment order, comes from where it may
+not, or carries what its branch name does not allow.
 
-usage: python -m gitops.check_pr_order HEAD_BRANCH BASE_BRANCH
+usage: python -m gitops.check_pr_order [--head-repo REPO --base-repo REPO]
+                                       [--changed-files FILE] HEAD_BRANCH BASE_BRANCH
 
 Changes reach the environment branches only by pull request and only in the order of
 environments.toml: experiment/* -> main (dev) -> staging -> production. Two kinds of automated
@@ -8,8 +10,16 @@ branches may also target the first environment's branch: deploy/<stage>/<sha>, t
 requests the promote workflow opens after a merge (Argo CD reads every overlay from main), and
 dependabot/* (pin bumps, which then flow on like any change). An experiment/* branch may target
 nothing but the first environment's branch; other pull requests into a branch that is no
-environment branch are not guarded. Prints one line saying why and exits 1 when the pull request
-breaks the order. The pr-guard workflow runs it with the runner's Python (standard library only).
+environment branch are not guarded.
+
+With --head-repo and --base-repo (owner/name), a pull request from a fork may only come from an
+experiment/* branch: a fork's branch named main, staging, deploy/... or dependabot/... is refused.
+With --changed-files (a file listing the changed paths, one a line; - for stdin), an automated
+branch may only change what its name says: deploy/<stage>/<sha> the two files of that stage's
+overlay it edits, dependabot/* dependency pins (DEPENDENCY_FILES).
+
+Prints one line saying why and exits 1 when the pull request breaks a rule. The pr-guard workflow
+runs it with the runner's Python, from the base branch's checkout (standard library only).
 """
 
 from __future__ import annotations
@@ -18,13 +28,27 @@ import itertools
 import sys
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
+from pathlib import Path
 
 from gitops import environments
 from gitops.cli import OneLineParser, run_main
 
 EXPERIMENTS = "experiment/*"
+DEPLOY = "deploy/*"
+DEPENDABOT = "dependabot/*"
 #: Automated branches the first environment also accepts (shell-style patterns).
-AUTOMATED = ("deploy/*", "dependabot/*")
+AUTOMATED = (DEPLOY, DEPENDABOT)
+#: The files a deploy/<stage>/<sha> pull request edits in that stage's overlay (gitops.set_image).
+DEPLOY_FILES = ("kustomization.yaml", "provenance.yaml")
+#: What a dependabot/* pull request may change: the pins Dependabot maintains
+#: (.github/dependabot.yml: Actions, the Python locks, the base images).
+DEPENDENCY_FILES = (
+    ".github/workflows/*.yml",
+    "requirements/*.txt",
+    "requirements/*.in",
+    "serving/Dockerfile",
+    "images/*/Dockerfile",
+)
 
 
 def allowed_heads() -> dict[str, tuple[str, ...]]:
@@ -47,15 +71,70 @@ def order_violation(head: str, base: str) -> str | None:
     return f"{base} accepts pull requests only from {' or '.join(allowed)}, not from {head}"
 
 
+def origin_violation(head: str, head_repo: str, base_repo: str) -> str | None:
+    """Why a pull request from HEAD_REPO may not use the branch name HEAD, or None."""
+    if head_repo.lower() == base_repo.lower() or fnmatchcase(head, EXPERIMENTS):
+        return None
+    return (
+        f"a pull request from the fork {head_repo} may only come from an {EXPERIMENTS} branch, "
+        f"not from {head}: environment and automated branches live in {base_repo}"
+    )
+
+
+def allowed_changes(head: str) -> tuple[str, ...] | None:
+    """The paths (shell-style) an automated branch may change; None when the name sets no limit."""
+    if fnmatchcase(head, DEPENDABOT):
+        return DEPENDENCY_FILES
+    if fnmatchcase(head, DEPLOY):
+        stage = head.split("/")[1] if head.count("/") >= 2 else ""
+        env = next((e for e in environments.load() if e.stage == stage), None)
+        return tuple(f"{env.overlay}/{name}" for name in DEPLOY_FILES) if env else ()
+    return None
+
+
+def content_violation(head: str, changed: Sequence[str]) -> str | None:
+    """Why HEAD's changes do not fit its name, or None (also for branches its name sets no
+    limit on)."""
+    allowed = allowed_changes(head)
+    if allowed is None:
+        return None
+    if not allowed:
+        stages = ", ".join(env.stage for env in environments.load())
+        return f"{head} names no environment stage (deploy/<stage>/<sha>, stage one of {stages})"
+    outside = [path for path in changed if not any(fnmatchcase(path, p) for p in allowed)]
+    if not outside:
+        return None
+    more = f" and {len(outside) - 1} more" if len(outside) > 1 else ""
+    return (
+        f"{head} may change only {', '.join(allowed)}, but changes {outside[0]}{more}: "
+        "open another pull request for other changes"
+    )
+
+
+def read_changed(source: str) -> list[str]:
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def main(argv: Sequence[str]) -> int:
     parser = OneLineParser(prog="python -m gitops.check_pr_order", description=__doc__)
     parser.add_argument("head", metavar="HEAD_BRANCH")
     parser.add_argument("base", metavar="BASE_BRANCH")
+    parser.add_argument("--head-repo", metavar="REPO", help="owner/name the head branch is in")
+    parser.add_argument("--base-repo", metavar="REPO", help="owner/name of this repository")
+    parser.add_argument("--changed-files", metavar="FILE", help="changed paths, one a line (-)")
     args = parser.parse_args(argv)
     if not (args.head and args.base):
         parser.error("HEAD_BRANCH and BASE_BRANCH must not be empty")
+    if (args.head_repo is None) != (args.base_repo is None):
+        parser.error("--head-repo and --base-repo go together")
+    head = args.head.removeprefix("refs/heads/")
     order = environments.order_text()
     violation = order_violation(args.head, args.base)
+    if violation is None and args.head_repo is not None:
+        violation = origin_violation(head, args.head_repo, args.base_repo)
+    if violation is None and args.changed_files is not None:
+        violation = content_violation(head, read_changed(args.changed_files))
     if violation is None:
         print(f"ok: {args.head} -> {args.base} keeps the order {order}")
         return 0

@@ -1,7 +1,10 @@
 """The branch rules of the promotion flow: which stage a branch deploys, which PRs may merge."""
 
+import subprocess
+from pathlib import Path
+
 import pytest
-from workflow_helpers import run_tool
+from workflow_helpers import REPO, run_step, run_tool, tool_env
 
 
 @pytest.mark.parametrize(
@@ -71,3 +74,130 @@ def test_it_refuses_missing_arguments_in_one_line() -> None:
     assert result.stderr.splitlines() == [
         "error: the following arguments are required: BASE_BRANCH (see --help)"
     ]
+
+
+REPO_NAME = "acme/modelops"
+
+
+@pytest.mark.parametrize(
+    ("head", "base"),
+    [("staging", "production"), ("main", "staging"), ("deploy/dev/0123abc", "main")],
+)
+def test_a_forks_branch_named_like_an_environment_or_automation_branch_is_refused(
+    head: str, base: str
+) -> None:
+    result = run_tool(
+        "check_pr_order", "--head-repo", "mallory/modelops", "--base-repo", REPO_NAME, head, base,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1
+    assert "from the fork mallory/modelops may only come from an experiment/* branch" in (
+        result.stderr
+    )
+
+
+def test_a_forks_experiment_and_the_repositorys_own_branches_pass_the_origin_check() -> None:
+    for head, base, head_repo in [
+        ("experiment/lr", "main", "someone/modelops"),
+        ("staging", "production", REPO_NAME),
+        ("main", "staging", "ACME/modelops"),  # GitHub names are case-insensitive
+    ]:
+        args = ("--head-repo", head_repo, "--base-repo", REPO_NAME, head, base)
+        assert run_tool("check_pr_order", *args).stdout.startswith(f"ok: {head} -> {base}")
+
+
+def check_content(head: str, changed: list[str]) -> subprocess.CompletedProcess[str]:
+    return run_tool(
+        "check_pr_order", "--changed-files", "-", head, "main", check=False,
+        input_text="\n".join(changed) + "\n",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("head", "changed"),
+    [
+        ("deploy/dev/0123abc", ["kustomize/overlays/dev/kustomization.yaml"]),
+        (
+            "deploy/prod/0123abc",
+            [
+                "kustomize/overlays/prod/kustomization.yaml",
+                "kustomize/overlays/prod/provenance.yaml",
+            ],
+        ),
+        ("dependabot/github_actions/actions/checkout-5", [".github/workflows/ci.yml"]),
+        (
+            "dependabot/pip/requirements/flask-3.2",
+            ["requirements/dev.txt", "requirements/serving.txt"],
+        ),
+        ("experiment/anything", ["serving/app.py", "kustomize/overlays/prod/scaling.yaml"]),
+    ],
+)
+def test_an_automated_branch_carrying_only_what_its_name_says_passes(
+    head: str, changed: list[str]
+) -> None:
+    result = check_content(head, changed)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("head", "changed", "reason"),
+    [
+        (
+            "deploy/dev/0123abc",
+            ["kustomize/overlays/dev/kustomization.yaml", "serving/app.py"],
+            "deploy/dev/0123abc may change only kustomize/overlays/dev/kustomization.yaml",
+        ),
+        (
+            "deploy/dev/0123abc",
+            ["kustomize/overlays/prod/kustomization.yaml"],
+            "but changes kustomize/overlays/prod/kustomization.yaml",
+        ),
+        (
+            "deploy/qa/0123abc",
+            ["kustomize/overlays/dev/kustomization.yaml"],
+            "names no environment",
+        ),
+        (
+            "dependabot/pip/x",
+            ["requirements/dev.txt", "kustomize/base/deployment.yaml", "serving/app.py"],
+            "but changes kustomize/base/deployment.yaml and 1 more",
+        ),
+    ],
+)
+def test_an_automated_looking_branch_carrying_other_changes_is_refused_in_one_line(
+    head: str, changed: list[str], reason: str
+) -> None:
+    result = check_content(head, changed)
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1
+    assert reason in result.stderr
+
+
+GUARD_STEP = "Check the pull request's branches, origin and content"
+DEV_PROVENANCE = "kustomize/overlays/dev/provenance.yaml\n"
+
+
+@pytest.mark.parametrize(
+    ("head", "head_repo", "changed", "passes"),
+    [
+        ("deploy/dev/0123abc", REPO_NAME, "kustomize/overlays/dev/provenance.yaml\n", True),
+        ("deploy/dev/0123abc", REPO_NAME, "kustomize/base/deployment.yaml\n", False),
+        (
+            "deploy/dev/0123abc",
+            "mallory/modelops",
+            "kustomize/overlays/dev/provenance.yaml\n",
+            False,
+        ),
+    ],
+)
+def test_the_pr_guard_workflow_step_passes_the_origin_and_the_changed_files(
+    tmp_path: Path, head: str, head_repo: str, changed: str, passes: bool
+) -> None:
+    (tmp_path / "changed-files").write_text(changed)
+    env = tool_env(
+        HEAD_REF=head, BASE_REF="main", HEAD_REPO=head_repo, GITHUB_REPOSITORY=REPO_NAME,
+        RUNNER_TEMP=str(tmp_path),
+    )  # fmt: skip
+    result = run_step("pr-guard.yml", GUARD_STEP, REPO, env)
+    assert (result.returncode == 0) is passes, result.stderr

@@ -28,12 +28,17 @@ def tool_env(**extra: str) -> dict[str, str]:
 
 
 def run_tool(
-    command: str, *args: str, cwd: Path | None = None, check: bool = True
+    command: str,
+    *args: str,
+    cwd: Path | None = None,
+    check: bool = True,
+    input_text: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m gitops.COMMAND ARGS``; with check, a non-zero exit fails the test with
-    its stderr."""
+    """Run ``python -m gitops.COMMAND ARGS`` (INPUT_TEXT on stdin); with check, a non-zero exit
+    fails the test with its stderr."""
     result = subprocess.run(
         ["python", "-m", f"gitops.{command}", *args],
+        input=input_text,
         cwd=cwd,
         env=tool_env(),
         capture_output=True,
