@@ -262,3 +262,19 @@ def test_promote_stops_before_tagging_without_its_configuration(
     )
     assert result.returncode != 0
     assert "stage=" not in output
+
+
+def test_ci_runs_the_quick_tier_first_and_each_heavy_tier_in_its_own_job() -> None:
+    jobs = load(WORKFLOWS / "ci.yml")["jobs"]
+    assert list(jobs) == ["unit", "integration", "e2e"]
+    runs = {
+        name: "\n".join(str(step.get("run", "")) for step in job["steps"])
+        for name, job in jobs.items()
+    }
+    assert "make lint test-unit" in runs["unit"] and "sudo" not in runs["unit"]
+    assert "scripts/ci_tiers.py" in runs["unit"]
+    for tier in ("integration", "e2e"):
+        assert jobs[tier]["needs"] == "unit"
+        assert jobs[tier]["if"] == f"needs.unit.outputs.{tier} == 'true'"
+        assert f"make test-{tier}" in runs[tier]
+        assert jobs["unit"]["outputs"][tier] == f"${{{{ steps.tiers.outputs.{tier} }}}}"
