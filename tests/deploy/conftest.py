@@ -1,7 +1,7 @@
 """Fixtures of the deployment tests: the pinned tools, rendering the chart and building overlays.
 
-helm (4), helm3, kubectl and kustomize come from .tools/bin (`make tools`), checkov from its own
-venv (`make checkov`); both are test-prereqs. Each render is a real `helm template` or
+helm (4), helm3 and kubectl (with its kustomize) come from .tools/bin (`make tools`), checkov
+from its own venv (`make checkov`); both are test-prereqs. Each render is a real `helm template` or
 `kubectl kustomize` run; expensive renders are shared per session. ARGOCD_SCHEMAS is
 scripts/argocd_schemas.py, the fetcher of the pinned Argo CD schemas, as a module.
 """
@@ -113,11 +113,6 @@ def helm3() -> str:
 @pytest.fixture(scope="session")
 def kubectl() -> str:
     return tool("kubectl")
-
-
-@pytest.fixture(scope="session")
-def kustomize() -> str:
-    return tool("kustomize")
 
 
 @pytest.fixture(scope="session")
