@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Build the model server image from serving/Dockerfile (context: the repository root) in two
+# Build the model server image from serving/Dockerfile (context: the repository root) in three
 # passes: pass 1 (--target model-fetch) fetches the model of MODEL_REF and records its provenance;
-# pass 2 builds the final image with that provenance as build args (labels, MODELOPS_* env), and
-# stage "model" re-checks it, so the labels can only name the model shipped. Pass 2 reuses pass 1's
-# layers from the build cache.
+# pass 2 (--target sbom) makes the runtime's SBOM, whose sha256 is read; pass 3 builds the final
+# image with that provenance and sha256 as build args (labels, MODELOPS_* env), and the Dockerfile
+# re-checks both, so the labels can only name the model and the SBOM shipped. Later passes reuse
+# the earlier ones' layers from the build cache.
+#
+# Outputs next to the image, in MODELOPS_IMAGE_OUT (default out/image in the repository):
+#   sbom.cdx.json  the SBOM, copied out of the built image (the file the label io.modelops.sbom names)
+#   digest         the image's digest, sha256:<hex> (podman: {{.Digest}}, buildah: FromImageDigest,
+#                  docker: the image ID), also printed on stderr as "digest: sha256:..."
 #
 # usage: MODEL_REPO=<git url or path> MODEL_REF=<name#stage|name@vX.Y.Z> images/build-model-server.sh
 # optional environment:
@@ -20,6 +26,7 @@
 #                            unset: the output goes to stderr
 #   MODELOPS_SOURCE_URL      org.opencontainers.image.source (default: the origin remote's URL)
 #   MODELOPS_FETCH_IMAGE     keep pass 1's image under this tag (default: removed)
+#   MODELOPS_IMAGE_OUT       directory for the build outputs (default: out/image)
 # A local MODEL_REPO path is bind-mounted read-only (podman/buildah). Says which base images it
 # uses in one line on stderr (images/base-images.sh --describe). Prints the image name.
 set -euo pipefail
@@ -48,10 +55,14 @@ version=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], 
 work=$(mktemp -d "${TMPDIR:-/tmp}/modelops-build.XXXXXX")
 # Pass 1's image (the model and stage 1's tools) is removed afterwards, unless MODELOPS_FETCH_IMAGE
 # names a tag to keep it under (the tests scan its layers for the secrets too).
-stage1=${MODELOPS_FETCH_IMAGE:-localhost/modelops/model-server-fetch:$(basename "$work" | tr 'A-Z' 'a-z' | tr -cd 'a-z0-9')}
+suffix=$(basename "$work" | tr 'A-Z' 'a-z' | tr -cd 'a-z0-9')
+stage1=${MODELOPS_FETCH_IMAGE:-localhost/modelops/model-server-fetch:$suffix}
+sbom_stage=localhost/modelops/model-server-sbom:$suffix
+out=${MODELOPS_IMAGE_OUT:-$root/out/image}
 cleanup() {
   rm -rf "$work"
   [[ -n ${MODELOPS_FETCH_IMAGE:-} ]] || "$engine" rmi "$stage1" >/dev/null 2>&1 || true
+  "$engine" rmi "$sbom_stage" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -86,17 +97,38 @@ fi
 "$here/base-images.sh" --describe >&2
 echo "pass 1: fetch $MODEL_REF from $MODEL_REPO" >&2
 build "${args[@]}" --target model-fetch -t "$stage1" "$root"
-case $engine in
-  docker | podman) "$engine" run --rm --network none --entrypoint cat "$stage1" /build/provenance.json >"$work/provenance.json" ;;
-  buildah) ctr=$(buildah from "$stage1"); buildah run "$ctr" cat /build/provenance.json >"$work/provenance.json"; buildah rm "$ctr" >/dev/null ;;
-esac
+# read IMAGE FILE: the file's bytes, from the image (no network).
+read_file() {
+  case $engine in
+    docker | podman) "$engine" run --rm --network none --entrypoint cat "$1" "$2" ;;
+    buildah) ctr=$(buildah from "$1"); buildah run "$ctr" cat "$2"; buildah rm "$ctr" >/dev/null ;;
+  esac
+}
+read_file "$stage1" /build/provenance.json >"$work/provenance.json"
 field() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$work/provenance.json" "$1"; }
+args+=(--build-arg "MODEL_NAME=$(field name)" --build-arg "MODEL_VERSION=$(field version)"
+  --build-arg "MODEL_STAGE=$(field stage)" --build-arg "MODEL_SHA256=$(field sha256)"
+  --build-arg "GIT_COMMIT=$git_commit" --build-arg "SOURCE_URL=$source_url"
+  --build-arg "IMAGE_VERSION=$version" --build-arg "CREATED=$created")
 
-echo "pass 2: $image" >&2
-build "${args[@]}" \
-  --build-arg "MODEL_NAME=$(field name)" --build-arg "MODEL_VERSION=$(field version)" \
-  --build-arg "MODEL_STAGE=$(field stage)" --build-arg "MODEL_SHA256=$(field sha256)" \
-  --build-arg "GIT_COMMIT=$git_commit" --build-arg "SOURCE_URL=$source_url" \
-  --build-arg "IMAGE_VERSION=$version" --build-arg "CREATED=$created" \
-  -t "$image" "$root"
+echo "pass 2: the SBOM of the runtime" >&2
+build "${args[@]}" --target sbom -t "$sbom_stage" "$root"
+read_file "$sbom_stage" /sbom/sbom.cdx.json >"$work/sbom.cdx.json"
+sbom_sha256=$(sha256sum "$work/sbom.cdx.json" | cut -d' ' -f1)
+
+echo "pass 3: $image" >&2
+build "${args[@]}" --build-arg "SBOM_SHA256=$sbom_sha256" -t "$image" "$root"
+
+mkdir -p "$out"
+read_file "$image" /usr/share/modelops/sbom.cdx.json >"$out/sbom.cdx.json"
+[[ $(sha256sum "$out/sbom.cdx.json" | cut -d' ' -f1) == "$sbom_sha256" ]] \
+  || die "the SBOM in $image differs from the one its label names"
+case $engine in
+  podman) digest=$(podman image inspect --format '{{.Digest}}' "$image") ;;
+  buildah) digest=$(buildah inspect --type image --format '{{.FromImageDigest}}' "$image") ;;
+  docker) digest=$(docker image inspect --format '{{.Id}}' "$image") ;;
+esac
+echo "$digest" >"$out/digest"
+echo "sbom: $out/sbom.cdx.json (sha256:$sbom_sha256)" >&2
+echo "digest: $digest ($out/digest)" >&2
 echo "$image"

@@ -75,6 +75,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         "IMAGE": image,
         "MODELOPS_DVC_REMOTE_DIR": str(registry.dvc_remote),
         "MODELOPS_ENGINE": "podman",
+        "MODELOPS_IMAGE_OUT": str(tmp_path_factory.mktemp("image-out")),
     }
     done = subprocess.run(
         [str(ROOT / "images" / "build-model-server.sh")],

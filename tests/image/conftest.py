@@ -77,6 +77,8 @@ class BuiltImage:
     inspect: dict[str, Any]
     git_commit: str
     fetch_image: str  # pass 1's image (stage model-fetch), kept for the secrets scan
+    out: Path  # the build outputs next to the image (MODELOPS_IMAGE_OUT): sbom.cdx.json, digest
+    stderr: str  # what the build script said
 
     @property
     def labels(self) -> dict[str, str]:
@@ -95,7 +97,8 @@ def build(
     fetch_image: str = "",
     build_log: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run images/build-model-server.sh for ``ref``; the DVC config secret carries the canary."""
+    """Run images/build-model-server.sh for ``ref``; the DVC config secret carries the canary;
+    the build outputs go to ``tmp``/out."""
     dvc_config = tmp / "dvc-config"
     dvc_config.write_text(
         "['remote \"unused-s3\"']\n"
@@ -111,6 +114,7 @@ def build(
         "MODELOPS_DVC_CONFIG": str(dvc_config),
         "MODELOPS_ENGINE": "podman",
         "MODELOPS_FETCH_IMAGE": fetch_image,
+        "MODELOPS_IMAGE_OUT": str(tmp / "out"),
     }
     if build_log is not None:
         env["MODELOPS_BUILD_LOG"] = str(build_log)
@@ -140,11 +144,18 @@ def built_image(
     ).stdout.strip()
     fetch = f"localhost/modelops/model-server-fetch:{name.rsplit(':', 1)[1]}"
     ref = f"{registry.name}#{registry.stage}"
-    done = build(registry, ref, name, tmp_path_factory.mktemp("b"), fetch_image=fetch)
+    tmp = tmp_path_factory.mktemp("b")
+    done = build(registry, ref, name, tmp, fetch_image=fetch)
     assert done.returncode == 0, f"image build failed:\n{done.stderr[-6000:]}"
     assert done.stdout.strip() == name
     inspect = json.loads(podman("image", "inspect", name).stdout)[0]
     yield BuiltImage(
-        name=name, registry=registry, inspect=inspect, git_commit=commit, fetch_image=fetch
+        name=name,
+        registry=registry,
+        inspect=inspect,
+        git_commit=commit,
+        fetch_image=fetch,
+        out=tmp / "out",
+        stderr=done.stderr,
     )
     podman("rmi", "--force", name, fetch, check=False)
