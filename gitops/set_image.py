@@ -1,6 +1,7 @@
 """Point one environment's overlay at a model-server image tag: the deployment, as one line.
 
 usage: python -m gitops.set_image [--overlays DIR] [--image NAME] [--registry PREFIX]
+                                 [--digest sha256:HEX]
                                  [--model-version vX.Y.Z --model-sha256 HEX] ENV SHA
 
 In DIR/ENV/kustomization.yaml (default kustomize/overlays/ENV), it replaces the newTag line of the
@@ -11,6 +12,11 @@ in it) restores the file and fails with one line. Prints "changed" or "unchanged
 already SHA), so a workflow can skip an empty pull request. With --registry, the entry's newName
 must already be PREFIX/NAME (the image just pushed), or nothing is changed. No kustomize binary is
 needed: builds use kubectl's kustomize.
+
+An entry that pins the image by digest (a `digest:` line: the image is then pulled as
+NAME:SHA@DIGEST, the tag for people, the digest for the node) needs --digest, the manifest digest
+the registry gave the pushed image; its digest line is set with the tag, two lines in all. A
+--digest for an entry without a digest line is refused.
 
 With --model-version and --model-sha256 (the model the image ships), it also sets the pod
 annotations modelops.io/model-version and modelops.io/model-sha256 in DIR/ENV/provenance.yaml by
@@ -34,6 +40,7 @@ DEFAULT_IMAGE = "modelops/model-server"
 FULL_SHA = re.compile(r"[0-9a-f]{40}")
 MODEL_VERSION = re.compile(r"v\d+\.\d+\.\d+")
 MODEL_SHA256 = re.compile(r"[0-9a-f]{64}")
+IMAGE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 VERSION_KEY = "modelops.io/model-version"
 SHA256_KEY = "modelops.io/model-sha256"
 
@@ -66,6 +73,13 @@ def model_version(value: str) -> str:
     """argparse type: a GTO version vX.Y.Z."""
     if not MODEL_VERSION.fullmatch(value):
         raise argparse.ArgumentTypeError(f"{value!r} is not a model version vX.Y.Z")
+    return value
+
+
+def image_digest(value: str) -> str:
+    """argparse type: an image manifest digest sha256:<64 lowercase hex digits>."""
+    if not IMAGE_DIGEST.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an image digest sha256:<64 hex>")
     return value
 
 
@@ -128,12 +142,12 @@ def set_provenance(overlay: Path, version: str, sha256: str) -> tuple[Path, str,
     return provenance, before, True
 
 
-def with_tag(text: str, name: str, tag: str, path: Path) -> str:
-    """TEXT with the newTag line of the images entry NAME now reading TAG (layout kept).
+def with_entry_line(text: str, name: str, key: str, value: str, path: Path) -> str:
+    """TEXT with the KEY line of the images entry NAME now reading VALUE (layout kept).
 
     The entry is the block that starts with its ``- name: NAME`` line (as kustomize writes it)
-    and runs while lines are indented deeper than that dash. TAG is quoted when YAML would read
-    it as anything but a string (an all-digit SHA)."""
+    and runs while lines are indented deeper than that dash. VALUE is quoted when YAML would
+    read it as anything but a string (an all-digit SHA)."""
     lines = text.splitlines(keepends=True)
     entry = re.compile(rf"(?P<dash>[ ]*)-[ ]+name:[ ]+['\"]?{re.escape(name)}['\"]?[ ]*$")
     starts = [(i, m) for i, line in enumerate(lines) if (m := entry.match(line.rstrip("\r\n")))]
@@ -147,39 +161,52 @@ def with_tag(text: str, name: str, tag: str, path: Path) -> str:
         if body.strip() and len(body) - len(body.lstrip(" ")) <= depth:
             break
         block.append(index)
-    tags = [i for i in block if re.match(r"[ ]*(-[ ]+)?newTag:(?=[ ]|$)", lines[i])]
-    if len(tags) != 1:
-        raise ToolError(f"{path}: the images entry {name} has {len(tags)} newTag lines, not 1")
-    line = lines[tags[0]]
+    found = [i for i in block if re.match(rf"[ ]*(-[ ]+)?{key}:(?=[ ]|$)", lines[i])]
+    if len(found) != 1:
+        raise ToolError(f"{path}: the images entry {name} has {len(found)} {key} lines, not 1")
+    line = lines[found[0]]
     body = line.rstrip("\r\n")
-    value = tag if isinstance(yaml.safe_load(tag), str) else f'"{tag}"'
-    lines[tags[0]] = f"{body[: body.index('newTag:')]}newTag: {value}{line[len(body) :]}"
+    shown = value if isinstance(yaml.safe_load(value), str) else f'"{value}"'
+    lines[found[0]] = f"{body[: body.index(key + ':')]}{key}: {shown}{line[len(body) :]}"
     return "".join(lines)
 
 
-def set_image(overlay: Path, image: str, sha: str, registry: str | None = None) -> bool:
-    """Set IMAGE's tag in OVERLAY to SHA; True when the file changed. Restores it on failure."""
+def set_image(
+    overlay: Path, image: str, sha: str, registry: str | None = None, digest: str | None = None
+) -> bool:
+    """Set IMAGE's tag in OVERLAY to SHA and, when the entry pins one, its digest to DIGEST;
+    True when the file changed. Restores it on failure."""
     if not FULL_SHA.fullmatch(sha):
         raise ToolError(f"{sha!r} is not a full 40-character lowercase git SHA")
     kustomization = overlay / "kustomization.yaml"
     if not kustomization.is_file():
         raise ToolError(f"no overlay at {overlay} (missing kustomization.yaml)")
     entry = image_entry(kustomization, image)
-    name = entry["name"]
+    name = str(entry["name"])
     if registry is not None and entry.get("newName") != f"{registry}/{image}":
         raise ToolError(
             f"{kustomization} pulls {entry.get('newName')!r}, not {registry}/{image}: "
             "set its newName to the registry the image is pushed to"
         )
+    if "digest" in entry and digest is None:
+        raise ToolError(f"{kustomization} pins {name} by digest: give the new image's --digest")
+    if digest is not None and "digest" not in entry:
+        raise ToolError(f"{kustomization}: the images entry {name} has no digest line to set")
+    wanted = {"newTag": sha, **({"digest": digest} if digest is not None else {})}
     before = kustomization.read_text()
     try:
-        after = with_tag(before, str(name), sha, kustomization)
+        after = before
+        for key, value in wanted.items():
+            after = with_entry_line(after, name, key, value, kustomization)
         if after == before:
             return False
         kustomization.write_text(after)
-        tag = image_entry(kustomization, image).get("newTag")
-        if tag != sha or len(changed_lines(before, after)) != 2:
-            raise ToolError(f"{kustomization} reads newTag {tag!r} after the edit, not {sha}")
+        now = image_entry(kustomization, image)
+        if any(now.get(key) != value for key, value in wanted.items()) or len(
+            changed_lines(before, after)
+        ) > 2 * len(wanted):
+            shown = ", ".join(f"{k} {v}" for k, v in wanted.items())
+            raise ToolError(f"{kustomization} does not read {shown} after the edit")
     except BaseException:
         kustomization.write_text(before)
         raise
@@ -192,20 +219,22 @@ def promote(
     sha: str,
     registry: str | None = None,
     model: tuple[str, str] | None = None,
+    digest: str | None = None,
 ) -> bool:
-    """Set the image tag and, with MODEL (version, sha256), the provenance; True when changed.
+    """Set the image tag (and digest) and, with MODEL (version, sha256), the provenance; True
+    when changed.
 
     On any failure both files are as they were.
     """
     if model is None:
-        return set_image(overlay, image, sha, registry)
+        return set_image(overlay, image, sha, registry, digest)
     kustomization = overlay / "kustomization.yaml"
     if not kustomization.is_file():
         raise ToolError(f"no overlay at {overlay} (missing kustomization.yaml)")
     before = kustomization.read_text()
     provenance, old_provenance, provenance_changed = set_provenance(overlay, *model)
     try:
-        image_changed = set_image(overlay, image, sha, registry)
+        image_changed = set_image(overlay, image, sha, registry, digest)
     except BaseException:
         provenance.write_text(old_provenance)
         kustomization.write_text(before)
@@ -222,11 +251,15 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--registry", help="require newName PREFIX/IMAGE, e.g. ghcr.io/owner")
     parser.add_argument("--model-version", type=model_version, help="GTO version, e.g. v0.3.0")
     parser.add_argument("--model-sha256", type=model_sha256, help="sha256 of model.pkl (64 hex)")
+    parser.add_argument(
+        "--digest", type=image_digest, help="the image's sha256:<64 hex> (overlays that pin one)"
+    )
     args = parser.parse_args(argv)
     if (args.model_version is None) != (args.model_sha256 is None):
         parser.error("--model-version and --model-sha256 go together")
     model = None if args.model_version is None else (args.model_version, args.model_sha256)
-    changed = promote(args.overlays / args.env, args.image, args.sha, args.registry, model)
+    overlay = args.overlays / args.env
+    changed = promote(overlay, args.image, args.sha, args.registry, model, args.digest)
     print("changed" if changed else "unchanged")
     return 0
 

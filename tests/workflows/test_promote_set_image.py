@@ -466,3 +466,51 @@ def test_the_promote_workflow_opens_no_pull_request_when_the_overlay_runs_that_i
     assert "already runs" in result.stdout
     assert git(repo, "ls-remote", "--heads", "origin").split()[1::2] == ["refs/heads/main"]
     assert not (tmp_path / "gh-calls").exists()
+
+
+DIGEST = "sha256:" + "5615049ac5f1f24c364393f088ecba678712ef2536aca9b825027146d8d3e1b1"
+PINNED_OVERLAY = FIXTURE_OVERLAY + "  digest: sha256:" + "0" * 64 + "\n"
+
+
+@pytest.fixture
+def pinned(repo: Path) -> Path:
+    """The fixture overlay pinning its image by digest, committed."""
+    (repo / "kustomize/overlays/fixture/kustomization.yaml").write_text(PINNED_OVERLAY)
+    git(repo, "commit", "-qam", "pin by digest")
+    return repo
+
+
+def test_a_pinned_overlay_gets_the_tag_and_the_digest_in_two_lines(pinned: Path) -> None:
+    assert set_image(pinned, "fixture", SHA, "--digest", DIGEST).stdout == "changed\n"
+    removed, added = changed(pinned, "kustomize/overlays/fixture/kustomization.yaml")
+    assert added == [f"  newTag: {SHA}", f"  digest: {DIGEST}"]
+    assert len(removed) == 2
+    (deployment,) = built_deployments(pinned, "fixture")
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"registry.example.org/modelops/model-server:{SHA}@{DIGEST}"
+    assert set_image(pinned, "fixture", SHA, "--digest", DIGEST).stdout == "unchanged\n"
+
+
+def test_a_pinned_overlay_without_the_new_digest_is_refused_and_kept(pinned: Path) -> None:
+    result = set_image(pinned, "fixture", SHA, check=False)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: kustomize/overlays/fixture/kustomization.yaml pins "
+        "modelops/model-server by digest: give the new image's --digest"
+    ]
+    assert git(pinned, "status", "--porcelain") == ""
+
+
+def test_a_digest_for_an_overlay_that_pins_none_is_refused(repo: Path) -> None:
+    result = set_image(repo, "fixture", SHA, "--digest", DIGEST, check=False)
+    assert result.returncode == 1
+    assert "has no digest line to set" in result.stderr
+    assert git(repo, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("digest", ["sha256:abc", DIGEST.upper(), DIGEST.removeprefix("sha256:")])
+def test_a_malformed_digest_is_a_usage_error(pinned: Path, digest: str) -> None:
+    result = set_image(pinned, "fixture", SHA, "--digest", digest, check=False)
+    assert result.returncode == 2
+    assert "is not an image digest sha256:<64 hex>" in result.stderr
+    assert git(pinned, "status", "--porcelain") == ""
