@@ -1,0 +1,307 @@
+"""Run the repository's own workflow files, unmodified, with nektos/act on this machine.
+
+`make act` (mk/workflows.mk) and the workflow walks (tests/workflows/test_act_*.py) build act's
+command line here, with `act_command`, so a walk a test runs is a command a person can run.
+
+act runs in host mode (``-P ubuntu-24.04=-self-hosted``: each step is a process of this machine,
+no container engine) and never in the checkout itself: in a sandbox, a clone of the checkout's
+committed HEAD (``SANDBOX/work``) whose origin is a bare repository at
+``SANDBOX/github.com/OWNER/NAME.git``. act names the repository after the origin's URL, so
+``github.repository`` is OWNER/NAME; tags and branches a workflow pushes land in that bare
+repository, where a test reads them. act copies the sandbox's tracked files into a fresh
+workspace under ``SANDBOX/act-N`` for each run.
+
+Everything that stands in for GitHub (the actions that only prepare a runner, and the `gh` CLI)
+is in tests/workflows/act/, listed with the reason in its README.md. `act_command` wires each
+action of the workflows to its stand-in by the exact ``owner/repo@sha`` the workflows pin, read
+from the workflow files; a workflow that starts using another action fails here until that
+action has a stand-in.
+
+usage (what `make act` runs):
+    python tests/workflows/act_harness.py --event push --branch main [--workflow promote.yml]
+    python tests/workflows/act_harness.py --event pull_request --workflow pr-guard.yml \\
+        --payload event.json --pr-files changed-files.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from workflow_helpers import REPO, WORKFLOWS, git, tool_env, workflow_files
+
+STANDINS = Path(__file__).resolve().parent / "act"
+#: The runner label of every job, run on this machine.
+PLATFORM = "ubuntu-24.04=-self-hosted"
+#: The stand-in folder (in STANDINS) of each action the workflows use, by owner/repo.
+STANDIN_OF = {
+    "actions/checkout": "checkout",
+    "actions/setup-python": "setup-python",
+    "actions/cache": "cache",
+    "docker/login-action": "docker-login",
+}
+#: github.token of every run: given, so act does not ask `gh auth token` for one; act masks it
+#: in its output, so it is a string no other output contains.
+TOKEN = "ghs-act-run-token"  # noqa: S105 - not a secret: the stand-in token of local runs
+OWNER_NAME = "acme/modelops"
+
+
+def pinned_actions(files: Iterable[Path] | None = None) -> list[str]:
+    """Every ``owner/repo@ref`` a step of the workflow FILES uses, each once, sorted."""
+    uses = set()
+    for path in workflow_files() if files is None else files:
+        for job in yaml.safe_load(path.read_text())["jobs"].values():
+            uses.update(str(step["uses"]) for step in job.get("steps", []) if "uses" in step)
+    return sorted(uses)
+
+
+def local_repositories(actions: Iterable[str]) -> list[str]:
+    """act's --local-repository options: each pinned action to its stand-in folder."""
+    options = []
+    for action in actions:
+        name = action.split("@", 1)[0]
+        if name not in STANDIN_OF:
+            raise LookupError(
+                f"{action}: no stand-in in {STANDINS.relative_to(REPO)}; act would fetch it from"
+                f" GitHub. Add one and list it in README.md there (stand-ins: {sorted(STANDIN_OF)})"
+            )
+        options += ["--local-repository", f"{action}={STANDINS / STANDIN_OF[name]}"]
+    return options
+
+
+def act_command(
+    event: str,
+    *,
+    workflow: str | None = None,
+    job: str | None = None,
+    payload: Path | None = None,
+    variables: Mapping[str, str] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    cache: Path,
+) -> list[str]:
+    """act's command line for EVENT: one WORKFLOW file (else all) and one JOB (else all), the
+    event PAYLOAD (JSON), repository VARIABLES and SECRETS; actions and workspaces under CACHE."""
+    command = ["act", event, "-P", PLATFORM, "--action-cache-path", str(cache)]
+    command.append("--no-cache-server")  # the actions/cache stand-in uses none
+    if workflow:
+        command += ["-W", str(WORKFLOWS.relative_to(REPO) / workflow)]
+    if job:
+        command += ["-j", job]
+    if payload:
+        command += ["-e", str(payload)]
+    for name, value in (variables or {}).items():
+        command += ["--var", f"{name}={value}"]
+    for name, value in {"GITHUB_TOKEN": TOKEN, **(secrets or {})}.items():
+        command += ["-s", f"{name}={value}"]
+    return command + local_repositories(pinned_actions())
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Where act runs: WORK (the clone act reads), ORIGIN (its bare origin) under ROOT."""
+
+    root: Path
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def origin(self) -> Path:
+        return self.root / "github.com" / f"{OWNER_NAME}.git"
+
+    @property
+    def gh_calls(self) -> Path:
+        """The gh stand-in's record of the last run: one JSON object a call."""
+        return self.root / "gh-calls.jsonl"
+
+    @property
+    def pr_files(self) -> Path:
+        """What the gh stand-in answers to `gh pr diff --name-only`."""
+        return self.root / "pr-files"
+
+    def calls(self) -> list[dict[str, Any]]:
+        """The gh calls of the last run, in order."""
+        lines = self.gh_calls.read_text().splitlines() if self.gh_calls.exists() else []
+        return [json.loads(line) for line in lines]
+
+    def origin_refs(self, pattern: str = "refs/") -> list[str]:
+        """The refs of the bare origin under PATTERN, sorted."""
+        out = git(self.origin, "for-each-ref", "--format=%(refname)", pattern)
+        return sorted(out.split())
+
+
+def make_sandbox(root: Path, branch: str = "main", source: Path = REPO) -> Sandbox:
+    """A clone of SOURCE's committed HEAD at ROOT/work, on BRANCH, pushed as main (and BRANCH) to
+    a fresh bare origin. ROOT must not exist or be empty."""
+    sandbox = Sandbox(root)
+    root.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(sandbox.origin)], check=True)
+    git(root, "clone", "-q", "--no-hardlinks", str(source), str(sandbox.work))
+    git(sandbox.work, "remote", "set-url", "origin", str(sandbox.origin))
+    git(sandbox.work, "switch", "-q", "-C", branch)
+    refs = sorted({"HEAD:refs/heads/main", f"HEAD:refs/heads/{branch}"})
+    git(sandbox.work, "push", "-q", "origin", *refs)
+    sandbox.pr_files.write_text("")
+    return sandbox
+
+
+def act_env(sandbox: Sandbox) -> dict[str, str]:
+    """The environment of the act process, which its host-mode steps inherit: the gh stand-in
+    first on PATH, where it records and what it answers, the checkout whose .venv and .tools the
+    setup-python stand-in links, the sandbox the checkout stand-in clones."""
+    env = tool_env()
+    env["PATH"] = os.pathsep.join([str(STANDINS / "bin"), env["PATH"]])
+    env.update(
+        MODELOPS_GH_CALLS=str(sandbox.gh_calls),
+        MODELOPS_GH_PR_FILES=str(sandbox.pr_files),
+        MODELOPS_ACT_TOOLCHAIN=str(REPO),
+        MODELOPS_ACT_REPO=str(sandbox.work),
+    )
+    # Nothing of the caller's own run (a CI runner's) leaks into the workflow's.
+    for name in [name for name in env if name.startswith(("GITHUB_", "RUNNER_", "ACTIONS_"))]:
+        del env[name]
+    return env
+
+
+@dataclass(frozen=True)
+class ActRun:
+    """One act run: its exit status (None when stopped), its output, the step it stopped before."""
+
+    returncode: int | None
+    output: str
+    stopped_before: str | None = None
+
+    def step_started(self, name: str) -> bool:
+        return step_header(name) in self.output
+
+
+def step_header(name: str) -> str:
+    """The line act prints when a step (main part) starts."""
+    return f"⭐ Run Main {name}"
+
+
+def run_act(
+    sandbox: Sandbox,
+    event: str,
+    *,
+    stop_before: str | None = None,
+    echo: bool = False,
+    timeout: float = 600,
+    **options: Any,
+) -> ActRun:
+    """Run act (act_command's OPTIONS) in SANDBOX with act_env; the gh record starts empty. With
+    STOP_BEFORE, stop act and its steps as soon as the step of that name starts (what it needs is
+    not here: the rest of the job is not run). With ECHO, copy act's output to stdout."""
+    runs = len(list(sandbox.root.glob("act-*")))
+    cache = next(
+        path
+        for path in (sandbox.root / f"act-{n}" for n in itertools.count(runs))
+        if not path.exists()
+    )
+    sandbox.gh_calls.write_text("")
+    command = act_command(event, cache=cache, **options)
+    with subprocess.Popen(
+        command,
+        cwd=sandbox.work,
+        env=act_env(sandbox),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: stopping it stops its steps
+    ) as act:
+        assert act.stdout is not None
+        lines = []
+        stopped = None
+        for line in act.stdout:
+            lines.append(line)
+            if echo:
+                sys.stdout.write(line)
+            if stop_before and step_header(stop_before) in line:
+                stopped = stop_before
+                os.killpg(act.pid, signal.SIGKILL)
+                break
+        act.wait(timeout=timeout)
+    return ActRun(None if stopped else act.returncode, "".join(lines), stopped)
+
+
+def pull_request_payload(
+    *,
+    number: int,
+    head_ref: str,
+    base_ref: str,
+    head_sha: str,
+    base_sha: str,
+    head_repo: str = OWNER_NAME,
+    base_repo: str = OWNER_NAME,
+) -> dict[str, Any]:
+    """The parts of a pull_request event payload the workflows read."""
+    return {
+        "action": "opened",
+        "number": number,
+        "pull_request": {
+            "number": number,
+            "head": {"ref": head_ref, "sha": head_sha, "repo": {"full_name": head_repo}},
+            "base": {"ref": base_ref, "sha": base_sha, "repo": {"full_name": base_repo}},
+        },
+        "repository": {"full_name": base_repo},
+    }
+
+
+def pairs(values: Sequence[str]) -> dict[str, str]:
+    """NAME=VALUE arguments as a mapping."""
+    found = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"error: expected NAME=VALUE, got {value!r}")
+        found[name] = rest
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--event", required=True, help="push, pull_request, ...")
+    parser.add_argument("--workflow", help="a file of .github/workflows (default: all)")
+    parser.add_argument("--job", help="one job id (default: all)")
+    parser.add_argument("--branch", default="main", help="the sandbox's branch (push: the ref)")
+    parser.add_argument("--payload", type=Path, help="the event's JSON payload")
+    parser.add_argument("--pr-files", type=Path, help="what `gh pr diff --name-only` answers")
+    parser.add_argument("--var", action="append", default=[], help="NAME=VALUE, vars.NAME")
+    parser.add_argument("--secret", action="append", default=[], help="NAME=VALUE, secrets.NAME")
+    parser.add_argument("--sandbox", type=Path, default=REPO / "out" / "act", help="made afresh")
+    args = parser.parse_args(argv)
+    if args.event == "pull_request" and args.payload is None:
+        parser.error("a pull_request run needs --payload (tests/workflows/act/README.md)")
+    shutil.rmtree(args.sandbox, ignore_errors=True)
+    sandbox = make_sandbox(args.sandbox.resolve(), branch=args.branch)
+    if args.pr_files:
+        shutil.copyfile(args.pr_files, sandbox.pr_files)
+    run = run_act(
+        sandbox,
+        args.event,
+        echo=True,
+        workflow=args.workflow,
+        job=args.job,
+        payload=args.payload.resolve() if args.payload else None,
+        variables=pairs(args.var),
+        secrets=pairs(args.secret),
+    )
+    print(f"act exited {run.returncode}; sandbox {sandbox.root}, gh calls in {sandbox.gh_calls}")
+    return run.returncode or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
