@@ -29,8 +29,8 @@ TIERS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 #: What every tier is built from: the toolchain, the test harness, this table.
 EVERY_TIER = (
-    ".ci/", ".dockerignore", ".github/workflows/ci.yml", "Makefile", "constraints.txt", "mk/",
-    "pyproject.toml", "requirements/", "tests/conftest.py",
+    ".ci/", ".dockerignore", ".github/workflows/ci.yml", "Makefile", "mk/", "pyproject.toml",
+    "requirements/", "tests/conftest.py",
 )  # fmt: skip
 #: What only the unit tier checks (docs, repository metadata, the other workflows' files).
 UNIT_ONLY = (

@@ -129,8 +129,7 @@ def copy_of_the_sources(tmp_path: Path) -> Path:
         shutil.copy(path, tmp_path / "requirements")
     for path in REQUIREMENTS.glob("*.txt"):
         shutil.copy(path, tmp_path / "requirements")
-    for name in ("pyproject.toml", "constraints.txt"):
-        shutil.copy(ROOT / name, tmp_path)
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
     return tmp_path
 
 
@@ -181,10 +180,6 @@ DRIFTS: dict[str, tuple[Callable[[Path], object], list[str]]] = {
             "dvc==3.0.0 \\\n    --hash=sha256:" + "0" * 64 + "\nflask==",
         ),
         ["requirements/serving.txt: holds dvc, a training or dev package"],
-    ),
-    "constraints.txt behind the dev lock": (
-        lambda root: bump(root / "requirements" / "dev.txt", "ruff"),
-        ["constraints.txt: differs from requirements/dev.txt; run make lock"],
     ),
     "a lock without make lock's header": (
         lambda root: edit(root / "requirements" / "tools.txt", "# Regenerate every lock", "#"),

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from requirements.lock import versions
+
 from .conftest import CANARY, ROOT, BuiltImage, base_image, upstream
 from .podman_cli import podman
 
@@ -92,11 +94,7 @@ def test_installs_exactly_the_pinned_serving_packages(built_image: BuiltImage) -
     def norm(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name).lower()
 
-    pinned = {}
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
-        if "==" in line and not line.startswith("#"):
-            name, version = line.split("==")
-            pinned[norm(name)] = version.strip()
+    pinned = versions("serving")
     out = in_image(
         built_image,
         "import importlib.metadata as m, json; "

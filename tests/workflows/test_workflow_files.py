@@ -13,6 +13,7 @@ import yaml
 from workflow_helpers import REPO, WORKFLOWS, run_step, run_tool, tool_env, workflow_files
 
 from gitops import environments
+from requirements.lock import versions
 
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
 PINNED = re.compile(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}")
@@ -216,15 +217,11 @@ def test_the_workflows_run_the_gitops_commands() -> None:
 def test_pre_commit_pins_the_versions_the_venv_has() -> None:
     config = load(REPO / ".pre-commit-config.yaml")
     revs = {repo["repo"].rsplit("/", 1)[1]: repo["rev"] for repo in config["repos"]}
-    constraints = dict(
-        line.split("==")
-        for line in (REPO / "constraints.txt").read_text().splitlines()
-        if "==" in line
-    )
+    pinned = versions("dev")
     assert revs == {
-        "ruff-pre-commit": f"v{constraints['ruff']}",
-        "check-jsonschema": constraints["check-jsonschema"],
-        "yamllint": f"v{constraints['yamllint']}",
+        "ruff-pre-commit": f"v{pinned['ruff']}",
+        "check-jsonschema": pinned["check-jsonschema"],
+        "yamllint": f"v{pinned['yamllint']}",
     }
 
 
