@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one place that decides which base images are used: the Python image serving/Dockerfile
 # builds from and the Nginx image the pod runs beside the app. images/build-model-server.sh,
-# images/build-base-images.sh, the pod runner (scripts/render-podman-pod.py) and the tests all ask
+# images/build-base-images.sh, the pod runner (images/pod.py) and the tests all ask
 # this script; nothing else picks a base image.
 #
 # For each of python and nginx, in this order:

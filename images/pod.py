@@ -1,29 +1,42 @@
-"""The model server pod, run locally with ``podman kube play``: the app image and the Nginx
-sidecar sharing an emptyDir for the uWSGI socket, Nginx configured only by the serving config
-files (mounted from a ConfigMap, unchanged), every container non-root with a read-only root
-filesystem. Used by the image tests and by ``make demo-image``.
+"""The local pod runner: an overlay's rendered manifests, run with ``podman kube play``.
 
-    python images/pod.py demo --image IMAGE [--nginx-image IMAGE]
+The one way this project runs the model server pod on a machine without Kubernetes: the image
+tests, the pod smoke test (tests/deploy/test_pod_smoke.py), ``make demo-image`` (and so ``make
+demo``) and ``make demo-deploy`` all go through ``running_pod``. No pod spec is written here: the
+overlay is deployed the GitOps way in a temporary copy of kustomize/ (its ``images:`` entries point
+at IMAGE and at the Nginx image, its provenance patch at the model the image's labels name, as a
+promotion pull request would) and rendered with ``kubectl kustomize``. Then only what podman on the
+host network needs is adapted (``for_podman``): no ``ports:`` (podman refuses port mappings
+there), Nginx on 127.0.0.1:PORT (NGINX_LISTEN and the probes), no namespace, object names with a
+suffix so that parallel runs do not collide. Deployment and ConfigMaps are played; the rest of
+the overlay (Service, HPA, PDB, NetworkPolicy, ServiceAccount) has no meaning to podman.
 
-plays the pod on a free loopback port, waits until it is ready, sends one prediction (the first
-row of the bundled data set) and prints the answer with its provenance, then removes the pod. A
-pod not ready within 90 s, or a container that exits, ends it with ``error:`` and one line saying
-what it waited for, followed by the last lines of both containers' logs (serving.readiness).
+    python images/pod.py render --image IMAGE [--env ENV] [--port N]   # the YAML, on stdout
+    python images/pod.py demo --image IMAGE [--env ENV]   # play, probe, predict, print, remove
+
+The Nginx image defaults to the one images/base-images.sh resolves (the upstream image, or its
+local stand-in). A pod not ready within 90 s, or a container that exits, ends ``demo`` with
+``error:`` and one line saying what it waited for, then the last lines of each container's log
+(serving.readiness).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +45,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python images/pod.py`: the checkout's serving package
     sys.path.insert(0, str(ROOT))
-from serving.readiness import Containers, wait_ready  # noqa: E402
+from serving import readiness  # noqa: E402
 
-CONFIG = ROOT / "serving" / "config"
-APP_UID = 10001
-NGINX_UID = 101  # the upstream unprivileged image's user; the stand-in uses the same
-
-
-def base_image(key: str) -> str:
-    """PYTHON_IMAGE or NGINX_IMAGE as images/base-images.sh resolves it (upstream or stand-in)."""
-    out = subprocess.run(
-        [str(ROOT / "images" / "base-images.sh")],
-        env=podman_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return dict(line.split("=", 1) for line in out.splitlines())[key]
+Docs = list[dict[str, Any]]
+# The image names the chart renders, which an overlay's `images:` entries replace.
+MODEL_SERVER = "modelops/model-server"
 
 
 def podman_env() -> dict[str, str]:
@@ -58,13 +59,143 @@ def podman_env() -> dict[str, str]:
     return env
 
 
-def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def podman(*args: str, check: bool = True) -> str:
+    """``podman ARGS``' stdout; with ``check``, a failure raises RuntimeError with its stderr."""
     done = subprocess.run(
         ["podman", *args], env=podman_env(), capture_output=True, text=True, check=False
     )
     if check and done.returncode != 0:
-        raise RuntimeError(f"podman {' '.join(args)} failed: {done.stderr.strip()}")
-    return done
+        raise RuntimeError(f"podman {' '.join(args[:2])} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def base_images(*options: str) -> dict[str, str]:
+    """images/base-images.sh's answer: PYTHON_IMAGE and NGINX_IMAGE, the base images every build
+    and pod uses (with ``--candidates`` also PYTHON_UPSTREAM, NGINX_UPSTREAM, ..._STAND_IN)."""
+    done = subprocess.run(
+        [str(ROOT / "images" / "base-images.sh"), *options],
+        env=podman_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"images/base-images.sh failed: {done.stderr.strip()}")
+    return dict(line.split("=", 1) for line in done.stdout.splitlines())
+
+
+def stand_in_for(image: str) -> str:
+    """What the local image stands in for ("" for an upstream image: see images/base-images.sh)."""
+    done = subprocess.run(
+        [str(ROOT / "images" / "base-images.sh"), "--stand-in-for", image],
+        env=podman_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip()
+
+
+def tool(name: str) -> str:
+    """The pinned binary from .tools/bin (make tools), else the one on PATH."""
+    pinned = ROOT / ".tools" / "bin" / name
+    return str(pinned) if pinned.exists() else name
+
+
+def run(*args: str, cwd: Path | None = None) -> str:
+    done = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{Path(args[0]).name} {' '.join(args[1:3])} failed: {done.stderr.strip()}"
+        )
+    return done.stdout
+
+
+def image_entry(name: str, image: str) -> dict[str, str]:
+    """A kustomize ``images:`` entry replacing ``name`` with ``image`` (NAME[:TAG][@DIGEST])."""
+    reference, _, digest = image.partition("@")
+    repository, tag = reference, ""
+    if ":" in reference.rpartition("/")[2]:
+        repository, _, tag = reference.rpartition(":")
+    entry = {"name": name, "newName": repository}
+    if tag:
+        entry["newTag"] = tag
+    if digest:
+        entry["digest"] = digest
+    return entry
+
+
+def set_images(overlay: Path, images: dict[str, str]) -> None:
+    """Point the overlay's ``images:`` entries at ``images`` (chart name -> image), in its
+    kustomization.yaml: the one-line change a deploy pull request makes, written with PyYAML
+    here rather than `kustomize edit set image`, so that one kustomize (kubectl's) does it all."""
+    path = overlay / "kustomization.yaml"
+    kustomization = yaml.safe_load(path.read_text())
+    entries = [e for e in kustomization.get("images", []) if e["name"] not in images]
+    entries += [image_entry(name, image) for name, image in images.items()]
+    kustomization["images"] = entries
+    path.write_text(yaml.safe_dump(kustomization, sort_keys=False))
+
+
+def render_overlay(
+    env: str, image: str, nginx_image: str, annotations: dict[str, str], work: Path
+) -> Docs:
+    """The overlay's manifests after the image (and provenance) change a promotion PR makes,
+    rendered by ``kubectl kustomize`` in a copy of kustomize/ under ``work``."""
+    shutil.copytree(ROOT / "kustomize", work / "kustomize")
+    overlay = work / "kustomize" / "overlays" / env
+    if not overlay.is_dir():
+        overlays = sorted(p.name for p in overlay.parent.iterdir() if p.is_dir())
+        raise RuntimeError(f"no overlay {env!r}: use one of {', '.join(overlays)}")
+    nginx_upstream = base_images("--candidates")["NGINX_UPSTREAM"]
+    nginx_name = image_entry(nginx_upstream, nginx_upstream)["newName"]
+    set_images(overlay, {MODEL_SERVER: image, nginx_name: nginx_image})
+    if annotations:
+        provenance = overlay / "provenance.yaml"
+        patch = yaml.safe_load(provenance.read_text())
+        patch["spec"]["template"]["metadata"]["annotations"].update(annotations)
+        provenance.write_text(yaml.safe_dump(patch))
+    return [d for d in yaml.safe_load_all(run(tool("kubectl"), "kustomize", str(overlay))) if d]
+
+
+def for_podman(docs: Docs, suffix: str, port: int) -> Docs:
+    """The Deployment and ConfigMaps, adapted to podman on the host network (see above)."""
+    kept = [d for d in docs if d["kind"] in {"Deployment", "ConfigMap"}]
+    renamed = {d["metadata"]["name"]: f"{d['metadata']['name']}-{suffix}" for d in kept}
+    for doc in kept:
+        doc["metadata"].pop("namespace", None)
+        doc["metadata"]["name"] = renamed[doc["metadata"]["name"]]
+    pod = deployment(kept)["spec"]["template"]["spec"]
+    for volume in pod["volumes"]:
+        if "configMap" in volume:
+            volume["configMap"]["name"] = renamed[volume["configMap"]["name"]]
+    for container in pod["containers"]:
+        container.pop("ports", None)
+        for variable in container.get("env", []):
+            if variable["name"] == "NGINX_LISTEN":
+                variable["value"] = f"127.0.0.1:{port}"
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if probe in container:
+                container[probe]["httpGet"]["port"] = port
+    return kept
+
+
+def deployment(docs: Docs) -> dict[str, Any]:
+    (found,) = [d for d in docs if d["kind"] == "Deployment"]
+    return found
+
+
+def pod_name(docs: Docs) -> str:
+    """The name podman gives the Deployment's pod."""
+    return f"{deployment(docs)['metadata']['name']}-pod-0"
+
+
+def container_names(docs: Docs) -> list[str]:
+    """The names podman gives the pod's containers (POD-CONTAINER)."""
+    pod = pod_name(docs)
+    return [
+        f"{pod}-{c['name']}" for c in deployment(docs)["spec"]["template"]["spec"]["containers"]
+    ]
 
 
 def free_port() -> int:
@@ -73,101 +204,82 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def restricted(uid: int) -> dict[str, Any]:
-    """Pod Security Standards "restricted", as the chart sets it."""
-    return {
-        "runAsUser": uid,
-        "runAsGroup": uid,
-        "runAsNonRoot": True,
-        "readOnlyRootFilesystem": True,
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-    }
+def remove(manifest: Path, docs: Docs) -> None:
+    """Remove the pod and the ConfigMap volumes podman made for it (kube down leaves those)."""
+    podman("kube", "down", str(manifest), check=False)
+    podman("pod", "rm", "--force", pod_name(docs), check=False)
+    for doc in docs:
+        if doc["kind"] == "ConfigMap":
+            podman("volume", "rm", "--force", doc["metadata"]["name"], check=False)
 
 
-def manifest(
-    name: str, image: str, nginx_image: str, port: int, socket_dir: Path
-) -> list[dict[str, Any]]:
-    """ConfigMap (serving/config's Nginx files, unchanged) + Pod (app, Nginx sidecar).
+def provenance_from_labels(image: str) -> dict[str, str]:
+    """The model version and sha256 the image's labels name, as the overlay's annotations (what
+    the promotion pull request sets; the sha256 pins the model the server loads)."""
+    labels = json.loads(podman("image", "inspect", image, "--format", "{{json .Config.Labels}}"))
+    keys = {"modelops.io/model-version": "version", "modelops.io/model-sha256": "sha256"}
+    found = {
+        key: (labels or {}).get(f"io.modelops.model.{label}", "") for key, label in keys.items()
+    }
+    return {key: value for key, value in found.items() if value}
 
-    The socket volume is a hostPath to ``socket_dir`` (mode 1777), not an emptyDir: Kubernetes
-    creates an emptyDir world-writable, podman chowns it to the user of whichever container
-    mounts it first, so with an emptyDir uWSGI (uid 10001) cannot bind its socket whenever the
-    Nginx container (uid 101) happens to start first."""
-    files = ("nginx.conf.template", "nginx-start.sh")
-    config_map = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": f"{name}-nginx"},
-        "data": {f: (CONFIG / f).read_text() for f in files},
-    }
-    socket_mount = {"name": "socket", "mountPath": "/run/modelops"}
-    tmp = "/tmp"  # noqa: S108 (the container's /tmp, an emptyDir)
-    app = {
-        "name": "app",
-        "image": image,
-        "securityContext": restricted(APP_UID),
-        "volumeMounts": [socket_mount, {"name": "app-tmp", "mountPath": tmp}],
-    }
-    nginx = {
-        "name": "nginx",
-        "image": nginx_image,
-        "command": ["sh", "/etc/modelops/nginx/nginx-start.sh"],
-        "env": [{"name": "NGINX_LISTEN", "value": f"127.0.0.1:{port}"}],
-        "securityContext": restricted(NGINX_UID),
-        "volumeMounts": [
-            socket_mount,
-            {"name": "nginx-tmp", "mountPath": tmp},
-            {"name": "nginx-conf", "mountPath": "/etc/modelops/nginx", "readOnly": True},
-        ],
-    }
-    volumes: list[dict[str, Any]] = [
-        {"name": "socket", "hostPath": {"path": str(socket_dir), "type": "Directory"}}
-    ]
-    volumes += [{"name": v, "emptyDir": {}} for v in ("app-tmp", "nginx-tmp")]
-    volumes.append({"name": "nginx-conf", "configMap": {"name": f"{name}-nginx"}})
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {"containers": [app, nginx], "volumes": volumes},
-    }
-    return [config_map, pod]
+
+@dataclass(frozen=True)
+class Pod:
+    base: str  # http://127.0.0.1:PORT, Nginx of the pod
+    name: str  # the pod's name in podman
+    rendered: Docs  # the overlay as kubectl kustomize rendered it (before the podman changes)
+    played: Docs  # what podman played
 
 
 @contextmanager
-def running_pod(image: str, nginx_image: str, timeout: float = 90) -> Iterator[str]:
-    """Play the pod, yield its base URL once ready; remove pod and volumes by name afterwards.
+def running_pod(
+    image: str,
+    env: str = "dev",
+    nginx_image: str | None = None,
+    annotations: dict[str, str] | None = None,
+    timeout: float = 90,
+) -> Iterator[Pod]:
+    """Play overlay ``env`` with ``image``; yield the Pod once ``/v2/health/ready`` answers
+    through Nginx; remove pod and volumes afterwards.
 
-    Not ready within ``timeout`` seconds, or a container exited: ``NotReadyError``
-    (serving.readiness) with the last lines of both containers' logs."""
-    name = f"modelops-{secrets.token_hex(4)}"
+    ``annotations`` (default: ``provenance_from_labels(image)``) go into the overlay's provenance
+    patch; ``nginx_image`` defaults to images/base-images.sh's NGINX_IMAGE. Not ready within
+    ``timeout`` seconds, or a container exited: ``NotReadyError`` (serving.readiness) with the
+    last lines of each container's ``podman logs``."""
+    nginx = nginx_image or base_images()["NGINX_IMAGE"]
+    provenance = provenance_from_labels(image) if annotations is None else annotations
     port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "pod.yaml"
-        socket_dir = Path(tmp) / "socket"
-        socket_dir.mkdir()
-        socket_dir.chmod(0o1777)
-        docs = manifest(name, image, nginx_image, port, socket_dir)
-        path.write_text(yaml.safe_dump_all(docs))
-        containers = Containers(
-            [f"{name}-{c['name']}" for c in docs[1]["spec"]["containers"]], podman_env()
-        )
+    with tempfile.TemporaryDirectory(prefix="modelops-pod-") as tmp:
+        rendered = render_overlay(env, image, nginx, provenance, Path(tmp))
+        played = for_podman(copy.deepcopy(rendered), secrets.token_hex(3), port)
+        manifest = Path(tmp) / "pod.yaml"
+        manifest.write_text(yaml.safe_dump_all(played))
+        pod = Pod(f"http://127.0.0.1:{port}", pod_name(played), rendered, played)
+        containers = readiness.Containers(container_names(played), podman_env())
         try:
-            podman("kube", "play", "--network", "host", str(path))
-            base = f"http://127.0.0.1:{port}"
-            wait_ready(
-                f"{base}/v2/health/ready",
+            podman("kube", "play", "--network", "host", str(manifest))
+            readiness.wait_ready(
+                f"{pod.base}/v2/health/ready",
                 timeout,
-                f"the pod {name}",
+                f"the pod {pod.name}",
                 exited=containers.exited,
                 log_tail=containers.log_tail,
             )
-            yield base
+            yield pod
         finally:
-            podman("kube", "down", str(path), check=False)
-            podman("pod", "rm", "--force", name, check=False)
-            podman("volume", "rm", "--force", f"{name}-nginx", check=False)
+            remove(manifest, played)
+
+
+def call(url: str, body: object = None) -> tuple[int, Any, dict[str, str]]:
+    """GET (or POST ``body`` as JSON) ``url``: status, JSON answer, headers."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 (loopback)
+            return answer.status, json.load(answer), dict(answer.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error), dict(error.headers)
 
 
 def sample_row() -> dict[str, float]:
@@ -181,35 +293,51 @@ def sample_row() -> dict[str, float]:
     return {n: float(v) for n, v in zip(names, bunch.data[0], strict=True)}
 
 
-def demo(image: str, nginx_image: str) -> int:
-    with running_pod(image, nginx_image) as base:
-        body = json.dumps({"instances": [sample_row()]}).encode()
-        request = urllib.request.Request(  # noqa: S310 (loopback URL)
-            f"{base}/predict", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-            payload = json.load(answer)
-            provenance = answer.headers.get("X-Model-Provenance", "")
-    print(f"image: {image} (pod: app + {nginx_image} sidecar, podman kube play)")
-    print(f"prediction: {payload['labels'][0]}  probabilities {payload['probabilities'][0]}")
-    print(f"provenance: {provenance}")
+def demo(env: str, image: str, nginx_image: str | None) -> int:
+    """Play overlay ``env``'s pod, print both probes and one prediction with its provenance."""
+    nginx = nginx_image or base_images()["NGINX_IMAGE"]
+    replaced = stand_in_for(nginx)
+    print(
+        f"pod: the {env} overlay (kubectl kustomize, podman kube play): app {image}, "
+        f"nginx {nginx}" + (f" (local stand-in for {replaced})" if replaced else "")
+    )
+    with running_pod(image, env, nginx) as pod:
+        for path in ("/v2/health/ready", "/v2/health/live"):
+            status, body, _ = call(pod.base + path)
+            print(f"GET {path} -> {status} {json.dumps(body)}")
+        status, body, headers = call(f"{pod.base}/predict", {"instances": [sample_row()]})
+    if status != 200:
+        print(f"error: POST /predict -> {status} {json.dumps(body)}", file=sys.stderr)
+        return 1
+    print(f"prediction: {body['labels'][0]}  probabilities {body['probabilities'][0]}")
+    print(f"provenance: {headers.get('X-Model-Provenance', '')}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="run the pod, send one prediction, remove the pod")
-    d.add_argument("--image", required=True)
-    d.add_argument("--nginx-image", help="default: images/base-images.sh's NGINX_IMAGE")
+    parser.add_argument("command", choices=["render", "demo"])
+    parser.add_argument("--image", required=True, help="model server image, NAME:TAG")
+    parser.add_argument("--env", default="dev", help="overlay directory name (default: dev)")
+    parser.add_argument("--nginx-image", help="default: images/base-images.sh's NGINX_IMAGE")
+    parser.add_argument("--port", type=int, default=8080, help="render: Nginx's loopback port")
+    parser.add_argument("--suffix", default="local", help="render: suffix of the object names")
     args = parser.parse_args(argv)
-    args.nginx_image = args.nginx_image or base_image("NGINX_IMAGE")
+    if ":" not in args.image.rpartition("/")[2]:
+        print(f"error: --image {args.image!r} has no tag (NAME:TAG)", file=sys.stderr)
+        return 2
     try:
-        return demo(args.image, args.nginx_image)
-    except (RuntimeError, OSError) as exc:  # NotReadyError, URLError
-        print(f"error: {exc}", file=sys.stderr)
+        if args.command == "demo":
+            return demo(args.env, args.image, args.nginx_image)
+        nginx = args.nginx_image or base_images()["NGINX_IMAGE"]
+        with tempfile.TemporaryDirectory(prefix="modelops-pod-") as tmp:
+            docs = render_overlay(args.env, args.image, nginx, {}, Path(tmp))
+        print(yaml.safe_dump_all(for_podman(docs, args.suffix, args.port)), end="")
+    except (RuntimeError, OSError) as error:  # NotReadyError, URLError
+        print(f"error: {error}", file=sys.stderr)
         return 1
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -48,4 +48,4 @@ test-deploy: test-prereqs ## the deployment tests only (chart, overlays, Argo CD
 
 .PHONY: demo-deploy
 demo-deploy: image tools deploy-smoke-prereqs ## run the dev overlay's rendered pod with podman (image from make image), predict once
-	python scripts/render-podman-pod.py demo --env dev --image '$(IMAGE)'
+	python images/pod.py demo --env dev --image '$(IMAGE)'

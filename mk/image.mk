@@ -33,8 +33,10 @@ image: images-base venv ## build the model server image localhost/modelops/model
 	$(if $(BUILD_LOG),MODELOPS_BUILD_LOG='$(BUILD_LOG)') MODEL_REF='$(MODEL_REF)' IMAGE='$(IMAGE)' \
 	  images/build-model-server.sh
 
+# The pod is the dev overlay's rendered Deployment (images/pod.py, the one local pod runner): it
+# needs kubectl (tools) and catatonit for podman's infra container (deploy-smoke-prereqs).
 .PHONY: demo-image
-demo-image: image ## build the image, run it with the Nginx sidecar in a pod, send a prediction
-	python images/pod.py demo --image '$(IMAGE)'
+demo-image: image tools deploy-smoke-prereqs ## build the image, run it in the dev overlay's pod beside the Nginx sidecar, send a prediction
+	python images/pod.py demo --env dev --image '$(IMAGE)'
 
-test-prereqs: images-base
+test-prereqs: images-base tools deploy-smoke-prereqs

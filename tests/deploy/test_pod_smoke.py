@@ -2,45 +2,32 @@
 
 The model server image is built from serving/Dockerfile (images/build-model-server.sh) with a
 model registered in a temp repo (the image tests' registry fixture) and tagged like a git SHA.
-scripts/render-podman-pod.py deploys the dev overlay the GitOps way in a temp copy (`kustomize
-edit set image`, the provenance patch naming that model), renders it with `kubectl kustomize` and
-adapts only what podman on the host network needs (no port mapping, a free loopback port for
-Nginx, unique object names). Then a prediction goes through the Nginx sidecar to the app, and both
-probe paths answer.
+images/pod.py, the local pod runner, deploys the dev overlay the GitOps way in a temp copy (its
+`images:` entries and the provenance patch naming that model), renders it with `kubectl
+kustomize` and adapts only what podman on the host network needs (no port mapping, a free
+loopback port for Nginx, unique object names). Then a prediction goes through the Nginx sidecar to
+the app, and both probe paths answer.
 """
 
 from __future__ import annotations
 
-import copy
-import importlib.util
 import json
 import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from types import ModuleType
 
 import pytest
-import yaml
-from image.podman_cli import podman, podman_env
+from image.podman_cli import pod_runner, podman, podman_env, require_kubectl
 from image.registry_fixture import Registry, make_registry
 
-from .conftest import ROOT, Docs, containers
+from .conftest import ROOT, containers
 
 pytestmark = pytest.mark.e2e
 
-
-def load_script(name: str) -> ModuleType:
-    """A script of scripts/ (hyphenated file name) as a module."""
-    spec = importlib.util.spec_from_file_location(name.replace("-", "_"), ROOT / "scripts" / name)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-POD = load_script("render-podman-pod.py")
+POD = pod_runner()
+Pod = POD.Pod
 
 
 @dataclass(frozen=True)
@@ -50,18 +37,11 @@ class Built:
     registry: Registry
 
 
-@dataclass(frozen=True)
-class Pod:
-    base: str
-    rendered: Docs
-    name: str
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     if shutil.which("podman") is None or shutil.which("catatonit") is None:
         pytest.skip("podman or catatonit missing: run make deploy-smoke-prereqs")
-    nginx_image = POD.base_image("NGINX_IMAGE")
+    nginx_image = POD.base_images()["NGINX_IMAGE"]
     if podman("image", "exists", nginx_image, check=False).returncode != 0:
         pytest.skip(f"{nginx_image} missing: run make images-base")
     with pytest.MonkeyPatch.context() as patch:  # dvc and gto of the project's venv
@@ -91,26 +71,16 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
 
 
 @pytest.fixture(scope="module")
-def pod(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
-    tmp = tmp_path_factory.mktemp("smoke")
+def pod(built: Built) -> Iterator[Pod]:
+    """The dev overlay with the built image and its model's provenance, played and ready."""
+    require_kubectl()
     provenance = {
         "modelops.io/model-version": built.registry.version,
         "modelops.io/model-sha256": built.registry.sha256,
     }
-    nginx_image = POD.base_image("NGINX_IMAGE")
-    rendered = POD.render_overlay("dev", built.image, nginx_image, provenance, tmp)
-    port = POD.free_port()
-    docs = POD.for_podman(copy.deepcopy(rendered), secrets.token_hex(3), port)
-    manifest = tmp / "pod.yaml"
-    manifest.write_text(yaml.safe_dump_all(docs))
-    base = f"http://127.0.0.1:{port}"
-    name = POD.pod_name(docs)
-    try:
-        podman("kube", "play", "--network", "host", str(manifest))
-        POD.wait_ready(base, docs, 90)  # NotReadyError: one line, then the containers' logs
-        yield Pod(base=base, rendered=rendered, name=name)
-    finally:
-        POD.remove(manifest, docs)
+    # NotReadyError: one line, then the containers' logs
+    with POD.running_pod(built.image, "dev", annotations=provenance) as running:
+        yield running
 
 
 def test_both_probe_paths_answer_through_the_nginx_sidecar(pod: Pod) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .podman_cli import podman, podman_env
+from .podman_cli import pod_runner, podman, podman_env
 from .registry_fixture import Registry, make_registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,14 +47,8 @@ STAND_INS = {
 def base_images(*options: str) -> dict[str, str]:
     """What images/base-images.sh resolves: PYTHON_IMAGE and NGINX_IMAGE (with --candidates also
     the upstream and stand-in names of each), the names every build and pod uses."""
-    done = subprocess.run(
-        [str(IMAGES / "base-images.sh"), *options],
-        env=podman_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return dict(line.split("=", 1) for line in done.stdout.splitlines())
+    answer: dict[str, str] = pod_runner().base_images(*options)
+    return answer
 
 
 def base_image(key: str) -> str:
@@ -138,11 +132,14 @@ def built_image(
     registry: Registry, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BuiltImage]:
     require_podman()
-    name = f"localhost/modelops/model-server:test-{secrets.token_hex(4)}"
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    fetch = f"localhost/modelops/model-server-fetch:{name.rsplit(':', 1)[1]}"
+    # Tagged with HEAD's full SHA like a real build (an overlay takes the tag for the git commit),
+    # under a repository name of its own so that parallel sessions do not collide.
+    token = secrets.token_hex(4)
+    name = f"localhost/modelops/model-server-test-{token}:{commit}"
+    fetch = f"localhost/modelops/model-server-fetch:test-{token}"
     ref = f"{registry.name}#{registry.stage}"
     tmp = tmp_path_factory.mktemp("b")
     done = build(registry, ref, name, tmp, fetch_image=fetch)

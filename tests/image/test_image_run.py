@@ -1,10 +1,10 @@
-"""The built image, run: as its non-root user on a read-only root filesystem, behind the Nginx
-sidecar in a pod (podman kube play), answering predictions with the registered model's provenance.
+"""The built image, run: as its non-root user on a read-only root filesystem, and in the pod the
+chart defines (the overlay of the model's stage, rendered and played by images/pod.py), behind the
+Nginx sidecar, answering predictions with the registered model's provenance.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import secrets
@@ -13,7 +13,6 @@ import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import requests
@@ -21,46 +20,50 @@ import requests
 from serving import readiness
 from serving.readiness import NotReadyError
 
-from .conftest import IMAGES, BuiltImage, base_image, require_podman
-from .podman_cli import podman, podman_env
+from .conftest import BuiltImage
+from .podman_cli import pod_runner, podman, podman_env, require_kubectl
 
 pytestmark = pytest.mark.e2e
 
 
-def load_pod_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("modelops_pod", IMAGES / "pod.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def pod(built_image: BuiltImage) -> Iterator[str]:
-    """The pod of images/pod.py running (app + Nginx sidecar); yields its base URL."""
-    with load_pod_module().running_pod(built_image.name, base_image("NGINX_IMAGE")) as base:
-        yield base
+    """The overlay of the registered model's stage with the built image, running; its base URL.
+    The image is tagged with HEAD's SHA, as a real build is: the overlay makes the tag the
+    server's git commit."""
+    require_kubectl()
+    with pod_runner().running_pod(built_image.name, env=built_image.registry.stage) as running:
+        yield running.base
 
 
-def test_a_pod_whose_app_exits_is_reported_at_once_with_the_containers_logs() -> None:
-    """The Python base image as the app: its python3 reads an empty stdin and exits, the pod
-    restarts it, and images/pod.py's wait says so at once instead of waiting out 90 s."""
-    require_podman()
+def test_a_pod_whose_app_exits_is_reported_at_once_with_the_containers_logs(
+    built_image: BuiltImage,
+) -> None:
+    """The overlay pins a model sha256 the image does not ship: the server refuses the model,
+    uWSGI exits (need-app), the pod restarts it, and the runner's wait says so at once instead
+    of waiting out 90 s."""
+    require_kubectl()
+    registry = built_image.registry
+    wrong = {
+        "modelops.io/model-version": registry.version,
+        "modelops.io/model-sha256": "0" * 64,
+    }
     started = time.monotonic()
     with (
         pytest.raises(NotReadyError) as raised,
-        load_pod_module().running_pod(base_image("PYTHON_IMAGE"), base_image("NGINX_IMAGE")),
+        pod_runner().running_pod(built_image.name, registry.stage, annotations=wrong),
     ):
         pass
     assert time.monotonic() - started < 60, "reported at once, not after the limit"
     first = str(raised.value).splitlines()[0]
     pattern = (
-        r"the pod (modelops-\w+) at http://127\.0\.0\.1:\d+/v2/health/ready: "
+        r"the pod (model-\w+-pod-0) at http://127\.0\.0\.1:\d+/v2/health/ready: "
         r"container \1-app exited .*before it was ready"
     )
     match = re.fullmatch(pattern, first)
-    assert match, first
+    assert match, f"{first}\n{raised.value.log}"
     assert f"--- podman logs {match[1]}-nginx" in raised.value.log
+    assert "0" * 64 in raised.value.log, "the app's log names the pinned sha256"
 
 
 def test_predicts_through_the_nginx_sidecar_with_provenance(
