@@ -26,7 +26,6 @@ usage (what `make act` runs):
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import shutil
@@ -198,18 +197,12 @@ def run_act(
     *,
     stop_before: str | None = None,
     echo: bool = False,
-    timeout: float = 600,
     **options: Any,
 ) -> ActRun:
     """Run act (act_command's OPTIONS) in SANDBOX with act_env; the gh record starts empty. With
     STOP_BEFORE, stop act and its steps as soon as the step of that name starts (what it needs is
     not here: the rest of the job is not run). With ECHO, copy act's output to stdout."""
-    runs = len(list(sandbox.root.glob("act-*")))
-    cache = next(
-        path
-        for path in (sandbox.root / f"act-{n}" for n in itertools.count(runs))
-        if not path.exists()
-    )
+    cache = sandbox.root / f"act-{len(list(sandbox.root.glob('act-*')))}"  # a fresh one per run
     sandbox.gh_calls.write_text("")
     command = act_command(event, cache=cache, **options)
     with subprocess.Popen(
@@ -233,7 +226,7 @@ def run_act(
                 stopped = stop_before
                 os.killpg(act.pid, signal.SIGKILL)
                 break
-        act.wait(timeout=timeout)
+        act.wait()
     return ActRun(None if stopped else act.returncode, "".join(lines), stopped)
 
 
