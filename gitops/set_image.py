@@ -47,7 +47,12 @@ SHA256_KEY = "modelops.io/model-sha256"
 
 def image_entry(kustomization: Path, image: str) -> dict[str, object]:
     """The overlay's images: entry for IMAGE (matched on the name's last path components)."""
-    document = yaml.safe_load(kustomization.read_text())
+    try:
+        document = yaml.safe_load(kustomization.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ToolError(f"{kustomization}: not valid YAML{where}") from None
     entries = document.get("images") if isinstance(document, dict) else None
     matches = [
         entry

@@ -82,14 +82,15 @@ def test_the_overlay_is_thin_and_builds_on_the_rendered_base(
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_the_image_tag_is_a_full_git_sha_set_through_images(
+def test_the_image_is_pinned_by_its_git_sha_and_its_digest_set_through_images(
     env: str, overlay_docs: dict[str, Docs]
 ) -> None:
     (entry,) = kustomization(env)["images"]
     assert entry["name"] == "modelops/model-server"
     assert SHA.fullmatch(entry["newTag"])
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", entry["digest"])
     image = containers(overlay_docs[env])["app"]["image"]
-    assert image == f"{entry['newName']}:{entry['newTag']}"
+    assert image == f"{entry['newName']}:{entry['newTag']}@{entry['digest']}"
     annotations = find(overlay_docs[env], "Deployment")["spec"]["template"]["metadata"][
         "annotations"
     ]
@@ -131,7 +132,7 @@ def test_prod_is_the_strictest_environment(overlay_docs: dict[str, Docs]) -> Non
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_setting_the_image_tag_is_a_one_line_change_that_moves_the_git_commit(
+def test_deploying_an_image_changes_its_tag_and_digest_lines_and_moves_the_git_commit(
     env: str, kubectl: str, tmp_path: Path
 ) -> None:
     copy = tmp_path / "kustomize"
@@ -139,15 +140,17 @@ def test_setting_the_image_tag_is_a_one_line_change_that_moves_the_git_commit(
     file = copy / "overlays" / env / "kustomization.yaml"
     before = file.read_text()
     new_sha = "0123456789abcdef" * 2 + "01234567"
-    assert set_image(file.parent, "modelops/model-server", new_sha)  # what promote.yml runs
+    digest = "sha256:" + "ab" * 32
+    # what promote.yml runs
+    assert set_image(file.parent, "modelops/model-server", new_sha, digest=digest)
     after = file.read_text()
     removed = [line for line in before.splitlines() if line not in after.splitlines()]
     added = [line for line in after.splitlines() if line not in before.splitlines()]
     assert len(before.splitlines()) == len(after.splitlines())
-    assert len(removed) == len(added) == 1
-    assert added[0].strip() == f"newTag: {new_sha}"
+    assert len(removed) == 2
+    assert [line.strip() for line in added] == [f"newTag: {new_sha}", f"digest: {digest}"]
     docs = documents(run(kubectl, "kustomize", str(file.parent)).stdout)
-    assert containers(docs)["app"]["image"].endswith(f":{new_sha}")
+    assert containers(docs)["app"]["image"].endswith(f":{new_sha}@{digest}")
     annotations = find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["modelops.io/git-commit"] == new_sha
     assert_env_matches_annotations(docs)

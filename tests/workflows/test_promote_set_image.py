@@ -1,4 +1,5 @@
-"""gitops.set_image: the deployment is a one-line image-tag change in one overlay.
+"""gitops.set_image: the deployment is a two-line change in one overlay: the image's tag (the git
+SHA it was built from) and its manifest digest.
 
 With --model-version/--model-sha256 it also sets the two model annotations of provenance.yaml
 (two more lines), so the pod reports the model the image ships. Runs against a temp copy of the
@@ -55,7 +56,11 @@ images:
 - name: modelops/model-server
   newName: registry.example.org/modelops/model-server
   newTag: "0000000000000000000000000000000000000000"
+  digest: sha256:0000000000000000000000000000000000000000000000000000000000000000
 """
+# The same overlay pulling by tag only (no digest line).
+UNPINNED_OVERLAY = FIXTURE_OVERLAY.replace("  digest: sha256:" + "0" * 64 + "\n", "")
+DIGEST = "sha256:" + "5615049ac5f1f24c364393f088ecba678712ef2536aca9b825027146d8d3e1b1"
 
 FIXTURE_PROVENANCE = """\
 # The model this environment runs.
@@ -99,9 +104,11 @@ def repo(tmp_path: Path) -> Path:
 
 
 def set_image(
-    repo: Path, env: str, sha: str, *options: str, check: bool = True
+    repo: Path, env: str, sha: str, *options: str, check: bool = True, digest: str | None = DIGEST
 ) -> subprocess.CompletedProcess[str]:
-    return run_tool("set_image", *options, env, sha, cwd=repo, check=check)
+    """gitops.set_image ENV SHA with OPTIONS, and --digest DIGEST unless digest is None."""
+    pinned = ("--digest", digest) if digest is not None else ()
+    return run_tool("set_image", *options, *pinned, env, sha, cwd=repo, check=check)
 
 
 def changed(repo: Path, path: str) -> tuple[list[str], list[str]]:
@@ -126,16 +133,16 @@ def built_deployments(repo: Path, env: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("env", [*REAL_OVERLAYS, "fixture"])
-def test_it_changes_exactly_one_line_of_the_overlay(repo: Path, env: str) -> None:
+def test_it_changes_the_tag_and_the_digest_line_of_the_overlay(repo: Path, env: str) -> None:
     assert set_image(repo, env, SHA).stdout == "changed\n"
     assert git(repo, "diff", "--numstat").split() == [
-        "1",
-        "1",
+        "2",
+        "2",
         f"kustomize/overlays/{env}/kustomization.yaml",
     ]
     removed, added = changed(repo, f"kustomize/overlays/{env}/kustomization.yaml")
-    assert len(added) == len(removed) == 1
-    assert added[0].split() == ["newTag:", SHA]
+    assert len(removed) == 2
+    assert [line.split() for line in added] == [["newTag:", SHA], ["digest:", DIGEST]]
 
 
 @pytest.mark.parametrize("env", [*REAL_OVERLAYS, "fixture"])
@@ -148,7 +155,7 @@ def test_the_built_overlay_runs_the_image_of_that_commit(repo: Path, env: str) -
         if "model-server" in container["image"]
     ]
     assert images
-    assert all(image.endswith(f"/modelops/model-server:{SHA}") for image in images)
+    assert all(image.endswith(f"/modelops/model-server:{SHA}@{DIGEST}") for image in images)
 
 
 def test_it_is_idempotent(repo: Path) -> None:
@@ -166,16 +173,16 @@ def test_it_keeps_an_all_digit_sha_a_string(repo: Path) -> None:
 
 def test_it_changes_one_line_in_any_layout_the_overlay_keeps(repo: Path) -> None:
     kustomization = repo / "kustomize/overlays/fixture/kustomization.yaml"
-    indented = FIXTURE_OVERLAY.replace("- ", "  - ").replace("\n  new", "\n    new")
+    indented = FIXTURE_OVERLAY.replace("\n  ", "\n    ").replace("- ", "  - ")
     kustomization.write_text(indented + "# the deployed image, set by gitops.set_image\n")
     git(repo, "commit", "-qam", "indented layout")
     assert set_image(repo, "fixture", SHA).stdout == "changed\n"
     removed, added = changed(repo, "kustomize/overlays/fixture/kustomization.yaml")
-    assert removed == ['    newTag: "0000000000000000000000000000000000000000"']
-    assert added == [f"    newTag: {SHA}"]
+    assert removed == ['    newTag: "' + "0" * 40 + '"', "    digest: sha256:" + "0" * 64]
+    assert added == [f"    newTag: {SHA}", f"    digest: {DIGEST}"]
     assert built_deployments(repo, "fixture")[0]["spec"]["template"]["spec"]["containers"][0][
         "image"
-    ].endswith(f":{SHA}")
+    ].endswith(f":{SHA}@{DIGEST}")
 
 
 def test_it_edits_only_the_model_servers_entry_among_several(repo: Path) -> None:
@@ -185,8 +192,8 @@ def test_it_edits_only_the_model_servers_entry_among_several(repo: Path) -> None
     git(repo, "commit", "-qam", "two images")
     set_image(repo, "fixture", SHA)
     removed, added = changed(repo, "kustomize/overlays/fixture/kustomization.yaml")
-    assert (removed, added) == (['  newTag: "0000000000000000000000000000000000000000"'],
-                                [f"  newTag: {SHA}"])  # fmt: skip
+    assert added == [f"  newTag: {SHA}", f"  digest: {DIGEST}"]
+    assert removed == ['  newTag: "' + "0" * 40 + '"', "  digest: sha256:" + "0" * 64]
 
 
 @pytest.mark.parametrize(
@@ -220,9 +227,8 @@ def test_the_model_options_change_the_tag_line_and_the_two_annotation_lines(
         f"{overlay}/provenance.yaml",
     ]
     removed, added = changed(repo, f"{overlay}/kustomization.yaml")
-    assert len(removed) == 1
-    assert added[0].split() == ["newTag:", SHA]
-    assert len(added) == 1
+    assert len(removed) == 2
+    assert [line.split() for line in added] == [["newTag:", SHA], ["digest:", DIGEST]]
     removed, added = changed(repo, f"{overlay}/provenance.yaml")
     assert [line.split(":")[0].strip() for line in removed] == [
         "modelops.io/model-version",
@@ -264,7 +270,7 @@ def test_the_built_overlay_reports_the_new_model_in_annotations_and_env(
     assert app_env["MODELOPS_MODEL_VERSION"] == VERSION
     assert app_env["MODELOPS_MODEL_SHA256"] == MODEL_SHA256
     assert app_env["MODELOPS_GIT_COMMIT"] == SHA
-    assert app["image"].endswith(f"/modelops/model-server:{SHA}")
+    assert app["image"].endswith(f"/modelops/model-server:{SHA}@{DIGEST}")
 
 
 def test_a_sha256_that_looks_like_a_number_stays_a_string(repo: Path) -> None:
@@ -374,12 +380,10 @@ def test_it_refuses_an_overlay_without_the_model_server_image(repo: Path) -> Non
 
 
 def test_it_requires_the_overlay_to_pull_from_the_registry_it_was_given(repo: Path) -> None:
-    ok = run_tool("set_image", "--registry", "registry.example.org", "fixture", SHA, cwd=repo)
+    ok = set_image(repo, "fixture", SHA, "--registry", "registry.example.org")
     assert ok.stdout == "changed\n"
     git(repo, "checkout", "-q", ".")
-    result = run_tool(
-        "set_image", "--registry", "ghcr.io/acme", "fixture", SHA, cwd=repo, check=False
-    )
+    result = set_image(repo, "fixture", SHA, "--registry", "ghcr.io/acme", check=False)
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1
     assert "pulls 'registry.example.org/modelops/model-server', not ghcr.io/acme/" in result.stderr
@@ -407,6 +411,7 @@ def run_pr_step(repo: Path, tmp_path: Path, sha: str) -> subprocess.CompletedPro
         MODEL_REF="diagnosis-classifier#staging#4",
         VERSION=VERSION,
         MODEL_SHA256=MODEL_SHA256,
+        IMAGE_DIGEST=DIGEST,
         GITHUB_SHA=sha,
     )
     env["PATH"] = f"{stub_dir}:{env['PATH']}"
@@ -414,7 +419,7 @@ def run_pr_step(repo: Path, tmp_path: Path, sha: str) -> subprocess.CompletedPro
     return run_step("promote.yml", step, repo, env)
 
 
-def test_the_promote_workflow_opens_one_pull_request_with_the_three_line_change(
+def test_the_promote_workflow_opens_one_pull_request_with_the_four_line_change(
     repo: Path, tmp_path: Path
 ) -> None:
     origin = tmp_path / "origin.git"
@@ -432,8 +437,8 @@ def test_the_promote_workflow_opens_one_pull_request_with_the_three_line_change(
     ]
     assert git(repo, "rev-parse", f"origin/{branch}~1") == git(repo, "rev-parse", "origin/main")
     assert git(repo, "diff", "--numstat", "origin/main", f"origin/{branch}").split() == [
-        "1",
-        "1",
+        "2",
+        "2",
         "kustomize/overlays/fixture/kustomization.yaml",
         "2",
         "2",
@@ -449,6 +454,7 @@ def test_the_promote_workflow_opens_one_pull_request_with_the_three_line_change(
     assert calls[:6] == ["pr", "create", "--base", "main", "--head", branch]
     assert "diagnosis-classifier#staging#4" in "\n".join(calls)
     assert MODEL_SHA256 in "\n".join(calls)
+    assert f"model-server:{SHA}@{DIGEST}" in "\n".join(calls)
 
 
 def test_the_promote_workflow_opens_no_pull_request_when_the_overlay_runs_that_image(
@@ -468,31 +474,26 @@ def test_the_promote_workflow_opens_no_pull_request_when_the_overlay_runs_that_i
     assert not (tmp_path / "gh-calls").exists()
 
 
-DIGEST = "sha256:" + "5615049ac5f1f24c364393f088ecba678712ef2536aca9b825027146d8d3e1b1"
-PINNED_OVERLAY = FIXTURE_OVERLAY + "  digest: sha256:" + "0" * 64 + "\n"
-
-
 @pytest.fixture
 def pinned(repo: Path) -> Path:
-    """The fixture overlay pinning its image by digest, committed."""
-    (repo / "kustomize/overlays/fixture/kustomization.yaml").write_text(PINNED_OVERLAY)
-    git(repo, "commit", "-qam", "pin by digest")
+    """The fixture overlay, which pins its image by digest like the real ones."""
     return repo
 
 
 def test_a_pinned_overlay_gets_the_tag_and_the_digest_in_two_lines(pinned: Path) -> None:
-    assert set_image(pinned, "fixture", SHA, "--digest", DIGEST).stdout == "changed\n"
+    assert set_image(pinned, "fixture", SHA).stdout == "changed\n"
     removed, added = changed(pinned, "kustomize/overlays/fixture/kustomization.yaml")
     assert added == [f"  newTag: {SHA}", f"  digest: {DIGEST}"]
     assert len(removed) == 2
     (deployment,) = built_deployments(pinned, "fixture")
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == f"registry.example.org/modelops/model-server:{SHA}@{DIGEST}"
-    assert set_image(pinned, "fixture", SHA, "--digest", DIGEST).stdout == "unchanged\n"
+    git(pinned, "commit", "-qam", "deploy")
+    assert set_image(pinned, "fixture", SHA).stdout == "unchanged\n"
 
 
 def test_a_pinned_overlay_without_the_new_digest_is_refused_and_kept(pinned: Path) -> None:
-    result = set_image(pinned, "fixture", SHA, check=False)
+    result = set_image(pinned, "fixture", SHA, check=False, digest=None)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "error: kustomize/overlays/fixture/kustomization.yaml pins "
@@ -502,7 +503,9 @@ def test_a_pinned_overlay_without_the_new_digest_is_refused_and_kept(pinned: Pat
 
 
 def test_a_digest_for_an_overlay_that_pins_none_is_refused(repo: Path) -> None:
-    result = set_image(repo, "fixture", SHA, "--digest", DIGEST, check=False)
+    (repo / "kustomize/overlays/fixture/kustomization.yaml").write_text(UNPINNED_OVERLAY)
+    git(repo, "commit", "-qam", "pull by tag only")
+    result = set_image(repo, "fixture", SHA, check=False)
     assert result.returncode == 1
     assert "has no digest line to set" in result.stderr
     assert git(repo, "status", "--porcelain") == ""
@@ -510,7 +513,18 @@ def test_a_digest_for_an_overlay_that_pins_none_is_refused(repo: Path) -> None:
 
 @pytest.mark.parametrize("digest", ["sha256:abc", DIGEST.upper(), DIGEST.removeprefix("sha256:")])
 def test_a_malformed_digest_is_a_usage_error(pinned: Path, digest: str) -> None:
-    result = set_image(pinned, "fixture", SHA, "--digest", digest, check=False)
+    result = set_image(pinned, "fixture", SHA, check=False, digest=digest)
     assert result.returncode == 2
     assert "is not an image digest sha256:<64 hex>" in result.stderr
     assert git(pinned, "status", "--porcelain") == ""
+
+
+def test_an_overlay_that_is_not_yaml_is_refused_in_one_line(repo: Path) -> None:
+    kustomization = repo / "kustomize/overlays/fixture/kustomization.yaml"
+    kustomization.write_text("images: [\n")
+    git(repo, "commit", "-qam", "broken")
+    result = set_image(repo, "fixture", SHA, check=False)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: kustomize/overlays/fixture/kustomization.yaml: not valid YAML at line 2"
+    ]
