@@ -88,6 +88,12 @@ SETS = (
         "Stage 1 of serving/Dockerfile (model-fetch): dvc and gto at the dev lock's versions.",
         constrained_by="dev",
     ),
+    LockSet(
+        "sbom",
+        "The SBOM stage of serving/Dockerfile (never shipped): cyclonedx-py at the dev lock's"
+        " versions.",
+        constrained_by="dev",
+    ),
     LockSet("checkov", "checkov in its own venv (make checkov): it conflicts with the dev lock."),
 )
 BY_NAME = {s.name: s for s in SETS}

@@ -23,7 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "requirements"
-LOCKS = ("tools", "serving", "dev", "fetch", "checkov")
+LOCKS = ("tools", "serving", "dev", "fetch", "sbom", "checkov")
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)")
 
 
@@ -212,6 +212,7 @@ INSTALLED_BY = {
     "dev": ("Makefile", "-r requirements/dev.txt"),
     "checkov": ("mk/deploy.mk", "-r requirements/checkov.txt"),
     "fetch": ("serving/Dockerfile", "-r /build/fetch.txt"),
+    "sbom": ("serving/Dockerfile", "-r /build/sbom.txt"),
     "serving": ("serving/Dockerfile", "-r /build/serving.txt"),
 }
 # The one install without hashes: the project itself, without its dependencies (the dev lock has
@@ -245,7 +246,9 @@ def test_each_lock_is_what_one_install_reads(lock: str) -> None:
 
 def test_the_image_build_context_holds_the_two_locks_the_dockerfile_installs() -> None:
     rules = (ROOT / ".dockerignore").read_text().splitlines()
-    assert {"!requirements/fetch.txt", "!requirements/serving.txt"} <= set(rules)
+    assert {"!requirements/fetch.txt", "!requirements/serving.txt", "!requirements/sbom.txt"} <= set(
+        rules
+    )
     assert not {"!constraints.txt", "!pyproject.toml"} & set(rules)
 
 
