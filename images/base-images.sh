@@ -9,9 +9,9 @@
 #   2. MODELOPS_BASE_IMAGES=pull: the upstream image; =local: the local stand-in;
 #   3. (auto, the default) the upstream image when it is in the local store, else the local
 #      stand-in when it is, else the upstream image (a build then pulls it).
-# Upstream names are those of images/upstream.env. Local stand-ins (images/build-base-images.sh)
+# Upstream names are those of images/upstream/Dockerfile. Local stand-ins (images/build-base-images.sh)
 # have their own names, localhost/modelops/base-python:<suite> and localhost/modelops/base-nginx:<suite>
-# (suite: DEBIAN_SUITE of images/upstream.env), and the labels
+# (suite: its DEBIAN_SUITE), and the labels
 #   io.modelops.base.stand-in-for=<upstream name>   io.modelops.base.holds=<what it holds: python 3.11.2>
 # An image under an upstream name that carries io.modelops.base.stand-in-for (or
 # io.modelops.stand-in-for, the key of stand-ins that were built under the upstream names) is not
@@ -23,10 +23,11 @@
 #        images/base-images.sh --stand-in-for NAME  what the local image NAME stands in for ("": no stand-in)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-upstream() { sed -n "s/^$1=//p" "$here/upstream.env"; }
-suite=$(upstream DEBIAN_SUITE)
-PYTHON_UPSTREAM=$(upstream PYTHON_IMAGE)
-NGINX_UPSTREAM=$(upstream NGINX_IMAGE)
+# upstream STAGE: the image images/upstream/Dockerfile names in `FROM <image> AS <stage>`.
+upstream() { sed -n "s/^FROM \([^ ]*\) AS $1\$/\1/p" "$here/upstream/Dockerfile"; }
+suite=$(sed -n 's/^ARG DEBIAN_SUITE=//p' "$here/upstream/Dockerfile")
+PYTHON_UPSTREAM=$(upstream python)
+NGINX_UPSTREAM=$(upstream nginx)
 PYTHON_STAND_IN=localhost/modelops/base-python:$suite
 NGINX_STAND_IN=localhost/modelops/base-nginx:$suite
 mode=${MODELOPS_BASE_IMAGES:-auto}

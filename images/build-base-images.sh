@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the base images exist locally: the Python image serving/Dockerfile starts from and the
 # unprivileged Nginx image the pod runs beside it. Which names those are is decided by
-# images/base-images.sh (upstream names from images/upstream.env, PYTHON_IMAGE / NGINX_IMAGE
+# images/base-images.sh (upstream names from images/upstream/Dockerfile, PYTHON_IMAGE / NGINX_IMAGE
 # overrides, local stand-ins).
 #
 # For each image: present already (the upstream image, or its local stand-in) -> nothing to do
@@ -21,7 +21,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 mode=${MODELOPS_BASE_IMAGES:-auto}
 engine=$("$here/engine.sh")
-DEBIAN_SUITE=$(sed -n 's/^DEBIAN_SUITE=//p' "$here/upstream.env")
+DEBIAN_SUITE=$(sed -n 's/^ARG DEBIAN_SUITE=//p' "$here/upstream/Dockerfile")
 eval "$("$here/base-images.sh" --candidates | grep -E '^[A-Z]+_(UPSTREAM|STAND_IN)=[A-Za-z0-9@:./_-]+$')"
 debian_image=localhost/modelops/debootstrap:$DEBIAN_SUITE
 

@@ -15,7 +15,7 @@
 # optional environment:
 #   IMAGE                    tag (default localhost/modelops/model-server:<full git SHA of HEAD>)
 #   PYTHON_IMAGE             base image (default: what images/base-images.sh resolves: the
-#                            upstream image of images/upstream.env, or its local stand-in)
+#                            upstream image of images/upstream/Dockerfile, or its local stand-in)
 #   MODELOPS_DVC_CONFIG      DVC config file merged into the model repo's (remote url, credentials):
 #                            passed as the build secret dvc_config
 #   MODELOPS_DVC_REMOTE_DIR  a local directory DVC remote (podman/buildah): bind-mounted read-only

@@ -130,9 +130,9 @@ def test_it_prefixes_both_images_with_the_configured_registry(template: Callable
     assert images["nginx"].startswith("registry.invalid/team/nginxinc/nginx-unprivileged:")
 
 
-def test_it_pins_the_nginx_image_named_in_images_upstream_env(default_docs: Docs) -> None:
+def test_it_pins_the_nginx_image_named_in_images_upstream(default_docs: Docs) -> None:
     upstream = re.search(
-        r"^NGINX_IMAGE=(\S+)$", (ROOT / "images" / "upstream.env").read_text(), re.M
+        r"^FROM (\S+) AS nginx$", (ROOT / "images" / "upstream" / "Dockerfile").read_text(), re.M
     )
     assert upstream
     image = containers(default_docs)["nginx"]["image"]

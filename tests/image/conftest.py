@@ -9,6 +9,7 @@ Base images come from ``make images-base`` (a test-prereq); podman and buildah f
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shutil
 import subprocess
@@ -30,11 +31,17 @@ CANARY = "canary-" + secrets.token_hex(12)
 
 
 def upstream(key: str) -> str:
-    """A value of images/upstream.env (PYTHON_IMAGE, NGINX_IMAGE, DEBIAN_SUITE)."""
-    for line in (IMAGES / "upstream.env").read_text().splitlines():
-        if line.startswith(f"{key}="):
-            return line.split("=", 1)[1]
-    raise KeyError(key)
+    """PYTHON_IMAGE, NGINX_IMAGE or DEBIAN_SUITE as images/upstream/Dockerfile pins them."""
+    text = (IMAGES / "upstream" / "Dockerfile").read_text()
+    patterns = {
+        "PYTHON_IMAGE": r"^FROM (\S+) AS python$",
+        "NGINX_IMAGE": r"^FROM (\S+) AS nginx$",
+        "DEBIAN_SUITE": r"^ARG DEBIAN_SUITE=(\S+)$",
+    }
+    found = re.search(patterns[key], text, re.M)
+    if found is None:
+        raise KeyError(key)
+    return found[1]
 
 
 # The local stand-ins' own names (images/base-images.sh), after the Debian release they hold.

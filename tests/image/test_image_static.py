@@ -13,10 +13,13 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 
 from .conftest import IMAGES, ROOT, STAND_INS, upstream
 
 DOCKERFILES = [ROOT / "serving" / "Dockerfile", *sorted(IMAGES.glob("*/Dockerfile"))]
+#: The list of upstream base images, as FROM lines for Dependabot: never built.
+UPSTREAM_LIST = IMAGES / "upstream" / "Dockerfile"
 
 
 def load_fetch_model() -> ModuleType:
@@ -37,10 +40,13 @@ def test_dockerfiles_are_hadolint_clean(dockerfile: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_base_image_default_is_the_pinned_upstream_image() -> None:
+def test_the_base_images_are_pinned_once_as_from_lines_dependabot_reads() -> None:
     text = (ROOT / "serving" / "Dockerfile").read_text()
-    default = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
-    assert default and default[1] == upstream("PYTHON_IMAGE")
+    # No default of its own: images/base-images.sh passes the one image it resolves.
+    assert re.search(r"^ARG PYTHON_IMAGE$", text, re.M)
+    dependabot = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    docker = [u for u in dependabot["updates"] if u["package-ecosystem"] == "docker"]
+    assert [u["directory"] for u in docker] == ["/images/upstream"]
     for key in ("PYTHON_IMAGE", "NGINX_IMAGE"):
         name = upstream(key)
         # exact version tag (no floating "latest"/"3.11"), a digest only if it is a real one
@@ -48,7 +54,7 @@ def test_base_image_default_is_the_pinned_upstream_image() -> None:
 
 
 def test_every_stage_starts_from_a_build_arg_or_an_earlier_stage() -> None:
-    for dockerfile in DOCKERFILES:
+    for dockerfile in [path for path in DOCKERFILES if path != UPSTREAM_LIST]:
         stages = {"scratch"}
         for line in dockerfile.read_text().splitlines():
             if line.startswith("FROM "):
