@@ -2,8 +2,7 @@
 
 Every wait for a server or a pod goes through here: ``serving.stack`` (``make serve``, the demo,
 the tests, the benchmark's stacks), the benchmark's reference servers (``bench.run``), the pods of
-``images/pod.py`` and ``scripts/render-podman-pod.py``, and the tests that start servers
-themselves. Standard library only, so that the pod scripts can import it before anything else
+``images/pod.py`` (the local pod runner), and the tests that start servers themselves. Standard library only, so that the pod scripts can import it before anything else
 matters (and it costs the image nothing).
 
 Contract of a wait (``wait_ready`` for an HTTP readiness URL, ``wait_until`` for any probe):
