@@ -93,6 +93,15 @@ def serve_good(server: Server) -> None:
     server.files.update({f"/{UNPINNED}/{name}": content for name, (_, content) in GOOD.items()})
 
 
+def offline_copy(tmp_path: Path) -> Path:
+    """A directory holding GOOD's files, as MODELOPS_ARGOCD_SCHEMAS would name one."""
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    for name, (_, content) in GOOD.items():
+        (offline / name).write_bytes(content)
+    return offline
+
+
 def expected() -> dict[str, bytes]:
     return {kind: content for kind, content in GOOD.values()}
 
@@ -167,10 +176,7 @@ def test_a_corrupted_cache_entry_is_an_error_not_a_fallback_when_it_cannot_be_fe
 def test_the_offline_directory_variable_is_read_and_nothing_is_fetched(
     server: Server, tmp_path: Path
 ) -> None:
-    offline = tmp_path / "offline"
-    offline.mkdir()
-    for name, (_, content) in GOOD.items():
-        (offline / name).write_bytes(content)
+    offline = offline_copy(tmp_path)
     pins = pins_for(tmp_path, server.url)
     cache = tmp_path / "cache"
     schemas = ARGOCD_SCHEMAS.verified_schemas(pins, cache=cache, environ={VARIABLE: str(offline)})
@@ -183,10 +189,7 @@ def test_the_offline_directory_variable_is_read_and_nothing_is_fetched(
 def test_a_wrong_file_in_the_offline_directory_is_refused_naming_it_and_both_sha256s(
     server: Server, tmp_path: Path
 ) -> None:
-    offline = tmp_path / "offline"
-    offline.mkdir()
-    for name, (_, content) in GOOD.items():
-        (offline / name).write_bytes(content)
+    offline = offline_copy(tmp_path)
     wrong = b'{"title": "another version"}\n'
     (offline / "appproject_v1alpha1.json").write_bytes(wrong)
     serve_good(server)  # a good copy is reachable, and still not used instead
