@@ -8,6 +8,11 @@ DVC_REMOTE_DIR ?= .cache/dvc-remote
 # The revision `make report` compares the workspace against, and where it writes the report.
 REPORT_BASE ?= main
 REPORT_DIR ?= out/report
+# Set when the report travels without its PNGs (CI: a pull-request comment, the PNGs in the run's
+# artifact): the artifact's name, and the URL of the page that has it. report.md then lists the
+# plot files instead of linking them (training/report.py).
+REPORT_ARTIFACT ?=
+REPORT_PLOTS_URL ?=
 DEMO_DIR ?= out/demo
 
 .PHONY: dvc-remote
@@ -28,7 +33,9 @@ train: dvc-remote ## run the training pipeline (dvc repro) and push data and mod
 
 .PHONY: report
 report: venv ## write the PR report (params/metrics diff vs REPORT_BASE, PNG plots) to REPORT_DIR
-	python -m training.report --base "$(REPORT_BASE)" --out "$(REPORT_DIR)"
+	python -m training.report --base "$(REPORT_BASE)" --out "$(REPORT_DIR)" \
+	  $(if $(REPORT_ARTIFACT),--plots-artifact "$(REPORT_ARTIFACT)") \
+	  $(if $(REPORT_PLOTS_URL),--plots-url "$(REPORT_PLOTS_URL)")
 
 .PHONY: demo-training
 demo-training: venv ## train, register and assign dev in a sandbox clone under out/demo (committed HEAD only)

@@ -1,12 +1,21 @@
 """The pull-request report: params and metrics diffs against a base revision, and the plots as PNG.
 
     python -m training.report --base origin/main --out out/report
+    python -m training.report --base origin/main --out out/report \\
+        --plots-artifact training-report --plots-url https://github.com/OWNER/REPO/actions/runs/ID
 
+Called by ``make report`` (mk/training.mk), locally and in .github/workflows/training-report.yml.
 Writes ``report.md`` (markdown tables from ``dvc params diff --md`` and ``dvc metrics diff --md``)
-and one PNG per DVC plot, rendered offline with vl-convert from ``dvc plots diff --json`` (base and
-workspace overlaid) and linked from the markdown, so ``cml comment create out/report/report.md``
-posts it with its images. Run it from the repository root, after ``dvc repro`` (or on a checkout
-whose committed metrics and plots are current).
+and one PNG per DVC plot into OUT, rendered offline with vl-convert from ``dvc plots diff --json``
+(base and workspace overlaid). Run it from the repository root, after ``dvc repro`` (or on a
+checkout whose committed metrics and plots are current).
+
+How report.md refers to the PNGs: without ``--plots-artifact`` it links them as images next to it
+(``![ROC curve](roc.png)``), for reading it where it was written. With ``--plots-artifact NAME``,
+for a report that travels without its PNGs (CI posts the markdown as a pull-request comment and
+keeps OUT as the workflow run's artifact NAME), report.md links no local file: it lists each plot's
+file name and names the artifact that holds them, linked to ``--plots-url`` (the workflow run) when
+given. Any failure is one line on stderr and exit status 1, and no report.md is written.
 """
 
 from __future__ import annotations
@@ -26,6 +35,10 @@ from training.errors import StageError, run_stage
 
 #: What a PNG file starts with; checked before a plot is linked.
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: An artifact name --plots-artifact accepts (a subset of what actions/upload-artifact allows).
+ARTIFACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: A URL --plots-url accepts: http(s), and nothing that would end a markdown link early.
+PLOTS_URL = re.compile(r"https?://[^\s()<>\[\]]+")
 
 
 def dvc(repo: Path, *args: str) -> str:
@@ -76,8 +89,54 @@ def render_plots(plots_json: dict[str, Any], out: Path) -> list[tuple[str, str]]
     return rendered
 
 
-def build_report(repo: Path, base: str, out: Path) -> Path:
-    """Write report.md and the PNGs into ``out``; return the path of report.md."""
+def plots_section(
+    images: list[tuple[str, str]], artifact: str | None, url: str | None
+) -> list[str]:
+    """The lines of the report's Plots section for the rendered IMAGES (title, file name).
+
+    Without ARTIFACT, each plot is an image link to its PNG next to report.md. With ARTIFACT, no
+    link to a local file at all: a sentence naming the artifact (linked to URL when given), then
+    one list item per plot with its file name."""
+    lines = ["### Plots", ""]
+    if not images:
+        return [*lines, "No plots found.", ""]
+    if artifact is None:
+        for title, name in images:
+            lines += [f"#### {title}", "", f"![{title}]({name})", ""]
+        return lines
+    run = f"[this workflow run]({url})" if url else "this workflow run"
+    lines += [f"The plots are PNG files in the artifact `{artifact}` of {run}:", ""]
+    lines += [f"- {title}: `{name}`" for title, name in images]
+    return [*lines, ""]
+
+
+def check_plots_options(artifact: str | None, url: str | None) -> None:
+    """Refuse --plots-artifact/--plots-url values report.md could not carry, in one line each."""
+    if url is not None and artifact is None:
+        raise StageError("--plots-url needs --plots-artifact: the artifact the URL holds")
+    if artifact is not None and not ARTIFACT_NAME.fullmatch(artifact):
+        raise StageError(
+            f"--plots-artifact must be letters, digits, '.', '_' or '-', got {artifact!r}"
+        )
+    if url is not None and not PLOTS_URL.fullmatch(url):
+        raise StageError(
+            "--plots-url must be an http(s) URL without spaces, brackets or parentheses,"
+            f" got {url!r}"
+        )
+
+
+def build_report(
+    repo: Path,
+    base: str,
+    out: Path,
+    *,
+    plots_artifact: str | None = None,
+    plots_url: str | None = None,
+) -> Path:
+    """Write report.md and the PNGs into ``out``; return the path of report.md.
+
+    PLOTS_ARTIFACT and PLOTS_URL say where a reader finds the PNGs (``plots_section``)."""
+    check_plots_options(plots_artifact, plots_url)
     out.mkdir(parents=True, exist_ok=True)
     params = dvc(repo, "params", "diff", base, "--md")
     metrics = dvc(repo, "metrics", "diff", base, "--md", "--all")
@@ -94,11 +153,7 @@ def build_report(repo: Path, base: str, out: Path) -> Path:
         lines += [metrics.strip(), ""]
     else:
         lines += ["No metrics found (run `dvc repro` first).", ""]
-    lines += ["### Plots", ""]
-    if not images:
-        lines += ["No plots found.", ""]
-    for title, name in images:
-        lines += [f"#### {title}", "", f"![{title}]({name})", ""]
+    lines += plots_section(images, plots_artifact, plots_url)
     report = out / "report.md"
     report.write_text("\n".join(lines), encoding="utf-8")
     return report
@@ -109,8 +164,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--base", required=True, help="git revision to compare against")
     parser.add_argument("--out", type=Path, required=True, help="directory for report.md + PNGs")
     parser.add_argument("--repo", type=Path, default=Path(), help="repository root (default: .)")
+    parser.add_argument(
+        "--plots-artifact",
+        metavar="NAME",
+        help="the PNGs are published as the CI artifact NAME: list them, link no local file",
+    )
+    parser.add_argument(
+        "--plots-url", metavar="URL", help="where that artifact is (the workflow run's page)"
+    )
     args = parser.parse_args(argv)
-    report = build_report(args.repo, args.base, args.out)
+    report = build_report(
+        args.repo, args.base, args.out, plots_artifact=args.plots_artifact, plots_url=args.plots_url
+    )
     print(f"report: {report}")
 
 

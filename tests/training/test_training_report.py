@@ -1,4 +1,5 @@
-"""The pull-request report: params and metrics tables against a base revision, PNG plots offline."""
+"""The pull-request report: params and metrics tables against a base revision, PNG plots offline,
+linked next to report.md or, for a report that travels without them, listed with their artifact."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import re
 from pathlib import Path
 
 import pytest
-from training_helpers import copy_repo, png_size, repro, run, set_param
+from training_helpers import ROOT, copy_repo, png_size, repro, run, set_param
 
 pytestmark = pytest.mark.integration  # real git and DVC repositories
 
 IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
+LINK_TARGET = re.compile(r"\]\(([^)]+)\)")
+RUN_URL = "https://github.com/acme/modelops/actions/runs/42"
+PNGS = ["confusion.png", "precision_recall.png", "roc.png"]
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +85,81 @@ def test_an_unknown_base_revision_fails_in_one_line(base_clone: Path, tmp_path: 
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.startswith("error: dvc params diff no-such-rev")
     assert not (tmp_path / "report.md").exists()
+
+
+def report_with_artifact(repo: Path, out: Path, *options: str) -> str:
+    run(
+        "python", "-m", "training.report", "--base", "HEAD", "--out", out,
+        "--plots-artifact", "training-report", *options,
+        cwd=repo,
+    )  # fmt: skip
+    return (out / "report.md").read_text()
+
+
+def test_with_an_artifact_the_report_lists_the_plots_and_links_no_local_file(
+    base_clone: Path, tmp_path: Path
+) -> None:
+    report = report_with_artifact(base_clone, tmp_path, "--plots-url", RUN_URL)
+    assert IMAGE_LINK.findall(report) == []
+    assert LINK_TARGET.findall(report) == [RUN_URL]
+    plots = report.split("### Plots", 1)[1]
+    where = f"in the artifact `training-report` of [this workflow run]({RUN_URL}):"
+    assert f"The plots are PNG files {where}" in plots
+    listed = re.findall(r"^- (.+): `([^`]+)`$", plots, re.MULTILINE)
+    assert sorted(name for _, name in listed) == PNGS
+    assert all(title and not title.endswith(".csv") for title, _ in listed), listed
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == PNGS  # still written, for the artifact
+
+
+def test_with_an_artifact_and_no_url_the_report_names_the_artifact_without_a_link(
+    base_clone: Path, tmp_path: Path
+) -> None:
+    report = report_with_artifact(base_clone, tmp_path)
+    assert LINK_TARGET.findall(report) == []
+    assert "in the artifact `training-report` of this workflow run:" in report
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--plots-url", RUN_URL],
+            "error: --plots-url needs --plots-artifact: the artifact the URL holds",
+        ),
+        (
+            ["--plots-artifact", "plots/png"],
+            "error: --plots-artifact must be letters, digits, '.', '_' or '-', got 'plots/png'",
+        ),
+        (
+            ["--plots-artifact", "p", "--plots-url", "https://x/(y)"],
+            "error: --plots-url must be an http(s) URL without spaces, brackets or parentheses,"
+            " got 'https://x/(y)'",
+        ),
+        (
+            ["--plots-artifact", "p", "--plots-url", "file:///tmp/run"],
+            "error: --plots-url must be an http(s) URL without spaces, brackets or parentheses,"
+            " got 'file:///tmp/run'",
+        ),
+    ],
+    ids=["url-without-artifact", "artifact-with-slash", "url-with-parenthesis", "not-http"],
+)
+def test_plots_options_the_report_could_not_carry_fail_in_one_line(
+    base_clone: Path, tmp_path: Path, options: list[str], message: str
+) -> None:
+    result = run(
+        "python", "-m", "training.report", "--base", "HEAD", "--out", tmp_path, *options,
+        cwd=base_clone, check=False,
+    )  # fmt: skip
+    assert (result.returncode, result.stderr) == (1, message + "\n")
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_make_report_passes_the_artifact_and_its_url_only_when_given() -> None:
+    def dry_run(*variables: str) -> str:
+        out = run("make", "-n", "report", "REPORT_BASE=abc", *variables, cwd=ROOT).stdout
+        return out.split("training.report", 1)[1].replace("\\\n", " ")
+
+    plain = dry_run()
+    given = dry_run("REPORT_ARTIFACT=training-report", f"REPORT_PLOTS_URL={RUN_URL}")
+    assert "--plots" not in plain
+    assert f'--plots-artifact "training-report" --plots-url "{RUN_URL}"' in " ".join(given.split())
