@@ -16,8 +16,11 @@ BIN := $(VENV)/bin
 TOOLS := .tools/bin
 # Tools first on PATH for every recipe and every script it starts.
 export PATH := $(CURDIR)/$(TOOLS):$(CURDIR)/$(BIN):$(PATH)
+# No usage telemetry from DVC, GTO or CML (ITERATIVE_DO_NOT_TRACK) in any recipe, test or script
+# make starts; the workflows set the same three at their top (tests/workflows).
 export DVC_NO_ANALYTICS := 1
 export GTO_NO_ANALYTICS := 1
+export ITERATIVE_DO_NOT_TRACK := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help

@@ -11,11 +11,11 @@ committed HEAD (``SANDBOX/work``) whose origin is a bare repository at
 repository, where a test reads them. act copies the sandbox's tracked files into a fresh
 workspace under ``SANDBOX/act-N`` for each run.
 
-Everything that stands in for GitHub (the actions that only prepare a runner, and the `gh` CLI)
-is in tests/workflows/act/, listed with the reason in its README.md. `act_command` wires each
-action of the workflows to its stand-in by the exact ``owner/repo@sha`` the workflows pin, read
-from the workflow files; a workflow that starts using another action fails here until that
-action has a stand-in.
+Everything that stands in for GitHub (the actions that only prepare a runner or keep artifacts,
+and the `gh` CLI) is in tests/workflows/act/, listed with the reason in its README.md.
+`act_command` wires each action of the workflows to its stand-in by the exact ``owner/repo@sha``
+the workflows pin, read from the workflow files; a workflow that starts using another action fails
+here until that action has a stand-in. Artifacts land in ``SANDBOX/artifacts/NAME``.
 
 usage (what `make act` runs):
     python tests/workflows/act_harness.py --event push --branch main [--workflow promote.yml]
@@ -49,6 +49,7 @@ STANDIN_OF = {
     "actions/setup-python": "setup-python",
     "actions/cache": "cache",
     "docker/login-action": "docker-login",
+    "actions/upload-artifact": "upload-artifact",
 }
 #: github.token of every run: given, so act does not ask `gh auth token` for one; act masks it
 #: in its output, so it is a string no other output contains.
@@ -130,6 +131,22 @@ class Sandbox:
         """What the gh stand-in answers to `gh pr diff --name-only`."""
         return self.root / "pr-files"
 
+    @property
+    def artifacts(self) -> Path:
+        """Where the upload-artifact stand-in keeps the last run's artifacts: one folder each."""
+        return self.root / "artifacts"
+
+    @property
+    def artifact_uploads(self) -> Path:
+        """The upload-artifact stand-in's record of the last run: one JSON object an upload."""
+        return self.root / "artifact-uploads.jsonl"
+
+    def uploads(self) -> list[dict[str, Any]]:
+        """The artifact uploads of the last run, in order: name and files (relative paths)."""
+        path = self.artifact_uploads
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [json.loads(line) for line in lines]
+
     def calls(self) -> list[dict[str, Any]]:
         """The gh calls of the last run, in order."""
         lines = self.gh_calls.read_text().splitlines() if self.gh_calls.exists() else []
@@ -159,7 +176,8 @@ def make_sandbox(root: Path, branch: str = "main", source: Path = REPO) -> Sandb
 def act_env(sandbox: Sandbox) -> dict[str, str]:
     """The environment of the act process, which its host-mode steps inherit: the gh stand-in
     first on PATH, where it records and what it answers, the checkout whose .venv and .tools the
-    setup-python stand-in links, the sandbox the checkout stand-in clones."""
+    setup-python stand-in links, the sandbox the checkout stand-in clones, where the
+    upload-artifact stand-in keeps artifacts and records uploads."""
     env = tool_env()
     env["PATH"] = os.pathsep.join([str(STANDINS / "bin"), env["PATH"]])
     env.update(
@@ -167,6 +185,8 @@ def act_env(sandbox: Sandbox) -> dict[str, str]:
         MODELOPS_GH_PR_FILES=str(sandbox.pr_files),
         MODELOPS_ACT_TOOLCHAIN=str(REPO),
         MODELOPS_ACT_REPO=str(sandbox.work),
+        MODELOPS_ACT_ARTIFACTS=str(sandbox.artifacts),
+        MODELOPS_ACT_UPLOADS=str(sandbox.artifact_uploads),
     )
     # Nothing of the caller's own run (a CI runner's) leaks into the workflow's.
     for name in [name for name in env if name.startswith(("GITHUB_", "RUNNER_", "ACTIONS_"))]:
@@ -199,11 +219,14 @@ def run_act(
     echo: bool = False,
     **options: Any,
 ) -> ActRun:
-    """Run act (act_command's OPTIONS) in SANDBOX with act_env; the gh record starts empty. With
-    STOP_BEFORE, stop act and its steps as soon as the step of that name starts (what it needs is
-    not here: the rest of the job is not run). With ECHO, copy act's output to stdout."""
+    """Run act (act_command's OPTIONS) in SANDBOX with act_env; the gh record, the artifacts and
+    their record start empty. With STOP_BEFORE, stop act and its steps as soon as the step of that
+    name starts (what it needs is not here: the rest of the job is not run). With ECHO, copy act's
+    output to stdout."""
     cache = sandbox.root / f"act-{len(list(sandbox.root.glob('act-*')))}"  # a fresh one per run
     sandbox.gh_calls.write_text("")
+    shutil.rmtree(sandbox.artifacts, ignore_errors=True)
+    sandbox.artifact_uploads.unlink(missing_ok=True)
     command = act_command(event, cache=cache, **options)
     with subprocess.Popen(
         command,
@@ -292,7 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         variables=pairs(args.var),
         secrets=pairs(args.secret),
     )
-    print(f"act exited {run.returncode}; sandbox {sandbox.root}, gh calls in {sandbox.gh_calls}")
+    print(
+        f"act exited {run.returncode}; sandbox {sandbox.root}, gh calls in {sandbox.gh_calls},"
+        f" artifacts in {sandbox.artifacts}"
+    )
     return run.returncode or 0
 
 

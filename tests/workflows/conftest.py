@@ -48,11 +48,9 @@ def pr_sandbox(new_sandbox: Callable[[str], Sandbox]) -> Sandbox:
     return sandbox
 
 
-@pytest.fixture(scope="session")
-def dvc_remote_sandbox(new_sandbox: Callable[[str], Sandbox]) -> tuple[Sandbox, str]:
-    """A sandbox and the DVC_CONFIG of a local DVC remote that holds the pipeline's outputs at
-    HEAD (dvc repro, dvc push: what a developer does before merging)."""
-    sandbox = new_sandbox("promote")
+def with_dvc_remote(sandbox: Sandbox) -> str:
+    """Give SANDBOX a local DVC remote that holds the pipeline's outputs at HEAD (dvc repro,
+    dvc push: what a developer does before merging); return its DVC_CONFIG."""
     remote = sandbox.root / "dvc-remote"
     remote.mkdir()
     config = DVC_CONFIG.format(url=remote)
@@ -64,7 +62,22 @@ def dvc_remote_sandbox(new_sandbox: Callable[[str], Sandbox]) -> tuple[Sandbox, 
         )
     local.unlink()
     assert git(sandbox.work, "status", "--porcelain") == "", "dvc repro changed tracked files"
-    return sandbox, config
+    return config
+
+
+@pytest.fixture(scope="session")
+def dvc_remote_sandbox(new_sandbox: Callable[[str], Sandbox]) -> tuple[Sandbox, str]:
+    """The sandbox of the promote walks (they push tags) and the DVC_CONFIG of its DVC remote."""
+    sandbox = new_sandbox("promote")
+    return sandbox, with_dvc_remote(sandbox)
+
+
+@pytest.fixture(scope="session")
+def report_sandbox(new_sandbox: Callable[[str], Sandbox]) -> tuple[Sandbox, str]:
+    """The sandbox of the training-report walk (it opens pull requests, which leave the clone on
+    a detached HEAD) and the DVC_CONFIG of its DVC remote."""
+    sandbox = new_sandbox("training-report")
+    return sandbox, with_dvc_remote(sandbox)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ import itertools
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,8 +39,8 @@ def test_every_action_a_workflow_pins_runs_its_stand_in_by_that_exact_pin(tmp_pa
 
 
 def test_an_action_without_a_stand_in_is_refused_by_name() -> None:
-    with pytest.raises(LookupError, match=r"actions/upload-artifact@abc: no stand-in"):
-        local_repositories(["actions/checkout@abc", "actions/upload-artifact@abc"])
+    with pytest.raises(LookupError, match=r"actions/download-artifact@abc: no stand-in"):
+        local_repositories(["actions/checkout@abc", "actions/download-artifact@abc"])
 
 
 def test_act_runs_every_job_on_this_machine_with_the_given_event_workflow_vars_and_secrets(
@@ -90,6 +91,7 @@ def test_the_steps_see_the_gh_stand_in_first_and_none_of_the_callers_github_vari
     assert env["PATH"].split(":")[0] == str(STANDINS / "bin")
     assert not {"GITHUB_TOKEN", "RUNNER_TEMP"} & set(env)
     assert env["MODELOPS_ACT_TOOLCHAIN"] == str(REPO)
+    assert env["MODELOPS_ACT_ARTIFACTS"] == str(tmp_path / "artifacts")
 
 
 def run_gh(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -140,3 +142,106 @@ def test_make_act_runs_the_harness_with_the_given_event_and_workflow() -> None:
     line = dry.split("act_harness.py", 1)[1].replace("\\\n", " ")
     assert "--event 'pull_request'" in line and "--workflow 'pr-guard.yml'" in line
     assert "--var 'A=1' --var 'B=2'" in line
+
+
+# --- the upload-artifact stand-in (upload-artifact/upload.py, run as its action.yml runs it) ---
+
+
+def upload(workspace: Path, path: str, **inputs: str) -> subprocess.CompletedProcess[str]:
+    """Run the stand-in in WORKSPACE with the input PATH and other INPUTS (name, overwrite, ...),
+    the sandbox being WORKSPACE's parent; GITHUB_OUTPUT goes to WORKSPACE/../output."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "GITHUB_WORKSPACE": str(workspace),
+        "GITHUB_OUTPUT": str(workspace.parent / "output"),
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "acme/modelops",
+        "GITHUB_RUN_ID": "42",
+        "MODELOPS_ACT_ARTIFACTS": str(workspace.parent / "artifacts"),
+        "MODELOPS_ACT_UPLOADS": str(workspace.parent / "uploads.jsonl"),
+        "INPUT_NAME": "training-report",
+        "INPUT_PATH": path,
+        **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
+    }
+    return subprocess.run(
+        [sys.executable, str(STANDINS / "upload-artifact" / "upload.py")],
+        cwd=workspace, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """A workspace with a report folder as make report writes it, plus a subfolder and a hidden
+    file."""
+    report = tmp_path / "workspace" / "out" / "report"
+    (report / "extra").mkdir(parents=True)
+    for name in ("report.md", "roc.png", "extra/notes.txt", ".hidden"):
+        (report / name).write_text(name)
+    return tmp_path / "workspace"
+
+
+def artifact_files(workspace: Path, name: str = "training-report") -> list[str]:
+    root = workspace.parent / "artifacts" / name
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_the_upload_stand_in_copies_a_folder_under_the_artifact_name_and_records_it(
+    workspace: Path,
+) -> None:
+    result = upload(workspace, "out/report/", if_no_files_found="error")
+    assert result.returncode == 0, result.stdout
+    assert artifact_files(workspace) == ["extra/notes.txt", "report.md", "roc.png"]
+    records = (workspace.parent / "uploads.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in records] == [
+        {"name": "training-report", "files": ["extra/notes.txt", "report.md", "roc.png"]}
+    ]
+    assert (workspace.parent / "output").read_text().splitlines() == [
+        "artifact-id=1",
+        "artifact-url=https://github.com/acme/modelops/actions/runs/42/artifacts/1",
+    ]
+
+
+def test_the_upload_stand_in_lays_files_out_from_the_common_folder_of_the_paths(
+    workspace: Path,
+) -> None:
+    assert upload(workspace, "out/report/report.md", name="one").returncode == 0
+    assert upload(workspace, "out/report/*.png\nout/report/extra/", name="two").returncode == 0
+    assert upload(workspace, "out/**/*.md", name="glob").returncode == 0
+    assert artifact_files(workspace, "one") == ["report.md"]
+    assert artifact_files(workspace, "two") == ["extra/notes.txt", "roc.png"]
+    assert artifact_files(workspace, "glob") == ["report/report.md"]
+
+
+def test_the_upload_stand_in_refuses_a_second_artifact_of_one_name_unless_overwrite(
+    workspace: Path,
+) -> None:
+    assert upload(workspace, "out/report/report.md").returncode == 0
+    again = upload(workspace, "out/report/roc.png")
+    replaced = upload(workspace, "out/report/roc.png", overwrite="true")
+    assert again.returncode == 1
+    assert again.stdout == (
+        "::error::an artifact named training-report exists already in this run (overwrite: true)\n"
+    )
+    assert replaced.returncode == 0
+    assert artifact_files(workspace) == ["roc.png"]
+
+
+@pytest.mark.parametrize(
+    ("if_no_files_found", "returncode", "prefix"),
+    [("error", 1, "::error::"), ("warn", 0, "::warning::"), ("ignore", 0, "")],
+)
+def test_the_upload_stand_in_does_what_if_no_files_found_says_when_nothing_matches(
+    workspace: Path, if_no_files_found: str, returncode: int, prefix: str
+) -> None:
+    result = upload(workspace, "out/nothing/", if_no_files_found=if_no_files_found)
+    assert result.returncode == returncode
+    assert result.stdout.startswith(prefix) and len(result.stdout.splitlines()) <= 1
+    assert not (workspace.parent / "artifacts").exists()
+
+
+def test_the_upload_stand_in_refuses_exclusion_patterns_by_name(workspace: Path) -> None:
+    result = upload(workspace, "out/report/\n!out/report/extra/")
+    assert result.returncode == 1
+    assert result.stdout == (
+        "::error::the upload-artifact stand-in does not know exclusions: !out/report/extra/\n"
+    )

@@ -9,6 +9,7 @@ also records each call. No root: the integration tier.
 import json
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from act_harness import TOKEN, ActRun, Sandbox, pull_request_payload, run_act
@@ -19,6 +20,8 @@ pytestmark = pytest.mark.integration  # act running real git, DVC and GTO in san
 ENV_STEP = "Stage of this branch, and the configuration"
 BUILD_STEP = "Build the image (serving/Dockerfile) and push it, tagged with the commit SHA"
 QUICK_TIER_STEP = "make lint test-unit"
+CML_STEP = "Install CML"
+IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 
 
 def open_pull_request(
@@ -52,7 +55,7 @@ def open_pull_request(
     )
 
 
-def run_pull_request(sandbox: Sandbox, payload: dict[str, object], **options: str) -> ActRun:
+def run_pull_request(sandbox: Sandbox, payload: dict[str, object], **options: Any) -> ActRun:
     path = sandbox.root / "event.json"
     path.write_text(json.dumps(payload))
     return run_act(sandbox, "pull_request", payload=path, **options)
@@ -178,3 +181,37 @@ def test_promote_tags_the_model_in_the_origin_and_reaches_the_image_build(
     assert tagged == head
     assert "no login needed for 127.0.0.1:5999" in run.output  # the registry host output
     assert [call["argv"] for call in sandbox.calls()] == [["auth", "setup-git"]]
+
+
+# --- training-report.yml on a pull request that changes a hyper-parameter ----------------------
+# The walk stops where CML is installed (npm, the network): the report and its artifact are made.
+
+
+def test_training_report_keeps_the_report_and_its_plots_as_the_runs_artifact(
+    report_sandbox: tuple[Sandbox, str],
+) -> None:
+    sandbox, dvc_config = report_sandbox
+    params = (sandbox.work / "training/params.yaml").read_text()
+    changed = params.replace("  C: 1.0 ", "  C: 0.05", 1)
+    assert changed != params
+    payload = open_pull_request(
+        sandbox, "experiment/smaller-c", "main", {"training/params.yaml": changed}
+    )
+    run = run_pull_request(
+        sandbox,
+        payload,
+        workflow="training-report.yml",
+        secrets={"DVC_CONFIG": dvc_config},
+        stop_before=CML_STEP,
+    )
+    assert run.stopped_before == CML_STEP, run.output
+    pngs = ["confusion.png", "precision_recall.png", "roc.png"]
+    assert sandbox.uploads() == [{"name": "training-report", "files": sorted([*pngs, "report.md"])}]
+    artifact = sandbox.artifacts / "training-report"
+    assert all((artifact / png).read_bytes().startswith(b"\x89PNG") for png in pngs)
+    report = (artifact / "report.md").read_text()
+    assert re.search(r"\| training/params\.yaml +\| train\.C +\| 1\.0 +\| 0\.05 +\|", report)
+    run_url = "https://github.com/acme/modelops/actions/runs/"
+    assert f"in the artifact `training-report` of [this workflow run]({run_url}" in report
+    assert IMAGE_LINK.findall(report) == []
+    assert [f"`{png}`" in report for png in pngs] == [True] * 3

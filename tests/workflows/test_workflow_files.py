@@ -1,6 +1,7 @@
 """The GitHub Actions workflows and their config: schema-valid, zizmor-clean, yamllint-clean,
-every action pinned to a commit SHA with its version, least privilege, and wired to the gitops
-commands, scripts and make targets that exist. All offline.
+every action pinned to a commit SHA with its version, least privilege, wired to the gitops
+commands, scripts and make targets that exist, no telemetry from DVC, GTO or CML and no CML upload
+to its asset host. All offline.
 """
 
 import re
@@ -10,7 +11,15 @@ from typing import Any
 
 import pytest
 import yaml
-from workflow_helpers import REPO, WORKFLOWS, run_step, run_tool, tool_env, workflow_files
+from workflow_helpers import (
+    REPO,
+    WORKFLOWS,
+    run_step,
+    run_tool,
+    step_script,
+    tool_env,
+    workflow_files,
+)
 
 from gitops import environments
 from requirements.lock import versions
@@ -159,11 +168,12 @@ def test_promote_ignores_the_merge_of_its_own_overlay_pull_request() -> None:
 
 
 def run_lines(path: Path) -> list[str]:
+    """Every command line of the workflow's `run:` scripts, a backslash-continued line joined."""
     return [
         line
         for job in load(path)["jobs"].values()
         for step in job["steps"]
-        for line in str(step.get("run", "")).splitlines()
+        for line in str(step.get("run", "")).replace("\\\n", " ").splitlines()
     ]
 
 
@@ -275,3 +285,82 @@ def test_ci_runs_the_quick_tier_first_and_each_heavy_tier_in_its_own_job() -> No
         assert jobs[tier]["if"] == f"needs.unit.outputs.{tier} == 'true'"
         assert f"make test-{tier}" in runs[tier]
         assert jobs["unit"]["outputs"][tier] == f"${{{{ steps.tiers.outputs.{tier} }}}}"
+
+
+# --- no telemetry, no upload to a third party ---------------------------------------------------
+
+#: What turns off the usage telemetry of DVC, GTO and CML (CML reads ITERATIVE_DO_NOT_TRACK).
+TELEMETRY_OFF = {"DVC_NO_ANALYTICS": "1", "GTO_NO_ANALYTICS": "1", "ITERATIVE_DO_NOT_TRACK": "1"}
+#: A command line that runs DVC, GTO or CML, or make (whose targets and tests run DVC and GTO).
+RUNS_ITERATIVE_TOOLS = re.compile(r"(?:^|[\s;&|(])(?:dvc|gto|cml|make)\s")
+
+
+def runs_iterative_tools(path: Path) -> bool:
+    return any(RUNS_ITERATIVE_TOOLS.search(line) for line in run_lines(path))
+
+
+def test_the_check_knows_which_workflows_run_dvc_gto_or_cml() -> None:
+    runners = {path.name for path in workflow_files() if runs_iterative_tools(path)}
+    assert runners == {"ci.yml", "promote.yml", "training-report.yml"}
+
+
+def test_every_workflow_that_runs_dvc_gto_or_cml_turns_their_telemetry_off_at_its_top() -> None:
+    wrong = {}
+    for path in filter(runs_iterative_tools, workflow_files()):
+        top = {name: str(value) for name, value in load(path).get("env", {}).items()}
+        if {name: top.get(name) for name in TELEMETRY_OFF} != TELEMETRY_OFF:
+            wrong[path.name] = {name: top.get(name) for name in TELEMETRY_OFF}
+    assert wrong == {}
+
+
+def test_make_gives_every_recipe_the_telemetry_switches() -> None:
+    env = {k: v for k, v in tool_env().items() if k not in TELEMETRY_OFF}
+    recipe = "printenv " + " ".join(TELEMETRY_OFF)
+    result = subprocess.run(
+        ["make", "-s", "--eval", f"telemetry-probe: ; @{recipe}", "telemetry-probe"],
+        cwd=REPO, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == list(TELEMETRY_OFF.values())
+
+
+def cml_commands(path: Path) -> list[str]:
+    return [line.strip() for line in run_lines(path) if re.search(r"(?:^|\s)cml\s", line)]
+
+
+def test_the_report_workflow_comments_with_cml_and_publishes_nothing() -> None:
+    [command] = cml_commands(WORKFLOWS / "training-report.yml")
+    assert command.startswith("cml comment create ")
+    assert "--publish=false" in command.split()
+
+
+def test_the_report_workflow_keeps_the_report_folder_as_the_artifact_the_report_names() -> None:
+    steps = load(WORKFLOWS / "training-report.yml")["jobs"]["report"]["steps"]
+    names = [step.get("name") for step in steps]
+    [upload] = [
+        step for step in steps if str(step.get("uses")).startswith("actions/upload-artifact@")
+    ]
+    script = step_script("training-report.yml", "make report")
+    run_url = "$GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID"
+    assert f'run_url="{run_url}"' in script and 'REPORT_PLOTS_URL="$run_url"' in script
+    assert 'REPORT_ARTIFACT="$REPORT_ARTIFACT"' in script and "REPORT_DIR=out/report" in script
+    assert upload["with"] == {
+        "name": "${{ env.REPORT_ARTIFACT }}",
+        "path": "out/report/",
+        "if-no-files-found": "error",
+    }
+    assert (
+        names.index("make report")
+        < steps.index(upload)
+        < names.index("Comment on the pull request (CML)")
+    )
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_no_workflow_lets_cml_upload_to_its_asset_host(path: Path) -> None:
+    """CML's --publish defaults to true: every cml command must say --publish=false, and none
+    may name another asset host or upload natively."""
+    for command in cml_commands(path):
+        words = command.split()
+        others = [w for w in words if w.startswith(("--publish", "--native"))]
+        assert others == ["--publish=false"], command
