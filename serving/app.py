@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "MODEL_VERSION": "",
     "MODEL_STAGE": "",
     "GIT_COMMIT": "",
+    "IMAGE_DIGEST": "",
     "MODEL_SHA256": "",
     "MAX_ROWS": 10_000,
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,
@@ -50,6 +51,7 @@ def model_from_config(config: Mapping[str, Any]) -> Model:
         version=str(config["MODEL_VERSION"]),
         stage=str(config["MODEL_STAGE"]),
         git_commit=str(config["GIT_COMMIT"]),
+        image_digest=str(config["IMAGE_DIGEST"]),
         sha256_pin=str(config["MODEL_SHA256"]),
     )
 

@@ -76,12 +76,14 @@ class Metrics:
         )
         self.model_info = Gauge(
             "modelops_model_info",
-            "The served model (value 1): name, version, stage, git commit, hashes, inference path.",
+            "The served model (value 1): name, version, stage, git commit, image digest, hashes, "
+            "inference path.",
             [
                 "name",
                 "version",
                 "stage",
                 "git_commit",
+                "image_digest",
                 "model_sha256",
                 "data_sha256",
                 "inference_path",

@@ -29,12 +29,18 @@ class ModelError(Exception):
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where the served model comes from: the values the image labels and manifests carry."""
+    """Where the served model comes from: the values the image labels and manifests carry.
+
+    ``image_digest`` is the manifest digest of the image the pod runs (``sha256:<hex>``). An image
+    cannot carry its own digest, so only a deployment that pins the image by digest sets it
+    (``MODELOPS_IMAGE_DIGEST``); anywhere else it is empty, like every value nobody set.
+    """
 
     name: str
     version: str
     stage: str
     git_commit: str
+    image_digest: str
     data_sha256: str
     model_sha256: str
 
@@ -112,6 +118,7 @@ class Model:
         version: str = "",
         stage: str = "",
         git_commit: str = "",
+        image_digest: str = "",
         sha256_pin: str = "",
     ) -> None:
         self.model_dir = model_dir
@@ -119,6 +126,7 @@ class Model:
         self._version = version
         self._stage = stage
         self._git_commit = git_commit
+        self._image_digest = image_digest
         self._pin = sha256_pin.strip().lower()
         self.ready = False
         self.features: tuple[Feature, ...] = ()
@@ -127,7 +135,7 @@ class Model:
         self.classes: tuple[str, ...] = ()
         self.metadata: dict[str, Any] = {}
         self.inference_path = ""
-        self.provenance = Provenance(name, version, stage, git_commit, "", "")
+        self.provenance = Provenance(name, version, stage, git_commit, image_digest, "", "")
         self.provenance_dict: dict[str, str] = {}
         self.provenance_header = ""
         self._proba: ProbaFn | None = None
@@ -175,6 +183,7 @@ class Model:
             version=self._version,
             stage=self._stage,
             git_commit=self._git_commit,
+            image_digest=self._image_digest,
             data_sha256=str((data or {}).get("sha256", "")),
             model_sha256=actual,
         )

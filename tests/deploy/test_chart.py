@@ -125,7 +125,10 @@ def test_it_prefixes_both_images_with_the_configured_registry(template: Callable
     images = {name: c["image"] for name, c in containers(docs).items()}
     assert (
         images["app"]
-        == "registry.invalid/team/modelops/model-server:" + "0123456789abcdef" * 2 + "01234567"
+        == "registry.invalid/team/modelops/model-server:"
+        + "0123456789abcdef" * 2
+        + "01234567@sha256:"
+        + "c0ffee00" * 8
     )
     assert images["nginx"].startswith("registry.invalid/team/nginxinc/nginx-unprivileged:")
 
@@ -234,6 +237,7 @@ def test_it_puts_the_model_provenance_in_pod_annotations_and_modelops_env(
     assert annotations["modelops.io/model-version"] == "v1.2.0"
     assert annotations["modelops.io/model-stage"] == "prod"
     assert annotations["modelops.io/git-commit"] == "0123456789abcdef" * 2 + "01234567"
+    assert annotations["modelops.io/image-digest"] == "sha256:" + "c0ffee00" * 8
     assert annotations["modelops.io/model-sha256"].startswith("9f86d0")
     env = {e["name"]: e["value"] for e in containers(docs)["app"]["env"]}
     for variable, key in [
@@ -241,6 +245,7 @@ def test_it_puts_the_model_provenance_in_pod_annotations_and_modelops_env(
         ("MODELOPS_MODEL_VERSION", "model-version"),
         ("MODELOPS_MODEL_STAGE", "model-stage"),
         ("MODELOPS_GIT_COMMIT", "git-commit"),
+        ("MODELOPS_IMAGE_DIGEST", "image-digest"),
         ("MODELOPS_MODEL_SHA256", "model-sha256"),
     ]:
         assert env[variable] == annotations[f"modelops.io/{key}"], variable
@@ -252,6 +257,25 @@ def test_it_reports_the_image_tag_as_git_commit_when_none_is_given(
     docs = documents(template("--set", "image.tag=" + "a" * 40))
     annotations = find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["modelops.io/git-commit"] == "a" * 40
+
+
+def test_it_pins_the_image_by_the_digest_it_reports(template: Callable[..., str]) -> None:
+    digest = "sha256:" + "ab" * 32
+    docs = documents(template("--set", "image.tag=" + "a" * 40, "--set", "image.digest=" + digest))
+    image = containers(docs)["app"]["image"]
+    assert image == f"modelops/model-server:{'a' * 40}@{digest}"
+    annotations = find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["modelops.io/image-digest"] == digest
+    assert annotations["modelops.io/git-commit"] == "a" * 40
+    assert find(docs, "Pod")["spec"]["containers"][0]["image"] == image
+
+
+def test_it_reports_an_empty_image_digest_and_pins_none_by_default(default_docs: Docs) -> None:
+    annotations = find(default_docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["modelops.io/image-digest"] == ""
+    env = {e["name"]: e["value"] for e in containers(default_docs)["app"]["env"]}
+    assert env["MODELOPS_IMAGE_DIGEST"] == ""
+    assert "@" not in containers(default_docs)["app"]["image"]
 
 
 def test_it_exposes_the_model_only_inside_the_cluster(default_docs: Docs) -> None:
@@ -306,6 +330,8 @@ def test_it_keeps_the_test_pod_out_of_the_service_and_the_budget(
         ("securityContext.runAsUser=1000", "/securityContext/runAsUser"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("model.gitCommit=abc", "/model/gitCommit"),
+        ("image.digest=abc", "/image/digest"),
+        ("image.digest=sha256:" + "A" * 64, "/image/digest"),
     ],
 )
 def test_it_refuses_values_the_schema_forbids(helm: str, setting: str, complaint: str) -> None:

@@ -15,14 +15,25 @@ from gitops.set_image import set_image
 from .conftest import ENVIRONMENTS, OVERLAYS, ROOT, Docs, containers, documents, find, run
 
 SHA = re.compile(r"[0-9a-f]{40}")
+STALE = "sha256:" + "5a" * 32  # a digest no overlay pins
+# The provenance annotations modelops.io/<key>, each copied into the app's MODELOPS_<KEY>.
+PROVENANCE_KEYS = (
+    "model-name",
+    "model-version",
+    "model-stage",
+    "git-commit",
+    "image-digest",
+    "model-sha256",
+)
 # JSON-ish paths that may differ between environments; anything else differing is a copy error.
 INTENDED = [
     r"^\w+/[\w-]+\.metadata\.namespace$",
-    r"^Deployment/model\.spec\.template\.metadata\.annotations\.modelops\.io/(model-stage|model-version|model-sha256|git-commit)$",
+    r"^Deployment/model\.spec\.template\.metadata\.annotations\.modelops\.io/"
+    r"(model-stage|model-version|model-sha256|git-commit|image-digest)$",
     r"^Deployment/model\.spec\.template\.spec\.containers\.(app|nginx)\.resources\.",
     r"^Deployment/model\.spec\.template\.spec\.containers\.app\.env\.UWSGI_PROCESSES$",
     r"^Deployment/model\.spec\.template\.spec\.containers\.app\.env\.MODELOPS_"
-    r"(MODEL_STAGE|MODEL_VERSION|MODEL_SHA256|GIT_COMMIT)$",
+    r"(MODEL_STAGE|MODEL_VERSION|MODEL_SHA256|GIT_COMMIT|IMAGE_DIGEST)$",
     r"^Deployment/model\.spec\.template\.spec\.containers\.app\.image$",
     r"^Deployment/model\.spec\.template\.spec\.topologySpreadConstraints\.0\.whenUnsatisfiable$",
     r"^HorizontalPodAutoscaler/model\.spec\.(min|max)Replicas$",
@@ -60,7 +71,7 @@ def assert_env_matches_annotations(docs: Docs) -> None:
     """The server reports (MODELOPS_*) exactly what the pod annotations say."""
     annotations = find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     env = {e["name"]: e.get("value") for e in containers(docs)["app"]["env"]}
-    for key in ("model-name", "model-version", "model-stage", "git-commit", "model-sha256"):
+    for key in PROVENANCE_KEYS:
         variable = "MODELOPS_" + key.upper().replace("-", "_")
         assert env[variable] == annotations[f"modelops.io/{key}"], variable
 
@@ -95,8 +106,70 @@ def test_the_image_is_pinned_by_its_git_sha_and_its_digest_set_through_images(
         "annotations"
     ]
     assert annotations["modelops.io/git-commit"] == entry["newTag"]
+    assert annotations["modelops.io/image-digest"] == entry["digest"]
     assert annotations["modelops.io/model-stage"] == env
     assert_env_matches_annotations(overlay_docs[env])
+
+
+def app_provenance(docs: Docs) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The app container's image, the pod's annotations and the app's env (name -> value)."""
+    annotations = find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    app = containers(docs)["app"]
+    return app["image"], annotations, {e["name"]: e.get("value") for e in app["env"]}
+
+
+def copy_overlay(tmp_path: Path, env: str, *, digest: bool = True, base_digest: str = "") -> Path:
+    """A copy of kustomize/ with ENV's overlay; without its image digest unless ``digest``; with
+    ``base_digest`` in the base's image-digest annotation when given."""
+    copy = tmp_path / "kustomize"
+    shutil.copytree(ROOT / "kustomize", copy)
+    overlay = copy / "overlays" / env
+    if not digest:
+        spec = kustomization(env)
+        for entry in spec["images"]:
+            entry.pop("digest", None)
+        (overlay / "kustomization.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    if base_digest:
+        base = copy / "base" / "deployment.yaml"
+        line = '        modelops.io/image-digest: ""\n'
+        assert base.read_text().count(line) == 1
+        base.write_text(
+            base.read_text().replace(line, f"        modelops.io/image-digest: {base_digest}\n")
+        )
+    return overlay
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_an_image_without_a_digest_still_builds_and_reports_an_empty_image_digest(
+    env: str, kubectl: str, tmp_path: Path
+) -> None:
+    """What images/pod.py runs locally: kustomize fails a whole build on a source delimiter index
+    the value lacks, so the transformer must not split an image without '@' for its digest."""
+    overlay = copy_overlay(tmp_path, env, digest=False)
+    docs = documents(run(kubectl, "kustomize", str(overlay)).stdout)
+    image, annotations, app_env = app_provenance(docs)
+    (entry,) = kustomization(env)["images"]
+    assert image == f"{entry['newName']}:{entry['newTag']}"
+    assert annotations["modelops.io/image-digest"] == ""
+    assert app_env["MODELOPS_IMAGE_DIGEST"] == ""
+    assert annotations["modelops.io/git-commit"] == entry["newTag"]
+    assert_env_matches_annotations(docs)
+
+
+@pytest.mark.parametrize("digest", [True, False], ids=["pinned", "unpinned"])
+def test_the_image_digest_comes_from_the_image_not_from_the_base(
+    digest: bool, kubectl: str, tmp_path: Path
+) -> None:
+    """A base carrying another digest (the chart's image.digest, which `images:` with only a newTag
+    drops from the image) never reaches the pod: the annotation is the image's digest or empty."""
+    overlay = copy_overlay(tmp_path, "dev", digest=digest, base_digest=STALE)
+    image, annotations, app_env = app_provenance(
+        documents(run(kubectl, "kustomize", str(overlay)).stdout)
+    )
+    expected = kustomization("dev")["images"][0]["digest"] if digest else ""
+    assert image.partition("@")[2] == expected
+    assert annotations["modelops.io/image-digest"] == expected != STALE
+    assert app_env["MODELOPS_IMAGE_DIGEST"] == expected
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -132,7 +205,7 @@ def test_prod_is_the_strictest_environment(overlay_docs: dict[str, Docs]) -> Non
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_deploying_an_image_changes_its_tag_and_digest_lines_and_moves_the_git_commit(
+def test_deploying_an_image_changes_its_tag_and_digest_lines_and_moves_the_provenance(
     env: str, kubectl: str, tmp_path: Path
 ) -> None:
     copy = tmp_path / "kustomize"
@@ -153,4 +226,5 @@ def test_deploying_an_image_changes_its_tag_and_digest_lines_and_moves_the_git_c
     assert containers(docs)["app"]["image"].endswith(f":{new_sha}@{digest}")
     annotations = find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["modelops.io/git-commit"] == new_sha
+    assert annotations["modelops.io/image-digest"] == digest
     assert_env_matches_annotations(docs)

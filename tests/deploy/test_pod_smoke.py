@@ -3,7 +3,8 @@
 The model server image is built from serving/Dockerfile (images/build-model-server.sh) with a
 model registered in a temp repo (the image tests' registry fixture) and tagged like a git SHA.
 images/pod.py, the local pod runner, deploys the dev overlay the GitOps way in a temp copy (its
-`images:` entries and the provenance patch naming that model), renders it with `kubectl
+`images:` entries, the model server pinned as NAME:TAG@DIGEST like a deploy pull request pins it,
+and the provenance patch naming that model), renders it with `kubectl
 kustomize` and adapts only what podman on the host network needs (no port mapping, a free
 loopback port for Nginx, unique object names). Then a prediction goes through the Nginx sidecar to
 the app, and both probe paths answer.
@@ -34,6 +35,7 @@ Pod = POD.Pod
 class Built:
     image: str
     tag: str
+    digest: str  # what the build wrote to MODELOPS_IMAGE_OUT/digest
     registry: Registry
 
 
@@ -49,13 +51,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         registry = make_registry(tmp_path_factory.mktemp("registry"))
     tag = secrets.token_hex(20)  # shaped like the full git SHA a real build is tagged with
     image = f"localhost/modelops/model-server:{tag}"
+    out = tmp_path_factory.mktemp("image-out")  # the build writes the image's digest there
     env = podman_env() | {
         "MODEL_REPO": str(registry.origin),
         "MODEL_REF": f"{registry.name}#{registry.stage}",
         "IMAGE": image,
         "MODELOPS_DVC_REMOTE_DIR": str(registry.dvc_remote),
         "MODELOPS_ENGINE": "podman",
-        "MODELOPS_IMAGE_OUT": str(tmp_path_factory.mktemp("image-out")),
+        "MODELOPS_IMAGE_OUT": str(out),
     }
     done = subprocess.run(
         [str(ROOT / "images" / "build-model-server.sh")],
@@ -66,20 +69,23 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         check=False,
     )
     assert done.returncode == 0, f"image build failed:\n{done.stderr[-4000:]}"
-    yield Built(image=image, tag=tag, registry=registry)
+    digest = (out / "digest").read_text().strip()
+    yield Built(image=image, tag=tag, digest=digest, registry=registry)
     podman("rmi", "--force", image, check=False)
 
 
 @pytest.fixture(scope="module")
 def pod(built: Built) -> Iterator[Pod]:
-    """The dev overlay with the built image and its model's provenance, played and ready."""
+    """The dev overlay with the built image, pinned by tag and digest as the overlays pin it, and
+    its model's provenance, played and ready."""
     require_kubectl()
     provenance = {
         "modelops.io/model-version": built.registry.version,
         "modelops.io/model-sha256": built.registry.sha256,
     }
     # NotReadyError: one line, then the containers' logs
-    with POD.running_pod(built.image, "dev", annotations=provenance) as running:
+    pinned = f"{built.image}@{built.digest}"
+    with POD.running_pod(pinned, "dev", annotations=provenance) as running:
         yield running
 
 
@@ -98,8 +104,9 @@ def test_a_prediction_goes_through_nginx_to_the_app_with_the_overlay_provenance(
     status, body, headers = POD.call(f"{pod.base}/predict", {"instances": [built.registry.sample]})
     assert status == 200, body
     assert body["labels"] == [built.registry.sample_label]
-    provenance = headers["X-Model-Provenance"]
+    provenance = headers["X-Model-Provenance"].split("; ")
     assert f"git_commit={built.tag}" in provenance
+    assert f"image_digest={built.digest}" in provenance
     assert "stage=dev" in provenance and f"version={built.registry.version}" in provenance
     assert headers["Server"].startswith("nginx")
 

@@ -17,6 +17,7 @@ from serving.app import ConfigError, create_app
 from serving.model import Model
 
 INFER = f"/v2/models/{MODEL_NAME}/infer"
+DIGEST = "sha256:" + "d16e5700" * 8  # MODELOPS_IMAGE_DIGEST of the app fixture (conftest)
 ERROR_KEYS = {"error", "code", "status", "field", "request_id"}
 
 
@@ -45,6 +46,7 @@ def test_predict_answers_labels_probabilities_and_provenance(
     assert body["classes"] == ["malignant", "benign"]
     assert body["labels"] == [body["classes"][int(p[1] > p[0])] for p in expected]
     assert body["model"]["version"] == "v1.2.0"
+    assert body["model"]["image_digest"] == DIGEST
     assert body["model"]["model_sha256"] == tiny_model.metadata["model_sha256"]
     header = response.headers["X-Model-Provenance"]
     for part in (
@@ -52,6 +54,7 @@ def test_predict_answers_labels_probabilities_and_provenance(
         "version=v1.2.0",
         "stage=staging",
         "git_commit=0123456789abcdef0123456789abcdef01234567",
+        f"image_digest={DIGEST}",
         f"data_sha256={tiny_model.metadata['data']['sha256']}",
         f"model_sha256={tiny_model.metadata['model_sha256']}",
     ):
@@ -228,8 +231,63 @@ def test_v2_server_and_model_metadata(client: FlaskClient, tiny_model: TinyModel
         assert meta["parameters"]["features"] == tiny_model.features
         assert meta["parameters"]["model_sha256"] == tiny_model.metadata["model_sha256"]
         assert meta["parameters"]["stage"] == "staging"
+        assert meta["parameters"]["image_digest"] == DIGEST
     ready = client.get(f"/v2/models/{MODEL_NAME}/ready")
     assert ready.get_json() == {"name": MODEL_NAME, "ready": True}
+
+
+def provenance_parts(response: TestResponse) -> dict[str, str]:
+    """The X-Model-Provenance header as a dict (``key=value`` pairs joined by ``; ``)."""
+    pairs = [part.partition("=") for part in response.headers["X-Model-Provenance"].split("; ")]
+    return {key: value for key, _, value in pairs}
+
+
+@pytest.mark.parametrize("digest", [DIGEST, "sha256:" + "0" * 64])
+def test_modelops_image_digest_is_reported_in_every_provenance(
+    tiny_model: TinyModel, monkeypatch: pytest.MonkeyPatch, digest: str
+) -> None:
+    """The pod's MODELOPS_IMAGE_DIGEST (kustomize/transformers/provenance sets it from the image
+    the overlay pins) reaches the header of both prediction endpoints, the /predict body, the v2
+    model metadata and the model info metric."""
+    monkeypatch.setenv("MODELOPS_IMAGE_DIGEST", digest)
+    client = create_app({"MODEL_DIR": str(tiny_model.directory)}).test_client()
+    predicted = client.post("/predict", json={"instances": [tiny_model.record()]})
+    assert predicted.status_code == 200
+    assert predicted.get_json()["model"]["image_digest"] == digest
+    inferred = client.post(
+        INFER,
+        json={
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": [1, 30],
+                    "datatype": "FP64",
+                    "data": tiny_model.x_test[0].tolist(),
+                }
+            ]
+        },
+    )
+    assert inferred.status_code == 200, inferred.get_data(as_text=True)
+    for response in (predicted, inferred):
+        assert provenance_parts(response)["image_digest"] == digest
+    meta = client.get(f"/v2/models/{MODEL_NAME}").get_json()
+    assert meta["parameters"]["image_digest"] == digest
+    assert f'image_digest="{digest}"' in client.get("/metrics").get_data(as_text=True)
+
+
+def test_without_modelops_image_digest_the_digest_is_reported_empty(
+    tiny_model: TinyModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not from a pinned image (make serve, the image run alone): the field is there, empty, as
+    git_commit is when MODELOPS_GIT_COMMIT is unset."""
+    monkeypatch.delenv("MODELOPS_IMAGE_DIGEST", raising=False)
+    client = create_app({"MODEL_DIR": str(tiny_model.directory)}).test_client()
+    response = client.post("/predict", json={"instances": [tiny_model.record()]})
+    parts = provenance_parts(response)
+    assert list(parts)[3:5] == ["git_commit", "image_digest"]
+    assert parts["image_digest"] == ""
+    assert response.get_json()["model"]["image_digest"] == ""
+    assert client.get(f"/v2/models/{MODEL_NAME}").get_json()["parameters"]["image_digest"] == ""
 
 
 def _expected(tiny_model: TinyModel, rows: int) -> np.ndarray:

@@ -42,17 +42,23 @@ def test_uncompilable_pipeline_falls_back_to_sklearn(tmp_path: Path) -> None:
 
 
 def test_provenance_comes_from_metadata_and_environment(tiny_model: TinyModel) -> None:
-    model = Model(tiny_model.directory, version="v3.0.0", stage="prod", git_commit="abc")
+    digest = "sha256:" + "e" * 64
+    model = Model(
+        tiny_model.directory, version="v3.0.0", stage="prod", git_commit="abc", image_digest=digest
+    )
     model.load()
     assert model.provenance.as_dict() == {
         "name": "diagnosis-classifier",
         "version": "v3.0.0",
         "stage": "prod",
         "git_commit": "abc",
+        "image_digest": digest,
         "data_sha256": tiny_model.metadata["data"]["sha256"],
         "model_sha256": tiny_model.metadata["model_sha256"],
     }
-    assert "version=v3.0.0; stage=prod; git_commit=abc" in model.provenance.header()
+    assert f"version=v3.0.0; stage=prod; git_commit=abc; image_digest={digest}; data_sha256=" in (
+        model.provenance.header()
+    )
 
 
 def test_tampered_model_is_refused_before_unpickling(tmp_path: Path) -> None:

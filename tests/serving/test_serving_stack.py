@@ -35,6 +35,7 @@ def test_every_endpoint_answers_through_nginx(stack: Stack, tiny_model: TinyMode
     assert requests.get(f"{url}/v2", timeout=5).json()["extensions"] == []
     meta = requests.get(f"{url}/v2/models/{MODEL_NAME}", timeout=5).json()
     assert meta["parameters"]["git_commit"] == "0123456789abcdef0123456789abcdef01234567"
+    assert meta["parameters"]["image_digest"] == "sha256:" + "d16e5700" * 8
     assert meta["parameters"]["version"] == "v1.2.0"
     ready = requests.get(f"{url}/v2/models/{MODEL_NAME}/ready", timeout=5)
     assert ready.json() == {"name": MODEL_NAME, "ready": True}
@@ -47,6 +48,7 @@ def test_every_endpoint_answers_through_nginx(stack: Stack, tiny_model: TinyMode
     assert response.headers["Server"] == "nginx"  # server_tokens off: no version
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
     assert "stage=staging" in response.headers["X-Model-Provenance"]
+    assert "image_digest=sha256:" + "d16e5700" * 8 in response.headers["X-Model-Provenance"]
     expected = tiny_model.pipeline.predict_proba(tiny_model.x_test[3:4])
     np.testing.assert_allclose(response.json()["probabilities"], expected, atol=1e-12)
 

@@ -72,8 +72,8 @@ The name of the service account to use.
 {{- end }}
 
 {{/*
-An image reference from values: [registry/]repository:tag. Call with
-(dict "registry" .Values.image.registry "repository" ... "tag" ...).
+An image reference from values: [registry/]repository:tag[@digest]. Call with
+(dict "registry" .Values.image.registry "repository" ... "tag" ... ["digest" ...]).
 */}}
 {{- define "model.imageRef" -}}
 {{- if .registry }}
@@ -81,13 +81,15 @@ An image reference from values: [registry/]repository:tag. Call with
 {{- else }}
 {{- printf "%s:%s" .repository .tag }}
 {{- end }}
+{{- with .digest }}@{{ . }}{{ end }}
 {{- end }}
 
 {{/*
-The model server image; its tag defaults to the chart's appVersion.
+The model server image; its tag defaults to the chart's appVersion, pinned by digest when one is
+given.
 */}}
 {{- define "model.appImage" -}}
-{{- include "model.imageRef" (dict "registry" .Values.image.registry "repository" .Values.image.repository "tag" (.Values.image.tag | default .Chart.AppVersion)) }}
+{{- include "model.imageRef" (dict "registry" .Values.image.registry "repository" .Values.image.repository "tag" (.Values.image.tag | default .Chart.AppVersion) "digest" .Values.image.digest) }}
 {{- end }}
 
 {{/*
