@@ -5,18 +5,25 @@ usage: python -m gitops.check_pr_order [--head-repo REPO --base-repo REPO]
                                        [--changed-files FILE] HEAD_BRANCH BASE_BRANCH
 
 Changes reach the environment branches only by pull request and only in the order of
-environments.toml: experiment/* -> main (dev) -> staging -> production. Two kinds of automated
-branches may also target the first environment's branch: deploy/<stage>/<sha>, the overlay pull
-requests the promote workflow opens after a merge (Argo CD reads every overlay from main), and
-dependabot/* (pin bumps, which then flow on like any change). An experiment/* branch may target
-nothing but the first environment's branch; other pull requests into a branch that is no
-environment branch are not guarded.
+environments.toml: experiment/* -> main (dev) -> staging -> production. The first environment's
+branch (main) takes experiment/* branches and two kinds of automated ones: deploy/<stage>/<sha>,
+the pull request the promote workflow opens after a build (the first stage's overlay and its
+rendered manifests), and dependabot/* (pin bumps). Every later environment's branch takes only
+what the promotion tools make for it: promote/<env>/<commit> (python -m gitops.promote: what the
+previous environment runs), rollback/<env>/<commit> (python -m gitops.rollback), and revert-*
+(GitHub's Revert button). Their content is checked by the promote workflow's verify job, which
+rebuilds them from the protected branches. An experiment/* branch may target nothing but the
+first environment's branch; other pull requests into a branch that is no environment branch are
+not guarded.
 
 With --head-repo and --base-repo (owner/name), a pull request from a fork may only come from an
-experiment/* branch: a fork's branch named main, staging, deploy/... or dependabot/... is refused.
+experiment/* branch: a fork's branch named main, staging, promote/... or dependabot/... is refused.
 With --changed-files (a file listing the changed paths, one a line; - for stdin), an automated
-branch may only change what its name says: deploy/<stage>/<sha> the two files of that stage's
-overlay it edits, dependabot/* dependency pins (DEPENDENCY_FILES).
+branch may only change what its name says: deploy/<stage>/<sha> the files of that stage's overlay
+it edits and its rendered manifests, dependabot/* dependency pins (DEPENDENCY_FILES). And no pull
+request changes the rendered manifests of an environment after its base's: a pull request into
+main that touches rendered/staging or rendered/prod would change what those environments run
+without their promotion.
 
 Prints one line saying why and exits 1 when the pull request breaks a rule. The pr-guard workflow
 runs it with the runner's Python, from the base branch's checkout (standard library only).
@@ -24,7 +31,6 @@ runs it with the runner's Python, from the base branch's checkout (standard libr
 
 from __future__ import annotations
 
-import itertools
 import sys
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
@@ -38,8 +44,14 @@ DEPLOY = "deploy/*"
 DEPENDABOT = "dependabot/*"
 #: Automated branches the first environment also accepts (shell-style patterns).
 AUTOMATED = (DEPLOY, DEPENDABOT)
+#: What a later environment's branch accepts: {env} is the environment's name (gitops.promote,
+#: gitops.rollback), revert-* is what GitHub's Revert button names its branch.
+PROMOTIONS = ("promote/{env}/*", "rollback/{env}/*", "revert-*")
 #: The files a deploy/<stage>/<sha> pull request edits in that stage's overlay (gitops.set_image).
 DEPLOY_FILES = ("kustomization.yaml", "provenance.yaml")
+#: An environment's rendered manifests (gitops.rendered.path; this module imports nothing but the
+#: standard library and gitops.environments, so the pattern is repeated here and tested equal).
+RENDERED = "rendered/{env}/manifests.yaml"
 #: What a dependabot/* pull request may change: the pins Dependabot maintains
 #: (.github/dependabot.yml: Actions, the Python locks, the base images).
 DEPENDENCY_FILES = (
@@ -55,7 +67,9 @@ def allowed_heads() -> dict[str, tuple[str, ...]]:
     """The head branches each environment branch accepts (shell-style patterns)."""
     order = environments.load()
     heads: dict[str, tuple[str, ...]] = {order[0].branch: (EXPERIMENTS, *AUTOMATED)}
-    heads.update({env.branch: (before.branch,) for before, env in itertools.pairwise(order)})
+    heads.update(
+        {env.branch: tuple(p.format(env=env.name) for p in PROMOTIONS) for env in order[1:]}
+    )
     return heads
 
 
@@ -87,8 +101,29 @@ def allowed_changes(head: str) -> tuple[str, ...] | None:
         return DEPENDENCY_FILES
     if fnmatchcase(head, DEPLOY):
         stage = head.split("/")[1] if head.count("/") >= 2 else ""
-        env = next((e for e in environments.load() if e.stage == stage), None)
-        return tuple(f"{env.overlay}/{name}" for name in DEPLOY_FILES) if env else ()
+        first = environments.load()[0]
+        if stage != first.stage:
+            return ()
+        return (
+            *(f"{first.overlay}/{name}" for name in DEPLOY_FILES),
+            RENDERED.format(env=first.name),
+        )
+    return None
+
+
+def rendered_violation(base: str, changed: Sequence[str]) -> str | None:
+    """Why a pull request into BASE may not change the rendered manifests it changes, or None."""
+    order = environments.load()
+    base_env = next((env for env in order if env.branch == base), None)
+    if base_env is None:
+        return None
+    later = order[order.index(base_env) + 1 :]
+    for env in later:
+        if RENDERED.format(env=env.name) in changed:
+            return (
+                f"a pull request into {base} may not change {RENDERED.format(env=env.name)}: "
+                f"{env.name} changes only by its promotion into {env.branch}"
+            )
     return None
 
 
@@ -99,8 +134,11 @@ def content_violation(head: str, changed: Sequence[str]) -> str | None:
     if allowed is None:
         return None
     if not allowed:
-        stages = ", ".join(env.stage for env in environments.load())
-        return f"{head} names no environment stage (deploy/<stage>/<sha>, stage one of {stages})"
+        first = environments.load()[0]
+        return (
+            f"{head} names no stage a deploy pull request may set (deploy/{first.stage}/<sha>: "
+            f"later environments change by promotion)"
+        )
     outside = [path for path in changed if not any(fnmatchcase(path, p) for p in allowed)]
     if not outside:
         return None
@@ -134,7 +172,10 @@ def main(argv: Sequence[str]) -> int:
     if violation is None and args.head_repo is not None:
         violation = origin_violation(head, args.head_repo, args.base_repo)
     if violation is None and args.changed_files is not None:
-        violation = content_violation(head, read_changed(args.changed_files))
+        changed = read_changed(args.changed_files)
+        violation = content_violation(head, changed) or rendered_violation(
+            args.base.removeprefix("refs/heads/"), changed
+        )
     if violation is None:
         print(f"ok: {args.head} -> {args.base} keeps the order {order}")
         return 0

@@ -35,10 +35,13 @@ def run(*args: str) -> str:
 
 
 def run_main(main: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None) -> NoReturn:
-    """Exit with MAIN's status; a ToolError is ``error: <reason>`` on stderr and status 1."""
+    """Exit with MAIN's status; a ToolError (or a broken environments.toml) is ``error: <reason>``
+    on stderr and status 1."""
+    from gitops.environments import EnvironmentsError
+
     try:
         status = main(sys.argv[1:] if argv is None else argv)
-    except ToolError as err:
+    except (ToolError, EnvironmentsError) as err:
         print(f"error: {err}", file=sys.stderr)
         status = 1
     sys.exit(status)

@@ -95,6 +95,23 @@ def by_name(name: str) -> Environment | None:
     return next((env for env in load() if env.name == name), None)
 
 
+def named(name: str) -> Environment:
+    """The environment NAME; EnvironmentsError listing the names when there is none."""
+    found = by_name(name)
+    if found is None:
+        names = ", ".join(env.name for env in load())
+        raise EnvironmentsError(f"no environment {name!r} (one of {names})")
+    return found
+
+
+def before(env: Environment) -> Environment:
+    """The environment before ENV; EnvironmentsError for the first, which has none."""
+    found = previous(env)
+    if found is None:
+        raise EnvironmentsError(f"{env.name} is the first environment: nothing comes before it")
+    return found
+
+
 def previous(env: Environment) -> Environment | None:
     """The environment before ENV in the promotion order (None for the first)."""
     order = load()

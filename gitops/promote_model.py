@@ -1,7 +1,7 @@
 """Assign a GTO stage to the model at HEAD, registering a new version only when the model changed.
 
 usage: python -m gitops.promote_model [--name NAME] [--model-path PATH] [--bump PART]
-                                      [--push REMOTE] STAGE
+                                      [--push REMOTE] [--register-only] STAGE
 
 Run in the repository after a merge into an environment branch. The model's identity is what DVC
 records (hashes, sizes) for the outputs at or under PATH (default training/model) in the dvc.lock
@@ -9,7 +9,9 @@ files above it, read from git, so no data is downloaded. When a registered versi
 NAME@vX.Y.Z) records the same, that version is the one promoted; otherwise HEAD is registered
 with `gto register` (bumping PART, default minor; the first version is v0.1.0 for minor). Then
 `gto assign` gives the version STAGE, unless the stage already points at it. With --push the tags
-created are pushed to REMOTE in one atomic push.
+created are pushed to REMOTE in one atomic push. With --register-only no stage is assigned: the
+promote workflow registers before it builds, and the stage follows once the environment runs the
+model (gitops.assign_stage); model_ref is then the version tag NAME@vX.Y.Z.
 
 Prints key=value lines for $GITHUB_OUTPUT: version, registered, assigned, model_ref (the exact
 assignment tag NAME#STAGE#N, the image's MODEL_REF) and tags (those created, space-separated).
@@ -82,7 +84,9 @@ def assignment_tags(name: str, stage: str) -> list[str]:
     return sorted(tags, key=lambda tag: int(tag.rsplit("#", 1)[1]))
 
 
-def promote(name: str, model_path: str, stage: str, bump: str) -> dict[str, str]:
+def promote(
+    name: str, model_path: str, stage: str, bump: str, register_only: bool = False
+) -> dict[str, str]:
     """Register (if needed) and assign; return what happened, for $GITHUB_OUTPUT."""
     head_hash = model_hash("HEAD", model_path)
     if head_hash is None:
@@ -98,6 +102,14 @@ def promote(name: str, model_path: str, stage: str, bump: str) -> dict[str, str]
         version_tag = versions(name)[0][1]
         created.append(version_tag)
     version = version_tag.removeprefix(f"{name}@")
+    if register_only:
+        return {
+            "version": version,
+            "registered": str(not same).lower(),
+            "assigned": "false",
+            "model_ref": version_tag,
+            "tags": " ".join(created),
+        }
     current = run("gto", "show", f"{name}#{stage}", "--ref").strip()
     if current != version_tag:
         run("gto", "assign", name, version_tag, "--stage", stage)
@@ -119,8 +131,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--model-path", default="training/model", help="the artifact's path")
     parser.add_argument("--bump", choices=sorted(FIRST_VERSION), default="minor")
     parser.add_argument("--push", metavar="REMOTE", help="push the created tags to REMOTE")
+    parser.add_argument("--register-only", action="store_true", help="assign no stage")
     args = parser.parse_args(argv)
-    outputs = promote(args.name, args.model_path, args.stage, args.bump)
+    outputs = promote(args.name, args.model_path, args.stage, args.bump, args.register_only)
     if args.push and outputs["tags"]:
         run("git", "push", "--atomic", args.push, *outputs["tags"].split())
     for key, value in outputs.items():

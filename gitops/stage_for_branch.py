@@ -1,10 +1,10 @@
-"""Print the GTO stage that a merge into BRANCH promotes to.
+"""Print the GTO stage (or, with --environment, the environment) a merge into BRANCH changes.
 
-usage: python -m gitops.stage_for_branch BRANCH
+usage: python -m gitops.stage_for_branch [--environment] BRANCH
 
 Each environment of environments.toml maps its branch to its stage (main -> dev,
 staging -> staging, production -> prod). Any other branch is not an environment: one line on
-stderr and exit status 2. Run by the promote workflow after a merge.
+stderr and exit status 2. Run by the promote and environments workflows.
 """
 
 from __future__ import annotations
@@ -16,22 +16,29 @@ from gitops import environments
 from gitops.cli import OneLineParser, run_main
 
 
-def stage_for_branch(branch: str) -> str:
-    """The stage of an environment branch; ValueError naming the allowed ones for any other."""
+def environment_for_branch(branch: str) -> environments.Environment:
+    """The environment of BRANCH; ValueError naming the environment branches for any other."""
     env = environments.by_branch(branch)
     if env is None:
         allowed = ", ".join(f"{e.branch} -> {e.stage}" for e in environments.load())
         name = branch.removeprefix("refs/heads/")
         raise ValueError(f"branch {name!r} is not an environment branch ({allowed})")
-    return env.stage
+    return env
+
+
+def stage_for_branch(branch: str) -> str:
+    """The stage of an environment branch; ValueError naming the allowed ones for any other."""
+    return environment_for_branch(branch).stage
 
 
 def main(argv: Sequence[str]) -> int:
     parser = OneLineParser(prog="python -m gitops.stage_for_branch", description=__doc__)
     parser.add_argument("branch", metavar="BRANCH", help="e.g. main or refs/heads/main")
+    parser.add_argument("--environment", action="store_true", help="print the environment name")
     args = parser.parse_args(argv)
     try:
-        print(stage_for_branch(args.branch))
+        env = environment_for_branch(args.branch)
+        print(env.name if args.environment else env.stage)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -26,9 +26,10 @@ deploy-smoke-prereqs: image-tools images-base ## install what the pod smoke test
 test-prereqs: tools checkov deploy-smoke-prereqs
 
 .PHONY: render
-render: venv tools ## re-render kustomize/base from charts/model (helm template) and the chart README
+render: venv tools ## re-render kustomize/base from charts/model (helm template), the chart README, and rendered/<env> present here
 	python scripts/render-base.py
 	python scripts/render-chart-readme.py
+	python -m gitops.rendered
 
 .PHONY: validate
 validate: venv tools checkov ## offline checks: helm lint, render drift, Kubernetes 1.35-1.37 and Argo CD schemas, checkov
@@ -39,6 +40,7 @@ validate: venv tools checkov ## offline checks: helm lint, render drift, Kuberne
 	done
 	python scripts/render-base.py --check
 	python scripts/render-chart-readme.py --check
+	python -m gitops.rendered --check
 	python scripts/validate-manifests.py
 	python scripts/validate-policies.py
 

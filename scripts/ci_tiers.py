@@ -20,10 +20,12 @@ from collections.abc import Iterable, Sequence
 TIERS: dict[str, tuple[str, ...]] = {
     "integration": (
         ".dvc/", ".dvcignore", "argocd/", "charts/", "environments.toml", "gitops/", "kustomize/",
-        "scripts/", "tests/deploy/", "tests/training/", "tests/workflows/", "training/",
+        "rendered/", "scripts/", "tests/deploy/", "tests/gitops/", "tests/training/",
+        "tests/workflows/", "training/",
     ),
     "e2e": (
-        "bench/", "charts/", "images/", "kustomize/", "scripts/", "serving/", "tests/deploy/",
+        "bench/", "charts/", "images/", "kustomize/", "rendered/", "scripts/", "serving/",
+        "tests/deploy/",
         "tests/image/", "tests/serving/",
     ),
 }  # fmt: skip

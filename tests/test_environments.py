@@ -49,16 +49,16 @@ def test_the_appproject_allows_exactly_the_environments_namespaces() -> None:
     assert [d["namespace"] for d in spec["destinations"]] == [e.namespace for e in ENVIRONMENTS]
 
 
-def test_the_applicationset_names_each_namespace_as_the_environments_file_does() -> None:
+def test_the_applicationset_lists_each_environment_as_the_environments_file_does() -> None:
     appset = yaml_file("argocd/applicationset.yaml")
-    template = appset["spec"]["template"]  # type: ignore[index]
-    pattern = template["spec"]["destination"]["namespace"]
-    for env in ENVIRONMENTS:
-        assert pattern.replace("{{ .path.basename }}", env.name) == env.namespace
+    (generator,) = appset["spec"]["generators"]  # type: ignore[index]
+    assert generator["list"]["elements"] == [
+        {"env": e.name, "branch": e.branch, "namespace": e.namespace} for e in ENVIRONMENTS
+    ]
 
 
-def test_the_promote_workflow_runs_on_exactly_the_environment_branches() -> None:
-    workflow = yaml_file(".github/workflows/promote.yml")
+def test_the_environments_workflow_runs_on_exactly_the_environment_branches() -> None:
+    workflow = yaml_file(".github/workflows/environments.yml")
     on = workflow[True]  # type: ignore[index]  # YAML 1.1 reads the key `on` as True
     assert on["push"]["branches"] == [e.branch for e in ENVIRONMENTS]
 

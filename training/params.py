@@ -161,3 +161,19 @@ def load_evaluate(path: Path) -> EvaluateParams:
     t.no_other_keys(*METRIC_NAMES)
     thresholds = {name: t.number(name, low=0, high=1) for name in METRIC_NAMES if name in t.values}
     return EvaluateParams(thresholds=thresholds)
+
+
+@dataclass(frozen=True)
+class PromotionParams:
+    """How much worse than the model an environment runs a promoted model may be (gitops.gates).
+
+    Not a stage of dvc.yaml: the promotion tool reads it from the target environment's branch.
+    """
+
+    regression_tolerance: float  # the largest drop of any gated metric, e.g. 0.01
+
+
+def load_promotion(path: Path) -> PromotionParams:
+    s = _section(path, "promotion")
+    s.no_other_keys("regression_tolerance")
+    return PromotionParams(regression_tolerance=s.number("regression_tolerance", low=0, high=1))

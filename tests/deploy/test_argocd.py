@@ -1,24 +1,25 @@
-"""Argo CD: the ApplicationSet's git directories generator emulated on this repository.
+"""Argo CD: the ApplicationSet's list generator emulated on this repository.
 
-The generator lists the directories of the repository matching `kustomize/overlays/*` and renders
-the template once per directory with Go templates and missingkey=error. Here the same is done on
-the files git tracks, with a renderer for the fields the template may use (an unknown field is an
-error, as with missingkey=error); the Applications that come out are checked against the
-AppProject and the overlays.
+The generator renders the template once per element with Go templates and missingkey=error. Here
+the same is done with a renderer for the fields the elements set (an unknown field is an error, as
+with missingkey=error); the Applications that come out are checked against environments.toml, the
+AppProject, the overlays and the rendered manifests.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
-from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
 
-from .conftest import ENVIRONMENTS, OVERLAYS, ROOT, Docs, documents, find, run
+from gitops import environments, rendered
 
-FIELD = re.compile(r"\{\{-?\s*\.path\.(\w+)\s*-?\}\}")
+from .conftest import ROOT, Docs, documents, find, run
+
+ENVIRONMENTS = environments.load()
+
+FIELD = re.compile(r"\{\{-?\s*\.(\w+)\s*-?\}\}")
 
 
 @pytest.fixture(scope="module")
@@ -26,30 +27,12 @@ def argocd(kubectl: str) -> Docs:
     return documents(run(kubectl, "kustomize", str(ROOT / "argocd")).stdout)
 
 
-def tracked_directories(pattern: str) -> list[str]:
-    """Directories matching PATTERN one level deep, as git (not the working tree) has them."""
-    files = run("git", "ls-files", "--", pattern.rsplit("/", 1)[0], cwd=ROOT).stdout.split()
-    depth = pattern.count("/") + 1
-    dirs = {
-        "/".join(PurePosixPath(f).parts[:depth])
-        for f in files
-        if len(PurePosixPath(f).parts) > depth
-    }
-    return sorted(d for d in dirs if fnmatch.fnmatch(d, pattern))
-
-
-def render(node: Any, path: str) -> Any:
-    """The template with `{{ .path.* }}` filled in; KeyError for a field Argo CD does not set."""
-    params = {
-        "path": path,
-        "basename": PurePosixPath(path).name,
-        "basenameNormalized": re.sub(r"[^a-z0-9-]", "-", PurePosixPath(path).name.lower()),
-        "filename": "",
-    }
+def render(node: Any, params: dict[str, str]) -> Any:
+    """The template with `{{ .field }}` filled in; KeyError for a field the element lacks."""
     if isinstance(node, dict):
-        return {key: render(value, path) for key, value in node.items()}
+        return {key: render(value, params) for key, value in node.items()}
     if isinstance(node, list):
-        return [render(value, path) for value in node]
+        return [render(value, params) for value in node]
     if isinstance(node, str):
         return FIELD.sub(lambda m: params[m.group(1)], node)
     return node
@@ -57,34 +40,39 @@ def render(node: Any, path: str) -> Any:
 
 def applications(appset: dict[str, Any]) -> list[dict[str, Any]]:
     (generator,) = appset["spec"]["generators"]
-    apps = []
-    for entry in generator["git"]["directories"]:
-        for directory in tracked_directories(entry["path"]):
-            apps.append(render(appset["spec"]["template"], directory))
-    return apps
+    return [
+        render(appset["spec"]["template"], element) for element in generator["list"]["elements"]
+    ]
 
 
-def test_each_overlay_becomes_an_application_with_the_right_name_path_and_namespace(
+def test_each_environment_becomes_an_application_tracking_its_own_branchs_rendered_manifests(
     argocd: Docs, overlay_docs: dict[str, Docs]
 ) -> None:
-    apps = {app["metadata"]["name"]: app for app in applications(find(argocd, "ApplicationSet"))}
-    assert sorted(apps) == sorted(f"model-{env}" for env in ENVIRONMENTS)
-    for env in ENVIRONMENTS:
-        spec = apps[f"model-{env}"]["spec"]
-        assert spec["source"]["path"] == f"kustomize/overlays/{env}"
-        assert (ROOT / spec["source"]["path"] / "kustomization.yaml").is_file()
-        namespaces = {doc["metadata"]["namespace"] for doc in overlay_docs[env]}
-        assert namespaces == {spec["destination"]["namespace"]}
+    apps = applications(find(argocd, "ApplicationSet"))
+    assert [app["metadata"]["name"] for app in apps] == [f"model-{e.name}" for e in ENVIRONMENTS]
+    for env, app in zip(ENVIRONMENTS, apps, strict=True):
+        spec = app["spec"]
+        assert spec["source"]["targetRevision"] == env.branch
+        assert spec["source"]["path"] + "/manifests.yaml" == rendered.path(env)
+        assert spec["source"]["directory"] == {"include": rendered.FILE}
+        namespaces = {doc["metadata"]["namespace"] for doc in overlay_docs[env.name]}
+        assert namespaces == {spec["destination"]["namespace"]} == {env.namespace}
         assert spec["project"] == "modelops"
+
+
+def test_main_holds_the_rendered_manifests_of_dev_and_of_no_other_environment() -> None:
+    tracked = run("git", "ls-files", "--", rendered.DIRECTORY, cwd=ROOT).stdout.split()
+    assert tracked == [rendered.path(ENVIRONMENTS[0])]
 
 
 def test_the_template_uses_only_fields_the_generator_sets(argocd: Docs) -> None:
     appset = find(argocd, "ApplicationSet")
     assert appset["spec"]["goTemplate"] is True
     assert appset["spec"]["goTemplateOptions"] == ["missingkey=error"]
-    broken = dict(appset["spec"]["template"], metadata={"name": "model-{{ .path.basenme }}"})
+    (element, *_) = appset["spec"]["generators"][0]["list"]["elements"]
+    broken = dict(appset["spec"]["template"], metadata={"name": "model-{{ .envv }}"})
     with pytest.raises(KeyError):
-        render(broken, "kustomize/overlays/dev")
+        render(broken, element)
 
 
 def test_the_applications_stay_inside_the_project(
@@ -113,7 +101,6 @@ def test_the_repository_url_is_written_in_one_place(argocd: Docs) -> None:
     url = find(argocd, "AppProject")["spec"]["sourceRepos"][0]
     assert sources.count(url) == 1
     appset = find(argocd, "ApplicationSet")["spec"]
-    assert appset["generators"][0]["git"]["repoURL"] == url
     assert appset["template"]["spec"]["source"]["repoURL"] == url
 
 
@@ -132,9 +119,3 @@ def test_every_field_of_the_project_is_commented() -> None:
     assert len(fields) >= 8
     for number, line in fields:
         assert lines[number - 1].lstrip().startswith("#"), f"no comment above: {line.strip()}"
-
-
-def test_overlay_directories_exist_in_the_working_tree_as_git_has_them() -> None:
-    assert tracked_directories("kustomize/overlays/*") == [
-        f"kustomize/overlays/{p.name}" for p in sorted(OVERLAYS.iterdir()) if p.is_dir()
-    ]

@@ -29,11 +29,11 @@ def test_it_refuses_a_branch_that_is_no_environment_with_one_line(branch: str) -
     ("head", "base"),
     [
         ("experiment/more-trees", "main"),
-        ("main", "staging"),
-        ("staging", "production"),
+        ("promote/staging/0123456789ab", "staging"),
+        ("promote/prod/0123456789ab", "production"),
+        ("rollback/prod/0123456789ab", "production"),
+        ("revert-42-promote/prod/0123456789ab", "production"),
         ("deploy/dev/0123abc", "main"),
-        ("deploy/staging/0123abc", "main"),
-        ("deploy/prod/0123abc", "main"),
         ("dependabot/github_actions/actions/checkout-4.3.0", "main"),
         ("fix/typo", "experiment/c"),
     ],
@@ -48,11 +48,19 @@ def test_it_lets_a_pull_request_through_in_the_environment_order(head: str, base
     [
         ("experiment/more-trees", "staging", "experiment/more-trees may only be merged into main"),
         ("experiment/more-trees", "production", "may only be merged into main"),
-        ("main", "production", "production accepts pull requests only from staging"),
+        ("main", "production", "production accepts pull requests only from promote/prod/*"),
+        ("staging", "production", "production accepts pull requests only from promote/prod/*"),
+        (
+            "main",
+            "staging",
+            "staging accepts pull requests only from promote/staging/* or "
+            "rollback/staging/* or revert-*, not from main",
+        ),
+        ("promote/prod/0123456789ab", "staging", "not from promote/prod/0123456789ab"),
+        ("promote/staging/0123456789ab", "production", "not from promote/staging/0123456789ab"),
         ("staging", "main", "main accepts pull requests only from experiment/*"),
-        ("production", "staging", "staging accepts pull requests only from main"),
         ("feature/x", "main", "not from feature/x"),
-        ("deploy/staging/0123abc", "staging", "staging accepts pull requests only from main,"),
+        ("deploy/staging/0123abc", "staging", "not from deploy/staging/0123abc"),
         ("deploy/prod/0123abc", "production", "not from deploy/prod/0123abc"),
         (
             "experiment/c-tuning",
@@ -81,7 +89,12 @@ REPO_NAME = "acme/modelops"
 
 @pytest.mark.parametrize(
     ("head", "base"),
-    [("staging", "production"), ("main", "staging"), ("deploy/dev/0123abc", "main")],
+    [
+        ("promote/prod/0123456789ab", "production"),
+        ("rollback/staging/0123456789ab", "staging"),
+        ("revert-7-promote/prod/0123456789ab", "production"),
+        ("deploy/dev/0123abc", "main"),
+    ],
 )
 def test_a_forks_branch_named_like_an_environment_or_automation_branch_is_refused(
     head: str, base: str
@@ -100,16 +113,18 @@ def test_a_forks_branch_named_like_an_environment_or_automation_branch_is_refuse
 def test_a_forks_experiment_and_the_repositorys_own_branches_pass_the_origin_check() -> None:
     for head, base, head_repo in [
         ("experiment/lr", "main", "someone/modelops"),
-        ("staging", "production", REPO_NAME),
-        ("main", "staging", "ACME/modelops"),  # GitHub names are case-insensitive
+        ("promote/prod/0123456789ab", "production", REPO_NAME),
+        ("promote/staging/0123456789ab", "staging", "ACME/modelops"),  # case-insensitive
     ]:
         args = ("--head-repo", head_repo, "--base-repo", REPO_NAME, head, base)
         assert run_tool("check_pr_order", *args).stdout.startswith(f"ok: {head} -> {base}")
 
 
-def check_content(head: str, changed: list[str]) -> subprocess.CompletedProcess[str]:
+def check_content(
+    head: str, changed: list[str], base: str = "main"
+) -> subprocess.CompletedProcess[str]:
     return run_tool(
-        "check_pr_order", "--changed-files", "-", head, "main", check=False,
+        "check_pr_order", "--changed-files", "-", head, base, check=False,
         input_text="\n".join(changed) + "\n",
     )  # fmt: skip
 
@@ -119,10 +134,11 @@ def check_content(head: str, changed: list[str]) -> subprocess.CompletedProcess[
     [
         ("deploy/dev/0123abc", ["kustomize/overlays/dev/kustomization.yaml"]),
         (
-            "deploy/prod/0123abc",
+            "deploy/dev/0123abc",
             [
-                "kustomize/overlays/prod/kustomization.yaml",
-                "kustomize/overlays/prod/provenance.yaml",
+                "kustomize/overlays/dev/kustomization.yaml",
+                "kustomize/overlays/dev/provenance.yaml",
+                "rendered/dev/manifests.yaml",
             ],
         ),
         ("dependabot/github_actions/actions/checkout-5", [".github/workflows/ci.yml"]),
@@ -131,6 +147,7 @@ def check_content(head: str, changed: list[str]) -> subprocess.CompletedProcess[
             ["requirements/dev.txt", "requirements/serving.txt"],
         ),
         ("experiment/anything", ["serving/app.py", "kustomize/overlays/prod/scaling.yaml"]),
+        ("experiment/anything", ["charts/model/values.yaml", "rendered/dev/manifests.yaml"]),
     ],
 )
 def test_an_automated_branch_carrying_only_what_its_name_says_passes(
@@ -156,7 +173,23 @@ def test_an_automated_branch_carrying_only_what_its_name_says_passes(
         (
             "deploy/qa/0123abc",
             ["kustomize/overlays/dev/kustomization.yaml"],
-            "names no environment",
+            "names no stage a deploy pull request may set (deploy/dev/<sha>",
+        ),
+        (
+            "deploy/prod/0123abc",
+            ["kustomize/overlays/prod/kustomization.yaml"],
+            "names no stage a deploy pull request may set",
+        ),
+        (
+            "experiment/sneaky",
+            ["serving/app.py", "rendered/prod/manifests.yaml"],
+            "a pull request into main may not change rendered/prod/manifests.yaml: prod changes "
+            "only by its promotion into production",
+        ),
+        (
+            "experiment/sneaky",
+            ["rendered/staging/manifests.yaml"],
+            "may not change rendered/staging/manifests.yaml",
         ),
         (
             "dependabot/pip/x",
@@ -201,3 +234,24 @@ def test_the_pr_guard_workflow_step_passes_the_origin_and_the_changed_files(
     )  # fmt: skip
     result = run_step("pr-guard.yml", GUARD_STEP, REPO, env)
     assert (result.returncode == 0) is passes, result.stderr
+
+
+def test_a_promotion_into_staging_may_not_change_prods_rendered_manifests() -> None:
+    ok = check_content(
+        "promote/staging/0123456789ab",
+        ["rendered/dev/manifests.yaml", "rendered/staging/manifests.yaml", "serving/app.py"],
+        "staging",
+    )
+    assert ok.returncode == 0, ok.stderr
+    result = check_content(
+        "promote/staging/0123456789ab", ["rendered/prod/manifests.yaml"], "staging"
+    )
+    assert result.returncode == 1
+    assert "into staging may not change rendered/prod/manifests.yaml" in result.stderr
+
+
+def test_the_guard_names_the_rendered_file_as_gitops_rendered_does() -> None:
+    from gitops import check_pr_order, environments, rendered
+
+    for env in environments.load():
+        assert check_pr_order.RENDERED.format(env=env.name) == rendered.path(env)

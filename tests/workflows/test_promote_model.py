@@ -212,9 +212,7 @@ def test_a_model_travels_experiment_main_staging_production_as_one_version(repo:
         ("main", "staging"),
         ("staging", "production"),
     ]:
-        order = run_tool("check_pr_order", source, branch, cwd=repo)
-        assert order.returncode == 0
-        merge(repo, source, branch)
+        merge(repo, source, branch)  # the branch order is gitops.check_pr_order's (elsewhere)
         stage = run_tool("stage_for_branch", branch).stdout.strip()
         result = promote(repo, stage, "--push", "origin")
         registered.append(result["registered"])

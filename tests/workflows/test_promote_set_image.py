@@ -408,14 +408,14 @@ def run_pr_step(repo: Path, tmp_path: Path, sha: str) -> subprocess.CompletedPro
         IMAGE_REGISTRY="registry.example.org",
         GITOPS_BRANCH="main",
         STAGE="fixture",
-        MODEL_REF="diagnosis-classifier#staging#4",
+        MODEL_REF="diagnosis-classifier@v0.4.0",
         VERSION=VERSION,
         MODEL_SHA256=MODEL_SHA256,
         IMAGE_DIGEST=DIGEST,
         GITHUB_SHA=sha,
     )
     env["PATH"] = f"{stub_dir}:{env['PATH']}"
-    step = "Open the pull request that deploys it (the overlay's image tag and model provenance)"
+    step = "Open the pull request that deploys it (the overlay's image and model, re-rendered)"
     return run_step("promote.yml", step, repo, env)
 
 
@@ -452,7 +452,7 @@ def test_the_promote_workflow_opens_one_pull_request_with_the_four_line_change(
     assert annotations["modelops.io/model-sha256"] == MODEL_SHA256
     calls = (tmp_path / "gh-calls").read_text().splitlines()
     assert calls[:6] == ["pr", "create", "--base", "main", "--head", branch]
-    assert "diagnosis-classifier#staging#4" in "\n".join(calls)
+    assert "diagnosis-classifier@v0.4.0" in "\n".join(calls)
     assert MODEL_SHA256 in "\n".join(calls)
     assert f"model-server:{SHA}@{DIGEST}" in "\n".join(calls)
 

@@ -27,7 +27,7 @@ from requirements.lock import versions
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
 PINNED = re.compile(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}")
 VERSION_COMMENT = re.compile(r"\s+#\s+v\d+\.\d+\.\d+$")
-EXPECTED = {"ci.yml", "pr-guard.yml", "training-report.yml", "promote.yml"}
+EXPECTED = {"ci.yml", "pr-guard.yml", "training-report.yml", "promote.yml", "environments.yml"}
 
 
 def tool(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -142,29 +142,44 @@ def test_every_workflow_grants_nothing_by_default_and_each_job_only_what_it_need
         assert granted.get("contents") in {"read", "write"}
 
 
-def test_only_the_promote_job_may_write_contents() -> None:
+def test_only_the_build_the_proposals_and_the_stage_jobs_may_write_contents() -> None:
     writers = {
-        path.name
+        (path.name, name)
         for path in workflow_files()
-        for job in load(path)["jobs"].values()
+        for name, job in load(path)["jobs"].items()
         if job["permissions"].get("contents") == "write"
     }
-    assert writers == {"promote.yml"}
+    assert writers == {
+        ("promote.yml", "promote"),
+        ("environments.yml", "propose"),
+        ("environments.yml", "stage"),
+    }
 
 
-def test_promote_runs_on_exactly_the_environment_branches_the_script_maps() -> None:
-    branches = load(WORKFLOWS / "promote.yml")[True]["push"]["branches"]
-    stages = [run_tool("stage_for_branch", branch).stdout.strip() for branch in branches]
-    assert branches == [env.branch for env in environments.load()]
-    assert stages == [env.stage for env in environments.load()]
-    overlays = REPO / "kustomize" / "overlays"
-    if any(overlays.glob("*/kustomization.yaml")):
-        assert all((overlays / stage / "kustomization.yaml").is_file() for stage in stages)
+def test_promote_builds_only_on_the_first_environment_branch() -> None:
+    (branch,) = load(WORKFLOWS / "promote.yml")[True]["push"]["branches"]
+    first = environments.load()[0]
+    assert branch == first.branch
+    assert run_tool("stage_for_branch", branch).stdout.strip() == first.stage
 
 
-def test_promote_ignores_the_merge_of_its_own_overlay_pull_request() -> None:
+def test_the_environments_workflow_follows_every_environment_branch() -> None:
+    on = load(WORKFLOWS / "environments.yml")[True]
+    order = environments.load()
+    assert on["push"]["branches"] == [env.branch for env in order]
+    assert on["pull_request"]["branches"] == [env.branch for env in order[1:]]
+    assert on["workflow_dispatch"]["inputs"]["environment"]["options"] == [
+        env.name for env in order[1:]
+    ]
+    names = [
+        run_tool("stage_for_branch", "--environment", env.branch).stdout.strip() for env in order
+    ]
+    assert names == [env.name for env in order]
+
+
+def test_promote_ignores_the_merge_of_its_own_deploy_pull_request() -> None:
     push = load(WORKFLOWS / "promote.yml")[True]["push"]
-    assert push["paths-ignore"] == ["kustomize/overlays/**"]
+    assert push["paths-ignore"] == ["kustomize/overlays/dev/**", "rendered/**"]
 
 
 def run_lines(path: Path) -> list[str]:
@@ -221,7 +236,10 @@ def test_every_gitops_command_a_workflow_runs_exists_with_a_main(path: Path) -> 
 
 def test_the_workflows_run_the_gitops_commands() -> None:
     used = set().union(*(modules_run(path) for path in workflow_files()))
-    assert {"check_pr_order", "stage_for_branch", "promote_model", "set_image"} <= used
+    assert {
+        "check_pr_order", "stage_for_branch", "promote_model", "set_image", "rendered",
+        "promote", "rollback", "assign_stage",
+    } <= used  # fmt: skip
 
 
 def test_pre_commit_pins_the_versions_the_venv_has() -> None:
@@ -301,7 +319,7 @@ def runs_iterative_tools(path: Path) -> bool:
 
 def test_the_check_knows_which_workflows_run_dvc_gto_or_cml() -> None:
     runners = {path.name for path in workflow_files() if runs_iterative_tools(path)}
-    assert runners == {"ci.yml", "promote.yml", "training-report.yml"}
+    assert runners == {"ci.yml", "promote.yml", "training-report.yml", "environments.yml"}
 
 
 def test_every_workflow_that_runs_dvc_gto_or_cml_turns_their_telemetry_off_at_its_top() -> None:

@@ -1,0 +1,162 @@
+"""The gates a release passes before it is proposed to an environment.
+
+Role: ``gitops.promote`` asks every gate, in this order, before it creates anything; the first
+refusal ends the promotion with one line ``gate <name>: <why>`` and nothing is tagged, pushed or
+opened. Every gate reads the *protected* branches and the registry (GTO tags, smoke notes), never
+the promotion's own pull request: the thresholds and the tolerance come from the target
+environment's branch, so a pull request that lowers them cannot let its own model through.
+
+    quality     the release's metrics (training/metrics.json at its GTO version tag) meet the
+                thresholds of training/params.yaml (evaluate.thresholds) on the target branch
+    regression  no metric is more than promotion.regression_tolerance below that of the model the
+                target environment runs now (its rendered manifests' model version)
+    stage       the model version holds the previous environment's GTO stage
+    smoke       the previous environment's rendered manifests passed a smoke test (gitops.smoke)
+    manifests   the target's rendering differs from the previous environment's only in the
+                environment fields (gitops.rendered.ENVIRONMENT_FIELDS)
+
+Contract: each gate returns a one-line figure of what it checked when it passes (for the pull
+request body) and raises :class:`GateError` when it does not.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gitops import environments, rendered, smoke
+from gitops.cli import ToolError, run
+from gitops.git import show
+from training import params
+
+PARAMS = "training/params.yaml"
+METRICS = "training/metrics.json"
+
+
+class GateError(ToolError):
+    """A gate refused the release; the message is ``gate <name>: <why>``."""
+
+    def __init__(self, gate: str, why: str) -> None:
+        super().__init__(f"gate {gate}: {why}")
+        self.gate = gate
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A release on its way from SOURCE (the previous environment) to TARGET."""
+
+    source: environments.Environment
+    target: environments.Environment
+    source_ref: str  # the previous environment's branch (remote-tracking ref)
+    target_ref: str  # the target environment's branch (remote-tracking ref)
+    release: rendered.Release  # what the previous environment runs
+    source_text: str  # its rendered manifests
+    target_text: str  # the target's rendering of the same release
+    current: rendered.Release | None  # what the target runs now, if anything
+
+
+def _params(ref: str, loader: Callable[[Path], Any], what: str) -> Any:
+    text = show(ref, PARAMS)
+    if text is None:
+        raise GateError(what, f"{ref} has no {PARAMS}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "params.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            return loader(path)
+        except params.ParamsError as error:
+            why = f"{PARAMS} on {ref}: {error}".replace(str(path), PARAMS)
+            raise GateError(what, why) from None
+
+
+def metrics(name: str, version: str) -> dict[str, float]:
+    """The metrics the model version NAME@VERSION was registered with."""
+    text = show(f"{name}@{version}", METRICS)
+    if text is None:
+        raise ToolError(f"the registered version {name}@{version} has no {METRICS}")
+    return {key: float(value) for key, value in json.loads(text).items()}
+
+
+def quality(c: Candidate) -> str:
+    thresholds = _params(c.target_ref, params.load_evaluate, "quality").thresholds
+    found = metrics(c.release.model_name, c.release.model_version)
+    for name, threshold in sorted(thresholds.items()):
+        value = found.get(name)
+        if value is None or value < threshold:
+            raise GateError(
+                "quality",
+                f"{name} {value} of {c.release.model_version} is below {threshold}, the threshold "
+                f"of {c.target.name} ({PARAMS} on {c.target.branch})",
+            )
+    return ", ".join(f"{k} {found[k]:.4f} >= {v}" for k, v in sorted(thresholds.items()))
+
+
+def regression(c: Candidate) -> str:
+    if c.current is None or not c.current.model_version:
+        return f"nothing runs in {c.target.name} yet"
+    tolerance = _params(c.target_ref, params.load_promotion, "regression").regression_tolerance
+    gated = sorted(_params(c.target_ref, params.load_evaluate, "regression").thresholds)
+    new = metrics(c.release.model_name, c.release.model_version)
+    old = metrics(c.current.model_name, c.current.model_version)
+    for name in gated:
+        if name in old and new.get(name, float("-inf")) < old[name] - tolerance:
+            raise GateError(
+                "regression",
+                f"{name} {new.get(name)} of {c.release.model_version} is more than {tolerance} "
+                f"below {old[name]} of {c.current.model_version}, which {c.target.name} runs",
+            )
+    return f"no metric more than {tolerance} below {c.current.model_version} ({c.target.name})"
+
+
+def stage(c: Candidate) -> str:
+    name, version = c.release.model_name, c.release.model_version
+    holder = run("gto", "show", f"{name}#{c.source.stage}", "--ref").strip()
+    if holder != f"{name}@{version}":
+        raise GateError(
+            "stage",
+            f"{name} {version} does not hold the stage {c.source.stage} "
+            f"(gto show: {holder or 'nothing'}): promote it to {c.source.name} first",
+        )
+    return f"{version} holds {c.source.stage}"
+
+
+def smoke_test(c: Candidate) -> str:
+    found = smoke.passed(c.source, c.source_ref)
+    if found is None:
+        raise GateError(
+            "smoke",
+            f"{rendered.path(c.source)} on {c.source.branch} has no passed smoke test: "
+            f"python -m gitops.smoke {c.source.name} --url <its URL> --record --push origin",
+        )
+    return f"{c.source.name} served {found.get('image', c.release.image)} (gitops.smoke)"
+
+
+def manifests(c: Candidate) -> str:
+    found = rendered.differences(c.source_text, c.target_text)
+    if found:
+        more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+        raise GateError(
+            "manifests",
+            f"{c.target.name} would differ from {c.source.name} in {found[0]}{more}, "
+            "which is not an environment field (docs/workflow.md)",
+        )
+    return f"same manifests as {c.source.name} but for the environment fields"
+
+
+#: Every gate, in the order they are asked (the first refusal wins).
+GATES = (
+    ("quality", quality),
+    ("regression", regression),
+    ("stage", stage),
+    ("smoke", smoke_test),
+    ("manifests", manifests),
+)
+
+
+def check(c: Candidate) -> list[tuple[str, str]]:
+    """Ask every gate; (name, figure) for each. GateError at the first that refuses."""
+    return [(name, gate(c)) for name, gate in GATES]

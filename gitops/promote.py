@@ -1,0 +1,204 @@
+"""Promote what the previous environment runs to ENV: one frozen release, gated, as a pull request.
+
+usage: python -m gitops.promote ENV [--remote REMOTE] [--no-push] [--pr] [--body-file FILE]
+                                [--verify COMMIT]
+
+The release is what the previous environment (environments.toml) runs: its rendered manifests
+on its branch (``rendered/<prev>/manifests.yaml``), which name the image by digest and the model
+by version and sha256. The promotion builds, without touching the checkout, one commit on top of
+ENV's branch whose tree is the previous branch's tree with ENV's overlay pointed at that same
+image digest and model, and ``rendered/<env>/manifests.yaml`` rendered from it. Nothing is
+rebuilt; the image is the one the previous environment pulled.
+
+Before it builds anything, every gate of gitops.gates must pass (quality, regression, stage,
+smoke, manifests); the first refusal prints ``error: gate <name>: <why>`` and exits 1 with no
+branch, tag or pull request made. When ENV's branch already holds exactly that tree, it prints
+``unchanged`` and exits 0 (re-running a finished promotion makes no commit).
+
+Then it pushes the branch ``promote/<env>/<commit>`` to REMOTE and, with --pr, opens the pull
+request into ENV's branch with ``gh``: the release, the gates' figures and the diff of the
+rendered manifests. The GTO stage follows after the merge (gitops.assign_stage), so ``gto show``
+names what the cluster runs.
+
+--verify COMMIT checks a promotion pull request instead: COMMIT's first parent must be ENV's
+branch, its second parent on the previous branch, the gates must pass and COMMIT's tree must be
+exactly what the promotion builds. The workflow runs it as a required check, from the protected
+branches, so a hand-edited promotion branch cannot merge.
+
+Prints key=value lines for $GITHUB_OUTPUT: changed, branch, commit, version, digest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from gitops import environments, gates, proposal, rendered, set_image
+from gitops.cli import OneLineParser, ToolError, run_main
+from gitops.git import (
+    commit_tree,
+    fetch,
+    git,
+    identity_is_set,
+    remote_branch,
+    resolve,
+    rev,
+    show,
+    worktree,
+)
+from gitops.proposal import Proposal, propose
+
+
+def split_image(image: str) -> tuple[str, str, str]:
+    """NAME:TAG@DIGEST as (NAME, TAG, DIGEST); TAG or DIGEST may be empty."""
+    reference, _, digest = image.partition("@")
+    name, tag = reference, ""
+    if ":" in reference.rpartition("/")[2]:
+        name, _, tag = reference.rpartition(":")
+    return name, tag, digest
+
+
+def pin(tree: Path, env: environments.Environment, release: rendered.Release) -> None:
+    """Point ENV's overlay in TREE at RELEASE's image (name, tag, digest) and model."""
+    name, tag, digest = split_image(release.image)
+    if not (tag and digest):
+        raise ToolError(f"{release.image} is not pinned as NAME:SHA@DIGEST: build it with make")
+    overlay = tree / env.overlay
+    kustomization = overlay / "kustomization.yaml"
+    entry = set_image.image_entry(kustomization, set_image.DEFAULT_IMAGE)
+    text = kustomization.read_text(encoding="utf-8")
+    text = set_image.with_entry_line(text, str(entry["name"]), "newName", name, kustomization)
+    kustomization.write_text(text, encoding="utf-8")
+    model = (release.model_version, release.model_sha256) if release.model_sha256 else None
+    set_image.promote(overlay, set_image.DEFAULT_IMAGE, tag, None, model, digest)
+
+
+def candidate(
+    env: environments.Environment, source_ref: str, target_ref: str, tree: Path
+) -> gates.Candidate:
+    """The gates' view of promoting SOURCE_REF's release to ENV, with TREE (a worktree at
+    SOURCE_REF) pinned and rendered for ENV."""
+    source = environments.before(env)
+    source_text = show(source_ref, rendered.path(source))
+    if source_text is None:
+        raise ToolError(
+            f"{source.branch} has no {rendered.path(source)}: nothing runs in {source.name} yet"
+        )
+    release = rendered.release(source_text)
+    if rendered.render(tree, source) != source_text:
+        raise gates.GateError(
+            "manifests",
+            f"{rendered.path(source)} on {source.branch} is not what its overlay renders",
+        )
+    pin(tree, env, release)
+    target_text = rendered.render(tree, env)
+    (tree / rendered.path(env)).parent.mkdir(parents=True, exist_ok=True)
+    (tree / rendered.path(env)).write_text(target_text, encoding="utf-8")
+    current_text = show(target_ref, rendered.path(env))
+    current = rendered.release(current_text) if current_text else None
+    return gates.Candidate(
+        source, env, source_ref, target_ref, release, source_text, target_text, current
+    )
+
+
+def summary(c: gates.Candidate, checked: list[tuple[str, str]]) -> str:
+    now = c.current.summary() if c.current else "nothing"
+    rows = "\n".join(f"| {name} | {figure} |" for name, figure in checked)
+    return (
+        f"Promotes to **{c.target.name}** (branch `{c.target.branch}`) exactly what "
+        f"**{c.source.name}** runs: {c.release.summary()}.\n\n"
+        f"- image: `{c.release.image}` (not rebuilt)\n"
+        f"- model: {c.release.model_name} {c.release.model_version}, "
+        f"sha256 `{c.release.model_sha256}`\n"
+        f"- {c.target.name} runs now: {now}\n\n"
+        f"| gate | checked |\n|---|---|\n{rows}"
+    )
+
+
+def build(
+    env: environments.Environment, source_ref: str, target_ref: str
+) -> tuple[gates.Candidate, list[tuple[str, str]], str]:
+    """(candidate, gates' figures, commit): the promotion commit on TARGET_REF, after the gates."""
+    with worktree(source_ref) as tree:
+        c = candidate(env, source_ref, target_ref, tree)
+        checked = gates.check(c)
+        message = (
+            f"promote({env.name}): {c.release.model_name} {c.release.model_version}, "
+            f"image {c.release.digest}\n\nFrom {c.source.name} ({c.source.branch} "
+            f"{resolve(source_ref)[:12]}): {c.release.summary()}."
+        )
+        commit = commit_tree(tree, [resolve(target_ref), resolve(source_ref)], message)
+    return c, checked, commit
+
+
+def main(argv: Sequence[str]) -> int:
+    names = [env.name for env in environments.load()[1:]]
+    parser = OneLineParser(prog="python -m gitops.promote", description=__doc__)
+    parser.add_argument("env", metavar="ENV", help=", ".join(names))
+    proposal.add_arguments(parser, "a promotion pull request's head")
+    args = parser.parse_args(argv)
+    env = environments.by_name(args.env)
+    if env is None or env == environments.load()[0]:
+        first = environments.load()[0]
+        raise ToolError(
+            f"gate order: {args.env} is not promoted by this tool (one of {', '.join(names)}); "
+            f"{first.name} changes by a merge into {first.branch}"
+        )
+    source = environments.before(env)
+    identity_is_set()
+    fetch(args.remote, source.branch, env.branch)
+    target_ref = remote_branch(args.remote, env.branch)
+    if rev(target_ref) is None:
+        raise ToolError(
+            f"{args.remote} has no branch {env.branch}: git push {args.remote} "
+            f"{environments.load()[0].branch}:{env.branch}"
+        )
+    source_ref = remote_branch(args.remote, source.branch)
+    if args.verify:
+        return verify(env, args.verify, source_ref, target_ref)
+    c, checked, commit = build(env, source_ref, target_ref)
+    outputs = {"version": c.release.model_version, "digest": c.release.digest}
+    if rev(f"{commit}^{{tree}}") == rev(f"{target_ref}^{{tree}}"):
+        print(f"unchanged: {env.name} already runs {c.release.summary()}", flush=True)
+        outputs.update(changed="false", branch="", commit=resolve(target_ref))
+    else:
+        p = Proposal(
+            "promote",
+            env,
+            resolve(target_ref),
+            commit,
+            f"promote({env.name}): {c.release.model_name} {c.release.model_version}, "
+            f"image {c.release.digest[:19]}",
+            summary(c, checked),
+        )
+        made = propose(p, None if args.no_push else args.remote, args.pr, args.body_file)
+        outputs.update(changed=str(made).lower(), branch=p.branch, commit=commit)
+    for key, value in outputs.items():
+        print(f"{key}={value}")
+    return 0
+
+
+def verify(env: environments.Environment, head: str, source_ref: str, target_ref: str) -> int:
+    """--verify: HEAD is the promotion of its second parent onto ENV's branch, gates passed."""
+    parents = git("rev-list", "--parents", "-n", "1", head).split()[1:]
+    if len(parents) != 2 or parents[0] != rev(target_ref):
+        raise ToolError(
+            f"verify: {head[:12]} is not a promotion onto {env.branch}'s tip "
+            "(rebuild it: python -m gitops.promote)"
+        )
+    source = environments.before(env)
+    if parents[1] not in git("rev-list", "--first-parent", source_ref).split():
+        raise ToolError(f"verify: {head[:12]}'s second parent is not on {source.branch}")
+    _, _, commit = build(env, parents[1], target_ref)
+    if rev(f"{commit}^{{tree}}") != rev(f"{head}^{{tree}}"):
+        changed = git("diff", "--name-only", commit, head).split()
+        raise ToolError(
+            f"verify: {head[:12]} is not what gitops.promote builds: it differs in "
+            f"{changed[0] if changed else 'its tree'}"
+        )
+    print(f"ok: {head[:12]} promotes {source.name}'s release to {env.name}, every gate passed")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,107 @@
+"""A change to an environment, proposed as a branch and a pull request that shows its rendered diff.
+
+Role: what ``gitops.promote`` and ``gitops.rollback`` share once they have built the commit an
+environment branch should move to: the branch name, the pull request body (the release, the
+figures of what was checked, and the diff of every rendered file it changes), pushing the branch
+and opening the pull request with ``gh``. Contract: :func:`propose` is the only step that changes
+anything outside the local object store, and it runs after every check passed. Re-proposing the
+same tree is a no-op: an open branch with that tree is left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitops import environments, rendered
+from gitops.cli import ToolError, run
+from gitops.git import git, rev
+
+#: GitHub refuses pull request bodies over 65,536 characters; the diff is cut to stay below.
+BODY_LIMIT = 60_000
+
+
+@dataclass(frozen=True)
+class Proposal:
+    kind: str  # promote or rollback
+    env: environments.Environment
+    base: str  # the environment branch's tip the commit builds on
+    commit: str  # the commit the environment branch moves to when the pull request merges
+    title: str
+    summary: str  # markdown: what runs now, what will run, what was checked
+
+    @property
+    def branch(self) -> str:
+        return f"{self.kind}/{self.env.name}/{self.commit[:12]}"
+
+
+def add_arguments(parser: argparse.ArgumentParser, verified: str) -> None:
+    """The options gitops.promote and gitops.rollback share: where, whether to push and open the
+    pull request, where to write its body, and --verify (VERIFIED says what it checks)."""
+    parser.add_argument("--remote", default="origin", help="where the branches are (origin)")
+    parser.add_argument("--no-push", action="store_true", help="build the branch locally only")
+    parser.add_argument("--pr", action="store_true", help="open the pull request (gh)")
+    parser.add_argument("--body-file", type=Path, help="write the pull request body here")
+    parser.add_argument("--verify", metavar="COMMIT", help=f"check {verified}")
+
+
+def rendered_diff(base: str, commit: str) -> str:
+    """The diff of every rendered file between BASE and COMMIT (empty when none changed)."""
+    return git("diff", "--no-color", base, commit, "--", rendered.DIRECTORY)
+
+
+def body(p: Proposal) -> str:
+    diff = rendered_diff(p.base, p.commit)
+    if len(diff) > BODY_LIMIT:
+        diff = diff[:BODY_LIMIT] + f"\n... cut at {BODY_LIMIT} characters: git diff {p.base[:12]} "
+        diff += f"{p.commit[:12]} -- {rendered.DIRECTORY}\n"
+    shown = f"```diff\n{diff}```" if diff else "(no rendered file changes)"
+    return (
+        f"{p.summary}\n\n"
+        f"### Rendered manifests ({rendered.DIRECTORY}/): what Argo CD applies after the merge\n\n"
+        f"{shown}\n\n"
+        f"Made by `python -m gitops.{p.kind} {p.env.name}`; the `verify` check rebuilds this "
+        "commit from the protected branches and fails if it differs.\n"
+    )
+
+
+def already_open(remote: str, p: Proposal) -> bool:
+    """True when REMOTE already has a proposal branch for this environment with the same tree."""
+    refs = git("ls-remote", remote, f"refs/heads/{p.kind}/{p.env.name}/*").split()
+    return any(rev(f"{sha}^{{tree}}") == rev(f"{p.commit}^{{tree}}") for sha in refs[0::2])
+
+
+def propose(p: Proposal, remote: str | None, open_pr: bool, body_file: Path | None) -> bool:
+    """Push the branch to REMOTE and, with OPEN_PR, open the pull request; False when an
+    identical proposal is already open. BODY_FILE receives the body either way."""
+    text = body(p)
+    if body_file is not None:
+        body_file.write_text(text, encoding="utf-8")
+    git("update-ref", f"refs/heads/{p.branch}", p.commit)
+    if remote is None:
+        return True
+    proposals = f"{p.kind}/{p.env.name}/*"
+    git("fetch", "--quiet", remote, f"refs/heads/{proposals}:refs/remotes/{remote}/{proposals}")
+    if already_open(remote, p):
+        return False
+    git("push", "--quiet", remote, f"{p.commit}:refs/heads/{p.branch}")
+    if open_pr:
+        try:
+            run(
+                "gh",
+                "pr",
+                "create",
+                "--base",
+                p.env.branch,
+                "--head",
+                p.branch,
+                "--title",
+                p.title,
+                "--body",
+                text,
+            )
+        except ToolError:
+            git("push", "--quiet", "--delete", remote, p.branch)
+            raise
+    return True

@@ -1,0 +1,260 @@
+"""The rendered manifests of each environment: what Argo CD deploys, and the release they carry.
+
+usage: python -m gitops.rendered [--check] [ENV ...]
+
+Role: the contract between the dry source (charts/model, kustomize/base, kustomize/overlays/<env>)
+and the cluster. ``rendered/<env>/manifests.yaml`` is ``kubectl kustomize kustomize/overlays/<env>``
+with a header, committed on the environment's branch; the environment's Argo CD Application
+(argocd/applicationset.yaml) deploys that file, from that branch, and nothing else. A pull
+request that changes an environment therefore shows the rendered diff, and a merge into ``main``
+can change only what ``main``'s Application reads: dev.
+
+It works in the current directory, the repository's root. Without ENV it (re-)renders every
+environment whose ``rendered/<env>`` exists there,
+which on ``main`` is dev alone; the promotion tools render the others on their own branches.
+With ``--check`` it writes nothing and fails, naming the file, when one is not what its overlay
+renders (``make render`` fixes it; the unit tests run the check).
+
+Callers: ``make render`` and its check, ``gitops.promote`` and ``gitops.rollback`` (which read the
+release a rendering carries with :func:`release` and compare two environments with
+:func:`differences`), the pod runner (images/pod.py plays an environment's rendered file).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gitops import environments
+from gitops.cli import OneLineParser, ToolError, run, run_main
+
+ROOT = environments.ROOT
+DIRECTORY = "rendered"
+FILE = "manifests.yaml"
+HEADER = """\
+# The {env} environment as Argo CD applies it (Application model-{env}, branch {branch}):
+# kubectl kustomize kustomize/overlays/{env}, written by make render or python -m gitops.promote.
+# Do not edit: change the overlay, the chart or the base, and re-render.
+"""
+#: The Deployment's container that runs the model (the other one is Nginx).
+APP_CONTAINER = "app"
+PROVENANCE = "modelops.io/"
+
+
+def path(env: environments.Environment) -> str:
+    """The environment's rendered file, relative to the repository root."""
+    return f"{DIRECTORY}/{env.name}/{FILE}"
+
+
+def kubectl() -> str:
+    """The pinned kubectl from .tools/bin (make tools), else the one on PATH."""
+    pinned = ROOT / ".tools" / "bin" / "kubectl"
+    if pinned.exists():
+        return str(pinned)
+    found = shutil.which("kubectl")
+    if found is None:
+        raise ToolError("kubectl is not installed: run make tools")
+    return found
+
+
+def render(root: Path, env: environments.Environment) -> str:
+    """The text of ``rendered/<env>/manifests.yaml`` for the checkout (or tree copy) at ROOT."""
+    overlay = root / env.overlay
+    if not (overlay / "kustomization.yaml").is_file():
+        raise ToolError(f"no overlay {env.overlay} in {root}")
+    body = run(kubectl(), "kustomize", str(overlay))
+    return HEADER.format(env=env.name, branch=env.branch) + body
+
+
+def documents(text: str) -> list[dict[str, Any]]:
+    """The objects of a rendered file (comments and empty documents dropped)."""
+    try:
+        return [doc for doc in yaml.safe_load_all(text) if doc]
+    except yaml.YAMLError as error:
+        raise ToolError(f"rendered manifests are not valid YAML: {error}") from None
+
+
+@dataclass(frozen=True)
+class Release:
+    """What an environment runs, read from its rendered manifests: the model server image and
+    the model it serves. The same fields the pod answers with (X-Model-Provenance)."""
+
+    image: str  # NAME:SHA@sha256:DIGEST
+    namespace: str
+    model_name: str
+    model_version: str
+    model_stage: str
+    model_sha256: str
+    git_commit: str
+    manifests_sha256: str  # of the whole rendered file: the exact manifests
+
+    @property
+    def digest(self) -> str:
+        """The image's manifest digest (``sha256:...``), or "" when it is pinned by tag only."""
+        return self.image.partition("@")[2]
+
+    def summary(self) -> str:
+        """One line: model version and sha256, image digest, git commit."""
+        return (
+            f"{self.model_name} {self.model_version or '(no version)'} "
+            f"(model sha256 {self.model_sha256[:12] or '-'}), image {self.digest or self.image}, "
+            f"git commit {self.git_commit[:12] or '-'}"
+        )
+
+
+def deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    found = [doc for doc in docs if doc.get("kind") == "Deployment"]
+    if len(found) != 1:
+        raise ToolError(f"rendered manifests hold {len(found)} Deployments, not one")
+    return found[0]
+
+
+def release(text: str) -> Release:
+    """The release a rendered file carries (ToolError when it has no model server Deployment)."""
+    found = deployment(documents(text))
+    template = found["spec"]["template"]
+    annotations = (template.get("metadata") or {}).get("annotations") or {}
+    containers = {c["name"]: c for c in template["spec"]["containers"]}
+    if APP_CONTAINER not in containers:
+        raise ToolError(f"the rendered Deployment has no container {APP_CONTAINER!r}")
+
+    def annotation(key: str) -> str:
+        return str(annotations.get(PROVENANCE + key) or "")
+
+    return Release(
+        image=containers[APP_CONTAINER]["image"],
+        namespace=found["metadata"].get("namespace", ""),
+        model_name=annotation("model-name"),
+        model_version=annotation("model-version"),
+        model_stage=annotation("model-stage"),
+        model_sha256=annotation("model-sha256"),
+        git_commit=annotation("git-commit"),
+        manifests_sha256=hashlib.sha256(text.encode()).hexdigest(),
+    )
+
+
+#: What may differ between two environments' renderings of one release, and nothing else
+#: (docs/workflow.md, "What differs between environments"): (kind or "*", field path, why).
+#: A path ends at the field removed before comparing; "[]" walks every list item.
+ENVIRONMENT_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("*", "metadata.namespace", "each environment has its namespace"),
+    ("Deployment", "spec.replicas", "each environment's size (the HPA sets it)"),
+    ("Deployment", "spec.template.metadata.annotations.modelops.io/model-stage", "its GTO stage"),
+    ("Deployment", "spec.template.spec.containers[].env.MODELOPS_MODEL_STAGE", "its GTO stage"),
+    ("Deployment", "spec.template.spec.containers[].env.UWSGI_PROCESSES", "workers per pod"),
+    ("Deployment", "spec.template.spec.containers[].resources", "requests and limits"),
+    ("Deployment", "spec.template.spec.topologySpreadConstraints", "spreading over nodes"),
+    ("HorizontalPodAutoscaler", "spec.minReplicas", "replica bounds"),
+    ("HorizontalPodAutoscaler", "spec.maxReplicas", "replica bounds"),
+    ("PodDisruptionBudget", "spec.minAvailable", "disruption budget"),
+    ("PodDisruptionBudget", "spec.maxUnavailable", "disruption budget"),
+)
+
+
+def _drop(node: Any, parts: list[str]) -> None:
+    """Remove the field PARTS from NODE; env lists are keyed by their items' names."""
+    if not parts or node is None:
+        return
+    head, rest = parts[0], parts[1:]
+    if head.endswith("[]"):
+        for item in (node.get(head[:-2]) or []) if isinstance(node, dict) else []:
+            _drop(item, rest)
+        return
+    if isinstance(node, list):  # a list of {name: ...}: the item named HEAD
+        node[:] = [item for item in node if not (rest == [] and item.get("name") == head)]
+        for item in node:
+            if item.get("name") == head:
+                _drop(item, rest)
+        return
+    if not isinstance(node, dict):
+        return
+    if head == "annotations" and rest:  # annotation keys hold dots: the rest is one key
+        node.get(head, {}).pop(".".join(rest), None)
+        return
+    if rest:
+        _drop(node.get(head), rest)
+    else:
+        node.pop(head, None)
+
+
+def comparable(text: str) -> dict[str, Any]:
+    """The objects of a rendered file, keyed by kind/name, without the environment fields."""
+    found: dict[str, Any] = {}
+    for doc in documents(text):
+        doc = copy.deepcopy(doc)
+        for kind, field, _ in ENVIRONMENT_FIELDS:
+            if kind in ("*", doc.get("kind")):
+                _drop(doc, field.split("."))
+        for container in (
+            doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        ):
+            container.get("env", []).sort(key=lambda item: item.get("name", ""))
+        found[f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"] = doc
+    return found
+
+
+def differences(before: str, after: str) -> list[str]:
+    """Where two environments' renderings differ beyond ENVIRONMENT_FIELDS, as ``kind/name
+    field`` lines (empty when they carry the same release)."""
+    left, right = comparable(before), comparable(after)
+    found = [f"{key} (only in one)" for key in sorted(set(left) ^ set(right))]
+    for key in sorted(set(left) & set(right)):
+        found += [f"{key} {where}" for where in _diff(left[key], right[key], "")]
+    return found
+
+
+def _diff(left: Any, right: Any, where: str) -> list[str]:
+    if isinstance(left, dict) and isinstance(right, dict):
+        keys = sorted(set(left) | set(right))
+        return [d for k in keys for d in _diff(left.get(k), right.get(k), f"{where}.{k}")]
+    if isinstance(left, list) and isinstance(right, list) and len(left) == len(right):
+        pairs = enumerate(zip(left, right, strict=True))
+        return [d for i, (a, b) in pairs for d in _diff(a, b, f"{where}[{i}]")]
+    return [] if left == right else [where.lstrip(".") or "(the object)"]
+
+
+def present(root: Path) -> list[environments.Environment]:
+    """The environments with a rendered file in the checkout at ROOT."""
+    return [env for env in environments.load() if (root / path(env)).is_file()]
+
+
+def main(argv: Sequence[str]) -> int:
+    names = [env.name for env in environments.load()]
+    parser = OneLineParser(prog="python -m gitops.rendered", description=__doc__)
+    parser.add_argument("envs", metavar="ENV", nargs="*", help=", ".join(names))
+    parser.add_argument("--check", action="store_true", help="write nothing; fail when stale")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.envs if name not in names]
+    if unknown:
+        parser.error(f"unknown environment {unknown[0]!r} (one of {', '.join(names)})")
+    root = Path.cwd()  # the repository the command runs in, as the workflows and make run it
+    chosen = [environments.named(n) for n in args.envs] or present(root)
+    stale = []
+    for env in chosen:
+        target = root / path(env)
+        text = render(root, env)
+        if target.is_file() and target.read_text(encoding="utf-8") == text:
+            continue
+        if args.check:
+            stale.append(path(env))
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        print(f"rendered {path(env)}")
+    if stale:
+        raise ToolError(
+            f"{stale[0]} is not what {environments.named(stale[0].split('/')[1]).overlay} "
+            "renders: run make render and commit it"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,370 @@
+"""Promotion of one frozen release dev -> staging -> prod, and rollback: gitops.promote,
+gitops.rollback, gitops.assign_stage and the smoke records, on real repositories.
+
+Each test works in a copy of one repository built once for the module: this checkout's
+kustomize/, training/params.yaml and training/metrics.json in a fresh git repository with a bare
+origin, the environment branches pushed as a fork makes them (docs/workflow.md), GTO versions
+registered for real, and the dev deployment made as the deploy pull request makes it
+(gitops.set_image, gitops.rendered, merged, then gitops.assign_stage). Merging a pull request is
+a push of its head to the environment branch (the promotion branch is a fast-forward of it).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gitops import environments, rendered, smoke
+from tests.workflows.workflow_helpers import REPO, git, run_tool, tool_env
+
+pytestmark = pytest.mark.integration  # real git, GTO and kustomize
+
+NAME = "diagnosis-classifier"
+DEV, STAGING, PROD = environments.load()
+IMAGE = "localhost/modelops/model-server"
+
+
+def digest(n: int) -> str:
+    return f"sha256:{n:064x}"
+
+
+def model_sha(n: int) -> str:
+    return f"{n:x}" * 64 if n < 16 else f"{n:064x}"
+
+
+def sh(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(args, cwd=repo, env=tool_env(), capture_output=True, text=True)
+    if check:
+        assert done.returncode == 0, f"{' '.join(args)}: {done.stderr}"
+    return done
+
+
+def tool(repo: Path, command: str, *args: str, check: bool = True) -> dict[str, str]:
+    """Run ``python -m gitops.COMMAND`` in REPO; its key=value output lines."""
+    done = run_tool(command, *args, cwd=repo, check=check)
+    if not check:
+        return {"returncode": str(done.returncode), "stderr": done.stderr}
+    return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+
+
+def refused(repo: Path, command: str, *args: str) -> str:
+    """The one error line of a refused command (it must exit 1 and print nothing else)."""
+    done = run_tool(command, *args, cwd=repo, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = done.stderr.splitlines()
+    return line
+
+
+def origin_state(repo: Path) -> str:
+    """Every ref of the origin (branches, tags, notes): what a refusal must leave alone."""
+    return git(repo, "ls-remote", "origin")
+
+
+def release_metrics(repo: Path, **changes: float) -> None:
+    path = repo / "training" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics.update(changes)
+    path.write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def deploy_dev(repo: Path, version: str, n: int, **metrics: float) -> None:
+    """A new model on main: registered as VERSION (with METRICS), built as image N, deployed to
+    dev by the deploy pull request, its stage assigned after the merge."""
+    git(repo, "switch", "-q", "main")
+    if metrics:
+        release_metrics(repo, **metrics)
+        git(repo, "commit", "-qam", f"experiment: model {version}")
+    sh(repo, "gto", "register", NAME, "HEAD", "--version", version)
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    tool(repo, "set_image", "--digest", digest(n), "--model-version", version,
+         "--model-sha256", model_sha(n), "dev", commit)  # fmt: skip
+    tool(repo, "rendered", "dev")
+    git(repo, "commit", "-qam", f"deploy(dev): {version}")
+    git(repo, "push", "-q", "--tags", "origin", "main")
+    tool(repo, "assign_stage", "dev", "--push", "origin")
+
+
+def smoke_passed(
+    repo: Path, env: environments.Environment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Record a passed smoke test of ENV's rendered manifests, as gitops.smoke --record does
+    after its check (the check itself runs against a real server in tests/serving)."""
+    git(repo, "fetch", "-q", "origin")
+    ref = f"origin/{env.branch}"
+    release = rendered.release(git(repo, "show", f"{ref}:{rendered.path(env)}"))
+    with monkeypatch.context() as patch:
+        patch.chdir(repo)
+        smoke.record(env, ref, {"environment": env.name, "image": release.image, "passed": True})
+    git(repo, "push", "-q", "origin", "refs/notes/modelops-smoke")
+
+
+def merge(repo: Path, outputs: dict[str, str], env: environments.Environment) -> None:
+    """Merge the proposal's pull request (a fast-forward), then the workflow's stage step."""
+    git(repo, "push", "-q", "origin", f"{outputs['commit']}:refs/heads/{env.branch}")
+    git(repo, "fetch", "-q", "origin")
+    tool(repo, "assign_stage", env.name, "--ref", f"origin/{env.branch}", "--push", "origin")
+
+
+def running(repo: Path, env: environments.Environment) -> rendered.Release:
+    git(repo, "fetch", "-q", "origin")
+    return rendered.release(git(repo, "show", f"origin/{env.branch}:{rendered.path(env)}"))
+
+
+def stage_holder(repo: Path, env: environments.Environment) -> str:
+    return sh(repo, "gto", "show", f"{NAME}#{env.stage}", "--ref").stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("promotion")
+    repo = root / "work"
+    for part in ("kustomize", "rendered"):
+        shutil.copytree(REPO / part, repo / part)
+    for part in ("training/params.yaml", "training/metrics.json"):
+        (repo / part).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / part, repo / part)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.name", "test")
+    git(repo, "config", "user.email", "test@example.org")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "the repository as forked")
+    return root
+
+
+@pytest.fixture
+def repo(template: Path, tmp_path: Path) -> Iterator[Path]:
+    """A copy of the template with a bare origin holding main, staging and production, and
+    v0.1.0 deployed to dev."""
+    shutil.copytree(template, tmp_path, dirs_exist_ok=True)
+    work = tmp_path / "work"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", "origin.git")
+    git(work, "remote", "add", "origin", str(tmp_path / "origin.git"))
+    git(work, "push", "-q", "origin", "main", "main:staging", "main:production")
+    deploy_dev(work, "v0.1.0", 1)
+    yield work
+
+
+@pytest.fixture
+def in_prod(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """v0.1.0 promoted through staging to prod; v0.2.0 then through staging to prod too."""
+    for version, n, metrics in (("v0.1.0", 1, {}), ("v0.2.0", 2, {"accuracy": 0.97})):
+        if version != "v0.1.0":
+            deploy_dev(repo, version, n, **metrics)
+        for env in (STAGING, PROD):
+            smoke_passed(repo, environments.previous(env), monkeypatch)
+            merge(repo, tool(repo, "promote", env.name), env)
+    return repo
+
+
+def test_a_release_reaches_staging_and_prod_as_the_same_digest_model_and_manifests(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    dev = running(repo, DEV)
+    smoke_passed(repo, DEV, monkeypatch)
+    body = tmp_path / "body.md"
+    outputs = tool(repo, "promote", "staging", "--body-file", str(body))
+    assert outputs["changed"] == "true" and outputs["branch"].startswith("promote/staging/")
+    assert git(repo, "ls-remote", "origin", outputs["branch"]).split()[0] == outputs["commit"]
+    text = body.read_text()
+    assert "```diff\n" in text and f"+++ b/{rendered.path(STAGING)}" in text
+    assert f"+          value: {dev.model_sha256}" not in text or dev.digest in text
+    for gate in ("quality", "regression", "stage", "smoke", "manifests"):
+        assert f"| {gate} |" in text
+    merge(repo, outputs, STAGING)
+    staging = running(repo, STAGING)
+    assert (staging.image, staging.model_version, staging.model_sha256, staging.git_commit) == (
+        dev.image, dev.model_version, dev.model_sha256, dev.git_commit)  # fmt: skip
+    assert staging.namespace == STAGING.namespace and staging.model_stage == STAGING.stage
+    assert stage_holder(repo, STAGING) == f"{NAME}@v0.1.0"
+    smoke_passed(repo, STAGING, monkeypatch)
+    merge(repo, tool(repo, "promote", "prod"), PROD)
+    prod = running(repo, PROD)
+    assert (prod.image, prod.model_sha256) == (dev.image, dev.model_sha256)
+    assert stage_holder(repo, PROD) == f"{NAME}@v0.1.0"
+    staging_text = git(repo, "show", f"origin/production:{rendered.path(STAGING)}")
+    prod_text = git(repo, "show", f"origin/production:{rendered.path(PROD)}")
+    assert rendered.differences(staging_text, prod_text) == []
+    assert staging_text != prod_text  # namespace, replicas, resources: the environment fields
+
+
+def test_rerunning_a_finished_promotion_changes_nothing(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    smoke_passed(repo, DEV, monkeypatch)
+    merge(repo, tool(repo, "promote", "staging"), STAGING)
+    before = origin_state(repo)
+    done = run_tool("promote", "staging", cwd=repo)
+    assert done.stdout.startswith("unchanged: staging already runs")
+    assert origin_state(repo) == before
+
+
+def test_an_open_promotion_is_not_proposed_twice(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    smoke_passed(repo, DEV, monkeypatch)
+    first = tool(repo, "promote", "staging")
+    before = origin_state(repo)
+    again = tool(repo, "promote", "staging")
+    assert (first["changed"], again["changed"]) == ("true", "false")
+    assert origin_state(repo) == before
+
+
+def test_dev_is_not_promoted_by_the_tool_and_prod_takes_only_what_staging_runs(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert refused(repo, "promote", "dev").startswith("error: gate order: dev is not promoted")
+    before = origin_state(repo)
+    line = refused(repo, "promote", "prod")  # skipping staging: staging runs nothing yet
+    assert line == (
+        "error: staging has no rendered/staging/manifests.yaml: nothing runs in staging yet"
+    )
+    assert origin_state(repo) == before
+    smoke_passed(repo, DEV, monkeypatch)
+    merge(repo, tool(repo, "promote", "staging"), STAGING)
+    deploy_dev(repo, "v0.2.0", 2, accuracy=0.97)  # dev moves on; staging still runs v0.1.0
+    smoke_passed(repo, STAGING, monkeypatch)
+    outputs = tool(repo, "promote", "prod")
+    assert outputs["version"] == "v0.1.0" and outputs["digest"] == digest(1)
+
+
+def test_a_version_that_does_not_hold_the_previous_stage_is_refused(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # v0.2.0 reaches main's rendered manifests, but its stage was never assigned.
+    release_metrics(repo, accuracy=0.97)
+    git(repo, "commit", "-qam", "experiment")
+    sh(repo, "gto", "register", NAME, "HEAD", "--version", "v0.2.0")
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    tool(repo, "set_image", "--digest", digest(2), "--model-version", "v0.2.0",
+         "--model-sha256", model_sha(2), "dev", commit)  # fmt: skip
+    tool(repo, "rendered", "dev")
+    git(repo, "commit", "-qam", "deploy(dev): v0.2.0")
+    git(repo, "push", "-q", "--tags", "origin", "main")
+    smoke_passed(repo, DEV, monkeypatch)
+    before = origin_state(repo)
+    assert refused(repo, "promote", "staging") == (
+        f"error: gate stage: {NAME} v0.2.0 does not hold the stage dev "
+        f"(gto show: {NAME}@v0.1.0): promote it to dev first"
+    )
+    assert origin_state(repo) == before
+
+
+def test_a_release_without_a_passed_smoke_test_is_refused(repo: Path) -> None:
+    before = origin_state(repo)
+    line = refused(repo, "promote", "staging")
+    assert line.startswith("error: gate smoke: rendered/dev/manifests.yaml on main has no passed")
+    assert origin_state(repo) == before
+
+
+def test_thresholds_come_from_the_target_branch_so_lowering_them_with_the_model_is_refused(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = repo / "training" / "params.yaml"
+    params.write_text(params.read_text().replace("accuracy: 0.95", "accuracy: 0.85"))
+    deploy_dev(repo, "v0.2.0", 2, accuracy=0.9)  # one pull request: lower bar, worse model
+    smoke_passed(repo, DEV, monkeypatch)
+    before = origin_state(repo)
+    assert refused(repo, "promote", "staging") == (
+        "error: gate quality: accuracy 0.9 of v0.2.0 is below 0.95, the threshold of staging "
+        "(training/params.yaml on staging)"
+    )
+    assert origin_state(repo) == before
+
+
+def test_a_regression_against_the_model_the_target_runs_is_refused(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    smoke_passed(repo, DEV, monkeypatch)
+    merge(repo, tool(repo, "promote", "staging"), STAGING)
+    deploy_dev(repo, "v0.2.0", 2, roc_auc=0.975)  # above 0.97, but 0.021 below v0.1.0
+    smoke_passed(repo, DEV, monkeypatch)
+    before = origin_state(repo)
+    assert refused(repo, "promote", "staging") == (
+        "error: gate regression: roc_auc 0.975 of v0.2.0 is more than 0.01 below 0.996032 of "
+        "v0.1.0, which staging runs"
+    )
+    assert origin_state(repo) == before
+
+
+def test_an_overlay_change_beyond_the_environment_fields_is_refused(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resources = repo / STAGING.overlay / "resources.yaml"
+    patch = yaml.safe_load(resources.read_text())
+    patch["spec"]["template"]["spec"]["containers"][0]["env"].append(
+        {"name": "MODELOPS_LOG_LEVEL", "value": "debug"}
+    )
+    resources.write_text(yaml.safe_dump(patch))
+    git(repo, "commit", "-qam", "staging: debug logs")
+    git(repo, "push", "-q", "origin", "main")
+    smoke_passed(repo, DEV, monkeypatch)
+    line = refused(repo, "promote", "staging")
+    assert line.startswith(
+        "error: gate manifests: staging would differ from dev in Deployment/model "
+        "spec.template.spec.containers[0].env"
+    )
+
+
+def test_verify_accepts_the_promotion_and_refuses_a_hand_edited_one(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    smoke_passed(repo, DEV, monkeypatch)
+    outputs = tool(repo, "promote", "staging")
+    assert run_tool(
+        "promote", "staging", "--verify", outputs["commit"], cwd=repo
+    ).stdout.startswith(f"ok: {outputs['commit'][:12]} promotes dev's release to staging")
+    git(repo, "switch", "-q", "--detach", outputs["commit"])
+    manifests = repo / rendered.path(STAGING)
+    manifests.write_text(manifests.read_text().replace("minReplicas: 2", "minReplicas: 1"))
+    git(repo, "commit", "-qam", "promote(staging): one replica will do")
+    edited = git(repo, "rev-parse", "HEAD").strip()
+    assert refused(repo, "promote", "staging", "--verify", edited).startswith(
+        f"error: verify: {edited[:12]} is not a promotion onto staging's tip"
+    )
+    git(repo, "switch", "-q", "main")
+
+
+def test_rollback_restores_the_previous_release_byte_for_byte_and_moves_the_stage_back(
+    in_prod: Path, tmp_path: Path
+) -> None:
+    repo = in_prod
+    assert running(repo, PROD).model_version == "v0.2.0"
+    # the first-parent history of production: its promotions, newest first
+    earlier = git(repo, "rev-list", "--first-parent", "origin/production").split()[1]
+    before = git(repo, "show", f"{earlier}:{rendered.path(PROD)}")
+    body = tmp_path / "body.md"
+    outputs = tool(repo, "rollback", "prod", "--body-file", str(body))
+    assert outputs["branch"].startswith("rollback/prod/") and outputs["version"] == "v0.1.0"
+    assert "-        modelops.io/model-version: v0.2.0" in body.read_text()
+    ok = run_tool("rollback", "prod", "--verify", outputs["commit"], cwd=repo).stdout
+    assert ok.startswith(f"ok: {outputs['commit'][:12]} restores production")
+    merge(repo, outputs, PROD)
+    assert git(repo, "show", f"origin/production:{rendered.path(PROD)}") == before
+    assert running(repo, PROD).model_version == "v0.1.0"
+    assert stage_holder(repo, PROD) == f"{NAME}@v0.1.0"
+    assert stage_holder(repo, STAGING) == f"{NAME}@v0.2.0"  # only prod went back
+
+
+def test_a_revert_of_the_last_promotion_passes_verify_and_a_revert_of_an_older_one_does_not(
+    in_prod: Path,
+) -> None:
+    repo = in_prod
+    git(repo, "switch", "-q", "-c", "revert-7-promote", "origin/production")
+    last, older = git(repo, "rev-list", "--first-parent", "--merges", "-n", "2", "HEAD").split()
+    git(repo, "revert", "--no-edit", "-m", "1", last)  # what GitHub's Revert button commits
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert run_tool("rollback", "prod", "--verify", head, cwd=repo).returncode == 0
+    # A hand-made "revert": the older manifests back, but the tree around them as it is now.
+    git(repo, "reset", "-q", "--hard", "origin/production")
+    git(repo, "checkout", older, "--", rendered.path(PROD))
+    git(repo, "commit", "-qm", "Revert the v0.2.0 manifests only")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert refused(repo, "rollback", "prod", "--verify", head).startswith(
+        f"error: verify: {head[:12]} does not restore a state production had before"
+    )
