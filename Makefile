@@ -69,25 +69,28 @@ lock-check: ## check the committed locks against pyproject.toml and each other (
 
 # --- the main job ----------------------------------------------------------------------------
 
-# How `make demo` serves the model: `image` (build the image, run the pod with podman), `processes`
-# (Nginx + uWSGI on loopback), or `auto`: the image when podman is installed (it runs the pod).
+# How `make demo` serves the model: `image` (the GitOps walk: build once, deploy dev, promote to
+# staging and prod, roll prod back, each environment a podman pod), `processes` (the dev model on
+# Nginx + uWSGI on loopback), or `auto`: the image when podman is installed.
 DEMO_SERVE ?= auto
 
 .PHONY: demo
-demo: ## train, register and assign dev in a sandbox, serve the model, send a prediction
-	$(MAKE) demo-training
-	@mode='$(DEMO_SERVE)'; \
+demo: ## train and register in a sandbox; build once, deploy dev, promote to staging and prod, roll prod back (podman pods)
+	@started=$$(date +%s); \
+	$(MAKE) demo-training || exit; \
+	mode='$(DEMO_SERVE)'; \
 	if [[ $$mode == auto ]]; then \
 	  if command -v podman >/dev/null; then mode=image; \
 	  else echo "demo: podman not found, so no container image"; mode=processes; fi; \
 	fi; \
 	case $$mode in \
-	  image) echo "demo: serving with the container image (podman pod: Nginx sidecar + model server)"; \
-	         $(MAKE) demo-image BUILD_LOG=$(DEMO_DIR)/image-build.log ;; \
-	  processes) echo "demo: serving with local Nginx + uWSGI processes"; \
-	         $(MAKE) demo-serving ;; \
+	  image) echo "demo: the GitOps walk with the container image (a podman pod per environment)"; \
+	         $(MAKE) demo-gitops || exit ;; \
+	  processes) echo "demo: serving the dev model with local Nginx + uWSGI processes (no podman: no promotion walk)"; \
+	         $(MAKE) demo-serving || exit ;; \
 	  *) echo "error: DEMO_SERVE must be auto, image or processes, not '$$mode'" >&2; exit 2 ;; \
-	esac
+	esac; \
+	echo "demo: $$(( $$(date +%s) - started )) s in all"
 
 # --- quality ---------------------------------------------------------------------------------
 

@@ -14,6 +14,11 @@ the overlay (Service, HPA, PDB, NetworkPolicy, ServiceAccount) has no meaning to
     python images/pod.py render --image IMAGE [--env ENV] [--port N]   # the YAML, on stdout
     python images/pod.py demo --image IMAGE [--env ENV]   # play, probe, predict, print, remove
 
+``running_rendered`` plays an environment's committed rendered manifests as they are
+(``rendered/<env>/manifests.yaml``, images pinned by digest): the GitOps demo (gitops.demo) runs
+each environment that way. Images are never pulled (``imagePullPolicy: IfNotPresent``): the model
+server image is the one built here, found by its digest.
+
 The Nginx image defaults to the one images/base-images.sh resolves (the upstream image, or its
 local stand-in). A pod not ready within 90 s, or a container that exits, ends ``demo`` with
 ``error:`` and one line saying what it waited for, then the last lines of each container's log
@@ -166,11 +171,19 @@ def for_podman(docs: Docs, suffix: str, port: int) -> Docs:
         doc["metadata"].pop("namespace", None)
         doc["metadata"]["name"] = renamed[doc["metadata"]["name"]]
     pod = deployment(kept)["spec"]["template"]["spec"]
+    # podman 4.3 makes each emptyDir a named volume called as the pod's volume: two pods played
+    # at once would share them (one Nginx talking to the other pod's uWSGI socket). Suffixed too.
+    scratch = {}
     for volume in pod["volumes"]:
         if "configMap" in volume:
             volume["configMap"]["name"] = renamed[volume["configMap"]["name"]]
+        if "emptyDir" in volume:
+            scratch[volume["name"]] = volume["name"] = f"{volume['name']}-{suffix}"
     for container in pod["containers"]:
+        for mount in container.get("volumeMounts", []):
+            mount["name"] = scratch.get(mount["name"], mount["name"])
         container.pop("ports", None)
+        container["imagePullPolicy"] = "IfNotPresent"  # the local image, by its digest
         for variable in container.get("env", []):
             if variable["name"] == "NGINX_LISTEN":
                 variable["value"] = f"127.0.0.1:{port}"
@@ -205,12 +218,16 @@ def free_port() -> int:
 
 
 def remove(manifest: Path, docs: Docs) -> None:
-    """Remove the pod and the ConfigMap volumes podman made for it (kube down leaves those)."""
+    """Remove the pod and the ConfigMap and emptyDir volumes podman made for it (kube down
+    leaves those)."""
     podman("kube", "down", str(manifest), check=False)
     podman("pod", "rm", "--force", pod_name(docs), check=False)
     for doc in docs:
         if doc["kind"] == "ConfigMap":
             podman("volume", "rm", "--force", doc["metadata"]["name"], check=False)
+    for volume in deployment(docs)["spec"]["template"]["spec"]["volumes"]:
+        if "emptyDir" in volume:  # a named volume in podman 4.3 (for_podman)
+            podman("volume", "rm", "--force", volume["name"], check=False)
 
 
 def provenance_from_labels(image: str) -> dict[str, str]:
@@ -249,9 +266,41 @@ def running_pod(
     last lines of each container's ``podman logs``."""
     nginx = nginx_image or base_images()["NGINX_IMAGE"]
     provenance = provenance_from_labels(image) if annotations is None else annotations
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="modelops-pod-") as tmp:
         rendered = render_overlay(env, image, nginx, provenance, Path(tmp))
+        with playing(rendered, timeout) as pod:
+            yield pod
+
+
+def nginx_container(docs: Docs) -> dict[str, Any]:
+    """The Deployment's Nginx container (the one that is not the model server)."""
+    containers = deployment(docs)["spec"]["template"]["spec"]["containers"]
+    found: list[dict[str, Any]] = [
+        c for c in containers if MODEL_SERVER not in c["image"] and c["name"] != "app"
+    ]
+    (nginx,) = found
+    return nginx
+
+
+@contextmanager
+def running_rendered(
+    text: str, nginx_image: str | None = None, timeout: float = 90
+) -> Iterator[Pod]:
+    """Play an environment's rendered manifests (TEXT) as they are, but for the Nginx image,
+    which becomes ``nginx_image`` (default: images/base-images.sh's NGINX_IMAGE, the upstream
+    or its local stand-in); yield the Pod once ready, remove it afterwards."""
+    rendered = [d for d in yaml.safe_load_all(text) if d]
+    nginx_container(rendered)["image"] = nginx_image or base_images()["NGINX_IMAGE"]
+    with playing(rendered, timeout) as pod:
+        yield pod
+
+
+@contextmanager
+def playing(rendered: Docs, timeout: float) -> Iterator[Pod]:
+    """Play RENDERED (adapted by ``for_podman``) on a free loopback port; yield the Pod once
+    ``/v2/health/ready`` answers through Nginx; remove pod and volumes afterwards."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="modelops-pod-") as tmp:
         played = for_podman(copy.deepcopy(rendered), secrets.token_hex(3), port)
         manifest = Path(tmp) / "pod.yaml"
         manifest.write_text(yaml.safe_dump_all(played))

@@ -39,4 +39,11 @@ image: images-base venv ## build the model server image localhost/modelops/model
 demo-image: image tools deploy-smoke-prereqs ## build the image, run it in the dev overlay's pod beside the Nginx sidecar, send a prediction
 	python images/pod.py demo --env dev --image '$(IMAGE)'
 
+# The whole flow in the demo sandbox (gitops/demo.py): two releases, each image built once, through
+# dev, staging and prod by the promotion tools; prod rolled back; a table of what runs where.
+.PHONY: demo-gitops
+demo-gitops: images-base tools deploy-smoke-prereqs venv ## in make demo-training's sandbox: build once, deploy, promote, roll back (podman pods)
+	@[[ -d "$(DEMO_DIR)/origin.git" ]] || $(MAKE) demo-training
+	python -m gitops.demo --sandbox '$(DEMO_DIR)'
+
 test-prereqs: images-base tools deploy-smoke-prereqs

@@ -1,0 +1,269 @@
+"""The GitOps part of ``make demo``: build once, deploy dev, promote to staging and prod, release
+again, roll prod back; every environment a podman pod played from its rendered manifests.
+
+    python -m gitops.demo --sandbox out/demo [--retrain train.C=0.5]
+
+Runs in the sandbox ``make demo-training`` made (training.demo: ``origin.git`` standing in for the
+Git server, ``repo/`` where the pipeline ran and v0.1.0 was registered, ``dvc-remote/``), never in
+the user's clone, with the gitops commands of the sandbox's own checkout, as a workflow would:
+
+1. the environment branches are made as a fork makes them (main, staging, production);
+2. release 1: the image is built once (images/build-model-server.sh, the version tag as MODEL_REF)
+   and tagged with the commit its model was registered at; the deploy pull request of
+   promote.yml is made and merged (gitops.set_image, gitops.rendered, then gitops.assign_stage);
+   dev's pod is played from ``rendered/dev/manifests.yaml`` and smoke-tested (gitops.smoke
+   --record); gitops.promote takes it to staging and then to prod, each merged, played and
+   smoke-tested in turn;
+3. release 2: an experiment (``--retrain`` sets one parameter, ``dvc repro``, ``dvc push``)
+   merged into main and registered as the next version, built once, through dev, staging, prod;
+4. prod is rolled back (gitops.rollback): its pod runs release 1 again, and GTO says so.
+
+It ends with one prediction from each environment's pod and a table of what runs where (model
+version, GTO stage, image digest, git commit, model sha256), and how long it took. Any step that
+fails stops the demo with one line (``error: ...``); the pods are removed either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+from gitops import environments, rendered
+from gitops.cli import ToolError
+from images import pod as pods
+
+ROOT = environments.ROOT
+NAME = "diagnosis-classifier"
+PARAMS = "training/params.yaml"
+
+
+class Sandbox:
+    """The demo's git checkout (``repo/``) and the commands run in it, echoed as they run."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out.resolve()
+        self.repo = self.out / "repo"
+        if not (self.out / "origin.git").is_dir() or not self.repo.is_dir():
+            raise ToolError(f"{out} holds no demo sandbox: run make demo-training first")
+        bins = [ROOT / ".venv" / "bin", ROOT / ".tools" / "bin", Path(sys.executable).parent]
+        self.env = pods.podman_env()  # the repository's containers.conf, as make exports it
+        self.env["PATH"] = os.pathsep.join([*map(str, bins), os.environ["PATH"]])
+        self.env.update(DVC_NO_ANALYTICS="1", GTO_NO_ANALYTICS="1", ITERATIVE_DO_NOT_TRACK="1")
+
+    def run(self, *args: str, show: bool = True, env: dict[str, str] | None = None) -> str:
+        if show:
+            print(f"$ {shlex.join(args)}", flush=True)
+        done = subprocess.run(
+            args, cwd=self.repo, env={**self.env, **(env or {})}, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+            raise ToolError(f"{shlex.join(args[:4])} failed: {lines[-1]}")
+        return done.stdout
+
+    def tool(self, command: str, *args: str) -> dict[str, str]:
+        """``python -m gitops.COMMAND ARGS``; its key=value lines (other lines are shown)."""
+        out = self.run(sys.executable, "-m", f"gitops.{command}", *args)
+        pairs = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        for line in out.splitlines():
+            if "=" not in line:
+                print(f"  {line}")
+        return pairs
+
+    def git(self, *args: str) -> str:
+        return self.run("git", *args, show=False).strip()
+
+
+def build_image(box: Sandbox, version: str, commit: str) -> dict[str, str]:
+    """Build the model server image of VERSION once, tagged with COMMIT; its reference pieces."""
+    image = f"localhost/modelops/model-server:{commit}"
+    out = box.out / f"image-{version}"
+    print(f"\n== build once: {image} with {NAME}@{version} (log: {out / 'build.log'})")
+    out.mkdir(parents=True, exist_ok=True)
+    box.run(
+        str(ROOT / "images" / "build-model-server.sh"),
+        env={
+            "MODEL_REPO": str(box.out / "origin.git"),
+            "MODELOPS_DVC_REMOTE_DIR": str(box.out / "dvc-remote"),
+            "MODEL_REF": f"{NAME}@{version}",
+            "IMAGE": image,
+            "MODELOPS_IMAGE_OUT": str(out),
+            "MODELOPS_BUILD_LOG": str(out / "build.log"),
+        },
+    )
+    digest = (out / "digest").read_text().strip()
+    labels = json.loads(
+        pods.podman("image", "inspect", image, "--format", "{{json .Config.Labels}}")
+    )
+    return {"image": image, "digest": digest, "sha256": labels["io.modelops.model.sha256"]}
+
+
+def deploy_dev(box: Sandbox, version: str, commit: str, built: dict[str, str]) -> None:
+    """The deploy/dev pull request of promote.yml, made and merged; then the stage job."""
+    print(f"\n== deploy dev: {NAME} {version}, image {built['digest']}")
+    box.git("switch", "-q", "-C", "main", "origin/main")
+    box.tool("set_image", "--digest", built["digest"], "--model-version", version,
+             "--model-sha256", built["sha256"], "dev", commit)  # fmt: skip
+    box.tool("rendered", "dev")
+    box.git("commit", "-qam", f"deploy(dev): model-server {commit} ({NAME}@{version})")
+    box.git("push", "-q", "origin", "main")
+    box.tool("assign_stage", "dev", "--ref", "origin/main", "--push", "origin")
+
+
+def merge(box: Sandbox, outputs: dict[str, str], env: environments.Environment) -> None:
+    """Merge the proposal's pull request (a fast-forward of the branch); then the stage job."""
+    print(f"  merge {outputs['branch']} into {env.branch}")
+    box.git("push", "-q", "origin", f"{outputs['commit']}:refs/heads/{env.branch}")
+    box.git("fetch", "-q", "origin")
+    box.tool("assign_stage", env.name, "--ref", f"origin/{env.branch}", "--push", "origin")
+
+
+class Cluster:
+    """One podman pod per environment, each played from its branch's rendered manifests."""
+
+    def __init__(self, box: Sandbox, stack: ExitStack) -> None:
+        self.box, self.stack = box, stack
+        self.pods: dict[str, tuple[ExitStack, pods.Pod]] = {}
+
+    def sync(self, env: environments.Environment) -> pods.Pod:
+        """What Argo CD does after a merge: replace ENV's pod with its rendered manifests; then
+        the smoke test, recorded on those manifests."""
+        self.box.git("fetch", "-q", "origin")
+        text = self.box.git("show", f"origin/{env.branch}:{rendered.path(env)}") + "\n"
+        if env.name in self.pods:
+            self.pods.pop(env.name)[0].close()
+        own = self.stack.enter_context(ExitStack())
+        pod = own.enter_context(pods.running_rendered(text))
+        self.pods[env.name] = (own, pod)
+        print(f"  {env.name}: pod {pod.name} at {pod.base} ({rendered.release(text).summary()})")
+        self.box.tool("smoke", env.name, "--url", pod.base, "--ref", f"origin/{env.branch}",
+                      "--record", "--push", "origin")  # fmt: skip
+        return pod
+
+
+def release(box: Sandbox, cluster: Cluster, version: str, commit: str) -> None:
+    """One release: built once, deployed to dev, promoted through every later environment."""
+    built = build_image(box, version, commit)
+    deploy_dev(box, version, commit, built)
+    order = environments.load()
+    cluster.sync(order[0])
+    for env in order[1:]:
+        print(f"\n== promote {env.name}: what {environments.before(env).name} runs")
+        merge(
+            box,
+            box.tool("promote", env.name, "--body-file", str(box.out / f"pr-{env.name}.md")),
+            env,
+        )
+        cluster.sync(env)
+
+
+def retrain(box: Sandbox, assignment: str) -> tuple[str, str]:
+    """An experiment merged into main: PARAM=VALUE set, the pipeline re-run and pushed, the new
+    model registered. Its version and the commit it was registered at."""
+    key, _, value = assignment.partition("=")
+    print(f"\n== experiment: {key}={value}, dvc repro, merged into main, registered")
+    box.git("switch", "-q", "-C", f"experiment/{key.replace('.', '-')}", "origin/main")
+    section, _, name = key.partition(".")
+    params = box.repo / PARAMS
+    lines = params.read_text().splitlines(keepends=True)
+    inside, changed = False, 0
+    for index, line in enumerate(lines):
+        if not line.startswith(" "):
+            inside = line.startswith(f"{section}:")
+        elif inside and (match := re.match(rf"(\s+{re.escape(name)}:\s*)(\S+)(.*)", line, re.S)):
+            lines[index] = f"{match[1]}{value}{match[3]}"  # the comment and layout kept
+            changed += 1
+    if changed != 1:
+        raise ToolError(f"--retrain {assignment}: {PARAMS} has no key {key}")
+    params.write_text("".join(lines))
+    box.run("dvc", "repro", "training/dvc.yaml")
+    box.run("dvc", "push", "training/dvc.yaml")
+    box.git("add", "training")
+    box.git("commit", "-qm", f"experiment: {key}={value}")
+    box.git("switch", "-q", "main")
+    box.git("merge", "-q", "--ff-only", f"experiment/{key.replace('.', '-')}")
+    box.git("push", "-q", "origin", "main")
+    box.run("gto", "register", NAME, "HEAD", "--bump-minor")
+    version = box.run("gto", "show", f"{NAME}@latest", "--version", show=False).strip()
+    box.git("push", "-q", "origin", f"{NAME}@{version}")
+    return version, box.git("rev-parse", "HEAD")
+
+
+def table(box: Sandbox, cluster: Cluster) -> str:
+    """Per environment: what its pod answered for one prediction, and with which provenance."""
+    rows = ["| environment | branch | prediction | model | GTO stage holds | image digest | "
+            "git commit | model sha256 |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for env in environments.load():
+        pod = cluster.pods[env.name][1]
+        status, body, headers = pods.call(f"{pod.base}/predict", {"instances": [pods.sample_row()]})
+        if status != 200:
+            raise ToolError(f"{env.name}: POST /predict answered {status}: {body}")
+        seen = dict(
+            p.split("=", 1) for p in headers.get("X-Model-Provenance", "").split("; ") if "=" in p
+        )
+        holder = box.run("gto", "show", f"{NAME}#{env.stage}", "--version", show=False).strip()
+        rows.append(
+            f"| {env.name} | {env.branch} | {body['labels'][0]} | {seen.get('version')} | "
+            f"{env.stage}: {holder} | {seen.get('image_digest', '')[:19]} | "
+            f"{seen.get('git_commit', '')[:12]} | {seen.get('model_sha256', '')[:12]} |"
+        )
+    return "\n".join(rows)
+
+
+def demo(out: Path, assignment: str) -> None:
+    started = time.monotonic()
+    box = Sandbox(out)
+    order = environments.load()
+    print("== the environment branches, as a fork makes them")
+    box.git("push", "-q", "-f", "origin", *(f"HEAD:refs/heads/{env.branch}" for env in order))
+    box.git("fetch", "-q", "origin")
+    first_version = box.run("gto", "show", f"{NAME}@latest", "--version", show=False).strip()
+    first_commit = box.git("rev-list", "-n", "1", f"{NAME}@{first_version}")
+    with ExitStack() as stack:
+        cluster = Cluster(box, stack)
+        release(box, cluster, first_version, first_commit)
+        second_version, second_commit = retrain(box, assignment)
+        release(box, cluster, second_version, second_commit)
+        prod = order[-1]
+        print(f"\n== roll {prod.name} back")
+        merge(
+            box,
+            box.tool("rollback", prod.name, "--body-file", str(box.out / "pr-rollback.md")),
+            prod,
+        )
+        cluster.sync(prod)
+        print("\n== what runs where (one prediction each, through each pod's Nginx)\n")
+        print(table(box, cluster))
+    print(f"\ndemo: done in {time.monotonic() - started:.0f} s; pull request bodies in {box.out}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sandbox", type=Path, default=Path("out/demo"), help="make demo-training's"
+    )
+    parser.add_argument("--retrain", default="train.C=0.5", metavar="KEY=VALUE",
+                        help="the second release's experiment (default train.C=0.5)")  # fmt: skip
+    args = parser.parse_args(argv)
+    if "=" not in args.retrain or "." not in args.retrain.partition("=")[0]:
+        print(f"error: --retrain {args.retrain!r} is not SECTION.KEY=VALUE", file=sys.stderr)
+        return 2
+    try:
+        demo(args.sandbox, args.retrain)
+    except (ToolError, RuntimeError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

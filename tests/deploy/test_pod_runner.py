@@ -1,0 +1,47 @@
+"""images/pod.py's adaptation of rendered manifests to podman (no podman needed here): what two
+pods played at once must not share, and what podman must not try to pull."""
+
+from __future__ import annotations
+
+from images import pod as pods
+
+from .conftest import ROOT
+
+
+def rendered_dev() -> list[dict]:
+    from gitops import environments, rendered
+
+    text = (ROOT / rendered.path(environments.load()[0])).read_text()
+    return rendered.documents(text)
+
+
+def test_two_pods_played_at_once_share_no_volume() -> None:
+    first = pods.for_podman(rendered_dev(), "aaaaaa", 8001)
+    second = pods.for_podman(rendered_dev(), "bbbbbb", 8002)
+
+    def volumes(docs: list[dict]) -> set[str]:
+        """The volumes podman names: one per emptyDir (its name), one per ConfigMap."""
+        spec = pods.deployment(docs)["spec"]["template"]["spec"]
+        mounted = {m["name"] for c in spec["containers"] for m in c.get("volumeMounts", [])}
+        assert mounted <= {v["name"] for v in spec["volumes"]}  # every mount is declared
+        return {v["name"] for v in spec["volumes"] if "emptyDir" in v} | {
+            v["configMap"]["name"] for v in spec["volumes"] if "configMap" in v
+        }
+
+    assert volumes(first) & volumes(second) == set()
+    spec = pods.deployment(first)["spec"]["template"]["spec"]
+    assert {v["name"] for v in spec["volumes"] if "emptyDir" in v} == {
+        "socket-aaaaaa", "app-tmp-aaaaaa", "nginx-tmp-aaaaaa"
+    }  # fmt: skip
+
+
+def test_the_pod_uses_the_local_images_and_listens_on_its_own_loopback_port() -> None:
+    played = pods.for_podman(rendered_dev(), "cccccc", 8003)
+    containers = pods.deployment(played)["spec"]["template"]["spec"]["containers"]
+    assert {c["imagePullPolicy"] for c in containers} == {"IfNotPresent"}
+    assert all("ports" not in c for c in containers)
+    listen = [
+        e["value"] for c in containers for e in c.get("env", []) if e["name"] == "NGINX_LISTEN"
+    ]
+    assert listen == ["127.0.0.1:8003"]
+    assert all("namespace" not in doc["metadata"] for doc in played)
