@@ -1,13 +1,23 @@
 #!/usr/bin/env python3
-"""Policy checks with checkov: the chart (helm framework) and every rendered overlay (kubernetes).
+"""Policy checks with checkov (kubernetes framework) on the chart and on the deployed manifests.
 
-Zero failed checks are allowed; the few checks skipped are listed in SKIPPED with the reason for
-each. Guards against checkov's silent passes: without helm on PATH its helm framework runs nothing
-and exits 0, and helm's log lines about the chart's symlinked files (charts/model/files/) make it
-drop the chart the same way. So this script requires helm, scans a copy of the chart with the
-symlinks resolved, and fails unless each framework reports more than zero passed checks.
+Two runs, zero failed checks allowed in each:
+
+- chart: `helm template` of charts/model with each render scenario, `ci/*-values.yaml`. Each
+  scenario is a release, pinning the model server image by digest as every deployment does; the
+  chart's defaults cannot (no digest exists before an image is built), which is why the chart is
+  not checked through checkov's helm framework, whose only render is the defaults.
+- manifests: what Argo CD applies, each `rendered/<env>/manifests.yaml` present on this branch,
+  and the `kubectl kustomize` output of every overlay (what a promotion renders onto the other
+  environments' branches).
+
+The few checks skipped are listed in SKIPPED_EVERYWHERE and SKIPPED_CHART_ONLY with the reason for
+each; image digests (CKV_K8S_43) and pull policy Always (CKV_K8S_15) are checked everywhere.
+Guards against silent passes: helm must be on PATH (without it nothing of the chart is checked),
+and each run must report more than zero passed checks.
 
 usage: scripts/validate-policies.py [--checkov BIN] [--chart DIR] [--overlays DIR...]
+                                    [--rendered FILE...]
 """
 
 from __future__ import annotations
@@ -23,34 +33,30 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKOV = ROOT / ".tools" / "checkov-venv" / "bin" / "checkov"
+RELEASE = "model"
 
 # check id -> why it does not apply here. Shown in docs/deployment.md too.
 SKIPPED_EVERYWHERE = {
-    "CKV_K8S_43": "the overlays pin the model server by digest (NAME:SHA@DIGEST); the chart's "
-    "defaults and the Nginx sidecar use exact, immutable tags (docs/image.md says how to pin "
-    "Nginx's digest)",
-    "CKV_K8S_15": "tags are immutable, so IfNotPresent pulls the same bytes as Always without "
-    "making every restart depend on the registry (and air-gapped nodes work)",
     "CKV_K8S_8": "the app container listens on a unix socket only; liveness is probed through "
     "the Nginx container (/v2/health/live), which is the only port of the pod",
     "CKV_K8S_9": "the app container listens on a unix socket only; readiness is probed through "
     "the Nginx container (/v2/health/ready), which gates the whole pod",
 }
-SKIPPED_HELM_ONLY = {
+SKIPPED_CHART_ONLY = {
     "CKV_K8S_21": "the chart is namespace-agnostic; the overlays set the namespace, and the "
-    "kubernetes-framework run over the rendered overlays checks it",
+    "manifests run checks it",
 }
 
 
-def require_helm() -> None:
-    if shutil.which("helm") is None:
-        sys.exit(
-            "error: helm is not on PATH; checkov's helm framework would silently check nothing"
-        )
+def require_helm() -> str:
+    helm = shutil.which("helm")
+    if helm is None:
+        sys.exit("error: helm is not on PATH; the chart cannot be rendered for checkov")
+    return helm
 
 
-def checkov(binary: Path, directory: Path, framework: str, skipped: dict[str, str]) -> Any:
-    """Run checkov on one directory and framework; its JSON report."""
+def checkov(binary: Path, directory: Path, skipped: dict[str, str]) -> Any:
+    """checkov's kubernetes framework on one directory; its JSON report."""
     try:
         result = subprocess.run(
             [
@@ -58,7 +64,7 @@ def checkov(binary: Path, directory: Path, framework: str, skipped: dict[str, st
                 "--directory",
                 str(directory),
                 "--framework",
-                framework,
+                "kubernetes",
                 "--skip-check",
                 ",".join(sorted(skipped)),
                 "--skip-download",
@@ -72,35 +78,64 @@ def checkov(binary: Path, directory: Path, framework: str, skipped: dict[str, st
     except OSError as error:
         sys.exit(f"error: cannot run {binary} ({error.strerror}): run make checkov")
     if result.returncode not in {0, 1}:
-        sys.exit(f"error: checkov ({framework}) failed to run: {result.stderr.strip()[-300:]}")
+        sys.exit(f"error: checkov ({directory.name}) failed to run: {result.stderr.strip()[-300:]}")
     try:
         return json.loads(result.stdout)
     except json.JSONDecodeError:
-        sys.exit(f"error: checkov ({framework}) printed no report: {result.stdout.strip()[:300]}")
+        sys.exit(f"error: checkov ({directory.name}) printed no report: {result.stdout[:300]}")
 
 
-def failures(report: Any, framework: str) -> tuple[int, list[str]]:
+def failures(report: Any, label: str) -> tuple[int, list[str]]:
     """Passed-check count and one line per failed check."""
     reports = report if isinstance(report, list) else [report]
     passed, failed = 0, []
     for entry in reports:
-        if entry.get("check_type") != framework:
+        if entry.get("check_type") != "kubernetes":
             continue
         passed += entry["summary"]["passed"]
         for check in entry["results"]["failed_checks"]:
             failed.append(
-                f"{framework}: {check['check_id']} {check['check_name']}: {check['resource']} "
-                f"({check['file_path']})"
+                f"{label}: {check['check_id']} {check['check_name']}: {check['resource']} "
+                f"({check['file_path'].lstrip('/')})"
             )
     return passed, failed
 
 
-def render_overlays(overlays: list[Path], out: Path) -> None:
-    for overlay in overlays:
-        rendered = subprocess.run(
-            ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=True
+def render_chart(helm: str, chart: Path, out: Path) -> list[str]:
+    """`helm template` of each ci/*-values.yaml scenario (helm tests included) into OUT."""
+    scenarios = sorted((chart / "ci").glob("*-values.yaml"))
+    if not scenarios:
+        sys.exit(f"error: {chart}/ci has no *-values.yaml scenario to check")
+    for values in scenarios:
+        result = subprocess.run(
+            [helm, "template", RELEASE, str(chart), "-f", str(values)],
+            capture_output=True,
+            text=True,
+            check=False,
         )
-        (out / f"{overlay.name}.yaml").write_text(rendered.stdout)
+        if result.returncode != 0:
+            sys.exit(f"error: helm template -f {values.name} failed: {result.stderr.strip()}")
+        (out / f"chart-{values.name}").write_text(result.stdout)
+    return [f"ci/{values.name}" for values in scenarios]
+
+
+def gather_manifests(rendered: list[Path], overlays: list[Path], out: Path) -> list[str]:
+    """The rendered files as they are and each overlay's `kubectl kustomize` output, into OUT."""
+    names = []
+    for path in rendered:
+        env = path.parent.name
+        shutil.copyfile(path, out / f"rendered-{env}.yaml")
+        names.append(f"rendered/{env}/{path.name}")
+    for overlay in overlays:
+        result = subprocess.run(
+            ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            sys.exit(f"error: kubectl kustomize {overlay} failed: {result.stderr.strip()}")
+        (out / f"overlay-{overlay.name}.yaml").write_text(result.stdout)
+    if overlays:
+        names.append("overlays " + ", ".join(overlay.name for overlay in overlays))
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,33 +143,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkov", type=Path, default=DEFAULT_CHECKOV)
     parser.add_argument("--chart", type=Path, default=ROOT / "charts" / "model")
     parser.add_argument("--overlays", type=Path, nargs="*", default=None)
+    parser.add_argument("--rendered", type=Path, nargs="*", default=None)
     args = parser.parse_args(argv)
-    require_helm()
+    helm = require_helm()
     if not args.checkov.exists():
         sys.exit(f"error: checkov not found at {args.checkov} (run: make checkov)")
     overlays = args.overlays
     if overlays is None:
         overlays = sorted(p for p in (ROOT / "kustomize" / "overlays").iterdir() if p.is_dir())
+    rendered = args.rendered
+    if rendered is None:
+        rendered = sorted((ROOT / "rendered").glob("*/manifests.yaml"))
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="modelops-checkov-") as tmp:
-        chart = Path(tmp) / "chart" / args.chart.name
-        shutil.copytree(args.chart, chart, symlinks=False)
-        rendered = Path(tmp) / "rendered"
-        rendered.mkdir()
-        render_overlays(overlays, rendered)
+        chart_dir, manifests_dir = Path(tmp) / "chart", Path(tmp) / "manifests"
+        chart_dir.mkdir()
+        manifests_dir.mkdir()
         runs = [
-            ("helm", chart.parent, {**SKIPPED_EVERYWHERE, **SKIPPED_HELM_ONLY}),
-            ("kubernetes", rendered, SKIPPED_EVERYWHERE),
+            (
+                "chart",
+                render_chart(helm, args.chart, chart_dir),
+                chart_dir,
+                {**SKIPPED_EVERYWHERE, **SKIPPED_CHART_ONLY},
+            ),
+            (
+                "manifests",
+                gather_manifests(rendered, overlays, manifests_dir),
+                manifests_dir,
+                SKIPPED_EVERYWHERE,
+            ),
         ]
-        for framework, directory, skipped in runs:
-            passed, failed = failures(
-                checkov(args.checkov, directory, framework, skipped), framework
-            )
+        for label, sources, directory, skipped in runs:
+            if not sources:
+                problems.append(f"{label}: nothing to check")
+                continue
+            passed, failed = failures(checkov(args.checkov, directory, skipped), label)
             if passed == 0:
-                problems.append(f"{framework}: checkov ran no check at all")
+                problems.append(f"{label}: checkov ran no check at all")
             problems += failed
             print(
-                f"checkov {framework}: {passed} passed, {len(failed)} failed, "
+                f"checkov {label} ({'; '.join(sources)}): {passed} passed, {len(failed)} failed, "
                 f"{len(skipped)} skipped"
             )
     for problem in problems:

@@ -133,13 +133,47 @@ def test_it_prefixes_both_images_with_the_configured_registry(template: Callable
     assert images["nginx"].startswith("registry.invalid/team/nginxinc/nginx-unprivileged:")
 
 
-def test_it_pins_the_nginx_image_named_in_images_upstream(default_docs: Docs) -> None:
+def upstream_nginx() -> str:
+    """The Nginx image images/upstream/Dockerfile pins (Dependabot's source): NAME:TAG@DIGEST."""
     upstream = re.search(
         r"^FROM (\S+) AS nginx$", (ROOT / "images" / "upstream" / "Dockerfile").read_text(), re.M
     )
     assert upstream
+    return upstream.group(1)
+
+
+def test_it_pins_the_nginx_image_named_in_images_upstream_by_tag_and_digest(
+    default_docs: Docs,
+) -> None:
     image = containers(default_docs)["nginx"]["image"]
-    assert upstream.group(1) == image or upstream.group(1).endswith("/" + image)
+    assert upstream_nginx() == image or upstream_nginx().endswith("/" + image)
+    # One digest, written in images/upstream/Dockerfile and in the chart's values: both must pin it.
+    assert re.fullmatch(r"[a-z0-9./-]+:[0-9][0-9a-z.-]*@sha256:[0-9a-f]{64}", image), image
+
+
+def test_it_keeps_the_nginx_digest_when_a_registry_prefix_redirects_the_image(
+    template: Callable[..., str],
+) -> None:
+    docs = documents(template("-f", str(CHART / "ci" / "provenance-values.yaml")))
+    assert containers(docs)["nginx"]["image"] == "registry.invalid/team/" + upstream_nginx()
+
+
+def test_it_pulls_both_images_always_by_default(template: Callable[..., str]) -> None:
+    docs = documents(template())  # the helm test pod too
+    pods = [find(docs, "Deployment")["spec"]["template"]["spec"], find(docs, "Pod")["spec"]]
+    policies = [c["imagePullPolicy"] for pod in pods for c in pod["containers"]]
+    assert policies == ["Always", "Always", "Always"]
+
+
+def test_it_pins_the_model_server_by_digest_in_every_ci_scenario(
+    template: Callable[..., str],
+) -> None:
+    # The scenarios are what scripts/validate-policies.py checks with checkov (image digests
+    # included): each is a release, as a deployment is.
+    for args in scenario_args()[1:]:
+        docs = documents(template(*args))
+        for name, container in containers(docs).items():
+            assert re.search(r"@sha256:[0-9a-f]{64}$", container["image"]), (args[-1], name)
 
 
 def test_it_runs_every_container_under_the_restricted_pod_security_standard(
@@ -332,6 +366,7 @@ def test_it_keeps_the_test_pod_out_of_the_service_and_the_budget(
         ("model.gitCommit=abc", "/model/gitCommit"),
         ("image.digest=abc", "/image/digest"),
         ("image.digest=sha256:" + "A" * 64, "/image/digest"),
+        ("nginx.image.digest=1.28.0", "/nginx/image/digest"),
     ],
 )
 def test_it_refuses_values_the_schema_forbids(helm: str, setting: str, complaint: str) -> None:

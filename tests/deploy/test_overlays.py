@@ -111,6 +111,40 @@ def test_the_image_is_pinned_by_its_git_sha_and_its_digest_set_through_images(
     assert_env_matches_annotations(overlay_docs[env])
 
 
+def rendered_files() -> dict[str, Docs]:
+    """What Argo CD applies: each rendered/<env>/manifests.yaml present on this branch."""
+    return {
+        path.parent.name: documents(path.read_text())
+        for path in sorted((ROOT / "rendered").glob("*/manifests.yaml"))
+    }
+
+
+def test_every_container_deployed_is_pinned_by_digest_and_pulled_always(
+    overlay_docs: dict[str, Docs],
+) -> None:
+    upstream = re.search(
+        r"^FROM (\S+) AS nginx$", (ROOT / "images" / "upstream" / "Dockerfile").read_text(), re.M
+    )
+    assert upstream
+    deployed = {
+        **{f"overlay {env}": docs for env, docs in overlay_docs.items()},
+        **{f"rendered {env}": docs for env, docs in rendered_files().items()},
+    }
+    assert any(source.startswith("rendered ") for source in deployed), (
+        "no rendered/*/manifests.yaml"
+    )
+    for source, docs in deployed.items():
+        spec = find(docs, "Deployment")["spec"]["template"]["spec"]
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            assert re.fullmatch(r"\S+:\S+@sha256:[0-9a-f]{64}", container["image"]), (
+                source,
+                container["name"],
+            )
+            assert container["imagePullPolicy"] == "Always", (source, container["name"])
+        # Nginx by the tag and digest images/upstream/Dockerfile pins, through the chart's values.
+        assert containers(docs)["nginx"]["image"] == upstream.group(1), source
+
+
 def app_provenance(docs: Docs) -> tuple[str, dict[str, str], dict[str, Any]]:
     """The app container's image, the pod's annotations and the app's env (name -> value)."""
     annotations = find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]

@@ -8,13 +8,24 @@ scripts run below find them the same way.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from .conftest import ARGOCD_SCHEMAS, ROOT, TOOLS, UNPINNED, closed_port, run, write_lock
+from .conftest import (
+    ARGOCD_SCHEMAS,
+    ROOT,
+    TOOLS,
+    UNPINNED,
+    closed_port,
+    run,
+    script_module,
+    write_lock,
+)
 
 pytestmark = pytest.mark.integration  # checkov and the pinned Argo CD schemas
 
@@ -64,8 +75,12 @@ def test_make_validate_passes_on_the_repository(
     assert "valid: 3 overlay(s) against Kubernetes 1.35.0, 1.36.0, 1.37.0; Argo CD: argocd" in (
         result.stdout
     )
-    assert "checkov helm: " in result.stdout and "checkov kubernetes: " in result.stdout
-    assert ", 0 failed," in result.stdout
+    checkov = [line for line in result.stdout.splitlines() if line.startswith("checkov ")]
+    assert [line.split(" (")[0] for line in checkov] == ["checkov chart", "checkov manifests"]
+    assert all(", 0 failed, " in line for line in checkov), checkov
+    # the chart's render scenarios, and what Argo CD applies
+    assert "ci/provenance-values.yaml" in checkov[0]
+    assert "rendered/dev/manifests.yaml" in checkov[1]
 
 
 def test_an_unknown_field_in_a_rendered_manifest_fails_for_every_kubernetes_version(
@@ -247,5 +262,102 @@ def test_checkov_fails_a_container_that_may_escalate_privileges(
         env=tool_env(),
     )
     assert result.returncode == 1
-    assert "helm: CKV_K8S_20" in result.stderr
-    assert "kubernetes: CKV_K8S_20" in result.stderr
+    assert "chart: CKV_K8S_20" in result.stderr
+    assert "manifests: CKV_K8S_20" in result.stderr
+
+
+def test_no_check_of_image_digests_or_pull_policy_is_skipped_anywhere() -> None:
+    policies = script_module("validate-policies")
+    skip_lists = [value for name, value in vars(policies).items() if name.startswith("SKIPPED")]
+    assert len(skip_lists) == 2
+    skipped = {check for listed in skip_lists for check in listed}
+    assert skipped == {"CKV_K8S_8", "CKV_K8S_9", "CKV_K8S_21"}
+    assert not skipped & {"CKV_K8S_43", "CKV_K8S_15"}
+    # nor by a checkov.io/skip annotation in the chart
+    for template in (ROOT / "charts" / "model" / "templates").rglob("*"):
+        if template.is_file():
+            text = template.read_text()
+            assert "CKV_K8S_43" not in text and "CKV_K8S_15" not in text, template.name
+
+
+def rendered_dev(kubectl: str, tmp_path: Path) -> Path:
+    """The dev overlay rendered as `python -m gitops.rendered` writes it, in TMP_PATH."""
+    path = tmp_path / "rendered" / "dev" / "manifests.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(run(kubectl, "kustomize", str(ROOT / "kustomize" / "overlays" / "dev")).stdout)
+    return path
+
+
+NGINX_IMAGE = re.compile(r"(image: nginxinc/nginx-unprivileged:\S+)@sha256:[0-9a-f]{64}\n")
+NGINX_PULL_POLICY = re.compile(
+    r"(image: nginxinc/nginx-unprivileged:\S+\n +imagePullPolicy: )Always"
+)
+
+
+def nginx_by_tag(text: str) -> str:
+    """The Nginx container's image without its digest (still pulled Always)."""
+    changed, count = NGINX_IMAGE.subn(r"\1\n", text)
+    assert count == 1
+    return changed
+
+
+def nginx_by_tag_if_not_present(text: str) -> str:
+    """The Nginx container's image without its digest, pulled IfNotPresent."""
+    changed, count = NGINX_PULL_POLICY.subn(r"\1IfNotPresent", nginx_by_tag(text))
+    assert count == 1
+    return changed
+
+
+# checkov's CKV_K8S_15 accepts any pull policy on an image pinned by digest (the digest already
+# names the bytes), so it fails only an image pinned by tag and not pulled Always; that every
+# deployed container is pulled Always is tested in test_overlays.py.
+@pytest.mark.parametrize(
+    ("breaks", "checks"),
+    [
+        (nginx_by_tag, ["CKV_K8S_43"]),
+        (nginx_by_tag_if_not_present, ["CKV_K8S_15", "CKV_K8S_43"]),
+    ],
+    ids=["image-without-digest", "pull-policy-if-not-present"],
+)
+def test_checkov_fails_a_rendered_file_that_does_not_pin_or_pull_its_images(
+    checkov: Path, kubectl: str, tmp_path: Path, breaks: Callable[[str], str], checks: list[str]
+) -> None:
+    rendered = rendered_dev(kubectl, tmp_path)
+    rendered.write_text(breaks(rendered.read_text()))
+    result = run_env(
+        sys.executable, str(POLICIES), "--overlays", "--rendered", str(rendered), env=tool_env()
+    )
+    assert result.returncode == 1
+    errors = sorted(line for line in result.stderr.splitlines() if line.startswith("error: "))
+    assert [error.split()[2] for error in errors] == checks, result.stderr
+    for error in errors:
+        assert error.startswith("error: manifests: ")
+        assert error.endswith("Deployment.modelops-dev.model (rendered-dev.yaml)")
+
+
+def test_checkov_fails_a_chart_scenario_that_does_not_pin_the_model_server_by_digest(
+    checkov: Path, repo_copy: Path
+) -> None:
+    values = repo_copy / "charts" / "model" / "ci" / "minimal-values.yaml"
+    text = values.read_text()
+    assert "\nimage:\n  digest: sha256:" in text
+    values.write_text(re.sub(r"\nimage:\n  digest: \S+\n", "\n", text))
+    result = run_env(
+        sys.executable,
+        str(POLICIES),
+        "--chart",
+        str(repo_copy / "charts" / "model"),
+        "--overlays",
+        str(repo_copy / "kustomize" / "overlays" / "dev"),
+        "--rendered",
+        env=tool_env(),
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    # the Deployment and the helm test pod, of that scenario only
+    assert sorted(errors) == [
+        "error: chart: CKV_K8S_43 Image should use digest: Deployment.default.model "
+        "(chart-minimal-values.yaml)",
+        "error: chart: CKV_K8S_43 Image should use digest: Pod.default.model-test-connection "
+        "(chart-minimal-values.yaml)",
+    ]

@@ -93,10 +93,10 @@ given.
 {{- end }}
 
 {{/*
-The Nginx sidecar image.
+The Nginx sidecar image, pinned by digest when one is given (by default: images/upstream/Dockerfile's).
 */}}
 {{- define "model.nginxImage" -}}
-{{- include "model.imageRef" (dict "registry" .Values.image.registry "repository" .Values.nginx.image.repository "tag" .Values.nginx.image.tag) }}
+{{- include "model.imageRef" (dict "registry" .Values.image.registry "repository" .Values.nginx.image.repository "tag" .Values.nginx.image.tag "digest" .Values.nginx.image.digest) }}
 {{- end }}
 
 {{/*
