@@ -6,7 +6,8 @@ usage: python -m gitops.check_pr_order [--head-repo REPO --base-repo REPO]
 
 Changes reach the environment branches only by pull request and only in the order of
 environments.toml: experiment/* -> main (dev) -> staging -> production. The first environment's
-branch (main) takes experiment/* branches and two kinds of automated ones: deploy/<stage>/<sha>,
+branch (main) takes experiment/* branches, revert-* (GitHub's Revert button) and two kinds of
+automated ones: deploy/<stage>/<sha>,
 the pull request the promote workflow opens after a build (the first stage's overlay and its
 rendered manifests), and dependabot/* (pin bumps). Every later environment's branch takes only
 what the promotion tools make for it: promote/<env>/<commit> (python -m gitops.promote: what the
@@ -44,9 +45,11 @@ DEPLOY = "deploy/*"
 DEPENDABOT = "dependabot/*"
 #: Automated branches the first environment also accepts (shell-style patterns).
 AUTOMATED = (DEPLOY, DEPENDABOT)
+#: What GitHub's Revert button names the branch of the pull request it opens.
+REVERT = "revert-*"
 #: What a later environment's branch accepts: {env} is the environment's name (gitops.promote,
 #: gitops.rollback), revert-* is what GitHub's Revert button names its branch.
-PROMOTIONS = ("promote/{env}/*", "rollback/{env}/*", "revert-*")
+PROMOTIONS = ("promote/{env}/*", "rollback/{env}/*", REVERT)
 #: The files a deploy/<stage>/<sha> pull request edits in that stage's overlay (gitops.set_image).
 DEPLOY_FILES = ("kustomization.yaml", "provenance.yaml")
 #: An environment's rendered manifests (gitops.rendered.path; this module imports nothing but the
@@ -66,7 +69,7 @@ DEPENDENCY_FILES = (
 def allowed_heads() -> dict[str, tuple[str, ...]]:
     """The head branches each environment branch accepts (shell-style patterns)."""
     order = environments.load()
-    heads: dict[str, tuple[str, ...]] = {order[0].branch: (EXPERIMENTS, *AUTOMATED)}
+    heads: dict[str, tuple[str, ...]] = {order[0].branch: (EXPERIMENTS, REVERT, *AUTOMATED)}
     heads.update(
         {env.branch: tuple(p.format(env=env.name) for p in PROMOTIONS) for env in order[1:]}
     )

@@ -34,6 +34,7 @@ def test_it_refuses_a_branch_that_is_no_environment_with_one_line(branch: str) -
         ("rollback/prod/0123456789ab", "production"),
         ("revert-42-promote/prod/0123456789ab", "production"),
         ("deploy/dev/0123abc", "main"),
+        ("revert-12-experiment/more-trees", "main"),
         ("dependabot/github_actions/actions/checkout-4.3.0", "main"),
         ("fix/typo", "experiment/c"),
     ],
