@@ -152,11 +152,11 @@ def test_promote_stops_before_tagging_when_the_repository_is_not_configured(
     assert run.returncode == 1, run.output
     assert f"❌  Failure - Main {ENV_STEP}" in run.output
     assert "::error::set the variable IMAGE_REGISTRY and the secret DVC_CONFIG" in run.output
-    assert not run.step_started("GTO register (if the model changed) and assign the stage; push")
+    assert not run.step_started("GTO register (if the model changed); push the tag")
     assert sandbox.origin_refs("refs/tags/") == []
 
 
-def test_promote_tags_the_model_in_the_origin_and_reaches_the_image_build(
+def test_promote_registers_the_model_in_the_origin_and_reaches_the_image_build(
     dvc_remote_sandbox: tuple[Sandbox, str],
 ) -> None:
     sandbox, dvc_config = dvc_remote_sandbox
@@ -171,11 +171,10 @@ def test_promote_tags_the_model_in_the_origin_and_reaches_the_image_build(
     assert run.stopped_before == BUILD_STEP, run.output
     outputs = step_outputs(run)
     assert outputs["stage"] == "dev"
-    assert outputs["model_ref"] == "diagnosis-classifier#dev#1"
-    assert sandbox.origin_refs("refs/tags/") == [
-        "refs/tags/diagnosis-classifier#dev#1",
-        "refs/tags/diagnosis-classifier@v0.1.0",
-    ]
+    # registered, no stage yet: the stage follows once dev runs it (environments.yml, stage)
+    assert outputs["model_ref"] == "diagnosis-classifier@v0.1.0"
+    assert outputs["assigned"] == "false"
+    assert sandbox.origin_refs("refs/tags/") == ["refs/tags/diagnosis-classifier@v0.1.0"]
     head = git(sandbox.work, "rev-parse", "HEAD").strip()
     tagged = git(sandbox.origin, "rev-list", "-n1", "diagnosis-classifier@v0.1.0").strip()
     assert tagged == head
