@@ -97,7 +97,13 @@ ensure() {  # ensure KIND (python | nginx)
     echo "base image present: $upstream (upstream)" >&2; return 0
   fi
   if [[ $mode != pull ]] && "$here/image-exists.sh" "$stand_in"; then
-    echo "base image present: $stand_in (local stand-in for $upstream)" >&2; return 0
+    local was
+    was=$(stand_in_for "$stand_in")
+    if [[ $was == "$upstream" ]]; then
+      echo "base image present: $stand_in (local stand-in for $upstream)" >&2; return 0
+    fi
+    # The pin moved (images/upstream/Dockerfile): a stand-in labelled for the old one is rebuilt.
+    echo "$stand_in stands in for $was, not $upstream: rebuilding it" >&2
   fi
   if [[ $mode != local ]]; then
     if pull "$upstream" 2>/dev/null; then echo "pulled $upstream" >&2; return 0; fi
