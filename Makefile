@@ -71,7 +71,8 @@ lock-check: ## check the committed locks against pyproject.toml and each other (
 
 # How `make demo` serves the model: `image` (the GitOps walk: build once, deploy dev, promote to
 # staging and prod, roll prod back, each environment a podman pod), `processes` (the dev model on
-# Nginx + uWSGI on loopback), or `auto`: the image when podman is installed.
+# Nginx + uWSGI on loopback), or `auto`: the image when podman is installed or can be (as root,
+# make installs it, as make test does).
 DEMO_SERVE ?= auto
 
 .PHONY: demo
@@ -80,8 +81,8 @@ demo: ## train and register in a sandbox; build once, deploy dev, promote to sta
 	$(MAKE) demo-training || exit; \
 	mode='$(DEMO_SERVE)'; \
 	if [[ $$mode == auto ]]; then \
-	  if command -v podman >/dev/null; then mode=image; \
-	  else echo "demo: podman not found, so no container image"; mode=processes; fi; \
+	  if command -v podman >/dev/null || [[ $$(id -u) == 0 ]]; then mode=image; \
+	  else echo "demo: podman is not installed and only root can install it: no container image"; mode=processes; fi; \
 	fi; \
 	case $$mode in \
 	  image) echo "demo: the GitOps walk with the container image (a podman pod per environment)"; \

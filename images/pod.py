@@ -284,19 +284,21 @@ def nginx_container(docs: Docs) -> dict[str, Any]:
 
 @contextmanager
 def running_rendered(
-    text: str, nginx_image: str | None = None, timeout: float = 90
+    text: str, nginx_image: str | None = None, timeout: float = 90, tls_verify: bool = True
 ) -> Iterator[Pod]:
     """Play an environment's rendered manifests (TEXT) as they are, but for the Nginx image,
     which becomes ``nginx_image`` (default: images/base-images.sh's NGINX_IMAGE, the upstream
-    or its local stand-in); yield the Pod once ready, remove it afterwards."""
+    or its local stand-in); yield the Pod once ready, remove it afterwards. A model server image
+    not in local storage is pulled by its digest (``tls_verify=False``: from a plain-HTTP
+    registry, such as the tests' loopback one)."""
     rendered = [d for d in yaml.safe_load_all(text) if d]
     nginx_container(rendered)["image"] = nginx_image or base_images()["NGINX_IMAGE"]
-    with playing(rendered, timeout) as pod:
+    with playing(rendered, timeout, tls_verify) as pod:
         yield pod
 
 
 @contextmanager
-def playing(rendered: Docs, timeout: float) -> Iterator[Pod]:
+def playing(rendered: Docs, timeout: float, tls_verify: bool = True) -> Iterator[Pod]:
     """Play RENDERED (adapted by ``for_podman``) on a free loopback port; yield the Pod once
     ``/v2/health/ready`` answers through Nginx; remove pod and volumes afterwards."""
     port = free_port()
@@ -307,7 +309,8 @@ def playing(rendered: Docs, timeout: float) -> Iterator[Pod]:
         pod = Pod(f"http://127.0.0.1:{port}", pod_name(played), rendered, played)
         containers = readiness.Containers(container_names(played), podman_env())
         try:
-            podman("kube", "play", "--network", "host", str(manifest))
+            tls = [] if tls_verify else ["--tls-verify=false"]
+            podman("kube", "play", "--network", "host", *tls, str(manifest))
             readiness.wait_ready(
                 f"{pod.base}/v2/health/ready",
                 timeout,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -206,6 +207,11 @@ class ActRun:
         return step_header(name) in self.output
 
 
+def step_outputs(run: ActRun) -> dict[str, str]:
+    """Every `::set-output::` act reported (name=value), the last value of each name."""
+    return dict(re.findall(r"::set-output:: ([\w-]+)=(.*)", run.output))
+
+
 def step_header(name: str) -> str:
     """The line act prints when a step (main part) starts."""
     return f"⭐ Run Main {name}"
@@ -217,12 +223,14 @@ def run_act(
     *,
     stop_before: str | None = None,
     echo: bool = False,
+    env: Mapping[str, str] | None = None,
     **options: Any,
 ) -> ActRun:
     """Run act (act_command's OPTIONS) in SANDBOX with act_env; the gh record, the artifacts and
     their record start empty. With STOP_BEFORE, stop act and its steps as soon as the step of that
     name starts (what it needs is not here: the rest of the job is not run). With ECHO, copy act's
-    output to stdout."""
+    output to stdout. ENV is added to the environment the steps inherit (what a self-hosted
+    runner's machine would have set)."""
     cache = sandbox.root / f"act-{len(list(sandbox.root.glob('act-*')))}"  # a fresh one per run
     sandbox.gh_calls.write_text("")
     shutil.rmtree(sandbox.artifacts, ignore_errors=True)
@@ -231,7 +239,7 @@ def run_act(
     with subprocess.Popen(
         command,
         cwd=sandbox.work,
-        env=act_env(sandbox),
+        env={**act_env(sandbox), **(env or {})},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -73,6 +73,13 @@ def dvc_remote_sandbox(new_sandbox: Callable[[str], Sandbox]) -> tuple[Sandbox, 
 
 
 @pytest.fixture(scope="session")
+def image_sandbox(new_sandbox: Callable[[str], Sandbox]) -> tuple[Sandbox, str]:
+    """The sandbox of the image walk (it builds, pushes and merges) and its DVC_CONFIG."""
+    sandbox = new_sandbox("image")
+    return sandbox, with_dvc_remote(sandbox)
+
+
+@pytest.fixture(scope="session")
 def report_sandbox(new_sandbox: Callable[[str], Sandbox]) -> tuple[Sandbox, str]:
     """The sandbox of the training-report walk (it opens pull requests, which leave the clone on
     a detached HEAD) and the DVC_CONFIG of its DVC remote."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from act_harness import TOKEN, ActRun, Sandbox, pull_request_payload, run_act
+from act_harness import TOKEN, ActRun, Sandbox, pull_request_payload, run_act, step_outputs
 from workflow_helpers import git
 
 pytestmark = pytest.mark.integration  # act running real git, DVC and GTO in sandbox clones
@@ -64,11 +64,6 @@ def run_pull_request(sandbox: Sandbox, payload: dict[str, object], **options: An
 def guard_lines(run: ActRun) -> list[str]:
     """The lines gitops.check_pr_order printed, as act shows a step's output."""
     return re.findall(r"\| ((?:ok|error): .*)", run.output)
-
-
-def step_outputs(run: ActRun) -> dict[str, str]:
-    """Every `::set-output::` act reported (name=value), the last value of each name."""
-    return dict(re.findall(r"::set-output:: ([\w-]+)=(.*)", run.output))
 
 
 # --- pr-guard.yml ---------------------------------------------------------------------------
