@@ -82,7 +82,8 @@ if [[ -n ${MODELOPS_DVC_REMOTE_DIR:-} ]]; then
   [[ -d $MODELOPS_DVC_REMOTE_DIR ]] || die "MODELOPS_DVC_REMOTE_DIR $MODELOPS_DVC_REMOTE_DIR is not a directory"
   args+=(-v "$(cd "$MODELOPS_DVC_REMOTE_DIR" && pwd):/mnt/dvc-remote:ro")
   dvc_config=$work/dvc-config
-  { [[ -n ${MODELOPS_DVC_CONFIG:-} ]] && cat "$MODELOPS_DVC_CONFIG"
+  # The given config's remotes stay (credentials of others); its [core] gives way to the mount's.
+  { [[ -n ${MODELOPS_DVC_CONFIG:-} ]] && awk '/^\[/ { skip = ($0 ~ /^\[core\]/) } !skip' "$MODELOPS_DVC_CONFIG"
     printf '[core]\n    remote = build-mounted\n['"'"'remote "build-mounted"'"'"']\n    url = /mnt/dvc-remote\n'
   } >"$dvc_config"
 fi
