@@ -19,6 +19,8 @@
 #   MODELOPS_BASE_IMAGES=auto (default: pull, else stand-in) | pull (pull or fail) | local (stand-in)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# podman and buildah read the repository's settings (images/containers.conf), as make sets them.
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$here/containers.conf}"
 mode=${MODELOPS_BASE_IMAGES:-auto}
 engine=$("$here/engine.sh")
 DEBIAN_SUITE=$(sed -n 's/^ARG DEBIAN_SUITE=//p' "$here/upstream/Dockerfile")

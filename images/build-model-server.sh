@@ -31,6 +31,8 @@
 # uses in one line on stderr (images/base-images.sh --describe). Prints the image name.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# podman and buildah read the repository's settings (images/containers.conf), as make sets them.
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$here/containers.conf}"
 root=$(cd "$here/.." && pwd)
 die() { echo "error: $*" >&2; exit 1; }
 build() {

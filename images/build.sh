@@ -11,6 +11,8 @@
 # usage: images/build.sh [BUILD ARGS...] CONTEXT
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# podman and buildah read the repository's settings (images/containers.conf), as make sets them.
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$here/containers.conf}"
 engine=$("$here/engine.sh")
 ca=${MODELOPS_BUILD_CA-/etc/ssl/certs/ca-certificates.crt}
 case $engine in

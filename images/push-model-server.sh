@@ -11,6 +11,8 @@
 #   MODELOPS_REGISTRY_TLS_VERIFY=false   podman/buildah: a plain-HTTP registry (a loopback one)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# podman and buildah read the repository's settings (images/containers.conf), as make sets them.
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$here/containers.conf}"
 image=${1:?usage: images/push-model-server.sh IMAGE}
 die() { echo "error: $*" >&2; exit 1; }
 engine=$("$here/engine.sh")
