@@ -206,6 +206,25 @@ def test_the_image_digest_comes_from_the_image_not_from_the_base(
     assert app_env["MODELOPS_IMAGE_DIGEST"] == expected
 
 
+@pytest.mark.parametrize("digest", [True, False], ids=["pinned", "unpinned"])
+def test_the_git_commit_is_the_image_tag_even_behind_a_registry_with_a_port(
+    digest: bool, kubectl: str, tmp_path: Path
+) -> None:
+    """A registry on 127.0.0.1:5000 puts a ':' before the tag's: the commit is still the tag."""
+    overlay = copy_overlay(tmp_path, "dev", digest=digest)
+    path = overlay / "kustomization.yaml"
+    spec = yaml.safe_load(path.read_text())
+    (entry,) = spec["images"]
+    entry["newName"] = "127.0.0.1:5000/acme/modelops/model-server"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    docs = documents(run(kubectl, "kustomize", str(overlay)).stdout)
+    image, annotations, app_env = app_provenance(docs)
+    assert image.startswith(f"127.0.0.1:5000/acme/modelops/model-server:{entry['newTag']}")
+    assert annotations["modelops.io/git-commit"] == entry["newTag"]
+    assert app_env["MODELOPS_GIT_COMMIT"] == entry["newTag"]
+    assert annotations["modelops.io/image-digest"] == entry.get("digest", "")
+
+
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_the_hpa_owns_the_replica_count(env: str, overlay_docs: dict[str, Docs]) -> None:
     assert "replicas" not in find(overlay_docs[env], "Deployment")["spec"]
