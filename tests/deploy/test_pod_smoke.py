@@ -98,16 +98,13 @@ def test_both_probe_paths_answer_through_the_nginx_sidecar(pod: Pod) -> None:
     assert live[2].get("Server", "").startswith("nginx")
 
 
-def test_a_prediction_goes_through_nginx_to_the_app_with_the_overlay_provenance(
-    pod: Pod, built: Built
-) -> None:
+def test_a_prediction_goes_through_nginx_to_the_app(pod: Pod, built: Built) -> None:
+    """The answer only: that every source of provenance names the same release (pod, registry,
+    rendered manifests, GTO) is tests/workflows/test_act_image.py's, on a release promote.yml
+    really built and pushed."""
     status, body, headers = POD.call(f"{pod.base}/predict", {"instances": [built.registry.sample]})
     assert status == 200, body
     assert body["labels"] == [built.registry.sample_label]
-    provenance = headers["X-Model-Provenance"].split("; ")
-    assert f"git_commit={built.tag}" in provenance
-    assert f"image_digest={built.digest}" in provenance
-    assert "stage=dev" in provenance and f"version={built.registry.version}" in provenance
     assert headers["Server"].startswith("nginx")
 
 
