@@ -88,6 +88,32 @@ def test_the_image_is_pushed_once_and_the_deploy_pull_request_pins_its_digest(
     assert f"+++ b/{rendered.path(DEV)}" in body and digest in body
 
 
+def test_a_second_run_of_the_same_push_rebuilds_pushes_and_proposes_nothing(
+    built: tuple[Sandbox, str, dict[str, str]], image_sandbox: tuple[Sandbox, str]
+) -> None:
+    sandbox, registry, outputs = built
+    sha = git(sandbox.work, "rev-parse", "HEAD").strip()
+    refs_before = git(sandbox.origin, "for-each-ref")
+    run = run_act(
+        sandbox,
+        "push",
+        workflow="promote.yml",
+        variables={"IMAGE_REGISTRY": registry},
+        secrets={"DVC_CONFIG": image_sandbox[1]},
+        env={"MODELOPS_REGISTRY_TLS_VERIFY": "false"},
+    )
+    assert run.returncode == 0, run.output[-6000:]
+    assert f"{registry}/modelops/model-server:{sha} is in the registry already" in run.output
+    assert f"deploy/dev/{sha} is proposed already" in run.output
+    assert step_outputs(run)["image_digest"] == outputs["image_digest"]
+    assert git(sandbox.origin, "for-each-ref") == refs_before  # no tag, no branch
+    assert [c for c in sandbox.calls() if c["argv"][:2] == ["pr", "create"]] == []
+    assert (
+        skopeo_inspect(f"{registry}/modelops/model-server:{sha}")["Digest"]
+        == (outputs["image_digest"])
+    )
+
+
 def test_one_release_has_one_provenance_in_the_pod_the_registry_the_manifests_and_gto(
     built: tuple[Sandbox, str, dict[str, str]],
 ) -> None:
