@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 
 import pytest
-from act_harness import Sandbox, pull_request_payload, run_act
+from act_harness import ActRun, Sandbox, pull_request_payload, run_act
 from workflow_helpers import git, run_tool, tool_env
 
 from gitops import environments, rendered, smoke
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration  # act running real git, GTO and kustomize
 
 NAME = "diagnosis-classifier"
 DEV, STAGING, PROD = environments.load()
+# The walks follow one another on one sandbox, in the order of this file (as a team would run them).
 DIGEST = "sha256:" + "d1" * 32
 MODEL_SHA256 = "5e" * 32
 
@@ -39,6 +40,58 @@ def mirror_origin(sandbox: Sandbox) -> None:
     would serve them."""
     git(sandbox.work, "fetch", "-q", "--update-head-ok", "--tags", "--force", "origin",
         "+refs/heads/*:refs/heads/*", "+refs/notes/*:refs/notes/*")  # fmt: skip
+
+
+def dispatch(sandbox: Sandbox, environment: str, action: str, version: str = "") -> ActRun:
+    """`Run workflow` on environments.yml with these inputs."""
+    event = sandbox.root / f"dispatch-{environment}-{action}.json"
+    inputs = {"environment": environment, "action": action, "version": version}
+    event.write_text(json.dumps({"inputs": inputs}))
+    return run_act(sandbox, "workflow_dispatch", workflow="environments.yml", payload=event)
+
+
+def verify(sandbox: Sandbox, branch: str, env: environments.Environment, head: str) -> ActRun:
+    """The pull request of BRANCH (head HEAD) into ENV's branch, as environments.yml sees it."""
+    base = git(sandbox.origin, "rev-parse", env.branch).strip()
+    mirror_origin(sandbox)
+    number = len(list(sandbox.root.glob("pull-request-*.json"))) + 11
+    git(sandbox.work, "update-ref", f"refs/pull/{number}/head", head)  # what GitHub serves
+    payload = pull_request_payload(
+        number=number, head_ref=branch, base_ref=env.branch, head_sha=head, base_sha=base
+    )
+    event = sandbox.root / f"pull-request-{number}.json"
+    event.write_text(json.dumps(payload))
+    return run_act(sandbox, "pull_request", workflow="environments.yml", payload=event)
+
+
+def merge(sandbox: Sandbox, branch: str, env: environments.Environment) -> ActRun:
+    """Merge BRANCH into ENV's branch (a fast-forward), then run the push event it causes."""
+    head = git(sandbox.origin, "rev-parse", branch).strip()
+    base = git(sandbox.origin, "rev-parse", env.branch).strip()
+    git(sandbox.origin, "update-ref", f"refs/heads/{env.branch}", head, base)
+    mirror_origin(sandbox)
+    git(sandbox.work, "switch", "-q", env.branch)
+    # The ref in the payload: act would otherwise guess it from the branches at HEAD.
+    event = sandbox.root / f"push-{env.branch}.json"
+    event.write_text(json.dumps({"ref": f"refs/heads/{env.branch}", "before": base, "after": head}))
+    try:
+        return run_act(sandbox, "push", workflow="environments.yml", payload=event)
+    finally:
+        git(sandbox.work, "switch", "-q", "main")
+
+
+def smoke_passed(sandbox: Sandbox, env: environments.Environment) -> None:
+    """The record gitops.smoke --record --push writes after a passed check of ENV."""
+    git(sandbox.work, "fetch", "-q", "origin")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(sandbox.work)
+        smoke.record(env, f"origin/{env.branch}", {"environment": env.name, "passed": True})
+    git(sandbox.work, "push", "-q", "origin", smoke.NOTES_REF)
+
+
+def stage_holder(sandbox: Sandbox, env: environments.Environment) -> str:
+    mirror_origin(sandbox)
+    return sh(sandbox, "gto", "show", f"{NAME}#{env.stage}", "--ref").strip()
 
 
 @pytest.fixture(scope="module")
@@ -112,37 +165,19 @@ def test_the_verify_check_passes_the_promotion_and_the_stage_job_follows_the_mer
 ) -> None:
     sandbox, branch = proposed
     head = git(sandbox.origin, "rev-parse", branch).strip()
-    base = git(sandbox.origin, "rev-parse", "staging").strip()
-    mirror_origin(sandbox)
-    git(sandbox.work, "update-ref", "refs/pull/9/head", head)  # what GitHub serves for the PR
-    payload = pull_request_payload(
-        number=9, head_ref=branch, base_ref="staging", head_sha=head, base_sha=base
-    )
-    event = sandbox.root / "pull-request.json"
-    event.write_text(json.dumps(payload))
-    run = run_act(sandbox, "pull_request", workflow="environments.yml", payload=event)
+    run = verify(sandbox, branch, STAGING, head)
     assert run.returncode == 0, run.output
     assert f"ok: {head[:12]} promotes dev's release to staging, every gate passed" in run.output
-    # the merge (a fast-forward), then the push event on staging
-    git(sandbox.origin, "update-ref", "refs/heads/staging", head, base)
-    mirror_origin(sandbox)
-    git(sandbox.work, "switch", "-q", "staging")
-    try:
-        run = run_act(sandbox, "push", workflow="environments.yml")
-    finally:
-        git(sandbox.work, "switch", "-q", "main")
+    run = merge(sandbox, branch, STAGING)
     assert run.returncode == 0, run.output
     # GTO numbers the assignments of an artifact across its stages: dev had #1
     staging = [t for t in sandbox.origin_refs("refs/tags/") if f"{NAME}#staging#" in t]
     assert staging == [f"refs/tags/{NAME}#staging#2"], run.output
-    mirror_origin(sandbox)
-    holder = sh(sandbox, "gto", "show", f"{NAME}#staging", "--ref")
-    assert holder.strip() == f"{NAME}@v0.1.0"
+    assert stage_holder(sandbox, STAGING) == f"{NAME}@v0.1.0"
 
 
 def test_the_verify_check_fails_a_hand_edited_promotion(proposed: tuple[Sandbox, str]) -> None:
     sandbox, branch = proposed
-    base = git(sandbox.origin, "rev-parse", "staging").strip()
     work = sandbox.work
     git(work, "switch", "-q", "--detach", git(sandbox.origin, "rev-parse", branch).strip())
     try:
@@ -152,12 +187,67 @@ def test_the_verify_check_fails_a_hand_edited_promotion(proposed: tuple[Sandbox,
         head = git(work, "rev-parse", "HEAD").strip()
     finally:
         git(work, "switch", "-q", "main")
-    git(work, "update-ref", "refs/pull/10/head", head)
-    payload = pull_request_payload(
-        number=10, head_ref=branch, base_ref="staging", head_sha=head, base_sha=base
-    )
-    event = sandbox.root / "pull-request-edited.json"
-    event.write_text(json.dumps(payload))
-    run = run_act(sandbox, "pull_request", workflow="environments.yml", payload=event)
+    run = verify(sandbox, branch, STAGING, head)
     assert run.returncode == 1, run.output
     assert f"error: verify: {head[:12]} is not a promotion onto staging's tip" in run.output
+
+
+def test_running_a_finished_promotion_again_changes_nothing(proposed: tuple[Sandbox, str]) -> None:
+    sandbox, branch = proposed
+    if git(sandbox.origin, "rev-parse", "staging") != git(sandbox.origin, "rev-parse", branch):
+        merge(sandbox, branch, STAGING)  # this walk alone: the merge of the walk above
+    before = git(sandbox.origin, "for-each-ref")
+    run = dispatch(sandbox, "staging", "promote")
+    assert run.returncode == 0, run.output
+    assert "unchanged: staging already runs diagnosis-classifier v0.1.0" in run.output
+    assert git(sandbox.origin, "for-each-ref") == before
+    assert [c for c in sandbox.calls() if c["argv"][:2] == ["pr", "create"]] == []
+
+
+def test_prod_takes_what_staging_runs_and_a_rollback_takes_prod_back(
+    proposed: tuple[Sandbox, str],
+) -> None:
+    sandbox, branch = proposed
+    work = sandbox.work
+    if git(sandbox.origin, "rev-parse", "staging") != git(sandbox.origin, "rev-parse", branch):
+        merge(sandbox, branch, STAGING)
+    smoke_passed(sandbox, STAGING)
+    assert dispatch(sandbox, "prod", "promote").returncode == 0
+    (first,) = [r for r in sandbox.origin_refs("refs/heads/promote/prod/")]
+    run = merge(sandbox, first.removeprefix("refs/heads/"), PROD)
+    assert run.returncode == 0, run.output[-3000:]
+    assert stage_holder(sandbox, PROD) == f"{NAME}@v0.1.0"
+    # A second release through every environment, with the tools the jobs run.
+    git(work, "switch", "-q", "main")
+    git(work, "reset", "-q", "--hard", "origin/main")
+    sh(sandbox, "gto", "register", NAME, "HEAD", "--version", "v0.2.0")
+    commit = git(work, "rev-parse", "HEAD").strip()
+    run_tool("set_image", "--digest", "sha256:" + "d2" * 32, "--model-version", "v0.2.0",
+             "--model-sha256", "6e" * 32, "dev", commit, cwd=work)  # fmt: skip
+    run_tool("rendered", "dev", cwd=work)
+    git(work, "commit", "-qam", "deploy(dev): v0.2.0")
+    git(work, "push", "-q", "--tags", "origin", "main")
+    run_tool("assign_stage", "dev", "--push", "origin", cwd=work)
+    for env in (STAGING, PROD):
+        smoke_passed(sandbox, environments.before(env))
+        out = run_tool("promote", env.name, cwd=work).stdout
+        outputs = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        assert merge(sandbox, outputs["branch"], env).returncode == 0
+    assert stage_holder(sandbox, PROD) == f"{NAME}@v0.2.0"
+    # Roll prod back: Run workflow (prod, rollback), verify, merge, stage.
+    run = dispatch(sandbox, "prod", "rollback")
+    assert run.returncode == 0, run.output
+    (rollback,) = sandbox.origin_refs("refs/heads/rollback/prod/")
+    rollback = rollback.removeprefix("refs/heads/")
+    (call,) = [c for c in sandbox.calls() if c["argv"][:2] == ["pr", "create"]]
+    body = call["argv"][call["argv"].index("--body") + 1]
+    assert "-        modelops.io/model-version: v0.2.0" in body
+    head = git(sandbox.origin, "rev-parse", rollback).strip()
+    run = verify(sandbox, rollback, PROD, head)
+    assert run.returncode == 0, run.output
+    assert f"ok: {head[:12]} restores production as of" in run.output
+    assert merge(sandbox, rollback, PROD).returncode == 0
+    assert stage_holder(sandbox, PROD) == f"{NAME}@v0.1.0"
+    first_prod = git(sandbox.origin, "show", f"{first.removeprefix('refs/heads/')}:"
+                     f"{rendered.path(PROD)}")  # fmt: skip
+    assert git(sandbox.origin, "show", f"production:{rendered.path(PROD)}") == first_prod
