@@ -96,16 +96,19 @@ def test_pr_guard_fails_a_deploy_pull_request_that_also_changes_the_server(
     assert "but changes serving/app.py: open another pull request" in line
 
 
-def test_pr_guard_fails_a_forks_staging_branch_into_production(pr_sandbox: Sandbox) -> None:
+def test_pr_guard_fails_a_forks_branch_named_like_a_promotion_into_production(
+    pr_sandbox: Sandbox,
+) -> None:
+    head = "promote/prod/0123456789ab"
     payload = open_pull_request(
-        pr_sandbox, "staging", "production", {"README.md": "x\n"}, head_repo="mallory/modelops"
+        pr_sandbox, head, "production", {"README.md": "x\n"}, head_repo="mallory/modelops"
     )
     run = run_pull_request(pr_sandbox, payload, workflow="pr-guard.yml")
     assert run.returncode == 1, run.output
     [line] = guard_lines(run)
     assert line.startswith(
         "error: a pull request from the fork mallory/modelops may only come from an experiment/*"
-        " branch, not from staging"
+        f" branch, not from {head}"
     )
 
 
