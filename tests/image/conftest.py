@@ -143,9 +143,10 @@ def built_image(
         ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
     # Tagged with HEAD's full SHA like a real build (an overlay takes the tag for the git commit),
-    # under a repository name of its own so that parallel sessions do not collide.
+    # under a namespace of its own so that parallel sessions do not collide; the repository is
+    # .../model-server, as the provenance transformer expects of every model server image.
     token = secrets.token_hex(4)
-    name = f"localhost/modelops/model-server-test-{token}:{commit}"
+    name = f"localhost/modelops-test-{token}/model-server:{commit}"
     fetch = f"localhost/modelops/model-server-fetch:test-{token}"
     ref = f"{registry.name}#{registry.stage}"
     tmp = tmp_path_factory.mktemp("b")
