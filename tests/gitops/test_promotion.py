@@ -73,9 +73,9 @@ def release_metrics(repo: Path, **changes: float) -> None:
     path.write_text(json.dumps(metrics, indent=2) + "\n")
 
 
-def deploy_dev(repo: Path, version: str, n: int, **metrics: float) -> None:
+def deploy_dev(repo: Path, version: str, n: int, *, assign: bool = True, **metrics: float) -> None:
     """A new model on main: registered as VERSION (with METRICS), built as image N, deployed to
-    dev by the deploy pull request, its stage assigned after the merge."""
+    dev by the deploy pull request, its stage assigned after the merge (unless not ASSIGN)."""
     git(repo, "switch", "-q", "main")
     if metrics:
         release_metrics(repo, **metrics)
@@ -87,7 +87,8 @@ def deploy_dev(repo: Path, version: str, n: int, **metrics: float) -> None:
     tool(repo, "rendered", "dev")
     git(repo, "commit", "-qam", f"deploy(dev): {version}")
     git(repo, "push", "-q", "--tags", "origin", "main")
-    tool(repo, "assign_stage", "dev", "--push", "origin")
+    if assign:
+        tool(repo, "assign_stage", "dev", "--push", "origin")
 
 
 def smoke_passed(
@@ -237,15 +238,7 @@ def test_a_version_that_does_not_hold_the_previous_stage_is_refused(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # v0.2.0 reaches main's rendered manifests, but its stage was never assigned.
-    release_metrics(repo, accuracy=0.97)
-    git(repo, "commit", "-qam", "experiment")
-    sh(repo, "gto", "register", NAME, "HEAD", "--version", "v0.2.0")
-    commit = git(repo, "rev-parse", "HEAD").strip()
-    tool(repo, "set_image", "--digest", digest(2), "--model-version", "v0.2.0",
-         "--model-sha256", model_sha(2), "dev", commit)  # fmt: skip
-    tool(repo, "rendered", "dev")
-    git(repo, "commit", "-qam", "deploy(dev): v0.2.0")
-    git(repo, "push", "-q", "--tags", "origin", "main")
+    deploy_dev(repo, "v0.2.0", 2, assign=False, accuracy=0.97)
     smoke_passed(repo, DEV, monkeypatch)
     before = origin_state(repo)
     assert refused(repo, "promote", "staging") == (
