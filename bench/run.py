@@ -1,7 +1,7 @@
 """`make bench`: wrk against the serving stack and three references, in one run.
 
 Targets (each started by this module, measured cell by cell, stopped; a cell is target:workload):
-- ``stack``: Nginx → uWSGI → Flask serving the model (``serving.stack``): ``predict-1``,
+- ``stack``: Nginx → uWSGI → Flask serving the model (``devstack.stack``): ``predict-1``,
   ``predict-1000`` (/predict, records) and ``infer-1000`` (v2 infer, one [1000, 30] tensor);
 - ``ceiling``: the same Nginx config answering a constant itself, no upstream (``constant-1``);
 - ``floor``: the same stack with ``bench.floor`` loaded, answering a constant for the same body
@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack.stack import NGINX_START, Stack, StackError, free_port, nginx_environment
 from serving import readiness
-from serving.stack import NGINX_START, Stack, StackError, free_port, nginx_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 16, 64)

@@ -19,12 +19,12 @@ test-prereqs: serving-prereqs
 .PHONY: serve
 serve: serving-prereqs ## train if needed, then run Nginx + uWSGI on 127.0.0.1:8080 in the foreground (Ctrl-C stops)
 	@test -f "$(SERVE_MODEL_DIR)/metadata.json" || $(MAKE) train
-	python -m serving.stack --model-dir "$(SERVE_MODEL_DIR)" --port "$(SERVE_PORT)"
+	python -m devstack.stack --model-dir "$(SERVE_MODEL_DIR)" --port "$(SERVE_PORT)"
 
 .PHONY: demo-serving
 demo-serving: serving-prereqs ## start the stack on the demo model, send a sample prediction, print it, stop
 	@test -f "$(DEMO_MODEL_DIR)/metadata.json" || $(MAKE) demo-training
-	python -m serving.demo --model-dir "$(DEMO_MODEL_DIR)" --env-file "$(DEMO_MODEL_ENV)"
+	python -m devstack.demo --model-dir "$(DEMO_MODEL_DIR)" --env-file "$(DEMO_MODEL_ENV)"
 
 .PHONY: test-serving
 test-serving: serving-prereqs ## the serving tests only

@@ -1,7 +1,7 @@
 """Waiting for a server to come up: the one probe-and-wait loop of the project.
 
-Every wait for a server or a pod goes through here: ``serving.stack`` (``make serve``, the demo, the
-tests, the benchmark's stacks), the benchmark's reference servers (``bench.run``), the pods of
+Every wait for a server or a pod goes through here: ``devstack.stack`` (``make serve``, the demo,
+the tests, the benchmark's stacks), the benchmark's reference servers (``bench.run``), the pods of
 ``images/pod.py`` (the local pod runner), and the tests that start servers themselves. Standard
 library only, so that the pod scripts can import it before anything else matters (and it costs the
 image nothing).

@@ -345,3 +345,40 @@ def test_prune_keeps_only_the_model_and_its_card(tmp_path: Path) -> None:
     (tmp_path / "m" / ".gitignore").write_text("/model.pkl\n")
     load_fetch_model().prune(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["metadata.json", "model.pkl"]
+
+
+def shipped_source_files() -> set[str]:
+    """The repository files the final image copies from the build context: every ``COPY SRC DEST``
+    of serving/Dockerfile without ``--from``, directories expanded, minus what .dockerignore's
+    patterns for caches leave out (``**/__pycache__``, ``**/*.pyc``)."""
+    files: set[str] = set()
+    for line in (ROOT / "serving" / "Dockerfile").read_text().splitlines():
+        if not line.startswith("COPY ") or "--from=" in line:
+            continue
+        for source in line.split()[1:-1]:
+            path = ROOT / source
+            found = sorted(path.rglob("*")) if path.is_dir() else [path]
+            files |= {
+                str(f.relative_to(ROOT))
+                for f in found
+                if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"
+            }
+    return files
+
+
+def test_the_local_tooling_is_not_in_the_image() -> None:
+    """The process stack and the demo (devstack/) serve laptops and tests, not the pod: the image
+    copies serving/ only, and nothing it ships imports them."""
+    shipped = shipped_source_files()
+    assert "serving/wsgi.py" in shipped and "serving/config/uwsgi.ini" in shipped
+    tooling = {str(p.relative_to(ROOT)) for p in (ROOT / "devstack").rglob("*.py")}
+    assert {"devstack/stack.py", "devstack/demo.py"} <= tooling
+    assert not shipped & tooling
+    assert not {"serving/stack.py", "serving/demo.py"} & shipped
+    importers = [
+        name
+        for name in sorted(shipped)
+        if name.endswith(".py")
+        and re.search(r"^\s*(from|import) devstack\b", (ROOT / name).read_text(), re.M)
+    ]
+    assert importers == []

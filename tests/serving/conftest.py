@@ -22,9 +22,9 @@ from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 from serving_testkit import LOADING_MARKER, TinyModel, build_model  # noqa: E402
 
+from devstack.stack import Stack  # noqa: E402
 from serving import readiness  # noqa: E402
 from serving.app import create_app  # noqa: E402
-from serving.stack import Stack  # noqa: E402
 
 PROVENANCE = {
     "MODELOPS_MODEL_VERSION": "v1.2.0",

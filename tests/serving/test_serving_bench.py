@@ -12,8 +12,8 @@ import pytest
 from serving_testkit import TinyModel
 
 from bench import run
+from devstack.stack import free_port
 from serving.readiness import NotReadyError
-from serving.stack import free_port
 
 
 def test_only_refuses_an_unknown_cell_in_one_line(

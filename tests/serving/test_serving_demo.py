@@ -15,17 +15,19 @@ import requests
 from conftest import need_nginx
 from serving_testkit import TinyModel
 
-from serving import demo, readiness
-from serving.stack import free_port
+from devstack import demo
+from devstack.stack import free_port
+from serving import readiness
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_runner(model_dir: Path, port: int, stderr: int) -> subprocess.Popen[str]:
-    """`make serve`'s runner (``python -m serving.stack``) in the background."""
+    """`make serve`'s runner (``python -m devstack.stack``) in the background."""
+    command = ["-m", "devstack.stack", "--model-dir", str(model_dir), "--port", str(port)]
     return subprocess.Popen(
-        [sys.executable, "-m", "serving.stack", "--model-dir", str(model_dir), "--port", str(port)],
+        [sys.executable, *command],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=stderr,

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from schemathesis.generation.case import Case
 from serving_testkit import MODEL_NAME, TinyModel
 
-from serving.stack import Stack
+from devstack.stack import Stack
 
 pytestmark = pytest.mark.e2e
 OPENAPI = Path(__file__).resolve().parents[2] / "serving" / "openapi.json"

@@ -25,8 +25,8 @@ from serving_testkit import (
     build_model,
 )
 
+from devstack.stack import NGINX_START, Stack
 from serving.readiness import NotReadyError
-from serving.stack import NGINX_START, Stack
 
 pytestmark = pytest.mark.e2e
 GRACE_SECONDS = 15.0

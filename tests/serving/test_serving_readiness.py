@@ -17,9 +17,9 @@ import requests
 from conftest import HERE, PROVENANCE, ROOT, need_nginx, start_stack, wait_until_loading
 from serving_testkit import LOAD_SECONDS_ENV, LOADING_MARKER, SlowLoadingModel, build_model
 
+from devstack.stack import READY_PATH, Stack, free_port
 from serving import readiness
 from serving.readiness import NotReadyError
-from serving.stack import READY_PATH, Stack, free_port
 
 PROBE_TIMEOUT = 0.5  # the scripted servers' tests shorten each probe
 HANG_SECONDS = 3 * PROBE_TIMEOUT
@@ -251,7 +251,7 @@ def test_the_stack_runner_prints_one_error_line_and_the_log_when_uwsgi_exits(
         handle.write(b"\0")  # a tampered model: uWSGI refuses it and exits
     argv = ["--model-dir", str(built.directory), "--port", str(free_port())]
     done = subprocess.run(
-        [sys.executable, "-m", "serving.stack", *argv],
+        [sys.executable, "-m", "devstack.stack", *argv],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -9,9 +9,9 @@ import pytest
 from conftest import PROVENANCE
 from serving_testkit import MODEL_NAME, TinyModel
 
+from devstack.stack import Stack
 from gitops import rendered, smoke
 from gitops.cli import ToolError
-from serving.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

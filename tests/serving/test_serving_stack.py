@@ -13,7 +13,7 @@ import pytest
 import requests
 from serving_testkit import MODEL_NAME, TinyModel
 
-from serving.stack import Stack
+from devstack.stack import Stack
 
 pytestmark = pytest.mark.e2e
 ERROR_KEYS = {"error", "code", "status", "field", "request_id"}

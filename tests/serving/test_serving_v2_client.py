@@ -15,7 +15,7 @@ import tritonclient.http as httpclient
 from serving_testkit import MODEL_NAME, TinyModel
 from tritonclient.utils import InferenceServerException
 
-from serving.stack import Stack
+from devstack.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -1,13 +1,14 @@
 """Run the serving stack as local processes: uWSGI and Nginx, exactly as the pod runs them.
 
-Shared by ``make serve``, ``make demo-serving``, the tests and the benchmark. Each ``Stack`` gets a
+Shared by ``make serve``, ``make demo-serving``, the tests and the benchmark; local tooling, not
+shipped in the image. Each ``Stack`` gets a
 private run directory (socket, Nginx prefix, metrics, logs) and a free loopback port unless told
 otherwise; it starts uWSGI with ``serving/config/uwsgi.ini`` and Nginx with
 ``serving/config/nginx-start.sh``, waits for ``/v2/health/ready`` through Nginx
 (``serving.readiness``), and stops both by PID: SIGTERM to the uWSGI master (its graceful
 shutdown) and SIGQUIT to Nginx (its graceful stop).
 
-    python -m serving.stack --model-dir training/model --port 8080     # foreground, Ctrl-C stops
+    python -m devstack.stack --model-dir training/model --port 8080     # foreground, Ctrl-C stops
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from serving import readiness
 from serving.readiness import NotReadyError
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = Path(__file__).resolve().parent / "config"
+CONFIG_DIR = PACKAGE_ROOT / "serving" / "config"
 UWSGI_INI = CONFIG_DIR / "uwsgi.ini"
 NGINX_START = CONFIG_DIR / "nginx-start.sh"
 READY_PATH = "/v2/health/ready"

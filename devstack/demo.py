@@ -1,6 +1,6 @@
 """The serving part of ``make demo``: start the stack, send one sample prediction, print it, stop.
 
-python -m serving.demo --model-dir out/demo/model --env-file out/demo/model.env
+python -m devstack.demo --model-dir out/demo/model --env-file out/demo/model.env
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from devstack.stack import Stack, StackError
 from serving.readiness import NotReadyError
-from serving.stack import Stack, StackError
 
 
 def read_env_file(path: Path) -> dict[str, str]:
