@@ -8,6 +8,8 @@ Every Python install of the project reads one of these locks with `pip install -
     serving.txt   serving.in: the `serving` extra                serving/Dockerfile, runtime stage
     dev.txt       dev.in: the build backend and the `serving`,   make venv (developers and CI)
                   `training` and `dev` extras; -c serving.txt
+    serving-sklearn.txt  serving-sklearn.in: the                 serving/Dockerfile, runtime stage,
+                  `serving-sklearn` extra; -c dev.txt            only for a scikit-learn artifact
     fetch.txt     fetch.in: dvc and gto; -c dev.txt              serving/Dockerfile, stage 1
     checkov.txt   checkov.in: checkov                            make checkov (its own venv)
 
@@ -82,6 +84,13 @@ SETS = (
         constrained_by="serving",
         extras=("serving", "training", "dev"),
         build_backend=True,
+    ),
+    LockSet(
+        "serving-sklearn",
+        "Added to the model server image's runtime only for a model served as a scikit-learn"
+        " pickle (serving/Dockerfile): the `serving-sklearn` extra, at the dev lock's versions.",
+        constrained_by="dev",
+        extras=("serving-sklearn",),
     ),
     LockSet(
         "fetch",

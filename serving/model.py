@@ -1,26 +1,30 @@
 """The served model: verified loading, provenance and prediction.
 
-``Model.load()`` reads ``metadata.json``, checks the sha256 of ``model.pkl`` against it (and against
-the optional pin) *before* unpickling anything, compiles the pipeline (see ``compiled``) and sets
-``ready``. Every failure is a ``ModelError`` whose message names what is wrong.
+``Model.load()`` reads the artifact through the contract (modelcard: metadata.json checked, the
+sha256 of the model file checked against it and against the optional pin, *before* anything is
+deserialised), opens the model (an ONNX Runtime session, or a joblib unpickle for a
+``format: scikit-learn`` artifact, which only training with ``export.allow_scikit_learn`` writes),
+repeats the training-time proof on the verification sample, and only then sets ``ready``. Every
+failure is a ``ModelError`` whose message names what is wrong. Nothing falls back: the format the
+card names is the format that runs, and ``inference_path`` reports it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from serving.compiled import AffineLogistic, Matrix, ProbaFn, compile_pipeline
+import modelcard
+from modelcard.runtime import Matrix, check_signature, disagreement, onnx_session, run
 
-METADATA_FILE = "metadata.json"
-SCHEMA_VERSION = 1
-NUMERIC_DTYPES = ("float64", "float32", "int64", "int32")
+ProbaFn = Callable[[Matrix], Matrix]
+#: ``inference_path`` by the card's format: what /v2 model metadata and the model-info metric say.
+INFERENCE_PATHS = {"onnx": "onnxruntime", "scikit-learn": "scikit-learn"}
 
 
 class ModelError(Exception):
@@ -58,57 +62,8 @@ class Feature:
     dtype: str
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _read_metadata(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / METADATA_FILE
-    if not path.is_file():
-        raise ModelError(f"model metadata not found: {path} (set MODELOPS_MODEL_DIR)")
-    try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"model metadata unreadable: {path}: {exc}") from exc
-    if not isinstance(metadata, dict):
-        raise ModelError(f"model metadata is not a JSON object: {path}")
-    if metadata.get("schema_version") != SCHEMA_VERSION:
-        raise ModelError(
-            f"model metadata schema_version is {metadata.get('schema_version')!r}, "
-            f"this server reads {SCHEMA_VERSION}"
-        )
-    for key in ("model_file", "model_sha256", "features", "classes"):
-        if key not in metadata:
-            raise ModelError(f"model metadata lacks the key {key!r}: {path}")
-    return metadata
-
-
-def _features(metadata: dict[str, Any]) -> tuple[Feature, ...]:
-    raw = metadata["features"]
-    if not isinstance(raw, list) or not raw:
-        raise ModelError("model metadata 'features' must be a non-empty list")
-    features = []
-    for item in raw:
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise ModelError(f"model metadata feature entry is malformed: {item!r}")
-        dtype = item.get("dtype", "float64")
-        if dtype not in NUMERIC_DTYPES:
-            raise ModelError(
-                f"feature {item['name']!r} has dtype {dtype!r}; "
-                f"allowed: {', '.join(NUMERIC_DTYPES)}"
-            )
-        features.append(Feature(item["name"], dtype))
-    if len({f.name for f in features}) != len(features):
-        raise ModelError("model metadata 'features' has duplicate names")
-    return tuple(features)
-
-
 class Model:
-    """A scikit-learn pipeline loaded from a verified model directory."""
+    """The model of a verified artifact directory (modelcard's contract), ready to predict."""
 
     def __init__(
         self,
@@ -139,7 +94,6 @@ class Model:
         self.provenance_dict: dict[str, str] = {}
         self.provenance_header = ""
         self._proba: ProbaFn | None = None
-        self._one: AffineLogistic | None = None
 
     @property
     def name(self) -> str:
@@ -147,70 +101,82 @@ class Model:
 
     def load(self) -> None:
         """Verify and load the model; raises ``ModelError`` naming the problem."""
-        metadata = _read_metadata(self.model_dir)
-        model_path = self.model_dir / str(metadata["model_file"])
-        if model_path.parent != self.model_dir or not model_path.is_file():
-            raise ModelError(f"model file not found: {model_path}")
-        recorded = str(metadata["model_sha256"]).lower()
-        actual = sha256_file(model_path)
-        if not hmac.compare_digest(actual, recorded):
-            raise ModelError(
-                f"model checksum mismatch: sha256 of {model_path} is {actual}, "
-                f"metadata.json records {recorded}; refusing to load it"
-            )
-        if self._pin and not hmac.compare_digest(actual, self._pin):
-            raise ModelError(
-                f"model checksum mismatch: sha256 of {model_path} is {actual}, "
-                f"MODELOPS_MODEL_SHA256 pins {self._pin}; refusing to load it"
-            )
-        features = _features(metadata)
-        classes = metadata["classes"]
-        if not isinstance(classes, list) or len(classes) < 2:
-            raise ModelError("model metadata 'classes' must list at least two labels")
-        estimator = self._unpickle(model_path)
-        proba, path = compile_pipeline(estimator, len(features))
-        self._check_shape(proba, len(features), len(classes))
+        card_path = self.model_dir / modelcard.METADATA_FILE
+        if not card_path.is_file():
+            raise ModelError(f"model metadata not found: {card_path} (set MODELOPS_MODEL_DIR)")
+        try:
+            card = modelcard.load(self.model_dir, self._pin)
+            sample = modelcard.read_verification(self.model_dir, card)
+        except modelcard.ContractError as exc:
+            raise ModelError(str(exc)) from None
+        features = tuple(Feature(f["name"], f["dtype"]) for f in card["features"])
+        classes = tuple(str(c) for c in card["classes"])
+        fmt = str(card["format"])
+        model_path = self.model_dir / str(card["model_file"])
+        proba = self._open(fmt, model_path, len(features), len(classes))
+        self._verify(proba, sample, classes)
 
-        data = metadata.get("data") if isinstance(metadata.get("data"), dict) else {}
-        self.metadata = metadata
+        data = card.get("data") if isinstance(card.get("data"), dict) else {}
+        self.metadata = card
         self.features = features
         self.feature_names = tuple(f.name for f in features)
         self.feature_set = frozenset(self.feature_names)
-        self.classes = tuple(str(c) for c in classes)
-        self.inference_path = path
+        self.classes = classes
+        self.inference_path = INFERENCE_PATHS[fmt]
         self.provenance = Provenance(
-            name=self._name or str(metadata.get("name", "")),
+            name=self._name or str(card.get("name", "")),
             version=self._version,
             stage=self._stage,
             git_commit=self._git_commit,
             image_digest=self._image_digest,
             data_sha256=str((data or {}).get("sha256", "")),
-            model_sha256=actual,
+            model_sha256=str(card["model_sha256"]),
         )
         self.provenance_dict = self.provenance.as_dict()
         self.provenance_header = self.provenance.header()
         self._proba = proba
-        self._one = proba if isinstance(proba, AffineLogistic) else None
         self.ready = True
 
     @staticmethod
-    def _unpickle(model_path: Path) -> Any:
-        import joblib  # type: ignore[import-untyped]
-
+    def _open(fmt: str, path: Path, n_features: int, n_classes: int) -> ProbaFn:
+        """The probability function of a checked model file, in the card's format."""
+        if fmt == "onnx":
+            try:
+                session = onnx_session(path.read_bytes())
+            except Exception as exc:  # a verified file ONNX Runtime rejects is a broken build
+                raise ModelError(f"model file {path} failed to load: {exc}") from exc
+            problem = check_signature(session, n_features, n_classes)
+            if problem:
+                raise ModelError(f"model file {path}: {problem}")
+            return lambda rows: run(session, rows)
         try:
-            return joblib.load(model_path)
-        except Exception as exc:  # a verified file that still fails to load is a broken build
-            raise ModelError(f"model file {model_path} failed to load: {exc}") from exc
+            import joblib  # type: ignore[import-untyped]
+
+            estimator = joblib.load(path)
+        except Exception as exc:  # no scikit-learn in this image, or a broken pickle
+            raise ModelError(
+                f"model file {path} (format scikit-learn) failed to load: {exc}"
+            ) from exc
+        return _sklearn_proba(estimator)
 
     @staticmethod
-    def _check_shape(proba: ProbaFn, n_features: int, n_classes: int) -> None:
+    def _verify(proba: ProbaFn, sample: modelcard.Verification, classes: Sequence[str]) -> None:
+        """Repeat training's proof on the verification sample; refuse a model that fails it."""
         try:
-            out = proba(np.zeros((1, n_features)))
+            actual = proba(np.asarray(sample.rows, dtype=np.float64))
         except Exception as exc:
-            raise ModelError(f"model rejects {n_features} features: {exc}") from exc
-        if out.shape != (1, n_classes):
+            raise ModelError(f"model verification failed: the model raised {exc!r}") from exc
+        problem = disagreement(
+            actual,
+            np.asarray(sample.probabilities, dtype=np.float64),
+            sample.labels,
+            classes,
+            sample.tolerance,
+        )
+        if problem:
             raise ModelError(
-                f"model answers {out.shape[1]} class probabilities, metadata lists {n_classes}"
+                f"model verification failed on the sample training wrote: {problem}; "
+                "refusing to become ready"
             )
 
     def predict_proba(self, x: Matrix) -> Matrix:
@@ -219,12 +185,31 @@ class Model:
             raise ModelError("model is not loaded")
         return self._proba(x)
 
-    def predict_one(self, values: tuple[float, ...]) -> tuple[float, ...] | None:
-        """Class probabilities of one row of numbers without numpy, when the compiled path
-        allows it and the row is finite; None means: use ``predict_proba``."""
-        return None if self._one is None else self._one.one(values)
+    def predict_one(self, values: Sequence[float]) -> tuple[float, ...] | None:
+        """Class probabilities of one row of finite numbers; None when a value is not finite
+        (the caller then reports the row through the careful path)."""
+        if self._proba is None or not all(map(math.isfinite, values)):
+            return None
+        result: tuple[float, ...] = tuple(
+            self._proba(np.array([values], dtype=np.float64))[0].tolist()
+        )
+        return result
 
     def labels(self, proba: Matrix) -> list[str]:
         """The most probable class of each row."""
         names = self.classes
         return [names[i] for i in np.argmax(proba, axis=1).tolist()]
+
+
+def _sklearn_proba(estimator: Any) -> ProbaFn:
+    """A scikit-learn model's own ``predict_proba`` (quiet about numpy rows for a model fitted
+    on a DataFrame)."""
+    import warnings
+
+    def proba(x: Matrix) -> Matrix:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            result: Matrix = np.asarray(estimator.predict_proba(x), dtype=np.float64)
+        return result
+
+    return proba

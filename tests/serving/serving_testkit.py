@@ -1,21 +1,21 @@
-"""Build a tiny model directory per docs/contracts.md, independent of training/."""
+"""A tiny model directory per docs/contracts.md, written by training's own export."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+
+import modelcard
+from training.export import served_files
 
 MODEL_NAME = "diagnosis-classifier"
 # scikit-learn's target: 0 = malignant, 1 = benign; predict_proba columns follow classes_.
@@ -44,19 +44,23 @@ def build_model(directory: Path, estimator: Any = None) -> TinyModel:
     x_train, x_test, y_train, _ = train_test_split(
         data.data, data.target, test_size=0.2, random_state=42, stratify=data.target
     )
-    pipeline = estimator or Pipeline(
-        [("scaler", StandardScaler()), ("classifier", LogisticRegression(max_iter=1000))]
+    pipeline = (
+        estimator
+        if estimator is not None
+        else Pipeline(
+            [("scaler", StandardScaler()), ("classifier", LogisticRegression(max_iter=1000))]
+        )
     )
     pipeline.fit(x_train, y_train)
-    directory.mkdir(parents=True, exist_ok=True)
-    model_path = directory / "model.pkl"
-    joblib.dump(pipeline, model_path)
-    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    # The served files come from training's own export (ONNX, proven against the pipeline); a
+    # test double it cannot convert (SlowModel) is served as the pickle, as params can allow.
+    served = served_files(
+        pipeline, CLASS_NAMES, x_train, x_test, directory, allow_scikit_learn=True
+    )
     metadata = {
-        "schema_version": 1,
+        "schema_version": modelcard.SCHEMA_VERSION,
         "name": MODEL_NAME,
-        "model_file": "model.pkl",
-        "model_sha256": digest,
+        **served,
         "features": [{"name": name, "dtype": "float64"} for name in features],
         "target": "diagnosis",
         "classes": CLASS_NAMES,
@@ -72,7 +76,7 @@ def build_model(directory: Path, estimator: Any = None) -> TinyModel:
         "data": {"sha256": "d" * 64, "train_rows": len(x_train), "test_rows": len(x_test)},
         "libraries": {"python": "3.11", "scikit-learn": "1.9.1", "numpy": "2.4.6"},
     }
-    (directory / "metadata.json").write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+    modelcard.write_card(directory, metadata)
     return TinyModel(directory, features, pipeline, x_test, metadata)
 
 
@@ -119,3 +123,18 @@ class SlowLoadingModel(SlowModel):
         print(LOADING_MARKER, file=sys.stderr, flush=True)
         time.sleep(float(os.environ.get(LOAD_SECONDS_ENV, LOAD_SECONDS)))
         self.__dict__.update(state)
+
+
+# A model that hangs on demand: a request whose first feature is HANG_SENTINEL never ends on its
+# own (an hour); uWSGI's harakiri, or a test stopping the stack, ends it.
+HANG_SENTINEL = 54321.0
+HANG_SECONDS = 3600.0
+
+
+class HangingModel(SlowModel):
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        if x[0, 0] == HANG_SENTINEL:
+            import time
+
+            time.sleep(HANG_SECONDS)
+        return super().predict_proba(x)

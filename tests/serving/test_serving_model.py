@@ -1,40 +1,66 @@
-"""The model wrapper: verified loading, the compiled path's exactness, the sklearn fallback."""
+"""The model wrapper: verified loading through the artifact contract, the ONNX graph's
+exactness for every estimator family, the verification at load, the scikit-learn format."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from serving_testkit import TinyModel, build_model
-from sklearn.ensemble import RandomForestClassifier
+from serving_testkit import SlowModel, TinyModel, build_model
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+import modelcard
 from serving.model import Model, ModelError
 
+FAMILIES: dict[str, Callable[[], Any]] = {
+    "logistic regression": lambda: None,  # build_model's default: StandardScaler + LR
+    "random forest": lambda: RandomForestClassifier(n_estimators=20, random_state=0, n_jobs=1),
+    "histogram gradient boosting": lambda: HistGradientBoostingClassifier(
+        max_iter=20, random_state=0
+    ),
+}
 
-def test_compiled_path_matches_sklearn_on_the_whole_test_split(tiny_model: TinyModel) -> None:
-    model = Model(tiny_model.directory)
+
+def rewrite(directory: Path, name: str, change: Any) -> None:
+    """Change a file of the artifact and re-record its sha256, so only the content is wrong."""
+    path = directory / name
+    path.write_text(change(path.read_text()))
+    card = json.loads((directory / modelcard.METADATA_FILE).read_text())
+    if name == modelcard.VERIFICATION_FILE:
+        card["verification"]["sha256"] = modelcard.sha256_file(path)
+    (directory / modelcard.METADATA_FILE).write_text(json.dumps(card))
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_family_is_served_by_onnx_runtime_as_the_pipeline_answers(
+    tmp_path: Path, family: str
+) -> None:
+    built = build_model(tmp_path / "m", estimator=FAMILIES[family]())
+    model = Model(built.directory)
     model.load()
     assert model.ready
-    assert model.inference_path == "numpy-affine"
-    ours = model.predict_proba(tiny_model.x_test)
-    theirs = tiny_model.pipeline.predict_proba(tiny_model.x_test)
-    assert ours.shape == theirs.shape == (len(tiny_model.x_test), 2)
-    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
-    expected = [model.classes[i] for i in tiny_model.pipeline.predict(tiny_model.x_test)]
+    assert model.inference_path == "onnxruntime"
+    assert built.metadata["format"] == "onnx"
+    ours = model.predict_proba(built.x_test)
+    theirs = built.pipeline.predict_proba(built.x_test)
+    assert ours.shape == theirs.shape == (len(built.x_test), 2)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=modelcard.PROBABILITY_TOLERANCE)
+    expected = [model.classes[i] for i in built.pipeline.predict(built.x_test)]
     assert model.labels(ours) == expected
 
 
-def test_uncompilable_pipeline_falls_back_to_sklearn(tmp_path: Path) -> None:
-    forest = Pipeline(
-        [("scaler", StandardScaler()), ("forest", RandomForestClassifier(n_estimators=5))]
-    )
-    built = build_model(tmp_path / "m", estimator=forest)
+def test_a_scikit_learn_artifact_is_served_by_scikit_learn_and_says_so(tmp_path: Path) -> None:
+    built = build_model(tmp_path / "m", estimator=SlowModel())
     model = Model(built.directory)
     model.load()
+    assert built.metadata["format"] == "scikit-learn"
+    assert built.metadata["model_file"] == "model.pkl"
     assert model.inference_path == "scikit-learn"
     np.testing.assert_array_equal(
         model.predict_proba(built.x_test), built.pipeline.predict_proba(built.x_test)
@@ -61,19 +87,22 @@ def test_provenance_comes_from_metadata_and_environment(tiny_model: TinyModel) -
     )
 
 
-def test_tampered_model_is_refused_before_unpickling(tmp_path: Path) -> None:
-    built = build_model(tmp_path / "m")
-    # Not a pickle at all: loading it would fail differently, so the checksum must stop it first.
-    (built.directory / "model.pkl").write_bytes(b"tampered")
+@pytest.mark.parametrize("family", ["onnx", "scikit-learn"])
+def test_a_tampered_model_file_is_refused_before_it_is_deserialised(
+    tmp_path: Path, family: str
+) -> None:
+    built = build_model(tmp_path / "m", estimator=SlowModel() if family == "scikit-learn" else None)
+    # Not a model at all: loading it would fail differently, so the checksum must stop it first.
+    (built.directory / built.metadata["model_file"]).write_bytes(b"tampered")
     model = Model(built.directory)
-    with pytest.raises(ModelError, match=r"model checksum mismatch: sha256 of .* metadata.json"):
+    with pytest.raises(ModelError, match=r"sha256 mismatch: the file has .* metadata.json records"):
         model.load()
     assert not model.ready
 
 
 def test_sha256_pin_must_match(tiny_model: TinyModel) -> None:
     model = Model(tiny_model.directory, sha256_pin="0" * 64)
-    with pytest.raises(ModelError, match="MODELOPS_MODEL_SHA256 pins 0000"):
+    with pytest.raises(ModelError, match=r"the pin \(MODELOPS_MODEL_SHA256\) is 0000"):
         model.load()
     pinned = Model(tiny_model.directory, sha256_pin=tiny_model.metadata["model_sha256"].upper())
     pinned.load()
@@ -83,11 +112,12 @@ def test_sha256_pin_must_match(tiny_model: TinyModel) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"schema_version": 2}, "schema_version is 2"),
-        ({"features": []}, "'features' must be a non-empty list"),
+        ({"schema_version": 1}, "schema_version is 1, this contract reads 2"),
+        ({"features": []}, "features must not be empty"),
         ({"features": [{"name": "x", "dtype": "string"}]}, "allowed: float64"),
-        ({"classes": ["only"]}, "at least two labels"),
-        ({"model_file": "../model.pkl"}, "model file not found"),
+        ({"classes": ["only"]}, "at least two non-empty labels"),
+        ({"model_file": "../model.onnx"}, "model_file must be 'model.onnx' for format 'onnx'"),
+        ({"format": "pickle"}, "format must be one of onnx, scikit-learn, got 'pickle'"),
     ],
 )
 def test_bad_metadata_is_named(tmp_path: Path, change: dict[str, object], message: str) -> None:
@@ -98,12 +128,42 @@ def test_bad_metadata_is_named(tmp_path: Path, change: dict[str, object], messag
         Model(built.directory).load()
 
 
-def test_metadata_feature_count_must_fit_the_model(tmp_path: Path) -> None:
+def test_a_card_whose_features_do_not_fit_the_graph_is_refused(tmp_path: Path) -> None:
     built = build_model(tmp_path / "m")
     metadata = dict(built.metadata, features=built.metadata["features"][:-1])
     (built.directory / "metadata.json").write_text(json.dumps(metadata))
-    with pytest.raises(ModelError, match="model rejects 29 features"):
+    with pytest.raises(ModelError, match=r"verification.json: each row needs 29 values"):
         Model(built.directory).load()
+
+
+def test_a_model_that_fails_the_verification_sample_never_becomes_ready(tmp_path: Path) -> None:
+    built = build_model(tmp_path / "m")
+
+    def nudge(text: str) -> str:
+        sample = json.loads(text)
+        sample["probabilities"][5] = sample["probabilities"][5][::-1]  # another answer, still valid
+        return json.dumps(sample)
+
+    rewrite(built.directory, modelcard.VERIFICATION_FILE, nudge)
+    model = Model(built.directory)
+    with pytest.raises(ModelError, match=r"model verification failed .*refusing to become ready"):
+        model.load()
+    assert not model.ready
+
+
+def test_another_valid_graph_in_place_of_the_trained_one_fails_verification(
+    tmp_path: Path,
+) -> None:
+    trained = build_model(tmp_path / "trained")
+    other = build_model(tmp_path / "other", estimator=FAMILIES["random forest"]())
+    graph = (other.directory / "model.onnx").read_bytes()
+    (trained.directory / "model.onnx").write_bytes(graph)
+    card = dict(
+        trained.metadata, model_sha256=modelcard.sha256_file(trained.directory / "model.onnx")
+    )
+    (trained.directory / "metadata.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="model verification failed"):
+        Model(trained.directory).load()
 
 
 def test_missing_model_dir_is_named(tmp_path: Path) -> None:
@@ -111,11 +171,12 @@ def test_missing_model_dir_is_named(tmp_path: Path) -> None:
         Model(tmp_path / "absent").load()
 
 
-def test_single_row_path_matches_sklearn_on_every_test_row(tiny_model: TinyModel) -> None:
+def test_single_row_path_matches_the_matrix_path_on_every_test_row(tiny_model: TinyModel) -> None:
     model = Model(tiny_model.directory)
     model.load()
-    theirs = tiny_model.pipeline.predict_proba(tiny_model.x_test)
+    theirs = model.predict_proba(tiny_model.x_test)
     ours = [model.predict_one(tuple(row)) for row in tiny_model.x_test.tolist()]
+    # One row and many take different matrix kernels: equal up to rounding, far inside 1e-6.
     np.testing.assert_allclose(np.array(ours), theirs, rtol=0, atol=1e-12)
     assert model.predict_one((float("inf"),) + (1.0,) * 29) is None
     assert model.predict_one((float("nan"),) + (1.0,) * 29) is None
@@ -123,10 +184,13 @@ def test_single_row_path_matches_sklearn_on_every_test_row(tiny_model: TinyModel
     assert extreme is not None and all(0.0 <= p <= 1.0 for p in extreme)
 
 
-def test_single_row_path_is_off_for_sklearn_fallback(tmp_path: Path) -> None:
+def test_a_tree_model_scaled_first_is_served_exactly_too(tmp_path: Path) -> None:
     forest = Pipeline(
-        [("scaler", StandardScaler()), ("forest", RandomForestClassifier(n_estimators=3))]
+        [("scaler", StandardScaler()), ("forest", RandomForestClassifier(5, random_state=1))]
     )
-    model = Model(build_model(tmp_path / "m", estimator=forest).directory)
+    built = build_model(tmp_path / "m", estimator=forest)
+    model = Model(built.directory)
     model.load()
-    assert model.predict_one((1.0,) * 30) is None
+    np.testing.assert_array_equal(
+        model.predict_proba(built.x_test), built.pipeline.predict_proba(built.x_test)
+    )

@@ -1,0 +1,227 @@
+"""The model artifact contract: ``metadata.json`` (the model card) and the files it names.
+
+One module, three readers, one set of rules (docs/contracts.md, "Model artifact"):
+
+- training writes the artifact (training/artifact.py builds the card, :func:`write_card` writes it);
+- the server loads it (serving/model.py: :func:`load` before anything is deserialised);
+- the image's fetch stage checks and prunes it (images/model-stage/fetch_model.py, which runs
+  with the standard library only: so does this module).
+
+An artifact is a directory. ``metadata.json`` names the file the server runs (``model_file``,
+in one of :data:`FORMATS`) with its sha256, and the verification sample (``verification``): rows
+and the probabilities scikit-learn gave for them when the model was trained, which the server
+recomputes at load before it becomes ready. The scikit-learn pickle the pipeline trained
+(``training_model``) lives beside them in the DVC output, for evaluation and reports; the image
+ships only :func:`served_files`.
+
+Every violation is a :class:`ContractError` whose message is one line naming the file and key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 2
+METADATA_FILE = "metadata.json"
+#: The serving formats and the one file name each uses. ``onnx`` runs on ONNX Runtime without
+#: unpickling; ``scikit-learn`` unpickles with joblib and is written only when params.yaml allows
+#: it explicitly (``export.allow_scikit_learn``) for a model that cannot be converted.
+FORMATS = {"onnx": "model.onnx", "scikit-learn": "model.pkl"}
+#: The scikit-learn pipeline the train stage writes (pickle via joblib).
+TRAINING_MODEL_FILE = "model.pkl"
+#: The verification sample: rows, expected probabilities and labels (JSON, floats round-tripping).
+VERIFICATION_FILE = "verification.json"
+#: How far a served probability may be from scikit-learn's; labels must be identical.
+PROBABILITY_TOLERANCE = 1e-6
+#: Feature dtypes a card may declare; the server parses every feature as a float64.
+FEATURE_DTYPES = ("float64", "float32", "int64", "int32")
+#: Keys every card has, with the JSON type each must be.
+REQUIRED = {
+    "schema_version": int,
+    "name": str,
+    "format": str,
+    "model_file": str,
+    "model_sha256": str,
+    "features": list,
+    "classes": list,
+    "verification": dict,
+}
+
+
+class ContractError(Exception):
+    """The directory is not an artifact this contract describes (one line, naming what)."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The sample the server recomputes at load: ``rows`` in feature order, scikit-learn's
+    ``probabilities`` for them (columns in ``classes`` order) and its ``labels``."""
+
+    rows: list[list[float]]
+    probabilities: list[list[float]]
+    labels: list[str]
+    tolerance: float
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_card(model_dir: Path, card: dict[str, Any]) -> Path:
+    """Write metadata.json after checking ``card`` against the contract (sorted keys, trailing
+    newline: the same card gives the same bytes, so dvc.lock reproduces)."""
+    check_card(card, model_dir / METADATA_FILE)
+    path = model_dir / METADATA_FILE
+    path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def read_card(model_dir: Path) -> dict[str, Any]:
+    """metadata.json of ``model_dir``, checked against the contract (not yet the files)."""
+    path = model_dir / METADATA_FILE
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ContractError(f"no {METADATA_FILE} in {model_dir}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ContractError(f"{path}: unreadable ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ContractError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    check_card(card, path)
+    return card  # type: ignore[no-any-return]
+
+
+def check_card(card: Any, path: Path) -> None:
+    """Raise ContractError unless ``card`` has the keys, types and values the contract requires."""
+    if not isinstance(card, dict):
+        raise ContractError(f"{path}: must be a JSON object")
+    version = card.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ContractError(
+            f"{path}: schema_version is {version!r}, this contract reads {SCHEMA_VERSION}"
+        )
+    for key, kind in REQUIRED.items():
+        if key not in card:
+            raise ContractError(f"{path}: the key {key!r} is missing")
+        if not isinstance(card[key], kind) or isinstance(card[key], bool):
+            raise ContractError(f"{path}: {key} must be a {kind.__name__}, got {card[key]!r}")
+    fmt = card["format"]
+    if fmt not in FORMATS:
+        raise ContractError(f"{path}: format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if card["model_file"] != FORMATS[fmt]:
+        raise ContractError(
+            f"{path}: model_file must be {FORMATS[fmt]!r} for format {fmt!r}, "
+            f"got {card['model_file']!r}"
+        )
+    _check_sha256(card["model_sha256"], path, "model_sha256")
+    _check_features(card["features"], path)
+    classes = card["classes"]
+    if len(classes) < 2 or not all(isinstance(c, str) and c for c in classes):
+        raise ContractError(f"{path}: classes must list at least two non-empty labels")
+    if len(set(classes)) != len(classes):
+        raise ContractError(f"{path}: classes has duplicate labels")
+    verification = card["verification"]
+    if verification.get("file") != VERIFICATION_FILE:
+        raise ContractError(f"{path}: verification.file must be {VERIFICATION_FILE!r}")
+    _check_sha256(verification.get("sha256"), path, "verification.sha256")
+
+
+def _check_sha256(value: Any, path: Path, key: str) -> None:
+    if not (
+        isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    ):
+        raise ContractError(f"{path}: {key} must be 64 lower-case hex digits, got {value!r}")
+
+
+def _check_features(features: list[Any], path: Path) -> None:
+    if not features:
+        raise ContractError(f"{path}: features must not be empty")
+    names = []
+    for item in features:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise ContractError(f"{path}: a features entry is malformed: {item!r}")
+        dtype = item.get("dtype")
+        if dtype not in FEATURE_DTYPES:
+            raise ContractError(
+                f"{path}: feature {item['name']!r} has dtype {dtype!r}; "
+                f"allowed: {', '.join(FEATURE_DTYPES)}"
+            )
+        names.append(item["name"])
+    if len(set(names)) != len(names):
+        raise ContractError(f"{path}: features has duplicate names")
+
+
+def served_files(card: dict[str, Any]) -> tuple[str, ...]:
+    """The files the server needs: the card, the model file and the verification sample."""
+    return (METADATA_FILE, str(card["model_file"]), VERIFICATION_FILE)
+
+
+def verify_files(model_dir: Path, card: dict[str, Any], pin: str = "") -> str:
+    """Check the sha256 of the model file (against the card, and ``pin`` when given) and of the
+    verification sample; return the model file's sha256. Nothing is deserialised before this."""
+    model_path = model_dir / str(card["model_file"])
+    if not model_path.is_file():
+        raise ContractError(f"{model_path}: not found (metadata.json names it)")
+    actual = sha256_file(model_path)
+    if actual != card["model_sha256"]:
+        raise ContractError(
+            f"{model_path}: sha256 mismatch: the file has {actual}, metadata.json records "
+            f"{card['model_sha256']}; refusing to load it"
+        )
+    if pin and actual != pin.strip().lower():
+        raise ContractError(
+            f"{model_path}: sha256 mismatch: the file has {actual}, the pin "
+            f"(MODELOPS_MODEL_SHA256) is {pin.strip().lower()}; refusing to load it"
+        )
+    sample = model_dir / VERIFICATION_FILE
+    if not sample.is_file():
+        raise ContractError(f"{sample}: not found (metadata.json names it)")
+    if sha256_file(sample) != card["verification"]["sha256"]:
+        raise ContractError(f"{sample}: sha256 differs from metadata.json verification.sha256")
+    return actual
+
+
+def read_verification(model_dir: Path, card: dict[str, Any]) -> Verification:
+    """The verification sample, its shape checked against the card."""
+    path = model_dir / VERIFICATION_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ContractError(f"{path}: unreadable ({exc})") from None
+    n_features, classes = len(card["features"]), card["classes"]
+    try:
+        rows, probabilities, labels = data["rows"], data["probabilities"], data["labels"]
+        tolerance = float(data["tolerance"])
+    except (KeyError, TypeError, ValueError):
+        raise ContractError(f"{path}: needs rows, probabilities, labels and tolerance") from None
+    if not rows or not (len(rows) == len(probabilities) == len(labels)):
+        raise ContractError(f"{path}: rows, probabilities and labels must be equally long lists")
+    for row, proba in zip(rows, probabilities, strict=True):
+        if len(row) != n_features or len(proba) != len(classes):
+            raise ContractError(
+                f"{path}: each row needs {n_features} values and {len(classes)} probabilities"
+            )
+        if not all(isinstance(v, float | int) and math.isfinite(v) for v in (*row, *proba)):
+            raise ContractError(f"{path}: rows and probabilities must be finite numbers")
+    if not set(labels) <= set(classes):
+        raise ContractError(f"{path}: a label is not one of the card's classes")
+    if not 0 < tolerance <= PROBABILITY_TOLERANCE:
+        raise ContractError(f"{path}: tolerance must be in (0, {PROBABILITY_TOLERANCE}]")
+    return Verification(rows, probabilities, labels, tolerance)
+
+
+def load(model_dir: Path, pin: str = "") -> dict[str, Any]:
+    """The card of a verified artifact: contract checked, file hashes checked (and pinned)."""
+    card = read_card(model_dir)
+    verify_files(model_dir, card, pin)
+    return card
