@@ -6,14 +6,13 @@ sha256 of the model file against ``metadata.json`` and writes the provenance the
 (name, version, stage, tag, sha256) as JSON. ``check`` compares that provenance with the values the
 final stage was given as build args, so labels and environment can only name the model shipped.
 
-Runs with the standard library plus the ``git``, ``gto`` and ``dvc`` commands; any failure is one
-line on stderr and exit status 1.
+Runs with the standard library, the artifact contract (modelcard/, copied beside this script) and
+the ``git``, ``gto`` and ``dvc`` commands; any failure is one line on stderr and exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -21,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import modelcard
 
 REF = re.compile(
     r"^(?P<name>[a-z][a-z0-9-]*)"
@@ -52,38 +53,22 @@ def parse_ref(ref: str) -> tuple[str, str, bool]:
     return match["name"], match["stage"] or "", bool(match["assignment"])
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify(model_dir: Path, name: str) -> str:
-    """Check metadata.json against the model file; return the verified sha256."""
+    """Check the fetched artifact against the contract (modelcard: the card, the sha256 of the
+    model file and of the verification sample); return the model file's verified sha256."""
     try:
-        meta = json.loads((model_dir / "metadata.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise FetchError(f"cannot read {model_dir}/metadata.json: {exc}") from exc
-    if meta.get("name") != name:
-        raise FetchError(f"metadata.json names model {meta.get('name')!r}, the ref names {name!r}")
-    model_file = meta.get("model_file", "")
-    if not isinstance(model_file, str) or Path(model_file).name != model_file or not model_file:
-        raise FetchError(f"metadata.json model_file {model_file!r} is not a file name")
-    actual = sha256_of(model_dir / model_file)
-    if actual != meta.get("model_sha256"):
-        raise FetchError(
-            f"sha256 mismatch for {model_file}: metadata.json records {meta.get('model_sha256')},"
-            f" the fetched file has {actual}"
-        )
-    return actual
+        card = modelcard.load(model_dir)
+    except modelcard.ContractError as exc:
+        raise FetchError(str(exc)) from None
+    if card["name"] != name:
+        raise FetchError(f"metadata.json names model {card['name']!r}, the ref names {name!r}")
+    return str(card["model_sha256"])
 
 
 def prune(model_dir: Path) -> None:
-    """Keep only metadata.json and the model file (dvc get also brings git-tracked files of the
-    directory, such as the .gitignore DVC writes)."""
-    keep = {"metadata.json", json.loads((model_dir / "metadata.json").read_text())["model_file"]}
+    """Keep only the files the server needs (modelcard.served_files); ``dvc get`` also brings
+    the pipeline's scikit-learn pickle and git-tracked files such as DVC's .gitignore."""
+    keep = set(modelcard.served_files(modelcard.read_card(model_dir)))
     for entry in model_dir.iterdir():
         if entry.name not in keep:
             if entry.is_dir():

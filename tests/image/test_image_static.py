@@ -300,13 +300,25 @@ def test_other_refs_are_refused_naming_the_forms(ref: str) -> None:
 
 
 def write_model_dir(path: Path, *, sha256: str | None = None) -> str:
+    """A model directory as the export stage writes it (modelcard's contract), with stand-in
+    bytes for the graph: stage 1 checks hashes and the card, it never runs the model."""
     path.mkdir()
-    (path / "model.pkl").write_bytes(b"model bytes")
+    (path / "model.onnx").write_bytes(b"model bytes")
     actual = hashlib.sha256(b"model bytes").hexdigest()
+    sample = {"rows": [[1.0]], "probabilities": [[0.5, 0.5]], "labels": ["a"], "tolerance": 1e-6}
+    (path / "verification.json").write_text(json.dumps(sample))
     card = {
+        "schema_version": 2,
         "name": "diagnosis-classifier",
-        "model_file": "model.pkl",
+        "format": "onnx",
+        "model_file": "model.onnx",
         "model_sha256": sha256 or actual,
+        "features": [{"name": "x", "dtype": "float64"}],
+        "classes": ["a", "b"],
+        "verification": {
+            "file": "verification.json",
+            "sha256": hashlib.sha256((path / "verification.json").read_bytes()).hexdigest(),
+        },
     }
     (path / "metadata.json").write_text(json.dumps(card))
     return actual
@@ -320,7 +332,17 @@ def test_verify_accepts_a_model_matching_its_metadata(tmp_path: Path) -> None:
 def test_verify_refuses_a_tampered_model_naming_the_mismatch(tmp_path: Path) -> None:
     write_model_dir(tmp_path / "m", sha256="0" * 64)
     module = load_fetch_model()
-    with pytest.raises(module.FetchError, match=r"sha256 mismatch for model\.pkl"):
+    with pytest.raises(module.FetchError, match=r"model\.onnx: sha256 mismatch"):
+        module.verify(tmp_path / "m", "diagnosis-classifier")
+
+
+def test_verify_refuses_a_card_the_contract_does_not_allow(tmp_path: Path) -> None:
+    write_model_dir(tmp_path / "m")
+    card = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    card["model_file"] = "../../etc/passwd"
+    (tmp_path / "m" / "metadata.json").write_text(json.dumps(card))
+    module = load_fetch_model()
+    with pytest.raises(module.FetchError, match=r"model_file must be 'model\.onnx'"):
         module.verify(tmp_path / "m", "diagnosis-classifier")
 
 
@@ -340,11 +362,13 @@ def test_check_refuses_build_args_that_differ_from_the_fetched_model(tmp_path: P
     assert module.main([*common, "--version", "v2.0.0", "--sha256", "ab"]) == 1
 
 
-def test_prune_keeps_only_the_model_and_its_card(tmp_path: Path) -> None:
+def test_prune_keeps_only_the_served_files(tmp_path: Path) -> None:
     write_model_dir(tmp_path / "m")
     (tmp_path / "m" / ".gitignore").write_text("/model.pkl\n")
+    (tmp_path / "m" / "model.pkl").write_bytes(b"the pipeline's pickle, never shipped")
     load_fetch_model().prune(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["metadata.json", "model.pkl"]
+    names = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert names == ["metadata.json", "model.onnx", "verification.json"]
 
 
 def shipped_source_files() -> set[str]:
