@@ -3,27 +3,29 @@
 Configuration flows one way: ``DEFAULTS``, then ``MODELOPS_*`` environment variables, then the
 ``config`` mapping passed in (tests). The model is loaded and verified here, so under uWSGI it
 happens once in the master, before the workers fork.
+
+The app's WSGI entry is ``serving.pipeline.Pipeline``: it answers every path of the route table
+(``serving.routes``) itself and hands any other path to Flask's own dispatch, which holds only
+what other code registers on the app (``@app.post(...)``: the benchmark's floor does) and answers
+404 for the rest. Flask is set to let every exception through (``PROPAGATE_EXCEPTIONS``,
+``TRAP_HTTP_EXCEPTIONS``) so that the pipeline answers errors, and one hook tells the pipeline
+which rule matched (the metrics label): request ids, body limits, error bodies, metrics and the
+log line are the pipeline's alone.
 """
 
 from __future__ import annotations
 
-import os
-import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, request
-from werkzeug.exceptions import HTTPException
+from flask import Flask, request
 
-from serving.api import health, metrics, openapi, predict, v2
-from serving.errors import ApiError, error_body, from_http_exception
-from serving.fastpath import FastPath
-from serving.logs import log
 from serving.metrics import Metrics
 from serving.model import Model
-from serving.state import ServerState, json_response
+from serving.pipeline import ENDPOINT_KEY, Pipeline
+from serving.routes import ROUTES, Router
+from serving.state import ServerState
 
 DEFAULTS: dict[str, Any] = {
     "MODEL_DIR": "/app/model",
@@ -37,7 +39,6 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,
 }
 INT_KEYS = ("MAX_ROWS", "MAX_CONTENT_LENGTH")
-REQUEST_ID_HEADER = "X-Request-ID"
 
 
 class ConfigError(ValueError):
@@ -77,62 +78,16 @@ def create_app(config: Mapping[str, Any] | None = None, *, model: Model | None =
     server.metrics.describe_model(model)
     app.extensions["modelops"] = server
 
-    for blueprint in (predict.bp, v2.bp, health.bp, metrics.bp, openapi.bp):
-        app.register_blueprint(blueprint)
-    _install_hooks(app, server)
-    app.wsgi_app = FastPath(  # type: ignore[method-assign]
-        app.wsgi_app, server, app.config["MAX_CONTENT_LENGTH"]
+    # Every exception out of Flask's dispatch, HTTP errors included, goes to the pipeline.
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+    app.config["TRAP_HTTP_EXCEPTIONS"] = True
+
+    @app.before_request
+    def tell_the_pipeline_the_rule() -> None:
+        if request.url_rule is not None:
+            request.environ[ENDPOINT_KEY] = request.url_rule.rule
+
+    app.wsgi_app = Pipeline(  # type: ignore[method-assign]
+        server, Router(ROUTES), app.wsgi_app, app.config["MAX_CONTENT_LENGTH"]
     )
     return app
-
-
-def _install_hooks(app: Flask, server: ServerState) -> None:
-    @app.before_request
-    def start_timer() -> None:
-        g.started = time.perf_counter()
-        environ = request.environ
-        g.request_id = (
-            environ.get("REQUEST_ID") or environ.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex
-        )
-
-    @app.after_request
-    def finish(response: Response) -> Response:
-        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        request_id = g.get("request_id", "")
-        response.headers[REQUEST_ID_HEADER] = request_id
-        rule = request.url_rule
-        endpoint = rule.rule if rule is not None else "unmatched"
-        server.metrics.observe_request(endpoint, response.status_code, elapsed)
-        log(
-            "request",
-            request_id=request_id,
-            method=request.method,
-            path=request.path,
-            status=response.status_code,
-            duration_ms=round(elapsed * 1000, 3),
-            pid=os.getpid(),
-        )
-        return response
-
-    @app.errorhandler(ApiError)
-    def api_error(error: ApiError) -> Response:
-        return json_response(error_body(error, g.get("request_id", "")), error.status)
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
-        error = from_http_exception(exc)
-        response = json_response(error_body(error, g.get("request_id", "")), error.status)
-        if error.status == 405 and exc.get_response().headers.get("Allow"):
-            response.headers["Allow"] = exc.get_response().headers["Allow"]
-        return response
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> Response:
-        log(
-            "unhandled_error",
-            level="error",
-            request_id=g.get("request_id", ""),
-            error=f"{type(exc).__name__}: {exc}",
-        )
-        error = ApiError(500, "internal error; see the server log for this request id")
-        return json_response(error_body(error, g.get("request_id", "")), 500)

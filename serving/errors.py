@@ -1,7 +1,9 @@
 """One JSON shape for every error the server answers (Nginx's error pages use the same one).
 
 ``{"error": message, "code": code, "status": status, "field": field-or-null, "request_id": id}``:
-``error`` is a string, as the Open Inference Protocol asks, so v2 clients read it unchanged.
+``error`` is a string, as the Open Inference Protocol asks (its error objects are
+``{"error": $string}`` and allow more members), so v2 clients read it unchanged.
+``serving.pipeline`` is the one place that turns an exception into this body.
 """
 
 from __future__ import annotations
@@ -23,16 +25,23 @@ CODES = {
 
 
 class ApiError(Exception):
-    """An error answered to the client as JSON."""
+    """An error answered to the client as JSON; ``headers`` go with it (``Allow`` on a 405)."""
 
     def __init__(
-        self, status: int, message: str, *, field: str | None = None, code: str | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
         self.code = code or CODES.get(status, "error")
+        self.headers = headers
 
 
 def invalid(message: str, field: str | None = None) -> ApiError:
@@ -41,6 +50,7 @@ def invalid(message: str, field: str | None = None) -> ApiError:
 
 
 def error_body(error: ApiError, request_id: str) -> dict[str, Any]:
+    """The one error shape (above) for ``error``, answered to the request ``request_id``."""
     return {
         "error": error.message,
         "code": error.code,
@@ -51,6 +61,8 @@ def error_body(error: ApiError, request_id: str) -> dict[str, Any]:
 
 
 def from_http_exception(exc: HTTPException) -> ApiError:
+    """A werkzeug/Flask HTTP error (a routing 404 or 405, a 413 while reading) as an ApiError,
+    its ``Allow`` header kept."""
     status = exc.code or 500
     messages = {
         404: "no such endpoint; see /openapi.json",
@@ -58,4 +70,5 @@ def from_http_exception(exc: HTTPException) -> ApiError:
         413: "request body too large",
     }
     message = messages.get(status) or (exc.description or exc.name)
-    return ApiError(status, message)
+    allow = exc.get_response().headers.get("Allow") if status == 405 else None
+    return ApiError(status, message, headers={"Allow": allow} if allow else None)

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from flask.testing import FlaskClient
 from serving_testkit import MODEL_NAME, TinyModel
-from werkzeug.test import Client, TestResponse
+from werkzeug.test import TestResponse
 
 from serving.app import ConfigError, create_app
+from serving.errors import ApiError
 from serving.model import Model
+from serving.routes import ROUTES
 
 INFER = f"/v2/models/{MODEL_NAME}/infer"
 DIGEST = "sha256:" + "d16e5700" * 8  # MODELOPS_IMAGE_DIGEST of the app fixture (conftest)
@@ -484,60 +486,160 @@ def test_metrics_count_requests_and_predictions(client: FlaskClient, tiny_model:
         == sample(before, "modelops_predictions_total{") + 4
     )
     assert 'modelops_request_duration_seconds_bucket{endpoint="/predict"' in after
-    assert "modelops_model_info{" in after and 'inference_path="numpy-affine"' in after
+    served = client.application.extensions["modelops"].model
+    assert "modelops_model_info{" in after
+    assert f'inference_path="{served.inference_path}"' in after and served.inference_path
 
 
-def test_openapi_document_is_served_and_covers_every_route(client: FlaskClient) -> None:
+def test_openapi_document_is_served_and_documents_every_route_of_the_table(
+    client: FlaskClient,
+) -> None:
     served = client.get("/openapi.json")
     kept = json.loads((Path(__file__).parents[2] / "serving" / "openapi.json").read_text())
     assert served.get_json() == kept
-    app_paths = {
-        rule.rule.replace("<", "{").replace(">", "}")
-        for rule in client.application.url_map.iter_rules()
-        if rule.endpoint != "static"
+    table = {
+        (rule.replace("<", "{").replace(">", "}"), route.method.lower())
+        for route in ROUTES
+        for rule in route.rules
     }
-    assert app_paths == set(kept["paths"])
+    documented = {
+        (path, method)
+        for path, item in kept["paths"].items()
+        for method in item
+        if method in {"get", "post", "put", "delete", "patch", "head", "options"}
+    }
+    assert table == documented
+    assert not [r for r in client.application.url_map.iter_rules() if r.endpoint != "static"]
 
 
-@pytest.mark.parametrize(
-    ("path", "body"),
-    [
-        ("/predict", {"instances": "ROWS"}),
-        ("/predict", {"instances": [{"mean_radius": "x"}]}),
-        ("/predict", {"instances": []}),
-        (
-            INFER,
-            {
-                "id": "a",
-                "inputs": [{"name": "i", "shape": [2, 30], "datatype": "FP32", "data": "FLAT"}],
-            },
-        ),
-        (f"/v2/models/{MODEL_NAME}/versions/v1.2.0/infer", {"inputs": "nope"}),
-        ("/v2/models/other/infer", {"inputs": []}),
-    ],
-)
-def test_fast_path_and_flask_view_answer_alike(
-    client: FlaskClient, tiny_model: TinyModel, path: str, body: dict[str, Any]
-) -> None:
-    text = json.dumps(body)
-    text = text.replace('"ROWS"', json.dumps([tiny_model.record(0), tiny_model.record(1)]))
-    text = text.replace('"FLAT"', json.dumps(tiny_model.x_test[:2].ravel().tolist()))
-    headers = {"X-Request-ID": "same", "Content-Type": "application/json"}
-    fast = client.post(path, data=text, headers=headers)
-    flask_only = Client(client.application.wsgi_app.wsgi)  # type: ignore[attr-defined]
-    slow = flask_only.post(path, data=text, headers=headers)
-    assert fast.status_code == slow.status_code
-    assert fast.get_json() == slow.get_json()
-    for header in ("Content-Type", "X-Request-ID", "X-Model-Provenance"):
-        assert fast.headers.get(header) == slow.headers.get(header)
-
-
-def test_fast_path_leaves_other_requests_to_flask(client: FlaskClient) -> None:
-    # chunked (no Content-Length): Flask reads it and answers the same way
+def test_a_chunked_body_is_read_and_answered_alike(client: FlaskClient) -> None:
+    """No Content-Length (a chunked upload): the body is read to its end, within the limit."""
     response = client.post(
         "/predict",
         data=b"{}",
         environ_overrides={"CONTENT_LENGTH": "", "wsgi.input_terminated": True},
     )
     assert_error(response, 422, "instances")
+
+
+def test_a_chunked_body_past_the_limit_is_a_413(tiny_model: TinyModel) -> None:
+    client = create_app(
+        {"MODEL_DIR": str(tiny_model.directory), "MAX_CONTENT_LENGTH": 100}
+    ).test_client()
+    response = client.post(
+        "/predict",
+        data=b'{"instances": [' + b" " * 500 + b"]}",
+        environ_overrides={"CONTENT_LENGTH": "", "wsgi.input_terminated": True},
+    )
+    assert assert_error(response, 413)["code"] == "payload_too_large"
+
+
+def test_paths_near_the_table_are_404_and_head_is_answered_like_get(
+    client: FlaskClient,
+) -> None:
+    for path in (
+        f"/v2/models/{MODEL_NAME}/a/b/infer",
+        f"/v2/models/{MODEL_NAME}/",
+        "/v2/models//ready",
+        "/predict/",
+        "/v2/health",
+    ):
+        assert_error(client.get(path), 404)
     assert_error(client.post(f"/v2/models/{MODEL_NAME}/a/b/infer", json={}), 404)
+    head = client.head("/v2/health/live")
+    get = client.get("/v2/health/live")
+    assert head.status_code == 200 and head.data == b""
+    assert head.headers["Content-Length"] == get.headers["Content-Length"]
+    assert head.headers["X-Request-ID"]
+    response = client.post("/v2/health/live")
+    assert_error(response, 405)
+    assert response.headers["Allow"] == "GET, HEAD"
+
+
+def _log_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def _assert_json_500(
+    response: TestResponse, request_id: str, path: str, log_text: str, error_words: str
+) -> None:
+    """The app's JSON 500: the one error shape, the request id in header, body and both log
+    lines, the exception named in the log only."""
+    body = assert_error(response, 500)
+    assert body["code"] == "internal_error" and body["field"] is None
+    assert body["request_id"] == request_id == response.headers["X-Request-ID"]
+    assert error_words not in response.get_data(as_text=True)
+    assert "Traceback" not in log_text
+    lines = [line for line in _log_lines(log_text) if line.get("request_id") == request_id]
+    assert [line["event"] for line in lines] == ["unhandled_error", "request"]
+    unhandled, request = lines
+    assert unhandled["level"] == "error" and error_words in unhandled["error"]
+    assert request["status"] == 500 and request["path"] == path
+
+
+def test_a_handler_that_raises_is_a_json_500_with_the_request_id_and_one_log_line(
+    tiny_model: TinyModel, capfd: pytest.CaptureFixture[str]
+) -> None:
+    model = Model(tiny_model.directory)
+    model.load()
+
+    def broken(x: np.ndarray) -> np.ndarray:
+        raise RuntimeError("the model fell over")
+
+    model.predict_proba = broken  # type: ignore[method-assign]
+    client = create_app(model=model).test_client()
+    rows = {"instances": [tiny_model.record(0), tiny_model.record(1)]}
+    tensor = {"name": "i", "shape": [1, 30], "datatype": "FP64", "data": [0.5] * 30}
+    for path, body in (("/predict", rows), (INFER, {"inputs": [tensor]})):
+        capfd.readouterr()
+        response = client.post(path, json=body, headers={"X-Request-ID": f"boom-{path}"})
+        _assert_json_500(
+            response, f"boom-{path}", path, capfd.readouterr().err, "the model fell over"
+        )
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'modelops_requests_total{endpoint="/predict",status="500"} 1.0' in metrics
+
+
+def test_a_flask_route_gets_the_same_pipeline_json_500_errors_metrics_and_log_line(
+    tiny_model: TinyModel, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Routes other code registers on the Flask app (the benchmark's floor does) go through the
+    same pipeline as the route table: request id, error bodies, the JSON 500, metrics, log."""
+    app = create_app({"MODEL_DIR": str(tiny_model.directory)})
+
+    @app.get("/extra/boom")
+    def boom() -> str:
+        raise RuntimeError("a Flask view fell over")
+
+    @app.post("/extra/refuse/<thing>")
+    def refuse(thing: str) -> str:
+        raise ApiError(422, f"no {thing} here", field="thing")
+
+    @app.get("/extra/fine")
+    def fine() -> dict[str, bool]:
+        return {"fine": True}
+
+    client = app.test_client()
+    capfd.readouterr()
+    response = client.get("/extra/boom", headers={"X-Request-ID": "flask-boom"})
+    _assert_json_500(
+        response, "flask-boom", "/extra/boom", capfd.readouterr().err, "a Flask view fell over"
+    )
+    refused = client.post("/extra/refuse/cheese", headers={"X-Request-ID": "flask-422"})
+    assert assert_error(refused, 422, "thing")["request_id"] == "flask-422"
+    assert_error(client.post("/extra/fine"), 405)
+    ok = client.get("/extra/fine", headers={"X-Request-ID": "flask-ok"})
+    assert ok.get_json() == {"fine": True} and ok.headers["X-Request-ID"] == "flask-ok"
+    lines = _log_lines(capfd.readouterr().err)
+    assert [(line["path"], line["status"]) for line in lines if line["event"] == "request"] == [
+        ("/extra/refuse/cheese", 422),
+        ("/extra/fine", 405),
+        ("/extra/fine", 200),
+    ]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    for endpoint, status in (
+        ("/extra/boom", 500),
+        ("/extra/refuse/<thing>", 422),
+        ("/extra/fine", 200),
+    ):
+        assert f'modelops_requests_total{{endpoint="{endpoint}",status="{status}"}} 1.0' in metrics

@@ -1,11 +1,13 @@
-"""The one-pass records decoder against the careful path it stands in front of.
+"""The records protocol's fast path against the careful path it stands in front of.
 
-``serving.records`` may only ever *accept less*: whatever body it decodes, the careful path
-(``careful_matrix``: any JSON, then checked piece by piece) must accept too, with the same matrix
-bit for bit; whatever it refuses goes to the careful path, which names the problem. Hypothesis
+The one-pass decoder (``serving.protocols.records.RecordsDecoder``) may only ever *accept less*:
+whatever body it decodes, the careful path (``careful_matrix``: any JSON, then checked piece by
+piece) must accept too, with the same matrix bit for bit; whatever it refuses goes to the careful
+path, which names the problem. Hypothesis
 writes bodies near the happy shape by hand (keys in any order, escaped key characters, numbers in
 every JSON spelling, whitespace, duplicates, stray keys, wrong types, tokens JSON does not allow)
-so that both sides of that line get exercised.
+so that both sides of that line get exercised. And one row: the plain-Python answer
+(``Model.predict_one``) equals the matrix path's.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from serving_testkit import TinyModel
 
-from serving.api.predict import careful_matrix
 from serving.errors import ApiError
-from serving.records import RecordsDecoder, decoder_for
+from serving.metrics import Metrics
+from serving.model import Model
+from serving.protocols.records import RecordsDecoder, careful_matrix, decoder_for, predict_body
+from serving.state import ServerState
 
 # Feature names with what a JSON writer may escape: a space, a slash, non-ASCII, an emoji
 # (a surrogate pair when escaped). A quote or a backslash msgspec refuses in a key name.
@@ -196,3 +201,50 @@ def test_rows_beyond_the_limit_still_reach_the_row_check() -> None:
     assert rows is not None and len(rows) == MAX_ROWS + 1
     error = careful(raw)
     assert isinstance(error, ApiError) and error.status == 413
+
+
+@pytest.fixture(scope="module")
+def servers(tiny_model: TinyModel) -> tuple[ServerState, ServerState]:
+    """The tiny model served twice: as loaded, and with its one-row path switched off."""
+    fast, general = Model(tiny_model.directory), Model(tiny_model.directory)
+    fast.load()
+    general.load()
+    general.predict_one = lambda values: None  # type: ignore[method-assign]
+    states = []
+    for model in (fast, general):
+        metrics = Metrics()
+        metrics.describe_model(model)
+        states.append(ServerState(model=model, metrics=metrics, max_rows=MAX_ROWS))
+    return states[0], states[1]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_a_single_row_is_answered_alike_by_the_one_row_path_and_the_matrix_path(
+    servers: tuple[ServerState, ServerState], tiny_model: TinyModel, data: st.DataObject
+) -> None:
+    """The one-row shortcut (``Model.predict_one``, plain Python) and the matrix path
+    (``predict_proba``) answer the same labels and probabilities, with the same provenance."""
+    fast, general = servers
+    if fast.model.predict_one((0.0,) * len(tiny_model.features)) is None:
+        pytest.fail("the tiny model has no one-row path: this test would compare nothing")
+    scale = data.draw(st.sampled_from([1.0, 10.0, 1000.0]))
+    values = data.draw(
+        st.lists(
+            st.floats(-scale, scale, allow_nan=False),
+            min_size=len(tiny_model.features),
+            max_size=len(tiny_model.features),
+        )
+    )
+    raw = json.dumps({"instances": [dict(zip(tiny_model.features, values, strict=True))]})
+    one = predict_body(fast, raw.encode())
+    matrix = predict_body(general, raw.encode())
+    assert one.headers == matrix.headers
+    one_body, matrix_body = one.body, matrix.body
+    assert one_body["model"] == matrix_body["model"]
+    assert list(one_body["classes"]) == list(matrix_body["classes"])
+    np.testing.assert_allclose(
+        np.asarray(one_body["probabilities"]), matrix_body["probabilities"], rtol=0, atol=1e-12
+    )
+    if abs(float(np.ptp(matrix_body["probabilities"][0]))) > 1e-9:  # no tie to break
+        assert one_body["labels"] == matrix_body["labels"]

@@ -1,0 +1,190 @@
+"""The request pipeline: what happens to every request, in one place.
+
+``Pipeline`` is the app's WSGI entry (``create_app`` sets it as ``app.wsgi_app``). For every
+request, whoever answers it, it:
+
+1. takes the request id (Nginx's ``REQUEST_ID`` uwsgi param, else the client's ``X-Request-ID``,
+   else a new one) and starts the clock;
+2. refuses a declared body over the limit (413) before anything reads it;
+3. dispatches: a path in the route table (``serving.routes``) to its handler, directly, with a
+   ``Call`` (``serving.state``); any other path to Flask, which has only what other code
+   registered on it, and its 404;
+4. turns what comes back into the response: the handler's ``Answer`` serialised by orjson, or an
+   ``ApiError``, a werkzeug HTTP error or any other exception into the one JSON error shape
+   (``serving.errors``; an unexpected exception is a 500 plus one ``unhandled_error`` log line
+   with the request id, never a stack trace);
+5. adds ``X-Request-ID``, observes ``modelops_requests_total`` and
+   ``modelops_request_duration_seconds`` (``endpoint`` = the matched rule, else ``unmatched``),
+   and writes the one ``request`` log line.
+
+Flask is configured to let every exception through to here (``serving.app``), so a Flask route
+gets the same error bodies, headers, metrics and log line as a table route.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from werkzeug.exceptions import HTTPException
+
+from serving.errors import ApiError, error_body, from_http_exception
+from serving.logs import log
+from serving.routes import Router
+from serving.state import JSON_MIMETYPE, Call, ServerState
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+REQUEST_ID_HEADER = "X-Request-ID"
+# Where a Flask route's rule is left for the pipeline (serving.app's before_request hook).
+ENDPOINT_KEY = "modelops.endpoint"
+REQUEST_ID_KEY = "modelops.request_id"
+UNMATCHED = "unmatched"
+INTERNAL = "internal error; see the server log for this request id"
+REASONS = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+
+
+class Pipeline:
+    """WSGI: the one request pipeline in front of the route table and of Flask (above)."""
+
+    def __init__(
+        self, server: ServerState, router: Router, flask_wsgi: WsgiApp, max_content_length: int
+    ) -> None:
+        self.server = server
+        self.router = router
+        self.flask_wsgi = flask_wsgi
+        self.max_content_length = max_content_length
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        started = time.perf_counter()
+        request_id = (
+            environ.get("REQUEST_ID") or environ.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex
+        )
+        endpoint = UNMATCHED
+        try:
+            self._check_length(environ)
+            match = self.router.match(
+                environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
+            )
+            if match is None:
+                return self._flask(environ, start_response, request_id, started)
+            route, endpoint, args = match
+            answer = route.handler(self.server, Call(environ, args, self.max_content_length))
+            body = answer.body
+            if not isinstance(body, bytes):
+                body = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+            status = answer.status
+            result = _respond(
+                environ,
+                start_response,
+                request_id,
+                status,
+                body,
+                answer.content_type,
+                answer.headers,
+            )
+        except Exception as exc:  # every error, expected or not, answered as JSON here
+            status, body, headers = error_answer(exc, request_id)
+            result = _respond(
+                environ, start_response, request_id, status, body, JSON_MIMETYPE, headers
+            )
+        self._observe(environ, endpoint, status, started, request_id)
+        return result
+
+    def _check_length(self, environ: dict[str, Any]) -> None:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return  # no usable length: a chunked body, bounded while it is read
+        if length > self.max_content_length:
+            raise ApiError(413, "request body too large")
+
+    def _flask(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        request_id: str,
+        started: float,
+    ) -> Iterable[bytes]:
+        """A path outside the route table: Flask answers; what it raises is answered here."""
+        environ[REQUEST_ID_KEY] = request_id
+        answered: list[int] = []
+
+        def respond(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answered.append(int(status.split(" ", 1)[0]))
+            return start_response(status, [*headers, (REQUEST_ID_HEADER, request_id)], exc_info)
+
+        try:
+            result = self.flask_wsgi(environ, respond)
+        except Exception as exc:
+            if isinstance(exc, HTTPException) and exc.code is not None and exc.code < 400:
+                result = exc.get_response(environ)(environ, respond)  # a redirect of Flask's
+            else:
+                status, body, headers = error_answer(exc, request_id)
+                answered.append(status)
+                result = _respond(
+                    environ, start_response, request_id, status, body, JSON_MIMETYPE, headers
+                )
+        endpoint = environ.get(ENDPOINT_KEY, UNMATCHED)
+        self._observe(environ, endpoint, answered[-1] if answered else 500, started, request_id)
+        return result
+
+    def _observe(
+        self,
+        environ: dict[str, Any],
+        endpoint: str,
+        status: int,
+        started: float,
+        request_id: str,
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        self.server.metrics.observe_request(endpoint, status, elapsed)
+        log(
+            "request",
+            request_id=request_id,
+            method=environ.get("REQUEST_METHOD", ""),
+            path=environ.get("PATH_INFO", ""),
+            status=status,
+            duration_ms=round(elapsed * 1000, 3),
+            pid=os.getpid(),
+        )
+
+
+def _respond(
+    environ: dict[str, Any],
+    start_response: Callable[..., Any],
+    request_id: str,
+    status: int,
+    body: bytes,
+    content_type: str,
+    headers: dict[str, str] | None,
+) -> list[bytes]:
+    response_headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+    if headers:
+        response_headers.extend(headers.items())
+    response_headers.append((REQUEST_ID_HEADER, request_id))
+    start_response(REASONS.get(status, str(status)), response_headers)
+    return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+def error_answer(exc: Exception, request_id: str) -> tuple[int, bytes, dict[str, str] | None]:
+    """Status, JSON body and headers for any exception a request raised: the one place that
+    maps errors to answers. Unexpected exceptions are logged (``unhandled_error``, with the
+    request id) and answered as a 500 that says only where to look."""
+    if isinstance(exc, HTTPException):
+        exc = from_http_exception(exc)
+    if not isinstance(exc, ApiError):
+        log(
+            "unhandled_error",
+            level="error",
+            request_id=request_id,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        exc = ApiError(500, INTERNAL)
+    return exc.status, orjson.dumps(error_body(exc, request_id)), exc.headers

@@ -1,0 +1,64 @@
+"""What both protocols share: reading JSON, the row limit, and the words of a bad value.
+
+Used by ``serving.protocols.records`` and ``serving.protocols.v2``, fast and careful paths alike,
+so that the two protocols word the same problem the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import orjson
+
+from serving.compiled import Matrix
+from serving.errors import ApiError, invalid
+
+NUMBER_TYPES = frozenset({int, float})
+
+
+def parse_json(raw: bytes) -> Any:
+    """orjson first; the standard library only to read NaN/Infinity, which validation refuses.
+    Anything else that is not JSON is a 400 naming orjson's complaint."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as first:
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise ApiError(400, f"malformed JSON: {first}") from None
+
+
+def check_rows(count: int, max_rows: int) -> None:
+    """A 422 for an empty batch, a 413 ``too_many_rows`` for more than ``max_rows`` rows."""
+    if count == 0:
+        raise invalid("empty batch: send at least one row", "instances")
+    if count > max_rows:
+        raise ApiError(
+            413, f"{count} rows in one request; at most {max_rows} allowed", code="too_many_rows"
+        )
+
+
+def describe(value: Any) -> str:
+    """A JSON value's type in an error message: ``null``, ``str``, ``bool``, ``list``..."""
+    return "null" if value is None else type(value).__name__
+
+
+def bad_value(value: Any, field: str) -> ApiError:
+    """The 422 for a value that is not a finite number, at ``field``."""
+    if type(value) is float and not math.isfinite(value):
+        return invalid(f"{field} is {value}; only finite numbers are allowed", field)
+    return invalid(f"{field} must be a number, got {describe(value)}", field)
+
+
+def finite(matrix: Matrix, field_of: Callable[[int, int], str]) -> Matrix:
+    """``matrix`` when every value is finite; else a 422 naming the first other one
+    (``field_of(row, column)`` spells its place in the request)."""
+    if not np.isfinite(matrix).all():
+        row, col = np.argwhere(~np.isfinite(matrix))[0].tolist()
+        field = field_of(row, col)
+        raise invalid(f"{field} is {matrix[row, col]}; only finite numbers are allowed", field)
+    return matrix

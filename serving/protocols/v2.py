@@ -1,0 +1,420 @@
+"""The Open Inference Protocol ("v2": KServe, Triton, MLServer) over REST.
+
+Health (``/v2/health/live``, ``/v2/health/ready``), server metadata (``/v2``, ``/v2/``), model
+metadata and readiness, and inference, each with and without ``/versions/<version>``. The
+protocol's own document (vendored in tests/fixtures/oip/, walked by
+tests/serving/test_serving_conformance.py) says what each answers.
+
+Inputs: one ``[N, F]`` tensor with the features in model order, or one ``[N]`` tensor per feature
+named after it; any numeric datatype; data flat (row-major) or nested; the binary tensor data
+extension for inputs. Outputs: ``predict`` (BYTES, the labels) and ``predict_proba`` (FP64,
+``[N, classes]``), always as JSON.
+
+Tensor data goes in two ways, like records (``serving.protocols.records``):
+
+- **fast** (``fast_values``): flat float data in one ``array('d')`` pass (it refuses strings,
+  null, lists and objects), booleans (which it takes as 0 and 1) sought only among the 0s and 1s;
+  nested or integer data by numpy's type discovery, complete only when the body has no ``true``,
+  ``false`` or ``null`` token (that scan runs only then). It answers None, never an error.
+- **careful** (``careful_values``): flattened and checked value by value, naming the first
+  problem.
+
+tests/serving/test_serving_v2_tensors.py: whatever the fast path takes, the careful path takes
+too, with the same values bit for bit, on generated tensors.
+"""
+
+from __future__ import annotations
+
+import array
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from serving.compiled import Matrix
+from serving.errors import ApiError, invalid
+from serving.model import Model
+from serving.protocols.common import NUMBER_TYPES, bad_value, check_rows, finite, parse_json
+from serving.state import PROVENANCE_HEADER, Answer, Call, ServerState
+
+SERVER_NAME = "modelops"
+SERVER_VERSION = "0.1.0"
+OUTPUTS = ("predict", "predict_proba")
+BINARY_HEADER = "Inference-Header-Content-Length"
+V2_NUMERIC = {
+    "FP64": np.float64,
+    "FP32": np.float32,
+    "FP16": np.float16,
+    "INT64": np.int64,
+    "INT32": np.int32,
+    "INT16": np.int16,
+    "INT8": np.int8,
+    "UINT64": np.uint64,
+    "UINT32": np.uint32,
+    "UINT16": np.uint16,
+    "UINT8": np.uint8,
+}
+
+# --- health and metadata ---------------------------------------------------------------------
+
+
+def live(server: ServerState, call: Call) -> Answer:
+    """``GET /v2/health/live``: the process answers (the liveness probe)."""
+    return Answer({"live": True})
+
+
+def ready(server: ServerState, call: Call) -> Answer:
+    """``GET /v2/health/ready``: 200 once the model is loaded and verified, else 503."""
+    if not server.model.ready:
+        raise ApiError(503, "model is not loaded yet")
+    return Answer({"ready": True})
+
+
+def server_metadata(server: ServerState, call: Call) -> Answer:
+    """``GET /v2`` (and ``/v2/``, the spelling of the protocol's document)."""
+    return Answer({"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": []})
+
+
+def model_metadata(server: ServerState, call: Call) -> Answer:
+    """``GET /v2/models/<name>[/versions/<version>]``; ``parameters`` carries the provenance,
+    the feature names in order, the classes and the inference path."""
+    model = server.require_model(call.args["name"], call.args.get("version"))
+    return Answer(_metadata(model))
+
+
+def model_ready(server: ServerState, call: Call) -> Answer:
+    """``GET /v2/models/<name>[/versions/<version>]/ready``."""
+    model = server.require_model(call.args["name"], call.args.get("version"))
+    return Answer({"name": model.name, "ready": model.ready})
+
+
+def _metadata(model: Model) -> dict[str, Any]:
+    width = len(model.features)
+    metadata: dict[str, Any] = {"name": model.name}
+    if model.provenance.version:
+        metadata["versions"] = [model.provenance.version]
+    metadata.update(
+        {
+            "platform": "scikit-learn",
+            "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, width]}],
+            "outputs": [
+                {"name": "predict", "datatype": "BYTES", "shape": [-1]},
+                {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(model.classes)]},
+            ],
+            "parameters": {
+                **model.provenance_dict,
+                "features": list(model.feature_names),
+                "classes": list(model.classes),
+                "inference_path": model.inference_path,
+            },
+        }
+    )
+    return metadata
+
+
+# --- inference -------------------------------------------------------------------------------
+
+
+def infer(server: ServerState, call: Call) -> Answer:
+    """``POST /v2/models/<name>[/versions/<version>]/infer``; raises ``ApiError``."""
+    return infer_body(
+        server, call.args["name"], call.args.get("version"), call.body(), call.header(BINARY_HEADER)
+    )
+
+
+def infer_body(
+    server: ServerState, name: str, version: str | None, raw: bytes, binary_header: str | None
+) -> Answer:
+    """The answer to one infer body. ``binary_header``: the Inference-Header-Content-Length
+    header, if sent (the binary tensor data extension)."""
+    model = server.require_model(name, version)
+    raw, binary, body = _split_binary(raw, binary_header)
+    if body is None:
+        body = parse_json(raw)
+    if type(body) is not dict or "inputs" not in body:
+        raise invalid(
+            'the body must be an object {"inputs": [{"name", "shape", "datatype", "data"}]}',
+            "inputs",
+        )
+    if "id" in body and not isinstance(body["id"], str):
+        raise invalid("'id' must be a string", "id")
+    outputs = _requested_outputs(body)
+    literal_free = functools.cache(lambda: _literal_free(raw))
+    x = tensors(
+        body["inputs"], model.feature_names, server.max_rows, binary, literal_free=literal_free
+    )
+    proba = model.predict_proba(x)
+    server.metrics.count_predictions(proba)
+    rows = proba.shape[0]
+    answered: list[dict[str, Any]] = []
+    for output in outputs:
+        if output == "predict":
+            answered.append(
+                {"name": output, "shape": [rows], "datatype": "BYTES", "data": model.labels(proba)}
+            )
+        else:
+            answered.append(
+                {
+                    "name": output,
+                    "shape": [rows, proba.shape[1]],
+                    "datatype": "FP64",
+                    "data": proba.ravel(),
+                }
+            )
+    payload: dict[str, Any] = {"model_name": model.name}
+    if model.provenance.version:
+        payload["model_version"] = model.provenance.version
+    if "id" in body:
+        payload["id"] = body["id"]
+    payload["outputs"] = answered
+    return Answer(payload, {PROVENANCE_HEADER: model.provenance_header})
+
+
+def _split_binary(raw: bytes, length_text: str | None) -> tuple[bytes, dict[int, bytes], Any]:
+    """Separate the JSON header from binary tensor data (the protocol's binary extension)."""
+    if length_text is None:
+        return raw, {}, None
+    try:
+        length = int(length_text)
+    except ValueError:
+        raise ApiError(400, f"{BINARY_HEADER} must be an integer") from None
+    if not 0 < length <= len(raw):
+        raise ApiError(400, f"{BINARY_HEADER} {length} does not fit the {len(raw)}-byte body")
+    body = parse_json(raw[:length])
+    binary: dict[int, bytes] = {}
+    offset = length
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    for index, tensor in enumerate(inputs if isinstance(inputs, list) else []):
+        params = tensor.get("parameters") if isinstance(tensor, dict) else None
+        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        if size is None:
+            continue
+        if type(size) is not int or size < 0 or offset + size > len(raw):
+            raise invalid(
+                f"inputs[{index}].parameters.binary_data_size {size!r} overruns the body",
+                f"inputs[{index}].parameters.binary_data_size",
+            )
+        binary[index] = raw[offset : offset + size]
+        offset += size
+    if offset != len(raw):
+        raise invalid(f"{len(raw) - offset} bytes of binary data belong to no input", "inputs")
+    return raw[:length], binary, body
+
+
+def _requested_outputs(body: dict[str, Any]) -> tuple[str, ...]:
+    requested = body.get("outputs")
+    if requested is None:
+        return OUTPUTS
+    if not isinstance(requested, list):
+        raise invalid("'outputs' must be a list of {\"name\": ...}", "outputs")
+    names = []
+    for index, item in enumerate(requested):
+        name = item.get("name") if isinstance(item, dict) else None
+        if name not in OUTPUTS:
+            raise invalid(
+                f"outputs[{index}].name {name!r} is not an output; allowed: {', '.join(OUTPUTS)}",
+                f"outputs[{index}].name",
+            )
+        names.append(name)
+    return tuple(names)
+
+
+# --- tensors: the fast path ------------------------------------------------------------------
+
+
+def _literal_free(raw: bytes) -> bool:
+    """No ``true``, ``false`` or ``null`` anywhere in the body, not even inside a string.
+
+    Then numpy's own type discovery is a complete check: a list it turns into an integer or float
+    array held only numbers (strings give a text array, big integers an object array).
+    """
+    return b"true" not in raw and b"false" not in raw and b"null" not in raw
+
+
+def fast_values(data: list[Any], datatype: str, literal_free: Callable[[], bool]) -> Matrix | None:
+    """Tensor data as a flat float64 array when every value is a number (an integer for the
+    integer datatypes); None to let ``careful_values`` look at it. Never raises."""
+    integral = datatype.startswith(("INT", "UINT"))
+    if integral or (data and type(data[0]) is list):
+        if not literal_free():
+            return None
+        found = _numeric(data, integral)
+        return None if found is None else found.reshape(-1)
+    try:
+        result: Matrix = np.frombuffer(array.array("d", data), dtype=np.float64)
+    except (TypeError, OverflowError):
+        return None
+    return None if _holds_bool(result, data) else result
+
+
+def _numeric(values: Any, integral: bool) -> Matrix | None:
+    """``values`` as a float64 array when numpy finds only numbers (integers if ``integral``)."""
+    try:
+        found = np.array(values)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if found.dtype.kind not in ("iu" if integral else "fiu"):
+        return None
+    result: Matrix = found.astype(np.float64, copy=False)
+    return result
+
+
+def _holds_bool(flat: Matrix, values: list[Any]) -> bool:
+    """Whether a boolean hides among ``values`` (``flat`` is them as float64)."""
+    suspects = np.flatnonzero((flat == 0.0) | (flat == 1.0)).tolist()
+    return bool in set(map(type, map(values.__getitem__, suspects)))
+
+
+# --- tensors: the careful path ---------------------------------------------------------------
+
+
+def careful_values(data: Any, datatype: str, shape: list[int], where: str) -> Matrix:
+    """Tensor data (flat or nested) checked value by value: as many numbers as ``shape`` holds,
+    integers for the integer datatypes; the flat float64 array, or a 422 naming the first
+    problem (``where`` is the tensor's place: ``inputs[0]``)."""
+    flat = _flatten(data, f"{where}.data")
+    size = math.prod(shape)
+    if len(flat) != size:
+        raise invalid(
+            f"{where}.data has {len(flat)} values, shape {shape} needs {size}", f"{where}.data"
+        )
+    if not NUMBER_TYPES.issuperset(map(type, flat)):
+        position = next(i for i, v in enumerate(flat) if type(v) not in NUMBER_TYPES)
+        raise bad_value(flat[position], f"{where}.data[{position}]")
+    if datatype.startswith(("INT", "UINT")) and float in set(map(type, flat)):
+        position = next(i for i, v in enumerate(flat) if type(v) is float)
+        raise invalid(
+            f"{where}.data[{position}] is not an integer but the datatype is {datatype}",
+            f"{where}.data[{position}]",
+        )
+    try:
+        return np.asarray(flat, dtype=np.float64)
+    except OverflowError as exc:
+        raise invalid(f"a value is out of the float64 range: {exc}", "inputs") from exc
+
+
+def _flatten(data: Any, field: str) -> list[Any]:
+    """Row-major flat data from a flat or a nested JSON array (the protocol allows both)."""
+    if not isinstance(data, list):
+        raise invalid(f"{field} must be an array", field)
+    if data and type(data[0]) is list:
+        flat: list[Any] = []
+        _nested_extend(data, flat)
+        return flat
+    return data
+
+
+def _nested_extend(data: list[Any], out: list[Any]) -> None:
+    for item in data:
+        if type(item) is list:
+            _nested_extend(item, out)
+        else:
+            out.append(item)
+
+
+# --- tensors: layout -------------------------------------------------------------------------
+
+
+def _tensor(
+    tensor: Any, index: int, binary: dict[int, bytes], literal_free: Callable[[], bool]
+) -> tuple[str, list[int], Matrix]:
+    """Validate one input tensor; answer its name, shape and flat float64 data."""
+    where = f"inputs[{index}]"
+    if not isinstance(tensor, dict):
+        raise invalid(f"{where} must be an object with name, shape, datatype and data", where)
+    for key in ("name", "shape", "datatype"):
+        if key not in tensor:
+            raise invalid(f"{where} lacks {key!r}", f"{where}.{key}")
+    name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
+    if not isinstance(name, str):
+        raise invalid(f"{where}.name must be a string", f"{where}.name")
+    if not isinstance(shape, list) or not shape or any(type(d) is not int or d < 0 for d in shape):
+        raise invalid(f"{where}.shape must be a list of non-negative integers", f"{where}.shape")
+    if datatype not in V2_NUMERIC:
+        raise invalid(
+            f"{where}.datatype {datatype!r} is not supported; allowed: {', '.join(V2_NUMERIC)}",
+            f"{where}.datatype",
+        )
+    size = math.prod(shape)
+    if index in binary:
+        dtype = np.dtype(V2_NUMERIC[datatype]).newbyteorder("<")
+        raw = binary[index]
+        if len(raw) != size * dtype.itemsize:
+            raise invalid(
+                f"{where} has {len(raw)} bytes of binary data; shape {shape} of {datatype} "
+                f"needs {size * dtype.itemsize}",
+                f"{where}.parameters.binary_data_size",
+            )
+        return name, shape, np.frombuffer(raw, dtype=dtype).astype(np.float64)
+    if "data" not in tensor:
+        raise invalid(f"{where} lacks 'data'", f"{where}.data")
+    data = tensor["data"]
+    if isinstance(data, list):
+        values = fast_values(data, datatype, literal_free)
+        if values is not None and values.size == size:
+            return name, shape, values
+    return name, shape, careful_values(data, datatype, shape, where)
+
+
+def tensors(
+    inputs: Any,
+    features: tuple[str, ...],
+    max_rows: int,
+    binary: dict[int, bytes],
+    *,
+    literal_free: Callable[[], bool] = lambda: False,
+) -> Matrix:
+    """Open Inference Protocol inputs → matrix in model order.
+
+    Two layouts: one tensor of shape ``[N, F]`` (or ``[F]`` for one row) holding the features in
+    model order, whatever its name; or one tensor per feature, each named after it, shape ``[N]``
+    or ``[N, 1]`` (the "pandas" layout MLServer's codecs send). ``literal_free`` tells
+    (lazily: the scan costs) whether the body has no ``true``, ``false`` or ``null`` token.
+    """
+    if not isinstance(inputs, list) or not inputs:
+        raise invalid("'inputs' must be a non-empty list of tensors", "inputs")
+    width = len(features)
+    if len(inputs) == 1:
+        _, shape, flat = _tensor(inputs[0], 0, binary, literal_free)
+        if len(shape) == 1 and shape[0] == width:
+            shape = [1, width]
+        if len(shape) != 2 or shape[1] != width:
+            raise invalid(
+                f"inputs[0].shape is {shape}; send [N, {width}] with the features in model "
+                f"order ({', '.join(features)}), or one [N] tensor per feature",
+                "inputs[0].shape",
+            )
+        check_rows(shape[0], max_rows)
+        matrix = flat.reshape(shape[0], width)
+        return finite(matrix, lambda r, c: f"inputs[0].data[{r * width + c}]")
+    by_name: dict[str, tuple[int, list[int], Matrix]] = {}
+    for index, tensor in enumerate(inputs):
+        name, shape, flat = _tensor(tensor, index, binary, literal_free)
+        if name not in features:
+            raise invalid(
+                f"inputs[{index}].name {name!r} is not a feature; expected one tensor per "
+                f"feature: {', '.join(features)}",
+                f"inputs[{index}].name",
+            )
+        if name in by_name:
+            raise invalid(f"feature {name!r} sent twice", f"inputs[{index}].name")
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+            raise invalid(
+                f"inputs[{index}].shape is {shape}; a per-feature tensor is [N] or [N, 1]",
+                f"inputs[{index}].shape",
+            )
+        by_name[name] = (index, shape, flat)
+    missing = [name for name in features if name not in by_name]
+    if missing:
+        raise invalid(
+            f"no input tensor for the feature {missing[0]!r} ({len(missing)} missing)", "inputs"
+        )
+    counts = {shape[0] for _, shape, _ in by_name.values()}
+    if len(counts) != 1:
+        raise invalid("per-feature tensors have different row counts", "inputs")
+    rows = counts.pop()
+    check_rows(rows, max_rows)
+    matrix = np.stack([by_name[name][2] for name in features], axis=1)
+    return finite(matrix, lambda r, c: f"inputs[{by_name[features[c]][0]}].data[{r}]")
