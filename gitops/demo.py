@@ -1,7 +1,7 @@
 """The GitOps part of ``make demo``: build once, deploy dev, promote to staging and prod, release
 again, roll prod back; every environment a podman pod played from its rendered manifests.
 
-    python -m gitops.demo --sandbox out/demo [--retrain train.C=0.5]
+    python -m gitops.demo --sandbox out/demo [--retrain train.logistic_regression.C=0.5]
 
 Runs in the sandbox ``make demo-training`` made (training.demo: ``origin.git`` standing in for the
 Git server, ``repo/`` where the pipeline ran and v0.1.0 was registered, ``dvc-remote/``), never in
@@ -44,6 +44,8 @@ from images import pod as pods
 ROOT = environments.ROOT
 NAME = "diagnosis-classifier"
 PARAMS = "training/params.yaml"
+#: The second release's experiment: one hyper-parameter of the default estimator.
+RETRAIN = "train.logistic_regression.C=0.5"
 
 
 class Sandbox:
@@ -172,15 +174,19 @@ def retrain(box: Sandbox, assignment: str) -> tuple[str, str]:
     key, _, value = assignment.partition("=")
     print(f"\n== experiment: {key}={value}, dvc repro, merged into main, registered")
     box.git("switch", "-q", "-C", f"experiment/{key.replace('.', '-')}", "origin/main")
-    section, _, name = key.partition(".")
     params = box.repo / PARAMS
     lines = params.read_text().splitlines(keepends=True)
-    inside, changed = False, 0
+    path: list[tuple[int, str]] = []  # (indent, key) of the mappings the line is inside
+    changed = 0
     for index, line in enumerate(lines):
-        if not line.startswith(" "):
-            inside = line.startswith(f"{section}:")
-        elif inside and (match := re.match(rf"(\s+{re.escape(name)}:\s*)(\S+)(.*)", line, re.S)):
-            lines[index] = f"{match[1]}{value}{match[3]}"  # the comment and layout kept
+        match = re.match(r"(\s*)([A-Za-z_][\w-]*)(:\s*)(\S*)(.*)", line, re.S)
+        if match is None:
+            continue
+        while path and path[-1][0] >= len(match[1]):
+            path.pop()
+        path.append((len(match[1]), match[2]))
+        if ".".join(k for _, k in path) == key and match[4]:
+            lines[index] = f"{match[1]}{match[2]}{match[3]}{value}{match[5]}"  # comment kept
             changed += 1
     if changed != 1:
         raise ToolError(f"--retrain {assignment}: {PARAMS} has no key {key}")
@@ -251,8 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--sandbox", type=Path, default=Path("out/demo"), help="make demo-training's"
     )
-    parser.add_argument("--retrain", default="train.C=0.5", metavar="KEY=VALUE",
-                        help="the second release's experiment (default train.C=0.5)")  # fmt: skip
+    parser.add_argument("--retrain", default=RETRAIN, metavar="KEY=VALUE",
+                        help=f"the second release's experiment (default {RETRAIN})")  # fmt: skip
     args = parser.parse_args(argv)
     if "=" not in args.retrain or "." not in args.retrain.partition("=")[0]:
         print(f"error: --retrain {args.retrain!r} is not SECTION.KEY=VALUE", file=sys.stderr)

@@ -25,10 +25,14 @@ dvc-remote: venv ## make a local directory (DVC_REMOTE_DIR) the default DVC remo
 	  echo "dvc-remote: default remote 'local' -> $(abspath $(DVC_REMOTE_DIR)) (.dvc/config.local)"; \
 	fi
 
+.PHONY: training-data
+training-data: venv ## write each missing bundled raw data file (training/data/*.csv) byte for byte, checked against its .dvc
+	python -m training.bundled restore
+
 .PHONY: train
-train: dvc-remote ## run the training pipeline (dvc repro) and push data and model to the DVC remote
+train: dvc-remote training-data ## run the training pipeline (dvc repro) and push raw data, splits and model to the DVC remote
 	dvc repro training/dvc.yaml
-	dvc push -q training/dvc.yaml
+	dvc push -q
 	dvc metrics show --md
 
 .PHONY: report

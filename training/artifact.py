@@ -1,6 +1,7 @@
 """The model artifact: a directory with ``model.pkl`` and its model card ``metadata.json``.
 
-The format is the contract in docs/contracts.md. :func:`load_model` checks the sha256 recorded in
+The format is the contract in docs/contracts.md; the artifact's name is ``artifact.name`` in
+params.yaml (training.params.load_artifact). :func:`load_model` checks the sha256 recorded in
 metadata.json before unpickling, so a file nobody verified is never executed.
 """
 
@@ -17,7 +18,6 @@ import sklearn
 
 from training.dataset import sha256_file
 
-ARTIFACT_NAME = "diagnosis-classifier"
 MODEL_FILE = "model.pkl"
 METADATA_FILE = "metadata.json"
 SCHEMA_VERSION = 1

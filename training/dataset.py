@@ -1,35 +1,170 @@
-"""The bundled dataset: scikit-learn's breast-cancer data with snake_case columns.
+"""The raw data file, checked against its description (the ``data`` section of params.yaml).
 
-569 rows, 30 numeric features (``mean_radius`` ... ``worst_fractal_dimension``) and the target
-column ``diagnosis`` with the labels ``benign`` and ``malignant``. Loading it needs no network.
+Role: prepare reads the raw table with :func:`load_raw`, which refuses a file that does not match
+its description with one line naming the column and the problem (a missing column, a value that
+is not a number, a missing value, a label not in ``data.classes``, a class with too few rows to
+split); train and evaluate read the splits prepare wrote with :func:`read_split`. Nothing here
+knows a particular dataset: the bundled ones are written by training/bundled.py.
+
+Cells are read as text and converted here, so every number is parsed exactly (Python's float
+parser: the float64 whose shortest text it is) and a bad cell can be named by its line.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
-import re
+import math
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import pandas as pd
-from sklearn.datasets import load_breast_cancer
 
-TARGET = "diagnosis"
-POSITIVE_CLASS = "malignant"
+from training.errors import StageError
+from training.params import DataParams
 
-
-def snake_case(name: str) -> str:
-    """``'worst concave points'`` -> ``'worst_concave_points'``."""
-    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+#: Cells read as a missing value (never allowed: the server refuses non-finite input too).
+MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})
+FIRST_DATA_LINE = 2  # line 1 is the header
 
 
-def load_frame() -> pd.DataFrame:
-    """The whole dataset as one frame: the features in their original order, then the target."""
-    bunch: Any = load_breast_cancer(as_frame=True)
-    frame: pd.DataFrame = bunch.frame.copy()
-    labels = dict(enumerate(bunch.target_names))  # 0 -> malignant, 1 -> benign
-    frame = frame.rename(columns={c: snake_case(str(c)) for c in bunch.feature_names})
-    frame[TARGET] = frame.pop("target").map(labels).astype(str)
+def min_rows_per_class(test_size: float) -> int:
+    """The fewest rows a class needs so that a stratified split puts it in both splits."""
+    return max(2, math.ceil(1 / test_size - 1e-9))
+
+
+def _header(path: Path) -> list[str]:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), None)
+    except FileNotFoundError:
+        raise StageError(
+            f"{path}: no such file (dvc pull it; a bundled one: make training-data)"
+        ) from None
+    except UnicodeDecodeError:
+        raise StageError(f"{path}: not UTF-8 text") from None
+    if not header:
+        raise StageError(f"{path}: empty file (a CSV file needs a header line)")
+    seen: set[str] = set()
+    for column in header:
+        if column in seen:
+            raise StageError(f"{path}: column {column!r} appears twice in the header")
+        seen.add(column)
+    return header
+
+
+def feature_columns(spec: DataParams, header: list[str], path: Path) -> list[str]:
+    """The feature columns the description selects, in order; every named column must exist."""
+
+    def need(column: str, key: str) -> None:
+        if column not in header:
+            shown = ", ".join(header[:8]) + (", ..." if len(header) > 8 else "")
+            raise StageError(
+                f"{path}: column {column!r} ({key}) is not in the file (columns: {shown})"
+            )
+
+    need(spec.target, "data.target")
+    for column in spec.exclude:
+        need(column, "data.exclude")
+    if spec.features is None:
+        chosen = [c for c in header if c != spec.target and c not in spec.exclude]
+    else:
+        for column in spec.features:
+            need(column, "data.features")
+        chosen = list(spec.features)
+    for column in spec.types:
+        if column not in chosen:
+            raise StageError(f"{path}: column {column!r} (data.types) is not a selected feature")
+    if not chosen:
+        raise StageError(f"{path}: no feature column is left (data.features, data.exclude)")
+    return chosen
+
+
+def _numbers(path: Path, column: str, cells: pd.Series, dtype: str) -> np.ndarray:
+    """One feature column as DTYPE, or StageError naming the first bad cell and its line."""
+    text = cells.to_numpy(dtype=object)
+    lowered = np.char.lower(np.char.strip(text.astype(str)))
+    missing = np.isin(lowered, list(MISSING))
+    if missing.any():
+        line = int(np.argmax(missing)) + FIRST_DATA_LINE
+        raise StageError(
+            f"{path}: column {column!r}: missing value {text[line - FIRST_DATA_LINE]!r} in line "
+            f"{line} (no feature may be missing)"
+        )
+    try:
+        values = text.astype(np.float64)
+    except ValueError:
+        for index, cell in enumerate(text):
+            try:
+                float(cell)
+            except ValueError:
+                raise StageError(
+                    f"{path}: column {column!r}: non-numeric value {cell!r} in line "
+                    f"{index + FIRST_DATA_LINE}"
+                ) from None
+        raise  # pragma: no cover  (astype and float agree)
+    finite = np.isfinite(values)
+    if not finite.all():
+        index = int(np.argmin(finite))
+        raise StageError(
+            f"{path}: column {column!r}: non-finite value {text[index]!r} in line "
+            f"{index + FIRST_DATA_LINE}"
+        )
+    if dtype == "int64":
+        whole = values == np.round(values)
+        if not whole.all():
+            index = int(np.argmin(whole))
+            raise StageError(
+                f"{path}: column {column!r}: {text[index]!r} in line {index + FIRST_DATA_LINE} "
+                "is not a whole number (declared int64)"
+            )
+        integers: np.ndarray = values.astype(np.int64)
+        return integers
+    floats: np.ndarray = values
+    return floats
+
+
+def load_raw(spec: DataParams, root: Path, test_size: float) -> pd.DataFrame:
+    """The raw file checked against SPEC: the selected features (as declared) then the target
+    (text), one row per line. TEST_SIZE is the split's held-out fraction (rows per class)."""
+    path = root / spec.file
+    header = _header(path)
+    features = feature_columns(spec, header, path)
+    try:
+        cells = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8"
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StageError(f"{path}: not a readable CSV file ({first})") from None
+    if cells.empty:
+        raise StageError(f"{path}: no data rows below the header")
+
+    labels = cells[spec.target]
+    allowed = set(spec.classes)
+    unknown = ~labels.isin(allowed)
+    if unknown.any():
+        index = int(np.argmax(unknown.to_numpy()))
+        label = labels.iloc[index]
+        what = "missing label" if label.strip() == "" else f"label {label!r}"
+        raise StageError(
+            f"{path}: column {spec.target!r}: {what} in line {index + FIRST_DATA_LINE} is not "
+            f"in data.classes ({', '.join(spec.classes)})"
+        )
+    needed = min_rows_per_class(test_size)
+    counts = labels.value_counts()
+    for label in spec.classes:
+        rows = int(counts.get(label, 0))
+        if rows < needed:
+            raise StageError(
+                f"{path}: column {spec.target!r}: class {label!r} has {rows} rows; a split with "
+                f"prepare.test_size {test_size:g} needs at least {needed} of each class"
+            )
+
+    frame = pd.DataFrame(
+        {column: _numbers(path, column, cells[column], spec.type_of(column)) for column in features}
+    )
+    frame[spec.target] = labels.to_numpy(dtype=object)
     return frame
 
 
@@ -39,13 +174,28 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
     frame.to_csv(path, index=False, lineterminator="\n")
 
 
-def read_split(path: Path) -> tuple[pd.DataFrame, pd.Series]:
-    """Features and target of a split written by prepare."""
-    frame = pd.read_csv(path)
-    if TARGET not in frame.columns:
-        raise ValueError(f"{path}: no {TARGET!r} column")
-    target = frame.pop(TARGET).astype(str)
-    return frame.astype("float64"), target
+def write_splits(splits: dict[str, pd.DataFrame], out: Path) -> None:
+    """Write every split (file name -> frame) into OUT, all or none: each goes to a temporary
+    file first, and only when all are written do they take their names."""
+    out.mkdir(parents=True, exist_ok=True)
+    partial = {name: out / f".{name}.partial" for name in splits}
+    try:
+        for name, frame in splits.items():
+            write_csv(frame, partial[name])
+        for name, temporary in partial.items():
+            temporary.replace(out / name)
+    finally:
+        for temporary in partial.values():
+            temporary.unlink(missing_ok=True)
+
+
+def read_split(path: Path, target: str) -> tuple[pd.DataFrame, pd.Series]:
+    """Features (float64, file order) and target (text) of a split written by prepare."""
+    frame = pd.read_csv(path, dtype={target: str}, keep_default_na=False)
+    if target not in frame.columns:
+        raise StageError(f"{path}: no {target!r} column (data.target)")
+    labels = frame.pop(target).astype(str)
+    return frame.astype("float64"), labels
 
 
 def sha256_file(path: Path) -> str:

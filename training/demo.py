@@ -6,7 +6,9 @@ Never tags the user's clone. It builds (and on every run rebuilds) a sandbox fro
 committed HEAD, so uncommitted changes are not in the demo:
 
 - ``origin.git``: a bare clone, standing in for the Git server;
-- ``repo/``: a clone of it where ``dvc repro`` runs, ``dvc push`` sends data and model to
+- ``repo/``: a clone of it where the bundled raw data is restored (a fresh clone has no DVC
+  remote that holds it: ``python -m training.bundled restore`` writes it and checks it against its
+  ``.dvc`` file), ``dvc repro`` runs, ``dvc push`` sends raw data, splits and model to
   ``dvc-remote/``, ``gto register`` and ``gto assign --stage dev`` tag, and the tags are pushed;
 - ``model/``: the dev-stage model fetched back from ``origin.git`` with ``dvc get``, verified
   against its sha256;
@@ -24,11 +26,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.artifact import ARTIFACT_NAME, ModelIntegrityError, verify
+from training.artifact import ModelIntegrityError, verify
 from training.errors import StageError, run_stage
+from training.params import load_artifact
 from training.remote import require_all_in_remote
 
 STAGE = "dev"
+PARAMS = "training/params.yaml"
 MODEL_PATH = "training/model"
 REMOTE_NAME = "demo"
 SANDBOX_ENTRIES = ("origin.git", "repo", "dvc-remote", "model", "model.env")
@@ -113,6 +117,8 @@ def demo(source: Path, out: Path) -> dict[str, str]:
     remote.mkdir()
     run(["dvc", "remote", "add", "--local", "--default", REMOTE_NAME, str(remote)], repo)
 
+    artifact_name = load_artifact(repo / PARAMS).name
+    run(["python", "-m", "training.bundled", "restore"], repo)
     run(["dvc", "repro", "training/dvc.yaml"], repo)
     if run(["git", "status", "--porcelain"], repo, capture=True, show=False):
         # The committed dvc.lock is stale, or this CPU is off the reference level (arm64, no
@@ -132,11 +138,11 @@ def demo(source: Path, out: Path) -> dict[str, str]:
             repo,
             env={"GIT_AUTHOR_DATE": authored, "GIT_COMMITTER_DATE": committed},
         )
-    run(["dvc", "push", "training/dvc.yaml"], repo)
+    run(["dvc", "push"], repo)  # the raw data's .dvc file and the pipeline's outputs
 
-    run(["gto", "register", ARTIFACT_NAME], repo)
-    version = run(["gto", "show", f"{ARTIFACT_NAME}@latest", "--version"], repo, capture=True)
-    run(["gto", "assign", ARTIFACT_NAME, "--version", version, "--stage", STAGE], repo)
+    run(["gto", "register", artifact_name], repo)
+    version = run(["gto", "show", f"{artifact_name}@latest", "--version"], repo, capture=True)
+    run(["gto", "assign", artifact_name, "--version", version, "--stage", STAGE], repo)
     require_all_in_remote(repo, tool_env())  # no tag leaves the sandbox naming a missing model
     run(["git", "push", "-q", "origin", "--tags"], repo)
 
@@ -146,7 +152,7 @@ def demo(source: Path, out: Path) -> dict[str, str]:
     print(run(["gto", "show"], repo, capture=True, show=False))
 
     # Fetch the dev model the way the image build does: from the bare origin, by its GTO tag.
-    tag = run(["gto", "show", f"{ARTIFACT_NAME}#{STAGE}", "--ref"], repo, capture=True)
+    tag = run(["gto", "show", f"{artifact_name}#{STAGE}", "--ref"], repo, capture=True)
     commit = run(["git", "rev-list", "-n", "1", tag], repo, capture=True, show=False)
     model_dir = out / "model"
     run(
@@ -162,14 +168,14 @@ def demo(source: Path, out: Path) -> dict[str, str]:
         raise StageError(f"the fetched model failed verification: {exc}") from None
     values = {
         "MODELOPS_MODEL_DIR": str(model_dir),
-        "MODELOPS_MODEL_NAME": ARTIFACT_NAME,
+        "MODELOPS_MODEL_NAME": artifact_name,
         "MODELOPS_MODEL_VERSION": version,
         "MODELOPS_MODEL_STAGE": STAGE,
         "MODELOPS_GIT_COMMIT": commit,
         "MODELOPS_MODEL_SHA256": str(card["model_sha256"]),
     }
     write_env(out / "model.env", values)
-    print(f"\n{ARTIFACT_NAME} {version} is in stage {STAGE} (tag {tag}, commit {commit[:12]})")
+    print(f"\n{artifact_name} {version} is in stage {STAGE} (tag {tag}, commit {commit[:12]})")
     print(f"model fetched and verified (sha256 {card['model_sha256'][:16]}...) -> {model_dir}")
     print(f"serving environment -> {out / 'model.env'}")
     return values

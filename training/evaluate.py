@@ -4,10 +4,20 @@
         --test training/data/test.csv --model-dir training/model \
         --metrics training/metrics.json --plots training/plots
 
-Writes metrics.json (accuracy, precision, recall, F1, ROC AUC; positive class ``malignant``), the
-plot data (ROC and precision-recall curves, confusion matrix), then checks every threshold in
-``evaluate.thresholds``. Only a model that passes gets ``metadata.json`` next to ``model.pkl``:
-a model that fails the gate has no model card, so nothing can serve it.
+Writes metrics.json, the plot data (ROC and precision-recall curves, confusion matrix), then checks
+every threshold in ``evaluate.thresholds``. Only a model that passes gets ``metadata.json`` next to
+``model.pkl``: a model that fails the gate has no model card, so nothing can serve it.
+
+The metrics keep their names whatever the data (gitops.gates compares them by name):
+
+- two classes: ``precision``, ``recall`` and ``f1`` of ``data.positive_class``, ``roc_auc`` of its
+  probability; the curves are that class's;
+- three or more: the macro averages (each class weighs the same, so a small class the model gets
+  wrong pulls the score down), ``roc_auc`` one-vs-rest macro-averaged; the curves are
+  micro-averaged one-vs-rest (every row and class, scored by the class's probability);
+- ``accuracy``: the share of test rows labelled right, either way.
+
+The model card says which (``metric_average``: ``binary`` or ``macro``).
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib  # type: ignore[import-untyped]  # no stubs; not in pyproject overrides
+import numpy as np
 import pandas as pd
 from sklearn.metrics import (
     accuracy_score,
@@ -31,30 +42,54 @@ from sklearn.metrics import (
 )
 
 from training import numerics
-from training.artifact import (
-    ARTIFACT_NAME,
-    MODEL_FILE,
-    SCHEMA_VERSION,
-    library_versions,
-    write_metadata,
-)
-from training.dataset import POSITIVE_CLASS, TARGET, read_split, sha256_file
+from training.artifact import MODEL_FILE, SCHEMA_VERSION, library_versions, write_metadata
+from training.dataset import read_split, sha256_file
 from training.errors import StageError, run_stage
-from training.params import load_evaluate, load_train
+from training.params import (
+    ArtifactParams,
+    DataParams,
+    TrainParams,
+    load_artifact,
+    load_data,
+    load_evaluate,
+    load_train,
+)
 
 DIGITS = 6
 
 
-def score(y_true: pd.Series, y_pred: Any, p_positive: Any) -> dict[str, float]:
-    """The five metrics of the gate, rounded so metrics.json reads well and diffs cleanly."""
-    pos = POSITIVE_CLASS
-    metrics = {
-        "accuracy": accuracy_score(y_true, y_pred),
-        "precision": precision_score(y_true, y_pred, pos_label=pos, zero_division=0),
-        "recall": recall_score(y_true, y_pred, pos_label=pos, zero_division=0),
-        "f1": f1_score(y_true, y_pred, pos_label=pos, zero_division=0),
-        "roc_auc": roc_auc_score(y_true == pos, p_positive),
-    }
+def average_of(data: DataParams) -> str:
+    """``binary`` (the positive class's metrics) for two classes, else ``macro``."""
+    return "binary" if data.positive_class is not None else "macro"
+
+
+def score(
+    y_true: pd.Series, y_pred: Any, proba: Any, classes: list[str], positive: str | None
+) -> dict[str, float]:
+    """The five metrics of the gate, rounded so metrics.json reads well and diffs cleanly.
+
+    PROBA has a column per class, in CLASSES order; POSITIVE is the positive class of a binary
+    problem, None for the macro averages."""
+    if positive is not None:
+        p_positive = proba[:, classes.index(positive)]
+        metrics = {
+            "accuracy": accuracy_score(y_true, y_pred),
+            "precision": precision_score(y_true, y_pred, pos_label=positive, zero_division=0),
+            "recall": recall_score(y_true, y_pred, pos_label=positive, zero_division=0),
+            "f1": f1_score(y_true, y_pred, pos_label=positive, zero_division=0),
+            "roc_auc": roc_auc_score(y_true == positive, p_positive),
+        }
+    else:
+        macro = {"labels": classes, "average": "macro", "zero_division": 0}
+        metrics = {
+            "accuracy": accuracy_score(y_true, y_pred),
+            "precision": precision_score(y_true, y_pred, **macro),
+            "recall": recall_score(y_true, y_pred, **macro),
+            "f1": f1_score(y_true, y_pred, **macro),
+            "roc_auc": roc_auc_score(
+                y_true, proba, multi_class="ovr", average="macro", labels=classes
+            ),
+        }
     return {name: round(float(value), DIGITS) for name, value in metrics.items()}
 
 
@@ -67,14 +102,32 @@ def gate_failures(metrics: dict[str, float], thresholds: dict[str, float]) -> li
     ]
 
 
-def write_plots(plots: Path, y_true: pd.Series, y_pred: Any, p_positive: Any) -> None:
+def curve_inputs(
+    y_true: pd.Series, proba: Any, classes: list[str], positive: str | None
+) -> tuple[Any, Any]:
+    """(is-positive, score) pairs the curves are drawn from: the positive class's for two classes,
+    every (row, class) pair for more (micro-averaged one-vs-rest)."""
+    if positive is not None:
+        return (y_true == positive).to_numpy(), proba[:, classes.index(positive)]
+    truth = y_true.to_numpy()[:, None] == np.asarray(classes, dtype=object)[None, :]
+    return truth.ravel(), np.asarray(proba).ravel()
+
+
+def write_plots(
+    plots: Path,
+    y_true: pd.Series,
+    y_pred: Any,
+    proba: Any,
+    classes: list[str],
+    positive: str | None,
+) -> None:
     """CSV data for the ROC curve, the precision-recall curve and the confusion matrix."""
     plots.mkdir(parents=True, exist_ok=True)
-    positive = y_true == POSITIVE_CLASS
-    fpr, tpr, _ = roc_curve(positive, p_positive)
+    truth, scores = curve_inputs(y_true, proba, classes, positive)
+    fpr, tpr, _ = roc_curve(truth, scores)
     roc = pd.DataFrame({"fpr": fpr, "tpr": tpr}).round(DIGITS)
     roc.to_csv(plots / "roc.csv", index=False, lineterminator="\n")
-    precision, recall, _ = precision_recall_curve(positive, p_positive)
+    precision, recall, _ = precision_recall_curve(truth, scores)
     # scikit-learn lists recall descending; ascending draws the curve without zig-zags at ties.
     pr = pd.DataFrame({"recall": recall[::-1], "precision": precision[::-1]}).round(DIGITS)
     pr.to_csv(plots / "precision_recall.csv", index=False, lineterminator="\n")
@@ -83,24 +136,33 @@ def write_plots(plots: Path, y_true: pd.Series, y_pred: Any, p_positive: Any) ->
 
 
 def model_card(
-    model: Any, train_csv: Path, test_rows: int, metrics: dict[str, float], params: dict[str, Any]
+    model: Any,
+    train_csv: Path,
+    test_rows: int,
+    metrics: dict[str, float],
+    data: DataParams,
+    train: TrainParams,
+    artifact: ArtifactParams,
 ) -> dict[str, Any]:
     """metadata.json as docs/contracts.md defines it (schema_version 1)."""
-    features, _ = read_split(train_csv)
+    features, _ = read_split(train_csv, data.target)
     if list(model.feature_names_in_) != list(features.columns):
         raise StageError("the model's features differ from the train split's columns")
     return {
         "schema_version": SCHEMA_VERSION,
-        "name": ARTIFACT_NAME,
+        "name": artifact.name,
         "model_file": MODEL_FILE,
         "model_sha256": "",  # filled in by the caller from the file on disk
-        "features": [{"name": str(c), "dtype": str(features[c].dtype)} for c in features.columns],
-        "target": TARGET,
+        "estimator": train.estimator,
+        "features": [{"name": str(c), "dtype": data.type_of(str(c))} for c in features.columns],
+        "target": data.target,
         "classes": [str(c) for c in model.classes_],
-        "positive_class": POSITIVE_CLASS,
+        "positive_class": data.positive_class,
+        "metric_average": average_of(data),
         "metrics": metrics,
-        "params": params,
+        "params": train.as_dict(),
         "data": {
+            "file": data.file,
             "sha256": sha256_file(train_csv),
             "train_rows": len(features),
             "test_rows": test_rows,
@@ -119,29 +181,38 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--metrics", type=Path, required=True, help="where to write metrics.json")
     parser.add_argument("--plots", type=Path, required=True, help="directory for the plot CSVs")
     args = parser.parse_args(argv)
+    data = load_data(args.params)
     gate = load_evaluate(args.params)
     train_params = load_train(args.params)
+    artifact = load_artifact(args.params)
 
     # model.pkl is this pipeline's own output from the train stage (tracked by DVC), not a
     # downloaded file: it gets its sha256 and card here, and every later load verifies it.
     model_path = args.model_dir / MODEL_FILE
     model = joblib.load(model_path)
-    features, y_true = read_split(args.test)
     classes = [str(c) for c in model.classes_]
-    p_positive = model.predict_proba(features)[:, classes.index(POSITIVE_CLASS)]
+    if sorted(classes) != sorted(data.classes):
+        raise StageError(
+            f"the model knows the classes {', '.join(classes)}, data.classes lists "
+            f"{', '.join(data.classes)}: run prepare and train again"
+        )
+    features, y_true = read_split(args.test, data.target)
+    proba = model.predict_proba(features)
     y_pred = model.predict(features)
 
-    metrics = score(y_true, y_pred, p_positive)
+    metrics = score(y_true, y_pred, proba, classes, data.positive_class)
     args.metrics.parent.mkdir(parents=True, exist_ok=True)
     args.metrics.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    write_plots(args.plots, y_true, y_pred, p_positive)
-    print("evaluate: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    write_plots(args.plots, y_true, y_pred, proba, classes, data.positive_class)
+    print(
+        f"evaluate ({average_of(data)}): " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+    )
 
     failures = gate_failures(metrics, gate.thresholds)
     if failures:
         raise StageError("quality gate failed: " + "; ".join(failures))
 
-    card = model_card(model, args.train, len(features), metrics, train_params.as_dict())
+    card = model_card(model, args.train, len(features), metrics, data, train_params, artifact)
     card["model_sha256"] = sha256_file(model_path)
     write_metadata(args.model_dir, card)
     print(f"evaluate: quality gate passed -> {args.model_dir / 'metadata.json'}")

@@ -1,14 +1,17 @@
-"""Typed, validated access to training/params.yaml: one section per stage.
+"""Typed, validated access to training/params.yaml: the data, one section per stage, the artifact.
 
-Each stage reads only its own section at start-up. A missing key, an unknown key or a value of the
-wrong type raises :class:`ParamsError` whose message is one line naming the key, e.g.
-``training/params.yaml: train.C must be a number, got 'abc'``.
+Each stage reads only the sections it needs at start-up. A missing key, an unknown key or a value
+of the wrong type raises :class:`ParamsError` whose message is one line naming the key, e.g.
+``training/params.yaml: train.logistic_regression.C must be a number, got 'abc'``. Callers: the
+stage scripts (prepare, train, evaluate), training.demo and training.report (the artifact and the
+estimator), gitops.gates (the thresholds and the promotion tolerance).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +21,43 @@ import yaml
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc")
 #: Deterministic solvers only: the pipeline must reproduce dvc.lock byte for byte.
 SOLVERS = ("lbfgs", "newton-cg", "newton-cholesky")
+#: The estimators ``train.estimator`` chooses between (each has a section of that name in train).
+ESTIMATORS = ("logistic_regression", "random_forest", "hist_gradient_boosting")
+#: The feature types a dataset may declare (what the model card and the server know).
+FEATURE_TYPES = ("float64", "int64")
+#: A GTO artifact name that is also a Kubernetes label value and a URL path segment.
+ARTIFACT_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+#: A data file prepare can read.
+DATA_SUFFIXES = (".csv",)
 
 
 class ParamsError(ValueError):
     """params.yaml does not have the shape the stage needs (the message names the key)."""
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """What the raw data file holds: the ``data`` section (docs/training.md, "Using your own data").
+
+    ``features`` is None for "every column but the target, in file order" (less ``exclude``);
+    ``types`` maps each named exception to its type, every other feature has ``feature_type``.
+    """
+
+    file: str
+    target: str
+    classes: tuple[str, ...]
+    positive_class: str | None  # binary problems only
+    features: tuple[str, ...] | None
+    exclude: tuple[str, ...]
+    feature_type: str
+    types: dict[str, str]
+
+    def type_of(self, column: str) -> str:
+        return self.types.get(column, self.feature_type)
+
+    @property
+    def binary(self) -> bool:
+        return len(self.classes) == 2
 
 
 @dataclass(frozen=True)
@@ -34,16 +70,14 @@ class PrepareParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    """Hyper-parameters of StandardScaler + LogisticRegression."""
+    """The estimator ``train.estimator`` names and its own hyper-parameters (its section)."""
 
-    C: float  # scikit-learn's own name for it
-    max_iter: int
-    tol: float
-    solver: str
-    fit_intercept: bool
+    estimator: str
+    hyper: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The hyper-parameters, as the model card's ``params`` records them."""
+        return dict(self.hyper)
 
 
 @dataclass(frozen=True)
@@ -53,8 +87,17 @@ class EvaluateParams:
     thresholds: dict[str, float]
 
 
-def load_section(path: Path, section: str) -> dict[str, Any]:
-    """Return one top-level section of a params file as a mapping."""
+@dataclass(frozen=True)
+class ArtifactParams:
+    """The GTO artifact the pipeline's model is registered as (training/dvc.yaml ``artifacts:``
+    takes both from here through DVC templating)."""
+
+    name: str
+    description: str
+
+
+def load_document(path: Path) -> dict[str, Any]:
+    """The whole params file as a mapping."""
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -65,6 +108,12 @@ def load_section(path: Path, section: str) -> dict[str, Any]:
         raise ParamsError(f"{path}: not valid YAML{where}") from None
     if not isinstance(document, dict):
         raise ParamsError(f"{path}: must be a mapping of stage sections")
+    return document
+
+
+def load_section(path: Path, section: str) -> dict[str, Any]:
+    """Return one top-level section of a params file as a mapping."""
+    document = load_document(path)
     if section not in document:
         raise ParamsError(f"{path}: missing key {section}")
     value = document[section]
@@ -102,13 +151,23 @@ class _Section:
             raise self._fail(key, f"must be >= {minimum}, got {value!r}")
         return value
 
-    def number(self, key: str, *, low: float, high: float = math.inf) -> float:
-        """A finite number with low < value <= high."""
+    def optional_integer(self, key: str, minimum: int) -> int | None:
+        """An integer, or null (scikit-learn's None: no limit)."""
+        if self._get(key) is None:
+            return None
+        return self.integer(key, minimum)
+
+    def number(
+        self, key: str, *, low: float, high: float = math.inf, closed: bool = False
+    ) -> float:
+        """A finite number with low < value <= high (low <= value when ``closed``)."""
         value = self._get(key)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self._fail(key, f"must be a number, got {value!r}")
-        if not math.isfinite(value) or not low < value <= high:
-            raise self._fail(key, f"must be in ({low:g}, {high:g}], got {value!r}")
+        above = low <= value if closed else low < value
+        if not math.isfinite(value) or not (above and value <= high):
+            opening = "[" if closed else "("
+            raise self._fail(key, f"must be in {opening}{low:g}, {high:g}], got {value!r}")
         return float(value)
 
     def boolean(self, key: str) -> bool:
@@ -123,6 +182,30 @@ class _Section:
             raise self._fail(key, f"must be one of {', '.join(allowed)}, got {value!r}")
         return str(value)
 
+    def text(self, key: str) -> str:
+        value = self._get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise self._fail(key, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def names(self, key: str, *, minimum: int = 0) -> tuple[str, ...]:
+        """A list of distinct non-empty strings (numbers are taken as their text: ``[0, 1]``)."""
+        value = self._get(key)
+        if not isinstance(value, list):
+            raise self._fail(key, f"must be a list, got {value!r}")
+        found = []
+        for item in value:
+            if isinstance(item, bool):
+                raise self._fail(key, f"reads {item!r}: quote the label (YAML reads yes/no/on/off)")
+            if not isinstance(item, str | int) or str(item) == "":
+                raise self._fail(key, f"must list names (strings), got {item!r}")
+            if str(item) in found:
+                raise self._fail(key, f"lists {str(item)!r} twice")
+            found.append(str(item))
+        if len(found) < minimum:
+            raise self._fail(key, f"must list at least {minimum}, got {len(found)}")
+        return tuple(found)
+
     def mapping(self, key: str) -> _Section:
         value = self._get(key)
         if not isinstance(value, dict):
@@ -134,6 +217,65 @@ def _section(path: Path, name: str) -> _Section:
     return _Section(path, name, load_section(path, name))
 
 
+def load_data(path: Path) -> DataParams:
+    """The ``data`` section: the raw file and how to read it."""
+    s = _section(path, "data")
+    s.no_other_keys(
+        "file", "target", "classes", "positive_class", "features", "exclude", "feature_type",
+        "types",
+    )  # fmt: skip
+    file = s.text("file")
+    if not file.endswith(DATA_SUFFIXES) or Path(file).is_absolute() or ".." in Path(file).parts:
+        raise s._fail(
+            "file",
+            f"must be a {' or '.join(DATA_SUFFIXES)} file inside the repository, "
+            f"relative to its root, got {file!r}",
+        )
+    target = s.text("target")
+    classes = s.names("classes", minimum=2)
+    positive = s.values.get("positive_class")
+    if len(classes) == 2:
+        if str(s._get("positive_class")) not in classes:
+            raise s._fail(
+                "positive_class", f"must be one of {', '.join(classes)}, got {positive!r}"
+            )
+        positive = str(positive)
+    elif positive is not None:
+        raise s._fail(
+            "positive_class",
+            f"is for two classes only (data.classes lists {len(classes)}): drop it",
+        )
+    features = s._get("features")
+    selected: tuple[str, ...] | None
+    if features == "all":
+        selected = None
+    elif isinstance(features, list):
+        selected = s.names("features", minimum=1)
+    else:
+        raise s._fail("features", f"must be 'all' or a list of column names, got {features!r}")
+    exclude = s.names("exclude") if "exclude" in s.values else ()
+    if selected is not None and exclude:
+        raise s._fail("exclude", "only goes with features: all (a list already names each column)")
+    feature_type = s.choice("feature_type", FEATURE_TYPES)
+    types: dict[str, str] = {}
+    if "types" in s.values:
+        t = s.mapping("types")
+        for column in t.values:
+            types[str(column)] = t.choice(str(column), FEATURE_TYPES)
+    if target in (*(selected or ()), *exclude, *types):
+        raise s._fail("target", f"{target!r} is also listed among the features")
+    return DataParams(
+        file=file,
+        target=target,
+        classes=classes,
+        positive_class=positive,
+        features=selected,
+        exclude=exclude,
+        feature_type=feature_type,
+        types=types,
+    )
+
+
 def load_prepare(path: Path) -> PrepareParams:
     s = _section(path, "prepare")
     s.no_other_keys("seed", "test_size")
@@ -142,16 +284,68 @@ def load_prepare(path: Path) -> PrepareParams:
     )
 
 
-def load_train(path: Path) -> TrainParams:
-    s = _section(path, "train")
+def _logistic_regression(s: _Section) -> dict[str, Any]:
     s.no_other_keys("C", "max_iter", "tol", "solver", "fit_intercept")
-    return TrainParams(
-        C=s.number("C", low=0),
-        max_iter=s.integer("max_iter", minimum=1),
-        tol=s.number("tol", low=0),
-        solver=s.choice("solver", SOLVERS),
-        fit_intercept=s.boolean("fit_intercept"),
-    )
+    return {
+        "C": s.number("C", low=0),
+        "max_iter": s.integer("max_iter", minimum=1),
+        "tol": s.number("tol", low=0),
+        "solver": s.choice("solver", SOLVERS),
+        "fit_intercept": s.boolean("fit_intercept"),
+    }
+
+
+def _random_forest(s: _Section) -> dict[str, Any]:
+    s.no_other_keys(
+        "n_estimators", "max_depth", "min_samples_leaf", "max_features", "bootstrap",
+        "random_state",
+    )  # fmt: skip
+    return {
+        "n_estimators": s.integer("n_estimators", minimum=1),
+        "max_depth": s.optional_integer("max_depth", minimum=1),
+        "min_samples_leaf": s.integer("min_samples_leaf", minimum=1),
+        "max_features": s.choice("max_features", ("sqrt", "log2")),
+        "bootstrap": s.boolean("bootstrap"),
+        "random_state": s.integer("random_state", minimum=0),
+    }
+
+
+def _hist_gradient_boosting(s: _Section) -> dict[str, Any]:
+    s.no_other_keys(
+        "max_iter", "learning_rate", "max_leaf_nodes", "max_depth", "min_samples_leaf",
+        "l2_regularization", "early_stopping", "random_state",
+    )  # fmt: skip
+    return {
+        "max_iter": s.integer("max_iter", minimum=1),
+        "learning_rate": s.number("learning_rate", low=0),
+        "max_leaf_nodes": s.optional_integer("max_leaf_nodes", minimum=2),
+        "max_depth": s.optional_integer("max_depth", minimum=1),
+        "min_samples_leaf": s.integer("min_samples_leaf", minimum=1),
+        "l2_regularization": s.number("l2_regularization", low=0, closed=True),
+        "early_stopping": s.boolean("early_stopping"),
+        "random_state": s.integer("random_state", minimum=0),
+    }
+
+
+_HYPER = {
+    "logistic_regression": _logistic_regression,
+    "random_forest": _random_forest,
+    "hist_gradient_boosting": _hist_gradient_boosting,
+}
+
+
+def load_train(path: Path) -> TrainParams:
+    """``train.estimator`` and the hyper-parameters of every estimator's section (all of them are
+    checked, so a typo in a section not chosen today is caught before it is chosen)."""
+    s = _section(path, "train")
+    s.no_other_keys("estimator", *ESTIMATORS)
+    estimator = s.choice("estimator", ESTIMATORS)
+    hyper = {name: _HYPER[name](s.mapping(name)) for name in ESTIMATORS if name in s.values}
+    if estimator not in hyper:
+        raise s._fail(
+            estimator, f"is missing (the hyper-parameters of train.estimator {estimator})"
+        )
+    return TrainParams(estimator=estimator, hyper=hyper[estimator])
 
 
 def load_evaluate(path: Path) -> EvaluateParams:
@@ -161,6 +355,19 @@ def load_evaluate(path: Path) -> EvaluateParams:
     t.no_other_keys(*METRIC_NAMES)
     thresholds = {name: t.number(name, low=0, high=1) for name in METRIC_NAMES if name in t.values}
     return EvaluateParams(thresholds=thresholds)
+
+
+def load_artifact(path: Path) -> ArtifactParams:
+    s = _section(path, "artifact")
+    s.no_other_keys("name", "description")
+    name = s.text("name")
+    if not ARTIFACT_NAME.fullmatch(name) or len(name) > 63:
+        raise s._fail(
+            "name",
+            "must be lowercase letters and digits in words joined by '-', at most 63 characters, "
+            f"got {name!r}",
+        )
+    return ArtifactParams(name=name, description=s.text("description"))
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,13 @@
-"""Stage prepare: materialise the bundled dataset and split it into train and test CSV files.
+"""Stage prepare: check the raw data file against its description and split it into train and test.
 
     python -m training prepare --params training/params.yaml --out training/data
 
-The split is stratified on the target and seeded from ``prepare.seed``; ``prepare.test_size`` is
-the held-out fraction. Writes ``train.csv`` and ``test.csv`` into the output directory.
+The raw file is ``data.file`` (a DVC-tracked CSV, relative to the repository root, which is the
+working directory of every stage); ``data.*`` describes it and :func:`training.dataset.load_raw`
+refuses a file that does not match, in one line naming the column and the problem, before anything
+is written. The split is stratified on the target and seeded from ``prepare.seed``;
+``prepare.test_size`` is the held-out fraction. Writes ``train.csv`` and ``test.csv`` into the
+output directory, both or neither.
 """
 
 from __future__ import annotations
@@ -14,28 +18,35 @@ from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
-from training.dataset import TARGET, load_frame, write_csv
+from training.dataset import load_raw, write_splits
 from training.errors import run_stage
-from training.params import load_prepare
+from training.params import load_data, load_prepare
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, required=True, help="params.yaml")
     parser.add_argument("--out", type=Path, required=True, help="directory for train.csv, test.csv")
+    parser.add_argument(
+        "--root", type=Path, default=Path(), help="what data.file is relative to (default: .)"
+    )
     args = parser.parse_args(argv)
+    data = load_data(args.params)
     params = load_prepare(args.params)
 
-    frame = load_frame()
+    frame = load_raw(data, args.root, params.test_size)
     train, test = train_test_split(
         frame,
         test_size=params.test_size,
         random_state=params.seed,
-        stratify=frame[TARGET],
+        stratify=frame[data.target],
     )
-    write_csv(train, args.out / "train.csv")
-    write_csv(test, args.out / "test.csv")
-    print(f"prepare: {len(train)} train rows, {len(test)} test rows -> {args.out}")
+    write_splits({"train.csv": train, "test.csv": test}, args.out)
+    print(
+        f"prepare: {data.file}: {len(frame)} rows, {frame.shape[1] - 1} features, "
+        f"{len(data.classes)} classes -> {len(train)} train rows, {len(test)} test rows "
+        f"in {args.out}"
+    )
 
 
 if __name__ == "__main__":

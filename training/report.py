@@ -5,7 +5,8 @@
         --plots-artifact training-report --plots-url https://github.com/OWNER/REPO/actions/runs/ID
 
 Called by ``make report`` (mk/training.mk), locally and in .github/workflows/training-report.yml.
-Writes ``report.md`` (markdown tables from ``dvc params diff --md`` and ``dvc metrics diff --md``)
+Writes ``report.md`` (which estimator and which data ran, base against workspace, from
+training/params.yaml; markdown tables from ``dvc params diff --md`` and ``dvc metrics diff --md``)
 and one PNG per DVC plot into OUT, rendered offline with vl-convert from ``dvc plots diff --json``
 (base and workspace overlaid). Run it from the repository root, after ``dvc repro`` (or on a
 checkout whose committed metrics and plots are current).
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import vl_convert
+import yaml
 
 from training.errors import StageError, run_stage
 
@@ -37,6 +39,14 @@ from training.errors import StageError, run_stage
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: An artifact name --plots-artifact accepts (a subset of what actions/upload-artifact allows).
 ARTIFACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+PARAMS = "training/params.yaml"
+#: What the Model section shows of params.yaml: (row title, dotted key).
+MODEL_ROWS = (
+    ("estimator", "train.estimator"),
+    ("data", "data.file"),
+    ("classes", "data.classes"),
+    ("artifact", "artifact.name"),
+)
 #: A URL --plots-url accepts: http(s), and nothing that would end a markdown link early.
 PLOTS_URL = re.compile(r"https?://[^\s()<>\[\]]+")
 
@@ -55,6 +65,37 @@ def dvc(repo: Path, *args: str) -> str:
         reason = lines[-1] if lines else f"exit code {result.returncode}"
         raise StageError(f"dvc {' '.join(args)} failed: {reason}")
     return result.stdout
+
+
+def model_facts(text: str | None) -> dict[str, str]:
+    """What MODEL_ROWS names, read from a params.yaml text (``-`` for what it does not hold)."""
+    try:
+        document = yaml.safe_load(text or "")
+    except yaml.YAMLError:
+        document = None
+    facts = {}
+    for title, dotted in MODEL_ROWS:
+        node: Any = document
+        for key in dotted.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, list):
+            node = ", ".join(str(item) for item in node)
+        facts[title] = f"`{node}`" if isinstance(node, str | int | float) and node != "" else "-"
+    return facts
+
+
+def model_section(repo: Path, base: str) -> list[str]:
+    """The report's Model section: estimator, data, classes, artifact; base and workspace."""
+    shown = subprocess.run(
+        ["git", "show", f"{base}:{PARAMS}"], cwd=repo, capture_output=True, text=True, check=False
+    )
+    before = model_facts(shown.stdout if shown.returncode == 0 else None)
+    path = repo / PARAMS
+    now = model_facts(path.read_text(encoding="utf-8") if path.is_file() else None)
+    lines = ["### Model", "", f"| | `{base}` | workspace |", "|---|---|---|"]
+    for title, _ in MODEL_ROWS:
+        lines.append(f"| {title} | {before[title]} | {now[title]} |")
+    return [*lines, ""]
 
 
 def table_rows(markdown: str) -> int:
@@ -143,7 +184,8 @@ def build_report(
     plots = json.loads(dvc(repo, "plots", "diff", base, "--json"))
     images = render_plots(plots, out)
 
-    lines = [f"## Model report: workspace vs `{base}`", "", "### Parameters", ""]
+    lines = [f"## Model report: workspace vs `{base}`", "", *model_section(repo, base)]
+    lines += ["### Parameters", ""]
     if table_rows(params):
         lines += [params.strip(), ""]
     else:

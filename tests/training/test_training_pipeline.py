@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from training_helpers import (
     clone,
     commit_if_changed,
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.integration  # real git, DVC and GTO repositories
 
 ALL_STAGES = ["prepare", "train", "evaluate"]
 SPLITS = ("training/data/train.csv", "training/data/test.csv")
+RAW = "training/data/breast_cancer.csv"
 PLOTS = (
     "training/plots/roc.csv",
     "training/plots/precision_recall.csv",
@@ -137,9 +139,11 @@ def test_a_fresh_clone_of_the_origin_pulls_exactly_what_dvc_lock_names(
     commit_if_changed(repo, "train: reproduce on this machine")
     run("dvc", "push", cwd=repo)
     run("git", "push", "-q", "origin", "HEAD:main", cwd=repo)
-    fresh = clone(origin_of(repo), tmp_path / "fresh", remote_of(repo))
+    fresh = clone(origin_of(repo), tmp_path / "fresh", remote_of(repo), restore=False)
     assert not (fresh / "training/model").exists()
+    assert not (fresh / RAW).exists()
     run("dvc", "pull", cwd=fresh)
+    assert md5_file(fresh / RAW) == md5_file(repo / RAW)  # the raw data went to the remote too
     recorded = lock_outputs(committed(fresh, "training/dvc.lock"))
     assert {path: md5_file(fresh / path) for path in recorded} == recorded
     assert run("dvc", "status", cwd=fresh).stdout.strip() == "Data and pipelines are up to date."
@@ -152,13 +156,61 @@ def test_a_second_repro_runs_no_stage(repo: Path) -> None:
 
 
 def test_changing_a_param_reruns_train_and_evaluate_only(repo: Path) -> None:
-    set_param(repo, "train.C", 0.5)
+    set_param(repo, "train.logistic_regression.C", 0.5)
     assert stages_run(repro(repo)) == ["train", "evaluate"]
     card = json.loads((repo / "training/model/metadata.json").read_text())
     assert card["params"]["C"] == 0.5
+    assert card["estimator"] == "logistic_regression"
 
 
-def test_changing_the_data_reruns_from_prepare(repo: Path) -> None:
+def test_changing_an_estimator_that_is_not_chosen_reruns_nothing(repo: Path) -> None:
+    set_param(repo, "train.random_forest.n_estimators", 7)
+    assert stages_run(repro(repo)) == []
+
+
+def test_a_new_data_version_reruns_every_stage_and_the_old_one_comes_back_with_its_dvc_file(
+    repo: Path,
+) -> None:
+    """A data version is a commit of the raw file's .dvc file: dvc add, dvc repro, commit."""
+    raw = repo / RAW
+    lines = raw.read_text().splitlines(keepends=True)
+    raw.write_text("".join(lines[:-40]))  # a version with 40 rows fewer
+    run("dvc", "add", RAW, cwd=repo)
+    assert stages_run(repro(repo)) == ALL_STAGES
+    card = json.loads((repo / "training/model/metadata.json").read_text())
+    assert card["data"]["train_rows"] + card["data"]["test_rows"] == 569 - 40
+    run("git", "commit", "-q", "-am", "data: 40 rows fewer", cwd=repo)
+    # Back to the first version: its .dvc file, then dvc checkout and repro (from the run cache).
+    run("git", "checkout", "-q", "HEAD~1", "--", f"{RAW}.dvc", cwd=repo)
+    run("dvc", "checkout", f"{RAW}.dvc", cwd=repo)
+    assert md5_file(raw) == lock_dvc_md5(repo)
+    repro(repo)
+    produced = lock_outputs((repo / "training/dvc.lock").read_text())
+    assert produced == lock_outputs(committed(repo, "training/dvc.lock", "HEAD~1"))
+
+
+def lock_dvc_md5(repo: Path) -> str:
+    text = (repo / f"{RAW}.dvc").read_text()
+    return next(line.split()[-1] for line in text.splitlines() if "md5:" in line)
+
+
+def test_bad_data_fails_prepare_in_one_line_naming_the_column_and_writes_no_split(
+    repo: Path,
+) -> None:
+    raw = repo / RAW
+    raw.write_text(raw.read_text().replace(",benign\n", ",healthy\n", 1))
+    result = repro(repo, check=False)
+    assert result.returncode != 0
+    ours = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert ours == [
+        f"error: {RAW}: column 'diagnosis': label 'healthy' in line 21 is not in data.classes "
+        "(benign, malignant)"
+    ]
+    assert not (repo / "training/data/train.csv").exists()
+    assert not (repo / "training/data/test.csv").exists()
+
+
+def test_changing_the_split_reruns_from_prepare(repo: Path) -> None:
     before = (repo / "training/data/train.csv").read_bytes()
     set_param(repo, "prepare.test_size", 0.25)
     assert stages_run(repro(repo)) == ALL_STAGES
@@ -189,29 +241,43 @@ def test_the_quality_gate_fails_the_run_and_names_the_metric(repo: Path) -> None
 
 
 def test_a_wrong_type_fails_the_stage_with_one_line_naming_the_key(repo: Path) -> None:
-    set_param(repo, "train.C", "abc")
+    set_param(repo, "train.logistic_regression.C", "abc")
     result = repro(repo, check=False)
     assert result.returncode != 0
     ours = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert ours == ["error: training/params.yaml: train.C must be a number, got 'abc'"]
+    assert ours == [
+        "error: training/params.yaml: train.logistic_regression.C must be a number, got 'abc'"
+    ]
 
 
 def test_a_missing_key_fails_the_stage_with_one_line_naming_the_key(repo: Path) -> None:
-    set_param(repo, "train.max_iter", None)
+    set_param(repo, "prepare.seed", None)
     result = repro(repo, check=False)
     assert result.returncode != 0
     # DVC checks the params it tracks before running the stage, in one line of its own.
     errors = [line for line in result.stderr.splitlines() if "ERROR" in line or "error" in line]
     assert len(errors) == 1
-    assert "train.max_iter" in errors[0]
+    assert "prepare.seed" in errors[0]
     assert stages_run(result) == []
 
 
 @pytest.mark.parametrize(
     ("stage", "key", "value", "message"),
     [
-        ("train", "train.max_iter", None, "train.max_iter is missing"),
-        ("train", "train.solver", "sag", "train.solver must be one of lbfgs"),
+        (
+            "train",
+            "train.logistic_regression.max_iter",
+            None,
+            "train.logistic_regression.max_iter is missing",
+        ),
+        ("train", "train.estimator", "svm", "train.estimator must be one of logistic_regression"),
+        ("train", "train.random_forest.n_jobs", 2, "train.random_forest.n_jobs is not a known"),
+        (
+            "prepare",
+            "data.target",
+            "label",
+            "error: training/data/breast_cancer.csv: column 'label'",
+        ),
         ("prepare", "prepare.seed", 1.5, "prepare.seed must be an integer, got 1.5"),
         ("evaluate", "evaluate.thresholds.roc_auc", 2, "evaluate.thresholds.roc_auc must be in"),
     ],
@@ -235,14 +301,15 @@ def test_a_stage_script_run_directly_rejects_bad_params_in_one_line(
     )  # fmt: skip
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1, result.stderr
-    assert result.stderr.startswith("error: training/params.yaml: ")
+    assert result.stderr.startswith("error: training/")
     assert message in result.stderr
 
 
 def test_an_experiment_with_a_set_param_is_listed_by_exp_show(repo: Path) -> None:
     result = run(
-        "dvc", "exp", "run", "-S", "train.C=0.25", "--name", "lower-c", cwd=repo / "training"
-    )
+        "dvc", "exp", "run", "-S", "train.logistic_regression.C=0.25", "--name", "lower-c",
+        cwd=repo / "training",
+    )  # fmt: skip
     assert "Ran experiment(s): lower-c" in result.stdout
     shown = json.loads(run("dvc", "exp", "show", "--json", cwd=repo).stdout)
     experiments = [
@@ -254,5 +321,24 @@ def test_an_experiment_with_a_set_param_is_listed_by_exp_show(repo: Path) -> Non
     ]
     assert len(experiments) == 1
     exp = experiments[0]
-    assert exp["params"]["training/params.yaml"]["data"]["train"]["C"] == 0.25
+    assert (
+        exp["params"]["training/params.yaml"]["data"]["train"]["logistic_regression"]["C"] == 0.25
+    )
     assert 0 < exp["metrics"]["training/metrics.json"]["data"]["roc_auc"] <= 1
+
+
+@pytest.mark.parametrize("estimator", ["random_forest", "hist_gradient_boosting"])
+def test_an_experiment_switches_the_estimator_with_one_set_param(
+    repo: Path, estimator: str
+) -> None:
+    result = run("dvc", "exp", "run", "-S", f"train.estimator={estimator}", cwd=repo / "training")
+    assert "Ran experiment(s):" in result.stdout
+    assert stages_run(result) == ["train", "evaluate"]
+    card = json.loads((repo / "training/model/metadata.json").read_text())
+    assert card["estimator"] == estimator
+    assert card["params"]["random_state"] == 42
+    lock = yaml.safe_load((repo / "training/dvc.lock").read_text())
+    tracked = lock["stages"]["train"]["params"]["training/params.yaml"]
+    assert tracked["train.estimator"] == estimator and f"train.{estimator}" in tracked
+    metrics = json.loads((repo / "training/metrics.json").read_text())
+    assert metrics.keys() == {"accuracy", "precision", "recall", "f1", "roc_auc"}

@@ -65,9 +65,9 @@ def registry(
     run("gto", "assign", ARTIFACT, "--version", "v0.0.1", "--stage", "dev", cwd=repo)
     v1 = snapshot(repo)
 
-    set_param(repo, "train.C", 0.1)
+    set_param(repo, "train.logistic_regression.C", 0.1)
     repro(repo)
-    run("git", "commit", "-q", "-am", "train: C=0.1", cwd=repo)
+    run("git", "commit", "-q", "-am", "train: logistic_regression.C=0.1", cwd=repo)
     run("dvc", "push", cwd=repo)
     run("gto", "register", ARTIFACT, cwd=repo)
     run("gto", "assign", ARTIFACT, "--version", "v0.0.2", "--stage", "dev", cwd=repo)

@@ -29,7 +29,7 @@ def base_clone(
 def changed(base_clone: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A copy trained with another C, and the report it writes against HEAD."""
     repo = copy_repo(base_clone, tmp_path_factory.mktemp("changed") / "repo")
-    set_param(repo, "train.C", 0.05)
+    set_param(repo, "train.logistic_regression.C", 0.05)
     repro(repo)
     run("python", "-m", "training.report", "--base", "HEAD", "--out", "out/report", cwd=repo)
     return repo, (repo / "out/report/report.md").read_text()
@@ -48,7 +48,35 @@ def test_the_report_has_the_params_diff_table(changed: tuple[Path, str]) -> None
     _, report = changed
     assert "| Path" in report and "| Param" in report
     rows = table_rows(report, "training/params.yaml")
-    assert rows == [["training/params.yaml", "train.C", "1.0", "0.05"]]
+    assert rows == [["training/params.yaml", "train.logistic_regression.C", "1.0", "0.05"]]
+
+
+def test_the_report_says_which_estimator_and_data_ran(changed: tuple[Path, str]) -> None:
+    _, report = changed
+    model = report.split("### Model", 1)[1].split("###", 1)[0]
+    assert table_rows(model, "estimator") == [
+        ["estimator", "`logistic_regression`", "`logistic_regression`"]
+    ]
+    assert table_rows(model, "data") == [
+        ["data", "`training/data/breast_cancer.csv`", "`training/data/breast_cancer.csv`"]
+    ]
+    assert table_rows(model, "classes") == [
+        ["classes", "`benign, malignant`", "`benign, malignant`"]
+    ]
+
+
+def test_a_report_on_another_estimator_names_both(base_clone: Path, tmp_path: Path) -> None:
+    repo = copy_repo(base_clone, tmp_path / "repo")
+    set_param(repo, "train.estimator", "random_forest")
+    repro(repo)
+    run("python", "-m", "training.report", "--base", "HEAD", "--out", "out/report", cwd=repo)
+    report = (repo / "out/report/report.md").read_text()
+    assert table_rows(report, "estimator") == [
+        ["estimator", "`logistic_regression`", "`random_forest`"]
+    ]
+    params_rows = {row[1]: row[2:] for row in table_rows(report, "training/params.yaml")}
+    assert params_rows["train.estimator"] == ["logistic_regression", "random_forest"]
+    assert len(table_rows(report, "training/metrics.json")) == 5
 
 
 def test_the_report_has_the_metrics_diff_table(changed: tuple[Path, str]) -> None:

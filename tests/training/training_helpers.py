@@ -20,7 +20,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = "diagnosis-classifier"
-STAGE_LINE = re.compile(r"Running stage 'training/dvc\.yaml:(\w+)'")
+STAGE_LINE = re.compile(r"Running stage '(?:(?:training/)?dvc\.yaml:)?(\w+)'")
 
 
 def tool_env() -> dict[str, str]:
@@ -87,12 +87,16 @@ def make_origin(tmp: Path) -> Path:
     return origin
 
 
-def clone(origin: Path, dest: Path, remote: Path) -> Path:
-    """A working clone of origin whose default DVC remote is the directory ``remote``."""
+def clone(origin: Path, dest: Path, remote: Path, *, restore: bool = True) -> Path:
+    """A working clone of origin whose default DVC remote is the directory ``remote``; with
+    RESTORE, the bundled raw data written back (``make training-data``), as a fresh clone whose
+    remote does not hold it needs."""
     run("git", "clone", "-q", origin, dest, cwd=dest.parent)
     configure_identity(dest)
     remote.mkdir(parents=True, exist_ok=True)
     run("dvc", "remote", "add", "--local", "--default", "local", remote, cwd=dest)
+    if restore:
+        run("python", "-m", "training.bundled", "restore", cwd=dest)
     return dest
 
 

@@ -49,17 +49,19 @@ def pr_sandbox(new_sandbox: Callable[[str], Sandbox]) -> Sandbox:
 
 
 def with_dvc_remote(sandbox: Sandbox) -> str:
-    """Give SANDBOX a local DVC remote that holds the pipeline's outputs at HEAD (dvc repro,
-    dvc push: what a developer does before merging); return its DVC_CONFIG."""
+    """Give SANDBOX a local DVC remote that holds the raw data and the pipeline's outputs at HEAD
+    (dvc repro, dvc push: what a developer does before merging); return its DVC_CONFIG."""
     remote = sandbox.root / "dvc-remote"
     remote.mkdir()
     config = DVC_CONFIG.format(url=remote)
     local = sandbox.work / ".dvc" / "config.local"
     local.write_text(config)
-    for command in (["dvc", "repro", "-q"], ["dvc", "push", "-q"]):
-        subprocess.run(
-            [*command, "training/dvc.yaml"], cwd=sandbox.work, env=tool_env(), check=True
-        )
+    for command in (
+        ["python", "-m", "training.bundled", "restore"],  # the raw data (make training-data)
+        ["dvc", "repro", "-q", "training/dvc.yaml"],
+        ["dvc", "push", "-q"],  # the raw data and the pipeline's outputs
+    ):
+        subprocess.run(command, cwd=sandbox.work, env=tool_env(), check=True)
     local.unlink()
     assert git(sandbox.work, "status", "--porcelain") == "", "dvc repro changed tracked files"
     return config

@@ -207,7 +207,9 @@ def test_training_report_keeps_the_report_and_its_plots_as_the_runs_artifact(
     artifact = sandbox.artifacts / "training-report"
     assert all((artifact / png).read_bytes().startswith(b"\x89PNG") for png in pngs)
     report = (artifact / "report.md").read_text()
-    assert re.search(r"\| training/params\.yaml +\| train\.C +\| 1\.0 +\| 0\.05 +\|", report)
+    assert re.search(
+        r"\| training/params\.yaml +\| train\.logistic_regression\.C +\| 1\.0 +\| 0\.05 +\|", report
+    )
     run_url = "https://github.com/acme/modelops/actions/runs/"
     assert f"in the artifact `training-report` of [this workflow run]({run_url}" in report
     assert IMAGE_LINK.findall(report) == []
