@@ -23,7 +23,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from serving.compiled import Matrix
+from modelcard.runtime import Matrix
 from serving.model import Model
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"

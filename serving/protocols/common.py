@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from serving.compiled import Matrix
+from modelcard.runtime import Matrix
 from serving.errors import ApiError, invalid
 
 NUMBER_TYPES = frozenset({int, float})

@@ -33,7 +33,7 @@ import msgspec
 import numpy as np
 from msgspec.structs import astuple
 
-from serving.compiled import Matrix
+from modelcard.runtime import Matrix
 from serving.errors import ApiError, invalid
 from serving.model import Model
 from serving.protocols.common import (

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.compiled import Matrix
+from modelcard.runtime import Matrix
 from serving.errors import ApiError, invalid
 from serving.model import Model
 from serving.protocols.common import NUMBER_TYPES, bad_value, check_rows, finite, parse_json

@@ -1,8 +1,9 @@
 """A model registry to build the image from: a git repo with a registered, staged model.
 
 Builds a tiny model per docs/contracts.md (StandardScaler + LogisticRegression on scikit-learn's
-breast-cancer data, ``training/model/{model.pkl,metadata.json}``), declares it in
-``training/dvc.yaml`` as the GTO artifact ``diagnosis-classifier`` with the files as stage outs,
+breast-cancer data, written by training's own export: ``training/model/`` holds the card, the
+ONNX graph and the verification sample), declares it in ``training/dvc.yaml`` as the GTO artifact
+``diagnosis-classifier`` with the directory as a stage out,
 pushes them to a local DVC remote, registers ``v1.0.0``, assigns ``staging``, registers a
 ``v1.1.0`` whose model card does not match its model file, and leaves a bare clone: what the
 image build fetches from, the way CI would fetch from the real origin.
@@ -10,37 +11,34 @@ image build fetches from, the way CI would fetch from the real origin.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import joblib  # type: ignore[import-untyped]  # no stubs
-import numpy
 import pandas as pd
-import sklearn
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+import modelcard
+from training.export import served_files
+
 NAME = "diagnosis-classifier"
 VERSION = "v1.0.0"
 STAGE = "staging"
-TAMPERED_VERSION = "v1.1.0"  # registered, but its metadata.json does not match its model.pkl
+TAMPERED_VERSION = "v1.1.0"  # registered, but its metadata.json does not match its model file
 
 DVC_YAML = """\
 stages:
   train:
     cmd: 'false'  # the test writes the model; dvc only records it (dvc commit)
     outs:
-      - model/model.pkl
-      - model/metadata.json
+      - model
 artifacts:
   diagnosis-classifier:
     path: model
@@ -76,43 +74,31 @@ def _snake(name: str) -> str:
 
 
 def write_model(model_dir: Path, c: float = 1.0) -> tuple[str, pd.DataFrame, pd.Series]:
-    """Fit and write model.pkl + metadata.json; return the sha256, features and labels."""
+    """Fit and write the artifact with training's export; return its sha256, features, labels."""
     bunch = load_breast_cancer(as_frame=True)
     features = bunch.data.rename(columns=_snake).astype("float64")
     labels = bunch.target.map(dict(enumerate(bunch.target_names))).astype(str)
     classify = LogisticRegression(C=c, max_iter=1000)
     model = Pipeline([("scale", StandardScaler()), ("classify", classify)])
     model.fit(features, labels)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, model_dir / "model.pkl")
-    sha256 = hashlib.sha256((model_dir / "model.pkl").read_bytes()).hexdigest()
+    rows = features.to_numpy()
+    classes = [str(c) for c in model.classes_]
+    served = served_files(model, classes, rows, rows, model_dir, allow_scikit_learn=False)
     accuracy = float((model.predict(features) == labels).mean())
     card = {
-        "schema_version": 1,
+        "schema_version": modelcard.SCHEMA_VERSION,
         "name": NAME,
-        "model_file": "model.pkl",
-        "model_sha256": sha256,
+        **served,
         "features": [{"name": c, "dtype": "float64"} for c in features.columns],
         "target": "diagnosis",
-        "classes": [str(c) for c in model.classes_],
+        "classes": classes,
         "positive_class": "malignant",
-        "metrics": {
-            "accuracy": accuracy,
-            "precision": 0.0,
-            "recall": 0.0,
-            "f1": 0.0,
-            "roc_auc": 0.0,
-        },
+        "metrics": {"accuracy": accuracy},
         "params": {"C": c, "max_iter": 1000},
         "data": {"sha256": "0" * 64, "train_rows": len(features), "test_rows": 0},
-        "libraries": {
-            "python": platform.python_version(),
-            "scikit-learn": sklearn.__version__,
-            "numpy": numpy.__version__,
-        },
     }
-    (model_dir / "metadata.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
-    return sha256, features, labels
+    modelcard.write_card(model_dir, card)
+    return str(served["model_sha256"]), features, labels
 
 
 def make_registry(root: Path) -> Registry:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
             "diagnosis-classifier#staging#7",
             "error: GTO ref diagnosis-classifier#staging#7 resolves to no registered version",
         ),
-        ("diagnosis-classifier@v1.1.0", "error: sha256 mismatch for model.pkl: metadata.json"),
+        ("diagnosis-classifier@v1.1.0", "error: /model/model.onnx: sha256 mismatch: the file has"),
     ],
     ids=["unassigned-stage", "no-such-assignment", "tampered-model"],
 )

@@ -70,11 +70,28 @@ def test_the_shipped_model_is_the_registered_one(built_image: BuiltImage) -> Non
         built_image,
         "import hashlib, json, os; d = '/app/model'; "
         "print(json.dumps({'files': sorted(os.listdir(d)), "
-        "'sha256': hashlib.sha256(open(d + '/model.pkl', 'rb').read()).hexdigest()}))",
+        "'sha256': hashlib.sha256(open(d + '/model.onnx', 'rb').read()).hexdigest()}))",
     )
     assert json.loads(out) == {
-        "files": ["metadata.json", "model.pkl"],
+        "files": ["metadata.json", "model.onnx", "verification.json"],
         "sha256": built_image.registry.sha256,
+    }
+
+
+def test_the_runtime_ships_no_scikit_learn_scipy_or_unpickler_for_an_onnx_model(
+    built_image: BuiltImage,
+) -> None:
+    out = in_image(
+        built_image,
+        "import importlib.util, json; "
+        "print(json.dumps({m: importlib.util.find_spec(m) is not None "
+        "for m in ('sklearn', 'scipy', 'joblib', 'onnxruntime')}))",
+    )
+    assert json.loads(out) == {
+        "sklearn": False,
+        "scipy": False,
+        "joblib": False,
+        "onnxruntime": True,
     }
 
 
@@ -115,8 +132,10 @@ def test_no_dvc_git_pip_or_compilers_in_the_final_image(built_image: BuiltImage)
         f"import json, shutil; print(json.dumps([t for t in {tools!r} if shutil.which(t)]))",
     )
     assert json.loads(out) == []
-    out = in_image(built_image, "import os; print(os.path.exists('/build'), os.listdir('/app'))")
-    assert out.strip() == "False ['model', 'serving']"
+    out = in_image(
+        built_image, "import os; print(os.path.exists('/build'), sorted(os.listdir('/app')))"
+    )
+    assert out.strip() == "False ['model', 'modelcard', 'serving']"
 
 
 def leaked(image: str, archive: Path) -> set[bytes]:
