@@ -22,7 +22,9 @@ _spec.loader.exec_module(ci_tiers)
     [
         (["docs/serving.md", "README.md"], False, False),
         (["tests/test_environments.py"], False, False),
-        (["training/train.py"], True, False),
+        (["training/train.py"], True, True),
+        (["tests/training/test_training_units.py"], True, False),
+        (["tests/training/test_training_second_dataset.py"], True, True),
         (["serving/app.py"], False, True),
         (["charts/model/values.yaml"], True, True),
         (["docs/training.md", "bench/run.py"], False, True),
