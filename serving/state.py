@@ -31,9 +31,10 @@ class ServerState:
 
     def require_model(self, name: str, version: str | None = None) -> Model:
         """The model called ``name`` (and ``version``, when given), ready to predict: else a 404
-        naming the served one, or a 503 while it is not loaded."""
+        naming the served one, or a 503 while it is not loaded (a model whose name comes from
+        its metadata has none until then: any name waits for it)."""
         model = self.model
-        if name != model.name:
+        if name != model.name and (model.ready or model.name):
             raise ApiError(404, f"unknown model {name!r}; this server serves {model.name!r}")
         if version is not None and version != model.provenance.version:
             raise ApiError(

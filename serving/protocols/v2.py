@@ -2,7 +2,7 @@
 
 Health (``/v2/health/live``, ``/v2/health/ready``), server metadata (``/v2``, ``/v2/``), model
 metadata and readiness, and inference, each with and without ``/versions/<version>``. The
-protocol's own document (vendored in tests/fixtures/oip/, walked by
+protocol's own document (vendored in tests/serving/fixtures/oip/, walked by
 tests/serving/test_serving_conformance.py) says what each answers.
 
 Inputs: one ``[N, F]`` tensor with the features in model order, or one ``[N]`` tensor per feature
