@@ -168,16 +168,12 @@ def release(box: Sandbox, cluster: Cluster, version: str, commit: str) -> None:
         cluster.sync(env)
 
 
-def retrain(box: Sandbox, assignment: str) -> tuple[str, str]:
-    """An experiment merged into main: PARAM=VALUE set, the pipeline re-run and pushed, the new
-    model registered. Its version and the commit it was registered at."""
-    key, _, value = assignment.partition("=")
-    print(f"\n== experiment: {key}={value}, dvc repro, merged into main, registered")
-    box.git("switch", "-q", "-C", f"experiment/{key.replace('.', '-')}", "origin/main")
-    params = box.repo / PARAMS
-    lines = params.read_text().splitlines(keepends=True)
+def set_param(text: str, key: str, value: str) -> str | None:
+    """params.yaml TEXT with the scalar at the dotted KEY (``train.logistic_regression.C``) set to
+    VALUE, its comment and the layout kept; None unless exactly one line holds that key."""
+    lines = text.splitlines(keepends=True)
     path: list[tuple[int, str]] = []  # (indent, key) of the mappings the line is inside
-    changed = 0
+    found = []
     for index, line in enumerate(lines):
         match = re.match(r"(\s*)([A-Za-z_][\w-]*)(:\s*)(\S*)(.*)", line, re.S)
         if match is None:
@@ -185,12 +181,23 @@ def retrain(box: Sandbox, assignment: str) -> tuple[str, str]:
         while path and path[-1][0] >= len(match[1]):
             path.pop()
         path.append((len(match[1]), match[2]))
-        if ".".join(k for _, k in path) == key and match[4]:
-            lines[index] = f"{match[1]}{match[2]}{match[3]}{value}{match[5]}"  # comment kept
-            changed += 1
-    if changed != 1:
+        if ".".join(k for _, k in path) == key and match[4] and not match[4].startswith("#"):
+            lines[index] = f"{match[1]}{match[2]}{match[3]}{value}{match[5]}"
+            found.append(index)
+    return "".join(lines) if len(found) == 1 else None
+
+
+def retrain(box: Sandbox, assignment: str) -> tuple[str, str]:
+    """An experiment merged into main: PARAM=VALUE set, the pipeline re-run and pushed, the new
+    model registered. Its version and the commit it was registered at."""
+    key, _, value = assignment.partition("=")
+    print(f"\n== experiment: {key}={value}, dvc repro, merged into main, registered")
+    box.git("switch", "-q", "-C", f"experiment/{key.replace('.', '-')}", "origin/main")
+    params = box.repo / PARAMS
+    changed = set_param(params.read_text(), key, value)
+    if changed is None:
         raise ToolError(f"--retrain {assignment}: {PARAMS} has no key {key}")
-    params.write_text("".join(lines))
+    params.write_text(changed)
     box.run("dvc", "repro", "training/dvc.yaml")
     box.run("dvc", "push", "training/dvc.yaml")
     box.git("add", "training")
