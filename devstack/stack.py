@@ -6,7 +6,8 @@ private run directory (socket, Nginx prefix, metrics, logs) and a free loopback 
 otherwise; it starts uWSGI with ``serving/config/uwsgi.ini`` and Nginx with
 ``serving/config/nginx-start.sh``, waits for ``/v2/health/ready`` through Nginx
 (``serving.readiness``), and stops both by PID: SIGTERM to the uWSGI master (its graceful
-shutdown) and SIGQUIT to Nginx (its graceful stop).
+shutdown) and SIGQUIT to Nginx (its graceful stop). ``Stack.drain`` stops them instead as the
+pod does (charts/model): both preStop hooks at once, then each container's SIGTERM.
 
     python -m devstack.stack --model-dir training/model --port 8080     # foreground, Ctrl-C stops
 """
@@ -23,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PACKAGE_ROOT / "serving" / "config"
 UWSGI_INI = CONFIG_DIR / "uwsgi.ini"
 NGINX_START = CONFIG_DIR / "nginx-start.sh"
+UWSGI_PRESTOP = CONFIG_DIR / "uwsgi-prestop.sh"
 READY_PATH = "/v2/health/ready"
 PR_SET_PDEATHSIG = 1
 
@@ -204,6 +207,42 @@ class Stack:
         for process, signum in ((self.nginx, signal.SIGQUIT), (self.uwsgi, signal.SIGTERM)):
             if process is not None and process.poll() is None:
                 process.send_signal(signum)
+
+    def drain(self, stop_delay: float = 0, timeout: float = 60.0) -> dict[str, int | None]:
+        """Stop as the kubelet stops the pod (charts/model's deployment): run both containers'
+        preStop hooks at once, ``nginx-start.sh stop`` (with ``NGINX_STOP_DELAY=stop_delay``) and
+        ``uwsgi-prestop.sh``, send each container's process SIGTERM when its own hook returns,
+        and wait for both processes. Returns their exit codes; what still runs after
+        ``timeout`` seconds is killed (the grace period), its code then negative."""
+        assert self.uwsgi is not None and self.nginx is not None
+        env = {**self._environment(), "NGINX_STOP_DELAY": str(stop_delay)}
+        hooks = {
+            "nginx": (["sh", str(NGINX_START), "stop"], self.nginx),
+            "uwsgi": (["sh", str(UWSGI_PRESTOP)], self.uwsgi),
+        }
+
+        def container_stop(command: list[str], process: subprocess.Popen[bytes]) -> None:
+            subprocess.run(command, env=env, check=False, timeout=timeout)
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+        threads = [
+            threading.Thread(target=container_stop, args=hook, daemon=True)
+            for hook in hooks.values()
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + timeout
+        codes: dict[str, int | None] = {}
+        for name, (_, process) in hooks.items():
+            try:
+                codes[name] = process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes[name] = process.wait()
+        for thread in threads:
+            thread.join(max(0.1, deadline - time.monotonic()))
+        return codes
 
     def stop(self, timeout: float = 30.0) -> dict[str, int | None]:
         """Stop gracefully; kill what is still running after ``timeout``. Returns exit codes."""

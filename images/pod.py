@@ -7,9 +7,10 @@ overlay is deployed the GitOps way in a temporary copy of kustomize/ (its ``imag
 at IMAGE and at the Nginx image, its provenance patch at the model the image's labels name, as a
 promotion pull request would) and rendered with ``kubectl kustomize``. Then only what podman on the
 host network needs is adapted (``for_podman``): no ``ports:`` (podman refuses port mappings
-there), Nginx on 127.0.0.1:PORT (NGINX_LISTEN and the probes), no namespace, object names with a
-suffix so that parallel runs do not collide. Deployment and ConfigMaps are played; the rest of
-the overlay (Service, HPA, PDB, NetworkPolicy, ServiceAccount) has no meaning to podman.
+there), Nginx on 127.0.0.1:PORT (NGINX_LISTEN and its httpGet probes), no namespace, object
+names with a suffix so that parallel runs do not collide. Deployment and ConfigMaps are played;
+the rest of the overlay (Service, HPA, PDB, NetworkPolicy, ServiceAccount) has no meaning to
+podman.
 
     python images/pod.py render --image IMAGE [--env ENV] [--port N]   # the YAML, on stdout
     python images/pod.py demo --image IMAGE [--env ENV]   # play, probe, predict, print, remove
@@ -188,7 +189,7 @@ def for_podman(docs: Docs, suffix: str, port: int) -> Docs:
             if variable["name"] == "NGINX_LISTEN":
                 variable["value"] = f"127.0.0.1:{port}"
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            if probe in container:
+            if "httpGet" in container.get(probe, {}):  # Nginx's; the app's are exec probes
                 container[probe]["httpGet"]["port"] = port
     return kept
 

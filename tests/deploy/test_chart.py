@@ -13,7 +13,7 @@ from .conftest import CHART, ROOT, Docs, containers, documents, find, run
 
 SERVING_CONFIG = ROOT / "serving" / "config"
 CONFIG_FILES = {
-    "model-uwsgi": ["uwsgi.ini"],
+    "model-uwsgi": ["uwsgi.ini", "uwsgi-prestop.sh"],
     "model-nginx": ["nginx.conf.template", "nginx-start.sh"],
 }
 
@@ -63,7 +63,7 @@ def test_it_sets_replicas_and_drops_the_hpa_when_autoscaling_is_disabled(
 
 
 def test_it_links_the_config_files_to_serving_instead_of_copying_them() -> None:
-    for name in ["uwsgi.ini", "nginx.conf.template", "nginx-start.sh"]:
+    for name in ["uwsgi.ini", "uwsgi-prestop.sh", "nginx.conf.template", "nginx-start.sh"]:
         link = CHART / "files" / name
         assert link.is_symlink(), f"{link} must be a symlink to serving/config/{name}"
         assert link.resolve() == (SERVING_CONFIG / name).resolve()
@@ -231,27 +231,48 @@ def test_it_mounts_the_config_where_the_container_contract_says(default_docs: Do
     ]
 
 
-def test_it_probes_readiness_and_liveness_on_different_paths_through_nginx(
-    default_docs: Docs,
-) -> None:
-    nginx = containers(default_docs)["nginx"]
-    assert nginx["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
-    assert nginx["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
-    assert nginx["startupProbe"]["httpGet"]["port"] == "http"
+def test_each_container_has_its_own_liveness_and_readiness_probes(default_docs: Docs) -> None:
+    """The app's probes go to the app (serving.probe over the uWSGI socket, exec), Nginx's to
+    Nginx alone (paths it answers itself): a hung app restarts the app container, not Nginx."""
+    app, nginx = containers(default_docs)["app"], containers(default_docs)["nginx"]
+
+    def probe_command(path: str) -> list[str]:
+        return ["python", "-m", "serving.probe", "--timeout", "4", path]
+
+    assert app["readinessProbe"]["exec"]["command"] == probe_command("/v2/health/ready")
+    assert app["livenessProbe"]["exec"]["command"] == probe_command("/v2/health/live")
+    assert app["startupProbe"]["exec"]["command"] == probe_command("/v2/health/live")
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert app[probe]["timeoutSeconds"] == 5, probe
+    assert nginx["readinessProbe"]["httpGet"] == {"path": "/nginx/health/ready", "port": "http"}
+    assert nginx["livenessProbe"]["httpGet"] == {"path": "/nginx/health/live", "port": "http"}
+    assert "startupProbe" not in nginx
+    template = (SERVING_CONFIG / "nginx.conf.template").read_text()
+    assert "location = /nginx/health/ready {" in template
+    assert "location = /nginx/health/live {" in template
     assert nginx["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
 
 
-def test_it_drains_in_flight_requests_before_the_pod_stops(default_docs: Docs) -> None:
+def test_it_stops_nginx_first_and_uwsgi_once_nginx_has_stopped(default_docs: Docs) -> None:
+    """The stop tests/serving/test_serving_lifecycle.py plays (devstack's Stack.drain): Nginx
+    drains for its delay then stops gracefully; the app's hook waits for that, at most long
+    enough for the delay plus a request harakiri ends; the grace period covers it."""
     pod = find(default_docs, "Deployment")["spec"]["template"]["spec"]
     app, nginx = containers(default_docs)["app"], containers(default_docs)["nginx"]
-    delay = app["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert nginx["lifecycle"]["preStop"]["exec"]["command"][-1] == "stop"
+    assert nginx["lifecycle"]["preStop"]["exec"]["command"] == [
+        "sh", "/etc/modelops/nginx/nginx-start.sh", "stop"
+    ]  # fmt: skip
+    assert app["lifecycle"]["preStop"]["exec"]["command"] == [
+        "sh", "/etc/modelops/uwsgi/uwsgi-prestop.sh"
+    ]  # fmt: skip
     nginx_env = {e["name"]: e["value"] for e in nginx["env"]}
-    assert int(nginx_env["NGINX_STOP_DELAY"]) == delay > 0
+    app_env = {e["name"]: e["value"] for e in app["env"]}
+    delay, wait = int(nginx_env["NGINX_STOP_DELAY"]), int(app_env["MODELOPS_PRESTOP_WAIT"])
+    assert app_env["MODELOPS_SOCKET"] == nginx_env["MODELOPS_SOCKET"]
     found = re.search(r"^harakiri = (\d+)", (SERVING_CONFIG / "uwsgi.ini").read_text(), re.M)
     assert found, "uwsgi.ini sets no harakiri"
     harakiri = int(found.group(1))
-    assert pod["terminationGracePeriodSeconds"] > delay + harakiri
+    assert delay > 0 and delay + harakiri <= wait < pod["terminationGracePeriodSeconds"]
 
 
 def test_it_gives_both_containers_requests_and_limits_with_ephemeral_storage(

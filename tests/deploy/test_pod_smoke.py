@@ -12,9 +12,12 @@ the app, and both probe paths answer.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +25,8 @@ from dataclasses import dataclass
 import pytest
 from image.podman_cli import pod_runner, podman, podman_env, require_kubectl
 from image.registry_fixture import Registry, make_registry
+
+from serving import readiness
 
 from .conftest import ROOT, containers
 
@@ -114,3 +119,65 @@ def test_both_containers_run_non_root_on_a_read_only_root_filesystem(pod: Pod) -
         assert info["HostConfig"]["ReadonlyRootfs"] is True, container
         assert info["Config"]["User"].split(":")[0] == "10001", container
         assert info["State"]["Running"] is True, container
+
+
+def _started(container: str) -> tuple[str, int]:
+    """When the container last started, and how often podman restarted it."""
+    info = json.loads(podman("inspect", container).stdout)[0]
+    return info["State"]["StartedAt"], info.get("RestartCount", 0)
+
+
+def test_a_hung_app_fails_its_own_probes_while_nginx_passes_its_own(pod: Pod) -> None:
+    """Last in this module: it restarts the app container.
+
+    Every process of the app container is stopped (SIGSTOP from the host): the app hangs with its
+    socket open. The app's probes are run as the kubelet runs exec probes, the rendered command
+    inside the container (podman exec); Nginx's as the kubelet runs httpGet probes, a GET from
+    outside on the rendered path and port. The app's fail, Nginx's pass. Then podman's own health
+    check, which podman 4.3 made from the app's livenessProbe when it played the pod (it ignores
+    readiness probes, and runs checks only when asked without systemd), fails as often as the
+    probe's failureThreshold, and podman restarts the app container (its on-failure action), not
+    Nginx; the app comes back ready."""
+    played = containers(pod.played)
+    app, nginx = played["app"], played["nginx"]
+    app_name, nginx_name = f"{pod.name}-app", f"{pod.name}-nginx"
+
+    def exec_probe(probe: str) -> subprocess.CompletedProcess[str]:
+        return podman("exec", app_name, *app[probe]["exec"]["command"], check=False, timeout=60)
+
+    def http_probe(probe: str) -> int:
+        get = nginx[probe]["httpGet"]
+        return int(POD.call(f"http://127.0.0.1:{get['port']}{get['path']}")[0])
+
+    health = json.loads(podman("inspect", app_name).stdout)[0]["Config"]["Healthcheck"]
+    assert "serving.probe" in " ".join(health["Test"]), health
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        done = exec_probe(probe)
+        assert done.returncode == 0, (probe, done.stderr)
+    assert [http_probe("readinessProbe"), http_probe("livenessProbe")] == [200, 200]
+    assert podman("healthcheck", "run", app_name, check=False).returncode == 0
+    nginx_before, app_before = _started(nginx_name), _started(app_name)
+
+    host_pids = [int(pid) for pid in podman("top", app_name, "hpid").stdout.split()[1:]]
+    assert host_pids, "the app container runs processes"
+    for pid in host_pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for probe in ("readinessProbe", "livenessProbe"):
+            done = exec_probe(probe)
+            assert done.returncode == 1, (probe, done.stdout, done.stderr)
+            assert "no answer within 4 s" in done.stderr, done.stderr
+        assert [http_probe("readinessProbe"), http_probe("livenessProbe")] == [200, 200]
+        answers = [
+            podman("healthcheck", "run", app_name, check=False, timeout=120)
+            for _ in range(app["livenessProbe"]["failureThreshold"])
+        ]
+        assert [a.returncode for a in answers] == [1] * len(answers), answers
+    finally:
+        for pid in host_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    readiness.wait_ready(f"{pod.base}/v2/health/ready", 120, "the restarted app container")
+    assert _started(app_name) != app_before, "podman restarted the app container"
+    assert _started(nginx_name) == nginx_before, "and left Nginx alone"
+    assert exec_probe("readinessProbe").returncode == 0

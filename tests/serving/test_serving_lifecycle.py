@@ -16,9 +16,11 @@ import pytest
 import requests
 from conftest import HERE, PROVENANCE, need_nginx, start_stack, wait_until_loading
 from serving_testkit import (
+    HANG_SENTINEL,
     LOAD_SECONDS,
     SLOW_SECONDS,
     SLOW_SENTINEL,
+    HangingModel,
     SlowLoadingModel,
     SlowModel,
     TinyModel,
@@ -30,31 +32,42 @@ from serving.readiness import NotReadyError
 
 pytestmark = pytest.mark.e2e
 GRACE_SECONDS = 15.0
+# Nginx's stop delay in these tests (the chart's is nginx.stopDelaySeconds, 5 s)
+STOP_DELAY = 1.0
 
 
 class Load:
-    """Threads posting one-row predictions in a loop, recording each outcome."""
+    """Threads posting one-row predictions in a loop over keep-alive sessions, recording each
+    outcome: (start time, status or exception name, the answer's Connection header).
+
+    ``remove_endpoint()`` plays the Service dropping a terminating pod: the threads start no
+    new request (a request under way goes on); in a cluster they would go to another pod."""
 
     def __init__(self, url: str, body: dict[str, Any], threads: int = 4) -> None:
         self.url, self.body = url, body
-        self.results: list[tuple[float, int | str]] = []
+        self.results: list[tuple[float, int | str, str]] = []
         self._stop = threading.Event()
+        self._removed = threading.Event()
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
         self._lock = threading.Lock()
 
     def _run(self) -> None:
         with requests.Session() as session:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not self._removed.is_set():
                 started = time.monotonic()
+                connection = ""
                 try:
-                    outcome: int | str = session.post(
-                        self.url + "/predict", json=self.body, timeout=10
-                    ).status_code
+                    response = session.post(self.url + "/predict", json=self.body, timeout=10)
+                    outcome: int | str = response.status_code
+                    connection = response.headers.get("Connection", "")
                 except requests.RequestException as exc:
                     outcome = type(exc).__name__
                     session.close()
                 with self._lock:
-                    self.results.append((started, outcome))
+                    self.results.append((started, outcome, connection))
+
+    def remove_endpoint(self) -> None:
+        self._removed.set()
 
     def __enter__(self) -> Load:
         for thread in self._threads:
@@ -101,7 +114,7 @@ def test_a_killed_worker_is_respawned_and_requests_keep_succeeding(
             time.sleep(0.1)
         time.sleep(1.0)
     assert before[0] not in after and len(after) == 2, "the master respawns the worker"
-    outcomes = [outcome for _, outcome in load.results]
+    outcomes = [outcome for _, outcome, _ in load.results]
     failures = [outcome for outcome in outcomes if outcome != 200]
     assert outcomes.count(200) > 50
     assert len(failures) <= 1, f"only the request in flight may fail: {failures}"
@@ -128,14 +141,22 @@ def test_workers_recycle_under_load_without_failing_a_request(tiny_model: TinyMo
         log = stack.uwsgi_log.read_text()
         assert log.count("is done. Seeya!") >= 3, "workers recycle after max-requests"
         assert not set(first) & set(wait_for_workers(stack, 2)), "both workers were replaced"
-        outcomes = [outcome for _, outcome in load.results]
+        outcomes = [outcome for _, outcome, _ in load.results]
         assert len(outcomes) > 400 and set(outcomes) == {200}, set(outcomes)
     finally:
         stack.stop()
         stack.cleanup()
 
 
-def test_sigterm_under_load_drains_in_flight_requests(tmp_path: Path) -> None:
+def test_a_pod_stop_under_load_fails_no_request(tmp_path: Path) -> None:
+    """The pod's stop, played as the kubelet plays it (Stack.drain: both preStop hooks of
+    charts/model at once, then each container's SIGTERM), under load on keep-alive connections
+    and with a slow request in flight: every request gets its answer.
+
+    While Nginx's stop delay runs, every answer says "Connection: close", so each client leaves
+    its connection after its answer; the Service then drops the pod (``remove_endpoint``, half
+    way through the delay); Nginx stops gracefully and waits for the slow request; uWSGI gets
+    its SIGTERM only after Nginx has exited."""
     slow = build_model(tmp_path / "slow", estimator=SlowModel())
     stack = start_stack(slow.directory)
     try:
@@ -150,27 +171,91 @@ def test_sigterm_under_load_drains_in_flight_requests(tmp_path: Path) -> None:
             slow_result["status"] = response.status_code
             slow_result["body"] = response.json()
 
-        with Load(stack.url, {"instances": [slow.record(1)]}, threads=2) as load:
-            worker = threading.Thread(target=slow_request)
+        worker = threading.Thread(target=slow_request)
+        with Load(stack.url, {"instances": [slow.record(1)]}, threads=4) as load:
+            time.sleep(1.0)
             worker.start()
-            time.sleep(0.5)  # the slow request is now inside a worker
+            time.sleep(0.3)  # the slow request is inside a worker, and outlasts the stop delay
             signalled = time.monotonic()
-            stack.signal_stop()  # SIGTERM to the uWSGI master, SIGQUIT to Nginx (the pod's stop)
-            assert stack.uwsgi is not None and stack.nginx is not None
-            uwsgi_code = stack.uwsgi.wait(GRACE_SECONDS)
-            nginx_code = stack.nginx.wait(GRACE_SECONDS)
-            stopped = time.monotonic() - signalled
+            removal = threading.Timer(STOP_DELAY / 2, load.remove_endpoint)
+            removal.start()
+            codes = stack.drain(STOP_DELAY, timeout=GRACE_SECONDS)
+            removal.join()
             worker.join(5)
+        assert codes == {"nginx": 0, "uwsgi": 0}
         assert slow_result.get("status") == 200, slow_result
         assert slow_result["body"]["labels"][0] in ("malignant", "benign")
+        outcomes = [outcome for _, outcome, _ in load.results]
+        assert outcomes.count(200) > 50
+        assert [o for o in outcomes if o != 200] == [], "a request failed during the stop"
+        during = [connection for started, _, connection in load.results if started > signalled]
+        assert during and during[-1] == "close", "clients were told to leave while draining"
+        uwsgi_log = stack.uwsgi_log.read_text()
+        assert "graceful shutdown triggered" in uwsgi_log
+        assert stack.run_dir is not None and (stack.run_dir / "nginx.stopped").exists()
+    finally:
+        stack.stop()
+        stack.cleanup()
+
+
+def test_sigterm_to_uwsgi_alone_finishes_the_request_in_flight(tmp_path: Path) -> None:
+    """The fallback when Nginx never says it stopped (uwsgi-prestop.sh gives up): uWSGI's own
+    graceful shutdown still answers what a worker is running."""
+    slow = build_model(tmp_path / "slow", estimator=SlowModel())
+    stack = start_stack(slow.directory)
+    try:
+        slow_row = slow.record(0)
+        slow_row[slow.features[0]] = SLOW_SENTINEL
+        result: dict[str, Any] = {}
+
+        def slow_request() -> None:
+            response = requests.post(
+                stack.url + "/predict", json={"instances": [slow_row]}, timeout=30
+            )
+            result["status"] = response.status_code
+
+        worker = threading.Thread(target=slow_request)
+        worker.start()
+        time.sleep(0.5)  # the slow request is now inside a worker
+        assert stack.uwsgi is not None
+        signalled = time.monotonic()
+        stack.uwsgi.send_signal(signal.SIGTERM)
+        code = stack.uwsgi.wait(GRACE_SECONDS)
+        stopped = time.monotonic() - signalled
+        worker.join(5)
+        assert result.get("status") == 200, result
+        assert code == 0
         assert stopped >= SLOW_SECONDS - 0.6, "uWSGI waited for the in-flight request"
-        assert stopped < GRACE_SECONDS
-        assert (uwsgi_code, nginx_code) == (0, 0)
-        before_signal = [outcome for started, outcome in load.results if started < signalled - 0.2]
-        assert before_signal and set(before_signal) == {200}
-        answered = {outcome for _, outcome in load.results if isinstance(outcome, int)}
-        assert answered <= {200, 502}, answered
-        assert "graceful shutdown triggered" in stack.uwsgi_log.read_text()
+    finally:
+        stack.stop()
+        stack.cleanup()
+
+
+def test_a_hung_request_is_killed_by_harakiri_and_its_worker_replaced(tmp_path: Path) -> None:
+    """harakiri (20 s in uwsgi.ini, lowered here through UWSGI_HARAKIRI as a pod could) kills a
+    worker whose request does not end: the client gets Nginx's JSON 502, the master forks a
+    fresh worker, and the stack goes on answering."""
+    hanging = build_model(tmp_path / "hanging", estimator=HangingModel())
+    stack = start_stack(hanging.directory, UWSGI_HARAKIRI="2")
+    try:
+        before = wait_for_workers(stack, 2)
+        row = hanging.record(0)
+        row[hanging.features[0]] = HANG_SENTINEL
+        response = requests.post(stack.url + "/predict", json={"instances": [row]}, timeout=30)
+        assert response.status_code == 502, response.text
+        assert response.json()["code"] == "bad_gateway"
+        log = stack.uwsgi_log.read_text()
+        assert "HARAKIRI ON WORKER" in log, log[-2000:]
+        after = wait_for_workers(stack, 2)
+        while set(after) == set(before):  # the respawn follows the kill within the master's cycle
+            time.sleep(0.1)
+            after = wait_for_workers(stack, 2)
+        assert len(after) == 2 and len(set(before) - set(after)) == 1, (before, after)
+        for row_index in range(1, 5):
+            ok = requests.post(
+                stack.url + "/predict", json={"instances": [hanging.record(row_index)]}, timeout=10
+            )
+            assert ok.status_code == 200
     finally:
         stack.stop()
         stack.cleanup()
@@ -226,7 +311,7 @@ def test_pinned_checksum_and_missing_model_refuse_to_start(
     assert "model metadata not found" in line
 
 
-def test_worker_count_from_env_and_nginx_prestop_hook(tiny_model: TinyModel) -> None:
+def test_worker_count_from_env_and_the_nginx_prestop_hook(tiny_model: TinyModel) -> None:
     stack = start_stack(tiny_model.directory, UWSGI_PROCESSES="3")
     try:
         assert len(wait_for_workers(stack, 3)) == 3
@@ -234,13 +319,15 @@ def test_worker_count_from_env_and_nginx_prestop_hook(tiny_model: TinyModel) -> 
         env = {
             **os.environ,
             "NGINX_PREFIX": str(stack.run_dir / "nginx") + "/",
+            "MODELOPS_SOCKET": str(stack.socket_path),
             "NGINX_STOP_DELAY": "0",
         }
         hook = subprocess.run(
             ["sh", str(NGINX_START), "stop"], env=env, capture_output=True, text=True, timeout=30
         )
         assert hook.returncode == 0, hook.stderr
-        assert stack.nginx.wait(5) == 0
+        assert stack.nginx.wait(5) == 0, "the hook returns once Nginx has exited"
+        assert (stack.run_dir / "nginx.stopped").exists(), "and then tells the app container"
         with pytest.raises(requests.ConnectionError):
             requests.get(stack.url + "/v2/health/live", timeout=2)
     finally:

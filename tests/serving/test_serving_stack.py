@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import requests
-from serving_testkit import MODEL_NAME, TinyModel
+from conftest import start_stack
+from serving_testkit import HANG_SENTINEL, MODEL_NAME, HangingModel, TinyModel, build_model
 
 from devstack.stack import Stack
 
@@ -171,3 +176,107 @@ def test_metrics_are_merged_across_workers(stack: Stack, tiny_model: TinyModel) 
     assert _metric(after, classes) - _metric(before, classes) == 3 * sent
     assert 'modelops_request_duration_seconds_count{endpoint="/predict"}' in after
     assert "modelops_model_info{" in after
+
+
+def _raw_exchange(stack: Stack, request: bytes, limit: float = 60) -> bytes:
+    """Send REQUEST on one connection and read until Nginx closes it: every byte it answered."""
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=limit) as connection:
+        connection.sendall(request)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+        return received
+
+
+def _nginx_status(stack: Stack, request_id: str) -> int:
+    """The status Nginx logged for the request whose X-Request-ID is REQUEST_ID."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not _logged(stack.nginx_log, request_id):
+        time.sleep(0.05)
+    (line,) = _logged(stack.nginx_log, request_id)
+    status: int = line["status"]
+    return status
+
+
+def test_nginx_refuses_an_over_long_request_line_and_headers_as_json_414(stack: Stack) -> None:
+    """8 KiB buffers (large_client_header_buffers): a longer URI is a 414, a header too large a
+    494, which the same JSON page answers as 414."""
+    long_uri = assert_error(requests.get(f"{stack.url}/v2/{'x' * 9000}", timeout=5), 414)
+    assert long_uri["code"] == "uri_too_long"
+    huge_header = requests.get(f"{stack.url}/v2", headers={"X-Big": "y" * 9000}, timeout=5)
+    assert assert_error(huge_header, 414)["code"] == "uri_too_long"
+
+
+def test_nginx_answers_a_request_line_it_cannot_parse_with_json_400(stack: Stack) -> None:
+    """A request with no URI still gets the JSON page (a named location could not serve it)."""
+    answer = _raw_exchange(stack, b"NOT A REQUEST\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:300]
+    assert b"application/json" in head
+    error = json.loads(body)
+    assert set(error) == ERROR_KEYS and (error["status"], error["code"]) == (400, "bad_request")
+
+
+def test_nginx_answers_its_own_probes_without_the_app(tiny_model: TinyModel) -> None:
+    """/nginx/health/{live,ready} (the Nginx container's probes) are Nginx's alone: they answer
+    200 with the app gone, and readiness turns 503 once the preStop hook marks the drain."""
+    private = start_stack(tiny_model.directory)
+    try:
+        assert private.uwsgi is not None and private.run_dir is not None
+        os.killpg(private.uwsgi.pid, signal.SIGKILL)
+        private.uwsgi.wait(10)
+        assert requests.get(f"{private.url}/nginx/health/live", timeout=5).json() == {"live": True}
+        ready = requests.get(f"{private.url}/nginx/health/ready", timeout=5)
+        assert (ready.status_code, ready.json()) == (200, {"ready": True})
+        (private.run_dir / "nginx" / "draining").touch()  # what nginx-start.sh stop does first
+        ready = requests.get(f"{private.url}/nginx/health/ready", timeout=5)
+        assert (ready.status_code, ready.json()) == (503, {"ready": False})
+        assert requests.get(f"{private.url}/nginx/health/live", timeout=5).status_code == 200
+    finally:
+        private.stop()
+        private.cleanup()
+
+
+def test_a_client_that_stalls_its_body_is_cut_off_after_the_body_timeout_with_no_answer(
+    stack: Stack,
+) -> None:
+    """Nginx never answers its own client timeouts (its 408 closes the connection): after
+    client_body_timeout (10 s) the client gets no byte at all, neither HTML nor JSON, and the
+    access log says 408. That is why the config has no 408 page."""
+    request_id = f"stalled-{time.monotonic_ns()}"
+    head = (
+        "POST /predict HTTP/1.1\r\nHost: model\r\nContent-Type: application/json\r\n"
+        f"X-Request-ID: {request_id}\r\nContent-Length: 100\r\n\r\n"
+    )
+    assert _raw_exchange(stack, head.encode() + b'{"instances"') == b""
+    assert _nginx_status(stack, request_id) == 408
+
+
+def test_nginx_answers_json_502_when_the_app_is_gone(tiny_model: TinyModel) -> None:
+    private = start_stack(tiny_model.directory)
+    try:
+        assert private.uwsgi is not None
+        os.killpg(private.uwsgi.pid, signal.SIGKILL)  # master and workers, as an OOM kill would
+        private.uwsgi.wait(10)
+        assert private.socket_path.exists(), "a killed uWSGI leaves its socket behind"
+        body = assert_error(requests.get(f"{private.url}/v2/health/ready", timeout=10), 502)
+        assert body["code"] == "bad_gateway"
+    finally:
+        private.stop()
+        private.cleanup()
+
+
+def test_nginx_answers_json_504_when_the_app_outlasts_its_read_timeout(tmp_path: Path) -> None:
+    """uwsgi_read_timeout is 30 s; harakiri (20 s) normally ends such a request first (a 502,
+    tests/serving/test_serving_lifecycle.py): here it is raised above, so Nginx's timeout is
+    what the client meets."""
+    hanging = build_model(tmp_path / "hanging", estimator=HangingModel())
+    private = start_stack(hanging.directory, UWSGI_HARAKIRI="60")
+    try:
+        row = hanging.record(0)
+        row[hanging.features[0]] = HANG_SENTINEL
+        response = requests.post(f"{private.url}/predict", json={"instances": [row]}, timeout=60)
+        assert assert_error(response, 504)["code"] == "gateway_timeout"
+    finally:
+        private.stop(timeout=5)
+        private.cleanup()

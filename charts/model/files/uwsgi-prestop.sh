@@ -1,0 +1,1 @@
+../../../serving/config/uwsgi-prestop.sh
