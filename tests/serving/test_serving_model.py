@@ -4,6 +4,9 @@ exactness for every estimator family, the verification at load, the scikit-learn
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -194,3 +197,23 @@ def test_a_tree_model_scaled_first_is_served_exactly_too(tmp_path: Path) -> None
     np.testing.assert_array_equal(
         model.predict_proba(built.x_test), built.pipeline.predict_proba(built.x_test)
     )
+
+
+def test_onnx_runtime_writes_no_telemetry_into_the_home_directory(
+    tiny_model: TinyModel, tmp_path: Path
+) -> None:
+    """ONNX Runtime 1.32 persists a device id and an event database under ~/.cache unless told
+    not to: loading a model must leave a fresh home directory empty."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    script = (
+        "import pathlib, sys; from serving.model import Model; "
+        "Model(pathlib.Path(sys.argv[1])).load()"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(tiny_model.directory)],
+        env={**env, "HOME": str(home)},
+        check=True,
+    )
+    assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == []
