@@ -30,7 +30,17 @@ demo-serving: serving-prereqs ## start the stack on the demo model, send a sampl
 test-serving: serving-prereqs ## the serving tests only
 	pytest tests/serving -q
 
+# The fuzz run: every generator of tests/serving/test_serving_fuzz.py (schemathesis from
+# serving/openapi.json, any request to every endpoint, mutated rows and tensors) with FUZZ_EXAMPLES
+# generated requests each (per endpoint for the endpoint generator), against a real stack; fails
+# on any 5xx or on an error without the JSON shape. The default test run uses 40 per generator.
+FUZZ_EXAMPLES ?= 10000
+
+.PHONY: fuzz
+fuzz: serving-prereqs ## fuzz the real stack: FUZZ_EXAMPLES (10,000) generated requests per endpoint and generator, no 5xx
+	MODELOPS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) pytest tests/serving/test_serving_fuzz.py -q \
+	  -p no:cacheprovider -o timeout=0 --durations=5
+
 .PHONY: bench
-bench: serving-prereqs ## benchmark the stack against three references with wrk (JSON + markdown in out/bench)
-	@test -f "$(SERVE_MODEL_DIR)/metadata.json" || $(MAKE) train
-	python -m bench.run --model-dir "$(SERVE_MODEL_DIR)" --out "$(BENCH_DIR)"
+bench: serving-prereqs ## benchmark the stack per estimator family against FastAPI, a floor and a ceiling with wrk (JSON + markdown in out/bench)
+	python -m bench.run --out "$(BENCH_DIR)"

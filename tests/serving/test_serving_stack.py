@@ -280,3 +280,13 @@ def test_nginx_answers_json_504_when_the_app_outlasts_its_read_timeout(tmp_path:
     finally:
         private.stop(timeout=5)
         private.cleanup()
+
+
+def test_a_request_id_nginx_cannot_write_into_json_is_replaced_by_its_own(stack: Stack) -> None:
+    """Nginx's error pages write the request id as it is: a client's id with a quote would make
+    them invalid JSON, so Nginx uses its own id instead (a plain one passes through)."""
+    response = requests.put(f"{stack.url}/predict", headers={"X-Request-ID": 'a"b'}, timeout=5)
+    body = assert_error(response, 405)
+    assert re.fullmatch(r"[0-9a-f]{32}", body["request_id"])
+    response = requests.put(f"{stack.url}/predict", headers={"X-Request-ID": "a-1.b"}, timeout=5)
+    assert assert_error(response, 405)["request_id"] == "a-1.b"
