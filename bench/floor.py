@@ -1,10 +1,16 @@
 """The stack's floor: the same uWSGI/Flask configuration answering a constant, no model work.
 
 Loaded by uWSGI instead of ``serving.wsgi`` (``MODELOPS_WSGI_MODULE=bench.floor:application``):
-the real app, model loaded, plus two constant routes for the same POST body the benchmark sends:
+the real app, model loaded, plus three constant routes for the same POST body the benchmark
+sends, from the most to the least of the stack's own work:
 
-- ``/bench/flask-constant``: a plain Flask route (request context, hooks, metrics, log line);
-- ``/bench/wsgi-constant``: answered in front of Flask, like the prediction fast path.
+- ``/bench/flask-constant``: a plain Flask route, which the request pipeline hands to Flask's
+  dispatch (request context, hooks) and then counts and logs;
+- ``/bench/pipeline-constant``: a route of the request pipeline's own table, as ``/predict`` is
+  (``serving.pipeline``: request id, body limit, ``Call.body()``, metrics, the log line), whose
+  handler answers a constant: everything a one-row prediction costs but the prediction;
+- ``/bench/wsgi-constant``: answered in front of the pipeline (no metrics, no log line):
+  transport and uWSGI alone.
 """
 
 from __future__ import annotations
@@ -14,16 +20,34 @@ from typing import Any
 
 from flask import Response, request
 
+from serving.pipeline import Pipeline
+from serving.routes import ROUTES, Route, Router
+from serving.state import Answer, Call, ServerState
 from serving.wsgi import application
 
 CONSTANT = b'{"labels":["benign"]}'
-_flask_wsgi = application.wsgi_app
+
+
+def pipeline_constant(server: ServerState, call: Call) -> Answer:
+    """A table route's handler that reads the body and answers a constant."""
+    call.body()
+    return Answer(CONSTANT)
 
 
 @application.post("/bench/flask-constant")
 def flask_constant() -> Response:
     request.get_data(cache=False)
     return Response(CONSTANT, mimetype="application/json")
+
+
+_pipeline = application.wsgi_app
+assert isinstance(_pipeline, Pipeline), "serving.app no longer makes the pipeline the WSGI entry"
+_with_constant = Pipeline(
+    _pipeline.server,
+    Router((*ROUTES, Route("POST", ("/bench/pipeline-constant",), pipeline_constant))),
+    _pipeline.flask_wsgi,
+    _pipeline.max_content_length,
+)
 
 
 def _wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -34,7 +58,7 @@ def _wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterab
             [("Content-Type", "application/json"), ("Content-Length", str(len(CONSTANT)))],
         )
         return [CONSTANT]
-    return _flask_wsgi(environ, start_response)
+    return _with_constant(environ, start_response)
 
 
 application.wsgi_app = _wsgi  # type: ignore[method-assign]

@@ -1,26 +1,39 @@
-"""`make bench`: wrk against the serving stack and three references, in one run.
+"""`make bench`: wrk against the serving stack, for every estimator family, and its references.
 
-Targets (each started by this module, measured cell by cell, stopped; a cell is target:workload):
-- ``stack``: Nginx → uWSGI → Flask serving the model (``devstack.stack``): ``predict-1``,
-  ``predict-1000`` (/predict, records) and ``infer-1000`` (v2 infer, one [1000, 30] tensor);
-- ``ceiling``: the same Nginx config answering a constant itself, no upstream (``constant-1``);
-- ``floor``: the same stack with ``bench.floor`` loaded, answering a constant for the same body
-  from a Flask route (``flask-constant-1``) and in front of Flask (``wsgi-constant-1``);
-- ``fastapi``: the same model behind FastAPI + uvicorn (``bench.fastapi_app``), 2 workers
-  (``predict-1``, ``predict-1000``).
+One run builds one model per family (``bench.models``: logistic regression, random forest,
+histogram gradient boosting, each written as the ONNX artifact training ships and as the
+scikit-learn pickle) and measures, each started by this module and stopped when its cells are done
+(a cell is ``target:workload``):
+
+- per family, ``<family>/stack``: Nginx → uWSGI → Flask serving the family's artifact
+  (``devstack.stack``, ONNX Runtime): ``predict-1``, ``predict-1000`` (/predict, records) and
+  ``infer-1000`` (v2 infer, one [1000, 30] tensor);
+- per family, ``<family>/fastapi``: the same model with scikit-learn behind FastAPI + uvicorn, 2
+  workers, given its best shot (``bench.fastapi_app``): ``predict-1``, ``predict-1000``; both
+  servers of a family run side by side and each cell of the reference runs right after the
+  stack's, so that the two figures of a ratio are measured seconds apart;
+- once, ``floor``: the stack with ``bench.floor`` loaded, answering a constant for the same body
+  through the request pipeline's route table (``pipeline-constant-1``), through Flask's dispatch
+  (``flask-constant-1``) and in front of both (``wsgi-constant-1``); no model work, so one
+  measurement serves every family;
+- once, ``ceiling``: the same Nginx config answering a constant itself, no upstream
+  (``constant-1``).
 
 Every cell at concurrency 1, 16 and 64. Server CPU per request is the CPU time (user + system,
-from /proc) of the target's processes during the run, divided by the requests answered. Writes
+from /proc) of the target's processes during the run, divided by the requests answered. A full
+run scores every family against the targets (:data:`TARGETS`) and writes
 ``<out>/bench-<time>.json`` and ``.md`` (and ``latest.*``); ``--only`` runs some cells, without
-ratios, into ``only-<time>.*``. docs/benchmarks.md describes the method and the targets.
+targets, into ``only-<time>.*``. The models are written under ``<out>/models``.
+docs/benchmarks.md describes the method and the targets.
 
-    python -m bench.run --model-dir training/model --out out/bench [--duration 5] [--only CELLS]
+    python -m bench.run --out out/bench [--duration 5] [--only CELLS]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -31,18 +44,42 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import models
 from devstack.stack import NGINX_START, Stack, StackError, free_port, nginx_environment
 from serving import readiness
+from training.portable import ConversionError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 16, 64)
 BATCH_ROWS = 1000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: The family whose artifact the floor's stack loads (the floor never runs the model).
+FLOOR_FAMILY = "logistic_regression"
+#: The reference's native thread pools: one thread per worker, like the stack's ONNX sessions.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+#: Python distributions whose versions the report states.
+LIBRARIES = (
+    "numpy",
+    "scikit-learn",
+    "onnxruntime",
+    "msgspec",
+    "orjson",
+    "flask",
+    "werkzeug",
+    "pyuwsgi",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "h11",
+    "httptools",
+    "uvloop",
+)
 WRK_REPORT = """
 done = function(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write
@@ -52,6 +89,41 @@ done = function(summary, latency, requests)
     summary.requests, summary.duration, errors, latency:percentile(50), latency:percentile(99)))
 end
 """
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal every family is scored against: ``metric`` of the family at ``concurrency``,
+    compared with ``goal`` (``at_least`` or at most)."""
+
+    key: str
+    title: str
+    metric: str
+    concurrency: tuple[int, ...]
+    goal: float
+    at_least: bool
+    unit: str
+
+
+TIMES = "\N{MULTIPLICATION SIGN}"
+TARGETS = (
+    Target(
+        "rps_1row", "1-row req/s ÷ reference", "rps_1row_vs_reference", (16, 64), 3, True, TIMES
+    ),
+    Target(
+        "cpu_1row", "1-row server CPU ÷ floor", "cpu_1row_vs_floor", CONCURRENCY, 1.5, False, TIMES
+    ),
+    Target("p99_1row", "1-row p99 at c=1", "p99_ms_1row", (1,), 5, False, " ms"),
+    Target(
+        "rows_1000",
+        "1,000-row rows/s ÷ reference",
+        "rows_1000_vs_reference",
+        (16, 64),
+        2,
+        True,
+        TIMES,
+    ),
+)
 
 
 @dataclass
@@ -138,8 +210,11 @@ def wrk(
     }
 
 
+Started = tuple[str, list[int]]
+
+
 @contextlib.contextmanager
-def stack_target(model_dir: Path, **env: str) -> Iterator[tuple[str, list[int]]]:
+def stack_target(model_dir: Path, **env: str) -> Iterator[Started]:
     with Stack(model_dir, env={"PYTHONPATH": str(ROOT), **env}) as stack:
         assert stack.uwsgi is not None and stack.nginx is not None
         yield stack.url, [stack.uwsgi.pid, stack.nginx.pid]
@@ -154,7 +229,7 @@ def process_target(
     port: int,
     ready_path: str,
     stop: int,
-) -> Iterator[tuple[str, list[int]]]:
+) -> Iterator[Started]:
     """One server process, NAME in messages, answering on 127.0.0.1:PORT for the cells; stopped
     with signal STOP. Not answering READY_PATH with 2xx within a minute, or exiting:
     ``NotReadyError`` (serving.readiness) with the last lines of its log."""
@@ -176,7 +251,7 @@ def process_target(
 
 
 @contextlib.contextmanager
-def ceiling_target(scratch: Path) -> Iterator[tuple[str, list[int]]]:
+def ceiling_target(scratch: Path) -> Iterator[Started]:
     """The same Nginx config with ``return 200 <constant>`` first in its only location."""
     template = (NGINX_START.parent / "nginx.conf.template").read_text()
     constant = 'return 200 \'{"labels":["benign"]}\';'
@@ -195,9 +270,16 @@ def ceiling_target(scratch: Path) -> Iterator[tuple[str, list[int]]]:
 
 
 @contextlib.contextmanager
-def fastapi_target(model_dir: Path, scratch: Path) -> Iterator[tuple[str, list[int]]]:
+def fastapi_target(model: models.BenchModel, scratch: Path) -> Iterator[Started]:
+    """The FastAPI reference (bench.fastapi_app) serving ``model``'s scikit-learn pickle."""
     port = free_port()
-    env = dict(os.environ, MODELOPS_MODEL_DIR=str(model_dir.resolve()), PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ,
+        MODELOPS_BENCH_CARD=str((model.served / "metadata.json").resolve()),
+        MODELOPS_BENCH_PICKLE=str(model.reference.resolve()),
+        PYTHONPATH=str(ROOT),
+        **ONE_THREAD,
+    )
     argv = [
         sys.executable,
         "-m",
@@ -213,21 +295,19 @@ def fastapi_target(model_dir: Path, scratch: Path) -> Iterator[tuple[str, list[i
         "--log-level",
         "warning",
     ]
-    log = scratch / "uvicorn.log"
-    with process_target("FastAPI", argv, env, log, port, "/docs", signal.SIGINT) as target:
+    log = scratch / f"uvicorn-{model.family}.log"
+    with process_target("FastAPI", argv, env, log, port, "/healthz", signal.SIGINT) as target:
         yield target
 
 
-def workloads(model_dir: Path) -> dict[str, Workload]:
+def workloads(features: tuple[str, ...]) -> dict[str, Workload]:
+    """The request bodies: breast-cancer rows, in ``features`` order, the same for every target."""
     from sklearn.datasets import load_breast_cancer
 
-    metadata = json.loads((model_dir / "metadata.json").read_text())
-    features = [f["name"] for f in metadata["features"]]
     data = load_breast_cancer().data
     rows = [
         dict(zip(features, data[i % len(data)].tolist(), strict=True)) for i in range(BATCH_ROWS)
     ]
-    name = metadata["name"]
     tensor = {
         "name": "input-0",
         "shape": [BATCH_ROWS, len(features)],
@@ -242,159 +322,329 @@ def workloads(model_dir: Path) -> dict[str, Workload]:
         ),
         "infer-1000": Workload(
             "infer-1000",
-            f"/v2/models/{name}/infer",
+            f"/v2/models/{models.MODEL_NAME}/infer",
             json.dumps({"inputs": [tensor]}).encode(),
             BATCH_ROWS,
         ),
+        "pipeline-constant-1": Workload("pipeline-constant-1", "/bench/pipeline-constant", one, 1),
         "flask-constant-1": Workload("flask-constant-1", "/bench/flask-constant", one, 1),
         "wsgi-constant-1": Workload("wsgi-constant-1", "/bench/wsgi-constant", one, 1),
         "constant-1": Workload("constant-1", "/", one, 1),
     }
 
 
-Starter = Callable[[Path], contextlib.AbstractContextManager[tuple[str, list[int]]]]
+def post_json(url: str, body: bytes) -> Any:
+    """POST a JSON body to a server this module started (http://127.0.0.1:<port>/...)."""
+    headers = {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback http)
+        return json.loads(response.read())
 
 
-def measure(
-    model_dir: Path, duration: int, only: frozenset[str] = frozenset()
-) -> list[dict[str, Any]]:
-    """Every cell of the plan, or only the ``target:workload`` pairs in ``only``."""
-    loads = workloads(model_dir)
-    plan: list[tuple[str, Starter, list[str]]] = [
-        ("stack", lambda s: stack_target(model_dir), ["predict-1", "predict-1000", "infer-1000"]),
-        (
-            "floor",
-            lambda s: stack_target(model_dir, MODELOPS_WSGI_MODULE="bench.floor:application"),
-            ["flask-constant-1", "wsgi-constant-1"],
-        ),
-        ("ceiling", ceiling_target, ["constant-1"]),
-        ("fastapi", lambda s: fastapi_target(model_dir, s), ["predict-1", "predict-1000"]),
-    ]
-    unknown = sorted(only - {f"{target}:{name}" for target, _, names in plan for name in names})
+def disagreement(stack_url: str, reference_url: str, body: bytes) -> str | None:
+    """Why the stack's and the reference's answers to one /predict body differ (labels, or a
+    probability by more than modelcard's tolerance), or None: both serve the same model."""
+    import modelcard
+
+    stack, reference = (
+        post_json(stack_url + "/predict", body),
+        post_json(reference_url + "/predict", body),
+    )
+    if stack["labels"] != reference["labels"]:
+        return f"labels {stack['labels']} (stack) against {reference['labels']} (reference)"
+    pairs = zip(stack["probabilities"], reference["probabilities"], strict=True)
+    worst = max(abs(a - b) for s, r in pairs for a, b in zip(s, r, strict=True))
+    if worst > modelcard.PROBABILITY_TOLERANCE:
+        return f"probabilities differ by up to {worst:.3g}"
+    return None
+
+
+#: What each target runs: (target, workloads). ``<family>/`` is prefixed for the family targets.
+FAMILY_CELLS = {
+    "stack": ("predict-1", "predict-1000", "infer-1000"),
+    "fastapi": ("predict-1", "predict-1000"),
+}
+SHARED_CELLS = {
+    "floor": ("pipeline-constant-1", "flask-constant-1", "wsgi-constant-1"),
+    "ceiling": ("constant-1",),
+}
+
+
+def all_cells(families: tuple[str, ...] = tuple(models.FAMILIES)) -> list[str]:
+    cells = [f"{target}:{name}" for target, names in SHARED_CELLS.items() for name in names]
+    for family in families:
+        for target, names in FAMILY_CELLS.items():
+            cells += [f"{family}/{target}:{name}" for name in names]
+    return cells
+
+
+def check_cells(only: frozenset[str]) -> None:
+    """Raise ValueError, naming every cell there is, when ``only`` names an unknown one."""
+    cells = all_cells()
+    unknown = sorted(only - set(cells))
     if unknown:
-        cells = ", ".join(f"{target}:{name}" for target, _, names in plan for name in names)
-        raise ValueError(f"unknown cell {unknown[0]!r} in --only; the cells: {cells}")
-    results = []
+        raise ValueError(f"unknown cell {unknown[0]!r} in --only; the cells: {', '.join(cells)}")
+
+
+def measure(work: Path, duration: int, only: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """Every cell of the plan, or only those in ``only``; the models are written under ``work``.
+    Raises ValueError for an unknown cell."""
+    cells = all_cells()
+    check_cells(only)
+    wanted = [c for c in cells if not only or c in only]
+    families = [f for f in models.FAMILIES if any(c.startswith(f + "/") for c in wanted)]
+    if any(c.startswith("floor:") for c in wanted) and FLOOR_FAMILY not in families:
+        families.insert(0, FLOOR_FAMILY)
+    built: dict[str, models.BenchModel] = {}
+    for family in families:
+        print(f"  building {family} ...", flush=True)
+        built[family] = models.build(family, work)
+    features = next(iter(built.values())).features if built else tuple(models.dataset()[0])
+    loads = workloads(features)
+    results: list[dict[str, Any]] = []
+
+    def run_cells(
+        family: str, targets: dict[str, Started], names: dict[str, list[str]], scratch: Path
+    ) -> None:
+        order = [n for n in loads if any(n in ns for ns in names.values())]
+        for name in order:
+            for concurrency in CONCURRENCY:
+                for target, (url, roots) in targets.items():
+                    if name not in names[target]:
+                        continue
+                    row = wrk(url, loads[name], concurrency, duration, roots, scratch)
+                    row["family"], row["target"] = family, target
+                    results.append(row)
+                    label = f"{family}/{target}" if family else target
+                    print(
+                        f"  {label:30} {name:19} c={concurrency:<3} {row['rps']:8.0f} req/s  "
+                        f"p99 {row['p99_ms']:7.2f} ms  "
+                        f"cpu {row['cpu_us_per_request']:6.0f} us/req  errors {row['errors']}",
+                        flush=True,
+                    )
+
+    def selected(prefix: str, target: str, names: tuple[str, ...]) -> list[str]:
+        return [n for n in names if f"{prefix}{target}:{n}" in wanted]
+
     with tempfile.TemporaryDirectory(prefix="modelops-bench-") as tmp:
         scratch = Path(tmp)
-        for target, start, all_names in plan:
-            names = [n for n in all_names if not only or f"{target}:{n}" in only]
-            if not names:
+        starters: dict[str, Callable[[], contextlib.AbstractContextManager[Started]]] = {
+            "floor": lambda: stack_target(
+                built[FLOOR_FAMILY].served, MODELOPS_WSGI_MODULE="bench.floor:application"
+            ),
+            "ceiling": lambda: ceiling_target(scratch),
+        }
+        for target, shared_names in SHARED_CELLS.items():
+            names = selected("", target, shared_names)
+            if names:
+                with starters[target]() as started:
+                    run_cells("", {target: started}, {target: names}, scratch)
+        for family, model in built.items():
+            chosen = {t: selected(f"{family}/", t, ns) for t, ns in FAMILY_CELLS.items()}
+            if not any(chosen.values()):
                 continue
-            with start(scratch) as (url, roots):
-                for name in names:
-                    for concurrency in CONCURRENCY:
-                        row = wrk(url, loads[name], concurrency, duration, roots, scratch)
-                        row["target"] = target
-                        results.append(row)
-                        print(
-                            f"  {target:8} {name:17} c={concurrency:<3} {row['rps']:9.0f} req/s  "
-                            f"p99 {row['p99_ms']:7.2f} ms  "
-                            f"cpu {row['cpu_us_per_request']:6.0f} us/req  "
-                            f"errors {row['errors']}",
-                            flush=True,
+            with contextlib.ExitStack() as running:
+                targets: dict[str, Started] = {}
+                if chosen["stack"]:
+                    targets["stack"] = running.enter_context(stack_target(model.served))
+                if chosen["fastapi"]:
+                    targets["fastapi"] = running.enter_context(fastapi_target(model, scratch))
+                if len(targets) == 2:
+                    problem = disagreement(
+                        targets["stack"][0], targets["fastapi"][0], loads["predict-1"].body
+                    )
+                    if problem:
+                        raise RuntimeError(
+                            f"{family}: the stack and its reference disagree: {problem}"
                         )
+                run_cells(family, targets, {t: n for t, n in chosen.items() if n}, scratch)
     return results
 
 
-def ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
-    def get(target: str, workload: str, c: int) -> dict[str, Any]:
+def score(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per family, each target's measured values and whether it holds (full runs only).
+
+    Every ratio compares figures of one run: the family's stack against its reference measured
+    seconds apart, and against the floor of the same run. A cell with errors fails its target.
+    """
+
+    def get(family: str, target: str, workload: str, c: int) -> dict[str, Any]:
         return next(
             r
             for r in results
-            if r["target"] == target and r["workload"] == workload and r["concurrency"] == c
+            if r["family"] == family
+            and r["target"] == target
+            and r["workload"] == workload
+            and r["concurrency"] == c
         )
 
     out: dict[str, Any] = {}
-    for c in CONCURRENCY:
-        stack, fastapi = get("stack", "predict-1", c), get("fastapi", "predict-1", c)
-        out[f"c{c}"] = {
-            "rps_vs_fastapi_1row": stack["rps"] / fastapi["rps"],
-            "rps_vs_fastapi_1000rows": get("stack", "predict-1000", c)["rps"]
-            / get("fastapi", "predict-1000", c)["rps"],
-            "rps_vs_ceiling": stack["rps"] / get("ceiling", "constant-1", c)["rps"],
-            "cpu_vs_flask_floor": stack["cpu_us_per_request"]
-            / get("floor", "flask-constant-1", c)["cpu_us_per_request"],
-            "cpu_vs_wsgi_floor": stack["cpu_us_per_request"]
-            / get("floor", "wsgi-constant-1", c)["cpu_us_per_request"],
-            "rows_per_s_records_1000": get("stack", "predict-1000", c)["rows_per_s"],
-            "rows_per_s_v2_tensor_1000": get("stack", "infer-1000", c)["rows_per_s"],
-        }
-    out["p99_ms_c1_1row"] = get("stack", "predict-1", 1)["p99_ms"]
+    for family in models.FAMILIES:
+        metrics: dict[str, dict[str, float]] = {}
+        clean: dict[str, dict[str, bool]] = {}
+        for c in CONCURRENCY:
+            one = get(family, "stack", "predict-1", c)
+            ref_one = get(family, "fastapi", "predict-1", c)
+            many = get(family, "stack", "predict-1000", c)
+            ref_many = get(family, "fastapi", "predict-1000", c)
+            floor = get("", "floor", "pipeline-constant-1", c)
+            values = {
+                "rps_1row_vs_reference": one["rps"] / ref_one["rps"],
+                "cpu_1row_vs_floor": one["cpu_us_per_request"] / floor["cpu_us_per_request"],
+                "cpu_1row_vs_flask_floor": one["cpu_us_per_request"]
+                / get("", "floor", "flask-constant-1", c)["cpu_us_per_request"],
+                "cpu_1row_vs_wsgi_floor": one["cpu_us_per_request"]
+                / get("", "floor", "wsgi-constant-1", c)["cpu_us_per_request"],
+                "cpu_1row_vs_reference": one["cpu_us_per_request"] / ref_one["cpu_us_per_request"],
+                "rps_1row_vs_ceiling": one["rps"] / get("", "ceiling", "constant-1", c)["rps"],
+                "p99_ms_1row": one["p99_ms"],
+                "rows_1000_vs_reference": many["rows_per_s"] / ref_many["rows_per_s"],
+                "rows_1000_tensor_vs_reference": get(family, "stack", "infer-1000", c)["rows_per_s"]
+                / ref_many["rows_per_s"],
+            }
+            errors = {
+                "rps_1row_vs_reference": one["errors"] + ref_one["errors"] == 0,
+                "cpu_1row_vs_floor": one["errors"] + floor["errors"] == 0,
+                "p99_ms_1row": one["errors"] == 0,
+                "rows_1000_vs_reference": many["errors"] + ref_many["errors"] == 0,
+            }
+            for key, value in values.items():
+                metrics.setdefault(key, {})[f"c{c}"] = value
+            for key, ok in errors.items():
+                clean.setdefault(key, {})[f"c{c}"] = ok
+        targets = {}
+        for target in TARGETS:
+            measured = {f"c{c}": metrics[target.metric][f"c{c}"] for c in target.concurrency}
+            passed = all(
+                (v >= target.goal if target.at_least else v <= target.goal)
+                and clean[target.metric][key]
+                for key, v in measured.items()
+            )
+            targets[target.key] = {"measured": measured, "goal": target.goal, "passed": passed}
+        out[family] = {"targets": targets, "ratios": metrics}
     return out
 
 
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    for tool, argv in (("nginx", ["nginx", "-v"]), ("wrk", ["wrk", "-v"])):
+        with contextlib.suppress(OSError):
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+            found = re.search(r"[0-9]+\.[0-9]+\.[0-9]+", done.stdout + done.stderr)
+            versions[tool] = found.group(0) if found else "unknown"
+    return {
+        "cpu_model": cpu_model,
+        "cpus": os.cpu_count(),
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "libraries": versions,
+    }
+
+
+def _figure(value: float) -> str:
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.2f}"
+
+
 def markdown(report: dict[str, Any]) -> str:
-    machine = report["machine"]
+    host = report["machine"]
+    libraries = ", ".join(f"{k} {v}" for k, v in host["libraries"].items())
     lines = [
         f"# Serving benchmark {report['started']}",
         "",
-        f"Machine: {machine['cpus']} CPUs, load average before {machine['loadavg_before']}, "
-        f"after {machine['loadavg_after']}; wrk shares the cores; {report['duration_s']} s a cell.",
+        f"Machine: {host['cpu_model'] or 'unknown CPU'}, {host['cpus']} CPUs, {host['kernel']}, "
+        f"Python {host['python']}; load average before {report['loadavg_before']}, after "
+        f"{report['loadavg_after']}; wrk shares the cores; {report['duration_s']} s a cell.",
         "",
-        "| target | workload | c | req/s | rows/s | p50 ms | p99 ms | server CPU µs/req | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"Libraries: {libraries}.",
+        "",
+    ]
+    if report["scores"]:
+        header = "| estimator | " + " | ".join(
+            f"{t.title} (goal {'≥' if t.at_least else '≤'} {t.goal:g}{t.unit}; "
+            f"c={'/'.join(map(str, t.concurrency))})"
+            for t in TARGETS
+        )
+        lines += [header + " |", "|---" * (len(TARGETS) + 1) + "|"]
+        for family, scored in report["scores"].items():
+            cells = []
+            for target in TARGETS:
+                entry = scored["targets"][target.key]
+                values = " / ".join(_figure(v) for v in entry["measured"].values())
+                cells.append(f"{values} **{'pass' if entry['passed'] else 'FAIL'}**")
+            lines.append(f"| {family} | " + " | ".join(cells) + " |")
+        lines += ["", "| estimator | ratio | c=1 | c=16 | c=64 |", "|---|---|---:|---:|---:|"]
+        for family, scored in report["scores"].items():
+            for key, by_c in scored["ratios"].items():
+                values = " | ".join(_figure(by_c[f"c{c}"]) for c in CONCURRENCY)
+                lines.append(f"| {family} | {key} | {values} |")
+        lines.append("")
+    else:
+        lines += ["A partial run (--only): no targets scored.", ""]
+    lines += [
+        "| estimator | target | workload | c | req/s | rows/s | p50 ms | p99 ms "
+        "| server CPU µs/req | errors |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         lines.append(
-            f"| {r['target']} | {r['workload']} | {r['concurrency']} | {r['rps']:.0f} "
-            f"| {r['rows_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+            f"| {r['family'] or '-'} | {r['target']} | {r['workload']} | {r['concurrency']} "
+            f"| {r['rps']:.0f} | {r['rows_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
             f"| {r['cpu_us_per_request']:.0f} | {r['errors']} |"
         )
-    if not report["ratios"]:
-        return "\n".join([*lines, "", "A partial run (--only): no ratios.", ""])
-    lines += ["", "| ratio | c=1 | c=16 | c=64 |", "|---|---:|---:|---:|"]
-    keys = list(report["ratios"]["c1"])
-    for key in keys:
-        cells = []
-        for c in CONCURRENCY:
-            value = report["ratios"][f"c{c}"][key]
-            cells.append(f"{value:,.0f}" if value > 1000 else f"{value:.2f}")
-        lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    lines += ["", f"p99 at c=1, one row: {report['ratios']['p99_ms_c1_1row']:.2f} ms", ""]
-    return "\n".join(lines)
+    return "\n".join([*lines, ""])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", type=Path, default=ROOT / "training" / "model")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench")
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated target:workload cells to run (e.g. stack:predict-1000); a partial "
-        "run writes only-<time>.json/.md, no ratios, and leaves latest.* alone",
+        help="comma-separated cells to run (e.g. random_forest/stack:predict-1000,floor:"
+        "pipeline-constant-1); a partial run writes only-<time>.json/.md, no targets, and leaves "
+        "latest.* alone",
     )
     args = parser.parse_args(argv)
     only = frozenset(cell.strip() for cell in args.only.split(",") if cell.strip())
-    if not (args.model_dir / "metadata.json").is_file():
-        print(f"no model in {args.model_dir}: run `make train` first", file=sys.stderr)
-        return 1
+    if args.duration < 1:
+        print(f"--duration must be at least 1 second, got {args.duration}", file=sys.stderr)
+        return 2
+    try:
+        check_cells(only)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if shutil.which("wrk") is None:
         print("wrk not found: run `make serving-prereqs`", file=sys.stderr)
         return 1
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     try:
-        results = measure(args.model_dir, args.duration, only)
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    except (StackError, readiness.NotReadyError) as exc:
+        results = measure(args.out / "models", args.duration, only)
+    except (StackError, readiness.NotReadyError, ConversionError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     report = {
         "started": started,
         "duration_s": args.duration,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "loadavg_before": " ".join(load_before),
-            "loadavg_after": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
-        },
+        "loadavg_before": " ".join(load_before),
+        "loadavg_after": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "machine": machine(),
         "results": results,
-        "ratios": {} if only else ratios(results),
+        "scores": {} if only else score(results),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = ("only-" if only else "bench-") + started.replace(":", "")

@@ -1,0 +1,138 @@
+"""The benchmark's models: one per estimator family, each written twice, served and referenced.
+
+Caller: ``bench.run`` (``make bench``) and tests/serving/test_serving_bench.py. :func:`build`
+fits one family on the breast-cancer data bundled with scikit-learn (its stratified 80 % train
+split, as the training pipeline splits) and writes, under ``<work>/<family>/``:
+
+- ``served/``: the artifact the stack serves (modelcard's contract: ``metadata.json``,
+  ``model.onnx``, ``verification.json``), written by training's own export
+  (``training.export.served_files``), which proves the graph equal to the pipeline before it
+  writes it: the benchmark measures exactly what training would ship;
+- ``reference.pkl``: the same fitted scikit-learn pipeline (joblib), which the FastAPI reference
+  (``bench.fastapi_app``) serves with ``predict_proba``.
+
+The models are built here, not read from the training pipeline's output, so that the benchmark
+runs every family in one run, whatever ``params.yaml`` chose, and does not depend on where the
+pipeline keeps its files. The hyper-parameters are fixed (:data:`FAMILIES`), and so is every
+random state: the same data and the same models on every run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib  # type: ignore[import-untyped]
+
+import modelcard
+
+MODEL_NAME = "diagnosis-classifier"
+#: scikit-learn's target: 0 = malignant, 1 = benign; predict_proba columns follow classes_.
+CLASS_NAMES = ["malignant", "benign"]
+SEED = 42
+SERVED_DIR = "served"
+REFERENCE_FILE = "reference.pkl"
+
+
+def _logistic_regression() -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return Pipeline(
+        [("scale", StandardScaler()), ("classify", LogisticRegression(C=1.0, max_iter=1000))]
+    )
+
+
+def _random_forest() -> Any:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+
+    forest = RandomForestClassifier(n_estimators=100, random_state=SEED, n_jobs=1)
+    return Pipeline([("classify", forest)])
+
+
+def _hist_gradient_boosting() -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+
+    boosting = HistGradientBoostingClassifier(max_iter=100, early_stopping=False, random_state=SEED)
+    return Pipeline([("classify", boosting)])
+
+
+#: The families, in the order the benchmark runs them, with the untrained pipeline of each (the
+#: shapes training/train.py builds: a scaler only before the linear model).
+FAMILIES: dict[str, Callable[[], Any]] = {
+    "logistic_regression": _logistic_regression,
+    "random_forest": _random_forest,
+    "hist_gradient_boosting": _hist_gradient_boosting,
+}
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """One family's files: the served artifact directory and the reference's pickle."""
+
+    family: str
+    served: Path
+    reference: Path
+    features: tuple[str, ...]
+    classes: tuple[str, ...]
+    onnx_bytes: int
+
+
+def snake(name: str) -> str:
+    """A feature name as the model card lists it: ``mean radius`` → ``mean_radius``."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def dataset() -> tuple[list[str], Any, Any, Any, Any]:
+    """Feature names and the train/test split (float64 matrices, integer targets)."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    data = load_breast_cancer()
+    x_train, x_test, y_train, y_test = train_test_split(
+        data.data, data.target, test_size=0.2, random_state=SEED, stratify=data.target
+    )
+    return [snake(n) for n in data.feature_names], x_train, x_test, y_train, y_test
+
+
+def build(family: str, work: Path) -> BenchModel:
+    """Fit ``family`` and write its served artifact and its reference pickle under
+    ``work/<family>``; raises KeyError for a family not in :data:`FAMILIES`, and training's
+    ConversionError when the export cannot prove the graph equal to the pipeline."""
+    from training.export import served_files
+
+    pipeline = FAMILIES[family]()
+    features, x_train, x_test, y_train, _ = dataset()
+    pipeline.fit(x_train, y_train)
+    directory = work / family
+    served = directory / SERVED_DIR
+    served.mkdir(parents=True, exist_ok=True)
+    files = served_files(pipeline, CLASS_NAMES, x_train, x_test, served, allow_scikit_learn=False)
+    card = {
+        "schema_version": modelcard.SCHEMA_VERSION,
+        "name": MODEL_NAME,
+        **files,
+        "features": [{"name": name, "dtype": "float64"} for name in features],
+        "target": "diagnosis",
+        "classes": CLASS_NAMES,
+        "positive_class": "malignant",
+        "estimator": family,
+        "data": {"train_rows": len(x_train), "test_rows": len(x_test)},
+    }
+    modelcard.write_card(served, card)
+    reference = directory / REFERENCE_FILE
+    joblib.dump(pipeline, reference)
+    return BenchModel(
+        family,
+        served,
+        reference,
+        tuple(features),
+        tuple(CLASS_NAMES),
+        (served / files["model_file"]).stat().st_size,
+    )
