@@ -20,11 +20,12 @@ from collections.abc import Iterable, Sequence
 TIERS: dict[str, tuple[str, ...]] = {
     "integration": (
         ".dvc/", ".dvcignore", "argocd/", "charts/", "environments.toml", "gitops/", "kustomize/",
-        "rendered/", "scripts/", "tests/deploy/", "tests/gitops/", "tests/training/",
+        "modelcard/", "rendered/", "scripts/", "tests/deploy/", "tests/gitops/", "tests/training/",
         "tests/workflows/", "training/",
     ),
     "e2e": (
-        "bench/", "charts/", "images/", "kustomize/", "rendered/", "scripts/", "serving/",
+        "bench/", "charts/", "devstack/", "images/", "kustomize/", "modelcard/", "rendered/",
+        "scripts/", "serving/",
         "tests/deploy/",
         "tests/image/", "tests/serving/",
         # what the pipeline trains is served: the second dataset's walk ends in a real stack

@@ -18,7 +18,7 @@ import sys
 from training.errors import run_stage  # params and yaml only: numpy stays unloaded
 from training.numerics import pin
 
-STAGES = ("prepare", "train", "evaluate")
+STAGES = ("prepare", "train", "evaluate", "export")
 
 
 def main(argv: list[str]) -> int:

@@ -1,81 +1,68 @@
-"""The model artifact: a directory with ``model.pkl`` and its model card ``metadata.json``.
+"""The model card training writes: what the artifact's metadata.json says beyond its files.
 
-The format is the contract in docs/contracts.md; the artifact's name is ``artifact.name`` in
-params.yaml (training.params.load_artifact). :func:`load_model` checks the sha256 recorded in
-metadata.json before unpickling, so a file nobody verified is never executed.
+The rules of the artifact (keys, formats, file names, hashes) are modelcard's, one module for
+training, the server and the image (docs/contracts.md). This module fills in what training knows:
+the estimator and its params, the data, the features with their types, the classes, the metrics
+and the libraries. Caller: the export stage (training/export.py), which adds the served files'
+keys and writes the card through :func:`modelcard.write_card`.
 """
 
 from __future__ import annotations
 
-import json
 import platform
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import joblib  # type: ignore[import-untyped]  # no stubs; not in pyproject overrides
-import numpy
-import sklearn
-
-from training.dataset import sha256_file
-
-MODEL_FILE = "model.pkl"
-METADATA_FILE = "metadata.json"
-SCHEMA_VERSION = 1
-
-
-class ModelIntegrityError(Exception):
-    """The model directory is incomplete, or model.pkl is not the file metadata.json describes."""
+import modelcard
+from training import numerics
+from training.dataset import read_split, sha256_file
+from training.errors import StageError
+from training.params import ArtifactParams, DataParams, TrainParams
 
 
 def library_versions() -> dict[str, str]:
-    """What the pickle needs to load. Python as major.minor (the pickle-compatibility boundary):
-    a patch release must not change the card's bytes, or dvc.lock would not reproduce."""
+    """What trained, exported and proved the model. Python as major.minor (the pickle
+    compatibility boundary): a patch release must not change the card's bytes, or dvc.lock would
+    not reproduce."""
+    versions = {"python": ".".join(platform.python_version_tuple()[:2])}
+    for package in ("scikit-learn", "numpy", "onnx", "onnxruntime"):
+        versions[package] = metadata.version(package)
+    return versions
+
+
+def model_card(
+    model: Any,
+    train_csv: Path,
+    test_rows: int,
+    metrics: dict[str, float],
+    data: DataParams,
+    train: TrainParams,
+    artifact: ArtifactParams,
+    metric_average: str,
+) -> dict[str, Any]:
+    """The card's training keys (schema :data:`modelcard.SCHEMA_VERSION`); the caller adds the
+    served files' keys (training.export.served_files)."""
+    features, _ = read_split(train_csv, data.target)
+    if list(model.feature_names_in_) != list(features.columns):
+        raise StageError("the model's features differ from the train split's columns")
     return {
-        "python": ".".join(platform.python_version_tuple()[:2]),
-        "scikit-learn": sklearn.__version__,
-        "numpy": numpy.__version__,
+        "schema_version": modelcard.SCHEMA_VERSION,
+        "name": artifact.name,
+        "estimator": train.estimator,
+        "features": [{"name": str(c), "dtype": data.type_of(str(c))} for c in features.columns],
+        "target": data.target,
+        "classes": [str(c) for c in model.classes_],
+        "positive_class": data.positive_class,
+        "metric_average": metric_average,
+        "metrics": metrics,
+        "params": train.as_dict(),
+        "data": {
+            "file": data.file,
+            "sha256": sha256_file(train_csv),
+            "train_rows": len(features),
+            "test_rows": test_rows,
+        },
+        "libraries": library_versions(),
+        "numerics": numerics.describe(),
     }
-
-
-def write_metadata(model_dir: Path, card: dict[str, Any]) -> Path:
-    """Write metadata.json (sorted keys, trailing newline: the same bytes for the same card)."""
-    path = model_dir / METADATA_FILE
-    path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
-
-
-def read_metadata(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / METADATA_FILE
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelIntegrityError(f"no {METADATA_FILE} in {model_dir}") from None
-    except json.JSONDecodeError as exc:
-        raise ModelIntegrityError(f"{path}: not valid JSON ({exc.msg})") from None
-    if not isinstance(card, dict) or card.get("schema_version") != SCHEMA_VERSION:
-        raise ModelIntegrityError(f"{path}: schema_version must be {SCHEMA_VERSION}")
-    return card
-
-
-def verify(model_dir: Path) -> dict[str, Any]:
-    """Return the model card once model.pkl's sha256 matches it; raise otherwise."""
-    card = read_metadata(model_dir)
-    model_file = card.get("model_file")
-    if model_file != MODEL_FILE:
-        raise ModelIntegrityError(f"model_file must be {MODEL_FILE!r}, got {model_file!r}")
-    path = model_dir / MODEL_FILE
-    if not path.is_file():
-        raise ModelIntegrityError(f"no {MODEL_FILE} in {model_dir}")
-    actual = sha256_file(path)
-    if actual != card.get("model_sha256"):
-        raise ModelIntegrityError(
-            f"{path}: sha256 mismatch: file has {actual}, metadata.json records "
-            f"{card.get('model_sha256')}"
-        )
-    return card
-
-
-def load_model(model_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """The verified model and its card. Unpickles only a file whose sha256 was checked."""
-    card = verify(model_dir)
-    return joblib.load(model_dir / MODEL_FILE), card

@@ -1,12 +1,11 @@
-"""Stage evaluate: score the model on the test split, apply the quality gate, write the card.
+"""Stage evaluate: score the model on the test split and apply the quality gate.
 
-    python -m training evaluate --params training/params.yaml --train training/data/train.csv \
-        --test training/data/test.csv --model-dir training/model \
-        --metrics training/metrics.json --plots training/plots
+    python -m training evaluate --params training/params.yaml --test training/data/test.csv \
+        --model training/pipeline/model.pkl --metrics training/metrics.json --plots training/plots
 
 Writes metrics.json, the plot data (ROC and precision-recall curves, confusion matrix), then checks
-every threshold in ``evaluate.thresholds``. Only a model that passes gets ``metadata.json`` next to
-``model.pkl``: a model that fails the gate has no model card, so nothing can serve it.
+every threshold in ``evaluate.thresholds`` and fails the run when one is not met. The export stage
+runs only after it passes: a model that fails the gate gets no artifact, so nothing can serve it.
 
 The metrics keep their names whatever the data (gitops.gates compares them by name):
 
@@ -41,19 +40,9 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from training import numerics
-from training.artifact import MODEL_FILE, SCHEMA_VERSION, library_versions, write_metadata
-from training.dataset import read_split, sha256_file
+from training.dataset import read_split
 from training.errors import StageError, run_stage
-from training.params import (
-    ArtifactParams,
-    DataParams,
-    TrainParams,
-    load_artifact,
-    load_data,
-    load_evaluate,
-    load_train,
-)
+from training.params import DataParams, load_data, load_evaluate
 
 DIGITS = 6
 
@@ -135,61 +124,20 @@ def write_plots(
     confusion.to_csv(plots / "confusion.csv", index=False, lineterminator="\n")
 
 
-def model_card(
-    model: Any,
-    train_csv: Path,
-    test_rows: int,
-    metrics: dict[str, float],
-    data: DataParams,
-    train: TrainParams,
-    artifact: ArtifactParams,
-) -> dict[str, Any]:
-    """metadata.json as docs/contracts.md defines it (schema_version 1)."""
-    features, _ = read_split(train_csv, data.target)
-    if list(model.feature_names_in_) != list(features.columns):
-        raise StageError("the model's features differ from the train split's columns")
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "name": artifact.name,
-        "model_file": MODEL_FILE,
-        "model_sha256": "",  # filled in by the caller from the file on disk
-        "estimator": train.estimator,
-        "features": [{"name": str(c), "dtype": data.type_of(str(c))} for c in features.columns],
-        "target": data.target,
-        "classes": [str(c) for c in model.classes_],
-        "positive_class": data.positive_class,
-        "metric_average": average_of(data),
-        "metrics": metrics,
-        "params": train.as_dict(),
-        "data": {
-            "file": data.file,
-            "sha256": sha256_file(train_csv),
-            "train_rows": len(features),
-            "test_rows": test_rows,
-        },
-        "libraries": library_versions(),
-        "numerics": numerics.describe(),
-    }
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, required=True, help="params.yaml")
-    parser.add_argument("--train", type=Path, required=True, help="train.csv (hashed for the card)")
     parser.add_argument("--test", type=Path, required=True, help="test.csv to score on")
-    parser.add_argument("--model-dir", type=Path, required=True, help="directory with model.pkl")
+    parser.add_argument("--model", type=Path, required=True, help="model.pkl from train")
     parser.add_argument("--metrics", type=Path, required=True, help="where to write metrics.json")
     parser.add_argument("--plots", type=Path, required=True, help="directory for the plot CSVs")
     args = parser.parse_args(argv)
     data = load_data(args.params)
     gate = load_evaluate(args.params)
-    train_params = load_train(args.params)
-    artifact = load_artifact(args.params)
 
     # model.pkl is this pipeline's own output from the train stage (tracked by DVC), not a
-    # downloaded file: it gets its sha256 and card here, and every later load verifies it.
-    model_path = args.model_dir / MODEL_FILE
-    model = joblib.load(model_path)
+    # downloaded file.
+    model = joblib.load(args.model)
     classes = [str(c) for c in model.classes_]
     if sorted(classes) != sorted(data.classes):
         raise StageError(
@@ -211,11 +159,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     failures = gate_failures(metrics, gate.thresholds)
     if failures:
         raise StageError("quality gate failed: " + "; ".join(failures))
-
-    card = model_card(model, args.train, len(features), metrics, data, train_params, artifact)
-    card["model_sha256"] = sha256_file(model_path)
-    write_metadata(args.model_dir, card)
-    print(f"evaluate: quality gate passed -> {args.model_dir / 'metadata.json'}")
+    print("evaluate: quality gate passed")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,39 @@
-"""The served files of a model artifact: the portable graph (or, only when allowed, the pickle)
-and the verification sample, with the model card keys that describe them.
+"""Stage export: write the served model artifact, proven equal to the pipeline, with its card.
 
-Caller: the export stage (``python -m training export``) and the serving tests' model builder
-(tests/serving/serving_testkit.py), so a test model is written by the same code as a trained one.
-:func:`served_files` returns the card keys ``format``, ``model_file``, ``model_sha256``,
-``verification`` and ``proof`` (modelcard's contract); the rest of the card is the caller's.
+    python -m training export --params training/params.yaml --pipeline training/pipeline/model.pkl \
+        --train training/data/train.csv --test training/data/test.csv \
+        --metrics training/metrics.json --out training/model
+
+Runs after evaluate, so only a model that passed the quality gate gets an artifact (and export
+checks the gate again against metrics.json, for a run by hand). ``--out`` (the GTO artifact's
+directory) then holds exactly the served files (docs/contracts.md): ``model.onnx`` (the pipeline
+as an ONNX graph, training/portable.py), ``verification.json`` (the sample the server repeats at
+load) and ``metadata.json`` (the model card). A model the export cannot convert fails the stage
+with one line, unless ``export.allow_scikit_learn`` lets the pickle be served instead, which the
+card states. The directory is written beside ``--out`` and renamed into place: a failed export
+leaves no half-written artifact.
+
+:func:`served_files` is also the serving tests' model builder (tests/serving/serving_testkit.py),
+so a test model is written by the same code as a trained one.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import joblib  # type: ignore[import-untyped]  # no stubs; not in pyproject overrides
 
 import modelcard
+from training.artifact import model_card
+from training.dataset import read_split
+from training.errors import StageError, run_stage
+from training.evaluate import average_of
+from training.params import load_artifact, load_data, load_evaluate, load_export, load_train
 from training.portable import (
     ConversionError,
     Proof,
@@ -84,3 +102,63 @@ def served_files(
         },
         "proof": proof.as_dict(),
     }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, required=True, help="params.yaml")
+    parser.add_argument("--pipeline", type=Path, required=True, help="model.pkl from train")
+    parser.add_argument("--train", type=Path, required=True, help="train.csv")
+    parser.add_argument("--test", type=Path, required=True, help="test.csv")
+    parser.add_argument("--metrics", type=Path, required=True, help="metrics.json from evaluate")
+    parser.add_argument("--out", type=Path, required=True, help="the artifact directory")
+    args = parser.parse_args(argv)
+    data = load_data(args.params)
+    gate = load_evaluate(args.params)
+    train_params = load_train(args.params)
+    artifact = load_artifact(args.params)
+    export = load_export(args.params)
+
+    metrics = json.loads(args.metrics.read_text(encoding="utf-8"))
+    below = [name for name, low in gate.thresholds.items() if metrics.get(name, -1.0) < low]
+    if below:
+        raise StageError(
+            f"{args.metrics} is below evaluate.thresholds for {', '.join(below)}: "
+            "only a model that passed the quality gate is exported"
+        )
+    # model.pkl is this pipeline's own output from the train stage (tracked by DVC), not a
+    # downloaded file; what leaves the pipeline is the graph proven equal to it.
+    model = joblib.load(args.pipeline)
+    train_x, _ = read_split(args.train, data.target)
+    test_x, _ = read_split(args.test, data.target)
+    classes = [str(c) for c in model.classes_]
+    staging = args.out.with_name(args.out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        served = served_files(
+            model,
+            classes,
+            train_x.to_numpy(dtype="float64"),
+            test_x.to_numpy(dtype="float64"),
+            staging,
+            allow_scikit_learn=export.allow_scikit_learn,
+        )
+    except ConversionError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StageError(f"export: {exc}") from None
+    card = model_card(
+        model, args.train, len(test_x), metrics, data, train_params, artifact, average_of(data)
+    )
+    modelcard.write_card(staging, {**card, **served})
+    shutil.rmtree(args.out, ignore_errors=True)
+    staging.rename(args.out)
+    proof = served["proof"]
+    print(
+        f"export: {served['format']} {served['model_file']} proven on {proof['test_rows']} test "
+        f"and {proof['generated_rows']} generated rows (largest difference "
+        f"{proof['largest_difference']:g}) -> {args.out}"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage(main))

@@ -371,6 +371,21 @@ def load_artifact(path: Path) -> ArtifactParams:
 
 
 @dataclass(frozen=True)
+class ExportParams:
+    """How the export stage writes the served model (training/export.py)."""
+
+    # Serve the scikit-learn pickle when the ONNX export cannot convert the model; off, such a
+    # model fails the stage. The card, /v2 model metadata and the metrics then say scikit-learn.
+    allow_scikit_learn: bool
+
+
+def load_export(path: Path) -> ExportParams:
+    s = _section(path, "export")
+    s.no_other_keys("allow_scikit_learn")
+    return ExportParams(allow_scikit_learn=s.boolean("allow_scikit_learn"))
+
+
+@dataclass(frozen=True)
 class PromotionParams:
     """How much worse than the model an environment runs a promoted model may be (gitops.gates).
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from training_helpers import ARTIFACT, make_source_repo, run, tool_env
 
+import modelcard
 from training import numerics
-from training.artifact import verify
 from training.remote import missing_from_remote
 
 pytestmark = pytest.mark.integration  # real git, DVC and GTO repositories
@@ -58,11 +58,11 @@ def test_it_writes_a_sourceable_env_for_the_fetched_verified_model(
     elif registered != head:
         assert run("git", "rev-parse", f"{registered}^", cwd=out / "repo").stdout.strip() == head
     assert Path(env["MODELOPS_MODEL_DIR"]) == out / "model"
-    card = verify(out / "model")
+    card = modelcard.load(out / "model")
     assert env["MODELOPS_MODEL_SHA256"] == card["model_sha256"]
     # The same bytes the sandbox trained.
-    trained = out / "repo/training/model/model.pkl"
-    assert (out / "model/model.pkl").read_bytes() == trained.read_bytes()
+    trained = out / "repo/training/model/model.onnx"
+    assert (out / "model/model.onnx").read_bytes() == trained.read_bytes()
     shell = run("sh", "-c", '. ./model.env && printf %s "$MODELOPS_MODEL_STAGE"', cwd=out)
     assert shell.stdout == "dev"
 

@@ -32,7 +32,7 @@ from training import numerics
 
 pytestmark = pytest.mark.integration  # real git, DVC and GTO repositories
 
-ALL_STAGES = ["prepare", "train", "evaluate"]
+ALL_STAGES = ["prepare", "train", "evaluate", "export"]
 SPLITS = ("training/data/train.csv", "training/data/test.csv")
 RAW = "training/data/breast_cancer.csv"
 PLOTS = (
@@ -57,8 +57,9 @@ def repo(reproduced: tuple[Path, list[str]], tmp_path: Path) -> Path:
 def test_a_fresh_clone_reruns_every_stage(reproduced: tuple[Path, list[str]]) -> None:
     clone_dir, ran = reproduced
     assert ran == ALL_STAGES
-    for name in ("model.pkl", "metadata.json"):
-        assert (clone_dir / "training" / "model" / name).is_file()
+    assert (clone_dir / "training/pipeline/model.pkl").is_file()
+    served = sorted(p.name for p in (clone_dir / "training/model").iterdir())
+    assert served == ["metadata.json", "model.onnx", "verification.json"]
 
 
 def test_a_fresh_repro_gives_the_committed_bytes_where_the_numerics_are_pinned(
@@ -92,12 +93,17 @@ def test_a_model_trained_on_other_kernels_predicts_the_same_and_scores_within_to
     env = tool_env()
     if numerics.on_reference_level():
         env.update(OPENBLAS_CORETYPE="Sandybridge", OPENBLAS_NUM_THREADS="2")
-    model_dir, plots = tmp_path / "model", tmp_path / "plots"
+    model_dir, plots, pipeline = tmp_path / "model", tmp_path / "plots", tmp_path / "model.pkl"
     stage_args = [
-        ("train", "--data", "training/data/train.csv", "--model", model_dir / "model.pkl"),
+        ("train", "--data", "training/data/train.csv", "--model", pipeline),
         (
-            "evaluate", "--train", "training/data/train.csv", "--test", "training/data/test.csv",
-            "--model-dir", model_dir, "--metrics", tmp_path / "metrics.json", "--plots", plots,
+            "evaluate", "--test", "training/data/test.csv", "--model", pipeline,
+            "--metrics", tmp_path / "metrics.json", "--plots", plots,
+        ),
+        (
+            "export", "--pipeline", pipeline, "--train", "training/data/train.csv",
+            "--test", "training/data/test.csv", "--metrics", tmp_path / "metrics.json",
+            "--out", model_dir,
         ),
     ]  # fmt: skip
     for stage, *args in stage_args:
@@ -109,8 +115,8 @@ def test_a_model_trained_on_other_kernels_predicts_the_same_and_scores_within_to
     assert card["numerics"].startswith("native ")
     if numerics.on_reference_level():
         assert "Sandybridge" in card["numerics"]
-        pinned = (clone_dir / "training/model/model.pkl").read_bytes()
-        assert (model_dir / "model.pkl").read_bytes() != pinned, "the kernel made no difference"
+        pinned = (clone_dir / "training/pipeline/model.pkl").read_bytes()
+        assert pipeline.read_bytes() != pinned, "the kernel made no difference"
     # The same label for every test row ...
     confusion = committed(clone_dir, "training/plots/confusion.csv")
     assert (plots / "confusion.csv").read_text() == confusion
@@ -129,7 +135,8 @@ def test_two_fresh_clones_on_one_machine_train_the_same_bytes(
     second = clone(make_origin(tmp_path), tmp_path / "clone", tmp_path / "dvc-remote")
     assert stages_run(repro(second)) == ALL_STAGES
     assert (second / "training/dvc.lock").read_text() == (first / "training/dvc.lock").read_text()
-    for name in ("training/metrics.json", *PLOTS, "training/model/model.pkl"):
+    served = [f"training/model/{name}" for name in ("metadata.json", "model.onnx")]
+    for name in ("training/metrics.json", *PLOTS, "training/pipeline/model.pkl", *served):
         assert (second / name).read_bytes() == (first / name).read_bytes(), name
 
 
@@ -145,7 +152,10 @@ def test_a_fresh_clone_of_the_origin_pulls_exactly_what_dvc_lock_names(
     run("dvc", "pull", cwd=fresh)
     assert md5_file(fresh / RAW) == md5_file(repo / RAW)  # the raw data went to the remote too
     recorded = lock_outputs(committed(fresh, "training/dvc.lock"))
-    assert {path: md5_file(fresh / path) for path in recorded} == recorded
+    files = {path: md5 for path, md5 in recorded.items() if not md5.endswith(".dir")}
+    assert {path: md5_file(fresh / path) for path in files} == files
+    # The artifact directory: dvc status (below) checks each file against the .dir listing.
+    assert all((fresh / path).is_dir() for path in recorded.keys() - files.keys())
     assert run("dvc", "status", cwd=fresh).stdout.strip() == "Data and pipelines are up to date."
 
 
@@ -155,9 +165,9 @@ def test_a_second_repro_runs_no_stage(repo: Path) -> None:
     assert "Data and pipelines are up to date" in result.stdout
 
 
-def test_changing_a_param_reruns_train_and_evaluate_only(repo: Path) -> None:
+def test_changing_a_param_reruns_train_and_later_stages_only(repo: Path) -> None:
     set_param(repo, "train.logistic_regression.C", 0.5)
-    assert stages_run(repro(repo)) == ["train", "evaluate"]
+    assert stages_run(repro(repo)) == ["train", "evaluate", "export"]
     card = json.loads((repo / "training/model/metadata.json").read_text())
     assert card["params"]["C"] == 0.5
     assert card["estimator"] == "logistic_regression"
@@ -236,8 +246,19 @@ def test_the_quality_gate_fails_the_run_and_names_the_metric(repo: Path) -> None
     assert gate_lines == [
         f"error: quality gate failed: recall {recall:.4f} < 0.999 (evaluate.thresholds.recall)"
     ]
-    # A model that fails the gate gets no model card, so nothing can serve it.
-    assert not (repo / "training/model/metadata.json").exists()
+    # A model that fails the gate is never exported, so nothing can serve it; export run by hand
+    # refuses it too.
+    exported = run(
+        "python", "-m", "training", "export", "--params", "training/params.yaml",
+        "--pipeline", "training/pipeline/model.pkl", "--train", "training/data/train.csv",
+        "--test", "training/data/test.csv", "--metrics", "training/metrics.json",
+        "--out", "training/model", cwd=repo, check=False,
+    )  # fmt: skip
+    assert exported.returncode == 1
+    assert exported.stderr.splitlines() == [
+        "error: training/metrics.json is below evaluate.thresholds for recall: only a model that "
+        "passed the quality gate is exported"
+    ]
 
 
 def test_a_wrong_type_fails_the_stage_with_one_line_naming_the_key(repo: Path) -> None:
@@ -288,11 +309,10 @@ def test_a_stage_script_run_directly_rejects_bad_params_in_one_line(
     set_param(repo, key, value)
     args = {
         "prepare": ["--out", "training/data"],
-        "train": ["--data", "training/data/train.csv", "--model", "training/model/model.pkl"],
+        "train": ["--data", "training/data/train.csv", "--model", "training/pipeline/model.pkl"],
         "evaluate": [
-            "--train", "training/data/train.csv", "--test", "training/data/test.csv",
-            "--model-dir", "training/model", "--metrics", "training/metrics.json",
-            "--plots", "training/plots",
+            "--test", "training/data/test.csv", "--model", "training/pipeline/model.pkl",
+            "--metrics", "training/metrics.json", "--plots", "training/plots",
         ],
     }[stage]  # fmt: skip
     result = run(
@@ -333,10 +353,14 @@ def test_an_experiment_switches_the_estimator_with_one_set_param(
 ) -> None:
     result = run("dvc", "exp", "run", "-S", f"train.estimator={estimator}", cwd=repo / "training")
     assert "Ran experiment(s):" in result.stdout
-    assert stages_run(result) == ["train", "evaluate"]
+    assert stages_run(result) == ["train", "evaluate", "export"]
     card = json.loads((repo / "training/model/metadata.json").read_text())
     assert card["estimator"] == estimator
     assert card["params"]["random_state"] == 42
+    # Served as an ONNX graph proven on the test split and 10,000 generated rows.
+    assert card["format"] == "onnx" and card["model_file"] == "model.onnx"
+    assert card["proof"]["generated_rows"] >= 10_000
+    assert card["proof"]["largest_difference"] <= card["proof"]["tolerance"] == 1e-6
     lock = yaml.safe_load((repo / "training/dvc.lock").read_text())
     tracked = lock["stages"]["train"]["params"]["training/params.yaml"]
     assert tracked["train.estimator"] == estimator and f"train.{estimator}" in tracked

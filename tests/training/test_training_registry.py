@@ -25,13 +25,13 @@ from training_helpers import (
     tool_env,
 )
 
-from training.artifact import verify
+import modelcard
 from training.errors import StageError
 from training.remote import missing_from_remote, require_all_in_remote
 
 pytestmark = pytest.mark.integration  # real git, DVC and GTO repositories
 
-MODEL_FILES = ("metadata.json", "model.pkl")
+MODEL_FILES = ("metadata.json", "model.onnx", "verification.json")
 
 
 @dataclass
@@ -79,7 +79,7 @@ def registry(
 
 
 def test_the_two_trainings_gave_two_different_models(registry: Registry) -> None:
-    assert registry.models["v0.0.1"]["model.pkl"] != registry.models["v0.0.2"]["model.pkl"]
+    assert registry.models["v0.0.1"]["model.onnx"] != registry.models["v0.0.2"]["model.onnx"]
 
 
 def test_register_and_assign_create_the_documented_tags_on_the_origin(registry: Registry) -> None:
@@ -104,7 +104,7 @@ def test_a_tag_naming_outputs_the_remote_lacks_is_reported_by_path(
 ) -> None:
     repo = copy_repo(registry.repo, tmp_path / "repo")  # its own, empty remote
     missing = missing_from_remote(repo, tool_env())
-    assert {"training/model/model.pkl", "training/model/metadata.json"} <= missing.keys()
+    assert {"training/pipeline/model.pkl", "training/model"} <= missing.keys()
     with pytest.raises(StageError, match=r"lacks outputs a tag names: .*model\.pkl \(new\)"):
         require_all_in_remote(repo, tool_env())
 
@@ -147,7 +147,7 @@ def test_dvc_get_by_tag_from_the_bare_origin_returns_that_model(
     assert sorted(p.name for p in out.iterdir()) == sorted(MODEL_FILES)
     got = {name: (out / name).read_bytes() for name in MODEL_FILES}
     assert got == registry.models[version]
-    assert verify(out)["model_sha256"]
+    assert modelcard.load(out)["model_sha256"]
 
 
 def test_dvc_get_with_the_remote_mounted_elsewhere(registry: Registry, tmp_path: Path) -> None:

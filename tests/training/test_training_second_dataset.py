@@ -17,14 +17,15 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 import yaml
 from training_helpers import clone, make_origin, png_size, repro, run, stages_run
 
+import modelcard
 from devstack.stack import Stack
-from training.artifact import verify
 
 pytestmark = pytest.mark.e2e  # a real Nginx + uWSGI stack (and real git, DVC and GTO)
 
@@ -49,7 +50,7 @@ class Wine:
     origin: Path
     changed: set[str]
     model_dir: Path
-    card: dict[str, object]
+    card: dict[str, Any]
     commit: str
 
 
@@ -79,7 +80,7 @@ def wine(tmp_path_factory: pytest.TempPathFactory) -> Wine:
     run("python", "-m", "training.bundled", "write", "wine", RAW, cwd=repo)
     run("dvc", "add", RAW, cwd=repo)
     describe(repo)
-    assert stages_run(repro(repo)) == ["prepare", "train", "evaluate"]
+    assert stages_run(repro(repo)) == ["prepare", "train", "evaluate", "export"]
     run("git", "add", "-A", cwd=repo)
     changed = set(run("git", "diff", "--cached", "--name-only", cwd=repo).stdout.split())
     run("git", "commit", "-q", "-m", "data: wine", cwd=repo)
@@ -95,7 +96,7 @@ def wine(tmp_path_factory: pytest.TempPathFactory) -> Wine:
         cwd=tmp,
     )  # fmt: skip
     commit = run("git", "rev-parse", "HEAD", cwd=repo).stdout.strip()
-    return Wine(repo, origin, changed, model_dir, verify(model_dir), commit)
+    return Wine(repo, origin, changed, model_dir, modelcard.load(model_dir), commit)
 
 
 def test_only_the_data_its_description_and_params_changed(wine: Wine) -> None:
@@ -179,7 +180,7 @@ def test_one_prediction_through_the_stack_over_predict(wine: Wine, stack: Stack)
 
 def test_one_prediction_through_the_stack_over_v2(wine: Wine, stack: Stack) -> None:
     features, _ = first_test_row(wine)
-    names = [feature["name"] for feature in wine.card["features"]]  # type: ignore[union-attr]
+    names = [feature["name"] for feature in wine.card["features"]]
     tensor = {"name": "input-0", "shape": [1, 13], "datatype": "FP64"}
     tensor["data"] = [features[name] for name in names]  # type: ignore[assignment]
     url = f"{stack.url}/v2/models/{NAME}/infer"

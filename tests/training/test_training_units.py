@@ -3,7 +3,6 @@ data's bytes, the estimators, the gate and its metrics, the verified model loade
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer, load_wine
 from training_helpers import ROOT
 
-from training import artifact, bundled, params, prepare
+from training import bundled, params, prepare
 from training.dataset import load_raw, min_rows_per_class, read_split, write_csv
 from training.errors import StageError
 from training.evaluate import curve_inputs, gate_failures, score
@@ -425,66 +424,6 @@ def test_binary_metrics_are_the_positive_class_and_multiclass_ones_macro_average
         "yes",
     )
     assert (binary["precision"], binary["recall"], binary["roc_auc"]) == (1.0, 0.5, 1.0)
-
-
-# --- the model artifact ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    """A tiny model with its card, built here rather than taken from DVC."""
-    bunch = load_breast_cancer(as_frame=True)
-    frame, target = bunch.data.head(120), bunch.target.head(120).astype(str)
-    model = build_pipeline(train_params(tmp_path, "logistic_regression")).fit(frame, target)
-    artifact.joblib.dump(model, tmp_path / artifact.MODEL_FILE)
-    card = {
-        "schema_version": 1,
-        "model_file": "model.pkl",
-        "model_sha256": artifact.sha256_file(tmp_path / artifact.MODEL_FILE),
-    }
-    artifact.write_metadata(tmp_path, card)
-    return tmp_path
-
-
-def test_load_model_returns_the_verified_model(model_dir: Path) -> None:
-    model, card = artifact.load_model(model_dir)
-    row = load_breast_cancer(as_frame=True).data.head(1)
-    assert model.predict(row)[0] in {"0", "1"}
-    assert card["model_sha256"] == artifact.sha256_file(model_dir / "model.pkl")
-
-
-def test_a_tampered_model_is_refused_before_it_is_unpickled(
-    model_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with (model_dir / "model.pkl").open("ab") as handle:
-        handle.write(b"\x00")
-
-    def must_not_unpickle(path: object) -> None:
-        raise AssertionError(f"unpickled an unverified file: {path}")
-
-    monkeypatch.setattr(artifact.joblib, "load", must_not_unpickle)
-    with pytest.raises(artifact.ModelIntegrityError, match="sha256 mismatch"):
-        artifact.load_model(model_dir)
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (lambda d: (d / "metadata.json").unlink(), "no metadata.json"),
-        (lambda d: (d / "model.pkl").unlink(), "no model.pkl"),
-        (lambda d: (d / "metadata.json").write_text("{"), "not valid JSON"),
-        (
-            lambda d: (d / "metadata.json").write_text(json.dumps({"schema_version": 2})),
-            "schema_version must be 1",
-        ),
-    ],
-)
-def test_an_incomplete_model_directory_is_refused(
-    model_dir: Path, change: object, message: str
-) -> None:
-    change(model_dir)  # type: ignore[operator]
-    with pytest.raises(artifact.ModelIntegrityError, match=message):
-        artifact.verify(model_dir)
 
 
 def test_pandas_reads_back_what_prepare_writes(tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ def commit_if_changed(repo: Path, message: str) -> bool:
 
 
 def lock_outputs(lock_text: str) -> dict[str, str]:
-    """The md5 of every stage output a dvc.lock records, by path."""
+    """The md5 of every stage output a dvc.lock records, by path (a directory's ends in .dir)."""
     stages = yaml.safe_load(lock_text)["stages"]
     return {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", [])}
 
