@@ -232,7 +232,7 @@ def test_a_stack_still_loading_at_its_limit_raises_with_url_limit_and_the_uwsgi_
 def test_a_stack_that_does_not_come_up_is_stopped_and_removed_by_start(tmp_path: Path) -> None:
     need_nginx()
     built = build_model(tmp_path / "m")
-    with (built.directory / "model.pkl").open("ab") as handle:
+    with (built.directory / built.metadata["model_file"]).open("ab") as handle:
         handle.write(b"\0")  # a tampered model: uWSGI refuses it and exits
     stack = Stack(built.directory)
     with pytest.raises(NotReadyError, match="uWSGI exited with status 1 before it was ready"):
@@ -247,7 +247,7 @@ def test_the_stack_runner_prints_one_error_line_and_the_log_when_uwsgi_exits(
 ) -> None:
     need_nginx()
     built = build_model(tmp_path / "m")
-    with (built.directory / "model.pkl").open("ab") as handle:
+    with (built.directory / built.metadata["model_file"]).open("ab") as handle:
         handle.write(b"\0")  # a tampered model: uWSGI refuses it and exits
     argv = ["--model-dir", str(built.directory), "--port", str(free_port())]
     done = subprocess.run(
@@ -261,5 +261,5 @@ def test_the_stack_runner_prints_one_error_line_and_the_log_when_uwsgi_exits(
     first, *rest = done.stderr.splitlines()
     assert first.startswith("error: the serving stack at http://127.0.0.1:")
     assert first.endswith(": uWSGI exited with status 1 before it was ready")
-    assert any("model checksum mismatch" in line for line in rest)
+    assert any("sha256 mismatch" in line for line in rest)
     assert "Traceback" not in done.stderr
