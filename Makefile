@@ -21,7 +21,7 @@ export PATH := $(CURDIR)/$(TOOLS):$(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export GTO_NO_ANALYTICS := 1
 export ITERATIVE_DO_NOT_TRACK := 1
-# Nor from ONNX Runtime (a device id and event database under ~/.cache, uploads): the code that
+# Nor from ONNX Runtime (a device id and event database in the home directory, uploads): the code that
 # opens a session sets it as well (modelcard/runtime.py), and so does the image.
 export ORT_DISABLE_TELEMETRY := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

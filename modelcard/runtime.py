@@ -20,9 +20,9 @@ import numpy.typing as npt
 
 Matrix = npt.NDArray[np.float64]
 
-#: ONNX Runtime's opt-out of its telemetry (1.32 on Linux: a device id and an event database
-#: under ~/.cache/Microsoft, and uploads). Set before the runtime initialises: nothing is created,
-#: persisted or sent. The image and the Makefile set it too.
+#: ONNX Runtime's opt-out of its telemetry (1.32 on Linux: a device id and an event database in
+#: the home directory's cache, and uploads). Set before the runtime initialises: nothing is
+#: created, persisted or sent. The image and the Makefile set it too.
 TELEMETRY_OFF = {"ORT_DISABLE_TELEMETRY": "1"}
 
 #: The graph's input: float64 rows in the card's feature order.

@@ -202,8 +202,8 @@ def test_a_tree_model_scaled_first_is_served_exactly_too(tmp_path: Path) -> None
 def test_onnx_runtime_writes_no_telemetry_into_the_home_directory(
     tiny_model: TinyModel, tmp_path: Path
 ) -> None:
-    """ONNX Runtime 1.32 persists a device id and an event database under ~/.cache unless told
-    not to: loading a model must leave a fresh home directory empty."""
+    """ONNX Runtime 1.32 persists a device id and an event database in the home directory unless
+    told not to: loading a model must leave a fresh home directory empty."""
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
