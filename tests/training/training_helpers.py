@@ -51,10 +51,11 @@ def run(
 
 
 def tracked_training_files() -> list[str]:
-    """This checkout's pipeline files: what git tracks or would track (not the ignored outputs)."""
+    """This checkout's pipeline files: what git tracks or would track (not the ignored outputs),
+    with the artifact contract the export stage writes through (modelcard/)."""
     listed = run(
         "git", "ls-files", "--cached", "--others", "--exclude-standard", "-z",
-        "training", ".dvc", ".dvcignore",
+        "training", "modelcard", ".dvc", ".dvcignore",
         cwd=ROOT,
     ).stdout  # fmt: skip
     return sorted({p for p in listed.split("\0") if p and (ROOT / p).is_file()})
