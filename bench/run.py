@@ -499,6 +499,10 @@ def score(results: list[dict[str, Any]]) -> dict[str, Any]:
                 "rps_1row_vs_ceiling": one["rps"] / get("", "ceiling", "constant-1", c)["rps"],
                 "p99_ms_1row": one["p99_ms"],
                 "rows_1000_vs_reference": many["rows_per_s"] / ref_many["rows_per_s"],
+                # Not a target: the reference's server CPU per 1,000-row request over the stack's,
+                # what the rows/s ratio would be if each had the host's cores to itself.
+                "cpu_1000_reference_over_stack": ref_many["cpu_us_per_request"]
+                / many["cpu_us_per_request"],
                 "rows_1000_tensor_vs_reference": get(family, "stack", "infer-1000", c)["rows_per_s"]
                 / ref_many["rows_per_s"],
             }
