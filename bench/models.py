@@ -113,7 +113,16 @@ def build(family: str, work: Path) -> BenchModel:
     directory = work / family
     served = directory / SERVED_DIR
     served.mkdir(parents=True, exist_ok=True)
-    files = served_files(pipeline, CLASS_NAMES, x_train, x_test, served, allow_scikit_learn=False)
+    files = served_files(
+        pipeline,
+        CLASS_NAMES,
+        x_train,
+        x_test,
+        served,
+        features=features,
+        allow_scikit_learn=False,
+        positive_class="malignant",
+    )
     card = {
         "schema_version": modelcard.SCHEMA_VERSION,
         "name": MODEL_NAME,

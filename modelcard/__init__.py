@@ -10,7 +10,9 @@ One module, three readers, one set of rules (docs/contracts.md, "Model artifact"
 An artifact is a directory. ``metadata.json`` names the file the server runs (``model_file``,
 in one of :data:`FORMATS`) with its sha256, and the verification sample (``verification``): rows
 and the probabilities scikit-learn gave for them when the model was trained, which the server
-recomputes at load before it becomes ready. The scikit-learn pickle the pipeline trained
+recomputes at load before it becomes ready; and the reference profile (``profile``): the bins of
+the training data and scores the server counts live rows into (training/profile.py writes it,
+:func:`read_profile` reads it, docs/monitoring.md). The scikit-learn pickle the pipeline trained
 (``training_model``) lives beside them in the DVC output, for evaluation and reports; the image
 ships only :func:`served_files`.
 
@@ -23,6 +25,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,12 @@ FORMATS = {"onnx": "model.onnx", "scikit-learn": "model.pkl"}
 TRAINING_MODEL_FILE = "model.pkl"
 #: The verification sample: rows, expected probabilities and labels (JSON, floats round-tripping).
 VERIFICATION_FILE = "verification.json"
+#: The reference profile: per-feature bins of the train split, class balance, score bins (JSON).
+PROFILE_FILE = "profile.json"
+#: Score kinds of a profile: two classes, the positive class's probability; more, the top one.
+SCORE_KINDS = ("positive_class_probability", "top_probability")
+#: How far a profile's ratios may sum from 1 (each is rounded to 6 significant digits).
+RATIO_SUM_TOLERANCE = 1e-3
 #: How far a served probability may be from scikit-learn's; labels must be identical.
 PROBABILITY_TOLERANCE = 1e-6
 #: Feature dtypes a card may declare; the server parses every feature as a float64.
@@ -50,6 +59,7 @@ REQUIRED = {
     "features": list,
     "classes": list,
     "verification": dict,
+    "profile": dict,
 }
 
 
@@ -66,6 +76,41 @@ class Verification:
     probabilities: list[list[float]]
     labels: list[str]
     tolerance: float
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Bins of one reference distribution: a value's bin is ``bisect_right(edges, value)``, so
+    there are ``len(edges) + 1`` bins and as many ``ratios`` (the reference share of each)."""
+
+    edges: tuple[float, ...]
+    ratios: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class FeatureProfile:
+    """One feature's reference: its bins and the training range (``low`` .. ``high``)."""
+
+    name: str
+    bins: Distribution
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    """profile.json, checked: features in the card's order, ``classes`` (each class's reference
+    share) in the card's order, the score's kind, class (None for the top probability) and bins,
+    the near-boundary margin, and the number of training rows it describes."""
+
+    bins: int
+    features: tuple[FeatureProfile, ...]
+    classes: tuple[tuple[str, float], ...]
+    score_kind: str
+    score_class: str | None
+    score: Distribution
+    boundary_margin: float
+    rows: int
 
 
 def sha256_file(path: Path) -> str:
@@ -134,6 +179,10 @@ def check_card(card: Any, path: Path) -> None:
     if verification.get("file") != VERIFICATION_FILE:
         raise ContractError(f"{path}: verification.file must be {VERIFICATION_FILE!r}")
     _check_sha256(verification.get("sha256"), path, "verification.sha256")
+    profile = card["profile"]
+    if profile.get("file") != PROFILE_FILE:
+        raise ContractError(f"{path}: profile.file must be {PROFILE_FILE!r}")
+    _check_sha256(profile.get("sha256"), path, "profile.sha256")
 
 
 def _check_sha256(value: Any, path: Path, key: str) -> None:
@@ -162,13 +211,15 @@ def _check_features(features: list[Any], path: Path) -> None:
 
 
 def served_files(card: dict[str, Any]) -> tuple[str, ...]:
-    """The files the server needs: the card, the model file and the verification sample."""
-    return (METADATA_FILE, str(card["model_file"]), VERIFICATION_FILE)
+    """The files the server needs: the card, the model file, the verification sample and the
+    reference profile."""
+    return (METADATA_FILE, str(card["model_file"]), VERIFICATION_FILE, PROFILE_FILE)
 
 
 def verify_files(model_dir: Path, card: dict[str, Any], pin: str = "") -> str:
-    """Check the sha256 of the model file (against the card, and ``pin`` when given) and of the
-    verification sample; return the model file's sha256. Nothing is deserialised before this."""
+    """Check the sha256 of the model file (against the card, and ``pin`` when given), of the
+    verification sample and of the profile; return the model file's sha256. Nothing is
+    deserialised before this."""
     model_path = model_dir / str(card["model_file"])
     if not model_path.is_file():
         raise ContractError(f"{model_path}: not found (metadata.json names it)")
@@ -188,6 +239,11 @@ def verify_files(model_dir: Path, card: dict[str, Any], pin: str = "") -> str:
         raise ContractError(f"{sample}: not found (metadata.json names it)")
     if sha256_file(sample) != card["verification"]["sha256"]:
         raise ContractError(f"{sample}: sha256 differs from metadata.json verification.sha256")
+    profile = model_dir / PROFILE_FILE
+    if not profile.is_file():
+        raise ContractError(f"{profile}: not found (metadata.json names it)")
+    if sha256_file(profile) != card["profile"]["sha256"]:
+        raise ContractError(f"{profile}: sha256 differs from metadata.json profile.sha256")
     return actual
 
 
@@ -218,6 +274,107 @@ def read_verification(model_dir: Path, card: dict[str, Any]) -> Verification:
     if not 0 < tolerance <= PROBABILITY_TOLERANCE:
         raise ContractError(f"{path}: tolerance must be in (0, {PROBABILITY_TOLERANCE}]")
     return Verification(rows, probabilities, labels, tolerance)
+
+
+def read_profile(model_dir: Path, card: dict[str, Any]) -> Profile:
+    """The reference profile, checked against the card and the profile's own rules (one line
+    naming the key of the first problem)."""
+    path = model_dir / PROFILE_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ContractError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise ContractError(f"{path}: must be a JSON object")
+    for key in ("bins", "features", "classes", "score", "boundary_margin", "rows"):
+        if key not in data:
+            raise ContractError(f"{path}: the key {key!r} is missing")
+    bins = data["bins"]
+    if type(bins) is not int or not 2 <= bins <= 100:
+        raise ContractError(f"{path}: bins must be an integer from 2 to 100, got {bins!r}")
+    names = [str(f["name"]) for f in card["features"]]
+    features = data["features"]
+    if not isinstance(features, list) or len(features) != len(names):
+        raise ContractError(f"{path}: features must list the card's {len(names)} features")
+    profiles = []
+    for index, (item, name) in enumerate(zip(features, names, strict=True)):
+        where = f"features[{index}]"
+        if not isinstance(item, dict) or item.get("name") != name:
+            raise ContractError(f"{path}: {where}.name must be {name!r} (the card's order)")
+        low: Any = item.get("min")
+        high: Any = item.get("max")
+        if not (_finite(low) and _finite(high) and low <= high):
+            raise ContractError(f"{path}: {where}.min and .max must be finite, min <= max")
+        profiles.append(
+            FeatureProfile(name, _distribution(item, bins, path, where), float(low), float(high))
+        )
+    classes = data["classes"]
+    if not isinstance(classes, dict) or set(classes) != set(card["classes"]):
+        raise ContractError(f"{path}: classes must map each of the card's classes to a ratio")
+    shares = tuple((str(c), classes[c]) for c in card["classes"])
+    _check_ratios([share for _, share in shares], path, "classes")
+    score = data["score"]
+    if not isinstance(score, dict):
+        raise ContractError(f"{path}: score must be an object with kind, class, edges, ratios")
+    kind, score_class = score.get("kind"), score.get("class")
+    expected = SCORE_KINDS[0] if len(card["classes"]) == 2 else SCORE_KINDS[1]
+    if kind != expected:
+        raise ContractError(
+            f"{path}: score.kind must be {expected!r} for {len(card['classes'])} classes"
+        )
+    if (kind == SCORE_KINDS[0]) != (score_class in card["classes"]) or (
+        kind == SCORE_KINDS[1] and score_class is not None
+    ):
+        raise ContractError(
+            f"{path}: score.class must be one of the card's classes for {SCORE_KINDS[0]}, "
+            f"null for {SCORE_KINDS[1]}"
+        )
+    distribution = _distribution(score, bins, path, "score")
+    margin = data["boundary_margin"]
+    if not (_finite(margin) and 0 <= margin <= 1):
+        raise ContractError(f"{path}: boundary_margin must be a number from 0 to 1")
+    rows = data["rows"]
+    if type(rows) is not int or rows < 1:
+        raise ContractError(f"{path}: rows must be a positive integer, got {rows!r}")
+    return Profile(
+        bins=bins,
+        features=tuple(profiles),
+        classes=tuple((name, float(share)) for name, share in shares),
+        score_kind=str(kind),
+        score_class=score_class,
+        score=distribution,
+        boundary_margin=float(margin),
+        rows=rows,
+    )
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, float | int) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _distribution(item: dict[str, Any], bins: int, path: Path, where: str) -> Distribution:
+    """``edges`` (strictly increasing finite numbers, fewer than ``bins``) and their ``ratios``."""
+    edges, ratios = item.get("edges"), item.get("ratios")
+    if (
+        not isinstance(edges, list)
+        or len(edges) >= bins
+        or not all(map(_finite, edges))
+        or any(a >= b for a, b in pairwise(edges))
+    ):
+        raise ContractError(
+            f"{path}: {where}.edges must be at most {bins - 1} increasing finite numbers"
+        )
+    if not isinstance(ratios, list) or len(ratios) != len(edges) + 1:
+        raise ContractError(f"{path}: {where}.ratios must have len(edges) + 1 entries")
+    _check_ratios(ratios, path, f"{where}.ratios")
+    return Distribution(tuple(map(float, edges)), tuple(map(float, ratios)))
+
+
+def _check_ratios(ratios: list[Any], path: Path, where: str) -> None:
+    if not all(_finite(r) and 0 <= r <= 1 for r in ratios) or not (
+        abs(math.fsum(ratios) - 1) <= RATIO_SUM_TOLERANCE
+    ):
+        raise ContractError(f"{path}: {where} must be numbers from 0 to 1 summing to 1")
 
 
 def load(model_dir: Path, pin: str = "") -> dict[str, Any]:

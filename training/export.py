@@ -8,10 +8,11 @@ Runs after evaluate, so only a model that passed the quality gate gets an artifa
 checks the gate again against metrics.json, for a run by hand). ``--out`` (the GTO artifact's
 directory) then holds exactly the served files (docs/contracts.md): ``model.onnx`` (the pipeline
 as an ONNX graph, training/portable.py), ``verification.json`` (the sample the server repeats at
-load) and ``metadata.json`` (the model card). A model the export cannot convert fails the stage
-with one line, unless ``export.allow_scikit_learn`` lets the pickle be served instead, which the
-card states. The directory is written beside ``--out`` and renamed into place: a failed export
-leaves no half-written artifact.
+load), ``profile.json`` (the reference profile the server's drift signals are read
+against, training/profile.py) and ``metadata.json`` (the model card). A model the export cannot
+convert fails the stage with one line, unless ``export.allow_scikit_learn`` lets the pickle be
+served instead, which the card states. The directory is written beside ``--out`` and renamed
+into place: a failed export leaves no half-written artifact.
 
 :func:`served_files` is also the serving tests' model builder (tests/serving/serving_testkit.py),
 so a test model is written by the same code as a trained one.
@@ -44,6 +45,7 @@ from training.portable import (
     sklearn_proba,
     to_onnx,
 )
+from training.profile import reference_profile, write_profile
 
 
 def served_files(
@@ -53,15 +55,20 @@ def served_files(
     test: Any,
     out_dir: Path,
     *,
+    features: Sequence[str],
     allow_scikit_learn: bool,
+    positive_class: str | None = None,
     tolerance: float = modelcard.PROBABILITY_TOLERANCE,
 ) -> dict[str, Any]:
-    """Write the model file and verification.json into ``out_dir``; return their card keys.
+    """Write the model file, verification.json and profile.json into ``out_dir``; return their
+    card keys.
 
-    ``train`` and ``test`` are float64 matrices in feature order: the generated rows follow the
-    training data, the proof runs on both. A model the export cannot convert raises
-    ConversionError unless ``allow_scikit_learn``: then the pickle is what the server runs, and
-    the card says so (``format: scikit-learn``).
+    ``train`` and ``test`` are float64 matrices in feature order (``features`` names the
+    columns): the generated rows follow the training data, the proof runs on both, the profile
+    bins the train split's features and the test split's scores (of ``positive_class`` for two
+    classes; training/profile.py). A model the export cannot convert raises ConversionError
+    unless ``allow_scikit_learn``: then the pickle is what the server runs, and the card says so
+    (``format: scikit-learn``).
     """
     generated = generated_rows(train)
     try:
@@ -91,6 +98,17 @@ def served_files(
     }
     sample_path = out_dir / modelcard.VERIFICATION_FILE
     sample_path.write_text(json.dumps(verification) + "\n", encoding="utf-8")
+    profile_path = write_profile(
+        out_dir / modelcard.PROFILE_FILE,
+        reference_profile(
+            features,
+            classes,
+            train,
+            sklearn_proba(model, train),
+            sklearn_proba(model, test),
+            positive_class=positive_class,
+        ),
+    )
     return {
         "format": fmt,
         "model_file": model_file.name,
@@ -100,6 +118,7 @@ def served_files(
             "sha256": modelcard.sha256_file(sample_path),
             "rows": len(rows),
         },
+        "profile": {"file": profile_path.name, "sha256": modelcard.sha256_file(profile_path)},
         "proof": proof.as_dict(),
     }
 
@@ -141,7 +160,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             train_x.to_numpy(dtype="float64"),
             test_x.to_numpy(dtype="float64"),
             staging,
+            features=[str(c) for c in train_x.columns],
             allow_scikit_learn=export.allow_scikit_learn,
+            positive_class=data.positive_class,
         )
     except ConversionError as exc:
         shutil.rmtree(staging, ignore_errors=True)

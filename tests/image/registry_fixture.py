@@ -83,7 +83,16 @@ def write_model(model_dir: Path, c: float = 1.0) -> tuple[str, pd.DataFrame, pd.
     model.fit(features, labels)
     rows = features.to_numpy()
     classes = [str(c) for c in model.classes_]
-    served = served_files(model, classes, rows, rows, model_dir, allow_scikit_learn=False)
+    served = served_files(
+        model,
+        classes,
+        rows,
+        rows,
+        model_dir,
+        features=list(features.columns),
+        allow_scikit_learn=False,
+        positive_class="malignant",
+    )
     accuracy = float((model.predict(features) == labels).mean())
     card = {
         "schema_version": modelcard.SCHEMA_VERSION,

@@ -73,7 +73,7 @@ def test_the_shipped_model_is_the_registered_one(built_image: BuiltImage) -> Non
         "'sha256': hashlib.sha256(open(d + '/model.onnx', 'rb').read()).hexdigest()}))",
     )
     assert json.loads(out) == {
-        "files": ["metadata.json", "model.onnx", "verification.json"],
+        "files": ["metadata.json", "model.onnx", "profile.json", "verification.json"],
         "sha256": built_image.registry.sha256,
     }
 

@@ -307,6 +307,15 @@ def write_model_dir(path: Path, *, sha256: str | None = None) -> str:
     actual = hashlib.sha256(b"model bytes").hexdigest()
     sample = {"rows": [[1.0]], "probabilities": [[0.5, 0.5]], "labels": ["a"], "tolerance": 1e-6}
     (path / "verification.json").write_text(json.dumps(sample))
+    profile = {
+        "bins": 10,
+        "features": [{"name": "x", "edges": [], "ratios": [1.0], "min": 1.0, "max": 1.0}],
+        "classes": {"a": 1.0, "b": 0.0},
+        "score": {"kind": "positive_class_probability", "class": "b", "edges": [], "ratios": [1]},
+        "boundary_margin": 0.1,
+        "rows": 1,
+    }
+    (path / "profile.json").write_text(json.dumps(profile))
     card = {
         "schema_version": 2,
         "name": "diagnosis-classifier",
@@ -318,6 +327,10 @@ def write_model_dir(path: Path, *, sha256: str | None = None) -> str:
         "verification": {
             "file": "verification.json",
             "sha256": hashlib.sha256((path / "verification.json").read_bytes()).hexdigest(),
+        },
+        "profile": {
+            "file": "profile.json",
+            "sha256": hashlib.sha256((path / "profile.json").read_bytes()).hexdigest(),
         },
     }
     (path / "metadata.json").write_text(json.dumps(card))
@@ -368,7 +381,7 @@ def test_prune_keeps_only_the_served_files(tmp_path: Path) -> None:
     (tmp_path / "m" / "model.pkl").write_bytes(b"the pipeline's pickle, never shipped")
     load_fetch_model().prune(tmp_path / "m")
     names = sorted(p.name for p in (tmp_path / "m").iterdir())
-    assert names == ["metadata.json", "model.onnx", "verification.json"]
+    assert names == ["metadata.json", "model.onnx", "profile.json", "verification.json"]
 
 
 def shipped_source_files() -> set[str]:

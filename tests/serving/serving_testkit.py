@@ -55,7 +55,14 @@ def build_model(directory: Path, estimator: Any = None) -> TinyModel:
     # The served files come from training's own export (ONNX, proven against the pipeline); a
     # test double it cannot convert (SlowModel) is served as the pickle, as params can allow.
     served = served_files(
-        pipeline, CLASS_NAMES, x_train, x_test, directory, allow_scikit_learn=True
+        pipeline,
+        CLASS_NAMES,
+        x_train,
+        x_test,
+        directory,
+        features=features,
+        allow_scikit_learn=True,
+        positive_class="malignant",
     )
     metadata = {
         "schema_version": modelcard.SCHEMA_VERSION,

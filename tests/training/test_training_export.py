@@ -48,14 +48,17 @@ def test_every_family_exports_a_graph_proven_on_10000_generated_rows(
     tmp_path: Path, family: str, dataset: Any
 ) -> None:
     model, rows, classes = fitted(family, dataset)
-    served = served_files(model, classes, rows, rows, tmp_path, allow_scikit_learn=False)
+    names = [f"f{i}" for i in range(rows.shape[1])]
+    served = served_files(
+        model, classes, rows, rows, tmp_path, features=names, allow_scikit_learn=False
+    )
     assert served["format"] == "onnx"
     assert served["proof"]["generated_rows"] >= 10_000
     assert served["proof"]["largest_difference"] <= 1e-12
     card = {
         "schema_version": modelcard.SCHEMA_VERSION,
         "name": "m",
-        "features": [{"name": f"f{i}", "dtype": "float64"} for i in range(rows.shape[1])],
+        "features": [{"name": name, "dtype": "float64"} for name in names],
         "classes": classes,
         **served,
     }
@@ -64,6 +67,7 @@ def test_every_family_exports_a_graph_proven_on_10000_generated_rows(
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "metadata.json",
         "model.onnx",
+        "profile.json",
         "verification.json",
     ]
 
@@ -108,7 +112,15 @@ def test_a_model_the_export_cannot_convert_fails_in_one_line_naming_it(
     bunch = load_breast_cancer()
     model.fit(bunch.data, bunch.target)
     with pytest.raises(ConversionError) as raised:
-        served_files(model, ["a", "b"], bunch.data, bunch.data, tmp_path, allow_scikit_learn=False)
+        served_files(
+            model,
+            ["a", "b"],
+            bunch.data,
+            bunch.data,
+            tmp_path,
+            features=list(bunch.feature_names),
+            allow_scikit_learn=False,
+        )
     message = str(raised.value)
     assert named in message and "\n" not in message
     assert "export.allow_scikit_learn: true" in message
@@ -119,7 +131,13 @@ def test_allowed_scikit_learn_serving_is_stated_in_the_card(tmp_path: Path) -> N
     bunch = load_breast_cancer()
     model = KNeighborsClassifier(n_neighbors=3).fit(bunch.data, bunch.target)
     served = served_files(
-        model, ["a", "b"], bunch.data, bunch.data, tmp_path, allow_scikit_learn=True
+        model,
+        ["a", "b"],
+        bunch.data,
+        bunch.data,
+        tmp_path,
+        features=list(bunch.feature_names),
+        allow_scikit_learn=True,
     )
     assert (served["format"], served["model_file"]) == ("scikit-learn", "model.pkl")
     assert served["proof"]["generated_rows"] == 0

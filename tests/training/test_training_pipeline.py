@@ -59,7 +59,7 @@ def test_a_fresh_clone_reruns_every_stage(reproduced: tuple[Path, list[str]]) ->
     assert ran == ALL_STAGES
     assert (clone_dir / "training/pipeline/model.pkl").is_file()
     served = sorted(p.name for p in (clone_dir / "training/model").iterdir())
-    assert served == ["metadata.json", "model.onnx", "verification.json"]
+    assert served == ["metadata.json", "model.onnx", "profile.json", "verification.json"]
 
 
 def test_a_fresh_repro_gives_the_committed_bytes_where_the_numerics_are_pinned(

@@ -31,7 +31,7 @@ from training.remote import missing_from_remote, require_all_in_remote
 
 pytestmark = pytest.mark.integration  # real git, DVC and GTO repositories
 
-MODEL_FILES = ("metadata.json", "model.onnx", "verification.json")
+MODEL_FILES = ("metadata.json", "model.onnx", "profile.json", "verification.json")
 
 
 @dataclass

@@ -1,0 +1,168 @@
+"""The reference profile: what the model's inputs and outputs looked like when it was trained.
+
+Role: the export stage (``training.export.served_files``) calls :func:`reference_profile` and
+:func:`write_profile`; the file, ``profile.json``, travels in the model artifact next to
+``model.onnx`` (named and hashed in metadata.json, read by ``modelcard.read_profile``). The server
+counts live rows into the same bins (serving/monitoring.py) and Prometheus compares the two
+(docs/monitoring.md, "Signals"). Offline checks (training/drift.py) bin with :func:`bin_index`.
+
+Contract (the rules the server and every reader share):
+
+- a feature's bin of a value ``x`` is ``bisect_right(edges, x)``: bin 0 is ``(-inf, e1)``, the last
+  ``[e_last, +inf)``;
+- ``edges`` of a column are its quantiles at ``i / bins`` (``i = 1 .. bins - 1``) taken among the
+  column's own values (numpy's ``higher`` method: each edge is a value the data holds, so no bin
+  of a discrete feature is empty), rounded to :data:`SIGNIFICANT_DIGITS`, deduplicated, and without
+  edges at or below the column's minimum (they would bound an empty bin 0); a discrete feature
+  has fewer bins, a constant one a single bin. ``ratios`` are the column's shares per bin under
+  exactly those (rounded) edges;
+- the score of a row: two classes, the probability of the positive class (the card's
+  ``positive_class``, else scikit-learn's second column); more classes, the top probability.
+  Its edges and ratios come from the test split, by the same rule;
+- ``classes``: each class's share of the model's predictions on the train split (what live
+  predictions are compared with: the model's view of the training balance);
+- a row is near the decision boundary when its two highest probabilities differ by less than
+  ``boundary_margin``.
+
+Every float is rounded to :data:`SIGNIFICANT_DIGITS` significant digits and the JSON is written
+with sorted keys: the same inputs give the same bytes (``dvc.lock`` reproduces).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+#: Bins per feature (and for the score) at most: the metrics' ``bin`` label runs "0" .. "9".
+BINS = 10
+#: Top-two probability gap under which a row counts as near the decision boundary.
+BOUNDARY_MARGIN = 0.1
+#: Digits kept of every float in the file: readable, and stable across last-bit differences.
+SIGNIFICANT_DIGITS = 6
+POSITIVE_CLASS_PROBABILITY = "positive_class_probability"
+TOP_PROBABILITY = "top_probability"
+
+Floats = npt.NDArray[np.float64]
+
+
+def rounded(value: float) -> float:
+    """``value`` to :data:`SIGNIFICANT_DIGITS` significant digits."""
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
+def rounded_outward(value: float, direction: int) -> float:
+    """``value`` to :data:`SIGNIFICANT_DIGITS` significant digits, rounded away from the data:
+    down (``direction`` -1) for a minimum, up (+1) for a maximum, so that no training value lies
+    outside the rounded range. A value that already has that many digits, give or take its last
+    bits (a relative 1e-12), stays as it is: the file must not change with those bits."""
+    near = rounded(value)
+    if (near - value) * direction >= -abs(value) * 1e-12:
+        return near
+    exponent = math.floor(math.log10(abs(near))) if near else 0
+    return rounded(near + direction * 10.0 ** (exponent - SIGNIFICANT_DIGITS + 1))
+
+
+def edges(values: Floats, bins: int = BINS) -> list[float]:
+    """A column's bin edges (the rule in the module docstring); ``[]`` for a constant column."""
+    if values.size == 0:
+        raise ValueError("a profile needs at least one row")
+    quantiles = np.quantile(values, np.arange(1, bins) / bins, method="higher")
+    lowest = float(values.min())
+    return sorted({e for e in map(rounded, quantiles.tolist()) if e > lowest})
+
+
+def bin_index(column_edges: Sequence[float], values: Floats) -> npt.NDArray[np.intp]:
+    """Each value's bin: ``bisect_right(column_edges, value)``."""
+    return np.searchsorted(np.asarray(column_edges, dtype=np.float64), values, side="right")
+
+
+def ratios(column_edges: Sequence[float], values: Floats) -> list[float]:
+    """The share of ``values`` in each of the ``len(column_edges) + 1`` bins."""
+    counts = np.bincount(bin_index(column_edges, values), minlength=len(column_edges) + 1)
+    return [rounded(count / values.size) for count in counts.tolist()]
+
+
+def score_kind(classes: Sequence[str], positive_class: str | None) -> tuple[str, str | None]:
+    """The score's kind and class: the positive class's probability for two classes (the given
+    one, else the second: scikit-learn's ``predict_proba[:, 1]``), the top probability for more."""
+    if len(classes) == 2:
+        chosen = positive_class if positive_class is not None else classes[1]
+        if chosen not in classes:
+            raise ValueError(f"positive class {chosen!r} is not one of {', '.join(classes)}")
+        return POSITIVE_CLASS_PROBABILITY, chosen
+    return TOP_PROBABILITY, None
+
+
+def scores(proba: Floats, classes: Sequence[str], score_class: str | None) -> Floats:
+    """Each row's score: the ``score_class`` column, or the top probability when it is None."""
+    if score_class is not None:
+        column: Floats = proba[:, list(classes).index(score_class)]
+        return column
+    top: Floats = proba.max(axis=1)
+    return top
+
+
+def _distribution(values: Floats, bins: int) -> dict[str, Any]:
+    column_edges = edges(values, bins)
+    return {"edges": column_edges, "ratios": ratios(column_edges, values)}
+
+
+def reference_profile(
+    features: Sequence[str],
+    classes: Sequence[str],
+    train: Floats,
+    train_proba: Floats,
+    test_proba: Floats,
+    *,
+    positive_class: str | None = None,
+    bins: int = BINS,
+    boundary_margin: float = BOUNDARY_MARGIN,
+) -> dict[str, Any]:
+    """The profile as a JSON-ready dict: ``train`` (rows by features, in ``features`` order) for
+    the feature bins, the model's probabilities on the train split (``train_proba``, columns in
+    ``classes`` order) for the class balance, and on the test split (``test_proba``) for the
+    score. Raises ValueError for shapes that do not fit together."""
+    if train.ndim != 2 or train.shape[1] != len(features):
+        raise ValueError(f"train has shape {train.shape}; expected (rows, {len(features)})")
+    for name, proba in (("train_proba", train_proba), ("test_proba", test_proba)):
+        if proba.ndim != 2 or proba.shape[1] != len(classes) or proba.shape[0] == 0:
+            raise ValueError(f"{name} has shape {proba.shape}; expected (rows, {len(classes)})")
+    if train_proba.shape[0] != train.shape[0]:
+        raise ValueError("train_proba must have one row per train row")
+    kind, score_class = score_kind(classes, positive_class)
+    predicted = np.bincount(train_proba.argmax(axis=1), minlength=len(classes))
+    return {
+        "bins": bins,
+        "features": [
+            {
+                "name": name,
+                **_distribution(train[:, index], bins),
+                "min": rounded_outward(float(train[:, index].min()), -1),
+                "max": rounded_outward(float(train[:, index].max()), 1),
+            }
+            for index, name in enumerate(features)
+        ],
+        "classes": {
+            name: rounded(count / train.shape[0])
+            for name, count in zip(classes, predicted.tolist(), strict=True)
+        },
+        "score": {
+            "kind": kind,
+            "class": score_class,
+            **_distribution(scores(test_proba, classes, score_class), bins),
+        },
+        "boundary_margin": boundary_margin,
+        "rows": int(train.shape[0]),
+    }
+
+
+def write_profile(path: Path, profile: dict[str, Any]) -> Path:
+    """Write ``profile`` as JSON with sorted keys and a trailing newline (byte-stable)."""
+    path.write_text(json.dumps(profile, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
