@@ -27,7 +27,10 @@ from requirements.lock import versions
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
 PINNED = re.compile(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}")
 VERSION_COMMENT = re.compile(r"\s+#\s+v\d+\.\d+\.\d+$")
-EXPECTED = {"ci.yml", "pr-guard.yml", "training-report.yml", "promote.yml", "environments.yml"}
+EXPECTED = {
+    "ci.yml", "pr-guard.yml", "training-report.yml", "promote.yml", "environments.yml",
+    "retrain.yml",
+}  # fmt: skip
 
 
 def tool(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -51,7 +54,7 @@ def pin_problems(text: str) -> list[str]:
     return problems
 
 
-def test_the_four_workflows_are_there() -> None:
+def test_the_six_workflows_are_there() -> None:
     assert {path.name for path in workflow_files()} == EXPECTED
 
 
@@ -142,7 +145,7 @@ def test_every_workflow_grants_nothing_by_default_and_each_job_only_what_it_need
         assert granted.get("contents") in {"read", "write"}
 
 
-def test_only_the_build_the_proposals_and_the_stage_jobs_may_write_contents() -> None:
+def test_only_the_build_the_proposals_the_stage_and_the_retrain_jobs_may_write_contents() -> None:
     writers = {
         (path.name, name)
         for path in workflow_files()
@@ -153,6 +156,7 @@ def test_only_the_build_the_proposals_and_the_stage_jobs_may_write_contents() ->
         ("promote.yml", "promote"),
         ("environments.yml", "propose"),
         ("environments.yml", "stage"),
+        ("retrain.yml", "retrain"),
     }
 
 
@@ -319,7 +323,9 @@ def runs_iterative_tools(path: Path) -> bool:
 
 def test_the_check_knows_which_workflows_run_dvc_gto_or_cml() -> None:
     runners = {path.name for path in workflow_files() if runs_iterative_tools(path)}
-    assert runners == {"ci.yml", "promote.yml", "training-report.yml", "environments.yml"}
+    assert runners == {
+        "ci.yml", "promote.yml", "training-report.yml", "environments.yml", "retrain.yml",
+    }  # fmt: skip
 
 
 def test_every_workflow_that_runs_dvc_gto_or_cml_turns_their_telemetry_off_at_its_top() -> None:
