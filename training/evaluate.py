@@ -42,14 +42,9 @@ from sklearn.metrics import (
 
 from training.dataset import read_split
 from training.errors import StageError, run_stage
-from training.params import DataParams, load_data, load_evaluate
+from training.params import load_data, load_evaluate
 
 DIGITS = 6
-
-
-def average_of(data: DataParams) -> str:
-    """``binary`` (the positive class's metrics) for two classes, else ``macro``."""
-    return "binary" if data.positive_class is not None else "macro"
 
 
 def score(
@@ -153,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.metrics.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     write_plots(args.plots, y_true, y_pred, proba, classes, data.positive_class)
     print(
-        f"evaluate ({average_of(data)}): " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        f"evaluate ({data.metric_average}): "
+        + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
     )
 
     failures = gate_failures(metrics, gate.thresholds)

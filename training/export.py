@@ -33,7 +33,6 @@ import modelcard
 from training.artifact import model_card
 from training.dataset import read_split
 from training.errors import StageError, run_stage
-from training.evaluate import average_of
 from training.params import load_artifact, load_data, load_evaluate, load_export, load_train
 from training.portable import (
     ConversionError,
@@ -168,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         raise StageError(f"export: {exc}") from None
     card = model_card(
-        model, args.train, len(test_x), metrics, data, train_params, artifact, average_of(data)
+        model, args.train, len(test_x), metrics, data, train_params, artifact, data.metric_average
     )
     modelcard.write_card(staging, {**card, **served})
     shutil.rmtree(args.out, ignore_errors=True)

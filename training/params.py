@@ -59,6 +59,12 @@ class DataParams:
     def binary(self) -> bool:
         return len(self.classes) == 2
 
+    @property
+    def metric_average(self) -> str:
+        """How evaluate averages precision, recall, F1 and ROC AUC, as the model card states it:
+        ``binary`` (the positive class's) for two classes, else ``macro``."""
+        return "binary" if self.positive_class is not None else "macro"
+
 
 @dataclass(frozen=True)
 class PrepareParams:

@@ -54,9 +54,16 @@ def repo(reproduced: tuple[Path, list[str]], tmp_path: Path) -> Path:
     return copy_repo(reproduced[0], tmp_path / "repo")
 
 
-def test_a_fresh_clone_reruns_every_stage(reproduced: tuple[Path, list[str]]) -> None:
+def test_a_fresh_clone_reruns_every_stage_whose_outputs_it_lacks(
+    reproduced: tuple[Path, list[str]],
+) -> None:
+    """evaluate's outputs (metrics, plot data) are committed to git: it runs again only when the
+    model it scores came out different (off the x86-64-v3 kernels), the others always."""
     clone_dir, ran = reproduced
-    assert ran == ALL_STAGES
+    pipeline = "training/pipeline/model.pkl"
+    retrained = lock_outputs((clone_dir / "training/dvc.lock").read_text())[pipeline]
+    same_model = retrained == lock_outputs(committed(clone_dir, "training/dvc.lock"))[pipeline]
+    assert ran == [stage for stage in ALL_STAGES if stage != "evaluate" or not same_model]
     assert (clone_dir / "training/pipeline/model.pkl").is_file()
     served = sorted(p.name for p in (clone_dir / "training/model").iterdir())
     assert served == ["metadata.json", "model.onnx", "profile.json", "verification.json"]
@@ -133,7 +140,7 @@ def test_two_fresh_clones_on_one_machine_train_the_same_bytes(
 ) -> None:
     first, _ = reproduced
     second = clone(make_origin(tmp_path), tmp_path / "clone", tmp_path / "dvc-remote")
-    assert stages_run(repro(second)) == ALL_STAGES
+    assert stages_run(repro(second)) == reproduced[1]
     assert (second / "training/dvc.lock").read_text() == (first / "training/dvc.lock").read_text()
     served = [f"training/model/{name}" for name in ("metadata.json", "model.onnx")]
     for name in ("training/metrics.json", *PLOTS, "training/pipeline/model.pkl", *served):
