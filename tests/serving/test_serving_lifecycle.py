@@ -154,8 +154,8 @@ def test_a_pod_stop_under_load_fails_no_request(tmp_path: Path) -> None:
     and with a slow request in flight: every request gets its answer.
 
     While Nginx's stop delay runs, every answer says "Connection: close", so each client leaves
-    its connection after its answer; the Service then drops the pod (``remove_endpoint``, half
-    way through the delay); Nginx stops gracefully and waits for the slow request; uWSGI gets
+    its connection after its answer; the Service then drops the pod (``remove_endpoint``, a
+    quarter into the delay, well before Nginx closes its listener); Nginx stops gracefully and waits for the slow request; uWSGI gets
     its SIGTERM only after Nginx has exited."""
     slow = build_model(tmp_path / "slow", estimator=SlowModel())
     stack = start_stack(slow.directory)
@@ -177,7 +177,7 @@ def test_a_pod_stop_under_load_fails_no_request(tmp_path: Path) -> None:
             worker.start()
             time.sleep(0.3)  # the slow request is inside a worker, and outlasts the stop delay
             signalled = time.monotonic()
-            removal = threading.Timer(STOP_DELAY / 2, load.remove_endpoint)
+            removal = threading.Timer(STOP_DELAY / 4, load.remove_endpoint)
             removal.start()
             codes = stack.drain(STOP_DELAY, timeout=GRACE_SECONDS)
             removal.join()
