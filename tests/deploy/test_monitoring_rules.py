@@ -291,6 +291,7 @@ def test_the_expected_psi_of_the_drift_tests_is_the_psi_of_their_series_computed
                 key = alert["exp_labels"].get("feature", "score")
                 value = psi_from_series(test, minutes(case["eval_time"]))["hand"][key]
                 assert f"{value:.3f}" == shown[1]
+                assert f"{value:.4f}" == alert["exp_annotations"]["psi"]
                 checked += 1
     assert checked >= 11
 
