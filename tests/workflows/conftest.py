@@ -90,6 +90,14 @@ def report_sandbox(new_sandbox: Callable[[str], Sandbox]) -> tuple[Sandbox, str]
 
 
 @pytest.fixture(scope="session")
+def retrain_sandbox(new_sandbox: Callable[[str], Sandbox]) -> tuple[Sandbox, str]:
+    """The sandbox of the retrain walks (they push experiment/retrain-* branches and data
+    versions) and the DVC_CONFIG of its DVC remote."""
+    sandbox = new_sandbox("retrain")
+    return sandbox, with_dvc_remote(sandbox)
+
+
+@pytest.fixture(scope="session")
 def loopback_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A container registry (Debian's docker-registry, CNCF distribution) on a free loopback port,
     plain HTTP, no authentication; its HOST:PORT. Stopped, by its PID, after the session."""
