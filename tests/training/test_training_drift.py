@@ -91,12 +91,11 @@ def test_an_empty_reference_bin_counts_as_the_floor_and_keeps_psi_finite() -> No
     )
 
 
-def test_the_floor_is_the_one_of_docs_monitoring() -> None:
-    contract = Path(__file__).resolve().parents[2] / "docs" / "monitoring.md"
-    assert drift.FLOOR == 1e-4 and drift.DRIFT == 0.2 and drift.MODERATE == 0.1
-    if contract.exists():  # the page the rules and this module share (helpers B and C write it)
-        text = contract.read_text()
-        assert "1e-4" in text and "0.2" in text
+def test_the_floor_and_thresholds_are_the_ones_docs_monitoring_states() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "monitoring.md").read_text()
+    assert (drift.FLOOR, drift.DRIFT, drift.MODERATE) == (1e-4, 0.2, 0.1)
+    assert "both floored at `1e-4`" in text
+    assert "PSI ≥ 0.2 drift, 0.1\u20130.2 moderate" in text
 
 
 def test_a_value_on_an_edge_falls_in_the_bin_above_it() -> None:
