@@ -10,8 +10,13 @@ monitoring-prereqs: ## install Prometheus and promtool from Debian (needs root; 
 
 test-prereqs: monitoring-prereqs
 
-# Where `make demo-drift` writes its table, alert states and plot.
+# Where `make demo-drift` writes its plot and numbers; the model it serves (with its profile.json)
+# and the data it sends (the training pipeline's splits: `make train` writes all three).
 DEMO_DRIFT_DIR ?= out/demo-drift
+DEMO_DRIFT_MODEL ?= training/model
+DEMO_DRIFT_DATA ?= training/data/train.csv training/data/test.csv
+# Features the demo shifts (space-separated); empty: the model's first two.
+DEMO_DRIFT_SHIFT ?=
 
 .PHONY: test-monitoring
 test-monitoring: monitoring-prereqs serving-prereqs tools ## the monitoring tests only (chart rules, promtool, a real Prometheus)
@@ -19,4 +24,6 @@ test-monitoring: monitoring-prereqs serving-prereqs tools ## the monitoring test
 
 .PHONY: demo-drift
 demo-drift: monitoring-prereqs serving-prereqs tools ## stack + Prometheus: in-distribution then shifted traffic, the PSI table, the alerts, a PNG (out/demo-drift)
-	python -m devstack.drift_demo --out "$(DEMO_DRIFT_DIR)"
+	@for f in $(DEMO_DRIFT_MODEL)/profile.json $(DEMO_DRIFT_DATA); do test -f "$$f" || { $(MAKE) train; break; }; done
+	python -m devstack.drift_demo --model-dir "$(DEMO_DRIFT_MODEL)" --out "$(DEMO_DRIFT_DIR)" \
+	  $(foreach f,$(DEMO_DRIFT_DATA),--data "$(f)") $(foreach f,$(DEMO_DRIFT_SHIFT),--shift "$(f)")
