@@ -37,7 +37,11 @@ DEFAULTS: dict[str, Any] = {
     "MODEL_SHA256": "",
     "MAX_ROWS": 10_000,
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,
+    "MONITORING": "on",
 }
+#: MODELOPS_MONITORING: "off" leaves out the drift signals (docs/monitoring.md, the benchmark's
+#: cost cell); "on" by default.
+MONITORING_VALUES = {"on": True, "off": False}
 INT_KEYS = ("MAX_ROWS", "MAX_CONTENT_LENGTH")
 
 
@@ -71,10 +75,17 @@ def create_app(config: Mapping[str, Any] | None = None, *, model: Model | None =
             raise ConfigError(
                 f"MODELOPS_{key} must be an integer, got {app.config[key]!r}"
             ) from None
+    monitoring = MONITORING_VALUES.get(str(app.config["MONITORING"]))
+    if monitoring is None:
+        raise ConfigError(
+            f"MODELOPS_MONITORING must be on or off, got {app.config['MONITORING']!r}"
+        )
     if model is None:
         model = model_from_config(app.config)
         model.load()
-    server = ServerState(model=model, metrics=Metrics(), max_rows=app.config["MAX_ROWS"])
+    server = ServerState(
+        model=model, metrics=Metrics(monitoring=monitoring), max_rows=app.config["MAX_ROWS"]
+    )
     server.metrics.describe_model(model)
     app.extensions["modelops"] = server
 

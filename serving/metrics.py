@@ -4,15 +4,21 @@ With ``PROMETHEUS_MULTIPROC_DIR`` set (the uWSGI config sets it), prometheus_cli
 process's values in files there and ``/metrics`` merges them; the uWSGI master wipes the directory
 before the workers fork (``reset_multiproc_dir``). Without it (unit tests), values live in a
 private in-process registry. Label children are cached so the request path does one dict lookup.
+
+What the model's rows say (the predicted class, the scored rows and the drift signals of
+docs/monitoring.md) is counted by ``serving.monitoring.Signals``, built for the loaded model by
+``describe_model``: its own per-process arrays in the same directory, summed at scrape time by a
+collector (that module says why). Both protocols count through :meth:`Metrics.observe_rows` and
+:meth:`Metrics.observe_row`, called from ``serving.protocols.common``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -25,6 +31,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from modelcard.runtime import Matrix
 from serving.model import Model
+from serving.monitoring import Signals, reset_counts
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -43,6 +50,7 @@ def reset_multiproc_dir() -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):
         stale.unlink(missing_ok=True)
+    reset_counts(directory)
 
 
 class Metrics:
@@ -50,7 +58,11 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, *, monitoring: bool = True) -> None:
+        """``monitoring`` false (``MODELOPS_MONITORING=off``) leaves out the drift signals and
+        counts only the predicted class and the scored rows."""
+        self.monitoring = monitoring
+        self.signals: Signals | None = None
         self._multiproc = multiproc_dir() is not None
         # In multiprocess mode values go to files; registering is only for the in-process case.
         registry = None if self._multiproc else CollectorRegistry(auto_describe=True)
@@ -66,12 +78,6 @@ class Metrics:
             "Time spent in the app per request, by endpoint.",
             ["endpoint"],
             buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.predictions = Counter(
-            "modelops_predictions_total",
-            "Rows predicted, by predicted class.",
-            ["class"],
             registry=registry,
         )
         self.model_info = Gauge(
@@ -93,15 +99,27 @@ class Metrics:
         )
         self._request_children: dict[tuple[str, int], Any] = {}
         self._latency_children: dict[str, Any] = {}
-        self._class_children: list[Any] = []
 
     def describe_model(self, model: Model) -> None:
-        if not model.ready:
+        """The model-info gauge and the model's signals (counted from here on); a model that is
+        not loaded has neither."""
+        if not model.ready or model.profile is None:
             return
         self.model_info.labels(
             **model.provenance.as_dict(), inference_path=model.inference_path
         ).set(1)
-        self._class_children = [self.predictions.labels(name) for name in model.classes]
+        signals = Signals(
+            model.profile,
+            model.classes,
+            tag=str(model.metadata["profile"]["sha256"])[:16],
+            directory=multiproc_dir(),
+            enabled=self.monitoring,
+        )
+        if self._registry is not None:
+            if self.signals is not None:
+                self._registry.unregister(self.signals)
+            self._registry.register(signals)
+        self.signals = signals
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         key = (endpoint, status)
@@ -114,22 +132,22 @@ class Metrics:
             latency = self._latency_children[endpoint] = self.latency.labels(endpoint)
         latency.observe(seconds)
 
-    def count_class(self, index: int) -> None:
-        self._class_children[index].inc()
+    def observe_rows(self, x: Matrix, proba: Matrix) -> None:
+        """Count scored rows: ``x`` validated (finite, model order), ``proba`` the model's."""
+        assert self.signals is not None, "describe_model first"
+        self.signals.rows(x, proba)
 
-    def count_predictions(self, proba: Matrix) -> None:
-        if proba.shape[0] == 1:
-            self._class_children[int(proba[0].argmax())].inc()
-            return
-        counts = np.bincount(proba.argmax(axis=1), minlength=len(self._class_children))
-        for child, count in zip(self._class_children, counts.tolist(), strict=True):
-            if count:
-                child.inc(count)
+    def observe_row(self, values: Sequence[float], proba: Sequence[float], best: int) -> None:
+        """Count one scored row of the one-row path (``best``: its most probable class)."""
+        assert self.signals is not None, "describe_model first"
+        self.signals.row(values, proba, best)
 
     def exposition(self) -> bytes:
         if self._multiproc:
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            if self.signals is not None:
+                registry.register(self.signals)
             return bytes(generate_latest(registry))
         assert self._registry is not None
         return bytes(generate_latest(self._registry))

@@ -4,7 +4,8 @@
 sha256 of the model file checked against it and against the optional pin, *before* anything is
 deserialised), opens the model (an ONNX Runtime session, or a joblib unpickle for a
 ``format: scikit-learn`` artifact, which only training with ``export.allow_scikit_learn`` writes),
-repeats the training-time proof on the verification sample, and only then sets ``ready``. Every
+repeats the training-time proof on the verification sample, reads the reference profile (the drift
+signals' bins, serving/monitoring.py), and only then sets ``ready``. Every
 failure is a ``ModelError`` whose message names what is wrong. Nothing falls back: the format the
 card names is the format that runs, and ``inference_path`` reports it.
 """
@@ -98,6 +99,8 @@ class Model:
         self.feature_set: frozenset[str] = frozenset()
         self.classes: tuple[str, ...] = ()
         self.metadata: dict[str, Any] = {}
+        #: The reference profile the drift signals count against (serving.monitoring).
+        self.profile: modelcard.Profile | None = None
         self.inference_path = ""
         self.provenance = Provenance(name, version, stage, git_commit, image_digest, "", "")
         self.provenance_dict: dict[str, str] = {}
@@ -117,6 +120,7 @@ class Model:
         try:
             card = modelcard.load(self.model_dir, self._pin)
             sample = modelcard.read_verification(self.model_dir, card)
+            profile = modelcard.read_profile(self.model_dir, card)
         except modelcard.ContractError as exc:
             raise ModelError(str(exc)) from None
         features = tuple(Feature(f["name"], f["dtype"]) for f in card["features"])
@@ -128,6 +132,7 @@ class Model:
 
         data = card.get("data") if isinstance(card.get("data"), dict) else {}
         self.metadata = card
+        self.profile = profile
         self.features = features
         self.feature_names = tuple(f.name for f in features)
         self.feature_set = frozenset(self.feature_names)

@@ -1,14 +1,17 @@
-"""What both protocols share: reading JSON, the row limit, and the words of a bad value.
+"""What both protocols share: reading JSON, the row limit, the words of a bad value, and scoring.
 
 Used by ``serving.protocols.records`` and ``serving.protocols.v2``, fast and careful paths alike,
-so that the two protocols word the same problem the same way.
+so that the two protocols word the same problem the same way, and so that every row either of
+them scores goes through :func:`score` or :func:`score_one`: the one place rows are predicted and
+counted (the predicted class, the scored rows and the drift signals, ``serving.metrics``), once
+per row.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +19,8 @@ import orjson
 
 from modelcard.runtime import Matrix
 from serving.errors import ApiError, invalid
+from serving.model import Model
+from serving.state import ServerState
 
 NUMBER_TYPES = frozenset({int, float})
 
@@ -62,3 +67,24 @@ def finite(matrix: Matrix, field_of: Callable[[int, int], str]) -> Matrix:
         field = field_of(row, col)
         raise invalid(f"{field} is {matrix[row, col]}; only finite numbers are allowed", field)
     return matrix
+
+
+def score(server: ServerState, model: Model, x: Matrix) -> Matrix:
+    """The model's probabilities for validated rows ``x``, each row counted in the metrics."""
+    proba = model.predict_proba(x)
+    server.metrics.observe_rows(x, proba)
+    return proba
+
+
+def score_one(
+    server: ServerState, model: Model, values: Sequence[float]
+) -> tuple[tuple[float, ...], int] | None:
+    """One row's probabilities and the index of its most probable class, counted in the metrics;
+    None (nothing counted) when the model has no one-row path or a value is not finite: the
+    caller then scores the row through :func:`score`."""
+    proba = model.predict_one(values)
+    if proba is None:
+        return None
+    best = max(range(len(proba)), key=proba.__getitem__)
+    server.metrics.observe_row(values, proba, best)
+    return proba, best

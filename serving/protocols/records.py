@@ -43,6 +43,8 @@ from serving.protocols.common import (
     describe,
     finite,
     parse_json,
+    score,
+    score_one,
 )
 from serving.state import PROVENANCE_HEADER, Answer, Call, ServerState
 
@@ -192,8 +194,7 @@ def predict_body(server: ServerState, raw: bytes) -> Answer:
             if answer is not None:
                 return answer
         x = finite_records(decoder.matrix(rows), model.feature_names)
-    proba = model.predict_proba(x)
-    server.metrics.count_predictions(proba)
+    proba = score(server, model, x)
     payload = {
         "model": model.provenance_dict,
         "classes": model.classes,
@@ -206,11 +207,10 @@ def predict_body(server: ServerState, raw: bytes) -> Answer:
 def _one_row(model: Model, server: ServerState, values: tuple[float, ...]) -> Answer | None:
     """The common single-row request in plain Python (no numpy call), or None to go the general
     way (the model has no plain-Python path, or a value is not finite)."""
-    proba = model.predict_one(values)
-    if proba is None:
+    scored = score_one(server, model, values)
+    if scored is None:
         return None
-    best = max(range(len(proba)), key=proba.__getitem__)
-    server.metrics.count_class(best)
+    proba, best = scored
     payload = {
         "model": model.provenance_dict,
         "classes": model.classes,

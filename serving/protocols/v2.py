@@ -36,7 +36,14 @@ import numpy as np
 from modelcard.runtime import Matrix
 from serving.errors import ApiError, invalid
 from serving.model import Model
-from serving.protocols.common import NUMBER_TYPES, bad_value, check_rows, finite, parse_json
+from serving.protocols.common import (
+    NUMBER_TYPES,
+    bad_value,
+    check_rows,
+    finite,
+    parse_json,
+    score,
+)
 from serving.state import PROVENANCE_HEADER, Answer, Call, ServerState
 
 SERVER_NAME = "modelops"
@@ -145,8 +152,7 @@ def infer_body(
     x = tensors(
         body["inputs"], model.feature_names, server.max_rows, binary, literal_free=literal_free
     )
-    proba = model.predict_proba(x)
-    server.metrics.count_predictions(proba)
+    proba = score(server, model, x)
     rows = proba.shape[0]
     answered: list[dict[str, Any]] = []
     for output in outputs:

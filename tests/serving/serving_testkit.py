@@ -33,6 +33,7 @@ class TinyModel:
     pipeline: Any
     x_test: np.ndarray
     metadata: dict[str, Any]
+    x_train: np.ndarray  # the rows profile.json describes
 
     def record(self, row: int = 0) -> dict[str, float]:
         return dict(zip(self.features, self.x_test[row].tolist(), strict=True))
@@ -84,7 +85,7 @@ def build_model(directory: Path, estimator: Any = None) -> TinyModel:
         "libraries": {"python": "3.11", "scikit-learn": "1.9.1", "numpy": "2.4.6"},
     }
     modelcard.write_card(directory, metadata)
-    return TinyModel(directory, features, pipeline, x_test, metadata)
+    return TinyModel(directory, features, pipeline, x_test, metadata, x_train)
 
 
 # A model whose prediction is slow on demand: a request whose first feature is SLOW_SENTINEL stays

@@ -1,0 +1,332 @@
+"""Live drift signals: the rows the server scores, counted into the bins of the model's reference
+profile (profile.json, modelcard.read_profile), exposed as Prometheus counters.
+
+Role: ``serving.metrics.Metrics`` builds one :class:`Signals` for the loaded model
+(``describe_model``) and registers it as a collector; both protocols count every scored row
+through it, once (``serving.protocols.common.score`` and ``score_one``). The metric names, labels
+and meaning are docs/monitoring.md's "Signals" (the contract other parts read); the bin rule is
+training/profile.py's: a value's bin is ``bisect_right(edges, value)``.
+
+Why not prometheus_client's own counters: in multiprocess mode each ``inc()`` locks and writes
+a value in a memory-mapped file, about 4 µs; a one-row request of 30 features touches some 35
+cells, which would cost more than the prediction and the rest of the request. Here each process
+keeps all its cells in one int64 array mapped from its own file in ``PROMETHEUS_MULTIPROC_DIR``
+(``signals_<profile>_<pid>.counts``, created by the process on its first count, so never shared
+between a forked worker and its parent): a request adds to it with a few numpy operations and
+no lock between processes. At scrape time :meth:`Signals.collect` sums the arrays of every file
+of the directory for this profile, the processes that exited included (as prometheus_client does
+for counters, so a recycled worker does not reset them), and yields the counter families. Every
+cell only ever grows, so a scrape that reads a file while a worker writes to it sees each counter
+at its old or its new value, never a decrease. Without the directory (tests, one process) the
+array is private. The reference ratios are gauges with constant values, from the profile.
+
+``enabled`` false (``MODELOPS_MONITORING=off``) counts only the predicted class and the scored
+rows: the benchmark's way to measure what the rest costs (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from modelcard import Profile
+from modelcard.runtime import Matrix
+
+COUNTS_SUFFIX = ".counts"
+COUNTS_PREFIX = "signals_"
+
+
+class _Layout:
+    """Where each counter lives in the int64 array: input bins (features x ``bins``), values below
+    and above the training range (features each), score bins, classes, near-boundary rows, rows."""
+
+    def __init__(self, n_features: int, bins: int, n_classes: int) -> None:
+        self.input = 0
+        self.below = n_features * bins
+        self.above = self.below + n_features
+        self.score = self.above + n_features
+        self.classes = self.score + bins
+        self.near = self.classes + n_classes
+        self.rows = self.near + 1
+        self.size = self.rows + 1
+
+
+class _Counts:
+    """This process's int64 cells: private, or mapped from its own file in ``directory``."""
+
+    def __init__(self, size: int, directory: str | None, tag: str) -> None:
+        self.size = size
+        self.directory = Path(directory) if directory else None
+        self.tag = tag
+        self._pid = -1
+        self._array: np.ndarray = np.zeros(size, dtype=np.int64)
+        if self.directory is None:
+            self._pid = os.getpid()
+
+    def array(self) -> np.ndarray:
+        """The array to add to; in multiprocess mode, this process's file (opened on first use
+        in each process: a worker forked from a parent that counted gets its own)."""
+        pid = os.getpid()
+        if pid != self._pid:
+            self._array = self._open(pid)
+            self._pid = pid
+        return self._array
+
+    def _open(self, pid: int) -> np.ndarray:
+        assert self.directory is not None
+        path = self.directory / f"{COUNTS_PREFIX}{self.tag}_{pid}{COUNTS_SUFFIX}"
+        if not path.is_file() or path.stat().st_size != self.size * 8:
+            # a pid reused after a worker exited continues its file; anything else starts at 0
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(bytes(self.size * 8))
+        return np.memmap(path, dtype=np.int64, mode="r+", shape=(self.size,))
+
+    def totals(self) -> np.ndarray:
+        """Every process's cells added up (this process's alone without a directory)."""
+        if self.directory is None:
+            return self._array.copy()
+        total = np.zeros(self.size, dtype=np.int64)
+        for path in sorted(self.directory.glob(f"{COUNTS_PREFIX}{self.tag}_*{COUNTS_SUFFIX}")):
+            try:
+                if path.stat().st_size != self.size * 8:
+                    continue
+                total += np.memmap(path, dtype=np.int64, mode="r", shape=(self.size,))
+            except (OSError, ValueError):
+                continue  # removed between the listing and the read: a reset directory
+        return total
+
+
+class Signals:
+    """The drift signals of one model: counting (:meth:`rows`, :meth:`row`) and the Prometheus
+    collector (:meth:`collect`) of docs/monitoring.md's metrics."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        classes: Sequence[str],
+        *,
+        tag: str,
+        directory: str | None,
+        enabled: bool = True,
+    ) -> None:
+        """``tag`` names this profile's files in ``directory`` (the profile's sha256 prefix):
+        files of another model in the same directory are never added to these."""
+        self.profile = profile
+        self.classes = tuple(classes)
+        self.enabled = enabled
+        self.features = tuple(f.name for f in profile.features)
+        n_features, bins = len(self.features), profile.bins
+        self.layout = _Layout(n_features, bins, len(self.classes))
+        self._counts = _Counts(self.layout.size, directory, tag)
+        self._lock = threading.Lock()
+        # edges as a (bins - 1, features) grid, padded with +inf (no value reaches a missing edge)
+        grid = np.full((bins - 1, n_features), np.inf)
+        for index, feature in enumerate(profile.features):
+            grid[: len(feature.bins.edges), index] = feature.bins.edges
+        self._grid = grid
+        self._grid_rows = grid[:, None, :]
+        self._low = np.array([f.low for f in profile.features], dtype=np.float64)
+        self._high = np.array([f.high for f in profile.features], dtype=np.float64)
+        self._score_edges = list(profile.score.edges)
+        self._score_edges_array = np.asarray(profile.score.edges, dtype=np.float64)
+        self._score_column = (
+            self.classes.index(profile.score_class) if profile.score_class is not None else None
+        )
+        self._margin = profile.boundary_margin
+        self._bins = bins
+        self._n_features = n_features
+        self._input_offsets = np.arange(n_features) * bins
+
+    # --- counting --------------------------------------------------------------------------
+
+    def _input_bins(self, x: Matrix) -> np.ndarray:
+        """Rows per (feature, bin) of ``x``, as a flat features x bins array: the count of
+        values at or above each edge, then the differences between neighbouring edges."""
+        rows = x.shape[0]
+        at_or_above = np.count_nonzero(self._grid_rows <= x[None, :, :], axis=1)
+        steps = np.empty((self._bins + 1, self._n_features), dtype=np.int64)
+        steps[0] = rows
+        steps[1:-1] = at_or_above
+        steps[-1] = 0
+        return (steps[:-1] - steps[1:]).T.ravel()
+
+    def rows(self, x: Matrix, proba: Matrix) -> None:
+        """Count the rows ``x`` (finite, validated, features in model order) and their
+        probabilities ``proba`` (columns in class order)."""
+        layout = self.layout
+        best = proba.argmax(axis=1)
+        n_classes = len(self.classes)
+        by_class = np.bincount(best, minlength=n_classes)
+        if not self.enabled:
+            with self._lock:
+                counts = self._counts.array()
+                counts[layout.classes : layout.classes + n_classes] += by_class
+                counts[layout.rows] += x.shape[0]
+            return
+        inputs = self._input_bins(x)
+        below = np.count_nonzero(x < self._low, axis=0)
+        above = np.count_nonzero(x > self._high, axis=0)
+        if self._score_column is not None:
+            score = proba[:, self._score_column]
+        else:
+            score = proba.max(axis=1)
+        by_score = np.bincount(
+            np.searchsorted(self._score_edges_array, score, side="right"), minlength=self._bins
+        )
+        if n_classes == 2:
+            gap = np.abs(proba[:, 0] - proba[:, 1])
+        else:
+            top_two = np.partition(proba, n_classes - 2, axis=1)[:, -2:]
+            gap = top_two[:, 1] - top_two[:, 0]
+        near = int(np.count_nonzero(gap < self._margin))
+        with self._lock:
+            counts = self._counts.array()
+            counts[layout.input : layout.below] += inputs
+            counts[layout.below : layout.above] += below
+            counts[layout.above : layout.score] += above
+            counts[layout.score : layout.classes] += by_score
+            counts[layout.classes : layout.near] += by_class
+            counts[layout.near] += near
+            counts[layout.rows] += x.shape[0]
+
+    def row(self, values: Sequence[float], proba: Sequence[float], best: int) -> None:
+        """Count one row (finite values in model order), its probabilities and the index of its
+        most probable class: the one-row path's numbers, without building a matrix for them."""
+        layout = self.layout
+        if not self.enabled:
+            with self._lock:
+                counts = self._counts.array()
+                counts[layout.classes + best] += 1
+                counts[layout.rows] += 1
+            return
+        x = np.array(values, dtype=np.float64)
+        at_or_above = self._grid <= x
+        cells = np.count_nonzero(at_or_above, axis=0)
+        cells += self._input_offsets
+        column = self._score_column
+        score = proba[column] if column is not None else proba[best]
+        if len(proba) == 2:
+            near = abs(proba[0] - proba[1]) < self._margin
+        else:
+            first, second = sorted(proba)[-2:][::-1]
+            near = first - second < self._margin
+        score_cell = layout.score + bisect_right(self._score_edges, score)
+        with self._lock:
+            counts = self._counts.array()
+            counts[cells] += 1
+            counts[layout.below : layout.above] += x < self._low
+            counts[layout.above : layout.score] += x > self._high
+            counts[score_cell] += 1
+            counts[layout.classes + best] += 1
+            if near:
+                counts[layout.near] += 1
+            counts[layout.rows] += 1
+
+    # --- exposition ------------------------------------------------------------------------
+
+    def totals(self) -> np.ndarray:
+        """Every cell, summed over the processes (what a scrape reports)."""
+        return self._counts.totals()
+
+    def collect(self) -> Iterator[Metric]:
+        """The counter families (and, when enabled, the reference gauges): every series from
+        the start, at 0 before any traffic."""
+        layout, total = self.layout, self.totals()
+        predicted = CounterMetricFamily(
+            "modelops_predicted_class", "Live predictions by predicted class.", labels=["class"]
+        )
+        legacy = CounterMetricFamily(
+            "modelops_predictions",
+            "Rows predicted, by predicted class (the same count as modelops_predicted_class).",
+            labels=["class"],
+        )
+        for index, name in enumerate(self.classes):
+            predicted.add_metric([name], float(total[layout.classes + index]))
+            legacy.add_metric([name], float(total[layout.classes + index]))
+        yield predicted
+        yield legacy
+        yield CounterMetricFamily(
+            "modelops_scored_rows",
+            "Rows scored, every prediction of both protocols.",
+            value=float(total[layout.rows]),
+        )
+        if not self.enabled:
+            return
+        yield from self._inputs(total)
+        yield from self._outputs(total)
+
+    def _inputs(self, total: np.ndarray) -> Iterator[Metric]:
+        layout, bins = self.layout, self._bins
+        counted = CounterMetricFamily(
+            "modelops_input_bin",
+            "Live rows whose feature fell in that bin of the reference profile.",
+            labels=["feature", "bin"],
+        )
+        reference = GaugeMetricFamily(
+            "modelops_input_reference_ratio",
+            "The reference profile's share of training rows in that bin of the feature.",
+            labels=["feature", "bin"],
+        )
+        outside = CounterMetricFamily(
+            "modelops_input_out_of_range",
+            "Live values below the training minimum or above the training maximum.",
+            labels=["feature", "side"],
+        )
+        for index, feature in enumerate(self.profile.features):
+            for b, ratio in enumerate(feature.bins.ratios):
+                label = [feature.name, str(b)]
+                counted.add_metric(label, float(total[layout.input + index * bins + b]))
+                reference.add_metric(label, ratio)
+            outside.add_metric([feature.name, "below"], float(total[layout.below + index]))
+            outside.add_metric([feature.name, "above"], float(total[layout.above + index]))
+        yield counted
+        yield reference
+        yield outside
+
+    def _outputs(self, total: np.ndarray) -> Iterator[Metric]:
+        layout, profile = self.layout, self.profile
+        counted = CounterMetricFamily(
+            "modelops_score_bin",
+            "Live rows by score bin (the positive class's probability for two classes, the top "
+            "probability for more).",
+            labels=["bin"],
+        )
+        reference = GaugeMetricFamily(
+            "modelops_score_reference_ratio",
+            "The reference profile's share of test rows in that score bin.",
+            labels=["bin"],
+        )
+        for b, ratio in enumerate(profile.score.ratios):
+            counted.add_metric([str(b)], float(total[layout.score + b]))
+            reference.add_metric([str(b)], ratio)
+        yield counted
+        yield reference
+        balance = GaugeMetricFamily(
+            "modelops_class_reference_ratio",
+            "The share of each class among the model's predictions on the training rows.",
+            labels=["class"],
+        )
+        for name, share in profile.classes:
+            balance.add_metric([name], share)
+        yield balance
+        yield CounterMetricFamily(
+            "modelops_near_boundary",
+            "Live rows whose two most probable classes are closer than the profile's margin.",
+            value=float(total[layout.near]),
+        )
+
+    def describe(self) -> list[Metric]:
+        """No families up front: a registry then calls :meth:`collect` once to learn the names."""
+        return list(self.collect())
+
+
+def reset_counts(directory: Path) -> None:
+    """Remove a previous run's count files (the uWSGI master, before the workers fork)."""
+    for stale in directory.glob(f"{COUNTS_PREFIX}*{COUNTS_SUFFIX}"):
+        stale.unlink(missing_ok=True)
