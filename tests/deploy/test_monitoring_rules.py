@@ -146,7 +146,7 @@ def test_window_thresholds_durations_and_the_selector_come_from_values(
     template: Callable[..., str], tmp_path: Path
 ) -> None:
     rules_values = {
-        "selector": 'service="m"', "interval": "2s",
+        "selector": 'job="m", namespace="prod"', "interval": "2s",
         "drift": {"window": "30s", "threshold": 0.3, "minRows": 7, "for": "20s"},
         "errorRate": {"threshold": 0.1}, "latency": {"thresholdSeconds": 0.25},
         "notReady": {"for": "1m"},
@@ -157,7 +157,7 @@ def test_window_thresholds_durations_and_the_selector_come_from_values(
     rules = rules_by_name(spec)
     assert {g["interval"] for g in spec["groups"]} == {"2s"}
     assert (
-        'increase(modelops_input_bin_total{service="m"}[30s])'
+        'increase(modelops_input_bin_total{job="m", namespace="prod"}[30s])'
         in rules["modelops:input_bin_share:window"]["expr"]
     )
     assert re.search(r">= 0\.3\s.*>= 7$", rules["ModelInputDrift"]["expr"], re.DOTALL)
@@ -165,7 +165,17 @@ def test_window_thresholds_durations_and_the_selector_come_from_values(
     assert rules["ModelHighErrorRate"]["expr"].endswith("> 0.1")
     assert rules["ModelHighLatency"]["expr"].endswith("> 0.25")
     assert rules["ModelNotReady"]["for"] == "1m"
-    assert "job=" not in "".join(r["expr"] for r in rules.values())
+    assert 'job="model"' not in "".join(r["expr"] for r in rules.values())
+    # recorded series are read through the selector too: one environment's rules, its own series
+    psi = rules["modelops:input_psi:window"]["expr"]
+    assert (
+        'modelops:input_bin_share:window{model="diagnosis-classifier", job="m", namespace="prod"}'
+        in psi
+    )
+    assert (
+        'modelops:input_psi:window{model="diagnosis-classifier", job="m", namespace="prod"}'
+        in rules["ModelInputDrift"]["expr"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -174,6 +184,7 @@ def test_window_thresholds_durations_and_the_selector_come_from_values(
         ("monitoring.prometheusRule.drift.window=an hour", "drift/window"),
         ("monitoring.prometheusRule.drift.threshold=0", "drift/threshold"),
         ('monitoring.prometheusRule.selector={job="x"}', "selector"),
+        ('monitoring.prometheusRule.selector=service="x"', "selector"),
         ("monitoring.serviceMonitor.interval=30", "interval"),
     ],
 )
