@@ -1,13 +1,15 @@
 #!/bin/sh
 # The Nginx container's command (docs/serving.md#container-contract), also used by `make serve`,
 # the tests and the benchmark.
-#   sh nginx-start.sh        render nginx.conf.template into $NGINX_PREFIX, exec nginx in the foreground
+#   sh nginx-start.sh        render nginx.conf.template into $NGINX_PREFIX, exec nginx in the
+#                            foreground, holding a lock on nginx.lock beside the uWSGI socket for
+#                            as long as any Nginx process lives (uwsgi-prestop.sh, the app
+#                            container's preStop, waits for it: uWSGI stops only once nothing can
+#                            reach it; the kernel drops the lock however Nginx ends)
 #   sh nginx-start.sh stop   (preStop) drain: mark $NGINX_PREFIX/draining (Nginx's readiness answers
 #                            503, every answer closes its connection), wait $NGINX_STOP_DELAY s for
 #                            the endpoints to drop the pod, stop gracefully (SIGQUIT: in-flight
-#                            requests finish), wait for Nginx to exit, then tell the app container
-#                            (the file nginx.stopped beside the uWSGI socket: uwsgi-prestop.sh
-#                            waits for it, so uWSGI stops only once nothing can reach it)
+#                            requests finish), wait for Nginx to exit
 # Environment: NGINX_LISTEN (8080), MODELOPS_SOCKET (/run/modelops/uwsgi.sock),
 # NGINX_PREFIX (/tmp/nginx/), NGINX_STOP_DELAY (5), NGINX_GLOBALS (extra main-context directives).
 set -eu
@@ -20,7 +22,7 @@ NGINX_PREFIX="${NGINX_PREFIX%/}/"
 export NGINX_LISTEN MODELOPS_SOCKET NGINX_PREFIX
 prefix="$NGINX_PREFIX"
 conf="${prefix}nginx.conf"
-stopped="$(dirname "$MODELOPS_SOCKET")/nginx.stopped"
+lock="$(dirname "$MODELOPS_SOCKET")/nginx.lock"
 
 case "${1:-run}" in
 run)
@@ -34,7 +36,13 @@ run)
     esac
     mkdir -p "$prefix"
     # a restarted container starts serving, not draining
-    rm -f "${prefix}draining" "$stopped"
+    rm -f "${prefix}draining"
+    # fd 9 is inherited by the Nginx master and its workers: the lock lasts as long as they do
+    exec 9>"$lock"
+    if ! flock -n 9; then
+        echo "nginx-start.sh: $lock is held: another Nginx runs beside this socket" >&2
+        exit 1
+    fi
     # shellcheck disable=SC2016 # the variable list is for envsubst, not the shell
     envsubst '${NGINX_LISTEN} ${MODELOPS_SOCKET} ${NGINX_PREFIX}' \
         <"$(dirname "$0")/nginx.conf.template" >"$conf"
@@ -48,7 +56,6 @@ stop)
         # Nginx removes its pid file when the last worker has finished
         while [ -f "${prefix}nginx.pid" ]; do sleep 0.1; done
     fi
-    : >"$stopped"
     ;;
 *)
     echo "usage: nginx-start.sh [run|stop]" >&2

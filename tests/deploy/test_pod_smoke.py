@@ -121,6 +121,18 @@ def test_both_containers_run_non_root_on_a_read_only_root_filesystem(pod: Pod) -
         assert info["State"]["Running"] is True, container
 
 
+def test_the_app_prestop_hook_sees_nginx_running_in_the_other_container(pod: Pod) -> None:
+    """The app's preStop, run as rendered in the app container, waits on the lock the Nginx
+    container holds in the socket directory they share: with Nginx running it waits its limit
+    (lowered to 1 s here) and says so. The pod's full stop under load is played with processes
+    (tests/serving/test_serving_lifecycle.py): podman runs no preStop hooks."""
+    app = containers(pod.played)["app"]
+    command = app["lifecycle"]["preStop"]["exec"]["command"]
+    assert command == ["sh", "/etc/modelops/uwsgi/uwsgi-prestop.sh"]
+    done = podman("exec", "-e", "MODELOPS_PRESTOP_WAIT=1", f"{pod.name}-app", *command)
+    assert done.stderr == "uwsgi-prestop.sh: Nginx still runs after 1 s; uWSGI stops anyway\n"
+
+
 def _started(container: str) -> tuple[str, int]:
     """When the container last started, and how often podman restarted it."""
     info = json.loads(podman("inspect", container).stdout)[0]

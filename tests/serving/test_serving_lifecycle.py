@@ -27,7 +27,7 @@ from serving_testkit import (
     build_model,
 )
 
-from devstack.stack import NGINX_START, Stack
+from devstack.stack import NGINX_START, UWSGI_PRESTOP, Stack
 from serving.readiness import NotReadyError
 
 pytestmark = pytest.mark.e2e
@@ -155,8 +155,9 @@ def test_a_pod_stop_under_load_fails_no_request(tmp_path: Path) -> None:
 
     While Nginx's stop delay runs, every answer says "Connection: close", so each client leaves
     its connection after its answer; the Service then drops the pod (``remove_endpoint``, a
-    quarter into the delay, well before Nginx closes its listener); Nginx stops gracefully and waits for the slow request; uWSGI gets
-    its SIGTERM only after Nginx has exited."""
+    quarter into the delay, well before Nginx closes its listener); Nginx stops gracefully and
+    waits for the slow request; uWSGI gets its SIGTERM only once Nginx has exited (its lock,
+    uwsgi-prestop.sh)."""
     slow = build_model(tmp_path / "slow", estimator=SlowModel())
     stack = start_stack(slow.directory)
     try:
@@ -192,7 +193,6 @@ def test_a_pod_stop_under_load_fails_no_request(tmp_path: Path) -> None:
         assert during and during[-1] == "close", "clients were told to leave while draining"
         uwsgi_log = stack.uwsgi_log.read_text()
         assert "graceful shutdown triggered" in uwsgi_log
-        assert stack.run_dir is not None and (stack.run_dir / "nginx.stopped").exists()
     finally:
         stack.stop()
         stack.cleanup()
@@ -311,11 +311,17 @@ def test_pinned_checksum_and_missing_model_refuse_to_start(
     assert "model metadata not found" in line
 
 
+def _lock_is_free(lock: Path) -> bool:
+    return subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode == 0
+
+
 def test_worker_count_from_env_and_the_nginx_prestop_hook(tiny_model: TinyModel) -> None:
     stack = start_stack(tiny_model.directory, UWSGI_PROCESSES="3")
     try:
         assert len(wait_for_workers(stack, 3)) == 3
         assert stack.nginx is not None and stack.run_dir is not None
+        lock = stack.run_dir / "nginx.lock"
+        assert not _lock_is_free(lock), "Nginx holds its lock beside the socket while it runs"
         env = {
             **os.environ,
             "NGINX_PREFIX": str(stack.run_dir / "nginx") + "/",
@@ -327,9 +333,48 @@ def test_worker_count_from_env_and_the_nginx_prestop_hook(tiny_model: TinyModel)
         )
         assert hook.returncode == 0, hook.stderr
         assert stack.nginx.wait(5) == 0, "the hook returns once Nginx has exited"
-        assert (stack.run_dir / "nginx.stopped").exists(), "and then tells the app container"
+        assert _lock_is_free(lock), "and the lock went with it"
         with pytest.raises(requests.ConnectionError):
             requests.get(stack.url + "/v2/health/live", timeout=2)
+    finally:
+        stack.stop()
+        stack.cleanup()
+
+
+def test_the_app_prestop_hook_waits_for_nginx_and_gives_up_after_its_limit(
+    tiny_model: TinyModel,
+) -> None:
+    """uwsgi-prestop.sh returns once it can take Nginx's lock; while Nginx runs it gives up
+    after MODELOPS_PRESTOP_WAIT seconds, saying so, and still succeeds (uWSGI stops anyway)."""
+    stack = start_stack(tiny_model.directory)
+    try:
+        assert stack.nginx is not None
+        env = {**os.environ, "MODELOPS_SOCKET": str(stack.socket_path)}
+        waited = subprocess.run(
+            ["sh", str(UWSGI_PRESTOP)],
+            env={**env, "MODELOPS_PRESTOP_WAIT": "1"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert waited.returncode == 0
+        assert waited.stderr == (
+            "uwsgi-prestop.sh: Nginx still runs after 1 s; uWSGI stops anyway\n"
+        ), "Nginx was running: the hook waited its limit"
+        stack.nginx.send_signal(signal.SIGQUIT)
+        assert stack.nginx.wait(10) == 0
+        done = subprocess.run(
+            ["sh", str(UWSGI_PRESTOP)], env=env, capture_output=True, text=True, timeout=30
+        )
+        assert (done.returncode, done.stderr) == (0, ""), "Nginx gone: the hook returns at once"
+        alone = subprocess.run(
+            ["sh", str(UWSGI_PRESTOP)],
+            env={**env, "MODELOPS_SOCKET": str(stack.run_dir / "elsewhere" / "uwsgi.sock")},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert (alone.returncode, alone.stderr) == (0, ""), "no Nginx ever: nothing to wait for"
     finally:
         stack.stop()
         stack.cleanup()
