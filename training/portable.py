@@ -21,7 +21,8 @@ The graphs reproduce scikit-learn's arithmetic, not just its intent, so that the
   sends NaN where the model learnt to, adds the baseline and applies the same link (sigmoid or
   softmax);
 - a forest's probability is the sum of each tree's leaf fractions divided by the number of trees,
-  so an even vote stays an exact tie, which both sides give to the first class.
+  so an even vote stays an exact tie, which both sides give to the first class; with two classes
+  the trees are walked once, for the second class, and the first gets ``1 - p``.
 
 The graph has one float64 input ``input`` (rows in feature order) and one float64 output
 ``probabilities`` (columns in ``model.classes_`` order): :mod:`modelcard.runtime`.
@@ -289,7 +290,11 @@ class _Ensemble:
         )
 
 
-def _forest_trees(model: RandomForestClassifier | ExtraTreesClassifier) -> Iterator[_Tree]:
+def _forest_trees(
+    model: RandomForestClassifier | ExtraTreesClassifier, classes: list[int]
+) -> Iterator[_Tree]:
+    """Each tree once per class in ``classes`` (its leaf fractions of that class), numbered as
+    targets 0, 1, ... in that order."""
     if model.n_outputs_ != 1:
         raise ConversionError(f"cannot convert a {type(model).__name__} with several outputs")
     for estimator in model.estimators_:
@@ -299,7 +304,7 @@ def _forest_trees(model: RandomForestClassifier | ExtraTreesClassifier) -> Itera
         fractions = values / np.where(totals == 0.0, 1.0, totals)  # as DecisionTree's predict_proba
         is_leaf = np.asarray(tree.children_left == -1)
         missing = getattr(tree, "missing_go_to_left", np.zeros(len(is_leaf), dtype=np.uint8))
-        for target in range(fractions.shape[1]):
+        for target, column in enumerate(classes):
             yield _Tree(
                 left=tree.children_left,
                 right=tree.children_right,
@@ -307,7 +312,7 @@ def _forest_trees(model: RandomForestClassifier | ExtraTreesClassifier) -> Itera
                 threshold=tree.threshold,
                 missing_left=np.asarray(missing, dtype=bool),
                 is_leaf=is_leaf,
-                leaf_value=fractions[:, target],
+                leaf_value=fractions[:, column],
                 target=target,
             )
 
@@ -319,16 +324,26 @@ def _forest(
     initializers: list[onnx.TensorProto],
     names: _Names,
 ) -> None:
-    """Cast to float32 and back, sum the trees' leaf fractions per class, divide by the count."""
+    """Cast to float32 and back, sum the trees' leaf fractions per class, divide by the count.
+
+    Two classes walk the trees once, for the second class, and answer ``1 - p`` for the first
+    (as a two-class logistic regression does): half the nodes of one tree set per class."""
+    n_classes = len(model.classes_)
+    binary = n_classes == 2
     ensemble = _Ensemble()
-    for tree in _forest_trees(model):
+    for tree in _forest_trees(model, [1] if binary else list(range(n_classes))):
         ensemble.add(tree)
     narrow, widened, summed = names(), names(), names()
     nodes.append(helper.make_node("Cast", [current], [narrow], to=TensorProto.FLOAT))
     nodes.append(helper.make_node("Cast", [narrow], [widened], to=TensorProto.DOUBLE))
-    nodes.append(ensemble.node(widened, summed, len(model.classes_)))
+    nodes.append(ensemble.node(widened, summed, 1 if binary else n_classes))
     count = _constant(initializers, names, [float(len(model.estimators_))])
-    nodes.append(helper.make_node("Div", [summed, count], [OUTPUT]))
+    if binary:
+        positive = names()
+        nodes.append(helper.make_node("Div", [summed, count], [positive]))
+        _two_columns(positive, nodes, initializers, names)
+    else:
+        nodes.append(helper.make_node("Div", [summed, count], [OUTPUT]))
 
 
 def _boosting(
