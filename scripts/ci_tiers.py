@@ -19,7 +19,9 @@ from collections.abc import Iterable, Sequence
 #: The prefixes whose changes each heavy tier tests (mk/tests.mk says what a tier runs).
 TIERS: dict[str, tuple[str, ...]] = {
     "integration": (
-        ".dvc/", ".dvcignore", "argocd/", "charts/", "environments.toml", "gitops/", "kustomize/",
+        # the workflows themselves: their act walks (tests/workflows) run in this tier
+        ".github/workflows/", ".dvc/", ".dvcignore", "argocd/", "charts/", "environments.toml",
+        "gitops/", "kustomize/",
         "modelcard/", "rendered/", "scripts/", "tests/deploy/", "tests/gitops/", "tests/training/",
         "tests/workflows/", "training/",
     ),
@@ -37,7 +39,7 @@ EVERY_TIER = (
     ".ci/", ".dockerignore", ".github/workflows/ci.yml", "Makefile", "mk/", "pyproject.toml",
     "requirements/", "tests/conftest.py",
 )  # fmt: skip
-#: What only the unit tier checks (docs, repository metadata, the other workflows' files).
+#: What only the unit tier checks (docs, repository metadata such as CODEOWNERS and Dependabot).
 UNIT_ONLY = (
     ".github/", ".gitignore", ".pre-commit-config.yaml", ".yamllint.yaml", "LICENSE", "README.md",
     "docs/", "tests/test_",

@@ -21,6 +21,8 @@ _spec.loader.exec_module(ci_tiers)
     ("paths", "integration", "e2e"),
     [
         (["docs/serving.md", "README.md"], False, False),
+        ([".github/CODEOWNERS"], False, False),
+        ([".github/workflows/retrain.yml"], True, False),
         (["tests/test_environments.py"], False, False),
         (["training/train.py"], True, True),
         (["tests/training/test_training_units.py"], True, False),
