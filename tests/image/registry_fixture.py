@@ -16,8 +16,10 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sklearn.datasets import load_breast_cancer
@@ -73,9 +75,12 @@ def _snake(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
 
 
-def write_model(model_dir: Path, c: float = 1.0) -> tuple[str, pd.DataFrame, pd.Series]:
-    """Fit and write the artifact with training's export; return its sha256, features, labels."""
-    bunch = load_breast_cancer(as_frame=True)
+def write_model(
+    model_dir: Path, c: float = 1.0, dataset: Callable[..., Any] = load_breast_cancer
+) -> tuple[str, pd.DataFrame, pd.Series]:
+    """Fit and write the artifact with training's export; return its sha256, features, labels.
+    ``dataset``: a scikit-learn loader (breast cancer: two classes; wine: three)."""
+    bunch = dataset(as_frame=True)
     features = bunch.data.rename(columns=_snake).astype("float64")
     labels = bunch.target.map(dict(enumerate(bunch.target_names))).astype(str)
     classify = LogisticRegression(C=c, max_iter=1000)
@@ -101,7 +106,7 @@ def write_model(model_dir: Path, c: float = 1.0) -> tuple[str, pd.DataFrame, pd.
         "features": [{"name": c, "dtype": "float64"} for c in features.columns],
         "target": "diagnosis",
         "classes": classes,
-        "positive_class": "malignant",
+        "positive_class": "malignant" if len(classes) == 2 else None,
         "metrics": {"accuracy": accuracy},
         "params": {"C": c, "max_iter": 1000},
         "data": {"sha256": "0" * 64, "train_rows": len(features), "test_rows": 0},
@@ -150,6 +155,21 @@ def make_registry(root: Path) -> Registry:
         sample_label=str(labels.iloc[0]),
         tampered_version=TAMPERED_VERSION,
     )
+
+
+def register_version(
+    registry: Registry, version: str, dataset: Callable[..., Any]
+) -> tuple[str, pd.DataFrame, pd.Series]:
+    """Train a model on another dataset, register it as ``version`` (no stage) and push it to the
+    origin and the DVC remote; return its sha256, features and labels."""
+    src = registry.origin.parent / "src"
+    written = write_model(src / "training" / "model", dataset=dataset)
+    _run(src, "dvc", "commit", "-q", "-f", "training/dvc.yaml:train")
+    _run(src, "dvc", "push", "-q")
+    _run(src, "git", "commit", "-q", "-am", f"model {version}")
+    _run(src, "gto", "register", registry.name, "--version", version)
+    _run(src, "git", "push", "-q", "--tags", str(registry.origin), "HEAD:main")
+    return written
 
 
 def move_stage(registry: Registry, version: str) -> str:

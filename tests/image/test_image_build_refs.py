@@ -8,10 +8,11 @@ import secrets
 from pathlib import Path
 
 import pytest
+from sklearn.datasets import load_wine
 
 from .conftest import build, require_podman
 from .podman_cli import podman
-from .registry_fixture import Registry, make_registry, move_stage
+from .registry_fixture import Registry, make_registry, move_stage, register_version
 
 pytestmark = pytest.mark.e2e
 
@@ -99,5 +100,42 @@ def test_a_moved_stage_is_fetched_again_not_taken_from_the_build_cache(tmp_path:
                 version,
                 sha256,
             )
+    finally:
+        podman("rmi", "--force", image, check=False)
+
+
+def test_a_three_class_model_is_built_into_an_image_that_serves_both_protocols(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """Another dataset (wine: 13 features, three classes) through the same build: the image
+    runs its ONNX graph and answers /predict and /v2 infer with three probabilities."""
+    require_podman()
+    _, features, labels = register_version(registry, "v3.0.0", load_wine)
+    image = f"localhost/modelops/model-server:test-wine-{secrets.token_hex(4)}"
+    try:
+        done = build(registry, f"{registry.name}@v3.0.0", image, tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        row = {name: float(value) for name, value in features.iloc[0].items()}
+        script = (
+            "import json, sys; from serving.app import create_app; "
+            "client = create_app().test_client(); row = json.loads(sys.argv[1]); "
+            "p = client.post('/predict', json={'instances': [row]}).get_json(); "
+            "t = {'name': 'x', 'shape': [1, len(row)], 'datatype': 'FP64', "
+            "'data': list(row.values())}; "
+            "v = client.post('/v2/models/" + registry.name + "/infer', "
+            "json={'inputs': [t]}).get_json(); "
+            "print(json.dumps({'predict': p, 'v2': v}))"
+        )
+        out = podman(
+            "run", "--rm", "--read-only", "--network", "none", image,
+            "python3", "-c", script, json.dumps(row),
+        ).stdout  # fmt: skip
+        answers = json.loads(out)
+        assert answers["predict"]["classes"] == sorted(set(labels))
+        assert answers["predict"]["labels"] == [labels.iloc[0]]
+        assert len(answers["predict"]["probabilities"][0]) == 3
+        outputs = {o["name"]: o for o in answers["v2"]["outputs"]}
+        assert outputs["predict_proba"]["shape"] == [1, 3]
+        assert outputs["predict"]["data"] == [labels.iloc[0]]
     finally:
         podman("rmi", "--force", image, check=False)
