@@ -26,6 +26,7 @@ rows: the benchmark's way to measure what the rest costs (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from bisect import bisect_right
@@ -40,11 +41,14 @@ from modelcard.runtime import Matrix
 
 COUNTS_SUFFIX = ".counts"
 COUNTS_PREFIX = "signals_"
+#: At most this many value-edge comparisons at once in a batch (memory: one byte each).
+CHUNK_CELLS = 1 << 22
 
 
 class _Layout:
-    """Where each counter lives in the int64 array: input bins (features x ``bins``), values below
-    and above the training range (features each), score bins, classes, near-boundary rows, rows."""
+    """Where each counter lives in the int64 array: input bins (``bins`` x features, bin-major:
+    feature ``j``'s bin ``b`` at ``b * features + j``), values below then above the training
+    range (features each), score bins, classes, near-boundary rows, rows."""
 
     def __init__(self, n_features: int, bins: int, n_classes: int) -> None:
         self.input = 0
@@ -55,6 +59,11 @@ class _Layout:
         self.near = self.classes + n_classes
         self.rows = self.near + 1
         self.size = self.rows + 1
+        self.shape = (bins, n_features)
+
+    def feature_bins(self, cells: np.ndarray) -> np.ndarray:
+        """The input-bin cells of an array of this layout as a features x bins array."""
+        return cells[self.input : self.below].reshape(self.shape).T
 
 
 class _Counts:
@@ -65,6 +74,7 @@ class _Counts:
         self.directory = Path(directory) if directory else None
         self.tag = tag
         self._pid = -1
+        self._map: mmap.mmap | None = None
         self._array: np.ndarray = np.zeros(size, dtype=np.int64)
         if self.directory is None:
             self._pid = os.getpid()
@@ -85,7 +95,10 @@ class _Counts:
             # a pid reused after a worker exited continues its file; anything else starts at 0
             self.directory.mkdir(parents=True, exist_ok=True)
             path.write_bytes(bytes(self.size * 8))
-        return np.memmap(path, dtype=np.int64, mode="r+", shape=(self.size,))
+        with path.open("r+b") as handle:
+            self._map = mmap.mmap(handle.fileno(), self.size * 8)
+        # a plain array over the mapping (np.memmap's subclass makes every slice cost more)
+        return np.frombuffer(self._map, dtype=np.int64)
 
     def totals(self) -> np.ndarray:
         """Every process's cells added up (this process's alone without a directory)."""
@@ -130,7 +143,7 @@ class Signals:
         for index, feature in enumerate(profile.features):
             grid[: len(feature.bins.edges), index] = feature.bins.edges
         self._grid = grid
-        self._grid_rows = grid[:, None, :]
+        self._edges_by_feature = np.ascontiguousarray(grid.T)[:, :, None]
         self._low = np.array([f.low for f in profile.features], dtype=np.float64)
         self._high = np.array([f.high for f in profile.features], dtype=np.float64)
         self._score_edges = list(profile.score.edges)
@@ -141,20 +154,46 @@ class Signals:
         self._margin = profile.boundary_margin
         self._bins = bins
         self._n_features = n_features
-        self._input_offsets = np.arange(n_features) * bins
+        # the one-row path's buffers: the row; its steps (1, then value >= each edge, then 0)
+        # per feature; and what it adds to the input and out-of-range cells, whose layout it
+        # copies (the differences of neighbouring steps: a one in the row's bin; then below,
+        # above)
+        self._x = np.zeros(n_features, dtype=np.float64)
+        self._steps = np.zeros((bins + 1, n_features), dtype=np.int64)
+        self._steps[0] = 1
+        self._added = np.zeros((bins + 2, n_features), dtype=np.int64)
+        self._base: np.ndarray | None = None
+        self._block = self._added
 
     # --- counting --------------------------------------------------------------------------
 
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """This process's cells, and its view of the input and out-of-range cells as
+        (bins + 2) x features: the bins, then below, then above."""
+        base = self._counts.array()
+        if base is not self._base:
+            layout = self.layout
+            self._block = base[layout.input : layout.score].reshape(-1, self._n_features)
+            self._base = base
+        return base, self._block
+
     def _input_bins(self, x: Matrix) -> np.ndarray:
-        """Rows per (feature, bin) of ``x``, as a flat features x bins array: the count of
-        values at or above each edge, then the differences between neighbouring edges."""
-        rows = x.shape[0]
-        at_or_above = np.count_nonzero(self._grid_rows <= x[None, :, :], axis=1)
-        steps = np.empty((self._bins + 1, self._n_features), dtype=np.int64)
-        steps[0] = rows
-        steps[1:-1] = at_or_above
+        """Rows per (bin, feature) of ``x``: how many values are at or above each edge (one
+        comparison of every value with every edge of its feature, features and edges at once),
+        then the differences between neighbouring edges. Rows go in chunks that keep the
+        comparison under :data:`CHUNK_CELLS` cells."""
+        n_features, bins = self._n_features, self._bins
+        at_or_above = np.zeros((n_features, bins - 1), dtype=np.int64)
+        step = max(1, CHUNK_CELLS // (n_features * (bins - 1)))
+        for start in range(0, x.shape[0], step):
+            columns = np.ascontiguousarray(x[start : start + step].T)[:, None, :]
+            hits = (columns >= self._edges_by_feature).view(np.uint8)
+            at_or_above += np.add.reduce(hits, axis=2, dtype=np.int64)
+        steps = np.empty((bins + 1, n_features), dtype=np.int64)
+        steps[0] = x.shape[0]
+        steps[1:-1] = at_or_above.T
         steps[-1] = 0
-        return (steps[:-1] - steps[1:]).T.ravel()
+        return steps[:-1] - steps[1:]
 
     def rows(self, x: Matrix, proba: Matrix) -> None:
         """Count the rows ``x`` (finite, validated, features in model order) and their
@@ -166,12 +205,13 @@ class Signals:
         if not self.enabled:
             with self._lock:
                 counts = self._counts.array()
-                counts[layout.classes : layout.classes + n_classes] += by_class
+                counts[layout.classes : layout.near] += by_class
                 counts[layout.rows] += x.shape[0]
             return
         inputs = self._input_bins(x)
-        below = np.count_nonzero(x < self._low, axis=0)
-        above = np.count_nonzero(x > self._high, axis=0)
+        outside = np.stack(
+            [np.count_nonzero(x < self._low, axis=0), np.count_nonzero(x > self._high, axis=0)]
+        )
         if self._score_column is not None:
             score = proba[:, self._score_column]
         else:
@@ -186,10 +226,9 @@ class Signals:
             gap = top_two[:, 1] - top_two[:, 0]
         near = int(np.count_nonzero(gap < self._margin))
         with self._lock:
-            counts = self._counts.array()
-            counts[layout.input : layout.below] += inputs
-            counts[layout.below : layout.above] += below
-            counts[layout.above : layout.score] += above
+            counts, block = self._arrays()
+            block[: self._bins] += inputs
+            block[self._bins :] += outside
             counts[layout.score : layout.classes] += by_score
             counts[layout.classes : layout.near] += by_class
             counts[layout.near] += near
@@ -197,18 +236,9 @@ class Signals:
 
     def row(self, values: Sequence[float], proba: Sequence[float], best: int) -> None:
         """Count one row (finite values in model order), its probabilities and the index of its
-        most probable class: the one-row path's numbers, without building a matrix for them."""
+        most probable class: the one-row path's numbers, in buffers allocated once (a handful
+        of numpy calls on 30-odd values; no matrix, no per-feature Python loop)."""
         layout = self.layout
-        if not self.enabled:
-            with self._lock:
-                counts = self._counts.array()
-                counts[layout.classes + best] += 1
-                counts[layout.rows] += 1
-            return
-        x = np.array(values, dtype=np.float64)
-        at_or_above = self._grid <= x
-        cells = np.count_nonzero(at_or_above, axis=0)
-        cells += self._input_offsets
         column = self._score_column
         score = proba[column] if column is not None else proba[best]
         if len(proba) == 2:
@@ -218,14 +248,19 @@ class Signals:
             near = first - second < self._margin
         score_cell = layout.score + bisect_right(self._score_edges, score)
         with self._lock:
-            counts = self._counts.array()
-            counts[cells] += 1
-            counts[layout.below : layout.above] += x < self._low
-            counts[layout.above : layout.score] += x > self._high
-            counts[score_cell] += 1
+            counts, block = self._arrays()
+            if self.enabled:
+                x, steps, added, bins = self._x, self._steps, self._added, self._bins
+                x[:] = values
+                np.less_equal(self._grid, x, out=steps[1:-1])
+                np.subtract(steps[:-1], steps[1:], out=added[:bins])
+                np.less(x, self._low, out=added[bins])
+                np.greater(x, self._high, out=added[bins + 1])
+                np.add(block, added, out=block)
+                counts[score_cell] += 1
+                if near:
+                    counts[layout.near] += 1
             counts[layout.classes + best] += 1
-            if near:
-                counts[layout.near] += 1
             counts[layout.rows] += 1
 
     # --- exposition ------------------------------------------------------------------------
@@ -262,7 +297,7 @@ class Signals:
         yield from self._outputs(total)
 
     def _inputs(self, total: np.ndarray) -> Iterator[Metric]:
-        layout, bins = self.layout, self._bins
+        layout, n_features = self.layout, self._n_features
         counted = CounterMetricFamily(
             "modelops_input_bin",
             "Live rows whose feature fell in that bin of the reference profile.",
@@ -281,7 +316,7 @@ class Signals:
         for index, feature in enumerate(self.profile.features):
             for b, ratio in enumerate(feature.bins.ratios):
                 label = [feature.name, str(b)]
-                counted.add_metric(label, float(total[layout.input + index * bins + b]))
+                counted.add_metric(label, float(total[layout.input + b * n_features + index]))
                 reference.add_metric(label, ratio)
             outside.add_metric([feature.name, "below"], float(total[layout.below + index]))
             outside.add_metric([feature.name, "above"], float(total[layout.above + index]))

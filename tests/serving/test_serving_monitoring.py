@@ -180,9 +180,10 @@ def test_the_training_rows_reproduce_the_profiles_ratios(tiny_model: TinyModel) 
     signals = Signals(model.profile, model.classes, tag="t", directory=None)
     x = np.ascontiguousarray(tiny_model.x_train, dtype=np.float64)
     signals.rows(x, model.predict_proba(x))
-    total, bins = signals.totals(), model.profile.bins
+    total = signals.totals()
+    by_feature = signals.layout.feature_bins(total)
     for index, feature in enumerate(model.profile.features):
-        counts = total[index * bins : index * bins + len(feature.bins.ratios)]
+        counts = by_feature[index, : len(feature.bins.ratios)]
         shares = [float(f"{c / len(x):.6g}") for c in counts.tolist()]
         assert shares == list(feature.bins.ratios), feature.name
     layout = signals.layout
