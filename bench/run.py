@@ -17,7 +17,10 @@ scikit-learn pickle) and measures, each started by this module and stopped when 
   (``flask-constant-1``) and in front of both (``wsgi-constant-1``); no model work, so one
   measurement serves every family;
 - once, ``ceiling``: the same Nginx config answering a constant itself, no upstream
-  (``constant-1``).
+  (``constant-1``);
+- for one family (:data:`COST_FAMILY`), ``<family>/stack-monitoring-off``: its stack again with
+  ``MODELOPS_MONITORING=off`` (no drift signals, docs/monitoring.md), the stack's three cells,
+  each run right after the stack's: what the signals cost (:func:`monitoring_cost`).
 
 Every cell at concurrency 1, 16 and 64. Server CPU per request is the CPU time (user + system,
 from /proc) of the target's processes during the run, divided by the requests answered. A full
@@ -61,6 +64,10 @@ BATCH_ROWS = 1000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: The family whose artifact the floor's stack loads (the floor never runs the model).
 FLOOR_FAMILY = "logistic_regression"
+#: The family whose stack is measured again with the drift signals off (their cost does not
+#: depend on the estimator: they count the inputs and the probabilities).
+COST_FAMILY = "logistic_regression"
+MONITORING_OFF = "stack-monitoring-off"
 #: The reference's native thread pools: one thread per worker, like the stack's ONNX sessions.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 #: Python distributions whose versions the report states.
@@ -368,6 +375,8 @@ SHARED_CELLS = {
     "floor": ("pipeline-constant-1", "flask-constant-1", "wsgi-constant-1"),
     "ceiling": ("constant-1",),
 }
+#: The cost cells: :data:`COST_FAMILY`'s stack with the drift signals off.
+COST_CELLS = {MONITORING_OFF: FAMILY_CELLS["stack"]}
 
 
 def all_cells(families: tuple[str, ...] = tuple(models.FAMILIES)) -> list[str]:
@@ -375,6 +384,9 @@ def all_cells(families: tuple[str, ...] = tuple(models.FAMILIES)) -> list[str]:
     for family in families:
         for target, names in FAMILY_CELLS.items():
             cells += [f"{family}/{target}:{name}" for name in names]
+        if family == COST_FAMILY:
+            for target, names in COST_CELLS.items():
+                cells += [f"{family}/{target}:{name}" for name in names]
     return cells
 
 
@@ -441,15 +453,22 @@ def measure(work: Path, duration: int, only: frozenset[str] = frozenset()) -> li
                     run_cells("", {target: started}, {target: names}, scratch)
         for family, model in built.items():
             chosen = {t: selected(f"{family}/", t, ns) for t, ns in FAMILY_CELLS.items()}
+            chosen[MONITORING_OFF] = selected(
+                f"{family}/", MONITORING_OFF, COST_CELLS[MONITORING_OFF]
+            )
             if not any(chosen.values()):
                 continue
             with contextlib.ExitStack() as running:
                 targets: dict[str, Started] = {}
                 if chosen["stack"]:
                     targets["stack"] = running.enter_context(stack_target(model.served))
+                if chosen[MONITORING_OFF]:
+                    targets[MONITORING_OFF] = running.enter_context(
+                        stack_target(model.served, MODELOPS_MONITORING="off")
+                    )
                 if chosen["fastapi"]:
                     targets["fastapi"] = running.enter_context(fastapi_target(model, scratch))
-                if len(targets) == 2:
+                if "stack" in targets and "fastapi" in targets:
                     problem = disagreement(
                         targets["stack"][0], targets["fastapi"][0], loads["predict-1"].body
                     )
@@ -529,6 +548,33 @@ def score(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def monitoring_cost(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """What the drift signals cost, by workload and concurrency (``c16``): :data:`COST_FAMILY`'s
+    stack (signals on, the default) against the same stack with them off, measured seconds
+    apart in the same run. Server CPU per request on and off and the difference (µs), req/s on
+    and off and their ratio. Only the workloads both were measured on (any run, partial too)."""
+    found = {
+        (r["target"], r["workload"], r["concurrency"]): r
+        for r in results
+        if r["family"] == COST_FAMILY and r["target"] in ("stack", MONITORING_OFF)
+    }
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for workload in COST_CELLS[MONITORING_OFF]:
+        for c in CONCURRENCY:
+            on, off = found.get(("stack", workload, c)), found.get((MONITORING_OFF, workload, c))
+            if on is None or off is None:
+                continue
+            out.setdefault(workload, {})[f"c{c}"] = {
+                "cpu_us_on": on["cpu_us_per_request"],
+                "cpu_us_off": off["cpu_us_per_request"],
+                "cpu_us_added": on["cpu_us_per_request"] - off["cpu_us_per_request"],
+                "rps_on": on["rps"],
+                "rps_off": off["rps"],
+                "rps_on_over_off": on["rps"] / off["rps"] if off["rps"] else 0.0,
+            }
+    return out
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     cpu_model = ""
@@ -596,6 +642,25 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("")
     else:
         lines += ["A partial run (--only): no targets scored.", ""]
+    if report.get("monitoring_cost"):
+        lines += [
+            f"Drift signals on (the default) against off (`MODELOPS_MONITORING=off`), "
+            f"{COST_FAMILY}'s stack:",
+            "",
+            "| workload | c | server CPU µs/req on | off | added | req/s on | off | on ÷ off |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for workload, by_c in report["monitoring_cost"].items():
+            for key, cost in by_c.items():
+                figures = " | ".join(
+                    f"{cost[k]:.0f}" for k in ("cpu_us_on", "cpu_us_off", "cpu_us_added")
+                )
+                rates = f"{cost['rps_on']:.0f} | {cost['rps_off']:.0f}"
+                lines.append(
+                    f"| {workload} | {key[1:]} | {figures} | {rates} "
+                    f"| {cost['rps_on_over_off']:.2f} |"
+                )
+        lines.append("")
     lines += [
         "| estimator | target | workload | c | req/s | rows/s | p50 ms | p99 ms "
         "| server CPU µs/req | errors |",
@@ -649,6 +714,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "results": results,
         "scores": {} if only else score(results),
+        "monitoring_cost": monitoring_cost(results),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = ("only-" if only else "bench-") + started.replace(":", "")

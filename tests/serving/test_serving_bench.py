@@ -206,3 +206,63 @@ def test_a_reference_server_that_exits_at_start_is_reported_at_once_with_its_log
     assert first.startswith("the broken server at http://127.0.0.1:")
     assert first.endswith(": broken exited with status 3 before it was ready")
     assert rest == ["--- server.log", "no such app"]
+
+
+def test_the_cost_of_the_drift_signals_is_the_stack_on_against_off_in_the_same_run() -> None:
+    results = full_results()
+    for c in run.CONCURRENCY:
+        results.append(
+            row(
+                run.COST_FAMILY,
+                run.MONITORING_OFF,
+                "predict-1",
+                c,
+                rps=5000.0,
+                cpu_us_per_request=100,
+            )
+        )
+    cost = run.monitoring_cost(results)
+    assert list(cost) == ["predict-1"]  # only what both were measured on
+    assert cost["predict-1"]["c16"] == {
+        "cpu_us_on": 120,
+        "cpu_us_off": 100,
+        "cpu_us_added": 20,
+        "rps_on": 4000.0,
+        "rps_off": 5000.0,
+        "rps_on_over_off": 0.8,
+    }
+    assert set(run.score(results)) == set(models.FAMILIES)  # the cost cells score nothing
+    report = {
+        "started": "2026-11-28T12:00:00Z",
+        "duration_s": 5,
+        "loadavg_before": "1 1 1",
+        "loadavg_after": "2 2 2",
+        "machine": {
+            "cpu_model": "",
+            "cpus": 2,
+            "kernel": "Linux 6",
+            "python": "3.11",
+            "libraries": {},
+        },
+        "results": results,
+        "scores": {},
+        "monitoring_cost": cost,
+    }
+    assert "| predict-1 | 16 | 120 | 100 | 20 | 4000 | 5000 | 0.80 |" in run.markdown(report)
+
+
+def test_a_partial_run_of_the_cost_cells_measures_the_stack_with_the_signals_on_and_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    family = run.COST_FAMILY
+    cells = f"{family}/stack:predict-1,{family}/{run.MONITORING_OFF}:predict-1"
+    assert run.main(["--out", str(out), "--duration", "1", "--only", cells]) == 0
+    (report_path,) = out.glob("only-*.json")
+    report = json.loads(report_path.read_text())
+    assert sorted(report["monitoring_cost"]["predict-1"]) == ["c1", "c16", "c64"]
+    assert all(r["requests"] > 0 and r["errors"] == 0 for r in report["results"])
+    assert (
+        "Drift signals on (the default) against off" in report_path.with_suffix(".md").read_text()
+    )
+    capsys.readouterr()

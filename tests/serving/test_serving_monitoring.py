@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+from conftest import start_stack
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -406,3 +407,20 @@ def test_a_value_on_an_edge_counts_in_the_bin_above_it(
         ): 1.0
         for index, f in enumerate(profile.features)
     }
+
+
+@pytest.mark.e2e
+def test_the_stack_started_with_monitoring_off_exposes_no_drift_signals(
+    tiny_model: TinyModel,
+) -> None:
+    """MODELOPS_MONITORING reaches the app through uWSGI (the benchmark's cost cells use it)."""
+    stack = start_stack(tiny_model.directory, MODELOPS_MONITORING="off")
+    try:
+        body = {"instances": [tiny_model.record(0)]}
+        assert requests.post(f"{stack.url}/predict", json=body, timeout=10).status_code == 200
+        found = samples(requests.get(f"{stack.url}/metrics", timeout=5).text)
+    finally:
+        stack.stop()
+        stack.cleanup()
+    assert found[("modelops_scored_rows_total", ())] == 1.0
+    assert not [k for k in found if k[0].startswith(("modelops_input", "modelops_score_"))]
