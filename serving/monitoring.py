@@ -10,7 +10,7 @@ training/profile.py's: a value's bin is ``bisect_right(edges, value)``.
 Why not prometheus_client's own counters: in multiprocess mode each ``inc()`` locks and writes
 a value in a memory-mapped file, about 4 µs; a one-row request of 30 features touches some 35
 cells, which would cost more than the prediction and the rest of the request. Here each process
-keeps all its cells in one int64 array mapped from its own file in ``PROMETHEUS_MULTIPROC_DIR``
+keeps all its cells in one float64 array mapped from its own file in ``PROMETHEUS_MULTIPROC_DIR``
 (``signals_<profile>_<pid>.counts``, created by the process on its first count, so never shared
 between a forked worker and its parent): a request adds to it with a few numpy operations and
 no lock between processes. At scrape time :meth:`Signals.collect` sums the arrays of every file
@@ -41,12 +41,12 @@ from modelcard.runtime import Matrix
 
 COUNTS_SUFFIX = ".counts"
 COUNTS_PREFIX = "signals_"
-#: At most this many value-edge comparisons at once in a batch (memory: one byte each).
+#: At most this many value-threshold comparisons at once in a batch (memory: one byte each).
 CHUNK_CELLS = 1 << 22
 
 
 class _Layout:
-    """Where each counter lives in the int64 array: input bins (``bins`` x features, bin-major:
+    """Where each counter lives in the array of cells: input bins (``bins`` x features, bin-major:
     feature ``j``'s bin ``b`` at ``b * features + j``), values below then above the training
     range (features each), score bins, classes, near-boundary rows, rows."""
 
@@ -67,7 +67,8 @@ class _Layout:
 
 
 class _Counts:
-    """This process's int64 cells: private, or mapped from its own file in ``directory``."""
+    """This process's cells (float64, as Prometheus reads them: whole numbers stay exact up to
+    2**53): private, or mapped from its own file in ``directory``."""
 
     def __init__(self, size: int, directory: str | None, tag: str) -> None:
         self.size = size
@@ -75,7 +76,7 @@ class _Counts:
         self.tag = tag
         self._pid = -1
         self._map: mmap.mmap | None = None
-        self._array: np.ndarray = np.zeros(size, dtype=np.int64)
+        self._array: np.ndarray = np.zeros(size, dtype=np.float64)
         if self.directory is None:
             self._pid = os.getpid()
 
@@ -98,18 +99,18 @@ class _Counts:
         with path.open("r+b") as handle:
             self._map = mmap.mmap(handle.fileno(), self.size * 8)
         # a plain array over the mapping (np.memmap's subclass makes every slice cost more)
-        return np.frombuffer(self._map, dtype=np.int64)
+        return np.frombuffer(self._map, dtype=np.float64)
 
     def totals(self) -> np.ndarray:
         """Every process's cells added up (this process's alone without a directory)."""
         if self.directory is None:
             return self._array.copy()
-        total = np.zeros(self.size, dtype=np.int64)
+        total = np.zeros(self.size, dtype=np.float64)
         for path in sorted(self.directory.glob(f"{COUNTS_PREFIX}{self.tag}_*{COUNTS_SUFFIX}")):
             try:
                 if path.stat().st_size != self.size * 8:
                     continue
-                total += np.memmap(path, dtype=np.int64, mode="r", shape=(self.size,))
+                total += np.memmap(path, dtype=np.float64, mode="r", shape=(self.size,))
             except (OSError, ValueError):
                 continue  # removed between the listing and the read: a reset directory
         return total
@@ -142,8 +143,6 @@ class Signals:
         grid = np.full((bins - 1, n_features), np.inf)
         for index, feature in enumerate(profile.features):
             grid[: len(feature.bins.edges), index] = feature.bins.edges
-        self._grid = grid
-        self._edges_by_feature = np.ascontiguousarray(grid.T)[:, :, None]
         self._low = np.array([f.low for f in profile.features], dtype=np.float64)
         self._high = np.array([f.high for f in profile.features], dtype=np.float64)
         self._score_edges = list(profile.score.edges)
@@ -154,16 +153,28 @@ class Signals:
         self._margin = profile.boundary_margin
         self._bins = bins
         self._n_features = n_features
-        # the one-row path's buffers: the row; its steps (1, then value >= each edge, then 0)
-        # per feature; and what it adds to the input and out-of-range cells, whose layout it
-        # copies (the differences of neighbouring steps: a one in the row's bin; then below,
-        # above)
+        # The one-row path: one comparison of the row with every edge, the training minimum
+        # and the float after the maximum (``thresholds``), written below a row of ones
+        # (``steps``); one constant matrix (``spread``) turns those steps into what the row adds
+        # to the input and out-of-range cells, in their layout: a one in the row's bin of each
+        # feature (neighbouring steps' difference), then below (1 - at or above the minimum),
+        # then above. Float64 throughout: the product runs on BLAS.
         self._x = np.zeros(n_features, dtype=np.float64)
-        self._steps = np.zeros((bins + 1, n_features), dtype=np.int64)
-        self._steps[0] = 1
-        self._added = np.zeros((bins + 2, n_features), dtype=np.int64)
+        self._thresholds = np.vstack([grid, self._low, np.nextafter(self._high, np.inf)])
+        self._thresholds_by_feature = np.ascontiguousarray(self._thresholds.T)[:, :, None]
+        self._steps = np.zeros((bins + 2, n_features), dtype=np.float64)
+        self._steps[0] = 1.0
+        spread = np.zeros((bins + 2, bins + 2), dtype=np.float64)
+        for b in range(bins):
+            spread[b, b] = 1.0
+            if b + 1 < bins:
+                spread[b, b + 1] = -1.0
+        spread[bins, 0], spread[bins, bins] = 1.0, -1.0
+        spread[bins + 1, bins + 1] = 1.0
+        self._spread = spread
+        self._row_cells = np.zeros((bins + 2, n_features), dtype=np.float64)
         self._base: np.ndarray | None = None
-        self._block = self._added
+        self._block = self._row_cells
 
     # --- counting --------------------------------------------------------------------------
 
@@ -177,23 +188,23 @@ class Signals:
             self._base = base
         return base, self._block
 
-    def _input_bins(self, x: Matrix) -> np.ndarray:
-        """Rows per (bin, feature) of ``x``: how many values are at or above each edge (one
-        comparison of every value with every edge of its feature, features and edges at once),
-        then the differences between neighbouring edges. Rows go in chunks that keep the
-        comparison under :data:`CHUNK_CELLS` cells."""
-        n_features, bins = self._n_features, self._bins
-        at_or_above = np.zeros((n_features, bins - 1), dtype=np.int64)
-        step = max(1, CHUNK_CELLS // (n_features * (bins - 1)))
+    def _batch_cells(self, x: Matrix) -> np.ndarray:
+        """What the rows ``x`` add to the input and out-of-range cells, (bins + 2) x features:
+        how many values are at or above each of the row path's thresholds (one comparison of
+        every value with every threshold of its feature, all features at once, rows in chunks
+        of at most :data:`CHUNK_CELLS` comparisons), spread as one row's steps are."""
+        thresholds = self._thresholds_by_feature
+        at_or_above = np.zeros((self._n_features, thresholds.shape[1]), dtype=np.float64)
+        step = max(1, CHUNK_CELLS // thresholds.size)
         for start in range(0, x.shape[0], step):
             columns = np.ascontiguousarray(x[start : start + step].T)[:, None, :]
-            hits = (columns >= self._edges_by_feature).view(np.uint8)
+            hits = (columns >= thresholds).view(np.uint8)
             at_or_above += np.add.reduce(hits, axis=2, dtype=np.int64)
-        steps = np.empty((bins + 1, n_features), dtype=np.int64)
+        steps = np.empty_like(self._steps)
         steps[0] = x.shape[0]
-        steps[1:-1] = at_or_above.T
-        steps[-1] = 0
-        return steps[:-1] - steps[1:]
+        steps[1:] = at_or_above.T
+        added: np.ndarray = self._spread @ steps
+        return added
 
     def rows(self, x: Matrix, proba: Matrix) -> None:
         """Count the rows ``x`` (finite, validated, features in model order) and their
@@ -208,10 +219,7 @@ class Signals:
                 counts[layout.classes : layout.near] += by_class
                 counts[layout.rows] += x.shape[0]
             return
-        inputs = self._input_bins(x)
-        outside = np.stack(
-            [np.count_nonzero(x < self._low, axis=0), np.count_nonzero(x > self._high, axis=0)]
-        )
+        added = self._batch_cells(x)
         if self._score_column is not None:
             score = proba[:, self._score_column]
         else:
@@ -227,8 +235,7 @@ class Signals:
         near = int(np.count_nonzero(gap < self._margin))
         with self._lock:
             counts, block = self._arrays()
-            block[: self._bins] += inputs
-            block[self._bins :] += outside
+            block += added
             counts[layout.score : layout.classes] += by_score
             counts[layout.classes : layout.near] += by_class
             counts[layout.near] += near
@@ -236,8 +243,8 @@ class Signals:
 
     def row(self, values: Sequence[float], proba: Sequence[float], best: int) -> None:
         """Count one row (finite values in model order), its probabilities and the index of its
-        most probable class: the one-row path's numbers, in buffers allocated once (a handful
-        of numpy calls on 30-odd values; no matrix, no per-feature Python loop)."""
+        most probable class: the one-row path's numbers, in buffers allocated once (four numpy
+        calls on the row's values, no per-feature Python loop)."""
         layout = self.layout
         column = self._score_column
         score = proba[column] if column is not None else proba[best]
@@ -250,13 +257,10 @@ class Signals:
         with self._lock:
             counts, block = self._arrays()
             if self.enabled:
-                x, steps, added, bins = self._x, self._steps, self._added, self._bins
-                x[:] = values
-                np.less_equal(self._grid, x, out=steps[1:-1])
-                np.subtract(steps[:-1], steps[1:], out=added[:bins])
-                np.less(x, self._low, out=added[bins])
-                np.greater(x, self._high, out=added[bins + 1])
-                np.add(block, added, out=block)
+                self._x[:] = values
+                np.less_equal(self._thresholds, self._x, out=self._steps[1:])
+                np.matmul(self._spread, self._steps, out=self._row_cells)
+                np.add(block, self._row_cells, out=block)
                 counts[score_cell] += 1
                 if near:
                     counts[layout.near] += 1
