@@ -41,6 +41,18 @@ def multiproc_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
+def shared_directory_problem(workers: int, directory: str | None) -> str | None:
+    """Why the metrics cannot be served as they are, or None. Several workers need a shared
+    directory: each would count alone, and /metrics would show whichever worker answered the
+    scrape. Caller: serving/wsgi.py, before the model loads."""
+    if workers > 1 and directory is None:
+        return (
+            f"{MULTIPROC_ENV} must be set for {workers} uWSGI workers "
+            "(the image and the chart set it; an env option in uwsgi.ini never reaches Python)"
+        )
+    return None
+
+
 def reset_multiproc_dir() -> None:
     """Create the multiprocess directory and remove a previous run's files (master only)."""
     path = multiproc_dir()

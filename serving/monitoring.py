@@ -77,12 +77,14 @@ class _Counts:
         self._pid = -1
         self._map: mmap.mmap | None = None
         self._array: np.ndarray = np.zeros(size, dtype=np.float64)
-        if self.directory is None:
-            self._pid = os.getpid()
 
     def array(self) -> np.ndarray:
         """The array to add to; in multiprocess mode, this process's file (opened on first use
-        in each process: a worker forked from a parent that counted gets its own)."""
+        in each process: a worker forked from a parent that counted gets its own). Without a
+        directory, the private array: a forked process counts in its own copy, as
+        prometheus_client's in-process registry does."""
+        if self.directory is None:
+            return self._array
         pid = os.getpid()
         if pid != self._pid:
             self._array = self._open(pid)

@@ -1,6 +1,7 @@
 """The WSGI entry point uWSGI loads (``module = serving.wsgi:application``) in its master.
 
-Runs before the workers fork: wipes the metrics directory, loads and verifies the model, then
+Runs before the workers fork: checks that several workers have a metrics directory to share
+(``PROMETHEUS_MULTIPROC_DIR``), wipes it, loads and verifies the model, then
 freezes the loaded objects out of the garbage collector's reach and raises its thresholds (a full
 collection over the loaded scientific stack stalls a worker for tens of milliseconds). A model that
 cannot be served, or a malformed setting, ends the process with one log line and exit status 1 —
@@ -13,13 +14,26 @@ import gc
 
 from serving.app import ConfigError, create_app
 from serving.logs import log
-from serving.metrics import reset_multiproc_dir
+from serving.metrics import multiproc_dir, reset_multiproc_dir, shared_directory_problem
 from serving.model import ModelError
 
 GC_THRESHOLDS = (100_000, 50, 100)
 
-reset_multiproc_dir()
+
+def uwsgi_workers() -> int:
+    """The worker count of the uWSGI server running this module (1 outside uWSGI)."""
+    try:
+        import uwsgi  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    except ImportError:
+        return 1
+    return int(uwsgi.numproc)
+
+
 try:
+    problem = shared_directory_problem(uwsgi_workers(), multiproc_dir())
+    if problem:
+        raise ConfigError(problem)
+    reset_multiproc_dir()
     application = create_app()
 except ModelError as exc:
     log("model_refused", level="error", error=str(exc))
