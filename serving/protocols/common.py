@@ -19,6 +19,7 @@ import orjson
 
 from modelcard.runtime import Matrix
 from serving.errors import ApiError, invalid
+from serving.metrics import Metrics
 from serving.model import Model
 from serving.state import ServerState
 
@@ -72,7 +73,7 @@ def finite(matrix: Matrix, field_of: Callable[[int, int], str]) -> Matrix:
 def score(server: ServerState, model: Model, x: Matrix) -> Matrix:
     """The model's probabilities for validated rows ``x``, each row counted in the metrics."""
     proba = model.predict_proba(x)
-    server.metrics.observe_rows(x, proba)
+    _described(server, model).observe_rows(x, proba)
     return proba
 
 
@@ -86,5 +87,14 @@ def score_one(
     if proba is None:
         return None
     best = max(range(len(proba)), key=proba.__getitem__)
-    server.metrics.observe_row(values, proba, best)
+    _described(server, model).observe_row(values, proba, best)
     return proba, best
+
+
+def _described(server: ServerState, model: Model) -> Metrics:
+    """The metrics, described for ``model`` (create_app does it for a model it loads; a model
+    passed in and loaded afterwards is described at its first prediction)."""
+    metrics = server.metrics
+    if metrics.signals is None:
+        metrics.describe_model(model)
+    return metrics

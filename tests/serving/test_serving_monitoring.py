@@ -424,3 +424,17 @@ def test_the_stack_started_with_monitoring_off_exposes_no_drift_signals(
         stack.cleanup()
     assert found[("modelops_scored_rows_total", ())] == 1.0
     assert not [k for k in found if k[0].startswith(("modelops_input", "modelops_score_"))]
+
+
+def test_a_model_loaded_after_the_app_was_built_is_counted_from_its_first_prediction(
+    tiny_model: TinyModel,
+) -> None:
+    model = Model(tiny_model.directory)
+    client = create_app(model=model).test_client()
+    assert client.post("/predict", json={"instances": [tiny_model.record(0)]}).status_code == 503
+    model.load()
+    send(client, "records", tiny_model.x_test[:1], tiny_model.features)
+    send(client, "v2", tiny_model.x_test[:2], tiny_model.features)
+    found = metrics_of(client)
+    assert found[("modelops_scored_rows_total", ())] == 3
+    assert "modelops_model_info" in client.get("/metrics").get_data(as_text=True)
