@@ -75,13 +75,13 @@ def test_demo_whose_stack_does_not_come_up_prints_one_error_line_and_the_log(
     from serving_testkit import build_model
 
     built = build_model(tmp_path / "m")
-    with (built.directory / "model.pkl").open("ab") as handle:
+    with (built.directory / built.metadata["model_file"]).open("ab") as handle:
         handle.write(b"\0")  # a tampered model: uWSGI refuses it and exits
     assert demo.main(["--model-dir", str(built.directory)]) == 1
     first, *rest = capsys.readouterr().err.splitlines()
     assert first.startswith("error: the serving stack at http://127.0.0.1:")
     assert first.endswith("/v2/health/ready: uWSGI exited with status 1 before it was ready")
-    assert "--- uwsgi.log" in rest and any("model checksum mismatch" in line for line in rest)
+    assert "--- uwsgi.log" in rest and any("sha256 mismatch" in line for line in rest)
 
 
 def test_demo_without_a_model_says_what_to_run(

@@ -296,17 +296,17 @@ def test_sigterm_while_the_model_loads_stops_at_once(tmp_path: Path) -> None:
 
 def test_tampered_model_refuses_to_start_naming_the_checksum(tmp_path: Path) -> None:
     built = build_model(tmp_path / "m")
-    with (built.directory / "model.pkl").open("ab") as handle:
+    with (built.directory / built.metadata["model_file"]).open("ab") as handle:
         handle.write(b"\0")
     _, line = _refused(built.directory)
-    assert "model checksum mismatch" in line and built.metadata["model_sha256"] in line
+    assert "sha256 mismatch" in line and built.metadata["model_sha256"] in line
 
 
 def test_pinned_checksum_and_missing_model_refuse_to_start(
     tmp_path: Path, tiny_model: TinyModel
 ) -> None:
     _, line = _refused(tiny_model.directory, MODELOPS_MODEL_SHA256="f" * 64)
-    assert "MODELOPS_MODEL_SHA256 pins ffff" in line
+    assert "the pin (MODELOPS_MODEL_SHA256) is ffff" in line
     _, line = _refused(tmp_path / "absent")
     assert "model metadata not found" in line
 
