@@ -23,7 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "requirements"
-LOCKS = ("tools", "serving", "dev", "fetch", "sbom", "checkov")
+LOCKS = ("tools", "serving", "dev", "serving-sklearn", "fetch", "sbom", "checkov")
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)")
 
 
@@ -214,6 +214,7 @@ INSTALLED_BY = {
     "fetch": ("serving/Dockerfile", "-r /build/fetch.txt"),
     "sbom": ("serving/Dockerfile", "-r /build/sbom.txt"),
     "serving": ("serving/Dockerfile", "-r /build/serving.txt"),
+    "serving-sklearn": ("serving/Dockerfile", "-r /build/serving-sklearn.txt"),
 }
 # The one install without hashes: the project itself, without its dependencies (the dev lock has
 # them), built by the dev lock's setuptools.
@@ -221,9 +222,11 @@ PROJECT_INSTALL = "pip install -q --no-deps --no-build-isolation -e ."
 
 
 def pip_installs(path: Path) -> list[str]:
-    """Each `pip install` command of a Makefile or Dockerfile, continuation lines joined."""
+    """Each `pip install` command of a Makefile or Dockerfile (`pip --python PY install` too),
+    continuation lines joined."""
     text = re.sub(r"\\\n\s*", " ", path.read_text())
-    return [m[0].strip() for m in re.finditer(r"\bpip3? install\b[^\n&;|]*", text)]
+    install = re.compile(r"\bpip3?(?: --python \S+)? install\b[^\n&;|]*")
+    return [m[0].strip() for m in install.finditer(text)]
 
 
 def test_every_pip_install_of_make_and_the_images_requires_hashes() -> None:
@@ -244,9 +247,10 @@ def test_each_lock_is_what_one_install_reads(lock: str) -> None:
     assert any(c.endswith(ending) for c in pip_installs(ROOT / path)), f"{path} never reads it"
 
 
-def test_the_image_build_context_holds_the_three_locks_the_dockerfile_installs() -> None:
+def test_the_image_build_context_holds_the_four_locks_the_dockerfile_installs() -> None:
     rules = set((ROOT / ".dockerignore").read_text().splitlines())
-    assert {f"!requirements/{name}.txt" for name in ("fetch", "serving", "sbom")} <= rules
+    locks = ("fetch", "serving", "serving-sklearn", "sbom")
+    assert {f"!requirements/{name}.txt" for name in locks} <= rules
     assert not {"!constraints.txt", "!pyproject.toml"} & set(rules)
 
 

@@ -126,8 +126,9 @@ def test_a_three_class_model_is_built_into_an_image_that_serves_both_protocols(
             "json={'inputs': [t]}).get_json(); "
             "print(json.dumps({'predict': p, 'v2': v}))"
         )
+        # /tmp writable, as the pod's emptyDir makes it: the metrics directory is there
         out = podman(
-            "run", "--rm", "--read-only", "--network", "none", image,
+            "run", "--rm", "--read-only", "--tmpfs", "/tmp", "--network", "none", image,
             "python3", "-c", script, json.dumps(row),
         ).stdout  # fmt: skip
         answers = json.loads(out)

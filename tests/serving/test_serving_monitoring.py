@@ -344,11 +344,11 @@ def test_each_process_counts_in_its_own_file_and_a_scrape_adds_them_all(
 # --- through the real stack ----------------------------------------------------------------
 
 
-def _pids(stack: Stack, skip: int) -> set[int]:
+def _pids(served_by: Stack, skip: int) -> set[int]:
     import json
 
     pids = set()
-    for line in stack.uwsgi_log.read_bytes()[skip:].decode().splitlines():
+    for line in served_by.uwsgi_log.read_bytes()[skip:].decode().splitlines():
         if line.startswith('{"time"') and '"event":"request"' in line:
             pids.add(json.loads(line)["pid"])
     return pids

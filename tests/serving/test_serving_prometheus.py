@@ -29,6 +29,10 @@ from devstack.prometheus import NAMESPACE, Prometheus, render_rules
 from devstack.stack import Stack
 from training import drift as offline
 
+# Nginx, uWSGI and Prometheus processes (Debian packages: root to install); the drift demo's
+# refusals and its plot too, which share the module's fixtures.
+pytestmark = pytest.mark.e2e
+
 SHIFTED = ("mean_texture", "worst_smoothness")
 WINDOW_SECONDS = 20
 MODEL = "diagnosis-classifier"
@@ -85,7 +89,6 @@ def offline_psi(tiny: TinyModel, rows: np.ndarray) -> dict[str, float]:
     }
 
 
-@pytest.mark.e2e
 def test_in_distribution_traffic_keeps_drift_quiet_and_a_shift_fires_exactly_its_features(
     tiny: TinyModel, watched: tuple[Stack, Prometheus]
 ) -> None:
@@ -138,7 +141,6 @@ def test_in_distribution_traffic_keeps_drift_quiet_and_a_shift_fires_exactly_its
     assert up == {f"127.0.0.1:{stack.port}": 1.0}
 
 
-@pytest.mark.e2e
 def test_a_stack_still_loading_its_model_fails_its_scrapes_and_fires_model_not_ready(
     tmp_path: Path,
 ) -> None:
