@@ -118,6 +118,8 @@ def test_a_three_class_model_is_built_into_an_image_that_serves_both_protocols(
         row = {name: float(value) for name, value in features.iloc[0].items()}
         script = (
             "import json, sys; from serving.app import create_app; "
+            "from serving.metrics import reset_multiproc_dir; "
+            "reset_multiproc_dir(); "  # as serving/wsgi.py does in the master
             "client = create_app().test_client(); row = json.loads(sys.argv[1]); "
             "p = client.post('/predict', json={'instances': [row]}).get_json(); "
             "t = {'name': 'x', 'shape': [1, len(row)], 'datatype': 'FP64', "
