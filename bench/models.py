@@ -27,8 +27,6 @@ from typing import Any
 
 import joblib  # type: ignore[import-untyped]
 
-import modelcard
-
 MODEL_NAME = "diagnosis-classifier"
 #: scikit-learn's target: 0 = malignant, 1 = benign; predict_proba columns follow classes_.
 CLASS_NAMES = ["malignant", "benign"]
@@ -105,7 +103,7 @@ def build(family: str, work: Path) -> BenchModel:
     """Fit ``family`` and write its served artifact and its reference pickle under
     ``work/<family>``; raises KeyError for a family not in :data:`FAMILIES`, and training's
     ConversionError when the export cannot prove the graph equal to the pipeline."""
-    from training.export import served_files
+    from training.export import write_artifact
 
     pipeline = FAMILIES[family]()
     features, x_train, x_test, y_train, _ = dataset()
@@ -113,28 +111,22 @@ def build(family: str, work: Path) -> BenchModel:
     directory = work / family
     served = directory / SERVED_DIR
     served.mkdir(parents=True, exist_ok=True)
-    files = served_files(
+    files = write_artifact(
         pipeline,
         CLASS_NAMES,
         x_train,
         x_test,
         served,
+        name=MODEL_NAME,
         features=features,
         allow_scikit_learn=False,
         positive_class="malignant",
+        card={
+            "target": "diagnosis",
+            "estimator": family,
+            "data": {"train_rows": len(x_train), "test_rows": len(x_test)},
+        },
     )
-    card = {
-        "schema_version": modelcard.SCHEMA_VERSION,
-        "name": MODEL_NAME,
-        **files,
-        "features": [{"name": name, "dtype": "float64"} for name in features],
-        "target": "diagnosis",
-        "classes": CLASS_NAMES,
-        "positive_class": "malignant",
-        "estimator": family,
-        "data": {"train_rows": len(x_train), "test_rows": len(x_test)},
-    }
-    modelcard.write_card(served, card)
     reference = directory / REFERENCE_FILE
     joblib.dump(pipeline, reference)
     return BenchModel(

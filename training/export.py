@@ -122,6 +122,50 @@ def served_files(
     }
 
 
+def write_artifact(
+    model: Any,
+    classes: list[str],
+    train: Any,
+    test: Any,
+    out_dir: Path,
+    *,
+    name: str,
+    features: Sequence[str],
+    allow_scikit_learn: bool,
+    positive_class: str | None = None,
+    card: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write a whole artifact into ``out_dir``: the served files (:func:`served_files`) and
+    metadata.json through modelcard's contract; return the card written.
+
+    ``card`` carries what the caller knows beyond the contract (the export stage: the estimator,
+    metrics, data and libraries of training/artifact.py; a test or the benchmark: a few keys);
+    without it the features are float64. Callers: :func:`main`, the serving tests' and the image
+    tests' model builders, the benchmark's models.
+    """
+    served = served_files(
+        model,
+        classes,
+        train,
+        test,
+        out_dir,
+        features=features,
+        allow_scikit_learn=allow_scikit_learn,
+        positive_class=positive_class,
+    )
+    written = {
+        "schema_version": modelcard.SCHEMA_VERSION,
+        "name": name,
+        "features": [{"name": feature, "dtype": "float64"} for feature in features],
+        "classes": classes,
+        "positive_class": positive_class,
+        **(card or {}),
+        **served,
+    }
+    modelcard.write_card(out_dir, written)
+    return written
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, required=True, help="params.yaml")
@@ -152,24 +196,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     classes = [str(c) for c in model.classes_]
     staging = args.out.with_name(args.out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
+    card = model_card(
+        model, args.train, len(test_x), metrics, data, train_params, artifact, data.metric_average
+    )
     try:
-        served = served_files(
+        served = write_artifact(
             model,
             classes,
             train_x.to_numpy(dtype="float64"),
             test_x.to_numpy(dtype="float64"),
             staging,
+            name=artifact.name,
             features=[str(c) for c in train_x.columns],
             allow_scikit_learn=export.allow_scikit_learn,
             positive_class=data.positive_class,
+            card=card,
         )
     except ConversionError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise StageError(f"export: {exc}") from None
-    card = model_card(
-        model, args.train, len(test_x), metrics, data, train_params, artifact, data.metric_average
-    )
-    modelcard.write_card(staging, {**card, **served})
     shutil.rmtree(args.out, ignore_errors=True)
     staging.rename(args.out)
     proof = served["proof"]

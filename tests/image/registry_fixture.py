@@ -27,8 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-import modelcard
-from training.export import served_files
+from training.export import write_artifact
 
 NAME = "diagnosis-classifier"
 VERSION = "v1.0.0"
@@ -88,31 +87,25 @@ def write_model(
     model.fit(features, labels)
     rows = features.to_numpy()
     classes = [str(c) for c in model.classes_]
-    served = served_files(
+    accuracy = float((model.predict(features) == labels).mean())
+    card = write_artifact(
         model,
         classes,
         rows,
         rows,
         model_dir,
+        name=NAME,
         features=list(features.columns),
         allow_scikit_learn=False,
-        positive_class="malignant",
+        positive_class="malignant" if len(classes) == 2 else None,
+        card={
+            "target": "diagnosis",
+            "metrics": {"accuracy": accuracy},
+            "params": {"C": c, "max_iter": 1000},
+            "data": {"sha256": "0" * 64, "train_rows": len(features), "test_rows": 0},
+        },
     )
-    accuracy = float((model.predict(features) == labels).mean())
-    card = {
-        "schema_version": modelcard.SCHEMA_VERSION,
-        "name": NAME,
-        **served,
-        "features": [{"name": c, "dtype": "float64"} for c in features.columns],
-        "target": "diagnosis",
-        "classes": classes,
-        "positive_class": "malignant" if len(classes) == 2 else None,
-        "metrics": {"accuracy": accuracy},
-        "params": {"C": c, "max_iter": 1000},
-        "data": {"sha256": "0" * 64, "train_rows": len(features), "test_rows": 0},
-    }
-    modelcard.write_card(model_dir, card)
-    return str(served["model_sha256"]), features, labels
+    return str(card["model_sha256"]), features, labels
 
 
 def make_registry(root: Path) -> Registry:

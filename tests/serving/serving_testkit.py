@@ -14,8 +14,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-import modelcard
-from training.export import served_files
+from training.export import write_artifact
 
 MODEL_NAME = "diagnosis-classifier"
 # scikit-learn's target: 0 = malignant, 1 = benign; predict_proba columns follow classes_.
@@ -55,36 +54,30 @@ def build_model(directory: Path, estimator: Any = None) -> TinyModel:
     pipeline.fit(x_train, y_train)
     # The served files come from training's own export (ONNX, proven against the pipeline); a
     # test double it cannot convert (SlowModel) is served as the pickle, as params can allow.
-    served = served_files(
+    metadata = write_artifact(
         pipeline,
         CLASS_NAMES,
         x_train,
         x_test,
         directory,
+        name=MODEL_NAME,
         features=features,
         allow_scikit_learn=True,
         positive_class="malignant",
-    )
-    metadata = {
-        "schema_version": modelcard.SCHEMA_VERSION,
-        "name": MODEL_NAME,
-        **served,
-        "features": [{"name": name, "dtype": "float64"} for name in features],
-        "target": "diagnosis",
-        "classes": CLASS_NAMES,
-        "positive_class": "malignant",
-        "metrics": {
-            "accuracy": 0.97,
-            "precision": 0.97,
-            "recall": 0.97,
-            "f1": 0.97,
-            "roc_auc": 0.99,
+        card={
+            "target": "diagnosis",
+            "metrics": {
+                "accuracy": 0.97,
+                "precision": 0.97,
+                "recall": 0.97,
+                "f1": 0.97,
+                "roc_auc": 0.99,
+            },
+            "params": {"C": 1.0},
+            "data": {"sha256": "d" * 64, "train_rows": len(x_train), "test_rows": len(x_test)},
+            "libraries": {"python": "3.11", "scikit-learn": "1.9.1", "numpy": "2.4.6"},
         },
-        "params": {"C": 1.0},
-        "data": {"sha256": "d" * 64, "train_rows": len(x_train), "test_rows": len(x_test)},
-        "libraries": {"python": "3.11", "scikit-learn": "1.9.1", "numpy": "2.4.6"},
-    }
-    modelcard.write_card(directory, metadata)
+    )
     return TinyModel(directory, features, pipeline, x_test, metadata, x_train)
 
 
