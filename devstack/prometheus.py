@@ -85,6 +85,9 @@ class Prometheus:
 
     targets: Sequence[str]
     rules: Mapping[str, Any]
+    #: ``host:port`` of Alertmanagers to send the alerts to (devstack.alertmanager); none: only
+    #: the API shows them.
+    alertmanagers: Sequence[str] = ()
     scrape_interval: str = "1s"
     evaluation_interval: str = "1s"
     port: int = 0
@@ -103,7 +106,7 @@ class Prometheus:
         return self.run_dir / "prometheus.log"
 
     def config(self) -> dict[str, Any]:
-        return {
+        config: dict[str, Any] = {
             "global": {
                 "scrape_interval": self.scrape_interval,
                 "scrape_timeout": self.scrape_interval,
@@ -120,6 +123,11 @@ class Prometheus:
                 }
             ],
         }
+        if self.alertmanagers:
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": list(self.alertmanagers)}]}]
+            }
+        return config
 
     def start(self, timeout: float = 30.0) -> Prometheus:
         """Write the config and rules, start the server, wait until it is ready."""

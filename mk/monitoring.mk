@@ -2,11 +2,11 @@
 # their promtool unit tests, a real Prometheus scraping the real stack, and the drift demo.
 # See docs/monitoring.md.
 
-# Prometheus and promtool from Debian (the package's service is not started: no systemd here; the
-# tests and the demo start their own server on loopback).
+# Prometheus, promtool and Alertmanager from Debian (the packages' services are not started: no
+# systemd here; the tests and the demo start their own servers on loopback).
 .PHONY: monitoring-prereqs
-monitoring-prereqs: ## install Prometheus and promtool from Debian (needs root; else prints the command)
-	scripts/ensure-debian-packages.sh prometheus
+monitoring-prereqs: ## install Prometheus, promtool and Alertmanager from Debian (needs root; else prints the command)
+	scripts/ensure-debian-packages.sh prometheus prometheus-alertmanager
 
 test-prereqs: monitoring-prereqs
 
@@ -19,8 +19,8 @@ DEMO_DRIFT_DATA ?= training/data/train.csv training/data/test.csv
 DEMO_DRIFT_SHIFT ?=
 
 .PHONY: test-monitoring
-test-monitoring: monitoring-prereqs serving-prereqs tools ## the monitoring tests only (chart rules, promtool, a real Prometheus)
-	pytest tests/deploy/test_monitoring_rules.py tests/serving/test_serving_prometheus.py -q
+test-monitoring: monitoring-prereqs serving-prereqs tools ## the monitoring tests only (chart rules, promtool, a real Prometheus and Alertmanager, the relay)
+	pytest tests/deploy/test_monitoring_rules.py tests/serving/test_serving_prometheus.py tests/gitops/test_relay.py -q
 
 .PHONY: demo-drift
 demo-drift: monitoring-prereqs serving-prereqs tools ## stack + Prometheus: in-distribution then shifted traffic, the PSI table, the alerts, a PNG (out/demo-drift)

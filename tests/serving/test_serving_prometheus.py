@@ -7,15 +7,24 @@ devstack.drift_demo for why not the test split alone) keeps every PSI low, equal
 training.drift computes offline from the same rows and the model's profile.json, and no alert
 active; the same rows with two chosen features shifted make exactly those features' PSI pass
 0.2 and exactly their ModelInputDrift alerts fire, each naming the model, the namespace and the
-feature. A stack still loading its model fails its scrapes and fires ModelNotReady.
+feature. Prometheus sends its alerts to a real Alertmanager (Debian's ``prometheus-alertmanager``,
+devstack.alertmanager, configured as docs/monitoring.md tells a team), whose webhook receiver is
+the retraining relay (``python -m gitops.relay``, its own process): the relay sends GitHub's
+repository dispatch, to the stand-in for GitHub's API (tests/workflows/act/github_api.py), naming
+exactly the shifted features, and nothing while the traffic is in distribution. A stack still
+loading its model fails its scrapes and fires ModelNotReady.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,18 +33,25 @@ from conftest import ROOT, start_stack, wait_until_loading
 from serving_testkit import LOAD_SECONDS_ENV, SlowLoadingModel, TinyModel, build_model
 
 from devstack import drift_demo
+from devstack.alertmanager import BINARY as ALERTMANAGER
+from devstack.alertmanager import Alertmanager
 from devstack.drift_demo import Traffic, firing_features, psi_by_feature
 from devstack.prometheus import NAMESPACE, Prometheus, render_rules
-from devstack.stack import Stack
+from devstack.stack import Stack, free_port
+from serving import readiness
+from tests.workflows.act.github_api import GitHubApi
 from training import drift as offline
 
-# Nginx, uWSGI and Prometheus processes (Debian packages: root to install); the drift demo's
-# refusals and its plot too, which share the module's fixtures.
+# Nginx, uWSGI, Prometheus and Alertmanager processes (Debian packages: root to install); the
+# drift demo's refusals and its plot too, which share the module's fixtures.
 pytestmark = pytest.mark.e2e
 
 SHIFTED = ("mean_texture", "worst_smoothness")
 WINDOW_SECONDS = 20
 MODEL = "diagnosis-classifier"
+RELAY_TOKEN = "relay-token-of-this-test"  # noqa: S105 - a test value, not a secret
+GITHUB_TOKEN = "github-token-of-this-test"  # noqa: S105
+REPOSITORY = "acme/modelops"
 
 
 def helm() -> str:
@@ -46,8 +62,50 @@ def helm() -> str:
 
 
 def need_prometheus() -> None:
-    if shutil.which("prometheus") is None:
-        pytest.skip("prometheus missing: run `make monitoring-prereqs` (Debian's prometheus)")
+    for binary in ("prometheus", ALERTMANAGER):
+        if shutil.which(binary) is None:
+            pytest.skip(f"{binary} missing: run `make monitoring-prereqs` (Debian's {binary})")
+
+
+@dataclass
+class Watched:
+    """The stack, the Prometheus scraping it, and the stand-in GitHub the relay dispatches to."""
+
+    stack: Stack
+    prometheus: Prometheus
+    github: GitHubApi
+
+
+def start_relay(run_dir: Path, github: GitHubApi) -> tuple[subprocess.Popen[bytes], str]:
+    """``python -m gitops.relay`` on a free loopback port, dispatching to ``github``."""
+    (run_dir / "relay-token").write_text(RELAY_TOKEN + "\n")
+    (run_dir / "github-token").write_text(GITHUB_TOKEN + "\n")
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RELAY_TOKEN_FILE": str(run_dir / "relay-token"),
+        "GITHUB_DISPATCH_TOKEN_FILE": str(run_dir / "github-token"),
+        "GITHUB_REPOSITORY": REPOSITORY,
+        "GITHUB_API_URL": github.url,
+        "no_proxy": "127.0.0.1,localhost",
+    }
+    with (run_dir / "relay.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gitops.relay", "--listen", f"127.0.0.1:{port}"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    readiness.wait_ready(
+        url + "/healthz",
+        30,
+        "the relay",
+        exited=readiness.first_exit({"relay": process}),
+        log_tail=lambda: readiness.file_tails(run_dir / "relay.log"),
+    )
+    return process, url
 
 
 def wait(
@@ -67,14 +125,25 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
 
 
 @pytest.fixture(scope="module")
-def watched(tiny: TinyModel) -> Iterator[tuple[Stack, Prometheus]]:
+def watched(tiny: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
     need_prometheus()
     rules = render_rules(drift_demo.RULE_VALUES, helm=helm())
     stack = start_stack(tiny.directory)
+    relay = None
     try:
-        with Prometheus([f"127.0.0.1:{stack.port}"], rules) as prometheus:
-            yield stack, prometheus
+        with GitHubApi() as github:
+            relay, relay_url = start_relay(tmp_path_factory.mktemp("relay"), github)
+            with (
+                Alertmanager(relay_url + "/alertmanager", RELAY_TOKEN) as alertmanager,
+                Prometheus(
+                    [f"127.0.0.1:{stack.port}"], rules, alertmanagers=[alertmanager.address]
+                ) as prometheus,
+            ):
+                yield Watched(stack, prometheus, github)
     finally:
+        if relay is not None:
+            relay.terminate()
+            relay.wait(10)
         stack.stop()
         stack.cleanup()
 
@@ -90,9 +159,9 @@ def offline_psi(tiny: TinyModel, rows: np.ndarray) -> dict[str, float]:
 
 
 def test_in_distribution_traffic_keeps_drift_quiet_and_a_shift_fires_exactly_its_features(
-    tiny: TinyModel, watched: tuple[Stack, Prometheus]
+    tiny: TinyModel, watched: Watched
 ) -> None:
-    stack, prometheus = watched
+    stack, prometheus, github = watched.stack, watched.prometheus, watched.github
     rows = np.vstack([tiny.x_train, tiny.x_test])
     rows = rows[np.random.default_rng(0).permutation(len(rows))]
     columns = [tiny.features.index(name) for name in SHIFTED]
@@ -109,14 +178,17 @@ def test_in_distribution_traffic_keeps_drift_quiet_and_a_shift_fires_exactly_its
         )
         quiet = psi_by_feature(prometheus)
         active_before = prometheus.alerts()
+        dispatched_before = github.received()
         traffic.rows = drift_demo.shift(rows, columns)
         wait(lambda: firing_features(prometheus) >= set(SHIFTED), 90, "the drift alerts", traffic)
         shifted = psi_by_feature(prometheus)
         alerts = prometheus.alerts()
         up = prometheus.values("up", "instance")
+        wait(lambda: dispatched_features(github) >= set(SHIFTED), 30, "the dispatch", traffic)
     finally:
         traffic.stop()
     assert traffic.error is None, traffic.error
+    assert dispatched_before == [], "no dispatch while the traffic is in distribution"
 
     expected = offline_psi(tiny, rows)
     assert set(quiet) == {*tiny.features, "(score)"}
@@ -139,6 +211,27 @@ def test_in_distribution_traffic_keeps_drift_quiet_and_a_shift_fires_exactly_its
     others = {a["labels"]["alertname"] for a in alerts} - {"ModelInputDrift", "ModelScoreDrift"}
     assert others == set(), "no error-rate, latency or not-ready alert on a healthy stack"
     assert up == {f"127.0.0.1:{stack.port}": 1.0}
+
+    # Alertmanager -> the relay -> GitHub's repository dispatch, with the dispatch token.
+    sent = github.received()
+    assert dispatched_features(github) == set(SHIFTED)
+    for request in sent:
+        assert request["path"] == f"/repos/{REPOSITORY}/dispatches"
+        assert request["authorization"] == f"Bearer {GITHUB_TOKEN}"
+        assert request["body"]["event_type"] == "model-drift"
+        for item in request["body"]["client_payload"]["alerts"]:
+            assert item["alertname"] == "ModelInputDrift"
+            assert (item["model"], item["namespace"]) == (MODEL, NAMESPACE)
+            assert item["psi"] >= 0.2
+
+
+def dispatched_features(github: GitHubApi) -> set[str]:
+    """The features of every alert the relay has dispatched to the stand-in GitHub so far."""
+    return {
+        item.get("feature", "")
+        for request in github.received()
+        for item in request["body"]["client_payload"]["alerts"]
+    }
 
 
 def test_a_stack_still_loading_its_model_fails_its_scrapes_and_fires_model_not_ready(

@@ -1,0 +1,283 @@
+"""gitops.relay: Alertmanager's webhook in, GitHub's repository dispatch out, against the stand-in
+for GitHub's API (tests/workflows/act/github_api.py) on loopback; the relay served by its own
+server (``gitops.relay.serve``) and, for its command line, as the process a pod runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitops import relay
+from gitops.cli import ToolError
+from tests.workflows.act.github_api import GitHubApi
+
+RELAY_TOKEN = "relay-token-of-this-test"  # noqa: S105 - a test value, not a secret
+GITHUB_TOKEN = "github-token-of-this-test"  # noqa: S105
+REPOSITORY = "acme/modelops"
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def webhook(*alerts: dict[str, Any]) -> dict[str, Any]:
+    """An Alertmanager webhook body (version 4) holding ALERTS."""
+    return {"version": "4", "status": "firing", "receiver": "retrain", "alerts": list(alerts)}
+
+
+def alert(name: str, status: str = "firing", **labels: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {"alertname": name, "model": "diagnosis-classifier", **labels},
+        "annotations": {"psi": "0.42", "summary": "drift"},
+    }
+
+
+def environment(tmp_path: Path, api_url: str, **extra: str) -> dict[str, str]:
+    relay_file, github_file = tmp_path / "relay-token", tmp_path / "github-token"
+    relay_file.write_text(RELAY_TOKEN + "\n")
+    github_file.write_text(GITHUB_TOKEN + "\n")
+    return {
+        "RELAY_TOKEN_FILE": str(relay_file),
+        "GITHUB_DISPATCH_TOKEN_FILE": str(github_file),
+        "GITHUB_REPOSITORY": REPOSITORY,
+        "GITHUB_API_URL": api_url,
+        **extra,
+    }
+
+
+@pytest.fixture(autouse=True)
+def loopback_without_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The relay honours the environment's proxies (as a service should); the stand-in is on
+    loopback, which a proxy of the machine running the tests must not see."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def github() -> Iterator[GitHubApi]:
+    with GitHubApi() as api:
+        yield api
+
+
+@pytest.fixture
+def served(tmp_path: Path, github: GitHubApi) -> Iterator[str]:
+    """The relay's URL, served in a thread by the server ``python -m gitops.relay`` runs."""
+    config = relay.Config.from_environ(environment(tmp_path, github.url))
+    server = relay.serve(config, "127.0.0.1:0")
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def post(
+    url: str, body: bytes, token: str | None = RELAY_TOKEN, method: str = "POST"
+) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with _OPENER.open(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_a_firing_drift_alert_becomes_githubs_repository_dispatch_with_the_dispatch_token(
+    served: str, github: GitHubApi
+) -> None:
+    body = webhook(
+        alert("ModelInputDrift", feature="mean_radius", namespace="modelops-prod"),
+        alert("ModelInputDrift", status="resolved", feature="mean_texture"),
+        alert("ModelErrorRate"),
+    )
+    status, answer = post(served + "/alertmanager", json.dumps(body).encode())
+
+    assert (status, answer) == (202, {"dispatched": True, "alerts": 1})
+    [sent] = github.received()
+    assert sent["path"] == f"/repos/{REPOSITORY}/dispatches"
+    assert sent["authorization"] == f"Bearer {GITHUB_TOKEN}"
+    assert sent["accept"] == "application/vnd.github+json"
+    assert sent["body"] == {
+        "event_type": "model-drift",
+        "client_payload": {
+            "alerts": [
+                {
+                    "alertname": "ModelInputDrift",
+                    "model": "diagnosis-classifier",
+                    "namespace": "modelops-prod",
+                    "feature": "mean_radius",
+                    "psi": 0.42,
+                }
+            ]
+        },
+    }
+
+
+def test_the_relay_names_its_configured_snapshot_in_the_dispatch(
+    tmp_path: Path, github: GitHubApi
+) -> None:
+    source = "https://exports.example.com/diagnosis/latest.csv"
+    config = relay.Config.from_environ(environment(tmp_path, github.url, RETRAIN_SNAPSHOT=source))
+    status, _ = relay.Relay(config).alertmanager(
+        {
+            "HTTP_AUTHORIZATION": f"Bearer {RELAY_TOKEN}",
+            "CONTENT_LENGTH": "1000",
+            "wsgi.input": _Body(json.dumps(webhook(alert("ModelScoreDrift"))).encode()),
+        }
+    )
+    assert status == 202
+    assert github.received()[0]["body"]["client_payload"]["snapshot"] == source
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def read(self, size: int) -> bytes:
+        return self.data[:size]
+
+
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [(None, "no Authorization header"), ("not-the-token", "a wrong token")],
+)
+def test_a_delivery_without_the_relay_token_is_a_401_and_sends_nothing(
+    served: str, github: GitHubApi, token: str | None, why: str
+) -> None:
+    body = json.dumps(webhook(alert("ModelInputDrift", feature="mean_radius"))).encode()
+    status, answer = post(served + "/alertmanager", body, token=token)
+    assert status == 401, why
+    assert answer == {"error": "missing or wrong bearer token"}
+    assert github.received() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"{not json", "the body is not JSON"),
+        (b'{"status": "firing"}', "not an Alertmanager webhook body (no alerts list)"),
+        (b"[]", "not an Alertmanager webhook body (no alerts list)"),
+    ],
+)
+def test_a_body_that_is_not_a_webhook_is_a_400_naming_why(
+    served: str, github: GitHubApi, body: bytes, expected: str
+) -> None:
+    status, answer = post(served + "/alertmanager", body)
+    assert status == 400
+    assert answer["error"].startswith(expected)
+    assert github.received() == []
+
+
+def test_only_resolved_or_other_alerts_answer_200_and_dispatch_nothing(
+    served: str, github: GitHubApi
+) -> None:
+    body = webhook(
+        alert("ModelInputDrift", status="resolved", feature="mean_radius"), alert("ModelNotReady")
+    )
+    status, answer = post(served + "/alertmanager", json.dumps(body).encode())
+    assert status == 200
+    assert answer["dispatched"] is False
+    assert "no firing ModelInputDrift or ModelScoreDrift alert" in answer["reason"]
+    assert github.received() == []
+
+
+def test_githubs_refusal_is_a_502_naming_its_status_so_alertmanager_retries(
+    served: str, github: GitHubApi
+) -> None:
+    github.status = 404
+    body = json.dumps(webhook(alert("ModelScoreDrift"))).encode()
+    status, answer = post(served + "/alertmanager", body)
+    assert status == 502
+    assert answer["error"].startswith("GitHub answered 404")
+    assert f"/repos/{REPOSITORY}/dispatches" in answer["error"]
+
+
+def test_github_out_of_reach_is_a_502(tmp_path: Path) -> None:
+    with GitHubApi() as gone:
+        url = gone.url
+    config = relay.Config.from_environ(environment(tmp_path, url))
+    status, answer = relay.Relay(config).alertmanager(
+        {
+            "HTTP_AUTHORIZATION": f"Bearer {RELAY_TOKEN}",
+            "CONTENT_LENGTH": "500",
+            "wsgi.input": _Body(json.dumps(webhook(alert("ModelScoreDrift"))).encode()),
+        }
+    )
+    assert status == 502
+    assert answer["error"].startswith("GitHub cannot be reached at")
+
+
+def test_health_unknown_paths_and_methods_answer_json(served: str) -> None:
+    with _OPENER.open(served + "/healthz", timeout=10) as response:
+        assert (response.status, json.load(response)) == (200, {"status": "ok"})
+    assert post(served + "/elsewhere", b"{}")[0] == 404
+    assert post(served + "/alertmanager", b"", method="PUT")[0] == 405
+
+
+def test_a_body_over_the_limit_is_a_413_before_it_is_read(tmp_path: Path) -> None:
+    config = relay.Config.from_environ(environment(tmp_path, "https://api.github.com"))
+    status, answer = relay.Relay(config).alertmanager(
+        {
+            "HTTP_AUTHORIZATION": f"Bearer {RELAY_TOKEN}",
+            "CONTENT_LENGTH": str(relay.MAX_BODY + 1),
+            "wsgi.input": None,
+        }
+    )
+    assert status == 413
+    assert "at most" in answer["error"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"RELAY_TOKEN_FILE": ""}, "RELAY_TOKEN_FILE is not set"),
+        ({"GITHUB_DISPATCH_TOKEN_FILE": "/nonexistent/token"}, "cannot read /nonexistent/token"),
+        ({"GITHUB_REPOSITORY": "modelops"}, "GITHUB_REPOSITORY must be owner/name"),
+        ({"GITHUB_API_URL": "http://api.example.com"}, "GITHUB_API_URL must be an https://"),
+        ({"RETRAIN_SNAPSHOT": "s3://bucket/x.csv"}, "not s3://"),
+    ],
+)
+def test_the_configuration_is_checked_at_start_naming_the_variable(
+    tmp_path: Path, change: dict[str, str], expected: str
+) -> None:
+    env = {**environment(tmp_path, "https://api.github.com"), **change}
+    with pytest.raises(ToolError, match=expected.replace("/", ".")):
+        relay.Config.from_environ(env)
+
+
+def test_an_empty_token_file_is_refused(tmp_path: Path) -> None:
+    env = environment(tmp_path, "https://api.github.com")
+    Path(env["RELAY_TOKEN_FILE"]).write_text("\n")
+    with pytest.raises(ToolError, match=r"RELAY_TOKEN_FILE: .* is empty"):
+        relay.Config.from_environ(env)
+
+
+def test_the_command_without_its_configuration_prints_one_line_and_exits_1() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "GITHUB_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "gitops.relay", "--listen", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: RELAY_TOKEN_FILE is not set: the file holding the token"
+    ]
