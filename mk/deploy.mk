@@ -26,7 +26,7 @@ deploy-smoke-prereqs: image-tools images-base ## install what the pod smoke test
 test-prereqs: tools checkov deploy-smoke-prereqs
 
 .PHONY: render
-render: venv tools ## re-render kustomize/base from charts/model (helm template), the chart README, and rendered/<env> present here
+render: venv tools ## re-render kustomize/base and kustomize/monitoring/<env> from charts/model (helm template), the chart README, and rendered/<env> present here
 	python scripts/render-base.py
 	python scripts/render-chart-readme.py
 	python -m gitops.rendered

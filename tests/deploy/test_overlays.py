@@ -281,3 +281,30 @@ def test_deploying_an_image_changes_its_tag_and_digest_lines_and_moves_the_prove
     assert annotations["modelops.io/git-commit"] == new_sha
     assert annotations["modelops.io/image-digest"] == digest
     assert_env_matches_annotations(docs)
+
+
+def test_one_line_in_an_overlay_turns_its_environments_monitoring_on(
+    kubectl: str, repo_copy: Path
+) -> None:
+    overlay = repo_copy / "kustomize" / "overlays" / "staging"
+    kustomization_file = overlay / "kustomization.yaml"
+    kustomization_file.write_text(
+        kustomization_file.read_text() + "components:\n- ../../monitoring/staging\n"
+    )
+    docs = documents(run(kubectl, "kustomize", str(overlay)).stdout)
+    monitoring = [d for d in docs if d["apiVersion"] == "monitoring.coreos.com/v1"]
+    assert sorted(d["kind"] for d in monitoring) == ["PrometheusRule", "ServiceMonitor"]
+    for doc in monitoring:
+        assert doc["metadata"]["namespace"] == "modelops-staging"
+    service_monitor = find(docs, "ServiceMonitor")
+    service = find(docs, "Service")
+    selected = service_monitor["spec"]["selector"]["matchLabels"]
+    assert selected.items() <= service["metadata"]["labels"].items()
+    rules = find(docs, "PrometheusRule")["spec"]["groups"]
+    exprs = "\n".join(r["expr"] for g in rules for r in g["rules"])
+    assert 'namespace="modelops-staging"' in exprs
+    assert "modelops-prod" not in exprs and "modelops-dev" not in exprs
+    untouched = {
+        d["kind"] for d in documents(run(kubectl, "kustomize", str(OVERLAYS / "staging")).stdout)
+    }
+    assert "ServiceMonitor" not in untouched, "off unless an overlay lists the component"
