@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -99,9 +100,11 @@ class FeatureProfile:
 
 @dataclass(frozen=True)
 class Profile:
-    """profile.json, checked: features in the card's order, ``classes`` (each class's reference
-    share) in the card's order, the score's kind, class (None for the top probability) and bins,
-    the near-boundary margin, and the number of training rows it describes."""
+    """profile.json, checked: features in the card's order, ``classes`` (each class's share of
+    the model's predictions on the training rows) in the card's order, the score's kind, class
+    (None for the top probability) and bins, the near-boundary margin, the number of training
+    rows it describes, and ``labels`` (each class's share of the training labels, in the card's
+    order; empty for a profile written without them)."""
 
     bins: int
     features: tuple[FeatureProfile, ...]
@@ -111,6 +114,7 @@ class Profile:
     score: Distribution
     boundary_margin: float
     rows: int
+    labels: tuple[tuple[str, float], ...] = ()
 
 
 def sha256_file(path: Path) -> str:
@@ -308,11 +312,10 @@ def read_profile(model_dir: Path, card: dict[str, Any]) -> Profile:
         profiles.append(
             FeatureProfile(name, _distribution(item, bins, path, where), float(low), float(high))
         )
-    classes = data["classes"]
-    if not isinstance(classes, dict) or set(classes) != set(card["classes"]):
-        raise ContractError(f"{path}: classes must map each of the card's classes to a ratio")
-    shares = tuple((str(c), classes[c]) for c in card["classes"])
-    _check_ratios([share for _, share in shares], path, "classes")
+    shares = _class_shares(data["classes"], card["classes"], path, "classes")
+    labels = (
+        _class_shares(data["labels"], card["classes"], path, "labels") if "labels" in data else ()
+    )
     score = data["score"]
     if not isinstance(score, dict):
         raise ContractError(f"{path}: score must be an object with kind, class, edges, ratios")
@@ -339,7 +342,8 @@ def read_profile(model_dir: Path, card: dict[str, Any]) -> Profile:
     return Profile(
         bins=bins,
         features=tuple(profiles),
-        classes=tuple((name, float(share)) for name, share in shares),
+        classes=shares,
+        labels=labels,
         score_kind=str(kind),
         score_class=score_class,
         score=distribution,
@@ -368,6 +372,17 @@ def _distribution(item: dict[str, Any], bins: int, path: Path, where: str) -> Di
         raise ContractError(f"{path}: {where}.ratios must have len(edges) + 1 entries")
     _check_ratios(ratios, path, f"{where}.ratios")
     return Distribution(tuple(map(float, edges)), tuple(map(float, ratios)))
+
+
+def _class_shares(
+    value: Any, classes: Sequence[str], path: Path, key: str
+) -> tuple[tuple[str, float], ...]:
+    """A profile's map of class -> share, in the card's class order, checked."""
+    if not isinstance(value, dict) or set(value) != set(classes):
+        raise ContractError(f"{path}: {key} must map each of the card's classes to a ratio")
+    shares = [value[c] for c in classes]
+    _check_ratios(shares, path, key)
+    return tuple((str(c), float(share)) for c, share in zip(classes, shares, strict=True))
 
 
 def _check_ratios(ratios: list[Any], path: Path, where: str) -> None:

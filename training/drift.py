@@ -17,10 +17,13 @@ bin 0 is (-inf, e1), the last [e_last, +inf). PSI >= DRIFT is drift, >= MODERATE
 Contract: pure functions (``load_profile``, ``bin_counts``, ``shares``, ``psi``, ``drift``,
 ``markdown``) over a profile.json (the format of docs/monitoring.md, written by the export stage)
 and the columns of a CSV with a header line; the data file needs every feature the profile names,
-each cell a finite number (and, with ``--target``, a label the profile's classes name). Anything
-else is one line on stderr and exit status 1. Not a pipeline stage: nothing in training/dvc.yaml
-runs it. Output: JSON by default (``{"rows", "features": [...], "classes"}``), or with
-``--markdown`` a table sorted by PSI, the most drifted first.
+each cell a finite number (and, with ``--target``, a label the profile's classes name). With
+``--target`` the labels' class shares are compared with the training labels' (the profile's
+``labels``), or, for a profile written before it carried them, with the model's predicted classes
+on the training rows (its ``classes``); the output says which. Anything else is one line on stderr
+and exit status 1. Not a pipeline stage: nothing in training/dvc.yaml runs it. Output: JSON by
+default (``{"rows", "features": [...], "classes", "classes_reference"}``), or with ``--markdown``
+a table sorted by PSI, the most drifted first.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import json
 import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -71,6 +74,16 @@ class Profile:
     features: tuple[FeatureProfile, ...]
     classes: dict[str, float]
     rows: int
+    #: The training labels' class balance; empty for a profile written without it.
+    labels: dict[str, float] = field(default_factory=dict)
+
+    def balance(self) -> tuple[dict[str, float], str]:
+        """The class balance a data file's labels are compared with, and what it is: the
+        training labels' when the profile has them, else the model's predictions on the
+        training rows (a profile written before it carried the labels' balance)."""
+        if self.labels:
+            return self.labels, "the training labels"
+        return self.classes, "the model's predictions on the training rows"
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,8 @@ class Drift:
     rows: int
     features: tuple[FeatureDrift, ...]
     classes: float | None = None
+    #: What the labels were compared with (Profile.balance).
+    classes_reference: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -112,6 +127,7 @@ class Drift:
                 for f in self.features
             ],
             "classes": None if self.classes is None else round(self.classes, 6),
+            "classes_reference": self.classes_reference or None,
         }
 
 
@@ -198,14 +214,16 @@ def parse_profile(document: Any, source: str = "profile") -> Profile:
     names = [f.name for f in features]
     if len(set(names)) != len(names):
         raise DriftError(f"{source}: a feature is named twice in features")
-    raw_classes = document.get("classes", {})
-    if not isinstance(raw_classes, dict):
-        raise DriftError(f"{source}: classes must be an object of class: ratio")
-    classes = {str(k): _number(v, f"{source}: classes[{k!r}]") for k, v in raw_classes.items()}
+    balances = {}
+    for key in ("classes", "labels"):
+        raw = document.get(key, {})
+        if not isinstance(raw, dict):
+            raise DriftError(f"{source}: {key} must be an object of class: ratio")
+        balances[key] = {str(k): _number(v, f"{source}: {key}[{k!r}]") for k, v in raw.items()}
     rows = document.get("rows")
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
         raise DriftError(f"{source}: rows must be a positive integer, got {rows!r}")
-    return Profile(features, classes, rows)
+    return Profile(features, balances["classes"], rows, balances["labels"])
 
 
 def load_profile(path: Path) -> Profile:
@@ -306,8 +324,10 @@ def drift(
                 above=sum(1 for v in values if v > feature.high),
             )
         )
-    classes = class_psi(profile.classes, labels) if labels else None
-    return Drift(rows.pop(), tuple(features), classes)
+    if not labels:
+        return Drift(rows.pop(), tuple(features))
+    balance, reference = profile.balance()
+    return Drift(rows.pop(), tuple(features), class_psi(balance, labels), reference)
 
 
 def _cell(text: str) -> str:
@@ -330,7 +350,11 @@ def markdown(result: Drift, reference_rows: int | None = None) -> str:
     for f in sorted(result.features, key=lambda f: (-f.psi, f.name)):
         lines.append(f"| {_cell(f.name)} | {f.psi:.4f} | {f.verdict} | {f.below} | {f.above} |")
     if result.classes is not None:
-        lines += ["", f"Label balance: PSI {result.classes:.4f} ({verdict(result.classes)})."]
+        lines += [
+            "",
+            f"Label balance: PSI {result.classes:.4f} ({verdict(result.classes)}), against "
+            f"{result.classes_reference}.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -343,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     profile = load_profile(args.profile)
     names = [f.name for f in profile.features]
-    if args.target is not None and not profile.classes:
+    if args.target is not None and not profile.balance()[0]:
         raise DriftError(f"{args.profile}: no classes to compare the label column with")
     columns, labels = read_columns(args.data, names, args.target)
     result = drift(profile, columns, labels)

@@ -57,10 +57,11 @@ def served_files(
     features: Sequence[str],
     allow_scikit_learn: bool,
     positive_class: str | None = None,
+    train_labels: Sequence[str] | None = None,
     tolerance: float = modelcard.PROBABILITY_TOLERANCE,
 ) -> dict[str, Any]:
     """Write the model file, verification.json and profile.json into ``out_dir``; return their
-    card keys.
+    card keys. ``train_labels`` (the train split's labels) give the profile its class balance.
 
     ``train`` and ``test`` are float64 matrices in feature order (``features`` names the
     columns): the generated rows follow the training data, the proof runs on both, the profile
@@ -106,6 +107,7 @@ def served_files(
             sklearn_proba(model, train),
             sklearn_proba(model, test),
             positive_class=positive_class,
+            train_labels=train_labels,
         ),
     )
     return {
@@ -133,6 +135,7 @@ def write_artifact(
     features: Sequence[str],
     allow_scikit_learn: bool,
     positive_class: str | None = None,
+    train_labels: Sequence[str] | None = None,
     card: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write a whole artifact into ``out_dir``: the served files (:func:`served_files`) and
@@ -152,6 +155,7 @@ def write_artifact(
         features=features,
         allow_scikit_learn=allow_scikit_learn,
         positive_class=positive_class,
+        train_labels=train_labels,
     )
     written = {
         "schema_version": modelcard.SCHEMA_VERSION,
@@ -191,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # model.pkl is this pipeline's own output from the train stage (tracked by DVC), not a
     # downloaded file; what leaves the pipeline is the graph proven equal to it.
     model = joblib.load(args.pipeline)
-    train_x, _ = read_split(args.train, data.target)
+    train_x, train_y = read_split(args.train, data.target)
     test_x, _ = read_split(args.test, data.target)
     classes = [str(c) for c in model.classes_]
     staging = args.out.with_name(args.out.name + ".partial")
@@ -210,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             features=[str(c) for c in train_x.columns],
             allow_scikit_learn=export.allow_scikit_learn,
             positive_class=data.positive_class,
+            train_labels=[str(label) for label in train_y],
             card=card,
         )
     except ConversionError as exc:

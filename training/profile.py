@@ -21,6 +21,9 @@ Contract (the rules the server and every reader share):
   Its edges and ratios come from the test split, by the same rule;
 - ``classes``: each class's share of the model's predictions on the train split (what live
   predictions are compared with: the model's view of the training balance);
+- ``labels`` (when the caller gives the train split's labels; the export stage does): each
+  class's share of the train split's labels, the class balance of the training data (what the
+  labels of a new data snapshot are compared with, training/drift.py);
 - a row is near the decision boundary when its two highest probabilities differ by less than
   ``boundary_margin``.
 
@@ -121,13 +124,16 @@ def reference_profile(
     test_proba: Floats,
     *,
     positive_class: str | None = None,
+    train_labels: Sequence[str] | None = None,
     bins: int = BINS,
     boundary_margin: float = BOUNDARY_MARGIN,
 ) -> dict[str, Any]:
     """The profile as a JSON-ready dict: ``train`` (rows by features, in ``features`` order) for
     the feature bins, the model's probabilities on the train split (``train_proba``, columns in
-    ``classes`` order) for the class balance, and on the test split (``test_proba``) for the
-    score. Raises ValueError for shapes that do not fit together."""
+    ``classes`` order) for the predicted-class balance, the train split's labels
+    (``train_labels``, optional) for the class balance, and on the test split (``test_proba``)
+    for the score. Raises ValueError for shapes that do not fit together and for a label that is
+    not one of ``classes``."""
     if train.ndim != 2 or train.shape[1] != len(features):
         raise ValueError(f"train has shape {train.shape}; expected (rows, {len(features)})")
     for name, proba in (("train_proba", train_proba), ("test_proba", test_proba)):
@@ -137,6 +143,7 @@ def reference_profile(
         raise ValueError("train_proba must have one row per train row")
     kind, score_class = score_kind(classes, positive_class)
     predicted = np.bincount(train_proba.argmax(axis=1), minlength=len(classes))
+    balance = {} if train_labels is None else {"labels": label_shares(classes, train_labels, train)}
     return {
         "bins": bins,
         "features": [
@@ -159,7 +166,21 @@ def reference_profile(
         },
         "boundary_margin": boundary_margin,
         "rows": int(train.shape[0]),
+        **balance,
     }
+
+
+def label_shares(classes: Sequence[str], labels: Sequence[str], train: Floats) -> dict[str, float]:
+    """Each class's share of ``labels`` (one per train row), rounded; ValueError for a label
+    ``classes`` does not name or a count that is not the train split's."""
+    if len(labels) != train.shape[0]:
+        raise ValueError(f"{len(labels)} train labels for {train.shape[0]} train rows")
+    counts = dict.fromkeys(classes, 0)
+    for label in labels:
+        if label not in counts:
+            raise ValueError(f"train label {label!r} is not one of {', '.join(classes)}")
+        counts[label] += 1
+    return {name: rounded(count / len(labels)) for name, count in counts.items()}
 
 
 def write_profile(path: Path, profile: dict[str, Any]) -> Path:

@@ -149,6 +149,17 @@ def test_drift_compares_every_feature_and_counts_values_outside_the_training_ran
     )
 
 
+def test_the_labels_are_compared_with_the_training_labels_balance_when_the_profile_has_it() -> None:
+    labels = {"benign": 0.75, "malignant": 0.25}
+    profile = drift.parse_profile(profile_document(labels=labels))
+    columns = {"a": [0.5, 0.7, 1.5, 2.5], "b": [4.0, 9.0, 11.0, 16.0]}
+    result = drift.drift(profile, columns, ["benign", "benign", "malignant", "benign"])
+    assert result.classes == pytest.approx(0.0, abs=1e-12)
+    assert result.classes_reference == "the training labels"
+    older = drift.drift(drift.parse_profile(profile_document()), columns, ["benign"] * 4)
+    assert older.classes_reference == "the model's predictions on the training rows"
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -163,9 +174,10 @@ def test_drift_compares_every_feature_and_counts_values_outside_the_training_ran
         ({"features": [{"name": "a", "edges": ["x"], "ratios": [0.5, 0.5], "min": 0, "max": 1}]},
          "must be a finite number"),
         ({"classes": ["benign"]}, "classes must be an object"),
+        ({"labels": ["benign"]}, "labels must be an object"),
     ],
     ids=["no-features", "no-rows", "edges-order", "ratios-length", "ratios-sum", "edge-type",
-         "classes"],
+         "classes", "labels"],
 )  # fmt: skip
 def test_a_malformed_profile_is_refused_naming_the_field(
     change: dict[str, Any], message: str
@@ -211,7 +223,9 @@ def test_the_markdown_table_lists_the_most_drifted_feature_first(
         "| `a` | 0.3466 | drift | 0 | 0 |",
         "| `b` | 0.0000 | stable | 1 | 1 |",
         "",
-        "Label balance: PSI 0.1040 (moderate).",  # 0.15 ln 1.25 + 0.15 ln 1.6
+        # 0.15 ln 1.25 + 0.15 ln 1.6; this profile predates the labels' balance
+        "Label balance: PSI 0.1040 (moderate), against the model's predictions on the training"
+        " rows.",
     ]
 
 

@@ -116,6 +116,25 @@ def test_the_profile_describes_the_train_split_the_model_and_its_scores(dataset:
     assert built["score"]["ratios"] == prof.ratios(built["score"]["edges"], expected)
 
 
+def test_the_class_balance_is_the_share_of_each_class_among_the_training_labels() -> None:
+    model, rows, classes, names = fitted(load_wine)
+    bunch = load_wine()
+    labels = [str(label) for label in np.array(bunch.target_names)[bunch.target]]
+    proba = model.predict_proba(rows)
+    built = prof.reference_profile(names, classes, rows, proba, proba, train_labels=labels)
+    assert built["labels"] == {c: prof.rounded(labels.count(c) / len(labels)) for c in classes}
+    assert built["labels"] != built["classes"] or labels == [
+        classes[i] for i in proba.argmax(axis=1)
+    ]
+    assert "labels" not in prof.reference_profile(names, classes, rows, proba, proba)
+    with pytest.raises(ValueError, match="train label 'class_9' is not one of class_0"):
+        prof.reference_profile(
+            names, classes, rows, proba, proba, train_labels=[*labels[:-1], "class_9"]
+        )
+    with pytest.raises(ValueError, match="177 train labels for 178 train rows"):
+        prof.reference_profile(names, classes, rows, proba, proba, train_labels=labels[1:])
+
+
 def test_the_same_data_gives_the_same_bytes_even_when_its_last_bits_differ(
     tmp_path: Path,
 ) -> None:
@@ -147,6 +166,7 @@ def test_shapes_that_do_not_fit_are_refused_naming_them() -> None:
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model, rows, classes, names = fitted(load_breast_cancer)
+    bunch = load_breast_cancer()
     directory = tmp_path_factory.mktemp("artifact")
     served = served_files(
         model,
@@ -157,6 +177,7 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
         features=names,
         allow_scikit_learn=False,
         positive_class="malignant",
+        train_labels=[str(label) for label in np.array(bunch.target_names)[bunch.target]],
     )
     card = {
         "schema_version": modelcard.SCHEMA_VERSION,
@@ -180,6 +201,9 @@ def test_the_export_writes_the_profile_the_card_names_and_the_contract_reads(
     assert (profile.score_kind, profile.score_class) == ("positive_class_probability", "malignant")
     assert profile.bins == 10 and profile.boundary_margin == 0.1 and profile.rows == 569
     assert [name for name, _ in profile.classes] == card["classes"]
+    assert dict(profile.labels) == pytest.approx(
+        {"benign": 357 / 569, "malignant": 212 / 569}, abs=1e-6
+    )
     assert all(len(f.bins.ratios) == len(f.bins.edges) + 1 for f in profile.features)
 
 
@@ -228,6 +252,8 @@ def test_a_card_without_a_profile_is_refused_naming_the_key(artifact: Path) -> N
         (lambda p: p["features"][0]["ratios"].__setitem__(0, 0.9), r"summing to 1"),
         (lambda p: p["features"][2].update(min=1e9), r"features\[2\]\.min and \.max"),
         (lambda p: p.update(classes={"a": 1.0}), "classes must map each of the card's classes"),
+        (lambda p: p.update(labels={"benign": 1.0}), "labels must map each of the card's classes"),
+        (lambda p: p["labels"].update(benign=0.9), "labels must be numbers from 0 to 1 summing"),
         (lambda p: p["score"].update(kind="top_probability"), "score.kind must be 'positive"),
         (lambda p: p["score"].update({"class": None}), "score.class must be one of"),
         (lambda p: p.update(boundary_margin=2), "boundary_margin must be a number from 0 to 1"),
