@@ -44,7 +44,7 @@ from training.portable import (
     sklearn_proba,
     to_onnx,
 )
-from training.profile import reference_profile, write_profile
+from training.profile import BINS, BOUNDARY_MARGIN, reference_profile, write_profile
 
 
 def served_files(
@@ -58,10 +58,14 @@ def served_files(
     allow_scikit_learn: bool,
     positive_class: str | None = None,
     train_labels: Sequence[str] | None = None,
+    profile_bins: int = BINS,
+    boundary_margin: float = BOUNDARY_MARGIN,
     tolerance: float = modelcard.PROBABILITY_TOLERANCE,
 ) -> dict[str, Any]:
     """Write the model file, verification.json and profile.json into ``out_dir``; return their
-    card keys. ``train_labels`` (the train split's labels) give the profile its class balance.
+    card keys. ``train_labels`` (the train split's labels) give the profile its class balance;
+    ``profile_bins`` and ``boundary_margin`` are the export stage's params (training/params.yaml),
+    the profile's defaults for the other callers.
 
     ``train`` and ``test`` are float64 matrices in feature order (``features`` names the
     columns): the generated rows follow the training data, the proof runs on both, the profile
@@ -108,6 +112,8 @@ def served_files(
             sklearn_proba(model, test),
             positive_class=positive_class,
             train_labels=train_labels,
+            bins=profile_bins,
+            boundary_margin=boundary_margin,
         ),
     )
     return {
@@ -136,6 +142,8 @@ def write_artifact(
     allow_scikit_learn: bool,
     positive_class: str | None = None,
     train_labels: Sequence[str] | None = None,
+    profile_bins: int = BINS,
+    boundary_margin: float = BOUNDARY_MARGIN,
     card: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write a whole artifact into ``out_dir``: the served files (:func:`served_files`) and
@@ -156,6 +164,8 @@ def write_artifact(
         allow_scikit_learn=allow_scikit_learn,
         positive_class=positive_class,
         train_labels=train_labels,
+        profile_bins=profile_bins,
+        boundary_margin=boundary_margin,
     )
     written = {
         "schema_version": modelcard.SCHEMA_VERSION,
@@ -215,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             allow_scikit_learn=export.allow_scikit_learn,
             positive_class=data.positive_class,
             train_labels=[str(label) for label in train_y],
+            profile_bins=export.profile_bins,
+            boundary_margin=export.boundary_margin,
             card=card,
         )
     except ConversionError as exc:

@@ -35,6 +35,11 @@ class ParamsError(ValueError):
     """params.yaml does not have the shape the stage needs (the message names the key)."""
 
 
+#: The most bins a reference profile may have (modelcard.read_profile's limit: one series per
+#: feature and bin, so the live metrics' cardinality stays bounded).
+MAX_PROFILE_BINS = 100
+
+
 @dataclass(frozen=True)
 class DataParams:
     """What the raw data file holds: the ``data`` section (docs/training.md, "Using your own data").
@@ -383,12 +388,24 @@ class ExportParams:
     # Serve the scikit-learn pickle when the ONNX export cannot convert the model; off, such a
     # model fails the stage. The card, /v2 model metadata and the metrics then say scikit-learn.
     allow_scikit_learn: bool
+    # The reference profile's bins per feature and for the score (quantiles, training/profile.py:
+    # what the drift signals count and the PSI compares), 2 to 100 as modelcard allows.
+    profile_bins: int
+    # A row is near the decision boundary when its two highest probabilities differ by less.
+    boundary_margin: float
 
 
 def load_export(path: Path) -> ExportParams:
     s = _section(path, "export")
-    s.no_other_keys("allow_scikit_learn")
-    return ExportParams(allow_scikit_learn=s.boolean("allow_scikit_learn"))
+    s.no_other_keys("allow_scikit_learn", "profile_bins", "boundary_margin")
+    bins = s.integer("profile_bins", minimum=2)
+    if bins > MAX_PROFILE_BINS:
+        raise s._fail("profile_bins", f"must be at most {MAX_PROFILE_BINS}, got {bins}")
+    return ExportParams(
+        allow_scikit_learn=s.boolean("allow_scikit_learn"),
+        profile_bins=bins,
+        boundary_margin=s.number("boundary_margin", low=0, high=1, closed=True),
+    )
 
 
 @dataclass(frozen=True)

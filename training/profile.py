@@ -42,9 +42,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-#: Bins per feature (and for the score) at most: the metrics' ``bin`` label runs "0" .. "9".
+#: Bins per feature (and for the score) at most, by default: the metrics' ``bin`` label runs
+#: "0" .. "9". The export stage passes its params instead (export.profile_bins, 2 to 100).
 BINS = 10
-#: Top-two probability gap under which a row counts as near the decision boundary.
+#: Top-two probability gap under which a row counts as near the decision boundary, by default
+#: (the export stage passes export.boundary_margin).
 BOUNDARY_MARGIN = 0.1
 #: Digits kept of every float in the file: readable, and stable across last-bit differences.
 SIGNIFICANT_DIGITS = 6

@@ -116,6 +116,16 @@ def test_the_profile_describes_the_train_split_the_model_and_its_scores(dataset:
     assert built["score"]["ratios"] == prof.ratios(built["score"]["edges"], expected)
 
 
+def test_the_profile_takes_the_bins_and_the_margin_its_caller_gives() -> None:
+    model, rows, classes, names = fitted(load_breast_cancer)
+    proba = model.predict_proba(rows)
+    built = prof.reference_profile(names, classes, rows, proba, proba, bins=4, boundary_margin=0.25)
+    assert built["bins"] == 4 and built["boundary_margin"] == 0.25
+    assert all(len(f["ratios"]) <= 4 for f in built["features"])
+    assert len(built["score"]["ratios"]) <= 4
+    assert max(len(f["ratios"]) for f in built["features"]) == 4
+
+
 def test_the_class_balance_is_the_share_of_each_class_among_the_training_labels() -> None:
     model, rows, classes, names = fitted(load_wine)
     bunch = load_wine()

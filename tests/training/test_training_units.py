@@ -42,6 +42,7 @@ train:
                            min_samples_leaf: 20, l2_regularization: 0, early_stopping: false,
                            random_state: 0}
 evaluate: {thresholds: {accuracy: 0.5, roc_auc: 0.6}}
+export: {allow_scikit_learn: false, profile_bins: 10, boundary_margin: 0.1}
 artifact: {name: churn-model, description: Who leaves}
 """
 )
@@ -50,6 +51,7 @@ LOADERS = (
     params.load_prepare,
     params.load_train,
     params.load_evaluate,
+    params.load_export,
     params.load_artifact,
 )
 
@@ -74,6 +76,7 @@ def test_the_committed_params_file_is_valid_for_every_stage() -> None:
         "training/data/breast_cancer.csv", "diagnosis", "malignant",
     )  # fmt: skip
     assert params.load_artifact(path).name == "diagnosis-classifier"
+    assert params.load_export(path) == params.ExportParams(False, 10, 0.1)
 
 
 def test_every_estimator_section_of_the_committed_file_is_valid(tmp_path: Path) -> None:
@@ -136,6 +139,10 @@ def test_a_valid_file_gives_typed_values(tmp_path: Path) -> None:
         ("seed: 1,", "seed: 1, sed: 2,", "prepare.sed is not a known key"),
         ("accuracy: 0.5", "acuracy: 0.5", "evaluate.thresholds.acuracy is not a known key"),
         ("name: churn-model", "name: Churn_Model", "artifact.name must be lowercase letters"),
+        ("profile_bins: 10", "profile_bins: 1", "export.profile_bins must be >= 2, got 1"),
+        ("profile_bins: 10", "profile_bins: 101", "export.profile_bins must be at most 100"),
+        ("boundary_margin: 0.1", "boundary_margin: 1.5", "export.boundary_margin must be in"),
+        ("allow_scikit_learn: false,", "", "export.allow_scikit_learn is missing"),
         (
             "positive_class: leave",
             "positive_class: maybe",
