@@ -8,26 +8,18 @@ docs/monitoring.md gives a team, "From Alertmanager to GitHub: a relay": the dri
 webhook receiver, with a bearer token from a file and ``send_resolved: false``; only the waits are
 shortened to a second, so a test sees the delivery at once.
 
-Contract of ``Alertmanager``: ``start()`` writes the config and the token file into a private run
-directory, starts the server on ``127.0.0.1`` and a free port with clustering off, and waits for
-``/-/ready`` (``NotReadyError`` with the log's last lines otherwise). ``stop()`` sends SIGTERM and
-waits; the run directory is removed.
+Contract of ``Alertmanager``: devstack.loopback's (start, wait for ``/-/ready``, stop), with the
+config and the token file in its run directory and clustering off.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import TracebackType
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from devstack.stack import _die_with_parent, free_port
-from serving import readiness
+from devstack.loopback import LoopbackServer
 
 #: Debian's name for the Alertmanager binary (package prometheus-alertmanager).
 BINARY = "prometheus-alertmanager"
@@ -40,27 +32,19 @@ class AlertmanagerError(RuntimeError):
 
 
 @dataclass
-class Alertmanager:
+class Alertmanager(LoopbackServer):
     """Alertmanager on ``127.0.0.1:port`` sending drift alerts to ``webhook`` with ``token``."""
+
+    name = "Alertmanager"
+    package = "prometheus-alertmanager"
+    executable = BINARY
+    log_name = "alertmanager.log"
+    run_prefix = "modelops-alertmanager-"
+    error_type = AlertmanagerError
 
     webhook: str
     token: str
     group_wait: str = "1s"
-    port: int = 0
-    binary: str = BINARY
-    run_dir: Path | None = None
-    process: subprocess.Popen[bytes] | None = None
-    _own_run_dir: bool = field(default=False, repr=False)
-
-    @property
-    def address(self) -> str:
-        """``host:port``, as a Prometheus ``alertmanagers`` target names it."""
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> Path:
-        assert self.run_dir is not None
-        return self.run_dir / "alertmanager.log"
 
     def config(self) -> dict[str, Any]:
         """docs/monitoring.md's receiver and route, with this run's URL, token file and waits."""
@@ -99,73 +83,20 @@ class Alertmanager:
             ],
         }
 
-    def start(self, timeout: float = 30.0) -> Alertmanager:
-        """Write the config and the token file, start the server, wait until it is ready."""
-        if shutil.which(self.binary) is None:
-            raise AlertmanagerError(
-                f"{self.binary} not found: run `make monitoring-prereqs` (Debian's "
-                "prometheus-alertmanager)"
-            )
-        if self.run_dir is None:
-            self.run_dir = Path(tempfile.mkdtemp(prefix="modelops-alertmanager-"))
-            self._own_run_dir = True
-        if self.port == 0:
-            self.port = free_port()
+    def write_config(self) -> None:
+        """The token file (owner-only) and alertmanager.yml."""
+        assert self.run_dir is not None
         token_file = self.run_dir / "relay-token"
         token_file.write_text(self.token + "\n")
         token_file.chmod(0o600)
         (self.run_dir / "alertmanager.yml").write_text(yaml.safe_dump(self.config()))
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [
-                    self.binary,
-                    f"--config.file={self.run_dir / 'alertmanager.yml'}",
-                    f"--storage.path={self.run_dir / 'data'}",
-                    f"--web.listen-address={self.address}",
-                    "--cluster.listen-address=",  # one instance: no gossip port
-                    "--log.level=warn",
-                ],
-                cwd=self.run_dir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        try:
-            readiness.wait_ready(
-                f"http://{self.address}/-/ready",
-                timeout,
-                "Alertmanager",
-                exited=readiness.first_exit({"Alertmanager": self.process}),
-                log_tail=lambda: readiness.file_tails(self.log),
-            )
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM, kill after ``timeout``; remove the run directory this object made."""
-        code = None
-        if self.process is not None:
-            if self.process.poll() is None:
-                self.process.terminate()
-            try:
-                code = self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                code = self.process.wait()
-        if self._own_run_dir and self.run_dir is not None:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-        return code
-
-    def __enter__(self) -> Alertmanager:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def arguments(self) -> list[str]:
+        assert self.run_dir is not None
+        return [
+            f"--config.file={self.run_dir / 'alertmanager.yml'}",
+            f"--storage.path={self.run_dir / 'data'}",
+            f"--web.listen-address={self.address}",
+            "--cluster.listen-address=",  # one instance: no gossip port
+            "--log.level=warn",
+        ]

@@ -7,33 +7,29 @@ package against real stacks (devstack.stack). The rules it loads are the chart's
 takes its ``spec``, so what is evaluated here is what the chart ships (with the values given:
 the tests shorten the window and the ``for`` durations).
 
-Contract of ``Prometheus``: ``start()`` writes a config (one job, ``JOB``, the chart's full name
-for the release ``model``, so the rules' default selector ``job="model"`` matches; each target
-labelled ``namespace=NAMESPACE``, as the Prometheus Operator labels a pod's series) and the rules
-into a private run directory, starts the server on ``127.0.0.1`` and a free port, and waits for
-``/-/ready`` (serving.readiness; ``NotReadyError`` with the log's last lines otherwise).
-``query`` and ``alerts`` read the HTTP API (``/api/v1/query``, ``/api/v1/alerts``); ``stop()``
-sends SIGTERM and waits; the run directory (TSDB included) is removed.
+Contract of ``Prometheus``: devstack.loopback's (start, wait for ``/-/ready``, stop; the run
+directory, TSDB included, removed), with a config of one job, ``JOB``, the chart's full name for
+the release ``model``, so the rules' default selector ``job="model"`` matches; each target
+labelled ``namespace=NAMESPACE``, as the Prometheus Operator labels a pod's series; and the rules.
+``query`` and ``alerts`` read the HTTP API (``/api/v1/query``, ``/api/v1/alerts``).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
 
-from devstack.stack import PACKAGE_ROOT, _die_with_parent, free_port
-from serving import readiness
+from devstack.loopback import LoopbackServer
+from devstack.stack import PACKAGE_ROOT
 
 CHART = PACKAGE_ROOT / "charts" / "model"
 RELEASE = "model"
@@ -80,8 +76,15 @@ def render_rules(values: Mapping[str, Any] | None = None, helm: str = "helm") ->
 
 
 @dataclass
-class Prometheus:
+class Prometheus(LoopbackServer):
     """Prometheus on ``127.0.0.1:port`` scraping ``targets`` (``host:port``, path /metrics)."""
+
+    name = "Prometheus"
+    package = "prometheus"
+    executable = "prometheus"
+    log_name = "prometheus.log"
+    run_prefix = "modelops-prometheus-"
+    error_type = PrometheusError
 
     targets: Sequence[str]
     rules: Mapping[str, Any]
@@ -90,20 +93,6 @@ class Prometheus:
     alertmanagers: Sequence[str] = ()
     scrape_interval: str = "1s"
     evaluation_interval: str = "1s"
-    port: int = 0
-    binary: str = "prometheus"
-    run_dir: Path | None = None
-    process: subprocess.Popen[bytes] | None = None
-    _own_run_dir: bool = field(default=False, repr=False)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> Path:
-        assert self.run_dir is not None
-        return self.run_dir / "prometheus.log"
 
     def config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -129,46 +118,20 @@ class Prometheus:
             }
         return config
 
-    def start(self, timeout: float = 30.0) -> Prometheus:
-        """Write the config and rules, start the server, wait until it is ready."""
-        if shutil.which(self.binary) is None:
-            raise PrometheusError(
-                f"{self.binary} not found: run `make monitoring-prereqs` (Debian's prometheus)"
-            )
-        if self.run_dir is None:
-            self.run_dir = Path(tempfile.mkdtemp(prefix="modelops-prometheus-"))
-            self._own_run_dir = True
-        if self.port == 0:
-            self.port = free_port()
+    def write_config(self) -> None:
+        """prometheus.yml and the rules file."""
+        assert self.run_dir is not None
         (self.run_dir / "prometheus.yml").write_text(yaml.safe_dump(self.config()))
         (self.run_dir / "rules.yaml").write_text(yaml.safe_dump(dict(self.rules), sort_keys=False))
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [
-                    self.binary,
-                    f"--config.file={self.run_dir / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={self.run_dir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--log.level=warn",
-                ],
-                cwd=self.run_dir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        try:
-            readiness.wait_ready(
-                self.url + "/-/ready",
-                timeout,
-                "Prometheus",
-                exited=readiness.first_exit({"Prometheus": self.process}),
-                log_tail=lambda: readiness.file_tails(self.log),
-            )
-        except BaseException:
-            self.stop()
-            raise
-        return self
+
+    def arguments(self) -> list[str]:
+        assert self.run_dir is not None
+        return [
+            f"--config.file={self.run_dir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.run_dir / 'data'}",
+            f"--web.listen-address={self.address}",
+            "--log.level=warn",
+        ]
 
     def _get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         url = self.url + path + ("?" + urllib.parse.urlencode(params) if params else "")
@@ -197,30 +160,3 @@ class Prometheus:
         """The active alerts (pending and firing): ``labels``, ``annotations``, ``state``."""
         alerts: list[dict[str, Any]] = self._get("/api/v1/alerts")["alerts"]
         return alerts
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM (Prometheus's clean shutdown), kill after ``timeout``; remove the run
-        directory this object made. Returns the exit code."""
-        code = None
-        if self.process is not None:
-            if self.process.poll() is None:
-                self.process.terminate()
-            try:
-                code = self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                code = self.process.wait()
-        if self._own_run_dir and self.run_dir is not None:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-        return code
-
-    def __enter__(self) -> Prometheus:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
