@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-pytest_plugins = ["pytester"]
+# image.builds: the session's model-server image, shared by the image and deployment tests
+pytest_plugins = ["pytester", "image.builds"]
 
 
 def in_ci() -> bool:

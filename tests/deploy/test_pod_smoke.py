@@ -1,7 +1,8 @@
 """Pod smoke test: the dev overlay's rendered Deployment and ConfigMaps, run with podman kube play.
 
-The model server image is built from serving/Dockerfile (images/build-model-server.sh) with a
-model registered in a temp repo (the image tests' registry fixture) and tagged like a git SHA.
+The model server image is the session's (tests/image/builds.py, shared with the image tests):
+built from serving/Dockerfile (images/build-model-server.sh) with a model registered in a temp
+repo, tagged with HEAD's full SHA.
 images/pod.py, the local pod runner, deploys the dev overlay the GitOps way in a temp copy (its
 `images:` entries, the model server pinned as NAME:TAG@DIGEST like a deploy pull request pins it,
 and the provenance patch naming that model), renders it with `kubectl
@@ -15,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -23,12 +23,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from image.podman_cli import pod_runner, podman, podman_env, require_kubectl
-from image.registry_fixture import Registry, make_registry
+from image.conftest import BuiltImage
+from image.podman_cli import pod_runner, podman, require_kubectl
+from image.registry_fixture import Registry
 
 from serving import readiness
 
-from .conftest import ROOT, containers
+from .conftest import containers
 
 pytestmark = pytest.mark.e2e
 
@@ -39,44 +40,21 @@ Pod = POD.Pod
 @dataclass(frozen=True)
 class Built:
     image: str
-    tag: str
     digest: str  # what the build wrote to MODELOPS_IMAGE_OUT/digest
     registry: Registry
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    if shutil.which("podman") is None or shutil.which("catatonit") is None:
-        pytest.skip("podman or catatonit missing: run make deploy-smoke-prereqs")
+def built(built_image: BuiltImage) -> Built:
+    """The session's model-server image (tests/image/builds.py: built once for the image tests
+    and this one), tagged with HEAD's full SHA as a real build is."""
+    if shutil.which("catatonit") is None:
+        pytest.skip("catatonit missing: run make deploy-smoke-prereqs")
     nginx_image = POD.base_images()["NGINX_IMAGE"]
     if podman("image", "exists", nginx_image, check=False).returncode != 0:
         pytest.skip(f"{nginx_image} missing: run make images-base")
-    with pytest.MonkeyPatch.context() as patch:  # dvc and gto of the project's venv
-        patch.setenv("PATH", podman_env()["PATH"])
-        registry = make_registry(tmp_path_factory.mktemp("registry"))
-    tag = secrets.token_hex(20)  # shaped like the full git SHA a real build is tagged with
-    image = f"localhost/modelops/model-server:{tag}"
-    out = tmp_path_factory.mktemp("image-out")  # the build writes the image's digest there
-    env = podman_env() | {
-        "MODEL_REPO": str(registry.origin),
-        "MODEL_REF": f"{registry.name}#{registry.stage}",
-        "IMAGE": image,
-        "MODELOPS_DVC_REMOTE_DIR": str(registry.dvc_remote),
-        "MODELOPS_ENGINE": "podman",
-        "MODELOPS_IMAGE_OUT": str(out),
-    }
-    done = subprocess.run(
-        [str(ROOT / "images" / "build-model-server.sh")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert done.returncode == 0, f"image build failed:\n{done.stderr[-4000:]}"
-    digest = (out / "digest").read_text().strip()
-    yield Built(image=image, tag=tag, digest=digest, registry=registry)
-    podman("rmi", "--force", image, check=False)
+    digest = (built_image.out / "digest").read_text().strip()
+    return Built(image=built_image.name, digest=digest, registry=built_image.registry)
 
 
 @pytest.fixture(scope="module")

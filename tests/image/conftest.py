@@ -1,19 +1,19 @@
-"""Fixtures of the image tests: the model registry, the built image and a podman wrapper.
+"""What the image tests share: the build helper, the base images, a podman wrapper.
 
-The image is built once per session from serving/Dockerfile with images/build-model-server.sh,
-from a model registered in a temp repo and pushed to a local DVC remote (registry_fixture.py).
+The session's image (fixtures ``registry`` and ``built_image``) is in builds.py, loaded for the
+whole suite by tests/conftest.py: the pod smoke test (tests/deploy) runs the same image. It is
+built once per session from serving/Dockerfile with images/build-model-server.sh, from a model
+registered in a temp repo and pushed to a local DVC remote (registry_fixture.py).
 Base images come from ``make images-base`` (a test-prereq); podman and buildah from
 ``make image-tools``. podman reads the repository's images/containers.conf (CONTAINERS_CONF).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from .podman_cli import pod_runner, podman, podman_env
-from .registry_fixture import Registry, make_registry
+from .registry_fixture import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "images"
@@ -127,40 +127,3 @@ def build(
         timeout=900,
         check=False,
     )
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    return make_registry(tmp_path_factory.mktemp("registry"))
-
-
-@pytest.fixture(scope="session")
-def built_image(
-    registry: Registry, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[BuiltImage]:
-    require_podman()
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    # Tagged with HEAD's full SHA like a real build (an overlay takes the tag for the git commit),
-    # under a namespace of its own so that parallel sessions do not collide; the repository is
-    # .../model-server, as the provenance transformer expects of every model server image.
-    token = secrets.token_hex(4)
-    name = f"localhost/modelops-test-{token}/model-server:{commit}"
-    fetch = f"localhost/modelops/model-server-fetch:test-{token}"
-    ref = f"{registry.name}#{registry.stage}"
-    tmp = tmp_path_factory.mktemp("b")
-    done = build(registry, ref, name, tmp, fetch_image=fetch)
-    assert done.returncode == 0, f"image build failed:\n{done.stderr[-6000:]}"
-    assert done.stdout.strip() == name
-    inspect = json.loads(podman("image", "inspect", name).stdout)[0]
-    yield BuiltImage(
-        name=name,
-        registry=registry,
-        inspect=inspect,
-        git_commit=commit,
-        fetch_image=fetch,
-        out=tmp / "out",
-        stderr=done.stderr,
-    )
-    podman("rmi", "--force", name, fetch, check=False)
