@@ -245,7 +245,9 @@ class Stack:
         return codes
 
     def stop(self, timeout: float = 30.0) -> dict[str, int | None]:
-        """Stop gracefully; kill what is still running after ``timeout``. Returns exit codes."""
+        """Stop gracefully; after ``timeout``, kill what is still running: each server's whole
+        process group (each was started in a session of its own), so that a uWSGI worker stuck
+        in a request does not outlive its killed master. Returns exit codes."""
         self.signal_stop()
         codes: dict[str, int | None] = {}
         deadline = time.monotonic() + timeout
@@ -255,7 +257,8 @@ class Stack:
             try:
                 codes[name] = process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 codes[name] = process.wait()
         return codes
 

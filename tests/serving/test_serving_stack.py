@@ -269,9 +269,12 @@ def test_nginx_answers_json_502_when_the_app_is_gone(tiny_model: TinyModel) -> N
 def test_nginx_answers_json_504_when_the_app_outlasts_its_read_timeout(tmp_path: Path) -> None:
     """uwsgi_read_timeout is 30 s; harakiri (20 s) normally ends such a request first (a 502,
     tests/serving/test_serving_lifecycle.py): here it is raised above, so Nginx's timeout is
-    what the client meets."""
+    what the client meets. Stopping the stack with that worker still stuck leaves no process of
+    it behind (its master is killed after the timeout, and its workers with it)."""
     hanging = build_model(tmp_path / "hanging", estimator=HangingModel())
     private = start_stack(hanging.directory, UWSGI_HARAKIRI="60")
+    assert private.uwsgi is not None
+    group = private.uwsgi.pid
     try:
         row = hanging.record(0)
         row[hanging.features[0]] = HANG_SENTINEL
@@ -280,6 +283,20 @@ def test_nginx_answers_json_504_when_the_app_outlasts_its_read_timeout(tmp_path:
     finally:
         private.stop(timeout=5)
         private.cleanup()
+    assert process_group(group) == [], "a uWSGI process outlived the stopped stack"
+
+
+def process_group(pgid: int) -> list[int]:
+    """The live processes (zombies aside) of process group ``pgid``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
 
 
 def test_a_request_id_nginx_cannot_write_into_json_is_replaced_by_its_own(stack: Stack) -> None:
