@@ -41,6 +41,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -51,7 +52,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from gitops.cli import OneLineParser, ToolError, run_main
-from gitops.retrain import check_source, dispatch_body
+from gitops.retrain import NotAWebhookError, check_source, dispatch_body
 
 #: Alertmanager's webhook bodies are small; anything larger is refused before it is read.
 MAX_BODY = 1024 * 1024
@@ -146,10 +147,10 @@ class Relay:
             webhook = json.loads(environ["wsgi.input"].read(length) or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return 400, {"error": f"the body is not JSON: {exc}"}
-        if not isinstance(webhook, dict) or not isinstance(webhook.get("alerts"), list):
-            return 400, {"error": "not an Alertmanager webhook body (no alerts list)"}
         try:
             dispatch = dispatch_body(webhook, self.config.snapshot)
+        except NotAWebhookError as exc:
+            return 400, {"error": str(exc)}
         except ToolError as exc:
             return 200, {"dispatched": False, "reason": str(exc)}
         problem = self.send(dispatch)
@@ -201,8 +202,6 @@ class _QuietHandler(WSGIRequestHandler):
         self.log_message("%s", json.dumps({"path": self.path, "status": code}))
 
     def log_message(self, format: str, *args: Any) -> None:
-        import sys
-
         sys.stderr.write(format % args + "\n")
 
 

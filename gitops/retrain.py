@@ -354,12 +354,16 @@ def body(
 # --- Alertmanager to GitHub -----------------------------------------------------------------
 
 
+class NotAWebhookError(ToolError):
+    """The body given as Alertmanager's is not a webhook body at all (the relay's 400)."""
+
+
 def dispatch_body(webhook: Any, snapshot: str = "") -> dict[str, Any]:
     """GitHub's repository_dispatch body for the firing drift alerts of an Alertmanager webhook
-    body (version 4); ToolError when it holds none. The PSI comes from the alert's annotation
-    ``psi`` when the rule sets one."""
+    body (version 4); NotAWebhookError for anything else, ToolError when it holds no firing drift
+    alert. The PSI comes from the alert's annotation ``psi`` when the rule sets one."""
     if not isinstance(webhook, dict) or not isinstance(webhook.get("alerts"), list):
-        raise ToolError("not an Alertmanager webhook body (no alerts list)")
+        raise NotAWebhookError("not an Alertmanager webhook body (no alerts list)")
     alerts = []
     for raw in webhook["alerts"]:
         if not isinstance(raw, dict) or raw.get("status") != "firing":
