@@ -74,27 +74,26 @@ def split_by_template(rendered: str) -> dict[str, str]:
     return {name: HEADER + "---\n".join(d + "\n" for d in docs) for name, docs in files.items()}
 
 
-def kustomization(resources: list[str]) -> str:
-    """The base kustomization listing the rendered files."""
+def kustomization(
+    resources: list[str],
+    kind: str = "Kustomization",
+    api_version: str = "kustomize.config.k8s.io/v1beta1",
+    comment: str = "",
+) -> str:
+    """A generated kustomization listing the rendered files (the base's, or a Component's with
+    its ``comment``)."""
     listed = "".join(f"- {name}\n" for name in resources)
-    return (
-        HEADER
-        + "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
-        + listed
-    )
+    return HEADER + comment + f"apiVersion: {api_version}\nkind: {kind}\nresources:\n" + listed
 
 
 def component(resources: list[str], env: Environment, from_overlay: str) -> str:
     """The kustomization of an environment's monitoring Component; ``from_overlay`` is its path
     relative to the environment's overlay."""
-    listed = "".join(f"- {name}\n" for name in resources)
-    return (
-        HEADER
-        + f"# The Prometheus Operator's objects for {env.name}: in its overlay,\n"
-        + f"#   components:\n#   - {from_overlay}\n"
-        + "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nresources:\n"
-        + listed
+    comment = (
+        f"# The Prometheus Operator's objects for {env.name}: in its overlay,\n"
+        f"#   components:\n#   - {from_overlay}\n"
     )
+    return kustomization(resources, "Component", "kustomize.config.k8s.io/v1alpha1", comment)
 
 
 def monitoring_files(
