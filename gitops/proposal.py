@@ -2,7 +2,8 @@
 
 Role: what ``gitops.promote`` and ``gitops.rollback`` share once they have built the commit an
 environment branch should move to: the branch name, the pull request body (the release, the
-figures of what was checked, and the diff of every rendered file it changes), pushing the branch
+figures of what was checked, the diff of the rendered file the environment applies, and the other
+rendered files' diffs folded), pushing the branch
 and opening the pull request with ``gh``. Contract: :func:`propose` is the only step that changes
 anything outside the local object store, and it runs after every check passed. Re-proposing the
 same tree is a no-op: an open branch with that tree is left alone.
@@ -46,21 +47,39 @@ def add_arguments(parser: argparse.ArgumentParser, verified: str) -> None:
     parser.add_argument("--verify", metavar="COMMIT", help=f"check {verified}")
 
 
-def rendered_diff(base: str, commit: str) -> str:
-    """The diff of every rendered file between BASE and COMMIT (empty when none changed)."""
-    return git("diff", "--no-color", base, commit, "--", rendered.DIRECTORY)
+def rendered_diff(base: str, commit: str, *paths: str) -> str:
+    """The diff between BASE and COMMIT of PATHS (every rendered file when none are given; empty
+    when none changed)."""
+    return git("diff", "--no-color", base, commit, "--", *(paths or (rendered.DIRECTORY,)))
+
+
+def _cut(diff: str, base: str, commit: str, paths: str, limit: int) -> str:
+    """DIFF as a fenced block, cut at LIMIT characters with the command that shows all of it."""
+    if len(diff) > limit:
+        diff = diff[:limit] + f"\n... cut at {limit} characters: git diff {base[:12]} "
+        diff += f"{commit[:12]} -- {paths}\n"
+    return f"```diff\n{diff}```"
 
 
 def body(p: Proposal) -> str:
-    diff = rendered_diff(p.base, p.commit)
-    if len(diff) > BODY_LIMIT:
-        diff = diff[:BODY_LIMIT] + f"\n... cut at {BODY_LIMIT} characters: git diff {p.base[:12]} "
-        diff += f"{p.commit[:12]} -- {rendered.DIRECTORY}\n"
-    shown = f"```diff\n{diff}```" if diff else "(no rendered file changes)"
+    """The pull request body: the summary, then the diff of the one file the target
+    environment's Argo CD Application applies, first and in full; the diffs of the other
+    rendered files on the branch (which that Application does not read) only folded below."""
+    applied = rendered.path(p.env)
+    diff = rendered_diff(p.base, p.commit, applied)
+    shown = _cut(diff, p.base, p.commit, applied, BODY_LIMIT) if diff else "(no change)"
+    others = rendered_diff(p.base, p.commit, rendered.DIRECTORY, f":(exclude){applied}")
+    folded = ""
+    if others:
+        rest = _cut(others, p.base, p.commit, rendered.DIRECTORY, max(BODY_LIMIT - len(shown), 0))
+        folded = (
+            "<details><summary>Other rendered files on this branch (not applied to "
+            f"{p.env.name})</summary>\n\n{rest}\n\n</details>\n\n"
+        )
     return (
         f"{p.summary}\n\n"
-        f"### Rendered manifests ({rendered.DIRECTORY}/): what Argo CD applies after the merge\n\n"
-        f"{shown}\n\n"
+        f"### `{applied}`: what Argo CD applies to {p.env.name} after the merge\n\n"
+        f"{shown}\n\n{folded}"
         f"Made by `python -m gitops.{p.kind} {p.env.name}`; the `verify` check rebuilds this "
         "commit from the protected branches and fails if it differs.\n"
     )

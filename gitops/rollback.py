@@ -14,7 +14,8 @@ GTO stage back, so ``gto show`` names what the cluster runs.
 
 --verify COMMIT checks a pull request into ENV's branch that claims to restore an earlier state
 (a rollback branch, or a ``revert-*`` branch made by GitHub's Revert button): COMMIT's first parent
-is the branch's tip and its tree equals the tree of an earlier first-parent commit.
+is the branch's tip and its tree equals the tree of an earlier first-parent commit that holds the
+environment's rendered file (a state from before the environment ran a release is refused).
 
 Prints key=value lines for $GITHUB_OUTPUT: changed, branch, commit, version, digest.
 """
@@ -68,6 +69,11 @@ def verify(env: environments.Environment, head: str, target_ref: str) -> int:
         raise ToolError(
             f"verify: {head[:12]} does not restore a state {env.branch} had before: "
             f"use python -m gitops.rollback {env.name}, or revert the latest merge only"
+        )
+    if rev(f"{earlier[0]}:{rendered.path(env)}") is None:
+        raise ToolError(
+            f"verify: {head[:12]} restores {env.branch} as of {earlier[0][:12]}, which has no "
+            f"{rendered.path(env)}: {env.name} ran no release then"
         )
     print(f"ok: {head[:12]} restores {env.branch} as of {earlier[0][:12]}")
     return 0

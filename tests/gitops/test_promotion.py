@@ -194,6 +194,46 @@ def test_a_release_reaches_staging_and_prod_as_the_same_digest_model_and_manifes
     assert staging_text != prod_text  # namespace, replicas, resources: the environment fields
 
 
+def diff_headers(markdown: str) -> list[str]:
+    """The files a markdown text's diff blocks change, in order (their ``+++ b/`` lines)."""
+    return [line[6:] for line in markdown.splitlines() if line.startswith("+++ b/")]
+
+
+def test_a_proposal_body_shows_the_applied_file_first_and_folds_the_others(
+    in_prod: Path, tmp_path: Path
+) -> None:
+    """Production's branch carries rendered/dev and rendered/staging too (as main and staging
+    had them); only rendered/prod reaches the cluster, so it comes first and alone, the rest
+    folded under a heading that says they are not applied."""
+    repo = in_prod
+    body = tmp_path / "body.md"
+    tool(repo, "rollback", "prod", "--body-file", str(body))
+    text = body.read_text()
+    shown, _, folded = text.partition("<details>")
+    assert diff_headers(shown) == [rendered.path(PROD)]
+    assert f"### `{rendered.path(PROD)}`: what Argo CD applies to prod" in shown
+    assert set(diff_headers(folded)) == {rendered.path(DEV), rendered.path(STAGING)}
+    assert "not applied to prod" in folded and folded.rstrip().count("</details>") == 1
+
+
+def test_rollback_verify_refuses_a_state_from_before_the_environment_ran_a_release(
+    in_prod: Path,
+) -> None:
+    """The fork's first commit is on production's first-parent history but has no
+    rendered/prod: restoring it would deploy nothing Argo CD can apply."""
+    repo = in_prod
+    first = git(repo, "rev-list", "--first-parent", "origin/production").split()[-1]
+    assert git(repo, "ls-tree", "--name-only", "-r", first, "rendered").split() == [
+        rendered.path(DEV)
+    ]
+    tip = git(repo, "rev-parse", "origin/production").strip()
+    head = git(repo, "commit-tree", f"{first}^{{tree}}", "-p", tip, "-m", "back").strip()
+    assert refused(repo, "rollback", "prod", "--verify", head) == (
+        f"error: verify: {head[:12]} restores production as of {first[:12]}, which has no "
+        f"{rendered.path(PROD)}: prod ran no release then"
+    )
+
+
 def test_rerunning_a_finished_promotion_changes_nothing(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
