@@ -99,10 +99,12 @@ demo: ## train and register in a sandbox; build once, deploy dev, promote to sta
 # --- quality ---------------------------------------------------------------------------------
 
 .PHONY: lint
-lint: venv ## ruff (lint + format check) and mypy
+lint: venv ## ruff (lint + format check), mypy, and shellcheck over every shell script
 	ruff check .
 	ruff format --check .
 	mypy
+	scripts/ensure-debian-packages.sh shellcheck
+	python scripts/lint-shell.py
 
 .PHONY: format
 format: venv ## apply ruff's fixes and formatting

@@ -57,7 +57,7 @@ version=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], 
 work=$(mktemp -d "${TMPDIR:-/tmp}/modelops-build.XXXXXX")
 # Pass 1's image (the model and stage 1's tools) is removed afterwards, unless MODELOPS_FETCH_IMAGE
 # names a tag to keep it under (the tests scan its layers for the secrets too).
-suffix=$(basename "$work" | tr 'A-Z' 'a-z' | tr -cd 'a-z0-9')
+suffix=$(basename "$work" | tr '[:upper:]' '[:lower:]' | tr -cd 'a-z0-9')
 stage1=${MODELOPS_FETCH_IMAGE:-localhost/modelops/model-server-fetch:$suffix}
 sbom_stage=localhost/modelops/model-server-sbom:$suffix
 out=${MODELOPS_IMAGE_OUT:-$root/out/image}

@@ -4,8 +4,9 @@
 # checkov in its own virtualenv: its dependencies conflict with the project's pins.
 CHECKOV_VENV := .tools/checkov-venv
 # The Argo CD CRD schemas are pinned by sha256 in scripts/argocd-schemas.lock and fetched into
-# .cache/argocd-schemas by scripts/validate-manifests.py. Offline, set MODELOPS_ARGOCD_SCHEMAS to a
-# directory holding copies of them (verified against the same sha256s); it has no default.
+# .cache/crd-schemas by scripts/crd_schemas.py. Offline, set MODELOPS_ARGOCD_SCHEMAS to a
+# directory holding copies of them (verified against the same sha256s); it has no default. The
+# Prometheus Operator's (scripts/prometheus-operator-schemas.lock) are committed copies.
 
 $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	rm -rf $(CHECKOV_VENV)
@@ -34,15 +35,24 @@ render: venv tools ## re-render kustomize/base and kustomize/monitoring/<env> fr
 .PHONY: validate
 validate: venv tools checkov ## offline checks: helm lint, render drift, Kubernetes 1.35-1.37 and Argo CD schemas, checkov
 	helm lint --strict charts/model
-	for values in charts/model/ci/*-values.yaml; do \
-	  helm lint --strict --quiet charts/model -f "$$values"; \
-	  helm template model charts/model -f "$$values" 2>/dev/null | python scripts/validate-manifests.py --files /dev/stdin; \
-	done
+	$(MAKE) validate-scenarios
 	python scripts/render-base.py --check
 	python scripts/render-chart-readme.py --check
 	python -m gitops.rendered --check
 	python scripts/validate-manifests.py
 	python scripts/validate-policies.py
+
+# Each render scenario of the chart: helm lint, then its render piped (read once) into the
+# Kubernetes and Prometheus Operator schema checks; pipefail (.SHELLFLAGS) fails on a helm error.
+# CHART: the chart to check (tests point it at a broken copy).
+CHART ?= charts/model
+.PHONY: validate-scenarios
+validate-scenarios: venv tools ## helm lint and schema-check each render scenario charts/model/ci/*-values.yaml
+	for values in $(CHART)/ci/*-values.yaml; do \
+	  echo "scenario $$values"; \
+	  helm lint --strict --quiet $(CHART) -f "$$values"; \
+	  helm template model $(CHART) -f "$$values" | python scripts/validate-manifests.py --files /dev/stdin; \
+	done
 
 .PHONY: test-deploy
 test-deploy: test-prereqs ## the deployment tests only (chart, overlays, Argo CD, validation, pod smoke test)

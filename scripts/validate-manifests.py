@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""Validate the deployment offline: Kubernetes and Argo CD schemas, duplicate YAML keys.
+"""Validate the deployment offline: Kubernetes, Argo CD and Prometheus Operator schemas, duplicate
+YAML keys.
 
-- every YAML file under kustomize/ and argocd/ parses with duplicate mapping keys rejected;
-- every overlay's `kubectl kustomize` output validates strictly (unknown fields are errors) against
-  the Kubernetes schemas of KUBERNETES_VERSIONS (kubernetes-validate, bundled schemas, offline);
-- `kubectl kustomize argocd` validates against the Argo CD CRD schemas (Draft 4, as kubeconform
-  does): the files pinned by sha256 in scripts/argocd-schemas.lock, obtained and verified by
-  scripts/argocd_schemas.py (from $MODELOPS_ARGOCD_SCHEMAS when set, else the cache or the URL).
+- every YAML file under kustomize/ and argocd/, and every --files file, parses with duplicate
+  mapping keys rejected; each --files file is read once (`--files /dev/stdin` after a pipe is how
+  `make validate` feeds each chart scenario's render) and must hold at least one resource;
+- every overlay's `kubectl kustomize` output and every --files document validates strictly (unknown
+  fields are errors) against the Kubernetes schemas of KUBERNETES_VERSIONS (kubernetes-validate,
+  bundled schemas, offline); a Prometheus Operator ServiceMonitor or PrometheusRule instead against
+  its CRD schema (Draft 4, as kubeconform does), pinned in scripts/prometheus-operator-schemas.lock;
+- `kubectl kustomize argocd` validates against the Argo CD CRD schemas (Draft 4): the files
+  pinned by sha256 in scripts/argocd-schemas.lock (from $MODELOPS_ARGOCD_SCHEMAS when set, else
+  the cache or the URL). scripts/crd_schemas.py obtains and verifies both sets.
 
 Prints one line per failure and exits 1 when anything failed.
 
@@ -17,7 +22,6 @@ usage: scripts/validate-manifests.py [--overlays DIR...] [--argocd DIR] [--files
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import subprocess
 import sys
@@ -25,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import argocd_schemas
+import crd_schemas
 import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
 import yaml
@@ -76,9 +80,15 @@ def describe(doc: dict[str, Any]) -> str:
     return f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
 
 
-def kubernetes_errors(docs: list[dict[str, Any]], origin: str) -> Iterator[str]:
-    """Strict validation of each document against each Kubernetes version."""
+def kubernetes_errors(
+    docs: list[dict[str, Any]], origin: str, crds: crd_schemas.Schemas | None = None
+) -> Iterator[str]:
+    """Strict validation of each document against each Kubernetes version; a document of one of
+    CRDS' kinds against that CRD schema instead."""
     for doc in docs:
+        if crds is not None and doc.get("apiVersion") == crds.api_version:
+            yield from crd_errors([doc], origin, crds)
+            continue
         for version in KUBERNETES_VERSIONS:
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
@@ -93,15 +103,19 @@ def kubernetes_errors(docs: list[dict[str, Any]], origin: str) -> Iterator[str]:
                 yield f"{origin}: {describe(doc)}: no Kubernetes {version} schema for this kind"
 
 
-def argocd_errors(
-    docs: list[dict[str, Any]], origin: str, schemas: argocd_schemas.Schemas
+def crd_errors(
+    docs: list[dict[str, Any]], origin: str, schemas: crd_schemas.Schemas
 ) -> Iterator[str]:
-    """Validation of Argo CD resources against the CRD schemas (Draft 4, as kubeconform does)."""
+    """Validation of custom resources against one set of pinned CRD schemas (Draft 4, as
+    kubeconform does); a document of another API version or kind is an error naming the kinds."""
     for doc in docs:
         schema = schemas.by_kind.get(str(doc.get("kind")))
-        if doc.get("apiVersion") != "argoproj.io/v1alpha1" or schema is None:
+        if doc.get("apiVersion") != schemas.api_version or schema is None:
             kinds = ", ".join(schemas.by_kind)
-            yield f"{origin}: {describe(doc)} is not an Argo CD v1alpha1 resource ({kinds})"
+            yield (
+                f"{origin}: {describe(doc)} is not a {schemas.name} {schemas.api_version} "
+                f"resource ({kinds})"
+            )
             continue
         validator = jsonschema.Draft4Validator(json.loads(schema))
         for error in sorted(validator.iter_errors(doc), key=lambda e: list(e.path)):
@@ -115,19 +129,35 @@ def yaml_files(directories: list[Path]) -> Iterator[Path]:
 
 
 def run(
-    overlays: list[Path], argocd: Path | None, files: list[Path], lock: Path = argocd_schemas.LOCK
+    overlays: list[Path],
+    argocd: Path | None,
+    files: list[Path],
+    lock: Path = crd_schemas.LOCK,
+    monitoring_lock: Path = crd_schemas.LOCKS[1],
 ) -> list[str]:
-    """Every failure, one line each."""
+    """Every failure, one line each. Each of FILES is read exactly once: it may be a pipe."""
     failures: list[str] = []
     sources = [*overlays, *([argocd] if argocd else [])]
-    for path in [*yaml_files(sources), *files]:
+    for path in yaml_files(sources):
         try:
             load_documents(path.read_text(), str(path))
         except ValueError as error:
             failures.append(str(error))
+    monitoring: crd_schemas.Schemas | None = None
+    if files:
+        try:
+            monitoring = crd_schemas.verified_schemas(crd_schemas.load_pins(monitoring_lock))
+        except crd_schemas.SchemaError as error:
+            failures.append(str(error))
     for path in files:
-        with contextlib.suppress(ValueError):  # already reported above
-            failures += kubernetes_errors(load_documents(path.read_text(), str(path)), str(path))
+        try:
+            docs = load_documents(path.read_text(), str(path))
+        except (OSError, ValueError) as error:
+            failures.append(str(error))
+            continue
+        if not docs:
+            failures.append(f"{path}: holds no resource (did the render before the pipe fail?)")
+        failures += kubernetes_errors(docs, str(path), monitoring)
     for overlay in overlays:
         try:
             docs = load_documents(kustomize(overlay), str(overlay))
@@ -139,10 +169,10 @@ def run(
         failures += kubernetes_errors(docs, str(overlay))
     if argocd is not None:
         try:
-            schemas = argocd_schemas.verified_schemas(argocd_schemas.load_pins(lock))
+            schemas = crd_schemas.verified_schemas(crd_schemas.load_pins(lock))
             docs = load_documents(kustomize(argocd), str(argocd))
-            failures += argocd_errors(docs, str(argocd), schemas)
-        except (argocd_schemas.SchemaError, ValueError) as error:
+            failures += crd_errors(docs, str(argocd), schemas)
+        except (crd_schemas.SchemaError, ValueError) as error:
             failures.append(str(error))
     return failures
 
@@ -152,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlays", type=Path, nargs="*", default=None)
     parser.add_argument("--argocd", type=Path, default=None)
     parser.add_argument("--files", type=Path, nargs="*", default=[])
-    parser.add_argument("--argocd-lock", type=Path, default=argocd_schemas.LOCK)
+    parser.add_argument("--argocd-lock", type=Path, default=crd_schemas.LOCK)
     args = parser.parse_args(argv)
     default_run = args.overlays is None and args.argocd is None and not args.files
     overlays = args.overlays or []

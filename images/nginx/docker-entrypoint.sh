@@ -5,7 +5,8 @@
 set -eu
 if [ "${1:-}" = nginx ] || [ "${1:-}" = nginx-debug ]; then
   out=${NGINX_ENVSUBST_OUTPUT_DIR:-/etc/nginx/conf.d}
-  vars=$(printf '${%s} ' $(env | cut -d= -f1))
+  vars=
+  for var in $(env | cut -d= -f1); do vars="$vars\${$var} "; done
   for t in /etc/nginx/templates/*.template; do
     [ -f "$t" ] || continue
     name=$(basename "$t" .template)

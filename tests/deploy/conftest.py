@@ -2,8 +2,8 @@
 
 helm (4), helm3 and kubectl (with its kustomize) come from .tools/bin (`make tools`), checkov
 from its own venv (`make checkov`); both are test-prereqs. Each render is a real `helm template` or
-`kubectl kustomize` run; expensive renders are shared per session. ARGOCD_SCHEMAS is
-scripts/argocd_schemas.py, the fetcher of the pinned Argo CD schemas, as a module.
+`kubectl kustomize` run; expensive renders are shared per session. CRD_SCHEMAS is
+scripts/crd_schemas.py, the fetcher of the pinned CRD schemas, as a module.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def script_module(name: str) -> ModuleType:
     return module
 
 
-ARGOCD_SCHEMAS = script_module("argocd_schemas")
+CRD_SCHEMAS = script_module("crd_schemas")
 UNPINNED = "0" * 40  # the commit of the tests' own lock files
 
 
@@ -54,8 +54,9 @@ def write_lock(path: Path, url: str, pins: Iterable[Any]) -> Path:
         f'\n[files."{pin.file}"]\nkind = "{pin.kind}"\nsha256 = "{pin.sha256}"\n' for pin in pins
     )
     path.write_text(
-        f'source = "https://example.org/schemas"\nlicense = "MIT"\ncommit = "{UNPINNED}"\n'
-        f'url = "{url}"\n{tables}'
+        f'name = "Argo CD"\nsource = "https://example.org/schemas"\nlicense = "MIT"\n'
+        f'commit = "{UNPINNED}"\nurl = "{url}"\napi_version = "argoproj.io/v1alpha1"\n'
+        f'variable = "MODELOPS_ARGOCD_SCHEMAS"\n{tables}'
     )
     return path
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import (
-    ARGOCD_SCHEMAS,
+    CRD_SCHEMAS,
     ROOT,
     TOOLS,
     UNPINNED,
@@ -62,8 +62,8 @@ def argocd_schemas() -> None:
 
     A skip naming the variable when they cannot be had, which fails the run in CI."""
     try:
-        ARGOCD_SCHEMAS.verified_schemas()
-    except ARGOCD_SCHEMAS.SchemaError as error:
+        CRD_SCHEMAS.verified_schemas()
+    except CRD_SCHEMAS.SchemaError as error:
         pytest.skip(f"the pinned Argo CD schemas are needed: {error}")
 
 
@@ -208,7 +208,7 @@ def test_an_unusable_schema_directory_is_an_error_not_a_pass(repo_copy: Path) ->
 def test_without_the_variable_or_network_validation_fails_in_one_line_saying_how_to_set_it(
     repo_copy: Path, tmp_path: Path
 ) -> None:
-    pins = ARGOCD_SCHEMAS.load_pins()
+    pins = CRD_SCHEMAS.load_pins()
     unreachable = f"http://127.0.0.1:{closed_port()}/{{commit}}/{{file}}"
     lock = write_lock(tmp_path / "argocd-schemas.lock", unreachable, pins.files)
     env = tool_env()
@@ -362,3 +362,55 @@ def test_checkov_fails_a_chart_scenario_that_does_not_pin_the_model_server_by_di
         "error: chart: CKV_K8S_43 Image should use digest: Pod.default.model-test-connection "
         "(chart-minimal-values.yaml)",
     ]
+
+
+def break_service_monitor(chart: Path) -> None:
+    """CHART's ServiceMonitor template with scrapeTimeout misspelt (unknown to its CRD)."""
+    template = chart / "templates" / "servicemonitor.yaml"
+    template.write_text(template.read_text().replace("scrapeTimeout:", "scrapeTimout:"))
+
+
+def test_make_validate_fails_on_a_chart_scenario_whose_render_breaks_a_crd_schema(
+    helm: str, repo_copy: Path
+) -> None:
+    """The real loop of `make validate` (its validate-scenarios step: helm template piped into
+    validate-manifests.py --files /dev/stdin) on a chart whose ServiceMonitor has a misspelt field:
+    only the monitoring scenario renders it, and the Prometheus Operator schema refuses it."""
+    chart = repo_copy / "charts" / "model"
+    break_service_monitor(chart)
+    result = run("make", "-s", "validate-scenarios", f"CHART={chart}", cwd=ROOT, check=False)
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "error: /dev/stdin: ServiceMonitor/model: spec.endpoints.0: Additional properties " in (
+        result.stderr
+    )
+    assert "'scrapeTimout' was unexpected" in result.stderr
+    assert f"scenario {chart}/ci/monitoring-values.yaml" in result.stdout.splitlines()[-1]
+
+
+def test_a_validator_that_reads_the_piped_render_twice_fails_on_the_empty_second_read(
+    helm: str, repo_copy: Path, tmp_path: Path
+) -> None:
+    """The defect `make validate` had: the render piped in was read once to parse and again to
+    check, and the second read of a pipe is empty, so nothing was checked and it passed. A wrapper
+    that consumes the pipe first (as that first read did) now makes the check fail, not pass."""
+    chart = repo_copy / "charts" / "model"
+    break_service_monitor(chart)
+    seen = tmp_path / "first-read.yaml"
+    wrapper = tmp_path / "read-twice.py"
+    wrapper.write_text(
+        "import pathlib, runpy, sys\n"
+        f"pathlib.Path({str(seen)!r}).write_text(pathlib.Path('/dev/stdin').read_text())\n"
+        f"sys.argv = [{str(MANIFESTS)!r}, '--files', '/dev/stdin']\n"
+        f"sys.path.insert(0, {str(MANIFESTS.parent)!r})\n"
+        f"runpy.run_path({str(MANIFESTS)!r}, run_name='__main__')\n"
+    )
+    values = chart / "ci" / "monitoring-values.yaml"
+    command = (
+        f"{TOOLS}/helm template model {chart} -f {values} 2>/dev/null | {sys.executable} {wrapper}"
+    )
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, check=False
+    )
+    assert "scrapeTimout:" in seen.read_text()  # the error was in the render
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "error: /dev/stdin: holds no resource" in result.stderr

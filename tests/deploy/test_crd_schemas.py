@@ -1,14 +1,16 @@
-"""scripts/argocd_schemas.py: the pinned Argo CD schemas are used only once their sha256 matched.
+"""scripts/crd_schemas.py: the pinned CRD schemas are used only once their sha256 matched.
 
 Offline: a local HTTP server on 127.0.0.1 serves small files each test writes itself, and a lock
 file written by the test pins them (its URL pattern points at that server), so nothing here needs
-the network or the real schemas.
+the network or the real Argo CD schemas. The Prometheus Operator's are the committed copies.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import ARGOCD_SCHEMAS, UNPINNED, closed_port, write_lock
+from .conftest import CRD_SCHEMAS, UNPINNED, closed_port, write_lock
 
-SchemaError = ARGOCD_SCHEMAS.SchemaError
+SchemaError = CRD_SCHEMAS.SchemaError
 VARIABLE = "MODELOPS_ARGOCD_SCHEMAS"
 GOOD = {
     "application_v1alpha1.json": ("Application", b'{"title": "application"}\n'),
@@ -84,7 +86,7 @@ def sha256(content: bytes) -> str:
 def pins_for(tmp_path: Path, base_url: str) -> Any:
     """The pins of a lock file that pins GOOD at BASE_URL/<commit>/<file>."""
     pins = [Pin(name, kind, sha256(content)) for name, (kind, content) in GOOD.items()]
-    return ARGOCD_SCHEMAS.load_pins(
+    return CRD_SCHEMAS.load_pins(
         write_lock(tmp_path / "test.lock", base_url + "/{commit}/{file}", pins)
     )
 
@@ -112,7 +114,7 @@ def test_a_good_file_is_fetched_verified_cached_and_then_used_from_the_cache(
     serve_good(server)
     pins = pins_for(tmp_path, server.url)
     cache = tmp_path / "cache"
-    schemas = ARGOCD_SCHEMAS.verified_schemas(pins, cache=cache, environ={})
+    schemas = CRD_SCHEMAS.verified_schemas(pins, cache=cache, environ={})
     assert schemas.by_kind == expected()
     for name, (_, content) in GOOD.items():
         assert (cache / UNPINNED / name).read_bytes() == content
@@ -120,7 +122,7 @@ def test_a_good_file_is_fetched_verified_cached_and_then_used_from_the_cache(
 
     server.files.clear()
     server.requests.clear()
-    again = ARGOCD_SCHEMAS.verified_schemas(pins, cache=cache, environ={})
+    again = CRD_SCHEMAS.verified_schemas(pins, cache=cache, environ={})
     assert again.by_kind == expected()
     assert server.requests == []
 
@@ -134,7 +136,7 @@ def test_a_fetched_file_with_the_wrong_sha256_is_refused_in_one_line_and_nothing
     pins = pins_for(tmp_path, server.url)
     cache = tmp_path / "cache"
     with pytest.raises(SchemaError) as raised:
-        ARGOCD_SCHEMAS.verified_schemas(pins, cache=cache, environ={})
+        CRD_SCHEMAS.verified_schemas(pins, cache=cache, environ={})
     message = str(raised.value)
     assert "\n" not in message
     url = f"{server.url}/{UNPINNED}/appproject_v1alpha1.json"
@@ -153,7 +155,7 @@ def test_a_corrupted_cache_entry_is_not_used_but_fetched_again(
     entry = cache / UNPINNED / "application_v1alpha1.json"
     entry.parent.mkdir(parents=True)
     entry.write_bytes(b'{"title": "corrupted"}\n')
-    schemas = ARGOCD_SCHEMAS.verified_schemas(pins, cache=cache, environ={})
+    schemas = CRD_SCHEMAS.verified_schemas(pins, cache=cache, environ={})
     assert schemas.by_kind == expected()
     assert entry.read_bytes() == GOOD["application_v1alpha1.json"][1]
     assert f"/{UNPINNED}/application_v1alpha1.json" in server.requests
@@ -169,7 +171,7 @@ def test_a_corrupted_cache_entry_is_an_error_not_a_fallback_when_it_cannot_be_fe
     entry.parent.mkdir(parents=True)
     entry.write_bytes(b'{"title": "corrupted"}\n')
     with pytest.raises(SchemaError, match=r"HTTP 404"):
-        ARGOCD_SCHEMAS.verified_schemas(pins, cache=cache, environ={})
+        CRD_SCHEMAS.verified_schemas(pins, cache=cache, environ={})
     assert not entry.exists()
 
 
@@ -179,7 +181,7 @@ def test_the_offline_directory_variable_is_read_and_nothing_is_fetched(
     offline = offline_copy(tmp_path)
     pins = pins_for(tmp_path, server.url)
     cache = tmp_path / "cache"
-    schemas = ARGOCD_SCHEMAS.verified_schemas(pins, cache=cache, environ={VARIABLE: str(offline)})
+    schemas = CRD_SCHEMAS.verified_schemas(pins, cache=cache, environ={VARIABLE: str(offline)})
     assert schemas.by_kind == expected()
     assert schemas.origin == f"{VARIABLE}={offline}"
     assert server.requests == []
@@ -195,7 +197,7 @@ def test_a_wrong_file_in_the_offline_directory_is_refused_naming_it_and_both_sha
     serve_good(server)  # a good copy is reachable, and still not used instead
     pins = pins_for(tmp_path, server.url)
     with pytest.raises(SchemaError) as raised:
-        ARGOCD_SCHEMAS.verified_schemas(
+        CRD_SCHEMAS.verified_schemas(
             pins, cache=tmp_path / "cache", environ={VARIABLE: str(offline)}
         )
     message = str(raised.value)
@@ -220,7 +222,7 @@ def test_a_file_missing_from_the_offline_directory_is_refused_naming_every_file_
         match=r"cannot read .*appproject_v1alpha1\.json .*must hold application_v1alpha1\.json, "
         r"appproject_v1alpha1\.json",
     ):
-        ARGOCD_SCHEMAS.verified_schemas(
+        CRD_SCHEMAS.verified_schemas(
             pins, cache=tmp_path / "cache", environ={VARIABLE: str(offline)}
         )
 
@@ -232,7 +234,7 @@ def test_without_network_the_error_names_the_url_and_how_to_set_the_variable(
     base = f"http://127.0.0.1:{closed_port()}"
     pins = pins_for(tmp_path, base)
     with pytest.raises(SchemaError) as raised:
-        ARGOCD_SCHEMAS.verified_schemas(pins, cache=tmp_path / "cache", environ={})
+        CRD_SCHEMAS.verified_schemas(pins, cache=tmp_path / "cache", environ={})
     message = str(raised.value)
     assert "\n" not in message
     assert message.startswith(
@@ -246,7 +248,7 @@ def test_without_network_the_error_names_the_url_and_how_to_set_the_variable(
 
 
 def test_the_lock_pins_the_three_argocd_schemas_at_one_commit_of_the_datree_catalog() -> None:
-    pins = ARGOCD_SCHEMAS.load_pins()
+    pins = CRD_SCHEMAS.load_pins()
     assert pins.source == "https://github.com/datreeio/CRDs-catalog"
     assert {pin.kind: pin.file for pin in pins.files} == {
         "Application": "application_v1alpha1.json",
@@ -278,4 +280,32 @@ def test_a_malformed_lock_is_refused_naming_the_key(
     lines = [broken if line.startswith(f"{key} = ") else line for line in text.splitlines()]
     lock.write_text("\n".join(lines) + "\n")
     with pytest.raises(SchemaError, match=message):
-        ARGOCD_SCHEMAS.load_pins(lock)
+        CRD_SCHEMAS.load_pins(lock)
+
+
+def test_the_prometheus_operator_schemas_are_committed_copies_verified_without_any_fetch(
+    tmp_path: Path,
+) -> None:
+    pins = CRD_SCHEMAS.load_pins(CRD_SCHEMAS.LOCKS[1])
+    assert pins.source == "https://github.com/datreeio/CRDs-catalog"
+    assert pins.commit == CRD_SCHEMAS.load_pins().commit  # one catalog, one commit
+    schemas = CRD_SCHEMAS.verified_schemas(pins, cache=tmp_path / "cache", environ={})
+    assert schemas.api_version == "monitoring.coreos.com/v1"
+    assert sorted(schemas.by_kind) == ["PrometheusRule", "ServiceMonitor"]
+    assert schemas.origin == "scripts/crd-schemas/monitoring.coreos.com"
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_changed_committed_copy_is_refused_naming_it_and_both_sha256s(tmp_path: Path) -> None:
+    pins = CRD_SCHEMAS.load_pins(CRD_SCHEMAS.LOCKS[1])
+    copy = tmp_path / "copies"
+    shutil.copytree(CRD_SCHEMAS.ROOT / pins.directory, copy)
+    changed = copy / "servicemonitor_v1.json"
+    changed.write_text(changed.read_text().replace('"additionalProperties": false', "", 1))
+    with pytest.raises(SchemaError) as raised:
+        CRD_SCHEMAS.verified_schemas(
+            dataclasses.replace(pins, directory=str(copy)), cache=tmp_path / "cache", environ={}
+        )
+    message = str(raised.value)
+    assert message.startswith(f"{copy}: {changed} refused: sha256 {sha256(changed.read_bytes())}")
+    assert f"expected {pins.files[0].sha256}" in message

@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
-"""The pinned Argo CD CRD schemas, fetched by URL and verified by sha256 before any use.
+"""The pinned CRD schemas (Argo CD's, the Prometheus Operator's), verified by sha256 before any use.
 
-Role: the one way the project obtains the JSON Schemas that argocd/ is validated against.
+Role: the one way the project obtains the kubeconform-format JSON Schemas that custom resources
+are validated against: argocd/ against the Argo CD ones, the chart's ServiceMonitor and
+PrometheusRule against the Prometheus Operator ones.
 Callers: scripts/validate-manifests.py (`make validate`) through `verified_schemas()`, the
-deployment tests, and `python scripts/argocd_schemas.py`, which fetches them into the cache and
-says where they came from.
+deployment tests, and `python scripts/crd_schemas.py`, which obtains every set in LOCKS and says
+where each came from.
 
 Contract:
-- The pins (source, commit, URL pattern, file names, their kinds and sha256s) are read from
-  scripts/argocd-schemas.lock, and written nowhere else.
-- With $MODELOPS_ARGOCD_SCHEMAS set (a directory, relative to the repository root or absolute),
-  the files are read from that directory and nothing is fetched: the offline copy for machines
-  without access to the URLs.
-- Otherwise each file comes from the cache, .cache/argocd-schemas/<commit>/ inside the repository,
+- A lock file pins one set (name, source, commit, URL pattern, API version, file names, their kinds
+  and sha256s): scripts/argocd-schemas.lock and scripts/prometheus-operator-schemas.lock, the only
+  places these pins are written. Both sets are files of one catalog at one commit.
+- A set whose lock names a `directory` (inside the repository) has committed copies there: they
+  are read from it and nothing is fetched.
+- A set whose lock names a `variable`, set in the environment to a directory (relative to the
+  repository root or absolute), is read from that directory and nothing is fetched: the offline
+  copy for machines without access to the URLs.
+- Otherwise each file comes from the cache, .cache/crd-schemas/<commit>/ inside the repository,
   when its sha256 matches the pin; else it is fetched from its URL and written to the cache only
   after its sha256 matched. A cached file that does not match is deleted and fetched again.
 - No content is returned before its sha256 matched the pin. Every failure raises SchemaError with
@@ -37,8 +42,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "scripts" / "argocd-schemas.lock"
-CACHE = ROOT / ".cache" / "argocd-schemas"
-VARIABLE = "MODELOPS_ARGOCD_SCHEMAS"
+LOCKS = (LOCK, ROOT / "scripts" / "prometheus-operator-schemas.lock")
+CACHE = ROOT / ".cache" / "crd-schemas"
 TIMEOUT_SECONDS = 30
 MAX_BYTES = 16 * 1024 * 1024  # the largest pinned file is about 2 MB
 
@@ -49,7 +54,7 @@ class SchemaError(Exception):
 
 @dataclass(frozen=True)
 class Pin:
-    """One pinned file: its name, the Argo CD kind it validates, its sha256 and its URL."""
+    """One pinned file: its name, the kind it validates, its sha256 and its URL."""
 
     file: str
     kind: str
@@ -62,9 +67,13 @@ class Pins:
     """The contents of the lock file, checked."""
 
     lock: Path
+    name: str
     source: str
     commit: str
+    api_version: str
     files: tuple[Pin, ...]
+    variable: str = ""
+    directory: str = ""
 
     def names(self) -> str:
         return ", ".join(pin.file for pin in self.files)
@@ -75,8 +84,10 @@ class Pins:
 
 @dataclass(frozen=True)
 class Schemas:
-    """Verified schema files by Argo CD kind (raw bytes), and where they were read from."""
+    """Verified schema files by kind (raw bytes) of one API version, and where they came from."""
 
+    name: str
+    api_version: str
     by_kind: dict[str, bytes]
     origin: str
 
@@ -107,34 +118,55 @@ def load_pins(lock: Path = LOCK) -> Pins:
             raise SchemaError(f"{shown(lock)}: {where}{key} must match {pattern}, not {value!r}")
         return value
 
+    name = field(data, "name", "", r"\w[\w ]*")
     source = field(data, "source", "", r"https://\S+")
     commit = field(data, "commit", "", r"[0-9a-f]{40}")
     pattern = field(data, "url", "", r"https?://\S*\{file\}\S*")
+    api_version = field(data, "api_version", "", r"[a-z0-9.-]+/v\w+")
+    variable = field(data, "variable", "", r"(MODELOPS_\w+)?") if "variable" in data else ""
+    directory = field(data, "directory", "", r"[\w.-]+(/[\w.-]+)*") if "directory" in data else ""
+    if bool(variable) == bool(directory):
+        raise SchemaError(
+            f"{shown(lock)}: exactly one of variable (the offline directory's environment "
+            "variable) and directory (committed copies inside the repository) must be set"
+        )
     files = data.get("files")
     if not isinstance(files, dict) or not files:
         raise SchemaError(f'{shown(lock)}: [files."<name>"] tables with kind and sha256 missing')
     pins = []
-    for name, table in files.items():
-        where = f'files."{name}".'
-        if not isinstance(table, dict) or not re.fullmatch(r"[\w.-]+\.json", name):
+    for file, table in files.items():
+        where = f'files."{file}".'
+        if not isinstance(table, dict) or not re.fullmatch(r"[\w.-]+\.json", file):
             raise SchemaError(f"{shown(lock)}: {where[:-1]} must be a table named <file>.json")
-        url = pattern.format(commit=commit, file=name)
+        url = pattern.format(commit=commit, file=file)
         pins.append(
             Pin(
-                file=name,
+                file=file,
                 kind=field(table, "kind", where, r"[A-Z]\w*"),
                 sha256=field(table, "sha256", where, r"[0-9a-f]{64}"),
                 url=url,
             )
         )
-    return Pins(lock=lock, source=source, commit=commit, files=tuple(pins))
+    return Pins(
+        lock=lock,
+        name=name,
+        source=source,
+        commit=commit,
+        api_version=api_version,
+        files=tuple(pins),
+        variable=variable,
+        directory=directory,
+    )
 
 
-def from_directory(directory: Path, pins: Pins) -> dict[str, bytes]:
-    """Each pinned file read from DIRECTORY (the offline copy); refused unless it matches."""
+def from_directory(directory: Path, pins: Pins, what: str) -> dict[str, bytes]:
+    """Each pinned file read from DIRECTORY (an offline copy named by the variable WHAT, or the
+    committed copies when WHAT is the lock's directory); refused unless it matches."""
     if not directory.is_dir():
+        if what == pins.directory:
+            raise SchemaError(f"{what}: no such directory; it must hold {pins.names()}")
         raise SchemaError(
-            f"{VARIABLE}={directory}: no such directory; set it to a directory holding "
+            f"{what}={directory}: no such directory; set it to a directory holding "
             f"{pins.names()} ({pins.where()}), or unset it to fetch them from {pins.source}"
         )
     by_kind = {}
@@ -144,13 +176,13 @@ def from_directory(directory: Path, pins: Pins) -> dict[str, bytes]:
             content = path.read_bytes()
         except OSError as error:
             raise SchemaError(
-                f"{VARIABLE}: cannot read {path} ({one_line(error.strerror)}); the directory must "
+                f"{what}: cannot read {path} ({one_line(error.strerror)}); the directory must "
                 f"hold {pins.names()} ({pins.where()})"
             ) from error
         actual = sha256(content)
         if actual != pin.sha256:
             raise SchemaError(
-                f"{VARIABLE}: {path} refused: sha256 {actual}, expected {pin.sha256} "
+                f"{what}: {path} refused: sha256 {actual}, expected {pin.sha256} "
                 f"({pins.where()}); it must be {pin.url}"
             )
         by_kind[pin.kind] = content
@@ -175,8 +207,8 @@ def fetch(pin: Pin, pins: Pins) -> bytes:
             raise SchemaError(f"{pin.url}: larger than {MAX_BYTES} bytes, refused")
         return content
     raise SchemaError(
-        f"cannot fetch the Argo CD schema {pin.url} ({reason}); without access to it, set "
-        f"{VARIABLE} to a directory holding copies of {pins.names()} from {pins.source} at "
+        f"cannot fetch the {pins.name} schema {pin.url} ({reason}); without access to it, set "
+        f"{pins.variable} to a directory holding copies of {pins.names()} from {pins.source} at "
         f"commit {pins.commit} ({pins.where()})"
     )
 
@@ -217,23 +249,35 @@ def verified_schemas(
     cache: Path = CACHE,
     environ: Mapping[str, str] = os.environ,
 ) -> Schemas:
-    """The pinned schemas, verified: from $MODELOPS_ARGOCD_SCHEMAS when set, else cache or URL."""
+    """The pinned schemas of one set, verified: from the lock's committed `directory`, else from
+    the directory its `variable` names when set, else from the cache or the URL."""
     pins = pins if pins is not None else load_pins()
-    configured = environ.get(VARIABLE, "")
+
+    def found(by_kind: dict[str, bytes], origin: str) -> Schemas:
+        return Schemas(pins.name, pins.api_version, by_kind, origin)
+
+    if pins.directory:
+        return found(from_directory(ROOT / pins.directory, pins, pins.directory), pins.directory)
+    configured = environ.get(pins.variable, "")
     if configured:
         directory = ROOT / configured  # an absolute value replaces ROOT
-        return Schemas(from_directory(directory, pins), f"{VARIABLE}={configured}")
-    return Schemas(from_cache_or_url(pins, cache), f"{pins.source} at {pins.commit[:12]}")
+        origin = f"{pins.variable}={configured}"
+        return found(from_directory(directory, pins, pins.variable), origin)
+    return found(from_cache_or_url(pins, cache), f"{pins.source} at {pins.commit[:12]}")
 
 
 def main() -> int:
-    try:
-        schemas = verified_schemas()
-    except SchemaError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"Argo CD schemas verified ({', '.join(schemas.by_kind)}) from {schemas.origin}")
-    return 0
+    status = 0
+    for lock in LOCKS:
+        try:
+            schemas = verified_schemas(load_pins(lock))
+        except SchemaError as error:
+            print(f"error: {error}", file=sys.stderr)
+            status = 1
+            continue
+        kinds = ", ".join(schemas.by_kind)
+        print(f"{schemas.name} schemas verified ({kinds}) from {schemas.origin}")
+    return status
 
 
 if __name__ == "__main__":
