@@ -99,12 +99,13 @@ demo: ## train and register in a sandbox; build once, deploy dev, promote to sta
 # --- quality ---------------------------------------------------------------------------------
 
 .PHONY: lint
-lint: venv ## ruff (lint + format check), mypy, and shellcheck over every shell script
+lint: venv ## ruff (lint + format check), mypy, shellcheck over every shell script, actionlint over the workflows
 	ruff check .
 	ruff format --check .
 	mypy
 	scripts/ensure-debian-packages.sh shellcheck
 	python scripts/lint-shell.py
+	actionlint -shellcheck shellcheck
 
 .PHONY: format
 format: venv ## apply ruff's fixes and formatting

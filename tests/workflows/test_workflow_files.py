@@ -1,7 +1,7 @@
-"""The GitHub Actions workflows and their config: schema-valid, zizmor-clean, yamllint-clean,
-every action pinned to a commit SHA with its version, least privilege, wired to the gitops
-commands, scripts and make targets that exist, no telemetry from DVC, GTO or CML and no CML upload
-to its asset host. All offline.
+"""The GitHub Actions workflows and their config: schema-valid, zizmor-, actionlint- and
+yamllint-clean, every action pinned to a commit SHA with its version, least privilege, wired to
+the gitops commands, scripts and make targets that exist, no telemetry from DVC, GTO or CML and no
+CML upload to its asset host. All offline.
 """
 
 import re
@@ -87,6 +87,42 @@ def test_zizmor_would_catch_an_unpinned_action(tmp_path: Path) -> None:
     result = tool("zizmor", "--offline", "--no-progress", str(tmp_path / ".github"))
     assert result.returncode != 0
     assert "unpinned-uses" in result.stdout
+
+
+def actionlint(root: Path) -> subprocess.CompletedProcess[str]:
+    """actionlint over ROOT's .github/workflows, with the shellcheck `make lint` installs on
+    the run: blocks, as `make lint` runs it."""
+    return tool("actionlint", "-shellcheck", "shellcheck", "-no-color", cwd=root)
+
+
+def test_actionlint_finds_nothing_in_the_workflows() -> None:
+    result = actionlint(REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_actionlint_would_catch_an_unquoted_variable_and_an_unknown_step_output(
+    tmp_path: Path,
+) -> None:
+    """A copy of ci.yml with a run: line shellcheck flags (SC2086) and an expression naming a
+    step that does not exist: the two kinds of finding zizmor does not make."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    copy = tmp_path / ".github" / "workflows" / "ci.yml"
+    copy.parent.mkdir(parents=True)
+    text = (WORKFLOWS / "ci.yml").read_text()
+    step = "      - name: make lint test-unit\n"
+    assert step in text
+    copy.write_text(
+        text.replace(
+            step,
+            "      - name: a new step\n"
+            "        run: rm -rf $RUNNER_TEMP/x ${{ steps.nope.outputs.x }}\n" + step,
+        )
+    )
+    result = actionlint(tmp_path)
+    assert result.returncode == 1
+    assert "SC2086" in result.stdout
+    assert 'property "nope" is not defined' in result.stdout
 
 
 def test_yamllint_is_clean_with_the_repository_config() -> None:
