@@ -1,0 +1,429 @@
+"""Check a live repository's GitHub settings (and Argo CD's Applications) against what the flow
+relies on: one line a problem, exit status 1 when there is any.
+
+usage: python -m gitops.doctor OWNER/NAME [--api URL] [--applications FILE | --kubeconfig FILE]
+       python -m gitops.doctor --rulesets
+
+Role: the last step of setting up a fork (docs/workflow.md, "Setting it up in a fork"), and a
+check to re-run whenever the settings may have changed. The promotion order, the gates and the
+rollback hold only while the repository's settings say what they rely on; nothing in the
+repository can enforce those settings, so this reads them back through GitHub's REST API, with
+the token in ``GH_TOKEN`` (or ``GITHUB_TOKEN``; it needs read access to the repository's
+administration, contents and actions settings). ``--api`` (or ``GITHUB_API_URL``) points it at
+GitHub Enterprise or a stand-in.
+
+What it checks, each problem printed as ``<area> <where>: <what is wrong>``:
+
+  rulesets    every environment branch of environments.toml is under active rules, bypassed by
+              nobody: no deletion, no force push, changes by pull request only (an approving
+              review, Code Owners' review, stale approvals dismissed), and every status check
+              that guards it required (:data:`GUARDS`: the check names are the jobs' names in
+              the workflow files)
+  tags        an active tag ruleset forbids creating, moving and deleting the GTO tags of the
+              artifact (training/params.yaml's artifact.name) to everyone but GitHub Apps (the
+              workflows' own identity)
+  codeowners  .github/CODEOWNERS on the first environment's branch names owners for each path
+              of :data:`OWNED` other than the placeholder teams it ships with, and GitHub finds
+              no error in it
+  actions     the workflows' default token is read-only and cannot approve pull requests
+  argocd      with --applications (the JSON of ``kubectl get applications.argoproj.io -n argocd
+              -o json``) or --kubeconfig: one Application per environment, tracking the
+              environment's branch and rendered/<env> in this repository, into its namespace,
+              in the project of argocd/, with automated sync
+
+``--rulesets`` prints the rulesets that satisfy the first two checks, one JSON document a line,
+for ``gh api repos/OWNER/NAME/rulesets -X POST --input -`` (docs/workflow.md): the documented
+settings and the checked ones are the same table.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gitops import environments
+from gitops.cli import OneLineParser, ToolError, run_main
+
+ROOT = environments.ROOT
+WORKFLOWS = ROOT / ".github" / "workflows"
+DEFAULT_API = "https://api.github.com"
+#: The GitHub Actions app's id: the identity of the workflows' GITHUB_TOKEN.
+GITHUB_ACTIONS_APP = 15368
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A job whose check guards pull requests into some environments' branches."""
+
+    workflow: str  # a file of .github/workflows
+    job: str  # its job id
+    first: bool  # guards the first environment's branch (main) too, not only the later ones
+
+    def context(self) -> str:
+        """The check's name as GitHub reports it: the job's ``name:``, else its id."""
+        jobs = yaml.safe_load((WORKFLOWS / self.workflow).read_text(encoding="utf-8"))["jobs"]
+        if self.job not in jobs:
+            raise ToolError(f"{self.workflow} has no job {self.job} (gitops.doctor.GUARDS)")
+        return str(jobs[self.job].get("name", self.job))
+
+
+#: The checks every pull request into an environment branch must pass (docs/workflow.md,
+#: "Branch protection"): the test tiers, the order guard, and for the branches after the first
+#: the rebuild of the promotion or rollback from the protected branches.
+GUARDS = (
+    Guard("ci.yml", "unit", first=True),
+    Guard("ci.yml", "integration", first=True),
+    Guard("ci.yml", "e2e", first=True),
+    Guard("pr-guard.yml", "order", first=True),
+    Guard("environments.yml", "verify", first=False),
+)
+#: Paths whose changes need their owners' review: the workflows and the guard's code, the
+#: environments and what deploys them.
+OWNED = (
+    ".github/workflows/ci.yml",
+    ".github/CODEOWNERS",
+    "argocd/applicationset.yaml",
+    "gitops/check_pr_order.py",
+    "environments.toml",
+)
+#: The owner prefix of the teams .github/CODEOWNERS ships with, to be replaced in a fork.
+PLACEHOLDER_OWNER = "@modelops/"
+#: The pull_request rule's parameters that must be set (and to what).
+PULL_REQUEST = {
+    "required_approving_review_count": 1,  # at least
+    "dismiss_stale_reviews_on_push": True,
+    "require_code_owner_review": True,
+}
+BRANCH_RULES = ("deletion", "non_fast_forward", "pull_request", "required_status_checks")
+TAG_RULES = ("creation", "update", "deletion")
+
+
+def required_checks(env: environments.Environment) -> list[str]:
+    """The check names a pull request into ENV's branch must pass."""
+    first = environments.load()[0]
+    return [guard.context() for guard in GUARDS if guard.first or env != first]
+
+
+def artifact_name() -> str:
+    """The GTO artifact's name (training/params.yaml: artifact.name)."""
+    params = yaml.safe_load((ROOT / "training" / "params.yaml").read_text(encoding="utf-8"))
+    return str(params["artifact"]["name"])
+
+
+def tag_patterns() -> list[str]:
+    """The GTO tags of the artifact: versions (NAME@vX.Y.Z) and stage assignments (NAME#...)."""
+    name = artifact_name()
+    return [f"refs/tags/{name}@*", f"refs/tags/{name}#*"]
+
+
+def rulesets() -> list[dict[str, Any]]:
+    """The rulesets that pass the rulesets and tags checks, as GitHub's API creates them."""
+    envs = environments.load()
+
+    def branch_ruleset(name: str, branches: Sequence[environments.Environment]) -> dict[str, Any]:
+        checks = sorted({check for env in branches for check in required_checks(env)})
+        return {
+            "name": name,
+            "target": "branch",
+            "enforcement": "active",
+            "bypass_actors": [],
+            "conditions": {
+                "ref_name": {"include": [f"refs/heads/{e.branch}" for e in branches], "exclude": []}
+            },
+            "rules": [
+                {"type": "deletion"},
+                {"type": "non_fast_forward"},
+                {
+                    "type": "pull_request",
+                    "parameters": {
+                        **PULL_REQUEST,
+                        "require_last_push_approval": False,
+                        "required_review_thread_resolution": False,
+                    },
+                },
+                {
+                    "type": "required_status_checks",
+                    "parameters": {
+                        "strict_required_status_checks_policy": True,
+                        "required_status_checks": [{"context": c} for c in checks],
+                    },
+                },
+            ],
+        }
+
+    return [
+        branch_ruleset("environments: first", envs[:1]),
+        branch_ruleset("environments: promoted", envs[1:]),
+        {
+            "name": "model registry tags",
+            "target": "tag",
+            "enforcement": "active",
+            # The GitHub Actions app (the workflows' GITHUB_TOKEN); add the promote App if
+            # PROMOTE_TOKEN is one.
+            "bypass_actors": [
+                {"actor_id": 15368, "actor_type": "Integration", "bypass_mode": "always"}
+            ],
+            "conditions": {"ref_name": {"include": tag_patterns(), "exclude": []}},
+            "rules": [{"type": rule} for rule in TAG_RULES],
+        },
+    ]
+
+
+class GitHub:
+    """GitHub's REST API at URL, read with TOKEN: :meth:`get` answers JSON, or None for a 404."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+
+    def get(self, path: str) -> Any:
+        request = urllib.request.Request(  # noqa: S310 - an https:// URL, or loopback http
+            f"{self.url}{path}",
+            headers={
+                "Accept": "application/vnd.github+json",
+                "Authorization": f"Bearer {self.token}",
+                "X-GitHub-Api-Version": "2022-11-28",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+                return json.load(answer)
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise ToolError(
+                f"GitHub answered {error.code} to GET {path}: the token needs read access to "
+                "the repository's administration, contents and actions settings"
+            ) from None
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            raise ToolError(f"GitHub at {self.url} did not answer GET {path}: {error}") from None
+
+
+def _matches(patterns: Iterable[str], ref: str) -> bool:
+    return any(p == "~ALL" or fnmatch.fnmatchcase(ref, p) for p in patterns)
+
+
+def check_branches(api: GitHub, repo: str) -> list[str]:
+    problems = []
+    for env in environments.load():
+        where = f"rulesets {env.branch}"
+        rules = api.get(f"/repos/{repo}/rules/branches/{urllib.parse.quote(env.branch)}") or []
+        types = {rule["type"] for rule in rules}
+        problems += [f"{where}: no active {t} rule" for t in BRANCH_RULES if t not in types]
+        for rule in (r for r in rules if r["type"] == "pull_request"):
+            got = rule.get("parameters", {})
+            for key, wanted in PULL_REQUEST.items():
+                value = got.get(key)
+                if value is not wanted if isinstance(wanted, bool) else (value or 0) < wanted:
+                    problems.append(f"{where}: pull_request {key} is {value}, must be {wanted}")
+        required = {
+            check["context"]
+            for rule in rules
+            if rule["type"] == "required_status_checks"
+            for check in rule.get("parameters", {}).get("required_status_checks", [])
+        }
+        missing = [check for check in required_checks(env) if check not in required]
+        if missing:
+            problems.append(f"{where}: required status checks lack {', '.join(missing)}")
+        for ruleset_id in sorted({r["ruleset_id"] for r in rules if "ruleset_id" in r}):
+            ruleset = api.get(f"/repos/{repo}/rulesets/{ruleset_id}") or {}
+            for actor in ruleset.get("bypass_actors") or []:
+                problems.append(
+                    f"{where}: ruleset {ruleset.get('name', ruleset_id)!r} can be bypassed by "
+                    f"{actor.get('actor_type')} {actor.get('actor_id')}"
+                )
+    return problems
+
+
+def check_tags(api: GitHub, repo: str) -> list[str]:
+    name, last = artifact_name(), environments.load()[-1].stage
+    wanted = [f"refs/tags/{name}@v0.0.0", f"refs/tags/{name}#{last}#1"]  # a version, a stage
+    guarding: dict[str, set[str]] = {tag: set() for tag in wanted}
+    for summary in api.get(f"/repos/{repo}/rulesets?includes_parents=true") or []:
+        if summary.get("target") != "tag":
+            continue
+        ruleset = api.get(f"/repos/{repo}/rulesets/{summary['id']}") or {}
+        if ruleset.get("enforcement") != "active":
+            continue
+        if any(a.get("actor_type") != "Integration" for a in ruleset.get("bypass_actors") or []):
+            continue
+        ref_name = ruleset.get("conditions", {}).get("ref_name", {})
+        for tag in wanted:
+            if _matches(ref_name.get("include", []), tag) and not _matches(
+                ref_name.get("exclude", []), tag
+            ):
+                guarding[tag].update(rule["type"] for rule in ruleset.get("rules", []))
+    problems = []
+    for tag, rules in guarding.items():
+        lacking = [rule for rule in TAG_RULES if rule not in rules]
+        if lacking:
+            problems.append(
+                f"tags {tag.removeprefix('refs/tags/')}: no active tag ruleset, bypassed by "
+                f"GitHub Apps only, restricts its {', '.join(lacking)}"
+            )
+    return problems
+
+
+def pattern_matches(pattern: str, path: str) -> bool:
+    """Whether a CODEOWNERS PATTERN (gitignore syntax, as GitHub reads it) matches the file PATH."""
+    if pattern.strip("/") in ("*", "**"):
+        return True
+    directory = pattern.endswith("/")
+    bare = pattern.strip("/")
+    anchored = pattern.startswith("/") or "/" in bare
+    if directory:
+        return path.startswith(f"{bare}/") if anchored else f"/{bare}/" in f"/{path}"
+    if anchored:
+        return fnmatch.fnmatchcase(path, bare) or path.startswith(f"{bare}/")
+    return any(fnmatch.fnmatchcase(part, bare) for part in path.split("/"))
+
+
+def owners(codeowners: str, path: str) -> list[str]:
+    """The owners CODEOWNERS gives PATH: those of the last line whose pattern matches it."""
+    found: list[str] = []
+    for line in codeowners.splitlines():
+        parts = line.split("#", 1)[0].split()
+        if parts and pattern_matches(parts[0], path):
+            found = parts[1:]
+    return found
+
+
+def check_codeowners(api: GitHub, repo: str) -> list[str]:
+    branch = environments.load()[0].branch
+    answer = api.get(f"/repos/{repo}/contents/.github/CODEOWNERS?ref={branch}")
+    if not answer or "content" not in answer:
+        return [f"codeowners {branch}: no .github/CODEOWNERS: nobody's review is required"]
+    text = base64.b64decode(answer["content"]).decode("utf-8")
+    problems = []
+    for path in OWNED:
+        names = owners(text, path)
+        real = [name for name in names if not name.startswith(PLACEHOLDER_OWNER)]
+        if not names:
+            problems.append(f"codeowners {path}: no owner")
+        elif not real:
+            problems.append(f"codeowners {path}: only placeholder owners ({', '.join(names)})")
+    errors = api.get(f"/repos/{repo}/codeowners/errors?ref={branch}") or {}
+    for error in errors.get("errors", []):
+        what = f"{error.get('kind')} {error.get('source', '')}".rstrip()
+        problems.append(f"codeowners line {error.get('line')}: {what}")
+    return problems
+
+
+def check_actions(api: GitHub, repo: str) -> list[str]:
+    settings = api.get(f"/repos/{repo}/actions/permissions/workflow") or {}
+    problems = []
+    if settings.get("default_workflow_permissions") != "read":
+        problems.append(
+            "actions: the default workflow token may write "
+            f"({settings.get('default_workflow_permissions')!r}, must be 'read')"
+        )
+    if settings.get("can_approve_pull_request_reviews") is not False:
+        problems.append("actions: workflows may approve pull requests (must not)")
+    return problems
+
+
+def check_applications(applications: dict[str, Any], repo: str) -> list[str]:
+    """The Applications (a ``kubectl get -o json`` list) against environments.toml."""
+    appset = yaml.safe_load((ROOT / "argocd" / "applicationset.yaml").read_text(encoding="utf-8"))
+    template = appset["spec"]["template"]
+    by_name = {app["metadata"]["name"]: app for app in applications.get("items", [])}
+    problems = []
+    for env in environments.load():
+        name = template["metadata"]["name"].replace("{{ .env }}", env.name)
+        app = by_name.get(name)
+        if app is None:
+            problems.append(f"argocd {name}: no such Application")
+            continue
+        spec = app.get("spec", {})
+        source = spec.get("source", {})
+        expected = {
+            "project": (spec.get("project"), template["spec"]["project"]),
+            "targetRevision": (source.get("targetRevision"), env.branch),
+            "path": (source.get("path"), f"rendered/{env.name}"),
+            "namespace": (spec.get("destination", {}).get("namespace"), env.namespace),
+        }
+        for field, (got, wanted) in expected.items():
+            if got != wanted:
+                problems.append(f"argocd {name}: {field} is {got!r}, must be {wanted!r}")
+        url = str(source.get("repoURL", "")).removesuffix(".git").rstrip("/")
+        if not url.endswith(f"/{repo}") and not url.endswith(f":{repo}"):
+            problems.append(f"argocd {name}: repoURL {source.get('repoURL')!r} is not {repo}")
+        if not spec.get("syncPolicy", {}).get("automated"):
+            problems.append(f"argocd {name}: no automated sync")
+    return problems
+
+
+def applications_from(path: Path | None, kubeconfig: Path | None) -> dict[str, Any] | None:
+    if kubeconfig is not None:
+        done = subprocess.run(
+            ["kubectl", "--kubeconfig", str(kubeconfig), "get", "applications.argoproj.io",
+             "-n", "argocd", "-o", "json"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise ToolError(f"kubectl get applications failed: {last}")
+        text = done.stdout
+    elif path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ToolError(f"--applications {path}: {error.strerror}") from None
+    else:
+        return None
+    try:
+        found = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ToolError(f"the Applications are not JSON: {error}") from None
+    if not isinstance(found, dict):
+        raise ToolError("the Applications are not a kubectl list (an object with items)")
+    return found
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = OneLineParser(prog="python -m gitops.doctor", description=__doc__)
+    parser.add_argument("repo", nargs="?", metavar="OWNER/NAME", help="the repository")
+    parser.add_argument("--api", help="GitHub's REST API (GITHUB_API_URL, else GitHub's own)")
+    parser.add_argument("--applications", type=Path, help="kubectl get applications -o json")
+    parser.add_argument("--kubeconfig", type=Path, help="read the Applications with kubectl")
+    parser.add_argument("--rulesets", action="store_true", help="print the rulesets to create")
+    args = parser.parse_args(argv)
+    if args.rulesets:
+        for ruleset in rulesets():
+            print(json.dumps(ruleset, separators=(",", ":")))
+        return 0
+    if not args.repo or args.repo.count("/") != 1:
+        parser.error("OWNER/NAME is required (the repository to check)")
+    token = os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN") or ""
+    if not token:
+        raise ToolError("set GH_TOKEN (or GITHUB_TOKEN) to a token that can read the settings")
+    api = GitHub(args.api or os.environ.get("GITHUB_API_URL") or DEFAULT_API, token)
+    applications = applications_from(args.applications, args.kubeconfig)
+    problems = (
+        check_branches(api, args.repo)
+        + check_tags(api, args.repo)
+        + check_codeowners(api, args.repo)
+        + check_actions(api, args.repo)
+        + ([] if applications is None else check_applications(applications, args.repo))
+    )
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"ok: {args.repo} is set up as docs/workflow.md says")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,252 @@
+"""gitops.doctor: a live repository's settings read back through GitHub's API, against the
+stand-in for that API (tests/workflows/act/github_api.py) set up as docs/workflow.md's fork setup
+sets a repository up: the rulesets ``gitops.doctor --rulesets`` prints, POSTed one by one; a
+CODEOWNERS with the organisation's own teams; a read-only workflow token. Then each setting is
+broken the way a hurried admin or a contributor with admin rights would, and the doctor must say
+so in one line each and exit 1."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gitops import doctor, environments
+from tests.workflows.act.github_api import GitHubApi
+from tests.workflows.workflow_helpers import REPO, tool_env
+
+REPOSITORY = "acme/modelops"
+TOKEN = "doctor-token-of-this-test"  # noqa: S105 - a test value, not a secret
+SHIPPED_CODEOWNERS = (REPO / ".github" / "CODEOWNERS").read_text()
+DEV, STAGING, PROD = environments.load()
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def post_ruleset(api: GitHubApi, document: str) -> None:
+    """What ``gh api repos/OWNER/NAME/rulesets -X POST --input -`` sends for one ruleset."""
+    request = urllib.request.Request(
+        f"{api.url}/repos/{REPOSITORY}/rulesets",
+        data=document.encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with _OPENER.open(request, timeout=10) as answer:
+        assert answer.status == 201
+
+
+def set_codeowners(api: GitHubApi, text: str) -> None:
+    content = base64.b64encode(text.encode()).decode()
+    api.settings[f"/repos/{REPOSITORY}/contents/.github/CODEOWNERS?ref=main"] = {
+        "content": content,
+        "encoding": "base64",
+    }
+
+
+@pytest.fixture
+def api() -> Iterator[GitHubApi]:
+    """The stand-in, set up as the docs say: every ruleset the doctor prints, the shipped
+    CODEOWNERS with the placeholder teams replaced, the workflow token read-only."""
+    with GitHubApi() as stand_in:
+        printed = run_doctor("--rulesets")
+        assert printed.returncode == 0, printed.stderr
+        for line in printed.stdout.splitlines():
+            post_ruleset(stand_in, line)
+        set_codeowners(stand_in, SHIPPED_CODEOWNERS.replace("@modelops/", "@acme/"))
+        stand_in.settings[f"/repos/{REPOSITORY}/codeowners/errors?ref=main"] = {"errors": []}
+        stand_in.settings[f"/repos/{REPOSITORY}/actions/permissions/workflow"] = {
+            "default_workflow_permissions": "read",
+            "can_approve_pull_request_reviews": False,
+        }
+        yield stand_in
+
+
+def run_doctor(*args: str, token: str = TOKEN) -> subprocess.CompletedProcess[str]:
+    env = tool_env(GH_TOKEN=token)
+    env.pop("GITHUB_TOKEN", None)
+    for name in [name for name in env if name.lower().endswith("_proxy")]:
+        del env[name]
+    return subprocess.run(
+        [sys.executable, "-m", "gitops.doctor", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def problems(api: GitHubApi, *args: str) -> list[str]:
+    """The doctor's lines for the stand-in's repository: none (and status 0, one ok line) or
+    some (and status 1)."""
+    done = run_doctor(REPOSITORY, "--api", api.url, *args)
+    lines = done.stdout.splitlines()
+    assert done.stderr == ""
+    if done.returncode == 0:
+        assert lines == [f"ok: {REPOSITORY} is set up as docs/workflow.md says"]
+        return []
+    assert done.returncode == 1 and lines, done
+    return lines
+
+
+def ruleset(api: GitHubApi, name: str) -> dict[str, Any]:
+    (found,) = [r for r in api.rulesets if r["name"] == name]
+    return found
+
+
+def applications() -> dict[str, Any]:
+    """The Applications the ApplicationSet of argocd/ generates, as ``kubectl get -o json`` lists
+    them: argocd/ built with kustomize (the repoURL set from the AppProject), then its list
+    generator expanded into the template as Argo CD's ApplicationSet controller does."""
+    built = subprocess.run(
+        ["kubectl", "kustomize", "argocd"],
+        cwd=REPO, env=tool_env(), capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    (appset,) = [d for d in yaml.safe_load_all(built) if d and d["kind"] == "ApplicationSet"]
+    template = json.dumps(appset["spec"]["template"])
+    items = []
+    for element in appset["spec"]["generators"][0]["list"]["elements"]:
+        text = template
+        for key, value in element.items():
+            text = text.replace(f"{{{{ .{key} }}}}", value)
+        items.append(
+            {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", **json.loads(text)}
+        )
+    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+def test_a_fork_set_up_as_the_docs_say_passes(api: GitHubApi) -> None:
+    assert problems(api) == []
+
+
+def test_every_check_that_guards_a_branch_is_required_and_verify_only_after_dev() -> None:
+    assert doctor.required_checks(DEV) == ["unit", "integration", "e2e", "order"]
+    assert doctor.required_checks(PROD) == ["unit", "integration", "e2e", "order", "verify"]
+
+
+def test_a_promotion_branch_without_verify_or_with_a_bypass_is_reported_per_branch(
+    api: GitHubApi,
+) -> None:
+    promoted = ruleset(api, "environments: promoted")
+    checks = promoted["rules"][3]["parameters"]["required_status_checks"]
+    checks.remove({"context": "verify"})
+    ruleset(api, "environments: first")["bypass_actors"].append(
+        {"actor_id": 5, "actor_type": "RepositoryRole", "bypass_mode": "always"}
+    )
+    assert problems(api) == [
+        "rulesets main: ruleset 'environments: first' can be bypassed by RepositoryRole 5",
+        "rulesets staging: required status checks lack verify",
+        "rulesets production: required status checks lack verify",
+    ]
+
+
+def test_branches_without_rules_and_a_weak_review_rule_are_reported(api: GitHubApi) -> None:
+    ruleset(api, "environments: promoted")["enforcement"] = "evaluate"  # a dry run only
+    first = ruleset(api, "environments: first")
+    first["rules"][2]["parameters"]["require_code_owner_review"] = False
+    first["rules"] = [rule for rule in first["rules"] if rule["type"] != "non_fast_forward"]
+    lines = problems(api)
+    assert lines[:2] == [
+        "rulesets main: no active non_fast_forward rule",
+        "rulesets main: pull_request require_code_owner_review is False, must be True",
+    ]
+    for branch in ("staging", "production"):
+        assert f"rulesets {branch}: no active pull_request rule" in lines
+        assert (
+            f"rulesets {branch}: required status checks lack unit, integration, e2e, order, verify"
+            in lines
+        )
+    assert len(lines) == 2 + 2 * 5
+
+
+def test_gto_tags_anyone_may_push_are_reported(api: GitHubApi) -> None:
+    tags = ruleset(api, "model registry tags")
+    tags["bypass_actors"].append({"actor_id": 1, "actor_type": "OrganizationAdmin"})
+    assert problems(api) == [
+        f"tags {name}: no active tag ruleset, bypassed by GitHub Apps only, restricts its "
+        "creation, update, deletion"
+        for name in ("diagnosis-classifier@v0.0.0", "diagnosis-classifier#prod#1")
+    ]
+
+
+def test_codeowners_as_shipped_and_a_writable_token_are_reported(api: GitHubApi) -> None:
+    set_codeowners(api, SHIPPED_CODEOWNERS)
+    api.settings[f"/repos/{REPOSITORY}/codeowners/errors?ref=main"] = {
+        "errors": [{"line": 5, "kind": "Unknown owner", "source": "@modelops/platform"}]
+    }
+    api.settings[f"/repos/{REPOSITORY}/actions/permissions/workflow"] = {
+        "default_workflow_permissions": "write",
+        "can_approve_pull_request_reviews": True,
+    }
+    assert problems(api) == [
+        "codeowners .github/workflows/ci.yml: only placeholder owners (@modelops/platform)",
+        "codeowners .github/CODEOWNERS: only placeholder owners (@modelops/platform)",
+        "codeowners argocd/applicationset.yaml: only placeholder owners (@modelops/platform)",
+        "codeowners gitops/check_pr_order.py: only placeholder owners (@modelops/maintainers)",
+        "codeowners environments.toml: only placeholder owners (@modelops/maintainers)",
+        "codeowners line 5: Unknown owner @modelops/platform",
+        "actions: the default workflow token may write ('write', must be 'read')",
+        "actions: workflows may approve pull requests (must not)",
+    ]
+
+
+def test_argo_cd_applications_are_checked_against_environments_toml(
+    api: GitHubApi, tmp_path: Path
+) -> None:
+    """argocd/ as shipped names example-org/modelops; a fork sets its own URL there."""
+    listed = applications()
+    path = tmp_path / "applications.json"
+    done = run_doctor(REPOSITORY, "--api", api.url, "--applications", str(path))
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"error: --applications {path}: No such file or directory\n",
+    )
+    path.write_text(json.dumps(listed))
+    assert problems(api, "--applications", str(path)) == [
+        f"argocd model-{env.name}: repoURL 'https://github.com/example-org/modelops.git' is not "
+        f"{REPOSITORY}"
+        for env in (DEV, STAGING, PROD)
+    ]
+    for item in listed["items"]:
+        item["spec"]["source"]["repoURL"] = f"https://github.com/{REPOSITORY}.git"
+    path.write_text(json.dumps(listed))
+    assert problems(api, "--applications", str(path)) == []
+    prod = listed["items"][2]
+    prod["spec"]["source"]["targetRevision"] = "main"
+    del prod["spec"]["syncPolicy"]["automated"]
+    path.write_text(json.dumps(listed))
+    assert problems(api, "--applications", str(path)) == [
+        "argocd model-prod: targetRevision is 'main', must be 'production'",
+        "argocd model-prod: no automated sync",
+    ]
+    listed["items"] = listed["items"][:2]
+    path.write_text(json.dumps(listed))
+    assert problems(api, "--applications", str(path)) == ["argocd model-prod: no such Application"]
+
+
+def test_a_missing_token_or_a_refusing_api_is_one_line_and_status_1(api: GitHubApi) -> None:
+    done = run_doctor(REPOSITORY, "--api", api.url, token="")
+    assert (done.returncode, done.stderr) == (
+        1,
+        "error: set GH_TOKEN (or GITHUB_TOKEN) to a token that can read the settings\n",
+    )
+    api.status_of_gets = 403
+    done = run_doctor(REPOSITORY, "--api", api.url)
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith(f"error: GitHub answered 403 to GET /repos/{REPOSITORY}/")
+
+
+def test_the_docs_create_the_rulesets_with_the_doctor_and_end_the_fork_setup_with_it() -> None:
+    text = (REPO / "docs" / "workflow.md").read_text()
+    assert "python -m gitops.doctor --rulesets |" in text
+    assert '"required_status_checks"' not in text  # no second copy of the rulesets
+    setup = text.split("### Setting it up in a fork", 1)[1].split("\n#", 1)[0]
+    steps = [line for line in setup.splitlines() if line[:1].isdigit()]
+    assert "python -m gitops.doctor OWNER/NAME" in steps[-1]
