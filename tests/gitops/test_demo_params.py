@@ -37,7 +37,5 @@ def test_a_monitoring_value_other_than_on_or_off_is_one_usage_line() -> None:
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == (
-        "error: argument --monitoring: invalid choice: 'yes' (choose from 'on', 'off') "
-        "(see --help)\n"
-    )
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: argument --monitoring: invalid choice: 'yes' (choose from ")
