@@ -36,7 +36,8 @@ COMMENT = "# The Prometheus Operator's objects of this environment (docs/monitor
 
 
 def component(env: environments.Environment) -> str:
-    """ENV's monitoring Component as its overlay lists it (``../../monitoring/<env>``)."""
+    """ENV's monitoring Component as its overlay's ``components:`` lists it: the path from the
+    overlay's directory."""
     return os.path.relpath(f"{COMPONENTS}/{env.name}", env.overlay)
 
 
