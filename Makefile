@@ -77,9 +77,11 @@ lock-check: ## check the committed locks against pyproject.toml and each other (
 # Nginx + uWSGI on loopback), or `auto`: the image when podman is installed or can be (as root,
 # make installs it, as make test does).
 DEMO_SERVE ?= auto
+# MONITORING=on: the GitOps walk with monitoring on in every overlay (each environment's
+# ServiceMonitor and PrometheusRule through every gate; mk/image.mk, demo-gitops).
 
 .PHONY: demo
-demo: ## train and register in a sandbox; build once, deploy dev, promote to staging and prod, roll prod back (podman pods)
+demo: ## train and register in a sandbox; build once, deploy dev, promote to staging and prod, roll prod back (podman pods; MONITORING=on)
 	@started=$$(date +%s); \
 	$(MAKE) demo-training || exit; \
 	mode='$(DEMO_SERVE)'; \
@@ -90,7 +92,7 @@ demo: ## train and register in a sandbox; build once, deploy dev, promote to sta
 	case $$mode in \
 	  image) echo "demo: the GitOps walk with the container image (a podman pod per environment)"; \
 	         $(MAKE) demo-gitops || exit ;; \
-	  processes) echo "demo: serving the dev model with local Nginx + uWSGI processes (no podman: no promotion walk)"; \
+	  processes) echo "demo: serving the dev model with local Nginx + uWSGI processes (no podman: no promotion walk$(if $(filter on,$(MONITORING)),; MONITORING=on needs it))"; \
 	         $(MAKE) demo-serving || exit ;; \
 	  *) echo "error: DEMO_SERVE must be auto, image or processes, not '$$mode'" >&2; exit 2 ;; \
 	esac; \

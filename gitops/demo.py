@@ -2,12 +2,17 @@
 again, roll prod back; every environment a podman pod played from its rendered manifests.
 
     python -m gitops.demo --sandbox out/demo [--retrain train.logistic_regression.C=0.5]
+                          [--monitoring on|off]
 
 Runs in the sandbox ``make demo-training`` made (training.demo: ``origin.git`` standing in for the
 Git server, ``repo/`` where the pipeline ran and v0.1.0 was registered, ``dvc-remote/``), never in
 the user's clone, with the gitops commands of the sandbox's own checkout, as a workflow would:
 
-1. the environment branches are made as a fork makes them (main, staging, production);
+1. the environment branches are made as a fork makes them (main, staging, production); with
+   ``--monitoring on`` (``make demo MONITORING=on``), main first turns monitoring on in every
+   overlay (gitops.monitoring on, as docs/monitoring.md says), so every rendering carries its
+   environment's ServiceMonitor and PrometheusRule through every gate (the pods, played by
+   podman, have no Prometheus: images/pod.py plays the Deployment and its ConfigMaps);
 2. release 1: the image is built once (images/build-model-server.sh, the version tag as MODEL_REF)
    and tagged with the commit its model was registered at; the deploy pull request of
    promote.yml is made and merged (gitops.set_image, gitops.rendered, then gitops.assign_stage);
@@ -25,7 +30,6 @@ fails stops the demo with one line (``error: ...``); the pods are removed either
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -38,7 +42,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from gitops import environments, rendered
-from gitops.cli import ToolError
+from gitops.cli import OneLineParser, ToolError
 from images import pod as pods
 
 ROOT = environments.ROOT
@@ -232,10 +236,15 @@ def table(box: Sandbox, cluster: Cluster) -> str:
     return "\n".join(rows)
 
 
-def demo(out: Path, assignment: str) -> None:
+def demo(out: Path, assignment: str, monitoring: bool = False) -> None:
     started = time.monotonic()
     box = Sandbox(out)
     order = environments.load()
+    if monitoring:
+        print("== monitoring on in every overlay, by a commit on main")
+        box.tool("monitoring", "on")
+        if box.git("status", "--porcelain", "--untracked-files=no"):  # not on from a rerun
+            box.git("commit", "-qam", "monitoring: on in every environment (gitops.monitoring on)")
     print("== the environment branches, as a fork makes them")
     box.git("push", "-q", "-f", "origin", *(f"HEAD:refs/heads/{env.branch}" for env in order))
     box.git("fetch", "-q", "origin")
@@ -256,22 +265,28 @@ def demo(out: Path, assignment: str) -> None:
         cluster.sync(prod)
         print("\n== what runs where (one prediction each, through each pod's Nginx)\n")
         print(table(box, cluster))
-    print(f"\ndemo: done in {time.monotonic() - started:.0f} s; pull request bodies in {box.out}")
+    state = "on" if monitoring else "off"
+    print(
+        f"\ndemo: done in {time.monotonic() - started:.0f} s (monitoring {state}); "
+        f"pull request bodies in {box.out}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m gitops.demo", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--sandbox", type=Path, default=Path("out/demo"), help="make demo-training's"
     )
     parser.add_argument("--retrain", default=RETRAIN, metavar="KEY=VALUE",
                         help=f"the second release's experiment (default {RETRAIN})")  # fmt: skip
+    parser.add_argument("--monitoring", default="off", choices=("on", "off"),
+                        help="turn monitoring on in every overlay first (default off)")  # fmt: skip
     args = parser.parse_args(argv)
     if "=" not in args.retrain or "." not in args.retrain.partition("=")[0]:
         print(f"error: --retrain {args.retrain!r} is not SECTION.KEY=VALUE", file=sys.stderr)
         return 2
     try:
-        demo(args.sandbox, args.retrain)
+        demo(args.sandbox, args.retrain, args.monitoring == "on")
     except (ToolError, RuntimeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,11 +141,26 @@ def release(text: str) -> Release:
     )
 
 
+#: A field path's suffix for a PromQL expression kept in the comparison but for one matcher: the
+#: label matcher ``namespace="<the object's own metadata.namespace>"``, exactly so written.
+OWN_NAMESPACE = "~namespace"
+#: What that matcher becomes before comparing (a namespace name can hold no "<").
+NAMESPACE_PLACEHOLDER = 'namespace="<own namespace>"'
+
 #: What may differ between two environments' renderings of one release, and nothing else
 #: (docs/workflow.md, "What differs between environments"): (kind or "*", field path, why).
-#: A path ends at the field removed before comparing; "[]" walks every list item.
+#: A path ends at the field removed before comparing; "[]" walks every list item. A path ending
+#: in OWN_NAMESPACE keeps its field and replaces in it only the matcher on the object's own
+#: namespace: any other difference in the expression (a threshold, a window, a matcher on
+#: another namespace) still counts.
 ENVIRONMENT_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("*", "metadata.namespace", "each environment has its namespace"),
+    (
+        "PrometheusRule",
+        f"spec.groups[].rules[].expr{OWN_NAMESPACE}",
+        "its rules read only its namespace's series (kustomize/monitoring/<env>, "
+        "scripts/render-base.py), so several environments can share one Prometheus",
+    ),
     ("Deployment", "spec.replicas", "each environment's size (the HPA sets it)"),
     ("Deployment", "spec.template.metadata.annotations.modelops.io/model-stage", "its GTO stage"),
     ("Deployment", "spec.template.spec.containers[].env.MODELOPS_MODEL_STAGE", "its GTO stage"),
@@ -158,20 +174,21 @@ ENVIRONMENT_FIELDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _drop(node: Any, parts: list[str]) -> None:
-    """Remove the field PARTS from NODE; env lists are keyed by their items' names."""
+def _edit(node: Any, parts: list[str], replace: tuple[str, str] | None = None) -> None:
+    """Remove the field PARTS from NODE, or with REPLACE (pattern, text), substitute TEXT for
+    the pattern in it; env lists are keyed by their items' names."""
     if not parts or node is None:
         return
     head, rest = parts[0], parts[1:]
     if head.endswith("[]"):
         for item in (node.get(head[:-2]) or []) if isinstance(node, dict) else []:
-            _drop(item, rest)
+            _edit(item, rest, replace)
         return
     if isinstance(node, list):  # a list of {name: ...}: the item named HEAD
         node[:] = [item for item in node if not (rest == [] and item.get("name") == head)]
         for item in node:
             if item.get("name") == head:
-                _drop(item, rest)
+                _edit(item, rest, replace)
         return
     if not isinstance(node, dict):
         return
@@ -179,9 +196,11 @@ def _drop(node: Any, parts: list[str]) -> None:
         node.get(head, {}).pop(".".join(rest), None)
         return
     if rest:
-        _drop(node.get(head), rest)
-    else:
+        _edit(node.get(head), rest, replace)
+    elif replace is None:
         node.pop(head, None)
+    elif isinstance(node.get(head), str):
+        node[head] = re.sub(replace[0], lambda _: replace[1], node[head])
 
 
 def comparable(text: str) -> dict[str, Any]:
@@ -189,9 +208,18 @@ def comparable(text: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for doc in documents(text):
         doc = copy.deepcopy(doc)
+        own = (doc.get("metadata") or {}).get("namespace")
+        # the object's own namespace as a PromQL matcher, not inside a longer label name
+        pattern = rf'(?<![\w:])namespace="{re.escape(own)}"' if own else ""
+        matcher = (pattern, NAMESPACE_PLACEHOLDER) if own else None
         for kind, field, _ in ENVIRONMENT_FIELDS:
-            if kind in ("*", doc.get("kind")):
-                _drop(doc, field.split("."))
+            if kind not in ("*", doc.get("kind")):
+                continue
+            if field.endswith(OWN_NAMESPACE):
+                if matcher:
+                    _edit(doc, field.removesuffix(OWN_NAMESPACE).split("."), matcher)
+            else:
+                _edit(doc, field.split("."))
         for container in (
             doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
         ):

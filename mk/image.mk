@@ -41,9 +41,11 @@ demo-image: image tools deploy-smoke-prereqs ## build the image, run it in the d
 
 # The whole flow in the demo sandbox (gitops/demo.py): two releases, each image built once, through
 # dev, staging and prod by the promotion tools; prod rolled back; a table of what runs where.
+# MONITORING=on turns monitoring on in every overlay first (docs/monitoring.md, "Turning them on").
+MONITORING ?= off
 .PHONY: demo-gitops
-demo-gitops: images-base tools deploy-smoke-prereqs venv ## in make demo-training's sandbox: build once, deploy, promote, roll back (podman pods)
+demo-gitops: images-base tools deploy-smoke-prereqs venv ## in make demo-training's sandbox: build once, deploy, promote, roll back (podman pods; MONITORING=on)
 	@[[ -d "$(DEMO_DIR)/origin.git" ]] || $(MAKE) demo-training
-	python -m gitops.demo --sandbox '$(DEMO_DIR)'
+	python -m gitops.demo --sandbox '$(DEMO_DIR)' --monitoring '$(MONITORING)'
 
 test-prereqs: images-base tools deploy-smoke-prereqs

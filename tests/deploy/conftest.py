@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gitops import environments
+from gitops import environments, monitoring
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools" / "bin"
@@ -139,6 +139,22 @@ def overlay_docs(kubectl: str) -> dict[str, Docs]:
     """`kubectl kustomize` output of every overlay."""
     return {
         env: documents(run(kubectl, "kustomize", str(OVERLAYS / env)).stdout)
+        for env in ENVIRONMENTS
+    }
+
+
+@pytest.fixture(scope="session")
+def monitored_overlay_docs(
+    kubectl: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Docs]:
+    """`kubectl kustomize` output of every overlay with its monitoring component turned on (by
+    gitops.monitoring, in a copy of kustomize/)."""
+    copy = tmp_path_factory.mktemp("monitored")
+    shutil.copytree(ROOT / "kustomize", copy / "kustomize")
+    for env in environments.load():
+        assert monitoring.turn_on(copy, env)
+    return {
+        env: documents(run(kubectl, "kustomize", str(copy / "kustomize" / "overlays" / env)).stdout)
         for env in ENVIRONMENTS
     }
 

@@ -75,8 +75,17 @@ def test_the_template_uses_only_fields_the_generator_sets(argocd: Docs) -> None:
         render(broken, element)
 
 
+def kinds(overlays: dict[str, Docs]) -> set[tuple[str, str]]:
+    """(API group, kind) of every object the overlays render."""
+    return {
+        (doc["apiVersion"].rpartition("/")[0], doc["kind"])
+        for docs in overlays.values()
+        for doc in docs
+    }
+
+
 def test_the_applications_stay_inside_the_project(
-    argocd: Docs, overlay_docs: dict[str, Docs]
+    argocd: Docs, overlay_docs: dict[str, Docs], monitored_overlay_docs: dict[str, Docs]
 ) -> None:
     project = find(argocd, "AppProject")
     assert project["metadata"]["name"] not in {"default", ""}
@@ -87,12 +96,15 @@ def test_the_applications_stay_inside_the_project(
         assert spec["project"] == project["metadata"]["name"]
         assert spec["source"]["repoURL"] in project["spec"]["sourceRepos"]
         assert (spec["destination"]["server"], spec["destination"]["namespace"]) in destinations
-    used = {
-        (doc["apiVersion"].rpartition("/")[0], doc["kind"])
-        for docs in overlay_docs.values()
-        for doc in docs
+    # Turning monitoring on adds two kinds: a project listing only the overlays' kinds as they
+    # are (monitoring off) would refuse them at sync.
+    assert kinds(monitored_overlay_docs) - kinds(overlay_docs) == {
+        ("monitoring.coreos.com", "PrometheusRule"),
+        ("monitoring.coreos.com", "ServiceMonitor"),
     }
-    assert used == allowed, "the allow-list must be exactly the kinds the overlays render"
+    assert kinds(monitored_overlay_docs) == allowed, (
+        "the allow-list must be exactly the kinds the overlays render, monitoring on"
+    )
     assert project["spec"]["clusterResourceWhitelist"] == [{"group": "", "kind": "Namespace"}]
 
 

@@ -45,3 +45,16 @@ def test_the_pod_uses_the_local_images_and_listens_on_its_own_loopback_port() ->
     ]
     assert listen == ["127.0.0.1:8003"]
     assert all("namespace" not in doc["metadata"] for doc in played)
+
+
+def test_a_rendering_with_monitoring_on_plays_the_same_pod(
+    monitored_overlay_docs: dict[str, list[dict]],
+) -> None:
+    """ServiceMonitor and PrometheusRule mean nothing to podman (make demo MONITORING=on plays
+    such renderings): the runner leaves them out, as it does the Service or the HPA."""
+    monitored = monitored_overlay_docs["dev"]
+    assert {"ServiceMonitor", "PrometheusRule"} <= {doc["kind"] for doc in monitored}
+    played = pods.for_podman(monitored, "dddddd", 8004)
+    assert sorted(doc["kind"] for doc in played) == sorted(
+        doc["kind"] for doc in pods.for_podman(rendered_dev(), "dddddd", 8004)
+    )

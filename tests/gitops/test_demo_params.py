@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -27,3 +29,13 @@ def test_a_key_the_file_does_not_hold_or_a_section_is_refused() -> None:
     assert set_param(text, "train.C", "0.5") is None  # C lives under train.logistic_regression
     assert set_param(text, "train.random_forest", "1") is None  # a mapping, not a value
     assert set_param(text, "prepare.seed", "7") is not None
+
+
+def test_a_monitoring_value_other_than_on_or_off_is_one_usage_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gitops.demo", "--monitoring", "yes"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (2, "")
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: argument --monitoring: invalid choice: 'yes' (choose from ")

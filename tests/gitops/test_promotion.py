@@ -12,9 +12,9 @@ a push of its head to the environment branch (the promotion branch is a fast-for
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -138,21 +138,36 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def repo(template: Path, tmp_path: Path) -> Iterator[Path]:
-    """A copy of the template with a bare origin holding main, staging and production, and
-    v0.1.0 deployed to dev."""
+@pytest.fixture(scope="module")
+def monitored_template(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The template with monitoring turned on in every overlay, as docs/monitoring.md says: one
+    commit on main (gitops.monitoring on, which re-renders rendered/dev)."""
+    root = tmp_path_factory.mktemp("promotion-monitored")
+    shutil.copytree(template, root, dirs_exist_ok=True)
+    repo = root / "work"
+    run_tool("monitoring", "on", cwd=repo)
+    git(repo, "commit", "-qam", "monitoring: on in every environment")
+    return root
+
+
+def forked(template: Path, tmp_path: Path) -> Path:
+    """A copy of TEMPLATE with a bare origin holding main, staging and production, and v0.1.0
+    deployed to dev."""
     shutil.copytree(template, tmp_path, dirs_exist_ok=True)
     work = tmp_path / "work"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", "origin.git")
     git(work, "remote", "add", "origin", str(tmp_path / "origin.git"))
     git(work, "push", "-q", "origin", "main", "main:staging", "main:production")
     deploy_dev(work, "v0.1.0", 1)
-    yield work
+    return work
 
 
 @pytest.fixture
-def in_prod(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def repo(template: Path, tmp_path: Path) -> Path:
+    return forked(template, tmp_path)
+
+
+def through_prod(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """v0.1.0 promoted through staging to prod; v0.2.0 then through staging to prod too."""
     for version, n, metrics in (("v0.1.0", 1, {}), ("v0.2.0", 2, {"accuracy": 0.97})):
         if version != "v0.1.0":
@@ -161,6 +176,11 @@ def in_prod(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             smoke_passed(repo, environments.previous(env), monkeypatch)
             merge(repo, tool(repo, "promote", env.name), env)
     return repo
+
+
+@pytest.fixture
+def in_prod(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return through_prod(repo, monkeypatch)
 
 
 def test_a_release_reaches_staging_and_prod_as_the_same_digest_model_and_manifests(
@@ -401,3 +421,32 @@ def test_a_revert_of_the_last_promotion_passes_verify_and_a_revert_of_an_older_o
     assert refused(repo, "rollback", "prod", "--verify", head).startswith(
         f"error: verify: {head[:12]} does not restore a state production had before"
     )
+
+
+def test_with_monitoring_on_in_every_overlay_a_release_walks_to_prod_and_rolls_back(
+    monitored_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole walk of test_a_release_reaches_... and test_rollback_..., with each overlay
+    listing its monitoring component: each environment's PrometheusRule reads its own namespace,
+    and the manifests gate passes every promotion all the same."""
+    repo = through_prod(forked(monitored_template, tmp_path), monkeypatch)
+    for env in environments.load():
+        docs = rendered.documents(git(repo, "show", f"origin/{env.branch}:{rendered.path(env)}"))
+        kinds = {doc["kind"]: doc for doc in docs}
+        assert {"ServiceMonitor", "PrometheusRule"} <= set(kinds)
+        groups = kinds["PrometheusRule"]["spec"]["groups"]
+        namespaces = {
+            found for group in groups for rule in group["rules"]
+            for found in re.findall(r'\bnamespace="([^"]*)"', rule["expr"])
+        }  # fmt: skip
+        assert namespaces == {env.namespace}
+    assert running(repo, PROD).model_version == "v0.2.0"
+    earlier = git(repo, "rev-list", "--first-parent", "origin/production").split()[1]
+    before = git(repo, "show", f"{earlier}:{rendered.path(PROD)}")
+    outputs = tool(repo, "rollback", "prod")
+    assert outputs["version"] == "v0.1.0"
+    assert run_tool("rollback", "prod", "--verify", outputs["commit"], cwd=repo).returncode == 0
+    merge(repo, outputs, PROD)
+    assert git(repo, "show", f"origin/production:{rendered.path(PROD)}") == before
+    assert "kind: PrometheusRule" in before
+    assert stage_holder(repo, PROD) == f"{NAME}@v0.1.0"

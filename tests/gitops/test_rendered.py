@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitops import environments, rendered
+from gitops import environments, monitoring, rendered
 from tests.workflows.workflow_helpers import REPO, run_tool
 
 DEV, STAGING, PROD = environments.load()
@@ -87,3 +87,67 @@ def test_any_other_difference_is_named(renderings: dict[str, str], edit, where: 
 def test_a_rendering_without_the_model_server_is_refused_in_one_line() -> None:
     with pytest.raises(rendered.ToolError, match="rendered manifests hold 0 Deployments, not one"):
         rendered.release("apiVersion: v1\nkind: Service\nmetadata:\n  name: model\n")
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Every environment's rendering with its monitoring component on (gitops.monitoring)."""
+    root = tmp_path_factory.mktemp("monitored")
+    shutil.copytree(REPO / "kustomize", root / "kustomize")
+    for env in environments.load():
+        assert monitoring.turn_on(root, env)
+    return {env.name: rendered.render(root, env) for env in environments.load()}
+
+
+def rule_exprs(text: str) -> str:
+    rule = next(d for d in rendered.documents(text) if d["kind"] == "PrometheusRule")
+    return "\n".join(r["expr"] for group in rule["spec"]["groups"] for r in group["rules"])
+
+
+def test_with_monitoring_on_the_namespace_in_the_rules_promql_is_an_environment_field(
+    monitored: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for env in environments.load():
+        assert f'namespace="{env.namespace}"' in rule_exprs(monitored[env.name])
+    assert rendered.differences(monitored["dev"], monitored["staging"]) == []
+    assert rendered.differences(monitored["staging"], monitored["prod"]) == []
+    # Without its entry in the table, every rule's expression differs: the gate refused them all.
+    without = [f for f in rendered.ENVIRONMENT_FIELDS if f[0] != "PrometheusRule"]
+    monkeypatch.setattr(rendered, "ENVIRONMENT_FIELDS", tuple(without))
+    found = rendered.differences(monitored["staging"], monitored["prod"])
+    assert found and all(f.startswith("PrometheusRule/model spec.groups[") for f in found)
+    assert {f.rpartition(".")[2] for f in found} == {"expr"}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        (">= 0.2\n", ">= 0.3\n", "spec.groups[0].rules[5].expr"),  # ModelInputDrift's PSI
+        ("for: 15m", "for: 1h", "spec.groups[0].rules[5].for"),
+        ("[1h]", "[6h]", "spec.groups[0].rules[0].expr"),  # the drift window
+        # a matcher on another environment's namespace, or on a label that only ends in it
+        ('namespace="modelops-prod"', 'namespace="modelops-staging"',
+         "spec.groups[0].rules[0].expr"),
+        ('namespace="modelops-prod"', 'exported_namespace="modelops-prod"',
+         "spec.groups[0].rules[0].expr"),
+        ('namespace="modelops-prod"', 'namespace=~"modelops-prod"',
+         "spec.groups[0].rules[0].expr"),
+    ],
+)  # fmt: skip
+def test_any_other_difference_in_the_rules_is_still_named(
+    monitored: dict[str, str], old: str, new: str, where: str
+) -> None:
+    assert old in monitored["prod"]
+    changed = monitored["prod"].replace(old, new, 1)
+    assert rendered.differences(monitored["staging"], changed) == [f"PrometheusRule/model {where}"]
+
+
+def test_monitoring_on_in_only_one_environment_is_named() -> None:
+    """The reason to turn it on everywhere at once (docs/monitoring.md)."""
+    plain = rendered.render(REPO, PROD)
+    rule = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": {"name": "model", "namespace": STAGING.namespace}, "spec": {}}  # fmt: skip
+    with_rules = [*rendered.documents(plain), rule]
+    assert rendered.differences(yaml.safe_dump_all(with_rules), plain) == [
+        "PrometheusRule/model (only in one)"
+    ]
