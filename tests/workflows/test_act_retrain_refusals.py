@@ -77,7 +77,10 @@ def test_a_bad_snapshot_fails_in_one_line_and_pushes_nothing(
     else:
         source = ""
     if event == "workflow_dispatch":
-        payload = json.dumps({"inputs": {"snapshot": source, "reason": "by hand"}}).encode()
+        # GitHub's workflow_dispatch event names the branch it runs on (act's ref otherwise is
+        # a branch of the checkout the sandbox was cloned from: a worktree's, not main)
+        inputs = {"snapshot": source, "reason": "by hand"}
+        payload = json.dumps({"ref": "refs/heads/main", "inputs": inputs}).encode()
     else:
         payload = drift_dispatch(source)
     run = walk(sandbox, dvc_config, payload, event)
