@@ -28,8 +28,9 @@ translation a relay needs between Alertmanager and GitHub.
   ``client_payload.alerts``), which Alertmanager cannot send itself.
 
 Contract: every refusal (a missing or unreadable snapshot, a snapshot prepare would refuse, a
-malformed event) is one line, ``error: <reason>``, exit status 1, and leaves ``data.file``
-untouched; the event's strings reach the body only as escaped code spans.
+malformed event: a ``client_payload`` or an alert with a field ``dispatch-body`` does not write,
+too) is one line, ``error: <reason>``, exit status 1, and leaves ``data.file`` untouched; the
+event's strings reach the body only as escaped code spans.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ EVENT_TYPE = "model-drift"
 DRIFT_ALERTS = ("ModelInputDrift", "ModelScoreDrift")
 #: The alert labels the payload carries (all strings), besides the PSI.
 ALERT_LABELS = ("alertname", "model", "namespace", "feature")
+#: The fields of one alert of the payload, and of the payload: anything else is refused, so a
+#: dispatch whose shape drifted from dispatch_body's fails the run instead of losing its alerts.
+ALERT_FIELDS = (*ALERT_LABELS, "psi")
+PAYLOAD_FIELDS = ("alerts", "snapshot")
 #: At most this many alerts in one payload, each string at most TEXT_LIMIT characters.
 ALERT_LIMIT = 100
 TEXT_LIMIT = 200
@@ -90,11 +95,18 @@ def _text(value: Any, where: str, *, optional: bool = True) -> str:
     return value
 
 
+def _known_fields(raw: dict[str, Any], allowed: Sequence[str], where: str) -> None:
+    unknown = sorted(str(key) for key in raw if key not in allowed)
+    if unknown:
+        raise ToolError(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(allowed)})")
+
+
 def parse_alert(raw: Any, where: str) -> dict[str, Any]:
     """One alert of the payload: ALERT_LABELS (strings, alertname required) and psi (a finite
-    number or absent)."""
+    number or absent); no other field."""
     if not isinstance(raw, dict):
         raise ToolError(f"{where} must be an object of the alert's labels")
+    _known_fields(raw, ALERT_FIELDS, where)
     alert: dict[str, Any] = {
         label: _text(raw.get(label), f"{where}.{label}") for label in ALERT_LABELS
     }
@@ -121,6 +133,7 @@ def parse_event(document: Any, default_source: str = "") -> Request:
         payload = document.get("client_payload") or {}
         if not isinstance(payload, dict):
             raise ToolError("client_payload must be an object")
+        _known_fields(payload, PAYLOAD_FIELDS, "client_payload")
         raw_alerts = payload.get("alerts", [])
         if not isinstance(raw_alerts, list) or len(raw_alerts) > ALERT_LIMIT:
             raise ToolError(f"client_payload.alerts must be a list of at most {ALERT_LIMIT}")

@@ -30,6 +30,10 @@ TIERS: dict[str, tuple[str, ...]] = {
         "scripts/", "serving/",
         "tests/deploy/",
         "tests/image/", "tests/serving/",
+        # the drift alert loop and the retrain walk fed its dispatch (tests/alert_loop)
+        ".github/workflows/retrain.yml", "gitops/relay.py", "gitops/retrain.py",
+        "tests/alert_loop/", "tests/workflows/act/", "tests/workflows/retrain_walk.py",
+        "tests/workflows/test_act_retrain.py",
         # what the pipeline trains is served: the second dataset's walk ends in a real stack
         "training/", "tests/training/test_training_second_dataset.py",
     ),

@@ -8,8 +8,9 @@ import os
 
 import pytest
 
-# image.builds: the session's model-server image, shared by the image and deployment tests
-pytest_plugins = ["pytester", "image.builds"]
+# image.builds: the session's model-server image, shared by the image and deployment tests;
+# alert_loop.fixtures: the drift alert loop, shared by the Prometheus test and the retrain walk
+pytest_plugins = ["pytester", "image.builds", "alert_loop.fixtures"]
 
 
 def in_ci() -> bool:

@@ -38,10 +38,11 @@ def test_it_keeps_a_skip_a_skip_outside_ci(
 # --- the tiers (mk/tests.mk) ------------------------------------------------------------------
 
 TESTS = Path(__file__).parent
-#: What only root can install or run here: an Nginx + uWSGI stack, podman, the image.
+#: What only root can install or run here: an Nginx + uWSGI stack, podman, the image, the drift
+#: alert loop (tests/alert_loop: a stack, Prometheus and Alertmanager).
 NEEDS_ROOT = re.compile(
     r"\bneed_nginx\(|\bstart_stack\(|\bStack\(|\bstack: Stack\b|\brequire_podman\(|\bpodman\("
-    r"|\brunning_pod\(|\bbuilt_image\b"
+    r"|\brunning_pod\(|\bbuilt_image\b|\bdrift_loop\b"
 )
 E2E_MODULE = re.compile(r"^pytestmark = pytest\.mark\.e2e\b", re.MULTILINE)
 
@@ -78,3 +79,4 @@ def test_the_tier_check_finds_a_stack_in_an_unmarked_module() -> None:
     marked = "@pytest.mark.e2e\n" + source
     assert root_needing_lines(marked) == []
     assert root_needing_lines(marked + "def test_y():\n    start_stack(None)\n") == [6]
+    assert root_needing_lines("def test_z(drift_loop):\n    pass\n") == [1]

@@ -22,7 +22,13 @@ _spec.loader.exec_module(ci_tiers)
     [
         (["docs/serving.md", "README.md"], False, False),
         ([".github/CODEOWNERS"], False, False),
-        ([".github/workflows/retrain.yml"], True, False),
+        ([".github/workflows/pr-guard.yml"], True, False),
+        # the retrain walk runs on the drift alert loop's dispatch: e2e too
+        ([".github/workflows/retrain.yml"], True, True),
+        (["gitops/relay.py"], True, True),
+        (["gitops/promote.py"], True, False),
+        (["tests/alert_loop/fixtures.py"], False, True),
+        (["tests/workflows/test_act_retrain_refusals.py"], True, False),
         (["tests/test_environments.py"], False, False),
         (["training/train.py"], True, True),
         (["tests/training/test_training_units.py"], True, False),

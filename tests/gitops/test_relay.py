@@ -19,7 +19,7 @@ import pytest
 
 from gitops import relay
 from gitops.cli import ToolError
-from tests.workflows.act.github_api import GitHubApi
+from tests.workflows.act.github_api import SENDER, GitHubApi, repository_dispatch_event
 
 RELAY_TOKEN = "relay-token-of-this-test"  # noqa: S105 - a test value, not a secret
 GITHUB_TOKEN = "github-token-of-this-test"  # noqa: S105
@@ -281,3 +281,58 @@ def test_the_command_without_its_configuration_prints_one_line_and_exits_1() -> 
     assert result.stderr.strip().splitlines() == [
         "error: RELAY_TOKEN_FILE is not set: the file holding the token"
     ]
+
+
+# --- the stand-in for GitHub's API itself ---------------------------------------------------
+
+
+def dispatch_to(github: GitHubApi, body: bytes) -> int:
+    """POST BODY to the stand-in's dispatch endpoint of REPOSITORY; the status it answers."""
+    url = f"{github.url}/repos/{REPOSITORY}/dispatches"
+    request = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with _OPENER.open(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_the_github_stand_in_delivers_a_dispatch_as_githubs_repository_dispatch_event(
+    github: GitHubApi,
+) -> None:
+    raw = b'{"event_type": "model-drift", "client_payload": {"alerts": [{"alertname": "A"}]}}'
+    assert dispatch_to(github, raw) == 204
+    [request] = github.received()
+    assert request["raw"] == raw
+    assert json.loads(repository_dispatch_event(request)) == {
+        "action": "model-drift",
+        "branch": "main",
+        "client_payload": {"alerts": [{"alertname": "A"}]},
+        "repository": {
+            "name": "modelops",
+            "full_name": REPOSITORY,
+            "owner": {"login": "acme"},
+            "default_branch": "main",
+        },
+        "sender": SENDER,
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[]",
+        b'{"client_payload": {}}',
+        b'{"event_type": ""}',
+        b'{"event_type": "model-drift", "client_payload": []}',
+        json.dumps({"event_type": "x", "client_payload": dict.fromkeys("abcdefghijk", 1)}).encode(),
+    ],
+    ids=["not-object", "no-event-type", "empty-event-type", "payload-list", "eleven-keys"],
+)
+def test_the_github_stand_in_answers_422_to_a_dispatch_github_refuses_and_delivers_nothing(
+    github: GitHubApi, body: bytes
+) -> None:
+    assert dispatch_to(github, body) == 422
+    [request] = github.received()
+    with pytest.raises(ValueError, match="GitHub delivers no event for this request"):
+        repository_dispatch_event(request)

@@ -108,8 +108,27 @@ def test_a_dispatch_carries_its_alerts_labels_and_psi() -> None:
         ({"client_payload": {"alerts": [{"alertname": "A", "psi": "high"}]}}, "psi must be a"),
         ({"client_payload": {"alerts": [{"alertname": "A" * 201}]}}, "at most 200 characters"),
         ({"client_payload": {"snapshot": 3}}, "snapshot must be a string"),
+        (
+            {"client_payload": {"alert": [{"alertname": "A"}]}},
+            r"^client_payload: unknown field 'alert' \(allowed: alerts, snapshot\)$",
+        ),
+        (
+            {"client_payload": {"alerts": [{"alertname": "A", "features": "mean_radius"}]}},
+            r"^client_payload\.alerts\[0\]: unknown field 'features'"
+            r" \(allowed: alertname, model, namespace, feature, psi\)$",
+        ),
     ],
-    ids=["not-object", "no-kind", "alerts-type", "no-alertname", "psi", "long", "snapshot"],
+    ids=[
+        "not-object",
+        "no-kind",
+        "alerts-type",
+        "no-alertname",
+        "psi",
+        "long",
+        "snapshot",
+        "payload-field",
+        "alert-field",
+    ],
 )
 def test_a_malformed_event_is_refused_naming_the_field(event: Any, message: str) -> None:
     with pytest.raises(ToolError, match=message):

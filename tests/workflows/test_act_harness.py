@@ -94,13 +94,16 @@ def test_the_steps_see_the_gh_stand_in_first_and_none_of_the_callers_github_vari
     assert env["MODELOPS_ACT_ARTIFACTS"] == str(tmp_path / "artifacts")
 
 
-def run_gh(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_gh(
+    tmp_path: Path, *args: str, event: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": "/usr/bin:/bin",
         "MODELOPS_GH_CALLS": str(tmp_path / "calls.jsonl"),
         "MODELOPS_GH_PR_FILES": str(tmp_path / "files"),
         "GH_TOKEN": "t0ken",
         "GITHUB_REPOSITORY": "acme/modelops",
+        **({"GITHUB_EVENT_PATH": str(event)} if event else {}),
     }
     return subprocess.run(
         [str(STANDINS / "bin" / "gh"), *args],
@@ -123,6 +126,15 @@ def test_the_gh_stand_in_answers_pr_diff_from_the_prepared_file_and_records_each
     calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
     assert [call["argv"][:2] for call in calls] == [["pr", "diff"], ["pr", "create"]]
     assert calls[0]["env"] == {"GH_TOKEN": "t0ken", "GITHUB_REPOSITORY": "acme/modelops"}
+    assert calls[0]["event"] is None  # no run's event file
+
+
+def test_the_gh_stand_in_records_the_event_file_of_the_run_as_it_reads(tmp_path: Path) -> None:
+    event = tmp_path / "event.json"
+    event.write_text('{"action": "model-drift",  "client_payload": {}}\n')
+    assert run_gh(tmp_path, "auth", "setup-git", event=event).returncode == 0
+    [call] = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert call["event"] == event.read_text()
 
 
 def test_the_gh_stand_in_fails_a_call_it_has_no_answer_for(tmp_path: Path) -> None:

@@ -1,84 +1,70 @@
-"""retrain.yml, run by act (tests/workflows/act_harness.py) in a sandbox clone with a DVC remote.
+"""retrain.yml, run by act (tests/workflows/act_harness.py) in a sandbox clone with a DVC remote,
+on the repository_dispatch the drift alert loop's relay sent (tests/alert_loop/fixtures.py: real
+Prometheus, Alertmanager and relay; the request as the stand-in for GitHub's API received it,
+wrapped into the event GitHub delivers by that stand-in, tests/workflows/act/github_api.py, and
+nowhere else). The dispatch names no snapshot, so the repository variable RETRAIN_SNAPSHOT does:
+the team's data export, whose rows have the dispatched features moved as the loop's traffic had.
 
-A drift alert's repository_dispatch (event type model-drift) names a new data snapshot: the walk
-checks that the workflow pushes one branch experiment/retrain-<id> to the sandbox's origin holding
-the new DVC data version and a reproduced dvc.lock, pushes that data to the DVC remote, and opens
-a pull request into main (recorded by the gh stand-in) whose body holds the alert, the metrics
-against main and the PSI table of the snapshot against main's model profile; that the same
-snapshot again proposes nothing more; and that a bad request (no snapshot, a missing file, a file
-prepare refuses) fails in one line, pushing nothing. The integration tier: no root.
+The walk checks that the workflow's steps saw that event byte for byte, pushes one branch
+experiment/retrain-<id> to the sandbox's origin holding the new DVC data version and a reproduced
+dvc.lock, pushes that data to the DVC remote, and opens a pull request into main (recorded by the
+gh stand-in) whose body holds exactly the alerts the relay dispatched, the metrics against main
+and the PSI table of the snapshot against main's model profile; that the same dispatch again
+proposes nothing more; and that a dispatch whose shape drifted (a field renamed) fails the run in
+one line. The refusals of bad snapshots are test_act_retrain_refusals.py's (integration tier).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from act_harness import ActRun, Sandbox, run_act
+from act_harness import ActRun, Sandbox
+from alert_loop.fixtures import DriftLoop, features_of
+from retrain_walk import (
+    DATA,
+    SNAPSHOT_STEP,
+    error_lines,
+    events_seen,
+    pr_creations,
+    walk,
+    write_snapshot,
+)
 from workflow_helpers import git, run_tool
 
 from gitops import environments
+from tests.workflows.act.github_api import repository_dispatch_event
 from training import drift
 
-pytestmark = pytest.mark.integration  # act running real git and DVC in a sandbox clone
+# The drift alert loop (Nginx, uWSGI, Prometheus, Alertmanager: root's Debian packages) and act.
+pytestmark = pytest.mark.e2e
 
-WORKFLOW = "retrain.yml"
-SNAPSHOT_STEP = "Take the snapshot as the new data version"
-DATA = "training/data/breast_cancer.csv"
-#: The features the snapshot shifts: only these may drift.
-SHIFTED = {"mean_radius": lambda x: x * 1.4, "mean_texture": lambda x: x + 5.0}
+#: An alert table row of the pull request's body (gitops.retrain.trigger_section).
+ALERT_ROW = re.compile(r"^\| `(\w+)` \| `([^`]*)` \| `([^`]*)` \| `([^`]*)` \| ([0-9.]+) \|$", re.M)
 
 
-def write_snapshot(sandbox: Sandbox, name: str, *, shift: bool = True, label: str = "") -> Path:
-    """A data export as a team's would be: main's raw data, SHIFTED features moved, every 7th row
-    left out; with LABEL, the label of the fifth row replaced (prepare refuses it)."""
-    with (sandbox.work / DATA).open(newline="") as handle:
-        header, *rows = list(csv.reader(handle))
-    out = [header]
-    for number, row in enumerate(rows):
-        if number % 7 == 6:
-            continue
-        cells = dict(zip(header, row, strict=True))
-        for column, move in SHIFTED.items():
-            if shift:
-                cells[column] = repr(move(float(cells[column])))
-        if label and number == 4:
-            cells["diagnosis"] = label
-        out.append([cells[column] for column in header])
-    path = sandbox.root / "exports" / name
-    path.parent.mkdir(exist_ok=True)
-    with path.open("w", newline="") as handle:
-        csv.writer(handle, lineterminator="\n").writerows(out)
-    return path
+@dataclass(frozen=True)
+class Proposed:
+    """The walk on the relay's dispatch: its sandbox, DVC_CONFIG, the request the stand-in
+    received, the event act was given, the snapshot, the run and its gh calls."""
 
+    sandbox: Sandbox
+    dvc_config: str
+    request: dict[str, Any]
+    event: bytes
+    snapshot: Path
+    run: ActRun
+    calls: list[dict[str, Any]]
 
-def dispatch(
-    sandbox: Sandbox, dvc_config: str, payload: dict[str, Any], event: str = "repository_dispatch"
-) -> ActRun:
-    path = sandbox.root / "event.json"
-    path.write_text(json.dumps(payload))
-    return run_act(
-        sandbox, event, workflow=WORKFLOW, payload=path, secrets={"DVC_CONFIG": dvc_config}
-    )
-
-
-def drift_payload(snapshot: Path | None) -> dict[str, Any]:
-    """What the relay sends for one firing ModelInputDrift alert (gitops.retrain dispatch-body)."""
-    payload: dict[str, Any] = {
-        "alerts": [
-            {"alertname": "ModelInputDrift", "model": "diagnosis-classifier",
-             "namespace": "model-dev", "feature": "mean_radius", "psi": 0.4123},
-        ]
-    }  # fmt: skip
-    if snapshot is not None:
-        payload["snapshot"] = str(snapshot)
-    return {"action": "model-drift", "client_payload": payload}
+    @property
+    def branch(self) -> str:
+        return f"experiment/retrain-{md5(self.snapshot)[:8]}"
 
 
 def md5(path: Path) -> str:
@@ -89,32 +75,46 @@ def show(sandbox: Sandbox, ref: str, path: str) -> str:
     return git(sandbox.origin, "show", f"{ref}:{path}")
 
 
-def error_lines(run: ActRun) -> list[str]:
-    """The `error: ...` lines the steps printed, as act shows a step's output."""
-    return re.findall(r"\| (error: .*)", run.output)
-
-
-def pr_creations(sandbox: Sandbox) -> list[dict[str, Any]]:
-    return [call for call in sandbox.calls() if call["argv"][:2] == ["pr", "create"]]
+def alert_rows(body: str) -> set[tuple[str, str, str, str, float]]:
+    """The alerts the pull request's body names: alertname, model, namespace, feature, PSI."""
+    return {(a, m, n, f, float(psi)) for a, m, n, f, psi in ALERT_ROW.findall(body)}
 
 
 @pytest.fixture(scope="module")
-def proposed(retrain_sandbox: tuple[Sandbox, str]) -> tuple[Sandbox, str, ActRun, Path]:
-    """The walk: a drift alert's dispatch naming a shifted snapshot. Its sandbox, DVC_CONFIG, run
-    and snapshot."""
+def proposed(drift_loop: DriftLoop, retrain_sandbox: tuple[Sandbox, str]) -> Proposed:
     sandbox, dvc_config = retrain_sandbox
-    snapshot = write_snapshot(sandbox, "diagnosis-2026-11-28.csv")
-    run = dispatch(sandbox, dvc_config, drift_payload(snapshot))
-    return sandbox, dvc_config, run, snapshot
+    request = drift_loop.requests[-1]
+    features = sorted(features_of(json.loads(request["raw"])))
+    snapshot = write_snapshot(sandbox, "diagnosis-2026-11-28.csv", shift=features)
+    event = drift_loop.event
+    run = walk(sandbox, dvc_config, event, snapshot_variable=str(snapshot))
+    return Proposed(sandbox, dvc_config, request, event, snapshot, run, sandbox.calls())
+
+
+def test_the_walk_runs_on_the_event_github_delivers_for_the_relays_dispatch_byte_for_byte(
+    proposed: Proposed,
+) -> None:
+    assert proposed.run.returncode == 0, proposed.run.output
+    # what act handed the steps ($GITHUB_EVENT_PATH, read by the gh stand-in at each call) is the
+    # stand-in's event of the request it received, byte for byte
+    assert events_seen(proposed.calls) == {proposed.event.decode()}
+    event, sent = json.loads(proposed.event), json.loads(proposed.request["raw"])
+    assert event["action"] == sent["event_type"] == "model-drift"
+    assert event["client_payload"] == sent["client_payload"]
+    assert "snapshot" not in sent["client_payload"]  # the repository variable names it
 
 
 def test_a_drift_alert_pushes_one_experiment_branch_with_the_new_data_version(
-    proposed: tuple[Sandbox, str, ActRun, Path],
+    proposed: Proposed,
 ) -> None:
-    sandbox, _, run, snapshot = proposed
+    sandbox, run, snapshot, branch = (
+        proposed.sandbox,
+        proposed.run,
+        proposed.snapshot,
+        proposed.branch,
+    )
     assert run.returncode == 0, run.output
     version = md5(snapshot)
-    branch = f"experiment/retrain-{version[:8]}"
     assert sandbox.origin_refs("refs/heads/") == ["refs/heads/" + branch, "refs/heads/main"]
     # one commit on main: the .dvc file's new data version and what dvc repro wrote
     main = git(sandbox.origin, "rev-parse", "main").strip()
@@ -131,13 +131,10 @@ def test_a_drift_alert_pushes_one_experiment_branch_with_the_new_data_version(
     assert (sandbox.root / "dvc-remote" / "files" / "md5" / version[:2] / version[2:]).is_file()
 
 
-def test_the_branch_holds_the_pipeline_reproduced_on_the_snapshot(
-    proposed: tuple[Sandbox, str, ActRun, Path],
-) -> None:
-    sandbox, _, run, snapshot = proposed
+def test_the_branch_holds_the_pipeline_reproduced_on_the_snapshot(proposed: Proposed) -> None:
+    sandbox, run, snapshot = proposed.sandbox, proposed.run, proposed.snapshot
     assert run.returncode == 0, run.output
-    branch = f"experiment/retrain-{md5(snapshot)[:8]}"
-    lock = yaml.safe_load(show(sandbox, branch, "training/dvc.lock"))
+    lock = yaml.safe_load(show(sandbox, proposed.branch, "training/dvc.lock"))
     before = yaml.safe_load(show(sandbox, "main", "training/dvc.lock"))
     [data_dep] = [dep for dep in lock["stages"]["prepare"]["deps"] if dep["path"] == DATA]
     assert data_dep["md5"] == md5(snapshot)
@@ -150,19 +147,26 @@ def test_the_branch_holds_the_pipeline_reproduced_on_the_snapshot(
             assert (remote / out["md5"][:2] / out["md5"][2:]).is_file(), out["path"]
 
 
-def test_the_pull_request_carries_the_alert_the_metrics_against_main_and_the_psi_table(
-    proposed: tuple[Sandbox, str, ActRun, Path],
+def test_the_pull_request_names_exactly_the_dispatched_alerts_the_metrics_and_the_psi_table(
+    proposed: Proposed,
 ) -> None:
-    sandbox, _, run, snapshot = proposed
+    sandbox, run, snapshot, branch = (
+        proposed.sandbox,
+        proposed.run,
+        proposed.snapshot,
+        proposed.branch,
+    )
     assert run.returncode == 0, run.output
-    branch = f"experiment/retrain-{md5(snapshot)[:8]}"
-    [call] = pr_creations(sandbox)
+    [call] = pr_creations(proposed.calls)
     assert call["argv"][2:6] == ["--base", "main", "--head", branch]
     body = call["stdin"]
-    assert (
-        "| `ModelInputDrift` | `diagnosis-classifier` | `model-dev` | `mean_radius` | 0.4123 |"
-        in body
-    )
+    # the alerts: exactly those of the relay's dispatch, as the relay sent them
+    sent = json.loads(proposed.request["raw"])["client_payload"]["alerts"]
+    assert alert_rows(body) == {
+        (a["alertname"], a["model"], a["namespace"], a["feature"], round(a["psi"], 4)) for a in sent
+    }
+    dispatched = features_of(json.loads(proposed.request["raw"]))
+    assert {row[3] for row in alert_rows(body)} == dispatched != set()
     # the metrics: main's values against the branch's, from the two metrics.json files
     old = json.loads(show(sandbox, "main", "training/metrics.json"))
     new = json.loads(show(sandbox, branch, "training/metrics.json"))
@@ -174,85 +178,59 @@ def test_the_pull_request_carries_the_alert_the_metrics_against_main_and_the_psi
         assert row, f"no {metric} row in the body"
         assert float(row[1]) == pytest.approx(old[metric], abs=1e-5), metric
         assert float(row[2]) == pytest.approx(new[metric], abs=1e-5), metric
-    # the PSI table: the snapshot against main's profile, exactly as training.drift makes it
+    # the PSI table: the snapshot against main's profile, exactly as training.drift makes it; the
+    # export drifted where the live traffic did
     profile = drift.load_profile(sandbox.work / "training/model/profile.json")
     columns, labels = drift.read_columns(snapshot, [f.name for f in profile.features], "diagnosis")
     expected = drift.drift(profile, columns, labels)
     assert drift.markdown(expected, profile.rows) in body
-    drifted = {f.name for f in expected.features if f.psi >= drift.DRIFT}
-    assert drifted == set(SHIFTED)
+    assert {f.name for f in expected.features if f.psi >= drift.DRIFT} == dispatched
     assert "Nothing is promoted by this pull request" in body
 
 
 def test_the_retrain_branch_is_one_the_pull_request_guard_lets_into_main(
-    proposed: tuple[Sandbox, str, ActRun, Path],
+    proposed: Proposed,
 ) -> None:
-    _, _, run, snapshot = proposed
-    assert run.returncode == 0, run.output
-    branch = f"experiment/retrain-{md5(snapshot)[:8]}"
+    assert proposed.run.returncode == 0, proposed.run.output
     first = environments.load()[0].branch
-    result = run_tool("check_pr_order", branch, first)
-    assert result.stdout.startswith(f"ok: {branch} -> {first}")
+    result = run_tool("check_pr_order", proposed.branch, first)
+    assert result.stdout.startswith(f"ok: {proposed.branch} -> {first}")
 
 
-def test_the_same_snapshot_again_proposes_nothing_more(
-    proposed: tuple[Sandbox, str, ActRun, Path],
-) -> None:
-    sandbox, dvc_config, first, snapshot = proposed
-    assert first.returncode == 0, first.output
+def test_the_same_dispatch_again_proposes_nothing_more(proposed: Proposed) -> None:
+    sandbox = proposed.sandbox
+    assert proposed.run.returncode == 0, proposed.run.output
     refs = sandbox.origin_refs()
-    run = dispatch(sandbox, dvc_config, drift_payload(snapshot))
+    run = walk(
+        sandbox, proposed.dvc_config, proposed.event, snapshot_variable=str(proposed.snapshot)
+    )
     assert run.returncode == 0, run.output
-    assert f"experiment/retrain-{md5(snapshot)[:8]} is proposed already" in run.output
+    assert f"{proposed.branch} is proposed already" in run.output
     assert sandbox.origin_refs() == refs
-    assert pr_creations(sandbox) == []
+    assert pr_creations(sandbox.calls()) == []
 
 
-@pytest.mark.parametrize(
-    ("event", "case", "message"),
-    [
-        (
-            "repository_dispatch",
-            "no-source",
-            "error: no snapshot: give the input snapshot, client_payload.snapshot, or set the"
-            " repository variable RETRAIN_SNAPSHOT (an https:// URL or a path the runner can read)",
-        ),
-        ("workflow_dispatch", "missing-file", "error: the snapshot {path}: no such file"),
-        (
-            "repository_dispatch",
-            "unknown-label",
-            "error: the snapshot {path} fails prepare's check: column 'diagnosis': label"
-            " 'unknown' in line 6 is not in data.classes (benign, malignant)",
-        ),
-        (
-            "workflow_dispatch",
-            "http",
-            "error: the snapshot must be an https:// URL or a path the runner can read,"
-            " not http://",
-        ),
-    ],
-)
-def test_a_bad_snapshot_fails_in_one_line_and_pushes_nothing(
-    retrain_sandbox: tuple[Sandbox, str], event: str, case: str, message: str
+def test_a_dispatch_whose_alert_field_was_renamed_fails_the_walk_in_one_line(
+    drift_loop: DriftLoop, retrain_sandbox: tuple[Sandbox, str]
 ) -> None:
+    """The seam can fail: the relay's dispatch with each alert's ``feature`` sent as
+    ``features`` (a relay whose shape drifted) stops the run at the snapshot step, and the check
+    that the steps saw the relay's event rejects the run."""
     sandbox, dvc_config = retrain_sandbox
+    request = drift_loop.requests[-1]
+    body = json.loads(request["raw"])
+    for alert in body["client_payload"]["alerts"]:
+        alert["features"] = alert.pop("feature")
+    renamed = repository_dispatch_event({**request, "raw": json.dumps(body).encode()})
+    snapshot = write_snapshot(sandbox, "renamed-field.csv", shift=["mean_radius"])
     refs = sandbox.origin_refs()
-    if case == "unknown-label":
-        source = str(write_snapshot(sandbox, "bad-label.csv", label="unknown"))
-    elif case == "missing-file":
-        source = str(sandbox.root / "exports" / "not-exported-yet.csv")
-    elif case == "http":
-        source = "http://exports.example.com/diagnosis.csv"
-    else:
-        source = ""
-    if event == "workflow_dispatch":
-        payload: dict[str, Any] = {"inputs": {"snapshot": source, "reason": "by hand"}}
-    else:
-        payload = drift_payload(Path(source) if source else None)
-    run = dispatch(sandbox, dvc_config, payload, event)
+    run = walk(sandbox, dvc_config, renamed, snapshot_variable=str(snapshot))
     assert run.returncode == 1, run.output
     assert f"❌  Failure - Main {SNAPSHOT_STEP}" in run.output
-    assert error_lines(run) == [message.format(path=source)]
+    assert error_lines(run) == [
+        "error: client_payload.alerts[0]: unknown field 'features'"
+        " (allowed: alertname, model, namespace, feature, psi)"
+    ]
     assert sandbox.origin_refs() == refs
-    assert pr_creations(sandbox) == []
-    assert not run.step_started("dvc add, dvc repro")
+    assert pr_creations(sandbox.calls()) == []
+    assert events_seen(sandbox.calls()) == {renamed.decode()} != {drift_loop.event.decode()}

@@ -1,0 +1,1 @@
+"""The drift alert loop, run once a session for the tests that read it (fixtures.py)."""
