@@ -137,7 +137,7 @@ def test_a_new_heavy_test_module_and_the_paths_it_exercises_need_a_rule(tmp_path
                 import pytest
                 from gitops import newmod
                 from pathlib import Path
-                ROOT = Path(__file__).parents[2]
+                ROOT = Path.cwd()
 
                 @pytest.mark.e2e
                 def test_x():
