@@ -41,7 +41,7 @@ TESTS = Path(__file__).parent
 #: What only root can install or run here: an Nginx + uWSGI stack, podman, the image.
 NEEDS_ROOT = re.compile(
     r"\bneed_nginx\(|\bstart_stack\(|\bStack\(|\bstack: Stack\b|\brequire_podman\(|\bpodman\("
-    r"|\brunning_pod\(|\bbuilt_image\b"
+    r"|\brunning_pod\(|\bbuilt_image\b|\bstack_target\("
 )
 E2E_MODULE = re.compile(r"^pytestmark = pytest\.mark\.e2e\b", re.MULTILINE)
 
@@ -78,3 +78,6 @@ def test_the_tier_check_finds_a_stack_in_an_unmarked_module() -> None:
     marked = "@pytest.mark.e2e\n" + source
     assert root_needing_lines(marked) == []
     assert root_needing_lines(marked + "def test_y():\n    start_stack(None)\n") == [6]
+    # the benchmark's stack (bench/run.py), as test_serving_bench.py once ran it in the quick tier
+    bench = "def test_z(model):\n    with run.stack_target(model) as (url, _):\n        pass\n"
+    assert root_needing_lines(bench) == [2]
