@@ -65,6 +65,27 @@ def uwsgi_binary() -> str:
     return found
 
 
+#: Where Debian's nginx package installs the binary (/usr/sbin): a non-root user's default PATH
+#: lacks these, so the stack looks there after PATH.
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def server_path(path: str | None = None) -> str:
+    """The PATH the stack runs nginx-start.sh with: PATH (default: this process's), then the
+    SBIN directories it lacks. need_nginx in the tests and missing_servers use the same."""
+    dirs = (path if path is not None else os.environ.get("PATH", os.defpath)).split(os.pathsep)
+    return os.pathsep.join([*dirs, *(sbin for sbin in SBIN if sbin not in dirs)])
+
+
+def missing_servers() -> str | None:
+    """Why the stack cannot run Nginx here (one line), or None: nginx and envsubst as the stack
+    finds them (server_path)."""
+    missing = [
+        tool for tool in ("nginx", "envsubst") if shutil.which(tool, path=server_path()) is None
+    ]
+    return f"{'/'.join(missing)} not installed: run `make serving-prereqs`" if missing else None
+
+
 def nginx_environment(port: int, prefix: Path, socket: Path) -> dict[str, str]:
     """What nginx-start.sh reads to run Nginx on 127.0.0.1:PORT, writing under PREFIX, in front
     of the uWSGI SOCKET."""
@@ -130,6 +151,7 @@ class Stack:
         )
         env.update(nginx_environment(self.port, self.run_dir / "nginx", self.socket_path))
         env.update(self.env)
+        env["PATH"] = server_path(env.get("PATH"))  # Nginx where a non-root PATH lacks /usr/sbin
         # the checkout's own serving package, whatever an editable install points at
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [env.get("PYTHONPATH"), str(PACKAGE_ROOT)])

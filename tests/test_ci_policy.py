@@ -42,7 +42,7 @@ TESTS = Path(__file__).parent
 #: alert loop (tests/alert_loop: a stack, Prometheus and Alertmanager).
 NEEDS_ROOT = re.compile(
     r"\bneed_nginx\(|\bstart_stack\(|\bStack\(|\bstack: Stack\b|\brequire_podman\(|\bpodman\("
-    r"|\brunning_pod\(|\bbuilt_image\b|\bdrift_loop\b"
+    r"|\brunning_pod\(|\bbuilt_image\b|\bdrift_loop\b|\bstack_target\("
 )
 E2E_MODULE = re.compile(r"^pytestmark = pytest\.mark\.e2e\b", re.MULTILINE)
 
@@ -80,3 +80,6 @@ def test_the_tier_check_finds_a_stack_in_an_unmarked_module() -> None:
     assert root_needing_lines(marked) == []
     assert root_needing_lines(marked + "def test_y():\n    start_stack(None)\n") == [6]
     assert root_needing_lines("def test_z(drift_loop):\n    pass\n") == [1]
+    # the benchmark's stack (bench/run.py), as test_serving_bench.py once ran it in the quick tier
+    bench = "def test_z(model):\n    with run.stack_target(model) as (url, _):\n        pass\n"
+    assert root_needing_lines(bench) == [2]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 from serving_testkit import LOADING_MARKER, TinyModel, build_model  # noqa: E402
 
-from devstack.stack import Stack  # noqa: E402
+from devstack.stack import Stack, missing_servers  # noqa: E402
 from serving import readiness  # noqa: E402
 from serving.app import create_app  # noqa: E402
 
@@ -35,8 +34,10 @@ PROVENANCE = {
 
 
 def need_nginx() -> None:
-    if shutil.which("nginx") is None or shutil.which("envsubst") is None:
-        pytest.skip("nginx/envsubst not installed: run `make serving-prereqs`")
+    """Skip where the stack cannot run Nginx: nginx and envsubst found as the stack finds them."""
+    missing = missing_servers()
+    if missing is not None:
+        pytest.skip(missing)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from typing import Any
 import joblib  # type: ignore[import-untyped]
 import numpy as np
 import pytest
+from conftest import need_nginx
 
 import modelcard
 from bench import models, run
@@ -49,9 +50,11 @@ def test_every_family_is_written_as_an_onnx_artifact_and_a_pickle_that_agree(
     assert boosting.max_iter == 100 and boosting.n_iter_ == 100
 
 
+@pytest.mark.e2e  # a real Nginx + uWSGI stack
 def test_the_reference_answers_one_row_as_the_stack_does_for_every_family(
     built: dict[str, models.BenchModel],
 ) -> None:
+    need_nginx()
     body = run.workloads(built["logistic_regression"].features)["predict-1"].body
     with tempfile.TemporaryDirectory() as tmp:
         for family, model in built.items():
@@ -68,9 +71,11 @@ def test_the_reference_answers_one_row_as_the_stack_does_for_every_family(
                 np.testing.assert_allclose(answer["probabilities"], expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.e2e  # a real Nginx + uWSGI stack
 def test_a_short_partial_run_measures_its_cells_and_writes_only_its_own_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    need_nginx()
     out = tmp_path / "out"
     cells = "logistic_regression/stack:predict-1,floor:pipeline-constant-1"
     assert run.main(["--out", str(out), "--duration", "1", "--only", cells]) == 0
@@ -251,9 +256,11 @@ def test_the_cost_of_the_drift_signals_is_the_stack_on_against_off_in_the_same_r
     assert "| predict-1 | 16 | 120 | 100 | 20 | 4000 | 5000 | 0.80 |" in run.markdown(report)
 
 
+@pytest.mark.e2e  # a real Nginx + uWSGI stack
 def test_a_partial_run_of_the_cost_cells_measures_the_stack_with_the_signals_on_and_off(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    need_nginx()
     out = tmp_path / "out"
     family = run.COST_FAMILY
     cells = f"{family}/stack:predict-1,{family}/{run.MONITORING_OFF}:predict-1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import time
@@ -15,9 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from conftest import start_stack
+from conftest import PROVENANCE, start_stack
 from serving_testkit import HANG_SENTINEL, MODEL_NAME, HangingModel, TinyModel, build_model
 
+from devstack import stack as stack_module
 from devstack.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -307,3 +309,24 @@ def test_a_request_id_nginx_cannot_write_into_json_is_replaced_by_its_own(stack:
     assert re.fullmatch(r"[0-9a-f]{32}", body["request_id"])
     response = requests.put(f"{stack.url}/predict", headers={"X-Request-ID": "a-1.b"}, timeout=5)
     assert assert_error(response, 405)["request_id"] == "a-1.b"
+
+
+def test_a_stack_finds_nginx_in_sbin_with_a_path_that_lacks_it(
+    tiny_model: TinyModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-root user's default PATH has no /usr/sbin, where Debian installs nginx: the stack
+    looks there after PATH (devstack.stack.server_path), as need_nginx does."""
+    path = os.environ["PATH"].split(os.pathsep)
+    monkeypatch.setenv("PATH", os.pathsep.join(d for d in path if d not in stack_module.SBIN))
+    # the defect's premise: Debian's nginx (make serving-prereqs) is only in an sbin directory
+    assert shutil.which("nginx") is None, "nginx outside sbin: this PATH does not lack it"
+    assert stack_module.missing_servers() is None
+    with Stack(tiny_model.directory, env=PROVENANCE) as running:
+        assert requests.get(running.url + "/v2/health/ready", timeout=5).status_code == 200
+
+
+def test_server_path_appends_only_the_sbin_directories_path_lacks() -> None:
+    assert stack_module.server_path("/a:/usr/sbin") == "/a:/usr/sbin:/usr/local/sbin:/sbin"
+    assert stack_module.server_path("/usr/local/sbin:/usr/sbin:/sbin") == (
+        "/usr/local/sbin:/usr/sbin:/sbin"
+    )

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import yaml
 from training_helpers import clone, make_origin, png_size, repro, run, stages_run
 
 import modelcard
-from devstack.stack import Stack
+from devstack.stack import Stack, missing_servers
 
 pytestmark = pytest.mark.e2e  # a real Nginx + uWSGI stack (and real git, DVC and GTO)
 
@@ -146,8 +145,9 @@ def test_gto_registers_the_artifact_named_in_params(wine: Wine) -> None:
 
 @pytest.fixture(scope="module")
 def stack(wine: Wine) -> Iterator[Stack]:
-    if shutil.which("nginx") is None or shutil.which("envsubst") is None:
-        pytest.skip("nginx/envsubst not installed: run `make serving-prereqs`")
+    missing = missing_servers()  # Nginx as the stack finds it, like tests/serving's need_nginx
+    if missing is not None:
+        pytest.skip(missing)
     env = {
         "MODELOPS_MODEL_NAME": NAME,
         "MODELOPS_MODEL_VERSION": "v0.0.1",
