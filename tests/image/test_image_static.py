@@ -40,7 +40,7 @@ def test_dockerfiles_are_hadolint_clean(dockerfile: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_the_base_images_are_pinned_once_as_from_lines_dependabot_reads() -> None:
+def test_the_base_images_are_pinned_by_tag_and_digest_once_as_from_lines_dependabot_reads() -> None:
     text = (ROOT / "serving" / "Dockerfile").read_text()
     # No default of its own: images/base-images.sh passes the one image it resolves.
     assert re.search(r"^ARG PYTHON_IMAGE$", text, re.M)
@@ -49,8 +49,8 @@ def test_the_base_images_are_pinned_once_as_from_lines_dependabot_reads() -> Non
     assert [u["directory"] for u in docker] == ["/images/upstream"]
     for key in ("PYTHON_IMAGE", "NGINX_IMAGE"):
         name = upstream(key)
-        # exact version tag (no floating "latest"/"3.11"), a digest only if it is a real one
-        assert re.fullmatch(r"[a-z0-9/-]+:\d+\.\d+\.\d+[a-z0-9.-]*(@sha256:[0-9a-f]{64})?", name)
+        # exact version tag (no floating "latest"/"3.11") and the digest it was pinned at
+        assert re.fullmatch(r"[a-z0-9/-]+:\d+\.\d+\.\d+[a-z0-9.-]*@sha256:[0-9a-f]{64}", name), name
 
 
 def test_every_stage_starts_from_a_build_arg_or_an_earlier_stage() -> None:
