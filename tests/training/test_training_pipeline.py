@@ -298,7 +298,7 @@ def test_a_missing_key_fails_the_stage_with_one_line_naming_the_key(repo: Path) 
             None,
             "train.logistic_regression.max_iter is missing",
         ),
-        ("train", "train.estimator", "svm", "train.estimator must be one of logistic_regression"),
+        ("train", "train.estimator", "svm", "train.estimator must be one of hist_gradient"),
         ("train", "train.random_forest.n_jobs", 2, "train.random_forest.n_jobs is not a known"),
         (
             "prepare",
