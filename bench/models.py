@@ -12,62 +12,42 @@ split, as the training pipeline splits) and writes, under ``<work>/<family>/``:
   (``bench.fastapi_app``) serves with ``predict_proba``.
 
 The models are built here, not read from the training pipeline's output, so that the benchmark
-runs every family in one run, whatever ``params.yaml`` chose, and does not depend on where the
-pipeline keeps its files. The hyper-parameters are fixed (:data:`FAMILIES`), and so is every
-random state: the same data and the same models on every run.
+runs every family in one run, whatever ``train.estimator`` chose, and does not depend on where
+the pipeline keeps its files. The families are training's registry (training/families/, in its
+order: :data:`FAMILIES`), each built by its own ``pipeline`` from its section of
+training/params.yaml (``train.<family>``, whose random states are fixed): the same data and the
+same models on every run, the pipelines training would fit.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import joblib  # type: ignore[import-untyped]
 
+from training import families
+from training.params import load_hyper
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Where each family's hyper-parameters come from (its ``train.<family>`` section).
+PARAMS = ROOT / "training" / "params.yaml"
 MODEL_NAME = "diagnosis-classifier"
 #: scikit-learn's target: 0 = malignant, 1 = benign; predict_proba columns follow classes_.
 CLASS_NAMES = ["malignant", "benign"]
 SEED = 42
 SERVED_DIR = "served"
 REFERENCE_FILE = "reference.pkl"
+#: The families, in the order the benchmark runs them: the registry's.
+FAMILIES: tuple[str, ...] = families.names()
 
 
-def _logistic_regression() -> Any:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return Pipeline(
-        [("scale", StandardScaler()), ("classify", LogisticRegression(C=1.0, max_iter=1000))]
-    )
-
-
-def _random_forest() -> Any:
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.pipeline import Pipeline
-
-    forest = RandomForestClassifier(n_estimators=100, random_state=SEED, n_jobs=1)
-    return Pipeline([("classify", forest)])
-
-
-def _hist_gradient_boosting() -> Any:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.pipeline import Pipeline
-
-    boosting = HistGradientBoostingClassifier(max_iter=100, early_stopping=False, random_state=SEED)
-    return Pipeline([("classify", boosting)])
-
-
-#: The families, in the order the benchmark runs them, with the untrained pipeline of each (the
-#: shapes training/train.py builds: a scaler only before the linear model).
-FAMILIES: dict[str, Callable[[], Any]] = {
-    "logistic_regression": _logistic_regression,
-    "random_forest": _random_forest,
-    "hist_gradient_boosting": _hist_gradient_boosting,
-}
+def pipeline(family: str) -> Any:
+    """The untrained pipeline of ``family``, as training/train.py builds it from params.yaml;
+    KeyError for a family not registered, ParamsError when its section is missing or invalid."""
+    return families.get(family).pipeline(load_hyper(PARAMS, family))
 
 
 @dataclass(frozen=True)
@@ -101,18 +81,18 @@ def dataset() -> tuple[list[str], Any, Any, Any, Any]:
 
 def build(family: str, work: Path) -> BenchModel:
     """Fit ``family`` and write its served artifact and its reference pickle under
-    ``work/<family>``; raises KeyError for a family not in :data:`FAMILIES`, and training's
+    ``work/<family>``; raises KeyError for a family not registered, and training's
     ConversionError when the export cannot prove the graph equal to the pipeline."""
     from training.export import write_artifact
 
-    pipeline = FAMILIES[family]()
+    model = pipeline(family)
     features, x_train, x_test, y_train, _ = dataset()
-    pipeline.fit(x_train, y_train)
+    model.fit(x_train, y_train)
     directory = work / family
     served = directory / SERVED_DIR
     served.mkdir(parents=True, exist_ok=True)
     files = write_artifact(
-        pipeline,
+        model,
         CLASS_NAMES,
         x_train,
         x_test,
@@ -128,7 +108,7 @@ def build(family: str, work: Path) -> BenchModel:
         },
     )
     reference = directory / REFERENCE_FILE
-    joblib.dump(pipeline, reference)
+    joblib.dump(model, reference)
     return BenchModel(
         family,
         served,

@@ -35,6 +35,10 @@ train: dvc-remote training-data ## run the training pipeline (dvc repro) and pus
 	dvc push -q
 	dvc metrics show --md
 
+.PHONY: families-doc
+families-doc: venv ## rewrite the estimator families' table in docs/training.md from training/families/
+	python -m training.familydocs
+
 .PHONY: report
 report: venv ## write the PR report (params/metrics diff vs REPORT_BASE, PNG plots) to REPORT_DIR
 	python -m training.report --base "$(REPORT_BASE)" --out "$(REPORT_DIR)" \

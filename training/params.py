@@ -4,7 +4,9 @@ Each stage reads only the sections it needs at start-up. A missing key, an unkno
 of the wrong type raises :class:`ParamsError` whose message is one line naming the key, e.g.
 ``training/params.yaml: train.logistic_regression.C must be a number, got 'abc'``. Callers: the
 stage scripts (prepare, train, evaluate), training.demo and training.report (the artifact and the
-estimator), gitops.gates (the thresholds and the promotion tolerance).
+estimator), gitops.gates (the thresholds and the promotion tolerance), bench.models (every
+family's section). The ``train`` section's keys and checks are the estimator families' own
+(training/families/): each family's schema reads its section through :class:`Section`.
 """
 
 from __future__ import annotations
@@ -19,10 +21,6 @@ import yaml
 
 #: Metrics evaluate computes; each may carry a threshold in ``evaluate.thresholds``.
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc")
-#: Deterministic solvers only: the pipeline must reproduce dvc.lock byte for byte.
-SOLVERS = ("lbfgs", "newton-cg", "newton-cholesky")
-#: The estimators ``train.estimator`` chooses between (each has a section of that name in train).
-ESTIMATORS = ("logistic_regression", "random_forest", "hist_gradient_boosting")
 #: The feature types a dataset may declare (what the model card and the server know).
 FEATURE_TYPES = ("float64", "int64")
 #: A GTO artifact name that is also a Kubernetes label value and a URL path segment.
@@ -133,8 +131,9 @@ def load_section(path: Path, section: str) -> dict[str, Any]:
     return value
 
 
-class _Section:
-    """Reads typed keys from one section and names the full key in every error."""
+class Section:
+    """Reads typed keys from one section and names the full key in every error (also what the
+    families' hyper-parameter kinds read through, training/families/_family.py)."""
 
     def __init__(self, path: Path, name: str, values: dict[str, Any]) -> None:
         self.file = str(path)
@@ -217,15 +216,15 @@ class _Section:
             raise self._fail(key, f"must list at least {minimum}, got {len(found)}")
         return tuple(found)
 
-    def mapping(self, key: str) -> _Section:
+    def mapping(self, key: str) -> Section:
         value = self._get(key)
         if not isinstance(value, dict):
             raise self._fail(key, f"must be a mapping, got {value!r}")
-        return _Section(Path(self.file), f"{self.name}.{key}", value)
+        return Section(Path(self.file), f"{self.name}.{key}", value)
 
 
-def _section(path: Path, name: str) -> _Section:
-    return _Section(path, name, load_section(path, name))
+def _section(path: Path, name: str) -> Section:
+    return Section(path, name, load_section(path, name))
 
 
 def load_data(path: Path) -> DataParams:
@@ -295,68 +294,32 @@ def load_prepare(path: Path) -> PrepareParams:
     )
 
 
-def _logistic_regression(s: _Section) -> dict[str, Any]:
-    s.no_other_keys("C", "max_iter", "tol", "solver", "fit_intercept")
-    return {
-        "C": s.number("C", low=0),
-        "max_iter": s.integer("max_iter", minimum=1),
-        "tol": s.number("tol", low=0),
-        "solver": s.choice("solver", SOLVERS),
-        "fit_intercept": s.boolean("fit_intercept"),
-    }
-
-
-def _random_forest(s: _Section) -> dict[str, Any]:
-    s.no_other_keys(
-        "n_estimators", "max_depth", "min_samples_leaf", "max_features", "bootstrap",
-        "random_state",
-    )  # fmt: skip
-    return {
-        "n_estimators": s.integer("n_estimators", minimum=1),
-        "max_depth": s.optional_integer("max_depth", minimum=1),
-        "min_samples_leaf": s.integer("min_samples_leaf", minimum=1),
-        "max_features": s.choice("max_features", ("sqrt", "log2")),
-        "bootstrap": s.boolean("bootstrap"),
-        "random_state": s.integer("random_state", minimum=0),
-    }
-
-
-def _hist_gradient_boosting(s: _Section) -> dict[str, Any]:
-    s.no_other_keys(
-        "max_iter", "learning_rate", "max_leaf_nodes", "max_depth", "min_samples_leaf",
-        "l2_regularization", "early_stopping", "random_state",
-    )  # fmt: skip
-    return {
-        "max_iter": s.integer("max_iter", minimum=1),
-        "learning_rate": s.number("learning_rate", low=0),
-        "max_leaf_nodes": s.optional_integer("max_leaf_nodes", minimum=2),
-        "max_depth": s.optional_integer("max_depth", minimum=1),
-        "min_samples_leaf": s.integer("min_samples_leaf", minimum=1),
-        "l2_regularization": s.number("l2_regularization", low=0, closed=True),
-        "early_stopping": s.boolean("early_stopping"),
-        "random_state": s.integer("random_state", minimum=0),
-    }
-
-
-_HYPER = {
-    "logistic_regression": _logistic_regression,
-    "random_forest": _random_forest,
-    "hist_gradient_boosting": _hist_gradient_boosting,
-}
-
-
 def load_train(path: Path) -> TrainParams:
-    """``train.estimator`` and the hyper-parameters of every estimator's section (all of them are
-    checked, so a typo in a section not chosen today is caught before it is chosen)."""
+    """``train.estimator`` (a registered family, training/families/) and the hyper-parameters of
+    every family's section (all of them are checked, by the family's own schema, so a typo in a
+    section not chosen today is caught before it is chosen)."""
+    from training import families  # here, not at the top: the stage runner imports this module
+    # before it pins the numeric libraries, and the families import numpy
+
+    known = families.names()
     s = _section(path, "train")
-    s.no_other_keys("estimator", *ESTIMATORS)
-    estimator = s.choice("estimator", ESTIMATORS)
-    hyper = {name: _HYPER[name](s.mapping(name)) for name in ESTIMATORS if name in s.values}
+    s.no_other_keys("estimator", *known)
+    estimator = s.choice("estimator", known)
+    hyper = {name: families.get(name).read(s.mapping(name)) for name in known if name in s.values}
     if estimator not in hyper:
         raise s._fail(
             estimator, f"is missing (the hyper-parameters of train.estimator {estimator})"
         )
     return TrainParams(estimator=estimator, hyper=hyper[estimator])
+
+
+def load_hyper(path: Path, family: str) -> dict[str, Any]:
+    """The checked hyper-parameters of ``train.<family>``, whichever family ``train.estimator``
+    chooses (the benchmark builds every family from its section); ParamsError naming the key."""
+    from training import families
+
+    s = _section(path, "train")
+    return families.get(family).read(s.mapping(family))
 
 
 def load_evaluate(path: Path) -> EvaluateParams:

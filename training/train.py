@@ -3,12 +3,11 @@
     python -m training train --params training/params.yaml --data training/data/train.csv \
         --model training/model/model.pkl
 
-``train.estimator`` is ``logistic_regression`` (StandardScaler, then LogisticRegression),
-``random_forest`` or ``hist_gradient_boosting`` (trees: no scaler); every hyper-parameter comes
-from the section of ``train`` named after it. What is not a hyper-parameter is fixed here for
-reproducibility: one job (a forest's trees are built in order), and the random_state of each
-section. The fitted scikit-learn Pipeline is written with joblib; evaluate later scores it and
-writes its model card.
+``train.estimator`` names a registered estimator family (training/families/: one module each);
+every hyper-parameter comes from the section of ``train`` named after it, and the family builds
+the pipeline from them. What is not a hyper-parameter is fixed by the family for reproducibility
+(a forest's one job; the random_state of each section). The fitted scikit-learn Pipeline is
+written with joblib; evaluate later scores it and export writes its ONNX graph and card.
 """
 
 from __future__ import annotations
@@ -18,26 +17,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import joblib  # type: ignore[import-untyped]  # no stubs; not in pyproject overrides
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
+from training import families
 from training.dataset import read_split
 from training.errors import run_stage
 from training.params import TrainParams, load_data, load_train
 
 
 def build_pipeline(params: TrainParams) -> Pipeline:
-    """The untrained model: a Pipeline whose last step, ``classify``, is the estimator."""
-    hyper = params.hyper
-    if params.estimator == "logistic_regression":
-        return Pipeline([("scale", StandardScaler()), ("classify", LogisticRegression(**hyper))])
-    if params.estimator == "random_forest":
-        return Pipeline([("classify", RandomForestClassifier(**hyper, n_jobs=1))])
-    if params.estimator == "hist_gradient_boosting":
-        return Pipeline([("classify", HistGradientBoostingClassifier(**hyper))])
-    raise ValueError(f"unknown estimator {params.estimator!r}")  # params.py lets none through
+    """The untrained model: the chosen family's Pipeline, whose last step is the estimator."""
+    return families.get(params.estimator).pipeline(params.hyper)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

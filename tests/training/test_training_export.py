@@ -1,5 +1,6 @@
-"""The export: the ONNX graph of each estimator family, the proof that it answers as the
-pipeline does, and what happens to a model it cannot convert."""
+"""The export: the ONNX graph of each registered estimator family (its own pipeline, from its
+params.yaml section), the proof that it answers as the pipeline does, and what happens to a model
+it cannot convert."""
 
 from __future__ import annotations
 
@@ -12,29 +13,28 @@ import onnx
 import pytest
 from onnx import numpy_helper
 from sklearn.datasets import load_breast_cancer, load_wine
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.preprocessing import MinMaxScaler
+from training_helpers import ROOT
 
 import modelcard
+from training import families
 from training.export import served_files
+from training.params import load_hyper
 from training.portable import ConversionError, generated_rows, prove, to_onnx
 
-FAMILIES = {
-    "logistic_regression": lambda: Pipeline(
-        [("scale", StandardScaler()), ("classify", LogisticRegression(max_iter=1000))]
-    ),
-    "random_forest": lambda: RandomForestClassifier(n_estimators=30, random_state=0, n_jobs=1),
-    "hist_gradient_boosting": lambda: HistGradientBoostingClassifier(max_iter=30, random_state=0),
-}
+PARAMS = ROOT / "training/params.yaml"
+#: Fewer trees than the committed sections, to keep the proof's tests quick (same graphs, smaller).
+QUICK = {"random_forest": {"n_estimators": 30}, "hist_gradient_boosting": {"max_iter": 30}}
 
 
 def fitted(family: str, dataset: Any) -> tuple[Any, np.ndarray, list[str]]:
     bunch = dataset()
     labels = np.array(bunch.target_names)[bunch.target]
-    model = FAMILIES[family]().fit(bunch.data, labels)
+    hyper = {**load_hyper(PARAMS, family), **QUICK.get(family, {})}
+    model = families.get(family).pipeline(hyper).fit(bunch.data, labels)
     return (
         model,
         np.ascontiguousarray(bunch.data, dtype=np.float64),
@@ -43,7 +43,7 @@ def fitted(family: str, dataset: Any) -> tuple[Any, np.ndarray, list[str]]:
 
 
 @pytest.mark.parametrize("dataset", [load_breast_cancer, load_wine], ids=["binary", "3 classes"])
-@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("family", families.names())
 def test_every_family_exports_a_graph_proven_on_10000_generated_rows(
     tmp_path: Path, family: str, dataset: Any
 ) -> None:

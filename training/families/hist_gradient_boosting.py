@@ -1,0 +1,82 @@
+"""The boosting family: ``HistGradientBoostingClassifier`` alone (no scaler).
+
+Its graph compares float64 rows with float64 thresholds (the model never casts), sends NaN where
+the model learnt to, sums every iteration's trees (``ai.onnx.ml.TreeEnsemble``), adds the baseline
+and applies the loss's link: sigmoid for two classes (stacked as ``[1 - p, p]``), softmax for
+more. A model with categorical features is refused. Its threads are the one OpenMP thread the
+stage runner pins (training/numerics.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from onnx import helper
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.pipeline import Pipeline
+
+from training.families import Boolean, Family, Integer, Number, register
+from training.graph import OUTPUT, ConversionError, Ensemble, Graph, Tree, two_columns
+
+
+def pipeline(hyper: Mapping[str, Any]) -> Pipeline:
+    return Pipeline([("classify", HistGradientBoostingClassifier(**hyper))])
+
+
+def to_onnx(model: HistGradientBoostingClassifier, g: Graph, current: str) -> None:
+    """Baseline plus every iteration's trees, then the loss's link: sigmoid or softmax."""
+    categorical = getattr(model, "is_categorical_", None)
+    if categorical is not None and bool(np.any(categorical)):
+        raise ConversionError(
+            "cannot convert a HistGradientBoostingClassifier with categorical features"
+        )
+    ensemble = Ensemble()
+    per_iteration = int(model.n_trees_per_iteration_)
+    for iteration in model._predictors:
+        for target, predictor in enumerate(iteration):
+            tree = predictor.nodes
+            ensemble.add(
+                Tree(
+                    left=tree["left"],
+                    right=tree["right"],
+                    feature=tree["feature_idx"],
+                    threshold=tree["num_threshold"],
+                    missing_left=np.asarray(tree["missing_go_to_left"], dtype=bool),
+                    is_leaf=np.asarray(tree["is_leaf"], dtype=bool),
+                    leaf_value=tree["value"],
+                    target=target,
+                )
+            )
+    summed, raw = g.name(), g.name()
+    g.nodes.append(ensemble.node(current, summed, per_iteration))
+    baseline = np.asarray(model._baseline_prediction, dtype=np.float64).reshape(1, per_iteration)
+    g.nodes.append(helper.make_node("Add", [summed, g.constant(baseline)], [raw]))
+    if per_iteration == 1:
+        positive = g.name()
+        g.nodes.append(helper.make_node("Sigmoid", [raw], [positive]))
+        two_columns(positive, g)
+    else:
+        g.nodes.append(helper.make_node("Softmax", [raw], [OUTPUT], axis=1))
+
+
+FAMILY = register(
+    Family(
+        name="hist_gradient_boosting",
+        summary="`HistGradientBoostingClassifier` (no scaler)",
+        params=(
+            Integer("max_iter", note="boosting rounds", minimum=1),
+            Number("learning_rate", low=0),
+            Integer("max_leaf_nodes", minimum=2, optional=True),
+            Integer("max_depth", minimum=1, optional=True),
+            Integer("min_samples_leaf", minimum=1),
+            Number("l2_regularization", low=0, closed=True),
+            Boolean("early_stopping", note="`true` holds out part of the train split"),
+            Integer("random_state", minimum=0),
+        ),
+        pipeline=pipeline,
+        estimators=(HistGradientBoostingClassifier,),
+        to_onnx=to_onnx,
+    )
+)
