@@ -388,7 +388,7 @@ def test_a_client_that_stalls_is_cut_off_after_the_client_timeout_with_no_answer
     request_id = f"stalled-{kind}-{time.monotonic_ns()}"
     answer, elapsed = _timed_exchange(short_timeouts, _stalled(kind, request_id))
     assert answer == b""
-    assert CLIENT_TIMEOUT <= elapsed < CLIENT_TIMEOUT + 10, elapsed
+    assert CLIENT_TIMEOUT <= elapsed < CLIENT_TIMEOUT + 5, elapsed  # not the 10 s default
     assert _nginx_status(short_timeouts, request_id) == 408
 
 
@@ -400,7 +400,7 @@ def test_a_connection_that_never_sends_is_closed_after_the_header_timeout_unlogg
     lines = short_timeouts.nginx_log.read_text().count("\n")
     answer, elapsed = _timed_exchange(short_timeouts, b"")
     assert answer == b""
-    assert CLIENT_TIMEOUT <= elapsed < CLIENT_TIMEOUT + 10, elapsed
+    assert CLIENT_TIMEOUT <= elapsed < CLIENT_TIMEOUT + 5, elapsed  # not the 10 s default
     time.sleep(0.2)
     assert short_timeouts.nginx_log.read_text().count("\n") == lines
 
