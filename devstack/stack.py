@@ -179,7 +179,12 @@ class Stack:
         if self.port == 0:
             self.port = free_port()
         env = self._environment()
-        with self.uwsgi_log.open("wb") as log:
+        # Append mode (O_APPEND): Nginx opens its access log, /dev/stdout, anew, so two file
+        # descriptions share the file; without it, every line Nginx writes to stderr (the
+        # original one) overwrites access-log lines from that one's stale offset.
+        for log_file in (self.uwsgi_log, self.nginx_log):
+            log_file.write_bytes(b"")
+        with self.uwsgi_log.open("ab") as log:
             self.uwsgi = subprocess.Popen(
                 [uwsgi_binary(), "--ini", str(UWSGI_INI)],
                 env=env,
@@ -188,7 +193,7 @@ class Stack:
                 start_new_session=True,  # Ctrl-C reaches only the runner, which stops gracefully
                 preexec_fn=_die_with_parent,
             )
-        with self.nginx_log.open("wb") as log:
+        with self.nginx_log.open("ab") as log:
             self.nginx = subprocess.Popen(
                 ["sh", str(NGINX_START)],
                 env=env,

@@ -30,10 +30,12 @@ demo-serving: serving-prereqs ## start the stack on the demo model, send a sampl
 test-serving: serving-prereqs ## the serving tests only
 	pytest tests/serving -q
 
-# The fuzz run: every generator of tests/serving/test_serving_fuzz.py (schemathesis from
-# serving/openapi.json, any request to every endpoint, mutated rows and tensors) with FUZZ_EXAMPLES
-# generated requests each (per endpoint for the endpoint generator), against a real stack; fails
-# on any 5xx or on an error without the JSON shape. The default test run uses 40 per generator.
+# The deeper, shrinking fuzz run: every generator of tests/serving/test_serving_fuzz.py
+# (schemathesis from serving/openapi.json, any request to every endpoint, mutated rows and
+# tensors) with FUZZ_EXAMPLES generated requests each (per endpoint for the endpoint generator),
+# against a real stack; fails on any 5xx or on an error without the JSON shape. About 67 minutes
+# at 10,000. `make test` (and CI) runs it with 40 per generator, and the seeded 10,000 requests
+# per body endpoint of tests/serving/test_serving_fuzz_at_scale.py (docs/serving.md#fuzzing).
 FUZZ_EXAMPLES ?= 10000
 
 .PHONY: fuzz

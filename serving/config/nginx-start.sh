@@ -11,15 +11,20 @@
 #                            the endpoints to drop the pod, stop gracefully (SIGQUIT: in-flight
 #                            requests finish), wait for Nginx to exit
 # Environment: NGINX_LISTEN (8080), MODELOPS_SOCKET (/run/modelops/uwsgi.sock),
-# NGINX_PREFIX (/tmp/nginx/), NGINX_STOP_DELAY (5), NGINX_GLOBALS (extra main-context directives).
+# NGINX_PREFIX (/tmp/nginx/), NGINX_STOP_DELAY (5), NGINX_GLOBALS (extra main-context directives),
+# NGINX_CLIENT_TIMEOUT (10s: client_header_timeout, client_body_timeout) and NGINX_UWSGI_TIMEOUT
+# (30s: uwsgi_send_timeout, uwsgi_read_timeout), Nginx time values; the pod sets neither, the
+# tests shorten them.
 set -eu
 : "${NGINX_LISTEN:=8080}"
 : "${MODELOPS_SOCKET:=/run/modelops/uwsgi.sock}"
 : "${NGINX_PREFIX:=/tmp/nginx/}"
 : "${NGINX_STOP_DELAY:=5}"
 : "${NGINX_GLOBALS:=}"
+: "${NGINX_CLIENT_TIMEOUT:=10s}"
+: "${NGINX_UWSGI_TIMEOUT:=30s}"
 NGINX_PREFIX="${NGINX_PREFIX%/}/"
-export NGINX_LISTEN MODELOPS_SOCKET NGINX_PREFIX
+export NGINX_LISTEN MODELOPS_SOCKET NGINX_PREFIX NGINX_CLIENT_TIMEOUT NGINX_UWSGI_TIMEOUT
 prefix="$NGINX_PREFIX"
 conf="${prefix}nginx.conf"
 lock="$(dirname "$MODELOPS_SOCKET")/nginx.lock"
@@ -44,7 +49,7 @@ run)
         exit 1
     fi
     # shellcheck disable=SC2016 # the variable list is for envsubst, not the shell
-    envsubst '${NGINX_LISTEN} ${MODELOPS_SOCKET} ${NGINX_PREFIX}' \
+    envsubst '${NGINX_LISTEN} ${MODELOPS_SOCKET} ${NGINX_PREFIX} ${NGINX_CLIENT_TIMEOUT} ${NGINX_UWSGI_TIMEOUT}' \
         <"$(dirname "$0")/nginx.conf.template" >"$conf"
     exec nginx -p "$prefix" -e stderr -c "$conf" -g "daemon off; $NGINX_GLOBALS"
     ;;

@@ -79,7 +79,7 @@ class RecordsDecoder:
         """The rows of a well-formed records body, or None: let the careful path look at it."""
         try:
             decoded = self._decoder.decode(raw)
-        except msgspec.MsgspecError:
+        except (msgspec.MsgspecError, UnicodeDecodeError):  # a key not UTF-8: msgspec's own error
             return None
         rows: list[Any] = decoded.instances  # type: ignore[attr-defined]
         return rows

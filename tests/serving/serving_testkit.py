@@ -139,3 +139,16 @@ class HangingModel(SlowModel):
 
             time.sleep(HANG_SECONDS)
         return super().predict_proba(x)
+
+
+# A model that fails on demand: a request whose first feature is RAISE_SENTINEL makes its
+# predict_proba raise, inside a worker, as a bug in the model or the runtime would (the app's own
+# 500, through the stack); it hangs on HANG_SENTINEL as HangingModel does.
+RAISE_SENTINEL = 6789.0
+
+
+class FailingModel(HangingModel):
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        if x[0, 0] == RAISE_SENTINEL:
+            raise RuntimeError("FailingModel fails on demand")
+        return super().predict_proba(x)

@@ -1,14 +1,21 @@
 """Property-based fuzzing of the real stack: no generated request may get a 5xx.
 
-Four generators, each run ``MODELOPS_FUZZ_EXAMPLES`` times (40 in the default test run;
-``make fuzz`` sets 10,000):
+The shrinking half of the fuzzing (hypothesis reports a failing request made as small as it can):
+the volume, 10,000 seeded requests to each endpoint that takes a body, is
+test_serving_fuzz_at_scale.py's, in every ``make test``. Four generators here, each run
+``MODELOPS_FUZZ_EXAMPLES`` times (40 in the default test run; ``make fuzz``, the deeper run, sets
+10,000):
 
 - schemathesis generates requests (valid and invalid) from serving/openapi.json for every
   operation;
 - every endpoint of that document gets requests with any method, query string, headers
   (request id, content type, the binary-extension header) and body, and counts them: each gets at
   least ``MODELOPS_FUZZ_EXAMPLES``;
-- hypothesis mutates valid ``/predict`` rows and v2 tensors value by value.
+- hypothesis mutates valid ``/predict`` rows and v2 tensors value by value (each of these two
+  counts its requests: exactly ``MODELOPS_FUZZ_EXAMPLES``).
+
+schemathesis' generator stops early where an operation's space is exhausted (an operation with no
+parameters and no body), so it is not counted.
 
 Every answer must be below 500, and every error (but HEAD's) must have the one JSON error shape.
 ``test_the_harness_fails_on_a_5xx`` runs the endpoint generator against a server that answers 500
@@ -215,9 +222,13 @@ def mutated_rows(draw: st.DrawFn, features: list[str]) -> dict[str, Any]:
 
 
 def test_mutated_records_never_get_a_5xx(stack: Stack, tiny_model: TinyModel) -> None:
+    sent = 0
+
     @given(rows=st.lists(mutated_rows(tiny_model.features), max_size=3))
     @FUZZ
     def run(rows: list[dict[str, Any]]) -> None:
+        nonlocal sent
+        sent += 1
         body = json.dumps({"instances": rows})  # infinities become the Infinity literal
         response = _SESSION.post(f"{stack.url}/predict", data=body, timeout=10)
         check(response)
@@ -225,6 +236,7 @@ def test_mutated_records_never_get_a_5xx(stack: Stack, tiny_model: TinyModel) ->
             assert len(response.json()["labels"]) == len(rows)
 
     run()
+    assert sent == EXAMPLES
 
 
 def test_mutated_tensors_never_get_a_5xx(stack: Stack) -> None:
@@ -232,11 +244,16 @@ def test_mutated_tensors_never_get_a_5xx(stack: Stack) -> None:
     datatypes = st.sampled_from(["FP64", "FP32", "INT64", "UINT8", "BOOL", "BYTES", "fp64", ""])
     data = st.lists(st.floats(allow_nan=False) | st.integers() | json_values, max_size=70)
 
+    sent = 0
+
     @given(shape=shapes, datatype=datatypes, data=data, name=st.text(max_size=10))
     @FUZZ
     def run(shape: list[int], datatype: str, data: list[Any], name: str) -> None:
+        nonlocal sent
+        sent += 1
         tensor = {"name": name, "shape": shape, "datatype": datatype, "data": data}
         body = json.dumps({"inputs": [tensor]})
         check(_SESSION.post(f"{stack.url}/v2/models/{MODEL_NAME}/infer", data=body, timeout=10))
 
     run()
+    assert sent == EXAMPLES

@@ -172,6 +172,25 @@ def test_non_finite_numbers_are_left_to_the_careful_path(text: str) -> None:
     assert "only finite numbers are allowed" in error.message
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"\xc3(instances": [{"x": 1}]}',
+        b'{"instances": [{"x\xff": 1}]}',
+        b'{"instances": [{"x": "\xc3("}]}',
+    ],
+    ids=["top-level-key", "feature-key", "value"],
+)
+def test_bytes_that_are_not_utf8_are_left_to_the_careful_path_which_answers_400(
+    raw: bytes,
+) -> None:
+    """msgspec raises UnicodeDecodeError, not its own error, for a key that is not UTF-8 (the
+    seeded fuzz met it as a 500): the decoder leaves such a body to the careful path."""
+    assert DECODER.rows(raw) is None
+    error = careful(raw)
+    assert isinstance(error, ApiError) and error.status == 400
+
+
 def test_a_one_feature_model_decodes_too() -> None:
     decoder = RecordsDecoder(("only",))
     rows = decoder.rows(b'{"instances": [{"only": 2}, {"only": -0.5}]}')

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,26 @@ import numpy as np
 import pytest
 import requests
 from conftest import PROVENANCE, start_stack
-from serving_testkit import HANG_SENTINEL, MODEL_NAME, HangingModel, TinyModel, build_model
+from serving_testkit import (
+    HANG_SENTINEL,
+    MODEL_NAME,
+    RAISE_SENTINEL,
+    FailingModel,
+    TinyModel,
+    build_model,
+)
 
 from devstack import stack as stack_module
 from devstack.stack import Stack
+from serving.errors import CODES
+from serving.pipeline import INTERNAL
 
 pytestmark = pytest.mark.e2e
 ERROR_KEYS = {"error", "code", "status", "field", "request_id"}
+#: What the short-timeout stacks below set NGINX_CLIENT_TIMEOUT and NGINX_UWSGI_TIMEOUT to (s),
+#: in place of the config's 10 s and 30 s.
+CLIENT_TIMEOUT = 1
+UPSTREAM_TIMEOUT = 2
 
 
 def assert_error(response: requests.Response, status: int) -> dict[str, Any]:
@@ -239,21 +253,6 @@ def test_nginx_answers_its_own_probes_without_the_app(tiny_model: TinyModel) -> 
         private.cleanup()
 
 
-def test_a_client_that_stalls_its_body_is_cut_off_after_the_body_timeout_with_no_answer(
-    stack: Stack,
-) -> None:
-    """Nginx never answers its own client timeouts (its 408 closes the connection): after
-    client_body_timeout (10 s) the client gets no byte at all, neither HTML nor JSON, and the
-    access log says 408. That is why the config has no 408 page."""
-    request_id = f"stalled-{time.monotonic_ns()}"
-    head = (
-        "POST /predict HTTP/1.1\r\nHost: model\r\nContent-Type: application/json\r\n"
-        f"X-Request-ID: {request_id}\r\nContent-Length: 100\r\n\r\n"
-    )
-    assert _raw_exchange(stack, head.encode() + b'{"instances"') == b""
-    assert _nginx_status(stack, request_id) == 408
-
-
 def test_nginx_answers_json_502_when_the_app_is_gone(tiny_model: TinyModel) -> None:
     private = start_stack(tiny_model.directory)
     try:
@@ -268,22 +267,29 @@ def test_nginx_answers_json_502_when_the_app_is_gone(tiny_model: TinyModel) -> N
         private.cleanup()
 
 
-def test_nginx_answers_json_504_when_the_app_outlasts_its_read_timeout(tmp_path: Path) -> None:
-    """uwsgi_read_timeout is 30 s; harakiri (20 s) normally ends such a request first (a 502,
+def test_nginx_answers_json_504_when_the_app_outlasts_its_read_timeout(
+    failing_model: TinyModel,
+) -> None:
+    """Nginx's uwsgi_read_timeout (30 s; NGINX_UWSGI_TIMEOUT shortens it here to 2 s) runs out
+    on a request that hangs; harakiri (20 s) normally ends such a request first (a 502,
     tests/serving/test_serving_lifecycle.py): here it is raised above, so Nginx's timeout is
     what the client meets. Stopping the stack with that worker still stuck leaves no process of
     it behind (its master is killed after the timeout, and its workers with it)."""
-    hanging = build_model(tmp_path / "hanging", estimator=HangingModel())
-    private = start_stack(hanging.directory, UWSGI_HARAKIRI="60")
+    private = start_stack(
+        failing_model.directory, NGINX_UWSGI_TIMEOUT=f"{UPSTREAM_TIMEOUT}s", UWSGI_HARAKIRI="60"
+    )
     assert private.uwsgi is not None
     group = private.uwsgi.pid
     try:
-        row = hanging.record(0)
-        row[hanging.features[0]] = HANG_SENTINEL
+        row = failing_model.record(0)
+        row[failing_model.features[0]] = HANG_SENTINEL
+        started = time.monotonic()
         response = requests.post(f"{private.url}/predict", json={"instances": [row]}, timeout=60)
+        elapsed = time.monotonic() - started
         assert assert_error(response, 504)["code"] == "gateway_timeout"
+        assert UPSTREAM_TIMEOUT <= elapsed < UPSTREAM_TIMEOUT + 10, elapsed
     finally:
-        private.stop(timeout=5)
+        private.stop(timeout=2)
         private.cleanup()
     assert process_group(group) == [], "a uWSGI process outlived the stopped stack"
 
@@ -330,3 +336,136 @@ def test_server_path_appends_only_the_sbin_directories_path_lacks() -> None:
     assert stack_module.server_path("/usr/local/sbin:/usr/sbin:/sbin") == (
         "/usr/local/sbin:/usr/sbin:/sbin"
     )
+
+
+# --- the app's own 500 and the client timeouts, on a stack with short timeouts ------------------
+
+
+@pytest.fixture(scope="module")
+def failing_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """A model that raises on RAISE_SENTINEL and hangs on HANG_SENTINEL (serving_testkit)."""
+    return build_model(tmp_path_factory.mktemp("failing") / "model", estimator=FailingModel())
+
+
+@pytest.fixture(scope="module")
+def short_timeouts(failing_model: TinyModel) -> Iterator[Stack]:
+    """The failing model behind Nginx whose client timeouts are CLIENT_TIMEOUT seconds."""
+    private = start_stack(failing_model.directory, NGINX_CLIENT_TIMEOUT=f"{CLIENT_TIMEOUT}s")
+    yield private
+    private.stop()
+    private.cleanup()
+
+
+def test_the_apps_own_500_reaches_the_client_through_nginx_as_json(
+    short_timeouts: Stack, failing_model: TinyModel
+) -> None:
+    """A model that raises inside a worker: the app's JSON 500 (its own message, not Nginx's
+    500 page), the request id in header and body, and one unhandled_error line in uWSGI's log."""
+    row = failing_model.record(0)
+    row[failing_model.features[0]] = RAISE_SENTINEL
+    request_id = f"raises-{time.monotonic_ns()}"
+    response = requests.post(
+        f"{short_timeouts.url}/predict",
+        json={"instances": [row]},
+        headers={"X-Request-ID": request_id},
+        timeout=10,
+    )
+    body = assert_error(response, 500)
+    assert (body["code"], body["error"], body["field"]) == (CODES[500], INTERNAL, None)
+    assert body["request_id"] == request_id
+    (logged,) = [
+        line for line in _logged(short_timeouts.uwsgi_log, request_id) if line["level"] == "error"
+    ]
+    assert logged["event"] == "unhandled_error"
+    assert logged["error"] == "RuntimeError: FailingModel fails on demand"
+    assert _nginx_status(short_timeouts, request_id) == 500
+    # the worker lives on: the next request is answered
+    assert requests.post(
+        f"{short_timeouts.url}/predict", json={"instances": [failing_model.record(1)]}, timeout=10
+    ).ok
+
+
+def _timed_exchange(stack: Stack, request: bytes) -> tuple[bytes, float]:
+    started = time.monotonic()
+    answer = _raw_exchange(stack, request, limit=30)
+    return answer, time.monotonic() - started
+
+
+def _stalled(kind: str, request_id: str) -> bytes:
+    """A request that stops short: in its headers, or in its body."""
+    head = (
+        "POST /predict HTTP/1.1\r\nHost: model\r\nContent-Type: application/json\r\n"
+        f"X-Request-ID: {request_id}\r\nContent-Length: 100\r\n"
+    )
+    return (head + ("\r\n" + '{"instances"' if kind == "body" else "X-Partial: 1")).encode()
+
+
+@pytest.mark.parametrize("kind", ["headers", "body"])
+def test_a_client_that_stalls_is_cut_off_after_the_client_timeout_with_no_answer(
+    short_timeouts: Stack, kind: str
+) -> None:
+    """client_header_timeout and client_body_timeout (10 s; NGINX_CLIENT_TIMEOUT, 1 s here):
+    Nginx never answers its own client timeouts (its 408 closes the connection): the client
+    gets no byte at all, neither HTML nor JSON, and the access log says 408. That is why the
+    config has no 408 page."""
+    request_id = f"stalled-{kind}-{time.monotonic_ns()}"
+    answer, elapsed = _timed_exchange(short_timeouts, _stalled(kind, request_id))
+    assert answer == b""
+    assert CLIENT_TIMEOUT <= elapsed < CLIENT_TIMEOUT + 5, elapsed  # not the 10 s default
+    assert _nginx_status(short_timeouts, request_id) == 408
+
+
+def test_a_connection_that_never_sends_is_closed_after_the_header_timeout_unlogged(
+    short_timeouts: Stack,
+) -> None:
+    """A connection on which no byte ever comes: closed after client_header_timeout, no answer,
+    and no access-log line (Nginx has no request to log)."""
+    lines = short_timeouts.nginx_log.read_text().count("\n")
+    answer, elapsed = _timed_exchange(short_timeouts, b"")
+    assert answer == b""
+    assert CLIENT_TIMEOUT <= elapsed < CLIENT_TIMEOUT + 5, elapsed  # not the 10 s default
+    time.sleep(0.2)
+    assert short_timeouts.nginx_log.read_text().count("\n") == lines
+
+
+def test_the_timeouts_left_unset_are_the_configs_own(tiny_model: TinyModel) -> None:
+    """A stack started without NGINX_CLIENT_TIMEOUT or NGINX_UWSGI_TIMEOUT runs Nginx with the
+    config's 10 s and 30 s: the pod sets neither."""
+    with Stack(tiny_model.directory) as plain:
+        assert plain.run_dir is not None
+        conf = (plain.run_dir / "nginx" / "nginx.conf").read_text()
+    for directive, value in [
+        ("client_header_timeout", "10s"),
+        ("client_body_timeout", "10s"),
+        ("uwsgi_send_timeout", "30s"),
+        ("uwsgi_read_timeout", "30s"),
+    ]:
+        assert f"{directive} {value};" in conf, directive
+
+
+def test_nginx_error_log_lines_never_overwrite_its_access_log(tiny_model: TinyModel) -> None:
+    """Nginx writes its error log to stderr and its access log to /dev/stdout, which it opens
+    anew: both land in one file (devstack's nginx.log), which must be opened for appending, or
+    the error lines overwrite access-log lines from a stale offset (the seeded fuzz's count of
+    logged request ids met that)."""
+    private = start_stack(tiny_model.directory)
+    try:
+        ids = [f"kept-{index}-{time.monotonic_ns()}" for index in range(3)]
+        for request_id in ids[:2]:
+            requests.get(f"{private.url}/v2", headers={"X-Request-ID": request_id}, timeout=5)
+        big = b" " * (10 * 1024 * 1024 + 1)  # Nginx's 413: an error-log line on stderr
+        assert requests.post(f"{private.url}/predict", data=big, timeout=30).status_code == 413
+        requests.get(f"{private.url}/v2", headers={"X-Request-ID": ids[2]}, timeout=5)
+        time.sleep(0.2)
+        text = private.nginx_log.read_text(errors="replace")
+    finally:
+        private.stop()
+        private.cleanup()
+    assert "client intended to send too large body" in text
+    logged = set()
+    for line in text.splitlines():
+        # each line whole: an access-log line (JSON) or an error-log line (it starts with a date)
+        assert line.startswith('{"time"') or re.match(r"\d{4}/\d\d/\d\d ", line), line
+        if line.startswith("{"):
+            logged.add(json.loads(line)["request_id"])
+    assert set(ids) <= logged
