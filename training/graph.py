@@ -31,6 +31,7 @@ __all__ = [
     "Ensemble",
     "Graph",
     "Tree",
+    "probabilities",
     "scaler",
     "two_columns",
 ]
@@ -82,6 +83,18 @@ def two_columns(positive: str, g: Graph) -> None:
     negative = g.name()
     g.nodes.append(helper.make_node("Sub", [g.constant([1.0]), positive], [negative]))
     g.nodes.append(helper.make_node("Concat", [negative, positive], [OUTPUT], axis=1))
+
+
+def probabilities(raw: str, columns: int, g: Graph) -> None:
+    """The class probabilities into OUTPUT from the raw decision scores RAW (COLUMNS wide), as
+    scikit-learn's linear and boosting classifiers link them: one column is the positive class's
+    score (sigmoid, then ``[1 - p, p]``), more are one score a class (softmax)."""
+    if columns == 1:
+        positive = g.name()
+        g.nodes.append(helper.make_node("Sigmoid", [raw], [positive]))
+        two_columns(positive, g)
+    else:
+        g.nodes.append(helper.make_node("Softmax", [raw], [OUTPUT], axis=1))
 
 
 @dataclass

@@ -18,7 +18,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 
 from training.families import Boolean, Family, Integer, Number, register
-from training.graph import OUTPUT, ConversionError, Ensemble, Graph, Tree, two_columns
+from training.graph import ConversionError, Ensemble, Graph, Tree, probabilities
 
 
 def pipeline(hyper: Mapping[str, Any]) -> Pipeline:
@@ -53,12 +53,7 @@ def to_onnx(model: HistGradientBoostingClassifier, g: Graph, current: str) -> No
     g.nodes.append(ensemble.node(current, summed, per_iteration))
     baseline = np.asarray(model._baseline_prediction, dtype=np.float64).reshape(1, per_iteration)
     g.nodes.append(helper.make_node("Add", [summed, g.constant(baseline)], [raw]))
-    if per_iteration == 1:
-        positive = g.name()
-        g.nodes.append(helper.make_node("Sigmoid", [raw], [positive]))
-        two_columns(positive, g)
-    else:
-        g.nodes.append(helper.make_node("Softmax", [raw], [OUTPUT], axis=1))
+    probabilities(raw, per_iteration, g)
 
 
 FAMILY = register(

@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from training.families import Boolean, Choice, Family, Integer, Number, register
-from training.graph import OUTPUT, Graph, two_columns
+from training.graph import Graph, probabilities
 
 #: Deterministic solvers only: the pipeline must reproduce dvc.lock byte for byte.
 SOLVERS = ("lbfgs", "newton-cg", "newton-cholesky")
@@ -34,12 +34,7 @@ def to_onnx(model: LogisticRegression, g: Graph, current: str) -> None:
     g.nodes.append(helper.make_node("MatMul", [current, g.constant(coef.T)], [scores]))
     intercept = np.asarray(model.intercept_, dtype=np.float64)
     g.nodes.append(helper.make_node("Add", [scores, g.constant(intercept)], [biased]))
-    if coef.shape[0] == 1:
-        positive = g.name()
-        g.nodes.append(helper.make_node("Sigmoid", [biased], [positive]))
-        two_columns(positive, g)
-    else:
-        g.nodes.append(helper.make_node("Softmax", [biased], [OUTPUT], axis=1))
+    probabilities(biased, coef.shape[0], g)
 
 
 FAMILY = register(
