@@ -272,9 +272,10 @@ class Stack:
         return codes
 
     def stop(self, timeout: float = 30.0) -> dict[str, int | None]:
-        """Stop gracefully; after ``timeout``, kill what is still running: each server's whole
-        process group (each was started in a session of its own), so that a uWSGI worker stuck
-        in a request does not outlive its killed master. Returns exit codes."""
+        """Stop gracefully; after ``timeout``, kill what is still running. Either way, once a
+        server's main process is gone, whatever is left of its process group (each was started
+        in a session of its own) is killed: a uWSGI worker stuck in a request outlives a master
+        that exited in time as surely as one that was killed. Returns exit codes."""
         self.signal_stop()
         codes: dict[str, int | None] = {}
         deadline = time.monotonic() + timeout
@@ -287,6 +288,8 @@ class Stack:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 codes[name] = process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # the group's leftovers, if any
         return codes
 
     def cleanup(self) -> None:
