@@ -64,6 +64,18 @@ V2_NUMERIC = {
     "UINT8": np.uint8,
 }
 
+
+def _range(datatype: str) -> tuple[float, float]:
+    """The smallest and largest value DATATYPE holds."""
+    name = np.dtype(V2_NUMERIC[datatype]).name
+    info = np.iinfo(name) if datatype.startswith(("INT", "UINT")) else np.finfo(name)
+    return float(info.min), float(info.max)
+
+
+#: The values each datatype narrower than FP64 can hold: JSON data outside them is not of that
+#: datatype (INT8 1000, UINT8 -1, FP16 1e308) and is refused, never cast or wrapped silently.
+V2_RANGE = {name: _range(name) for name in V2_NUMERIC if name != "FP64"}
+
 # --- health and metadata ---------------------------------------------------------------------
 
 
@@ -357,11 +369,25 @@ def _tensor(
     if "data" not in tensor:
         raise invalid(f"{where} lacks 'data'", f"{where}.data")
     data = tensor["data"]
-    if isinstance(data, list):
-        values = fast_values(data, datatype, literal_free)
-        if values is not None and values.size == size:
-            return name, shape, values
-    return name, shape, careful_values(data, datatype, shape, where)
+    values = fast_values(data, datatype, literal_free) if isinstance(data, list) else None
+    if values is None or values.size != size:
+        values = careful_values(data, datatype, shape, where)
+    if datatype in V2_RANGE:
+        _within(values, datatype, where)
+    return name, shape, values
+
+
+def _within(values: Matrix, datatype: str, where: str) -> None:
+    """A 422 naming the first JSON value outside DATATYPE's range (V2_RANGE)."""
+    low, high = V2_RANGE[datatype]
+    outside = np.flatnonzero((values < low) | (values > high))
+    if outside.size:
+        position = int(outside[0])
+        raise invalid(
+            f"{where}.data[{position}] is {values[position]:g}, outside the range of {datatype} "
+            f"({low:g} to {high:g})",
+            f"{where}.data[{position}]",
+        )
 
 
 def tensors(

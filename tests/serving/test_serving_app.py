@@ -440,6 +440,24 @@ def test_v2_bad_tensors_are_422(client: FlaskClient, tensor: dict[str, Any], fie
         assert "must be a number, got bool" in body["error"]
 
 
+@pytest.mark.parametrize(
+    ("datatype", "bad", "edge"),
+    [("INT8", 1000, 127), ("UINT8", -1, 0), ("UINT16", 70000, 65535), ("FP16", 1e308, 65504.0)],
+)
+def test_v2_json_values_outside_their_datatype_are_422_and_its_edges_are_answered(
+    client: FlaskClient, datatype: str, bad: float, edge: float
+) -> None:
+    """JSON data is not cast: a value the declared datatype cannot hold is refused, naming it,
+    where a cast would have wrapped it (INT8 1000 -> -24) or made it infinite (FP16)."""
+    tensor = {"name": "i", "shape": [1, 30], "datatype": datatype, "data": [0] * 29 + [bad]}
+    body = assert_error(client.post(INFER, json={"inputs": [tensor]}), 422, "inputs[0].data[29]")
+    assert f"outside the range of {datatype}" in body["error"]
+    nested = {**tensor, "data": [[0] * 29 + [bad]]}  # the fast path's other branch
+    assert_error(client.post(INFER, json={"inputs": [nested]}), 422, "inputs[0].data[29]")
+    tensor["data"] = [0] * 29 + [edge]
+    assert client.post(INFER, json={"inputs": [tensor]}).status_code == 200
+
+
 def test_v2_bad_requests(client: FlaskClient, tiny_model: TinyModel) -> None:
     good = {
         "name": "i",
