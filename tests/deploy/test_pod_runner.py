@@ -45,3 +45,15 @@ def test_the_pod_uses_the_local_images_and_listens_on_its_own_loopback_port() ->
     ]
     assert listen == ["127.0.0.1:8003"]
     assert all("namespace" not in doc["metadata"] for doc in played)
+
+
+def test_only_a_pod_played_stoppable_restarts_on_failure_alone() -> None:
+    """Always (the Deployment's; podman then restarts a container whose liveness probe fails)
+    unless the pod is played for images/pod.py's stop, where podman must not start again the Nginx
+    its preStop hook stopped (test_pod_drain.py shows what Always does then)."""
+
+    def policy(docs: list[dict]) -> str | None:
+        return pods.deployment(docs)["spec"]["template"]["spec"].get("restartPolicy")
+
+    assert policy(pods.for_podman(rendered_dev(), "dddddd", 8004)) in (None, "Always")
+    assert policy(pods.for_podman(rendered_dev(), "eeeeee", 8005, stoppable=True)) == "OnFailure"
