@@ -12,6 +12,18 @@ names with a suffix so that parallel runs do not collide. Deployment and ConfigM
 the rest of the overlay (Service, HPA, PDB, NetworkPolicy, ServiceAccount) has no meaning to
 podman.
 
+podman runs no preStop hooks: ``stop`` is the kubelet's part of a pod's stop, played on a running
+Pod (each container's preStop hook, all at once, then each container's stop signal when its own
+hook has returned, SIGKILL at the end of the rendered terminationGracePeriodSeconds).
+tests/deploy/test_pod_drain.py stops pods that way under load; ``playing`` itself removes a pod
+at once (``podman kube down``). podman has no terminating pod either: with the Deployment's
+restartPolicy (Always) it starts Nginx again when its preStop hook has stopped it, and that Nginx
+serves while uWSGI stops. A pod played ``stoppable`` gets ``restartPolicy: OnFailure`` instead,
+which restarts no container that has stopped cleanly (the kubelet restarts none of a terminating
+pod) and still restarts one that fails; podman 4.3 then no longer restarts a container whose
+liveness probe fails (it sets that action for Always only), so only pods meant for ``stop`` are
+played that way.
+
     python images/pod.py render --image IMAGE [--env ENV] [--port N]   # the YAML, on stdout
     python images/pod.py demo --image IMAGE [--env ENV]   # play, probe, predict, print, remove
 
@@ -29,8 +41,10 @@ local stand-in). A pod not ready within 90 s, or a container that exits, ends ``
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import copy
 import json
+import math
 import os
 import secrets
 import shutil
@@ -38,6 +52,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -164,14 +179,17 @@ def render_overlay(
     return [d for d in yaml.safe_load_all(run(tool("kubectl"), "kustomize", str(overlay))) if d]
 
 
-def for_podman(docs: Docs, suffix: str, port: int) -> Docs:
-    """The Deployment and ConfigMaps, adapted to podman on the host network (see above)."""
+def for_podman(docs: Docs, suffix: str, port: int, stoppable: bool = False) -> Docs:
+    """The Deployment and ConfigMaps, adapted to podman on the host network; ``stoppable``:
+    restartPolicy OnFailure, for ``stop`` (see above)."""
     kept = [d for d in docs if d["kind"] in {"Deployment", "ConfigMap"}]
     renamed = {d["metadata"]["name"]: f"{d['metadata']['name']}-{suffix}" for d in kept}
     for doc in kept:
         doc["metadata"].pop("namespace", None)
         doc["metadata"]["name"] = renamed[doc["metadata"]["name"]]
     pod = deployment(kept)["spec"]["template"]["spec"]
+    if stoppable:
+        pod["restartPolicy"] = "OnFailure"
     # podman 4.3 makes each emptyDir a named volume called as the pod's volume: two pods played
     # at once would share them (one Nginx talking to the other pod's uWSGI socket). Suffixed too.
     scratch = {}
@@ -257,19 +275,21 @@ def running_pod(
     nginx_image: str | None = None,
     annotations: dict[str, str] | None = None,
     timeout: float = 90,
+    stoppable: bool = False,
 ) -> Iterator[Pod]:
     """Play overlay ``env`` with ``image``; yield the Pod once ``/v2/health/ready`` answers
     through Nginx; remove pod and volumes afterwards.
 
     ``annotations`` (default: ``provenance_from_labels(image)``) go into the overlay's provenance
-    patch; ``nginx_image`` defaults to images/base-images.sh's NGINX_IMAGE. Not ready within
+    patch; ``nginx_image`` defaults to images/base-images.sh's NGINX_IMAGE; ``stoppable``: a pod
+    for ``stop`` (restartPolicy OnFailure, see above). Not ready within
     ``timeout`` seconds, or a container exited: ``NotReadyError`` (serving.readiness) with the
     last lines of each container's ``podman logs``."""
     nginx = nginx_image or base_images()["NGINX_IMAGE"]
     provenance = provenance_from_labels(image) if annotations is None else annotations
     with tempfile.TemporaryDirectory(prefix="modelops-pod-") as tmp:
         rendered = render_overlay(env, image, nginx, provenance, Path(tmp))
-        with playing(rendered, timeout) as pod:
+        with playing(rendered, timeout, stoppable=stoppable) as pod:
             yield pod
 
 
@@ -299,12 +319,14 @@ def running_rendered(
 
 
 @contextmanager
-def playing(rendered: Docs, timeout: float, tls_verify: bool = True) -> Iterator[Pod]:
+def playing(
+    rendered: Docs, timeout: float, tls_verify: bool = True, stoppable: bool = False
+) -> Iterator[Pod]:
     """Play RENDERED (adapted by ``for_podman``) on a free loopback port; yield the Pod once
     ``/v2/health/ready`` answers through Nginx; remove pod and volumes afterwards."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="modelops-pod-") as tmp:
-        played = for_podman(copy.deepcopy(rendered), secrets.token_hex(3), port)
+        played = for_podman(copy.deepcopy(rendered), secrets.token_hex(3), port, stoppable)
         manifest = Path(tmp) / "pod.yaml"
         manifest.write_text(yaml.safe_dump_all(played))
         pod = Pod(f"http://127.0.0.1:{port}", pod_name(played), rendered, played)
@@ -322,6 +344,69 @@ def playing(rendered: Docs, timeout: float, tls_verify: bool = True) -> Iterator
             yield pod
         finally:
             remove(manifest, played)
+
+
+# The kubelet's floor for the stop signal's grace after a preStop hook used up the period
+# (kuberuntime's minimumGracePeriodInSeconds).
+MINIMUM_GRACE = 2
+
+
+@dataclass(frozen=True)
+class ContainerStop:
+    """How ``stop`` stopped one container; times in seconds from the start of the stop."""
+
+    name: str  # the container's name in the pod spec ("app", "nginx")
+    hook_status: int | None  # its preStop's exit status (None: no hook run)
+    hook_output: str  # what the hook wrote (stdout and stderr)
+    signalled: float  # when the stop signal went (``podman stop``)
+    stopped: float  # when the container had stopped
+    exit_code: int  # the container's exit status (137: SIGKILL after the grace period)
+
+
+def stop(pod: Pod, pre_stop: bool = True) -> dict[str, ContainerStop]:
+    """Stop POD as the kubelet stops a pod's containers (kuberuntime's killContainer, one thread
+    per container, all at once): run the container's ``lifecycle.preStop.exec`` command in it
+    (``podman exec``); when the hook has returned, send the container its stop signal (``podman
+    stop``: the image's STOPSIGNAL, SIGTERM for the app, SIGQUIT for Nginx), and SIGKILL once
+    the pod's ``terminationGracePeriodSeconds``, counted from the start, are over (at least
+    MINIMUM_GRACE s after the signal, as the kubelet grants). A hook still running at the end of
+    the period is abandoned, as the kubelet abandons it. ``pre_stop=False`` plays a pod without
+    hooks: every stop signal at once. Returns each container's ContainerStop, by pod-spec
+    name; the pod stays (stopped) until ``playing`` removes it. Play POD ``stoppable``: podman
+    would restart a container its preStop hook ends (see above)."""
+    spec = deployment(pod.played)["spec"]["template"]["spec"]
+    grace = float(spec.get("terminationGracePeriodSeconds", 30))
+    started = time.monotonic()
+
+    def stop_one(container: dict[str, Any]) -> ContainerStop:
+        name = f"{pod.name}-{container['name']}"
+        hook = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
+        status, output = None, ""
+        if pre_stop and hook:
+            try:
+                done = subprocess.run(
+                    ["podman", "exec", name, *hook],
+                    env=podman_env(),
+                    capture_output=True,
+                    text=True,
+                    timeout=grace,
+                    check=False,
+                )
+                status, output = done.returncode, done.stdout + done.stderr
+            except subprocess.TimeoutExpired:
+                output = f"preStop still running after {grace:g} s: abandoned"
+        signalled = time.monotonic() - started
+        left = max(MINIMUM_GRACE, math.ceil(grace - signalled))
+        podman("stop", "--time", str(left), name, check=False)
+        stopped = time.monotonic() - started
+        code = podman("inspect", name, "--format", "{{.State.ExitCode}}", check=False)
+        return ContainerStop(
+            container["name"], status, output, signalled, stopped, int(code.strip() or -1)
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(len(spec["containers"])) as threads:
+        stops = list(threads.map(stop_one, spec["containers"]))
+    return {s.name: s for s in stops}
 
 
 def call(url: str, body: object = None) -> tuple[int, Any, dict[str, str]]:

@@ -166,3 +166,20 @@ def repo_copy(tmp_path: Path) -> Iterator[Path]:
     for part in ("charts", "kustomize", "argocd", "serving/config"):
         shutil.copytree(ROOT / part, copy / part, symlinks=True)
     yield copy
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The numbers each pod drain test recorded (test_pod_drain.py: ``record_property("pod
+    drain", ...)``), one line per test, so that a run shows them without -s or a JUnit file."""
+    lines = [
+        f"{report.nodeid.rpartition('::')[2]}: {value}"
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        if report.when == "call"
+        for key, value in report.user_properties
+        if key == "pod drain"
+    ]
+    if lines:
+        terminalreporter.section("pod drain")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -58,3 +58,15 @@ def test_a_rendering_with_monitoring_on_plays_the_same_pod(
     assert sorted(doc["kind"] for doc in played) == sorted(
         doc["kind"] for doc in pods.for_podman(rendered_dev(), "dddddd", 8004)
     )
+
+
+def test_only_a_pod_played_stoppable_restarts_on_failure_alone() -> None:
+    """Always (the Deployment's; podman then restarts a container whose liveness probe fails)
+    unless the pod is played for images/pod.py's stop, where podman must not start again the Nginx
+    its preStop hook stopped (test_pod_drain.py shows what Always does then)."""
+
+    def policy(docs: list[dict]) -> str | None:
+        return pods.deployment(docs)["spec"]["template"]["spec"].get("restartPolicy")
+
+    assert policy(pods.for_podman(rendered_dev(), "dddddd", 8004)) in (None, "Always")
+    assert policy(pods.for_podman(rendered_dev(), "eeeeee", 8005, stoppable=True)) == "OnFailure"

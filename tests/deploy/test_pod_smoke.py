@@ -102,8 +102,8 @@ def test_both_containers_run_non_root_on_a_read_only_root_filesystem(pod: Pod) -
 def test_the_app_prestop_hook_sees_nginx_running_in_the_other_container(pod: Pod) -> None:
     """The app's preStop, run as rendered in the app container, waits on the lock the Nginx
     container holds in the socket directory they share: with Nginx running it waits its limit
-    (lowered to 1 s here) and says so. The pod's full stop under load is played with processes
-    (tests/serving/test_serving_lifecycle.py): podman runs no preStop hooks."""
+    (lowered to 1 s here) and says so. The pod's full stop under load, hooks included, is
+    test_pod_drain.py's."""
     app = containers(pod.played)["app"]
     command = app["lifecycle"]["preStop"]["exec"]["command"]
     assert command == ["sh", "/etc/modelops/uwsgi/uwsgi-prestop.sh"]

@@ -5,6 +5,7 @@ Nginx sidecar, answering predictions with the registered model's provenance.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -20,8 +21,9 @@ import requests
 from serving import readiness
 from serving.readiness import NotReadyError
 
-from .conftest import BuiltImage
+from .conftest import ROOT, BuiltImage
 from .podman_cli import pod_runner, podman, podman_env, require_kubectl
+from .registry_fixture import write_model
 
 pytestmark = pytest.mark.e2e
 
@@ -192,3 +194,129 @@ def test_sigterm_stops_it_gracefully_within_the_grace_period(strict_container: s
         f"took {elapsed:.1f} s: SIGTERM did not stop uWSGI (killed at 15 s)\n{logs}"
     )
     assert state["ExitCode"] in (0, 30), state  # uWSGI exits 30 after a graceful shutdown
+
+
+def image_model(built_image: BuiltImage, into: Path) -> Path:
+    """A copy of the image's /app/model in INTO, readable by the image's user."""
+    name = f"modelops-image-model-{secrets.token_hex(4)}"
+    podman("create", "--name", name, built_image.name)
+    try:
+        podman("cp", f"{name}:/app/model", str(into))
+    finally:
+        podman("rm", "--force", name, check=False)
+    for path in (into, *into.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return into
+
+
+def readiness_command() -> list[str]:
+    """The app container's readiness probe command, as the committed dev manifests render it."""
+    from gitops import environments, rendered
+
+    text = (ROOT / rendered.path(environments.load()[0])).read_text()
+    (deployment,) = [d for d in rendered.documents(text) if d["kind"] == "Deployment"]
+    (app,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "app"]
+    command: list[str] = app["readinessProbe"]["exec"]["command"]
+    return command
+
+
+def run_with_model(
+    built_image: BuiltImage, model_dir: Path, socket_dir: Path
+) -> tuple[NotReadyError | None, list[str]]:
+    """Run the image as the pod runs its app (read-only root, the socket directory and /tmp
+    writable, the model pinned by MODELOPS_MODEL_SHA256 as the rendered manifest pins it) with
+    MODEL_DIR mounted over /app/model; run its readiness probe in it as the kubelet does until
+    one passes or the container exits (60 s at most). Returns the wait's NotReadyError (None:
+    it became ready) and the container's log lines."""
+    name = f"modelops-image-model-{secrets.token_hex(4)}"
+    socket_dir.mkdir()
+    socket_dir.chmod(0o1777)
+    podman(
+        "run", "--detach", "--name", name, "--network", "none",
+        "--read-only", "--tmpfs", "/tmp:rw,mode=1777",
+        "--volume", f"{socket_dir}:/run/modelops", "--volume", f"{model_dir}:/app/model:ro",
+        "--env", f"MODELOPS_MODEL_SHA256={built_image.registry.sha256}",
+        built_image.name,
+    )  # fmt: skip
+    probe = readiness_command()
+
+    def ready(seconds: float) -> str | None:
+        done = podman("exec", name, *probe, check=False, timeout=seconds + 5)
+        return None if done.returncode == 0 else done.stderr.strip() or "probe failed"
+
+    container = readiness.Containers([name], podman_env())
+    try:
+        readiness.wait_until(
+            ready, 60, f"the container {name}", exited=container.exited, log_tail=container.log_tail
+        )
+        error = None
+    except NotReadyError as raised:
+        error = raised
+    finally:
+        done = podman("logs", name, check=False)
+        podman("rm", "--force", "--time", "0", name, check=False)
+    return error, (done.stdout + done.stderr).splitlines()
+
+
+def refusal(error: NotReadyError | None, lines: list[str]) -> dict[str, str]:
+    """The one log line saying why the container never became ready, as JSON."""
+    assert error is not None, "the container became ready"
+    assert re.fullmatch(
+        r"the container \S+: container \S+ exited with status 1 before it was ready", error.headline
+    ), error
+    assert not [line for line in lines if "Traceback" in line], lines
+    why = [line for line in lines if "sha256 mismatch" in line]
+    assert len(why) == 1, lines
+    assert [line for line in lines if '"level":"error"' in line] == why, lines
+    found: dict[str, str] = json.loads(why[0])
+    assert found["event"] == "model_refused", found
+    return found
+
+
+def test_the_image_with_its_own_model_mounted_becomes_ready(
+    built_image: BuiltImage, tmp_path: Path
+) -> None:
+    """What the two tests below change, and nothing else: the same run with an intact copy of
+    the image's model passes its readiness probe."""
+    error, lines = run_with_model(
+        built_image, image_model(built_image, tmp_path / "m"), tmp_path / "s"
+    )
+    assert error is None, f"{error}\n" + "\n".join(lines[-20:])
+    assert any('"event":"model_loaded"' in line for line in lines), lines
+
+
+def test_a_container_with_tampered_model_bytes_never_becomes_ready_and_says_why_once(
+    built_image: BuiltImage, tmp_path: Path
+) -> None:
+    """One byte of the model file changed, metadata.json left as it is."""
+    model_dir = image_model(built_image, tmp_path / "m")
+    card = json.loads((model_dir / "metadata.json").read_text())
+    model_file = model_dir / card["model_file"]
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model_file.write_bytes(bytes(data))
+    tampered = hashlib.sha256(data).hexdigest()
+
+    found = refusal(*run_with_model(built_image, model_dir, tmp_path / "s"))
+    assert found["error"] == (
+        f"/app/model/{card['model_file']}: sha256 mismatch: the file has {tampered}, "
+        f"metadata.json records {built_image.registry.sha256}; refusing to load it"
+    )
+
+
+def test_a_container_with_a_model_other_than_the_manifests_pin_never_becomes_ready(
+    built_image: BuiltImage, tmp_path: Path
+) -> None:
+    """Another model, whole and consistent (its card records its own file's sha256), where the
+    manifest pins the image's: the pin refuses it."""
+    other, _, _ = write_model(tmp_path / "m", c=0.5)
+    assert other != built_image.registry.sha256
+    for path in (tmp_path / "m", *(tmp_path / "m").iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+    found = refusal(*run_with_model(built_image, tmp_path / "m", tmp_path / "s"))
+    card = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    assert found["error"] == (
+        f"/app/model/{card['model_file']}: sha256 mismatch: the file has {other}, the pin "
+        f"(MODELOPS_MODEL_SHA256) is {built_image.registry.sha256}; refusing to load it"
+    )
