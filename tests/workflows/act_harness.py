@@ -182,14 +182,18 @@ class Sandbox:
 
 
 def make_sandbox(root: Path, branch: str = "main", source: Path = REPO) -> Sandbox:
-    """A clone of SOURCE's committed HEAD at ROOT/work, on BRANCH, pushed as main (and BRANCH) to
-    a fresh bare origin. ROOT must not exist or be empty."""
+    """A clone of SOURCE's committed HEAD at ROOT/work, on BRANCH and no other local branch (act
+    names a push's ref after a branch at HEAD: the one SOURCE is on would do), pushed as main (and
+    BRANCH) to a fresh bare origin. ROOT must not exist or be empty."""
     sandbox = Sandbox(root)
     root.mkdir(parents=True, exist_ok=True)
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(sandbox.origin)], check=True)
     git(root, "clone", "-q", "--no-hardlinks", str(source), str(sandbox.work))
     git(sandbox.work, "remote", "set-url", "origin", str(sandbox.origin))
     git(sandbox.work, "switch", "-q", "-C", branch)
+    for other in git(sandbox.work, "for-each-ref", "--format=%(refname)", "refs/heads").split():
+        if other != f"refs/heads/{branch}":
+            git(sandbox.work, "update-ref", "-d", other)
     refs = sorted({"HEAD:refs/heads/main", f"HEAD:refs/heads/{branch}"})
     git(sandbox.work, "push", "-q", "origin", *refs)
     sandbox.pr_files.write_text("")

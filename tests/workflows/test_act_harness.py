@@ -133,6 +133,19 @@ def open_pr(sandbox: Sandbox, path: str, text: str, number: int = 5) -> dict[str
     )  # fmt: skip
 
 
+def test_the_sandbox_has_no_local_branch_but_its_own(tmp_path: Path) -> None:
+    """The checkout the sandbox is cloned from may be on any branch (a worktree's): act would name
+    a push after it."""
+    source = tmp_path / "source"
+    source.mkdir()
+    git(source, "init", "-q", "-b", "wt/x")
+    git(source, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q", "--allow-empty",
+        "-m", "x")  # fmt: skip
+    sandbox = make_sandbox(tmp_path / "sandbox", branch="staging", source=source)
+    refs = git(sandbox.work, "for-each-ref", "--format=%(refname)", "refs/heads").split()
+    assert refs == ["refs/heads/staging"]
+
+
 def test_a_pull_request_gets_the_head_and_merge_refs_github_serves(small_sandbox: Sandbox) -> None:
     sandbox = small_sandbox
     payload = open_pr(sandbox, "guard.yml", "the pull request's guard: true\n")
