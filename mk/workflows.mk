@@ -21,7 +21,7 @@ workflows-check: venv tools ## validate the workflows and test the promote scrip
 # in a sandbox clone of HEAD under ACT_SANDBOX with a bare origin; the stand-ins for GitHub are
 # in tests/workflows/act/. The tests build the same command line (tests/workflows/act_harness.py).
 #   make act EVENT=push BRANCH=main WORKFLOW=promote.yml ACT_VARS=IMAGE_REGISTRY=127.0.0.1:5000/acme
-#   make act EVENT=pull_request WORKFLOW=pr-guard.yml PAYLOAD=event.json PR_FILES=changed.txt
+#   make act EVENT=pull_request_target WORKFLOW=pr-guard.yml PAYLOAD=event.json PR_FILES=changed.txt
 EVENT ?= push
 WORKFLOW ?=
 JOB ?=

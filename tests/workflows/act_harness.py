@@ -11,6 +11,14 @@ committed HEAD (``SANDBOX/work``) whose origin is a bare repository at
 repository, where a test reads them. act copies the sandbox's tracked files into a fresh
 workspace under ``SANDBOX/act-N`` for each run.
 
+act reads the workflow files from its working directory, the sandbox clone. For a pull request
+event the harness first checks out there the commit GitHub reads them from (``workflow_commit``:
+for ``pull_request`` the pull request's merge commit, ``refs/pull/N/merge``; for
+``pull_request_target`` the base branch's tip), after making ``refs/pull/N/head`` and
+``refs/pull/N/merge`` as GitHub serves them (``pull_request_refs``), and goes back afterwards. So
+a pull request that edits a workflow file runs its own copy under ``pull_request``, as on GitHub,
+and the base's under ``pull_request_target``.
+
 Everything that stands in for GitHub (the actions that only prepare a runner or keep artifacts,
 and the `gh` CLI) is in tests/workflows/act/, listed with the reason in its README.md.
 `act_command` wires each action of the workflows to its stand-in by the exact ``owner/repo@sha``
@@ -19,13 +27,14 @@ here until that action has a stand-in. Artifacts land in ``SANDBOX/artifacts/NAM
 
 usage (what `make act` runs):
     python tests/workflows/act_harness.py --event push --branch main [--workflow promote.yml]
-    python tests/workflows/act_harness.py --event pull_request --workflow pr-guard.yml \\
+    python tests/workflows/act_harness.py --event pull_request_target --workflow pr-guard.yml \\
         --payload event.json --pr-files changed-files.txt
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -33,7 +42,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +65,19 @@ STANDIN_OF = {
 #: in its output, so it is a string no other output contains.
 TOKEN = "ghs-act-run-token"  # noqa: S105 - not a secret: the stand-in token of local runs
 OWNER_NAME = "acme/modelops"
+#: The pull request events, and the commit GitHub reads their workflow files from (and sets
+#: GITHUB_SHA to): the pull request's merge commit, or the base branch's tip.
+PULL_REQUEST_EVENTS = {"pull_request": "merge", "pull_request_target": "base"}
+#: Who GitHub's merge commits of pull requests are by, and when (fixed: a run's merge commit
+#: does not depend on the clock).
+MERGE_IDENTITY = {
+    "GIT_AUTHOR_NAME": "GitHub",
+    "GIT_AUTHOR_EMAIL": "noreply@github.com",
+    "GIT_AUTHOR_DATE": "@0 +0000",
+    "GIT_COMMITTER_NAME": "GitHub",
+    "GIT_COMMITTER_EMAIL": "noreply@github.com",
+    "GIT_COMMITTER_DATE": "@0 +0000",
+}
 
 
 def pinned_actions(files: Iterable[Path] | None = None) -> list[str]:
@@ -160,14 +182,18 @@ class Sandbox:
 
 
 def make_sandbox(root: Path, branch: str = "main", source: Path = REPO) -> Sandbox:
-    """A clone of SOURCE's committed HEAD at ROOT/work, on BRANCH, pushed as main (and BRANCH) to
-    a fresh bare origin. ROOT must not exist or be empty."""
+    """A clone of SOURCE's committed HEAD at ROOT/work, on BRANCH and no other local branch (act
+    names a push's ref after a branch at HEAD: the one SOURCE is on would do), pushed as main (and
+    BRANCH) to a fresh bare origin. ROOT must not exist or be empty."""
     sandbox = Sandbox(root)
     root.mkdir(parents=True, exist_ok=True)
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(sandbox.origin)], check=True)
     git(root, "clone", "-q", "--no-hardlinks", str(source), str(sandbox.work))
     git(sandbox.work, "remote", "set-url", "origin", str(sandbox.origin))
     git(sandbox.work, "switch", "-q", "-C", branch)
+    for other in git(sandbox.work, "for-each-ref", "--format=%(refname)", "refs/heads").split():
+        if other != f"refs/heads/{branch}":
+            git(sandbox.work, "update-ref", "-d", other)
     refs = sorted({"HEAD:refs/heads/main", f"HEAD:refs/heads/{branch}"})
     git(sandbox.work, "push", "-q", "origin", *refs)
     sandbox.pr_files.write_text("")
@@ -217,6 +243,79 @@ def step_header(name: str) -> str:
     return f"⭐ Run Main {name}"
 
 
+@dataclass(frozen=True)
+class PullRequestRefs:
+    """What GitHub serves of a pull request: its head commit (``refs/pull/N/head``), the test
+    merge of it into the base branch (``refs/pull/N/merge``), and the base branch's tip."""
+
+    number: int
+    head: str
+    merge: str
+    base: str
+
+
+def pull_request_refs(sandbox: Sandbox, payload: Mapping[str, Any]) -> PullRequestRefs:
+    """Make ``refs/pull/N/head`` (the PAYLOAD's ``pull_request.head.sha``) and ``refs/pull/N/merge``
+    (that commit merged into the tip of the base branch ``pull_request.base.ref`` in the origin)
+    in the sandbox clone and in its origin, as GitHub serves them. The head commit must be in the
+    sandbox clone; a merge with conflicts is an error (GitHub then makes no merge ref and runs no
+    ``pull_request`` workflow)."""
+    pull_request = payload["pull_request"]
+    number = int(pull_request["number"])
+    head, base_ref = str(pull_request["head"]["sha"]), str(pull_request["base"]["ref"])
+    tracking = f"refs/remotes/origin/{base_ref}"
+    git(sandbox.work, "fetch", "-q", "origin", f"+refs/heads/{base_ref}:{tracking}")
+    base = git(sandbox.work, "rev-parse", tracking).strip()
+    if subprocess.run(["git", "cat-file", "-e", f"{head}^{{commit}}"], cwd=sandbox.work).returncode:
+        raise LookupError(f"pull request {number}: its head {head} is not in {sandbox.work}")
+    merged = subprocess.run(
+        ["git", "merge-tree", "--write-tree", base, head],
+        cwd=sandbox.work, env=tool_env(), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if merged.returncode != 0:
+        raise ValueError(
+            f"pull request {number}: {head[:12]} does not merge into {base_ref} cleanly:"
+            f" GitHub would make no refs/pull/{number}/merge and run no pull_request workflow"
+        )
+    merge = subprocess.run(
+        ["git", "commit-tree", merged.stdout.split()[0], "-p", base, "-p", head,
+         "-m", f"Merge {head} into {base}"],
+        cwd=sandbox.work, env=tool_env(**MERGE_IDENTITY), capture_output=True, text=True,
+        check=True,
+    ).stdout.strip()  # fmt: skip
+    refs = {f"refs/pull/{number}/head": head, f"refs/pull/{number}/merge": merge}
+    for ref, commit in refs.items():
+        git(sandbox.work, "update-ref", ref, commit)
+    git(sandbox.work, "push", "-q", "--force", "origin", *[f"{ref}:{ref}" for ref in refs])
+    return PullRequestRefs(number, head, merge, base)
+
+
+def workflow_commit(event: str, refs: PullRequestRefs) -> str:
+    """The commit GitHub reads the workflow files of a pull request EVENT from, and sets
+    GITHUB_SHA to: the merge commit for ``pull_request``, the base branch's tip for
+    ``pull_request_target`` (PULL_REQUEST_EVENTS)."""
+    if event not in PULL_REQUEST_EVENTS:
+        raise ValueError(
+            f"{event} is no pull request event (events: {sorted(PULL_REQUEST_EVENTS)})"
+        )
+    return refs.merge if PULL_REQUEST_EVENTS[event] == "merge" else refs.base
+
+
+@contextlib.contextmanager
+def checked_out(repo: Path, commit: str) -> Iterator[None]:
+    """REPO's HEAD detached at COMMIT for the block, then back on the branch (or the commit) it
+    was on."""
+    branch = subprocess.run(
+        ["git", "symbolic-ref", "-q", "--short", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+    before = branch or git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "switch", "-q", "--detach", commit)
+    try:
+        yield
+    finally:
+        git(repo, "switch", "-q", *([before] if branch else ["--detach", before]))
+
+
 def run_act(
     sandbox: Sandbox,
     event: str,
@@ -230,7 +329,28 @@ def run_act(
     their record start empty. With STOP_BEFORE, stop act and its steps as soon as the step of that
     name starts (what it needs is not here: the rest of the job is not run). With ECHO, copy act's
     output to stdout. ENV is added to the environment the steps inherit (what a self-hosted
-    runner's machine would have set)."""
+    runner's machine would have set).
+
+    A pull request EVENT (PULL_REQUEST_EVENTS) needs its ``payload``: act then runs with the
+    sandbox clone checked out at the commit GitHub reads the workflow files from
+    (``workflow_commit``, after ``pull_request_refs``), and the clone goes back afterwards."""
+    if event not in PULL_REQUEST_EVENTS:
+        return _run_act(sandbox, event, stop_before, echo, env, options)
+    if options.get("payload") is None:
+        raise ValueError(f"a {event} run needs its payload (the pull request it is about)")
+    refs = pull_request_refs(sandbox, json.loads(Path(options["payload"]).read_text()))
+    with checked_out(sandbox.work, workflow_commit(event, refs)):
+        return _run_act(sandbox, event, stop_before, echo, env, options)
+
+
+def _run_act(
+    sandbox: Sandbox,
+    event: str,
+    stop_before: str | None,
+    echo: bool,
+    env: Mapping[str, str] | None,
+    options: Mapping[str, Any],
+) -> ActRun:
     cache = sandbox.root / f"act-{len(list(sandbox.root.glob('act-*')))}"  # a fresh one per run
     sandbox.gh_calls.write_text("")
     shutil.rmtree(sandbox.artifacts, ignore_errors=True)
@@ -297,7 +417,7 @@ def pairs(values: Sequence[str]) -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--event", required=True, help="push, pull_request, ...")
+    parser.add_argument("--event", required=True, help="push, pull_request_target, ...")
     parser.add_argument("--workflow", help="a file of .github/workflows (default: all)")
     parser.add_argument("--job", help="one job id (default: all)")
     parser.add_argument("--branch", default="main", help="the sandbox's branch (push: the ref)")
@@ -307,10 +427,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--secret", action="append", default=[], help="NAME=VALUE, secrets.NAME")
     parser.add_argument("--sandbox", type=Path, default=REPO / "out" / "act", help="made afresh")
     args = parser.parse_args(argv)
-    if args.event == "pull_request" and args.payload is None:
-        parser.error("a pull_request run needs --payload (tests/workflows/act/README.md)")
+    if args.event in PULL_REQUEST_EVENTS and args.payload is None:
+        parser.error(f"a {args.event} run needs --payload (tests/workflows/act/README.md)")
     shutil.rmtree(args.sandbox, ignore_errors=True)
     sandbox = make_sandbox(args.sandbox.resolve(), branch=args.branch)
+    if args.event in PULL_REQUEST_EVENTS:
+        # The base branch, where the payload says it is, unless the sandbox's origin has it.
+        base = json.loads(args.payload.read_text())["pull_request"]["base"]
+        if not sandbox.origin_refs(f"refs/heads/{base['ref']}"):
+            git(sandbox.work, "push", "-q", "origin", f"{base['sha']}:refs/heads/{base['ref']}")
     if args.pr_files:
         shutil.copyfile(args.pr_files, sandbox.pr_files)
     run = run_act(

@@ -83,8 +83,8 @@ def image_sandbox(new_sandbox: Callable[[str], Sandbox]) -> tuple[Sandbox, str]:
 
 @pytest.fixture(scope="session")
 def report_sandbox(new_sandbox: Callable[[str], Sandbox]) -> tuple[Sandbox, str]:
-    """The sandbox of the training-report walk (it opens pull requests, which leave the clone on
-    a detached HEAD) and the DVC_CONFIG of its DVC remote."""
+    """The sandbox of the training-report walk (it opens pull requests) and the DVC_CONFIG of its
+    DVC remote."""
     sandbox = new_sandbox("training-report")
     return sandbox, with_dvc_remote(sandbox)
 

@@ -1,5 +1,6 @@
 """environments.yml run by act: a promotion proposed by hand (workflow_dispatch), its pull request
-verified (pull_request into staging), and the stage job after the merge (push to staging).
+verified (pull_request_target into staging: the base branch's workflow file, as GitHub plays it),
+and the stage job after the merge (push to staging).
 
 The sandbox is a clone of HEAD with a bare origin holding main, staging and production, where dev
 runs v0.1.0 as promote.yml's deploy pull request leaves it (gitops.set_image, gitops.rendered,
@@ -10,9 +11,11 @@ request the gh stand-in recorded.
 """
 
 import json
+import re
 from collections.abc import Callable
 
 import pytest
+import yaml
 from act_harness import ActRun, Sandbox, pull_request_payload, run_act
 from workflow_helpers import git, run_tool, tool_env
 
@@ -50,18 +53,32 @@ def dispatch(sandbox: Sandbox, environment: str, action: str, version: str = "")
     return run_act(sandbox, "workflow_dispatch", workflow="environments.yml", payload=event)
 
 
-def verify(sandbox: Sandbox, branch: str, env: environments.Environment, head: str) -> ActRun:
-    """The pull request of BRANCH (head HEAD) into ENV's branch, as environments.yml sees it."""
+def verify(
+    sandbox: Sandbox,
+    branch: str,
+    env: environments.Environment,
+    head: str,
+    event: str = "pull_request_target",
+) -> ActRun:
+    """The pull request of BRANCH (head HEAD) into ENV's branch, as environments.yml sees it on
+    EVENT (GitHub's: pull_request_target); the harness makes its refs/pull/N/*."""
     base = git(sandbox.origin, "rev-parse", env.branch).strip()
     mirror_origin(sandbox)
     number = len(list(sandbox.root.glob("pull-request-*.json"))) + 11
-    git(sandbox.work, "update-ref", f"refs/pull/{number}/head", head)  # what GitHub serves
     payload = pull_request_payload(
         number=number, head_ref=branch, base_ref=env.branch, head_sha=head, base_sha=base
     )
-    event = sandbox.root / f"pull-request-{number}.json"
-    event.write_text(json.dumps(payload))
-    return run_act(sandbox, "pull_request", workflow="environments.yml", payload=event)
+    path = sandbox.root / f"pull-request-{number}.json"
+    path.write_text(json.dumps(payload))
+    return run_act(sandbox, event, workflow="environments.yml", payload=path)
+
+
+def verify_statuses(sandbox: Sandbox) -> list[tuple[str, str]]:
+    """The commit statuses the last run posted: (sha, state), each with the context verify."""
+    posted = [c["argv"] for c in sandbox.calls() if c["argv"][:1] == ["api"]]
+    fields = [dict(f.split("=", 1) for f in argv[5::2]) for argv in posted]
+    assert {f["context"] for f in fields} <= {"verify"}, posted
+    return [(argv[3].rsplit("/", 1)[1], f["state"]) for argv, f in zip(posted, fields, strict=True)]
 
 
 def merge(sandbox: Sandbox, branch: str, env: environments.Environment) -> ActRun:
@@ -168,6 +185,7 @@ def test_the_verify_check_passes_the_promotion_and_the_stage_job_follows_the_mer
     run = verify(sandbox, branch, STAGING, head)
     assert run.returncode == 0, run.output
     assert f"ok: {head[:12]} promotes dev's release to staging, every gate passed" in run.output
+    assert verify_statuses(sandbox) == [(head, "success")]
     run = merge(sandbox, branch, STAGING)
     assert run.returncode == 0, run.output
     # GTO numbers the assignments of an artifact across its stages: dev had #1
@@ -190,6 +208,70 @@ def test_the_verify_check_fails_a_hand_edited_promotion(proposed: tuple[Sandbox,
     run = verify(sandbox, branch, STAGING, head)
     assert run.returncode == 1, run.output
     assert f"error: verify: {head[:12]} is not a promotion onto staging's tip" in run.output
+    assert verify_statuses(sandbox) == [(head, "failure")]
+
+
+def switched_off(sandbox: Sandbox) -> str:
+    """environments.yml as main has it, edited as a pull request that switches off verify would:
+    on pull_request (under which GitHub runs the pull request's own copy), verify's last step
+    `true`."""
+    document = yaml.safe_load(
+        git(sandbox.origin, "show", "main:.github/workflows/environments.yml")
+    )
+    on = document.pop(True)  # `on:` loads as True
+    on["pull_request"] = on.pop("pull_request_target")
+    for job in document["jobs"].values():
+        job["if"] = job["if"].replace("'pull_request_target'", "'pull_request'")
+    document["jobs"]["verify"]["steps"][-1]["run"] = "true"
+    return yaml.safe_dump({"name": document.pop("name"), "on": on, **document}, sort_keys=False)
+
+
+def test_a_promotion_that_switches_off_verify_in_its_own_tree_is_still_refused(
+    proposed: tuple[Sandbox, str],
+) -> None:
+    """promote/prod/* onto production's tip pinning a digest no environment ran in rendered/prod,
+    its environments.yml running verify on pull_request as `true`, its Makefile and
+    gitops/promote.py writing a marker and passing. GitHub plays it on pull_request_target: the
+    base's file and tools refuse it, and none of its code runs. On pull_request, the trigger
+    verify had before, its own copy runs and passes: the defect the move fixes."""
+    sandbox, _ = proposed
+    work = sandbox.work
+    marker = sandbox.root / "the-pull-requests-code-ran"
+    mirror_origin(sandbox)
+    git(work, "switch", "-q", "--detach", git(sandbox.origin, "rev-parse", PROD.branch).strip())
+    try:
+        staging = git(work, "show", f"{STAGING.branch}:{rendered.path(STAGING)}")
+        pinned = re.sub(r"@sha256:[0-9a-f]{64}", "@sha256:" + "ee" * 32, staging, count=1)
+        assert pinned != staging
+        files = {
+            rendered.path(PROD): pinned,
+            ".github/workflows/environments.yml": switched_off(sandbox),
+            "Makefile": f"venv tools:\n\techo make > {marker}\n",
+            "gitops/promote.py": (
+                f"from pathlib import Path\nPath({str(marker)!r}).write_text('promote')\n"
+            ),
+        }
+        for path, text in files.items():
+            (work / path).parent.mkdir(parents=True, exist_ok=True)
+            (work / path).write_text(text)
+        git(work, "add", *files)
+        git(work, "commit", "-qm", f"promote(prod): image sha256:{'ee' * 32}")
+        head = git(work, "rev-parse", "HEAD").strip()
+    finally:
+        git(work, "switch", "-q", "main")
+    branch = "promote/prod/0123456789ab"
+
+    run = verify(sandbox, branch, PROD, head)
+    assert run.returncode == 1, run.output
+    assert f"error: verify: {head[:12]} is not a promotion onto production's tip" in run.output
+    assert verify_statuses(sandbox) == [(head, "failure")]
+    assert not marker.exists()
+
+    run = verify(sandbox, branch, PROD, head, event="pull_request")
+    assert run.returncode == 0, run.output
+    assert "error: verify" not in run.output
+    # The residual risk docs/workflow.md names: the pull request's own copy posts the context too.
+    assert verify_statuses(sandbox) == [(head, "success")]
 
 
 def test_running_a_finished_promotion_again_changes_nothing(proposed: tuple[Sandbox, str]) -> None:

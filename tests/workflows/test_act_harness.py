@@ -16,9 +16,14 @@ from act_harness import (
     Sandbox,
     act_command,
     act_env,
+    checked_out,
     local_repositories,
+    make_sandbox,
+    pull_request_payload,
+    pull_request_refs,
+    workflow_commit,
 )
-from workflow_helpers import REPO, workflow_files
+from workflow_helpers import REPO, git, workflow_files
 
 README = (STANDINS / "README.md").read_text()
 
@@ -100,6 +105,113 @@ def test_the_steps_see_the_gh_stand_in_first_and_none_of_the_callers_github_vari
     assert env["MODELOPS_ACT_ARTIFACTS"] == str(tmp_path / "artifacts")
 
 
+# --- pull request events: what GitHub serves and which workflow files it runs ------------------
+
+
+@pytest.fixture
+def small_sandbox(tmp_path: Path) -> Sandbox:
+    """A sandbox of a one-file repository, main and staging in its origin, a test identity."""
+    source = tmp_path / "source"
+    source.mkdir()
+    git(source, "init", "-q", "-b", "main")
+    (source / "guard.yml").write_text("the base's guard\n")
+    git(source, "add", "guard.yml")
+    git(source, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "base")
+    sandbox = make_sandbox(tmp_path / "sandbox", source=source)
+    git(sandbox.work, "config", "user.name", "t")
+    git(sandbox.work, "config", "user.email", "t@x")
+    git(sandbox.work, "push", "-q", "origin", "HEAD:refs/heads/staging")
+    return sandbox
+
+
+def open_pr(sandbox: Sandbox, path: str, text: str, number: int = 5) -> dict[str, object]:
+    """A pull request into staging whose head commit writes TEXT to PATH; the payload."""
+    base = git(sandbox.work, "rev-parse", "origin/staging").strip()
+    git(sandbox.work, "switch", "-q", "-c", f"experiment/{number}", base)
+    (sandbox.work / path).write_text(text)
+    git(sandbox.work, "add", path)
+    git(sandbox.work, "commit", "-qm", "the pull request")
+    head = git(sandbox.work, "rev-parse", "HEAD").strip()
+    git(sandbox.work, "switch", "-q", "main")
+    return pull_request_payload(
+        number=number, head_ref=f"experiment/{number}", base_ref="staging", head_sha=head,
+        base_sha=base,
+    )  # fmt: skip
+
+
+def test_the_sandbox_has_no_local_branch_but_its_own(tmp_path: Path) -> None:
+    """The checkout the sandbox is cloned from may be on any branch (a worktree's): act would name
+    a push after it."""
+    source = tmp_path / "source"
+    source.mkdir()
+    git(source, "init", "-q", "-b", "wt/x")
+    git(source, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q", "--allow-empty",
+        "-m", "x")  # fmt: skip
+    sandbox = make_sandbox(tmp_path / "sandbox", branch="staging", source=source)
+    refs = git(sandbox.work, "for-each-ref", "--format=%(refname)", "refs/heads").split()
+    assert refs == ["refs/heads/staging"]
+
+
+def test_a_pull_request_gets_the_head_and_merge_refs_github_serves(small_sandbox: Sandbox) -> None:
+    sandbox = small_sandbox
+    payload = open_pr(sandbox, "guard.yml", "the pull request's guard: true\n")
+    # the base moves on after the pull request was opened: GitHub merges into its tip
+    git(sandbox.work, "switch", "-q", "-c", "later", "origin/staging")
+    (sandbox.work / "notes.md").write_text("later\n")
+    git(sandbox.work, "add", "notes.md")
+    git(sandbox.work, "commit", "-qm", "later on staging")
+    git(sandbox.work, "push", "-q", "origin", "HEAD:refs/heads/staging")
+    git(sandbox.work, "switch", "-q", "main")
+    tip = git(sandbox.origin, "rev-parse", "staging").strip()
+    refs = pull_request_refs(sandbox, payload)
+    head = payload["pull_request"]["head"]["sha"]  # type: ignore[index]
+    assert (refs.number, refs.head, refs.base) == (5, head, tip)
+    for repo in (sandbox.work, sandbox.origin):
+        assert git(repo, "rev-parse", "refs/pull/5/head", "refs/pull/5/merge").split() == [
+            head, refs.merge
+        ]  # fmt: skip
+    assert git(sandbox.work, "rev-parse", f"{refs.merge}^1", f"{refs.merge}^2").split() == [
+        tip,
+        head,
+    ]
+    merged = git(sandbox.work, "ls-tree", "--name-only", refs.merge).split()
+    assert merged == ["guard.yml", "notes.md"]
+    assert (
+        git(sandbox.work, "show", f"{refs.merge}:guard.yml") == "the pull request's guard: true\n"
+    )
+    assert workflow_commit("pull_request", refs) == refs.merge
+    assert workflow_commit("pull_request_target", refs) == tip
+    with pytest.raises(ValueError, match="push is no pull request event"):
+        workflow_commit("push", refs)
+
+
+def test_a_pull_request_that_does_not_merge_cleanly_has_no_merge_ref(
+    small_sandbox: Sandbox,
+) -> None:
+    payload = open_pr(small_sandbox, "guard.yml", "ours\n")
+    git(small_sandbox.work, "switch", "-q", "--detach", "origin/staging")
+    (small_sandbox.work / "guard.yml").write_text("theirs\n")
+    git(small_sandbox.work, "commit", "-qam", "staging changes the guard too")
+    git(small_sandbox.work, "push", "-q", "origin", "HEAD:refs/heads/staging")
+    git(small_sandbox.work, "switch", "-q", "main")
+    with pytest.raises(
+        ValueError, match=r"does not merge into staging cleanly.*no refs/pull/5/merge"
+    ):
+        pull_request_refs(small_sandbox, payload)
+
+
+def test_act_runs_in_the_checkout_of_the_events_commit_and_the_clone_goes_back(
+    small_sandbox: Sandbox,
+) -> None:
+    work = small_sandbox.work
+    refs = pull_request_refs(small_sandbox, open_pr(small_sandbox, "guard.yml", "x\n"))
+    with checked_out(work, workflow_commit("pull_request", refs)):
+        assert (work / "guard.yml").read_text() == "x\n"
+    with checked_out(work, workflow_commit("pull_request_target", refs)):
+        assert (work / "guard.yml").read_text() == "the base's guard\n"
+    assert git(work, "symbolic-ref", "--short", "HEAD").strip() == "main"
+
+
 def run_gh(
     tmp_path: Path, *args: str, event: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -141,6 +253,21 @@ def test_the_gh_stand_in_records_the_event_file_of_the_run_as_it_reads(tmp_path:
     assert run_gh(tmp_path, "auth", "setup-git", event=event).returncode == 0
     [call] = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
     assert call["event"] == event.read_text()
+
+
+def test_the_gh_stand_in_posts_a_commit_status_of_this_repository_only(tmp_path: Path) -> None:
+    sha = "ab" * 20
+    post = ["api", "--method", "POST", f"repos/acme/modelops/statuses/{sha}"]
+    posted = run_gh(tmp_path, *post, "-f", "context=order", "-f", "state=failure")
+    assert posted.returncode == 0, posted.stderr
+    assert json.loads(posted.stdout) == {"context": "order", "state": "failure", "sha": sha}
+    for bad in (
+        [*post, "-f", "context=order", "-f", "state=refused"],  # no state of GitHub's
+        [*post, "-f", "state=success"],  # no context
+        ["api", "--method", "POST", f"repos/mallory/modelops/statuses/{sha}",
+         "-f", "context=order", "-f", "state=success"],  # another repository
+    ):  # fmt: skip
+        assert run_gh(tmp_path, *bad).returncode == 1, bad
 
 
 def test_the_gh_stand_in_fails_a_call_it_has_no_answer_for(tmp_path: Path) -> None:

@@ -1,17 +1,21 @@
 """The workflow files themselves, run by act (tests/workflows/act_harness.py) in sandbox clones.
 
 Each walk runs the unmodified .github/workflows file with its `${{ }}` expressions, step outputs,
-`if:` conditions and GITHUB_OUTPUT, on a pull_request or push event, in a sandbox clone of HEAD
-with a bare origin. GitHub's API answers through the gh stand-in (tests/workflows/act/), which
-also records each call. No root: the integration tier.
+`if:` conditions and GITHUB_OUTPUT, on a pull_request, pull_request_target or push event, in a
+sandbox clone of HEAD with a bare origin. GitHub's API answers through the gh stand-in
+(tests/workflows/act/), which also records each call. A pull request is played as GitHub plays it
+(the harness): its own workflow files under pull_request, the base branch's under
+pull_request_target. No root: the integration tier.
 """
 
 import json
 import re
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 from act_harness import TOKEN, ActRun, Sandbox, pull_request_payload, run_act, step_outputs
 from workflow_helpers import git
 
@@ -34,8 +38,13 @@ def open_pull_request(
     number: int = 7,
 ) -> dict[str, object]:
     """Commit CHANGES (path: text) on a new branch HEAD off origin's BASE; the gh stand-in will
-    list the files the pull request changes as GitHub does (base...head). Return the payload."""
+    list the files the pull request changes as GitHub does (base...head). Return the payload; the
+    sandbox clone is back where it was (the harness checks out what each event runs)."""
     base_sha = git(sandbox.work, "rev-parse", f"origin/{base}").strip()
+    before = subprocess.run(
+        ["git", "symbolic-ref", "-q", "--short", "HEAD"], cwd=sandbox.work, capture_output=True,
+        text=True, check=False,
+    ).stdout.strip() or git(sandbox.work, "rev-parse", "HEAD").strip()  # fmt: skip
     git(sandbox.work, "switch", "-q", "-C", head, base_sha)
     for path, text in changes.items():
         (sandbox.work / path).parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +52,7 @@ def open_pull_request(
         git(sandbox.work, "add", path)
     git(sandbox.work, "commit", "-qm", f"change {', '.join(changes)}")
     head_sha = git(sandbox.work, "rev-parse", "HEAD").strip()
-    git(sandbox.work, "switch", "-q", "--detach", base_sha)
+    git(sandbox.work, "switch", "-q", "--detach", before)
     sandbox.pr_files.write_text(git(sandbox.work, "diff", "--name-only", base_sha, head_sha))
     return pull_request_payload(
         number=number,
@@ -55,10 +64,12 @@ def open_pull_request(
     )
 
 
-def run_pull_request(sandbox: Sandbox, payload: dict[str, object], **options: Any) -> ActRun:
+def run_pull_request(
+    sandbox: Sandbox, payload: dict[str, object], event: str = "pull_request", **options: Any
+) -> ActRun:
     path = sandbox.root / "event.json"
     path.write_text(json.dumps(payload))
-    return run_act(sandbox, "pull_request", payload=path, **options)
+    return run_act(sandbox, event, payload=path, **options)
 
 
 def guard_lines(run: ActRun) -> list[str]:
@@ -66,18 +77,63 @@ def guard_lines(run: ActRun) -> list[str]:
     return re.findall(r"\| ((?:ok|error): .*)", run.output)
 
 
+def statuses(sandbox: Sandbox) -> list[tuple[str, str, str]]:
+    """The commit statuses the last run posted through the gh stand-in: (sha, context, state)."""
+    posted = [c["argv"] for c in sandbox.calls() if "/statuses/" in " ".join(c["argv"])]
+    return [
+        (argv[3].rsplit("/", 1)[1], fields["context"], fields["state"])
+        for argv in posted
+        for fields in [dict(f.split("=", 1) for f in argv[5::2])]
+    ]
+
+
+def switched_off(sandbox: Sandbox, workflow: str, job: str, **checkout: object) -> str:
+    """WORKFLOW as main has it, edited as a pull request that switches off its check JOB would:
+    on pull_request (the trigger under which GitHub runs the pull request's own copy) and JOB's
+    last step `true`; with CHECKOUT, JOB's checkout `with:` is that instead (checkout={} checks
+    out what the event gives: under pull_request, the pull request's merge commit)."""
+    text = git(sandbox.origin, "show", f"main:.github/workflows/{workflow}")
+    document = yaml.safe_load(text)
+    on = document.pop(True)  # `on:` loads as True
+    on["pull_request"] = on.pop("pull_request_target")
+    for each in document["jobs"].values():
+        if "if" in each:
+            each["if"] = each["if"].replace("'pull_request_target'", "'pull_request'")
+    steps = document["jobs"][job]["steps"]
+    if "checkout" in checkout:
+        steps[0]["with"] = checkout["checkout"]
+    else:
+        steps[-1]["run"] = "true"
+    return yaml.safe_dump({"name": document.pop("name"), "on": on, **document}, sort_keys=False)
+
+
 # --- pr-guard.yml ---------------------------------------------------------------------------
+# GitHub runs it on pull_request_target: the workflow file and the code as the base branch has
+# them; the result is posted as the commit status `order` on the pull request's head.
+
+PR_GUARD_EVENT = "pull_request_target"
 
 
 def test_pr_guard_passes_an_experiment_pull_request_into_main(pr_sandbox: Sandbox) -> None:
     payload = open_pull_request(pr_sandbox, "experiment/deeper", "main", {"docs/notes.md": "x\n"})
-    run = run_pull_request(pr_sandbox, payload, workflow="pr-guard.yml")
+    run = run_pull_request(pr_sandbox, payload, PR_GUARD_EVENT, workflow="pr-guard.yml")
     assert run.returncode == 0, run.output
     order = "experiment/* -> main -> staging -> production"
     assert guard_lines(run) == [f"ok: experiment/deeper -> main keeps the order {order}"]
-    assert [call["argv"] for call in pr_sandbox.calls()] == [
-        ["pr", "diff", "7", "--repo", "acme/modelops", "--name-only"]
+    head = payload["pull_request"]["head"]["sha"]  # type: ignore[index]
+    assert [call["argv"][:2] for call in pr_sandbox.calls()] == [
+        ["pr", "diff"],
+        ["api", "--method"],
     ]
+    assert pr_sandbox.calls()[0]["argv"] == [
+        "pr",
+        "diff",
+        "7",
+        "--repo",
+        "acme/modelops",
+        "--name-only",
+    ]
+    assert statuses(pr_sandbox) == [(head, "order", "success")]
 
 
 def test_pr_guard_fails_a_deploy_pull_request_that_also_changes_the_server(
@@ -89,11 +145,13 @@ def test_pr_guard_fails_a_deploy_pull_request_that_also_changes_the_server(
         "serving/app.py": "# and something else\n",
     }
     payload = open_pull_request(pr_sandbox, f"deploy/dev/{sha}", "main", changes)
-    run = run_pull_request(pr_sandbox, payload, workflow="pr-guard.yml")
+    run = run_pull_request(pr_sandbox, payload, PR_GUARD_EVENT, workflow="pr-guard.yml")
     assert run.returncode == 1, run.output
     [line] = guard_lines(run)
     assert line.startswith(f"error: deploy/dev/{sha} may change only kustomize/overlays/dev/")
     assert "but changes serving/app.py: open another pull request" in line
+    head = payload["pull_request"]["head"]["sha"]  # type: ignore[index]
+    assert statuses(pr_sandbox) == [(head, "order", "failure")]
 
 
 def test_pr_guard_fails_a_forks_branch_named_like_a_promotion_into_production(
@@ -103,13 +161,77 @@ def test_pr_guard_fails_a_forks_branch_named_like_a_promotion_into_production(
     payload = open_pull_request(
         pr_sandbox, head, "production", {"README.md": "x\n"}, head_repo="mallory/modelops"
     )
-    run = run_pull_request(pr_sandbox, payload, workflow="pr-guard.yml")
+    run = run_pull_request(pr_sandbox, payload, PR_GUARD_EVENT, workflow="pr-guard.yml")
     assert run.returncode == 1, run.output
     [line] = guard_lines(run)
     assert line.startswith(
         "error: a pull request from the fork mallory/modelops may only come from an experiment/*"
         f" branch, not from {head}"
     )
+
+
+def test_a_pull_request_that_switches_off_the_order_check_in_its_own_tree_is_still_refused(
+    pr_sandbox: Sandbox,
+) -> None:
+    """A promote/prod/* branch into staging (it skips the order) whose tree runs pr-guard.yml on
+    pull_request with the check replaced by `true`, and pins a digest no environment ran in
+    rendered/prod. GitHub plays it on pull_request_target, from the base's file: refused. Played on
+    pull_request, the trigger the guard had before, the pull request's own copy runs and passes:
+    the defect the move to pull_request_target fixes (and proof that the harness runs the pull
+    request's workflow file under pull_request)."""
+    head = "promote/prod/0123456789ab"
+    dev = git(pr_sandbox.origin, "show", "main:rendered/dev/manifests.yaml")
+    pinned = re.sub(r"@sha256:0{64}", "@sha256:" + "ee" * 32, dev)
+    assert pinned != dev
+    changes = {
+        ".github/workflows/pr-guard.yml": switched_off(pr_sandbox, "pr-guard.yml", "order"),
+        "rendered/prod/manifests.yaml": pinned,
+    }
+    payload = open_pull_request(pr_sandbox, head, "staging", changes)
+    sha = payload["pull_request"]["head"]["sha"]  # type: ignore[index]
+
+    run = run_pull_request(pr_sandbox, payload, "pull_request_target", workflow="pr-guard.yml")
+    assert run.returncode == 1, run.output
+    [line] = guard_lines(run)
+    assert line.startswith("error: staging accepts pull requests only from promote/staging/*")
+    assert statuses(pr_sandbox) == [(sha, "order", "failure")]
+
+    run = run_pull_request(pr_sandbox, payload, "pull_request", workflow="pr-guard.yml")
+    assert run.returncode == 0, run.output
+    assert guard_lines(run) == []
+    # The residual risk docs/workflow.md names: the pull request's own copy posts the context too.
+    assert statuses(pr_sandbox) == [(sha, "order", "success")]
+
+
+def test_the_code_of_a_pull_request_never_runs_in_the_order_check(pr_sandbox: Sandbox) -> None:
+    """The pull request's gitops/check_pr_order.py and Makefile write a marker and pass; under
+    pull_request_target the base's check runs and refuses, and no marker is written. The marker
+    does catch its code running: the same pull request with its own pr-guard.yml on pull_request,
+    checking out what that event gives (the merge commit), writes it."""
+    marker = pr_sandbox.root / "the-pull-requests-code-ran"
+    marker.unlink(missing_ok=True)
+    sha = git(pr_sandbox.work, "rev-parse", "origin/main").strip()
+    changes = {
+        "gitops/check_pr_order.py": "from pathlib import Path\n"
+        f"Path({str(marker)!r}).write_text('check_pr_order')\nprint('ok: trust me')\n",
+        "Makefile": f"venv tools:\n\techo make > {marker}\n",
+    }
+    payload = open_pull_request(pr_sandbox, f"deploy/dev/{sha}", "main", changes)
+    run = run_pull_request(pr_sandbox, payload, "pull_request_target", workflow="pr-guard.yml")
+    assert run.returncode == 1, run.output
+    [line] = guard_lines(run)
+    assert line.startswith(f"error: deploy/dev/{sha} may change only kustomize/overlays/dev/")
+    assert "but changes Makefile and 1 more" in line
+    assert not marker.exists()
+
+    changes[".github/workflows/pr-guard.yml"] = switched_off(
+        pr_sandbox, "pr-guard.yml", "order", checkout={"persist-credentials": False}
+    )
+    payload = open_pull_request(pr_sandbox, f"deploy/dev/{sha}", "main", changes)
+    run = run_pull_request(pr_sandbox, payload, "pull_request", workflow="pr-guard.yml")
+    assert run.returncode == 0, run.output
+    assert guard_lines(run) == ["ok: trust me"]
+    assert marker.read_text() == "check_pr_order"
 
 
 # --- ci.yml, job unit: which heavy tiers a pull request needs ---------------------------------

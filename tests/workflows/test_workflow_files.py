@@ -4,6 +4,7 @@ the gitops commands, scripts and make targets that exist, no telemetry from DVC,
 CML upload to its asset host. All offline.
 """
 
+import copy
 import re
 import subprocess
 from pathlib import Path
@@ -21,7 +22,7 @@ from workflow_helpers import (
     workflow_files,
 )
 
-from gitops import environments
+from gitops import doctor, environments
 from requirements.lock import versions
 
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
@@ -178,7 +179,8 @@ def test_every_workflow_grants_nothing_by_default_and_each_job_only_what_it_need
         granted = job.get("permissions")
         assert isinstance(granted, dict), f"job {name} must declare its permissions"
         assert "write-all" not in str(granted)
-        assert granted.get("contents") in {"read", "write"}
+        # the jobs that post a guard's commit status read nothing (guard_problems)
+        assert granted == STATUS_ONLY or granted.get("contents") in {"read", "write"}
 
 
 def test_only_the_build_the_proposals_the_stage_and_the_retrain_jobs_may_write_contents() -> None:
@@ -207,7 +209,7 @@ def test_the_environments_workflow_follows_every_environment_branch() -> None:
     on = load(WORKFLOWS / "environments.yml")[True]
     order = environments.load()
     assert on["push"]["branches"] == [env.branch for env in order]
-    assert on["pull_request"]["branches"] == [env.branch for env in order[1:]]
+    assert on["pull_request_target"]["branches"] == [env.branch for env in order[1:]]
     assert on["workflow_dispatch"]["inputs"]["environment"]["options"] == [
         env.name for env in order[1:]
     ]
@@ -215,6 +217,201 @@ def test_the_environments_workflow_follows_every_environment_branch() -> None:
         run_tool("stage_for_branch", "--environment", env.branch).stdout.strip() for env in order
     ]
     assert names == [env.name for env in order]
+
+
+# --- no pull request loosens the check it is under, and none of its code runs with a write token -
+# For pull_request GitHub runs the workflow file of the pull request's merge commit (so a pull
+# request can edit its own checks) with a read-only token for forks; for pull_request_target and
+# workflow_run it runs the base branch's file with the repository's token and secrets, which must
+# then run nothing of the pull request.
+
+#: The events whose runs have the base branch's workflow file and a token that may write.
+PRIVILEGED_EVENTS = {"pull_request_target", "workflow_run"}
+#: The only ref a privileged run checks out: the base's commit (the default would be its tip).
+BASE_SHA = "${{ github.event.pull_request.base.sha }}"
+#: What a job that posts a guard's result may do: the commit status on the pull request's head
+#: (GitHub attaches a pull_request_target run's own check to the base branch's commit).
+STATUS_ONLY = {"statuses": "write"}
+#: git commands that put a commit's files in the workspace (a fetch only adds objects).
+TREE_COMMANDS = re.compile(
+    r"\bgit\s+(checkout|switch|worktree|reset|restore|merge|rebase|cherry-pick|pull|stash|"
+    r"read-tree|checkout-index|clone|apply|am)\b"
+)
+#: The guards whose file and code must be the base branch's: they decide what a pull request may
+#: carry, so one that edits them could switch them off. The other guards are the test tiers of
+#: ci.yml, which test the pull request's code and so run it, on pull_request.
+BASE_GUARDS = {("pr-guard.yml", "order"), ("environments.yml", "verify")}
+#: Jobs that run a pull request's code on pull_request with a write permission, and why they may.
+PR_CODE_WITH_WRITE = {
+    ("training-report.yml", "report"): "pull-requests: write for the CML comment; its if: keeps "
+    "it to pull requests from this repository, whose authors can push here anyway",
+}
+
+
+def triggers(document: dict[str, Any]) -> set[str]:
+    on = document[True]  # `on:` loads as True
+    return {on} if isinstance(on, str) else set(on)
+
+
+def job_events(document: dict[str, Any], job: dict[str, Any]) -> set[str]:
+    """The events of the workflow that can run JOB: all its triggers, unless its if: is a
+    conjunction naming one (``github.event_name == 'X'``)."""
+    condition = str(job.get("if", ""))
+    named = set(re.findall(r"github\.event_name == '(\w+)'", condition))
+    if "||" in condition or len(named) != 1:
+        return triggers(document)
+    return triggers(document) & named
+
+
+def writes(job: dict[str, Any]) -> list[str]:
+    return sorted(scope for scope, level in job["permissions"].items() if level == "write")
+
+
+def checkouts(job: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout@")]
+
+
+def scripts(job: dict[str, Any]) -> str:
+    return "\n".join(str(step.get("run", "")) for step in job["steps"])
+
+
+def privileged_run_problems(name: str, document: dict[str, Any]) -> list[str]:
+    """Each job of workflow NAME a privileged event runs: no write but a commit status, and that
+    only in a job with no action and no checkout; a checkout of the base's commit only (no ref
+    of the pull request, no other repository); no git command that puts a tree in the workspace;
+    fetches of the pull request's head only (git objects, read by the base's tools)."""
+    problems = []
+    for job_id, job in document["jobs"].items():
+        events = job_events(document, job) & PRIVILEGED_EVENTS
+        if not events:
+            continue
+        where = f"{name} job {job_id} ({', '.join(sorted(events))})"
+        if job["permissions"] != STATUS_ONLY and writes(job):
+            problems.append(f"{where}: may write {', '.join(writes(job))}")
+        if job["permissions"] == STATUS_ONLY and any("uses" in s for s in job["steps"]):
+            problems.append(f"{where}: runs an action or a checkout with its write token")
+        for step in checkouts(job):
+            given = step.get("with") or {}
+            if given.get("ref") != BASE_SHA or "repository" in given:
+                problems.append(f"{where}: checks out {given.get('ref')}, not {BASE_SHA}")
+        for command in TREE_COMMANDS.findall(scripts(job)):
+            problems.append(f"{where}: runs git {command}, which puts a tree in the workspace")
+        for line in re.findall(r"\bgit\s+fetch\b.*", scripts(job)):
+            if not line.rstrip().endswith('origin "refs/pull/$PR_NUMBER/head"'):
+                problems.append(f"{where}: fetches more than the pull request's head: {line}")
+    return problems
+
+
+def pull_request_code_problems(name: str, document: dict[str, Any]) -> list[str]:
+    """Each job of workflow NAME that runs on pull_request and checks out the pull request's
+    code (any checkout but the base's commit) may only read, unless PR_CODE_WITH_WRITE says why."""
+    return [
+        f"{name} job {job_id}: checks out the pull request's code and may write "
+        + ", ".join(writes(job))
+        for job_id, job in document["jobs"].items()
+        if "pull_request" in job_events(document, job)
+        and any((s.get("with") or {}).get("ref") != BASE_SHA for s in checkouts(job))
+        and writes(job)
+        and (name, job_id) not in PR_CODE_WITH_WRITE
+    ]
+
+
+def guard_problems(name: str, document: dict[str, Any], job_id: str) -> list[str]:
+    """The guard JOB_ID of workflow NAME runs on pull_request_target only (never the pull
+    request's own copy of the file), and a job that needs it, with STATUS_ONLY, posts its result
+    as the commit status named as gitops.doctor names the required check (the job's name)."""
+    job = document["jobs"][job_id]
+    where = f"{name} job {job_id}"
+    problems = []
+    events = job_events(document, job)
+    if "pull_request" in events:
+        problems.append(f"{where}: runs on pull_request, where the pull request's file runs")
+    if "pull_request_target" not in events:
+        problems.append(f"{where}: does not run on pull_request_target")
+    context = doctor.Guard(name, job_id, first=True).context()
+    posters = [
+        other_id
+        for other_id, other in document["jobs"].items()
+        if other.get("needs") == job_id
+        and other["permissions"] == STATUS_ONLY
+        and str(other.get("if", "")).startswith("always()")
+        and f"-f context={context} " in scripts(other).replace("\\\n", " ")
+        and "${{ needs." + job_id + ".result }}" in str(other["steps"])
+        and "${{ github.event.pull_request.head.sha }}" in str(other["steps"])
+    ]
+    if not posters:
+        problems.append(f"{where}: no job posts its result as the commit status {context}")
+    return problems
+
+
+def test_no_privileged_run_writes_more_than_a_status_or_touches_the_pull_requests_tree() -> None:
+    problems = [
+        p for path in workflow_files() for p in privileged_run_problems(path.name, load(path))
+    ]
+    assert problems == []
+
+
+def test_the_privileged_run_check_catches_a_head_checkout_a_write_token_and_a_tree_command() -> (
+    None
+):
+    guard, verify = load(WORKFLOWS / "pr-guard.yml"), load(WORKFLOWS / "environments.yml")
+    variants = {name: copy.deepcopy(guard if name < "d" else verify) for name in "abcde"}
+    head_sha = "${{ github.event.pull_request.head.sha }}"
+    variants["a"]["jobs"]["order"]["steps"][0]["with"]["ref"] = head_sha
+    variants["b"]["jobs"]["order"]["permissions"]["contents"] = "write"
+    variants["c"]["jobs"]["status"]["steps"].insert(0, guard["jobs"]["order"]["steps"][0])
+    variants["d"]["jobs"]["verify"]["steps"][-1]["run"] += "git checkout FETCH_HEAD\nmake test\n"
+    fetch = 'git fetch origin "refs/pull/$PR_NUMBER/merge"'
+    variants["e"]["jobs"]["verify"]["steps"][-1]["run"] += fetch + "\n"
+    found = {name: privileged_run_problems(name, v) for name, v in variants.items()}
+    run = "(pull_request_target)"
+    assert found == {
+        "a": [f"a job order {run}: checks out {head_sha}, not {BASE_SHA}"],
+        "b": [f"b job order {run}: may write contents"],
+        "c": [f"c job status {run}: runs an action or a checkout with its write token"],
+        "d": [f"d job verify {run}: runs git checkout, which puts a tree in the workspace"],
+        "e": [f"e job verify {run}: fetches more than the pull request's head: {fetch}"],
+    }
+
+
+def test_no_pull_request_job_runs_the_pull_requests_code_with_a_write_token() -> None:
+    problems = [
+        p for path in workflow_files() for p in pull_request_code_problems(path.name, load(path))
+    ]
+    assert problems == []
+
+
+def test_the_pull_request_code_check_catches_a_test_job_that_may_write() -> None:
+    ci = load(WORKFLOWS / "ci.yml")
+    ci["jobs"]["unit"]["permissions"]["contents"] = "write"
+    assert pull_request_code_problems("ci.yml", ci) == [
+        "ci.yml job unit: checks out the pull request's code and may write contents"
+    ]
+
+
+def test_the_order_and_verify_guards_run_the_base_branchs_file_and_post_their_status() -> None:
+    assert {(g.workflow, g.job) for g in doctor.GUARDS} - BASE_GUARDS == {
+        ("ci.yml", job) for job in ("unit", "integration", "e2e")
+    }
+    problems = [p for name, job in sorted(BASE_GUARDS)
+                for p in guard_problems(name, load(WORKFLOWS / name), job)]  # fmt: skip
+    assert problems == []
+
+
+def test_the_guard_check_catches_the_old_pull_request_trigger_and_a_missing_status() -> None:
+    """pr-guard.yml as it was (on pull_request: the pull request's own copy runs), and without
+    the job that posts the status."""
+    old = load(WORKFLOWS / "pr-guard.yml")
+    old[True] = {"pull_request": old[True].pop("pull_request_target")}
+    silent = load(WORKFLOWS / "pr-guard.yml")
+    del silent["jobs"]["status"]
+    assert guard_problems("pr-guard.yml", old, "order") == [
+        "pr-guard.yml job order: runs on pull_request, where the pull request's file runs",
+        "pr-guard.yml job order: does not run on pull_request_target",
+    ]
+    assert guard_problems("pr-guard.yml", silent, "order") == [
+        "pr-guard.yml job order: no job posts its result as the commit status order"
+    ]
 
 
 def test_promote_ignores_the_merge_of_its_own_deploy_pull_request() -> None:
