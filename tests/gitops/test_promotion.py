@@ -219,41 +219,6 @@ def diff_headers(markdown: str) -> list[str]:
     return [line[6:] for line in markdown.splitlines() if line.startswith("+++ b/")]
 
 
-def test_a_proposal_body_shows_the_applied_file_first_and_folds_the_others(
-    in_prod: Path, tmp_path: Path
-) -> None:
-    """Production's branch carries rendered/dev and rendered/staging too (as main and staging
-    had them); only rendered/prod reaches the cluster, so it comes first and alone, the rest
-    folded under a heading that says they are not applied."""
-    repo = in_prod
-    body = tmp_path / "body.md"
-    tool(repo, "rollback", "prod", "--body-file", str(body))
-    text = body.read_text()
-    shown, _, folded = text.partition("<details>")
-    assert diff_headers(shown) == [rendered.path(PROD)]
-    assert f"### `{rendered.path(PROD)}`: what Argo CD applies to prod" in shown
-    assert set(diff_headers(folded)) == {rendered.path(DEV), rendered.path(STAGING)}
-    assert "not applied to prod" in folded and folded.rstrip().count("</details>") == 1
-
-
-def test_rollback_verify_refuses_a_state_from_before_the_environment_ran_a_release(
-    in_prod: Path,
-) -> None:
-    """The fork's first commit is on production's first-parent history but has no
-    rendered/prod: restoring it would deploy nothing Argo CD can apply."""
-    repo = in_prod
-    first = git(repo, "rev-list", "--first-parent", "origin/production").split()[-1]
-    assert git(repo, "ls-tree", "--name-only", "-r", first, "rendered").split() == [
-        rendered.path(DEV)
-    ]
-    tip = git(repo, "rev-parse", "origin/production").strip()
-    head = git(repo, "commit-tree", f"{first}^{{tree}}", "-p", tip, "-m", "back").strip()
-    assert refused(repo, "rollback", "prod", "--verify", head) == (
-        f"error: verify: {head[:12]} restores production as of {first[:12]}, which has no "
-        f"{rendered.path(PROD)}: prod ran no release then"
-    )
-
-
 def test_rerunning_a_finished_promotion_changes_nothing(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -394,7 +359,15 @@ def test_rollback_restores_the_previous_release_byte_for_byte_and_moves_the_stag
     body = tmp_path / "body.md"
     outputs = tool(repo, "rollback", "prod", "--body-file", str(body))
     assert outputs["branch"].startswith("rollback/prod/") and outputs["version"] == "v0.1.0"
-    assert "-        modelops.io/model-version: v0.2.0" in body.read_text()
+    text = body.read_text()
+    assert "-        modelops.io/model-version: v0.2.0" in text
+    # Production's branch carries rendered/dev and rendered/staging too (as main and staging had
+    # them); only rendered/prod reaches the cluster: first and alone, the rest folded below.
+    shown, _, folded = text.partition("<details>")
+    assert diff_headers(shown) == [rendered.path(PROD)]
+    assert f"### `{rendered.path(PROD)}`: what Argo CD applies to prod" in shown
+    assert set(diff_headers(folded)) == {rendered.path(DEV), rendered.path(STAGING)}
+    assert "not applied to prod" in folded and folded.rstrip().count("</details>") == 1
     ok = run_tool("rollback", "prod", "--verify", outputs["commit"], cwd=repo).stdout
     assert ok.startswith(f"ok: {outputs['commit'][:12]} restores production")
     merge(repo, outputs, PROD)
@@ -404,7 +377,7 @@ def test_rollback_restores_the_previous_release_byte_for_byte_and_moves_the_stag
     assert stage_holder(repo, STAGING) == f"{NAME}@v0.2.0"  # only prod went back
 
 
-def test_a_revert_of_the_last_promotion_passes_verify_and_a_revert_of_an_older_one_does_not(
+def test_a_revert_of_the_last_promotion_passes_verify_an_older_one_or_the_first_state_does_not(
     in_prod: Path,
 ) -> None:
     repo = in_prod
@@ -420,6 +393,18 @@ def test_a_revert_of_the_last_promotion_passes_verify_and_a_revert_of_an_older_o
     head = git(repo, "rev-parse", "HEAD").strip()
     assert refused(repo, "rollback", "prod", "--verify", head).startswith(
         f"error: verify: {head[:12]} does not restore a state production had before"
+    )
+    # The fork's first commit is on production's first-parent history but has no rendered/prod:
+    # restoring it would deploy nothing Argo CD can apply.
+    first = git(repo, "rev-list", "--first-parent", "origin/production").split()[-1]
+    assert git(repo, "ls-tree", "--name-only", "-r", first, "rendered").split() == [
+        rendered.path(DEV)
+    ]
+    tip = git(repo, "rev-parse", "origin/production").strip()
+    head = git(repo, "commit-tree", f"{first}^{{tree}}", "-p", tip, "-m", "back").strip()
+    assert refused(repo, "rollback", "prod", "--verify", head) == (
+        f"error: verify: {head[:12]} restores production as of {first[:12]}, which has no "
+        f"{rendered.path(PROD)}: prod ran no release then"
     )
 
 
