@@ -114,9 +114,14 @@ format: venv ## apply ruff's fixes and formatting
 	ruff check --fix .
 	ruff format .
 
+# TEST_PARALLEL: how make test spreads the suite: two pytest-xdist workers, one test group each
+# at a time (tests/conftest.py puts the e2e tier in one group, every other module in its own).
+# `make test TEST_PARALLEL=` runs it in one process.
+TEST_PARALLEL ?= -n 2 --dist loadgroup
+
 .PHONY: test
 test: lint test-prereqs ## the whole test suite (CI runs this with CI=true)
-	pytest
+	pytest $(TEST_PARALLEL)
 
 # Each part adds what its tests need to test-prereqs in its own mk/*.mk file.
 .PHONY: test-prereqs
