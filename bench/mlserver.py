@@ -28,6 +28,7 @@ Given its best shot, with the settings its documentation names for performance
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 from pathlib import Path
@@ -91,3 +92,25 @@ def environment(threads: dict[str, str]) -> dict[str, str]:
     its own venv's interpreter), with ``threads`` (the native thread pools' sizes)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     return {**env, **threads}
+
+
+#: The distributions of MLServer's venv whose versions the report states.
+LIBRARIES = (
+    "mlserver",
+    "mlserver-sklearn",
+    "scikit-learn",
+    "numpy",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+)
+
+
+def versions(venv: Path = VENV) -> dict[str, str]:
+    """The versions of :data:`LIBRARIES` in ``venv`` ("not installed" for each missing)."""
+    paths = [str(p) for p in venv.glob("lib/python*/site-packages")]
+    found = {
+        (d.metadata["Name"] or "").lower().replace("_", "-"): d.version
+        for d in importlib.metadata.distributions(path=paths)
+    }
+    return {name: found.get(name, "not installed") for name in LIBRARIES}

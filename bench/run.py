@@ -624,6 +624,7 @@ def measure(
     duration: int,
     only: frozenset[str] = frozenset(),
     mlserver_venv: Path = mlserver.VENV,
+    mlserver_workers: int = mlserver.PARALLEL_WORKERS,
 ) -> list[dict[str, Any]]:
     """Every cell of the plan, or only those in ``only``; the models are written under ``work``.
     Raises ValueError for an unknown cell, RuntimeError when a reference disagrees with the
@@ -695,7 +696,7 @@ def measure(
                     )
                 if chosen["mlserver"]:
                     targets["mlserver"] = running.enter_context(
-                        mlserver_target(model, scratch, mlserver_venv)
+                        mlserver_target(model, scratch, mlserver_venv, mlserver_workers)
                     )
                 if chosen["fastapi"]:
                     targets["fastapi"] = running.enter_context(fastapi_target(model, scratch))
@@ -863,6 +864,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"Libraries: {libraries}.",
         "",
     ]
+    if report.get("mlserver"):
+        served = report["mlserver"]
+        found = ", ".join(f"{k} {v}" for k, v in served["libraries"].items())
+        lines += [f"MLServer: parallel_workers {served['parallel_workers']}; {found}.", ""]
     goals = report.get("goals")
     if goals:
         families = list(goals["families"])
@@ -947,6 +952,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the venv MLServer runs from (make mlserver writes the default)",
     )
     parser.add_argument(
+        "--mlserver-workers",
+        type=int,
+        default=mlserver.PARALLEL_WORKERS,
+        help="MLServer's parallel_workers (default: the best measured, bench/mlserver.py)",
+    )
+    parser.add_argument(
         "--only",
         default="",
         help="comma-separated cells to run (e.g. random_forest/stack:predict-1000,floor:"
@@ -957,6 +968,9 @@ def main(argv: list[str] | None = None) -> int:
     only = frozenset(cell.strip() for cell in args.only.split(",") if cell.strip())
     if args.duration < 1:
         print(f"--duration must be at least 1 second, got {args.duration}", file=sys.stderr)
+        return 2
+    if args.mlserver_workers < 0:
+        print(f"--mlserver-workers must be 0 or more, got {args.mlserver_workers}", file=sys.stderr)
         return 2
     try:
         check_cells(only)
@@ -969,7 +983,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     try:
-        results = measure(args.out / "models", args.duration, only, args.mlserver_venv)
+        results = measure(
+            args.out / "models", args.duration, only, args.mlserver_venv, args.mlserver_workers
+        )
     except (StackError, readiness.NotReadyError, ConversionError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -982,6 +998,10 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_after": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "machine": machine(),
         "results": results,
+        "mlserver": {
+            "parallel_workers": args.mlserver_workers,
+            "libraries": mlserver.versions(args.mlserver_venv),
+        },
         "monitoring_cost": cost,
         "ratios": measured,
         "goals": score(measured, cost) if measured else {},

@@ -147,6 +147,8 @@ def test_only_refuses_an_unknown_cell_in_one_line(
     assert err.startswith("unknown cell 'stack:nope' in --only")
     assert "random_forest/stack:predict-1000" in err and "\n" not in err
     assert not (tmp_path / "out").exists()
+    assert run.main([*argv, "--mlserver-workers", "-1"]) == 2
+    assert capsys.readouterr().err == "--mlserver-workers must be 0 or more, got -1\n"
 
 
 def row(family: str, target: str, workload: str, c: int, **values: float) -> dict[str, Any]:
