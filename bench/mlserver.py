@@ -12,7 +12,7 @@ family's ``reference.pkl``, the same fitted pipeline the FastAPI reference serve
 model name the stack serves, so both answer the same ``/v2/models/<name>/infer`` bodies.
 
 Given its best shot, with the settings its documentation names for performance
-(docs/benchmarks.md#mlserver says what each measured):
+(docs/benchmarks.md#mlserver-given-its-best-shot says what each measured):
 
 - ``parallel_workers`` :data:`PARALLEL_WORKERS`: MLServer's HTTP process hands each inference
   to that many worker processes (0: the HTTP process predicts itself, on one core);
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: MLServer's own venv, written by `make mlserver` (mk/serving.mk) from requirements/mlserver.txt.
 VENV = ROOT / ".tools" / "mlserver-venv"
 #: The inference worker processes behind MLServer's HTTP process: the best of those measured
-#: (docs/benchmarks.md#mlserver).
+#: (docs/benchmarks.md#mlserver-given-its-best-shot).
 PARALLEL_WORKERS = 1
 RUNTIME = "mlserver_sklearn.SKLearnModel"
 
