@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".tools" / "mlserver-venv"
 #: The inference worker processes behind MLServer's HTTP process: the best of those measured
 #: (docs/benchmarks.md#mlserver-given-its-best-shot).
-PARALLEL_WORKERS = 1
+PARALLEL_WORKERS = 0
 RUNTIME = "mlserver_sklearn.SKLearnModel"
 
 

@@ -383,6 +383,21 @@ def stack_target(model_dir: Path, **env: str) -> Iterator[Started]:
         yield stack.url, [stack.uwsgi.pid, stack.nginx.pid]
 
 
+def stop_tree(process: subprocess.Popen[bytes], stop: int, grace: float = 30) -> None:
+    """Send ``stop`` to ``process``, wait ``grace`` seconds (then SIGKILL it), and SIGKILL what
+    is left of the children it had: MLServer with parallel workers can outlive the wait."""
+    children = [pid for pid in process_tree(process.pid) if pid != process.pid]
+    process.send_signal(stop)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+    for pid in children:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
 @contextlib.contextmanager
 def process_target(
     name: str,
@@ -409,8 +424,7 @@ def process_target(
             )
             yield url, [process.pid]
         finally:
-            process.send_signal(stop)
-            process.wait(30)
+            stop_tree(process, stop)
 
 
 @contextlib.contextmanager

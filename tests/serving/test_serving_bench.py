@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -349,6 +351,34 @@ def test_a_reference_server_that_exits_at_start_is_reported_at_once_with_its_log
     assert first.startswith("the broken server at http://127.0.0.1:")
     assert first.endswith(": broken exited with status 3 before it was ready")
     assert rest == ["--- server.log", "no such app"]
+
+
+def test_a_server_that_ignores_its_stop_signal_is_killed_with_its_children() -> None:
+    stubborn = (
+        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)']); "
+        "print('up', flush=True); time.sleep(60)"
+    )
+    process = subprocess.Popen([sys.executable, "-c", stubborn], stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    with process.stdout:
+        assert process.stdout.readline() == b"up\n"
+    (child,) = [pid for pid in run.process_tree(process.pid) if pid != process.pid]
+    run.stop_tree(process, signal.SIGTERM, grace=0.5)
+    assert process.returncode == -signal.SIGKILL
+    for _ in range(50):  # the child, reparented, is reaped by init
+        if not Path(f"/proc/{child}").exists() or "Z" in stat_state(child):
+            break
+        time.sleep(0.1)
+    assert not Path(f"/proc/{child}").exists() or "Z" in stat_state(child)
+
+
+def stat_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
 
 
 def test_the_cost_of_the_drift_signals_is_the_stack_on_against_off_in_the_same_run() -> None:
