@@ -6,12 +6,16 @@ scikit-learn pickle) and measures, each started by this module and stopped when 
 (a cell is ``target:workload``):
 
 - per family, ``<family>/stack``: Nginx → uWSGI → Flask serving the family's artifact
-  (``devstack.stack``, ONNX Runtime): ``predict-1``, ``predict-1000`` (/predict, records) and
-  ``infer-1000`` (v2 infer, one [1000, 30] tensor);
+  (``devstack.stack``, ONNX Runtime): ``predict-1``, ``predict-1000`` (/predict, records),
+  ``infer-1`` and ``infer-1000`` (v2 infer, one [1, 30] or [1000, 30] tensor);
+- per family, ``<family>/mlserver``: the same fitted pipeline served by MLServer's scikit-learn
+  runtime, given its best shot (``bench.mlserver``): ``infer-1``, ``infer-1000``;
 - per family, ``<family>/fastapi``: the same model with scikit-learn behind FastAPI + uvicorn, 2
-  workers, given its best shot (``bench.fastapi_app``): ``predict-1``, ``predict-1000``; both
-  servers of a family run side by side and each cell of the reference runs right after the
-  stack's, so that the two figures of a ratio are measured seconds apart;
+  workers, given its best shot (``bench.fastapi_app``): ``predict-1``, ``predict-1000``; the
+  servers of a family run side by side and each cell of a reference runs right after the
+  stack's, so that the two figures of a ratio are measured seconds apart; before its cells, each
+  reference must answer as the stack does (:func:`disagreement`, :func:`v2_disagreement`), or the
+  run stops;
 - once, ``floor``: the stack with ``bench.floor`` loaded, answering a constant for the same body
   through the request pipeline's route table (``pipeline-constant-1``), through Flask's dispatch
   (``flask-constant-1``) and in front of both (``wsgi-constant-1``); no model work, so one
@@ -24,12 +28,12 @@ scikit-learn pickle) and measures, each started by this module and stopped when 
 
 Every cell at concurrency 1, 16 and 64. Server CPU per request is the CPU time (user + system,
 from /proc) of the target's processes during the run, divided by the requests answered. A full
-run scores every family against the targets (:data:`TARGETS`) and writes
-``<out>/bench-<time>.json`` and ``.md`` (and ``latest.*``); ``--only`` runs some cells, without
-targets, into ``only-<time>.*``. The models are written under ``<out>/models``.
-docs/benchmarks.md describes the method and the targets.
+run computes every ratio (:data:`RATIOS`), scores every family against the goals (:data:`GOALS`,
+:func:`score`) and writes ``<out>/bench-<time>.json`` and ``.md`` (and ``latest.*``); ``--only``
+runs some cells, without goals, into ``only-<time>.*``. The models are written under
+``<out>/models``. docs/benchmarks.md describes the method and the goals.
 
-    python -m bench.run --out out/bench [--duration 5] [--only CELLS]
+    python -m bench.run --out out/bench [--duration 5] [--only CELLS] [--mlserver-venv DIR]
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import models
+from bench import mlserver, models
 from devstack.stack import NGINX_START, Stack, StackError, free_port, nginx_environment
 from serving import readiness
 from training.portable import ConversionError
@@ -98,39 +102,191 @@ end
 """
 
 
+#: A cell's figure, for a ratio: (target, workload, field of its row). The targets of
+#: :data:`SHARED_CELLS` are measured once (family ""); every other target is the family's own.
+Figure = tuple[str, str, str]
+
+
 @dataclass(frozen=True)
-class Target:
-    """A goal every family is scored against: ``metric`` of the family at ``concurrency``,
-    compared with ``goal`` (``at_least`` or at most)."""
+class Ratio:
+    """``numerator`` ÷ ``denominator`` per family and concurrency, from one run; a bare figure
+    when ``denominator`` is None. Its cells' errors make it unclean (it fails every goal)."""
+
+    name: str
+    numerator: Figure
+    denominator: Figure | None
+    meaning: str
+
+
+#: Every ratio a full run reports (``ratios`` in the JSON), in its order.
+RATIOS = (
+    Ratio(
+        "rps_1row_vs_mlserver",
+        ("stack", "infer-1", "rps"),
+        ("mlserver", "infer-1", "rps"),
+        "one-row v2 tensor req/s against MLServer's",
+    ),
+    Ratio(
+        "p99_1row_vs_mlserver",
+        ("stack", "infer-1", "p99_ms"),
+        ("mlserver", "infer-1", "p99_ms"),
+        "one-row v2 tensor p99 against MLServer's",
+    ),
+    Ratio(
+        "cpu_1row_vs_mlserver",
+        ("stack", "infer-1", "cpu_us_per_request"),
+        ("mlserver", "infer-1", "cpu_us_per_request"),
+        "server CPU per one-row v2 tensor request against MLServer's",
+    ),
+    Ratio(
+        "rows_1000_tensor_vs_mlserver",
+        ("stack", "infer-1000", "rows_per_s"),
+        ("mlserver", "infer-1000", "rows_per_s"),
+        "1,000-row v2 tensor rows/s against MLServer's",
+    ),
+    Ratio(
+        "rps_1row_vs_reference",
+        ("stack", "predict-1", "rps"),
+        ("fastapi", "predict-1", "rps"),
+        "one-row records req/s against FastAPI's",
+    ),
+    Ratio(
+        "cpu_1row_vs_floor",
+        ("stack", "predict-1", "cpu_us_per_request"),
+        ("floor", "pipeline-constant-1", "cpu_us_per_request"),
+        "server CPU per one-row records request against the pipeline's constant answer",
+    ),
+    Ratio(
+        "cpu_1row_vs_flask_floor",
+        ("stack", "predict-1", "cpu_us_per_request"),
+        ("floor", "flask-constant-1", "cpu_us_per_request"),
+        "the same against a Flask route's constant answer",
+    ),
+    Ratio(
+        "cpu_1row_vs_wsgi_floor",
+        ("stack", "predict-1", "cpu_us_per_request"),
+        ("floor", "wsgi-constant-1", "cpu_us_per_request"),
+        "the same against the constant answered in front of the pipeline",
+    ),
+    Ratio(
+        "cpu_1row_vs_reference",
+        ("stack", "predict-1", "cpu_us_per_request"),
+        ("fastapi", "predict-1", "cpu_us_per_request"),
+        "server CPU per one-row records request against FastAPI's",
+    ),
+    Ratio(
+        "rps_1row_vs_ceiling",
+        ("stack", "predict-1", "rps"),
+        ("ceiling", "constant-1", "rps"),
+        "one-row req/s against Nginx answering alone",
+    ),
+    Ratio("p99_ms_1row", ("stack", "predict-1", "p99_ms"), None, "one-row records p99 (ms)"),
+    Ratio(
+        "rows_1000_vs_reference",
+        ("stack", "predict-1000", "rows_per_s"),
+        ("fastapi", "predict-1000", "rows_per_s"),
+        "1,000-row records rows/s against FastAPI's",
+    ),
+    Ratio(
+        "rows_1000_tensor_vs_reference",
+        ("stack", "infer-1000", "rows_per_s"),
+        ("fastapi", "predict-1000", "rows_per_s"),
+        "1,000 rows as one v2 tensor, rows/s, against FastAPI's 1,000 records",
+    ),
+    Ratio(
+        "cpu_1000_reference_over_stack",
+        ("fastapi", "predict-1000", "cpu_us_per_request"),
+        ("stack", "predict-1000", "cpu_us_per_request"),
+        "FastAPI's server CPU per 1,000-record request over the stack's: the rows/s ratio if"
+        " each had the cores to itself",
+    ),
+)
+RATIO_BY_NAME = {ratio.name: ratio for ratio in RATIOS}
+#: The families whose model is linear: their one-row goal against FastAPI is lower (a lean
+#: FastAPI spends little on a linear model, docs/benchmarks.md); every other family's is the
+#: tree families'.
+LINEAR_FAMILIES = frozenset({"logistic_regression"})
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A goal every family is scored against: ``ratio`` at each of ``concurrency`` compared
+    with ``threshold`` (``at_least``, else at most); ``linear``: the threshold for
+    :data:`LINEAR_FAMILIES` when it differs."""
 
     key: str
     title: str
-    metric: str
+    ratio: str
     concurrency: tuple[int, ...]
-    goal: float
+    threshold: float
     at_least: bool
-    unit: str
+    linear: float | None = None
+
+    def threshold_for(self, family: str) -> float:
+        if self.linear is not None and family in LINEAR_FAMILIES:
+            return self.linear
+        return self.threshold
 
 
-TIMES = "\N{MULTIPLICATION SIGN}"
-TARGETS = (
-    Target(
-        "rps_1row", "1-row req/s ÷ reference", "rps_1row_vs_reference", (16, 64), 3, True, TIMES
+#: The goals of issue 24, the one list `make bench` scores (``goals`` in the JSON).
+GOALS = (
+    Goal(
+        "rps_1row_vs_mlserver_c1", "one-row req/s ÷ MLServer", "rps_1row_vs_mlserver", (1,), 3, True
     ),
-    Target(
-        "cpu_1row", "1-row server CPU ÷ floor", "cpu_1row_vs_floor", CONCURRENCY, 1.5, False, TIMES
+    Goal(
+        "rps_1row_vs_mlserver",
+        "one-row req/s ÷ MLServer",
+        "rps_1row_vs_mlserver",
+        (16, 64),
+        5,
+        True,
     ),
-    Target("p99_1row", "1-row p99 at c=1", "p99_ms_1row", (1,), 5, False, " ms"),
-    Target(
-        "rows_1000",
-        "1,000-row rows/s ÷ reference",
-        "rows_1000_vs_reference",
+    Goal(
+        "p99_1row_vs_mlserver", "one-row p99 ÷ MLServer's", "p99_1row_vs_mlserver", (1,), 0.5, False
+    ),
+    Goal(
+        "rps_1row_vs_fastapi",
+        "one-row req/s ÷ FastAPI",
+        "rps_1row_vs_reference",
+        (16, 64),
+        3,
+        True,
+        linear=1.5,
+    ),
+    Goal(
+        "cpu_1row_vs_floor",
+        "one-row server CPU ÷ floor",
+        "cpu_1row_vs_floor",
+        (16, 64),
+        1.75,
+        False,
+    ),
+    Goal(
+        "rows_1000_tensor_vs_fastapi",
+        "1,000 rows, v2 tensor, rows/s ÷ FastAPI records",
+        "rows_1000_tensor_vs_reference",
         (16, 64),
         2,
         True,
-        TIMES,
+    ),
+    Goal(
+        "rows_1000_records_vs_fastapi",
+        "1,000 rows, records, rows/s ÷ FastAPI records",
+        "rows_1000_vs_reference",
+        (16, 64),
+        1.3,
+        True,
+    ),
+    Goal(
+        "rows_1000_tensor_vs_mlserver",
+        "1,000 rows, v2 tensor, rows/s ÷ MLServer",
+        "rows_1000_tensor_vs_mlserver",
+        (16, 64),
+        3,
+        True,
     ),
 )
+DRIFT_GOAL = "drift signals' cost reported (on against off)"
 
 
 @dataclass
@@ -227,6 +383,21 @@ def stack_target(model_dir: Path, **env: str) -> Iterator[Started]:
         yield stack.url, [stack.uwsgi.pid, stack.nginx.pid]
 
 
+def stop_tree(process: subprocess.Popen[bytes], stop: int, grace: float = 30) -> None:
+    """Send ``stop`` to ``process``, wait ``grace`` seconds (then SIGKILL it), and SIGKILL what
+    is left of the children it had: MLServer with parallel workers can outlive the wait."""
+    children = [pid for pid in process_tree(process.pid) if pid != process.pid]
+    process.send_signal(stop)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+    for pid in children:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
 @contextlib.contextmanager
 def process_target(
     name: str,
@@ -253,8 +424,7 @@ def process_target(
             )
             yield url, [process.pid]
         finally:
-            process.send_signal(stop)
-            process.wait(30)
+            stop_tree(process, stop)
 
 
 @contextlib.contextmanager
@@ -273,6 +443,34 @@ def ceiling_target(scratch: Path) -> Iterator[Started]:
     argv = ["sh", str(conf_dir / NGINX_START.name)]
     log = scratch / "ceiling.log"
     with process_target("ceiling", argv, env, log, port, "/", signal.SIGQUIT) as target:
+        yield target
+
+
+@contextlib.contextmanager
+def mlserver_target(
+    model: models.BenchModel,
+    scratch: Path,
+    venv: Path = mlserver.VENV,
+    parallel_workers: int = mlserver.PARALLEL_WORKERS,
+) -> Iterator[Started]:
+    """MLServer (``bench.mlserver``) from ``venv`` serving ``model``'s scikit-learn pickle with
+    its scikit-learn runtime; RuntimeError naming `make mlserver` when ``venv`` lacks it."""
+    command = mlserver.executable(venv)
+    if not command.exists():
+        raise RuntimeError(f"{command} not found: run `make mlserver`")
+    port = free_port()
+    repository = mlserver.write_repository(
+        model,
+        scratch / f"mlserver-{model.family}-{port}",
+        http_port=port,
+        grpc_port=free_port(),
+        parallel_workers=parallel_workers,
+    )
+    argv = [str(command), "start", str(repository)]
+    log = scratch / f"mlserver-{model.family}-{port}.log"
+    ready = f"/v2/models/{models.MODEL_NAME}/ready"
+    env = mlserver.environment(ONE_THREAD)
+    with process_target("MLServer", argv, env, log, port, ready, signal.SIGTERM) as target:
         yield target
 
 
@@ -315,24 +513,23 @@ def workloads(features: tuple[str, ...]) -> dict[str, Workload]:
     rows = [
         dict(zip(features, data[i % len(data)].tolist(), strict=True)) for i in range(BATCH_ROWS)
     ]
-    tensor = {
-        "name": "input-0",
-        "shape": [BATCH_ROWS, len(features)],
-        "datatype": "FP64",
-        "data": [v for i in range(BATCH_ROWS) for v in data[i % len(data)].tolist()],
-    }
+
+    def tensor(count: int) -> bytes:
+        values = [v for i in range(count) for v in data[i % len(data)].tolist()]
+        shape = [count, len(features)]
+        return json.dumps(
+            {"inputs": [{"name": "input-0", "shape": shape, "datatype": "FP64", "data": values}]}
+        ).encode()
+
     one = json.dumps({"instances": rows[:1]}).encode()
+    infer = f"/v2/models/{models.MODEL_NAME}/infer"
     return {
         "predict-1": Workload("predict-1", "/predict", one, 1),
         "predict-1000": Workload(
             "predict-1000", "/predict", json.dumps({"instances": rows}).encode(), BATCH_ROWS
         ),
-        "infer-1000": Workload(
-            "infer-1000",
-            f"/v2/models/{models.MODEL_NAME}/infer",
-            json.dumps({"inputs": [tensor]}).encode(),
-            BATCH_ROWS,
-        ),
+        "infer-1": Workload("infer-1", infer, tensor(1), 1),
+        "infer-1000": Workload("infer-1000", infer, tensor(BATCH_ROWS), BATCH_ROWS),
         "pipeline-constant-1": Workload("pipeline-constant-1", "/bench/pipeline-constant", one, 1),
         "flask-constant-1": Workload("flask-constant-1", "/bench/flask-constant", one, 1),
         "wsgi-constant-1": Workload("wsgi-constant-1", "/bench/wsgi-constant", one, 1),
@@ -348,27 +545,65 @@ def post_json(url: str, body: bytes) -> Any:
         return json.loads(response.read())
 
 
-def disagreement(stack_url: str, reference_url: str, body: bytes) -> str | None:
-    """Why the stack's and the reference's answers to one /predict body differ (labels, or a
-    probability by more than modelcard's tolerance), or None: both serve the same model."""
+def compare(
+    stack: tuple[list[str], list[float]], reference: tuple[list[str], list[float]]
+) -> str | None:
+    """Why two answers, each (labels, probabilities flattened row by row), differ: labels, or a
+    probability by more than modelcard's tolerance (the one the export proves the ONNX graph
+    to); None when they agree."""
     import modelcard
 
-    stack, reference = (
-        post_json(stack_url + "/predict", body),
-        post_json(reference_url + "/predict", body),
-    )
-    if stack["labels"] != reference["labels"]:
-        return f"labels {stack['labels']} (stack) against {reference['labels']} (reference)"
-    pairs = zip(stack["probabilities"], reference["probabilities"], strict=True)
-    worst = max(abs(a - b) for s, r in pairs for a, b in zip(s, r, strict=True))
+    if stack[0] != reference[0]:
+        shown = f"{stack[0][:5]} (stack) against {reference[0][:5]} (reference)"
+        return f"labels {shown}" if len(stack[0]) <= 5 else f"labels, first five {shown}"
+    if len(stack[1]) != len(reference[1]):
+        return f"{len(stack[1])} probabilities (stack) against {len(reference[1])} (reference)"
+    worst = max(abs(a - b) for a, b in zip(stack[1], reference[1], strict=True))
     if worst > modelcard.PROBABILITY_TOLERANCE:
         return f"probabilities differ by up to {worst:.3g}"
     return None
 
 
+def disagreement(stack_url: str, reference_url: str, body: bytes) -> str | None:
+    """Why the stack's and the FastAPI reference's answers to one /predict body differ
+    (:func:`compare`), or None: both serve the same model."""
+
+    def answer(url: str) -> tuple[list[str], list[float]]:
+        found = post_json(url + "/predict", body)
+        return found["labels"], [p for row in found["probabilities"] for p in row]
+
+    return compare(answer(stack_url), answer(reference_url))
+
+
+#: What :func:`v2_disagreement` asks both servers for: the outputs the stack and MLServer's
+#: scikit-learn runtime both name so (labels and probabilities).
+V2_OUTPUTS = [{"name": "predict"}, {"name": "predict_proba"}]
+
+
+def v2_disagreement(stack_url: str, mlserver_url: str, body: bytes) -> str | None:
+    """Why the stack's and MLServer's answers to one v2 infer body differ (:func:`compare`),
+    asked for both outputs, or None. MLServer's ``predict`` is scikit-learn's class (0, 1),
+    named here by :data:`bench.models.CLASS_NAMES`; the stack answers the names."""
+    request = json.loads(body)
+    request["outputs"] = V2_OUTPUTS
+    data = json.dumps(request).encode()
+    path = f"/v2/models/{models.MODEL_NAME}/infer"
+
+    def answer(url: str) -> tuple[list[str], list[float]]:
+        outputs = {o["name"]: o["data"] for o in post_json(url + path, data)["outputs"]}
+        labels = [
+            label if isinstance(label, str) else models.CLASS_NAMES[int(label)]
+            for label in outputs["predict"]
+        ]
+        return labels, [float(p) for p in outputs["predict_proba"]]
+
+    return compare(answer(stack_url), answer(mlserver_url))
+
+
 #: What each target runs: (target, workloads). ``<family>/`` is prefixed for the family targets.
 FAMILY_CELLS = {
-    "stack": ("predict-1", "predict-1000", "infer-1000"),
+    "stack": ("predict-1", "infer-1", "predict-1000", "infer-1000"),
+    "mlserver": ("infer-1", "infer-1000"),
     "fastapi": ("predict-1", "predict-1000"),
 }
 SHARED_CELLS = {
@@ -398,9 +633,16 @@ def check_cells(only: frozenset[str]) -> None:
         raise ValueError(f"unknown cell {unknown[0]!r} in --only; the cells: {', '.join(cells)}")
 
 
-def measure(work: Path, duration: int, only: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+def measure(
+    work: Path,
+    duration: int,
+    only: frozenset[str] = frozenset(),
+    mlserver_venv: Path = mlserver.VENV,
+    mlserver_workers: int = mlserver.PARALLEL_WORKERS,
+) -> list[dict[str, Any]]:
     """Every cell of the plan, or only those in ``only``; the models are written under ``work``.
-    Raises ValueError for an unknown cell."""
+    Raises ValueError for an unknown cell, RuntimeError when a reference disagrees with the
+    stack (before any cell of its family is measured)."""
     cells = all_cells()
     check_cells(only)
     wanted = [c for c in cells if not only or c in only]
@@ -466,86 +708,102 @@ def measure(work: Path, duration: int, only: frozenset[str] = frozenset()) -> li
                     targets[MONITORING_OFF] = running.enter_context(
                         stack_target(model.served, MODELOPS_MONITORING="off")
                     )
+                if chosen["mlserver"]:
+                    targets["mlserver"] = running.enter_context(
+                        mlserver_target(model, scratch, mlserver_venv, mlserver_workers)
+                    )
                 if chosen["fastapi"]:
                     targets["fastapi"] = running.enter_context(fastapi_target(model, scratch))
-                if "stack" in targets and "fastapi" in targets:
-                    problem = disagreement(
-                        targets["stack"][0], targets["fastapi"][0], loads["predict-1"].body
-                    )
-                    if problem:
-                        raise RuntimeError(
-                            f"{family}: the stack and its reference disagree: {problem}"
-                        )
+                if "stack" in targets:
+                    check_agreement(family, targets, loads)
                 run_cells(family, targets, {t: n for t, n in chosen.items() if n}, scratch)
     return results
 
 
-def score(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per family, each target's measured values and whether it holds (full runs only).
+def check_agreement(family: str, targets: dict[str, Started], loads: dict[str, Workload]) -> None:
+    """Raise RuntimeError, naming the family, the reference and the body, unless each running
+    reference answers the stack's bodies as the stack does: FastAPI the one-row records,
+    MLServer the one-row and the 1,000-row v2 tensors."""
+    stack_url = targets["stack"][0]
+    checks: list[tuple[str, str, Callable[[str, str, bytes], str | None]]] = [
+        ("fastapi", "predict-1", disagreement),
+        ("mlserver", "infer-1", v2_disagreement),
+        ("mlserver", "infer-1000", v2_disagreement),
+    ]
+    for reference, workload, check in checks:
+        if reference in targets:
+            problem = check(stack_url, targets[reference][0], loads[workload].body)
+            if problem:
+                raise RuntimeError(
+                    f"{family}: the stack and {reference} disagree on {workload}: {problem}"
+                )
 
-    Every ratio compares figures of one run: the family's stack against its reference measured
-    seconds apart, and against the floor of the same run. A cell with errors fails its target.
-    """
 
-    def get(family: str, target: str, workload: str, c: int) -> dict[str, Any]:
-        return next(
-            r
-            for r in results
-            if r["family"] == family
-            and r["target"] == target
-            and r["workload"] == workload
-            and r["concurrency"] == c
-        )
-
+def ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every ratio of :data:`RATIOS`, per family and concurrency (``c16``), of a full run, and
+    whether the cells it reads had no error: ``{family: {"values": {ratio: {c: value}},
+    "clean": {ratio: {c: bool}}}}``."""
+    cells = {(r["family"], r["target"], r["workload"], r["concurrency"]): r for r in results}
     out: dict[str, Any] = {}
     for family in models.FAMILIES:
-        metrics: dict[str, dict[str, float]] = {}
+        values: dict[str, dict[str, float]] = {}
         clean: dict[str, dict[str, bool]] = {}
-        for c in CONCURRENCY:
-            one = get(family, "stack", "predict-1", c)
-            ref_one = get(family, "fastapi", "predict-1", c)
-            many = get(family, "stack", "predict-1000", c)
-            ref_many = get(family, "fastapi", "predict-1000", c)
-            floor = get("", "floor", "pipeline-constant-1", c)
-            values = {
-                "rps_1row_vs_reference": one["rps"] / ref_one["rps"],
-                "cpu_1row_vs_floor": one["cpu_us_per_request"] / floor["cpu_us_per_request"],
-                "cpu_1row_vs_flask_floor": one["cpu_us_per_request"]
-                / get("", "floor", "flask-constant-1", c)["cpu_us_per_request"],
-                "cpu_1row_vs_wsgi_floor": one["cpu_us_per_request"]
-                / get("", "floor", "wsgi-constant-1", c)["cpu_us_per_request"],
-                "cpu_1row_vs_reference": one["cpu_us_per_request"] / ref_one["cpu_us_per_request"],
-                "rps_1row_vs_ceiling": one["rps"] / get("", "ceiling", "constant-1", c)["rps"],
-                "p99_ms_1row": one["p99_ms"],
-                "rows_1000_vs_reference": many["rows_per_s"] / ref_many["rows_per_s"],
-                # Not a target: the reference's server CPU per 1,000-row request over the stack's,
-                # what the rows/s ratio would be if each had the host's cores to itself.
-                "cpu_1000_reference_over_stack": ref_many["cpu_us_per_request"]
-                / many["cpu_us_per_request"],
-                "rows_1000_tensor_vs_reference": get(family, "stack", "infer-1000", c)["rows_per_s"]
-                / ref_many["rows_per_s"],
-            }
-            errors = {
-                "rps_1row_vs_reference": one["errors"] + ref_one["errors"] == 0,
-                "cpu_1row_vs_floor": one["errors"] + floor["errors"] == 0,
-                "p99_ms_1row": one["errors"] == 0,
-                "rows_1000_vs_reference": many["errors"] + ref_many["errors"] == 0,
-            }
-            for key, value in values.items():
-                metrics.setdefault(key, {})[f"c{c}"] = value
-            for key, ok in errors.items():
-                clean.setdefault(key, {})[f"c{c}"] = ok
-        targets = {}
-        for target in TARGETS:
-            measured = {f"c{c}": metrics[target.metric][f"c{c}"] for c in target.concurrency}
-            passed = all(
-                (v >= target.goal if target.at_least else v <= target.goal)
-                and clean[target.metric][key]
-                for key, v in measured.items()
-            )
-            targets[target.key] = {"measured": measured, "goal": target.goal, "passed": passed}
-        out[family] = {"targets": targets, "ratios": metrics}
+        for ratio in RATIOS:
+            for c in CONCURRENCY:
+                rows = []
+                for target, workload, _ in filter(None, (ratio.numerator, ratio.denominator)):
+                    owner = "" if target in SHARED_CELLS else family
+                    rows.append(cells[(owner, target, workload, c)])
+                value = rows[0][ratio.numerator[2]]
+                if ratio.denominator is not None:
+                    value = value / rows[1][ratio.denominator[2]]
+                values.setdefault(ratio.name, {})[f"c{c}"] = value
+                clean.setdefault(ratio.name, {})[f"c{c}"] = all(r["errors"] == 0 for r in rows)
+        out[family] = {"values": values, "clean": clean}
     return out
+
+
+def score(measured: dict[str, Any], cost: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
+    """The goals section of a full run's report: per family, each goal of :data:`GOALS` (its
+    ratio at each of its concurrencies, the threshold, pass or fail; a cell with errors fails
+    it), and the drift signals' cost (passed when :func:`monitoring_cost` holds every cost cell
+    at every concurrency); ``passed``: all of them."""
+    families: dict[str, dict[str, Any]] = {}
+    for family, found in measured.items():
+        goals = {}
+        for goal in GOALS:
+            threshold = goal.threshold_for(family)
+            values = {f"c{c}": found["values"][goal.ratio][f"c{c}"] for c in goal.concurrency}
+            passed = all(
+                (v >= threshold if goal.at_least else v <= threshold)
+                and found["clean"][goal.ratio][key]
+                for key, v in values.items()
+            )
+            goals[goal.key] = {
+                "title": goal.title,
+                "ratio": goal.ratio,
+                "measured": values,
+                "threshold": threshold,
+                "at_least": goal.at_least,
+                "passed": passed,
+            }
+        families[family] = goals
+    added = {
+        workload: {key: entry["cpu_us_added"] for key, entry in cost.get(workload, {}).items()}
+        for workload in COST_CELLS[MONITORING_OFF]
+    }
+    drift = {
+        "title": DRIFT_GOAL,
+        "family": COST_FAMILY,
+        "measured": added,
+        "passed": all(len(by_c) == len(CONCURRENCY) for by_c in added.values()),
+    }
+    every = [g["passed"] for goals in families.values() for g in goals.values()]
+    return {
+        "families": families,
+        "drift_signals": drift,
+        "passed": all(every) and drift["passed"],
+    }
 
 
 def monitoring_cost(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -620,28 +878,50 @@ def markdown(report: dict[str, Any]) -> str:
         f"Libraries: {libraries}.",
         "",
     ]
-    if report["scores"]:
-        header = "| estimator | " + " | ".join(
-            f"{t.title} (goal {'≥' if t.at_least else '≤'} {t.goal:g}{t.unit}; "
-            f"c={'/'.join(map(str, t.concurrency))})"
-            for t in TARGETS
-        )
-        lines += [header + " |", "|---" * (len(TARGETS) + 1) + "|"]
-        for family, scored in report["scores"].items():
+    if report.get("mlserver"):
+        served = report["mlserver"]
+        found = ", ".join(f"{k} {v}" for k, v in served["libraries"].items())
+        lines += [f"MLServer: parallel_workers {served['parallel_workers']}; {found}.", ""]
+    goals = report.get("goals")
+    if goals:
+        families = list(goals["families"])
+        verdict = "every goal holds" if goals["passed"] else "some goals FAIL"
+        lines += [
+            f"Goals ({verdict}); each cell: the measured ratio at each concurrency, the verdict:",
+            "",
+            "| goal | ratio | c | threshold | " + " | ".join(families) + " |",
+            "|---|---|---|---|" + "---|" * len(families),
+        ]
+        for goal in GOALS:
+            entries = [goals["families"][f][goal.key] for f in families]
+            thresholds = sorted({e["threshold"] for e in entries}, reverse=True)
+            sign = "≥" if goal.at_least else "≤"
             cells = []
-            for target in TARGETS:
-                entry = scored["targets"][target.key]
+            for entry in entries:
                 values = " / ".join(_figure(v) for v in entry["measured"].values())
-                cells.append(f"{values} **{'pass' if entry['passed'] else 'FAIL'}**")
-            lines.append(f"| {family} | " + " | ".join(cells) + " |")
+                mark = "pass" if entry["passed"] else "FAIL"
+                extra = f" (≥ {entry['threshold']:g})" if len(thresholds) > 1 else ""
+                cells.append(f"{values} **{mark}**{extra}")
+            shown = " or ".join(f"{sign} {t:g}" for t in thresholds)
+            lines.append(
+                f"| {goal.title} | `{goal.ratio}` | {'/'.join(map(str, goal.concurrency))} "
+                f"| {shown} | " + " | ".join(cells) + " |"
+            )
+        drift = goals["drift_signals"]
+        lines += [
+            "",
+            f"{drift['title'].capitalize()}: **{'pass' if drift['passed'] else 'FAIL'}** "
+            "(the table below).",
+        ]
+    else:
+        lines += ["A partial run (--only): no goals scored."]
+    if report.get("ratios"):
         lines += ["", "| estimator | ratio | c=1 | c=16 | c=64 |", "|---|---|---:|---:|---:|"]
-        for family, scored in report["scores"].items():
-            for key, by_c in scored["ratios"].items():
+        for family, found in report["ratios"].items():
+            for key, by_c in found["values"].items():
                 values = " | ".join(_figure(by_c[f"c{c}"]) for c in CONCURRENCY)
                 lines.append(f"| {family} | {key} | {values} |")
-        lines.append("")
-    else:
-        lines += ["A partial run (--only): no targets scored.", ""]
+    lines.append("")
     if report.get("monitoring_cost"):
         lines += [
             f"Drift signals on (the default) against off (`MODELOPS_MONITORING=off`), "
@@ -680,16 +960,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench")
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument(
+        "--mlserver-venv",
+        type=Path,
+        default=mlserver.VENV,
+        help="the venv MLServer runs from (make mlserver writes the default)",
+    )
+    parser.add_argument(
+        "--mlserver-workers",
+        type=int,
+        default=mlserver.PARALLEL_WORKERS,
+        help="MLServer's parallel_workers (default: the best measured, bench/mlserver.py)",
+    )
+    parser.add_argument(
         "--only",
         default="",
         help="comma-separated cells to run (e.g. random_forest/stack:predict-1000,floor:"
-        "pipeline-constant-1); a partial run writes only-<time>.json/.md, no targets, and leaves "
+        "pipeline-constant-1); a partial run writes only-<time>.json/.md, no goals, and leaves "
         "latest.* alone",
     )
     args = parser.parse_args(argv)
     only = frozenset(cell.strip() for cell in args.only.split(",") if cell.strip())
     if args.duration < 1:
         print(f"--duration must be at least 1 second, got {args.duration}", file=sys.stderr)
+        return 2
+    if args.mlserver_workers < 0:
+        print(f"--mlserver-workers must be 0 or more, got {args.mlserver_workers}", file=sys.stderr)
         return 2
     try:
         check_cells(only)
@@ -702,10 +997,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     try:
-        results = measure(args.out / "models", args.duration, only)
+        results = measure(
+            args.out / "models", args.duration, only, args.mlserver_venv, args.mlserver_workers
+        )
     except (StackError, readiness.NotReadyError, ConversionError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    cost = monitoring_cost(results)
+    measured = {} if only else ratios(results)
     report = {
         "started": started,
         "duration_s": args.duration,
@@ -713,8 +1012,13 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_after": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "machine": machine(),
         "results": results,
-        "scores": {} if only else score(results),
-        "monitoring_cost": monitoring_cost(results),
+        "mlserver": {
+            "parallel_workers": args.mlserver_workers,
+            "libraries": mlserver.versions(args.mlserver_venv),
+        },
+        "monitoring_cost": cost,
+        "ratios": measured,
+        "goals": score(measured, cost) if measured else {},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = ("only-" if only else "bench-") + started.replace(":", "")

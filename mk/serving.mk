@@ -14,7 +14,22 @@ BENCH_DIR ?= out/bench
 serving-prereqs: venv ## install Nginx, envsubst and wrk from Debian (needs root; else prints the command)
 	scripts/ensure-debian-packages.sh nginx-light gettext-base wrk
 
-test-prereqs: serving-prereqs
+test-prereqs: serving-prereqs mlserver
+
+# MLServer with its scikit-learn runtime, make bench's Open Inference Protocol reference, in its
+# own venv from its own lock (requirements/mlserver.txt): its pins conflict with the dev lock's.
+# bench/mlserver.py runs it from there (bench.mlserver.VENV).
+MLSERVER_VENV := .tools/mlserver-venv
+
+$(MLSERVER_VENV)/.installed: requirements/mlserver.txt
+	rm -rf $(MLSERVER_VENV)
+	$(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/pip install -q --require-hashes -r requirements/mlserver.txt
+	$(MLSERVER_VENV)/bin/mlserver --help >/dev/null
+	touch $@
+
+.PHONY: mlserver
+mlserver: $(MLSERVER_VENV)/.installed ## install pinned MLServer + its scikit-learn runtime into its own venv (.tools/mlserver-venv)
 
 .PHONY: serve
 serve: serving-prereqs ## train if needed, then run Nginx + uWSGI on 127.0.0.1:8080 in the foreground (Ctrl-C stops)
@@ -44,5 +59,5 @@ fuzz: serving-prereqs ## fuzz the real stack: FUZZ_EXAMPLES (10,000) generated r
 	  -p no:cacheprovider -o timeout=0 --durations=5
 
 .PHONY: bench
-bench: serving-prereqs ## benchmark the stack per estimator family against FastAPI, a floor and a ceiling with wrk (JSON + markdown in out/bench)
+bench: serving-prereqs mlserver ## benchmark the stack per estimator family against MLServer, FastAPI, a floor and a ceiling with wrk; scores the goals (JSON + markdown in out/bench)
 	python -m bench.run --out "$(BENCH_DIR)"

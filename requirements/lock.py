@@ -12,9 +12,15 @@ Every Python install of the project reads one of these locks with `pip install -
                   `serving-sklearn` extra; -c dev.txt            only for a scikit-learn artifact
     fetch.txt     fetch.in: dvc and gto; -c dev.txt              serving/Dockerfile, stage 1
     checkov.txt   checkov.in: checkov                            make checkov (its own venv)
+    mlserver.txt  mlserver.in: MLServer and its scikit-learn     make mlserver (its own venv, for
+                  runtime; the pickle's libraries at dev.txt's   make bench's MLServer reference)
+                  versions
 
 pyproject.toml is the one source of the extras: serving.in and dev.in are written from it by this
-script, never by hand; tools.in, fetch.in and checkov.in are the sources of their own sets. The
+script, never by hand; tools.in, fetch.in and checkov.in are the sources of their own sets.
+mlserver.in is written by this script too, from :data:`SETS` (its requirements) and dev.txt (the
+exact versions of the libraries a scikit-learn pickle needs to load as it was written: MLServer's
+own pins conflict with the dev lock, so it is not constrained by it, only held to those). The
 `-c` lines make a package shared by two locks resolve to one version, so the tests run what the
 image runs and the image fetches with the dvc and gto that registered the model. Each .in sits
 beside its .txt, the layout Dependabot's pip-compile support reads, and each lock keeps
@@ -27,7 +33,8 @@ Without --check (make lock passes --upgrade): write serving.in and dev.in, then 
 re-resolves every package to its newest version; without it only what the sources changed is
 re-resolved. --check changes nothing and needs no network: it prints one line per problem (a stale
 generated file, a source package missing from its lock, a pin without a hash, a training or dev
-package in the serving lock, two versions of one package) and exits 1.
+package in the serving lock, two versions of one package where one lock is constrained by or
+pinned like another) and exits 1.
 """
 
 from __future__ import annotations
@@ -67,6 +74,17 @@ class LockSet:
     # Also lock [build-system] requires: make venv installs the project without build isolation,
     # so the editable install is built by the hashed setuptools.
     build_backend: bool = False
+    # Requirement lines of a generated .in file kept here rather than in pyproject.toml (a set
+    # the project's package does not depend on).
+    requires: tuple[str, ...] = ()
+    # (lock, names): pin each package of NAMES at the exact version that lock pins, written into
+    # the generated .in file (`name==version`), for a set not constrained by that lock as a whole.
+    pinned_like: tuple[str, tuple[str, ...]] | None = None
+
+    @property
+    def generated(self) -> bool:
+        """Whether this script writes the set's .in file (else it is hand-kept)."""
+        return bool(self.extras or self.requires or self.pinned_like)
 
 
 # In compile order: a set comes after the lock it is constrained by.
@@ -104,6 +122,16 @@ SETS = (
         constrained_by="dev",
     ),
     LockSet("checkov", "checkov in its own venv (make checkov): it conflicts with the dev lock."),
+    LockSet(
+        "mlserver",
+        "MLServer with its scikit-learn runtime in its own venv (make mlserver), make bench's"
+        " Open Inference Protocol reference: its pins conflict with the dev lock's (FastAPI), so"
+        " only the libraries a scikit-learn pickle needs are held to dev.txt's versions."
+        " uvloop < 0.22: with parallel_workers > 0, MLServer 1.7.1 crashes at start with 0.23;"
+        " httptools, which uvicorn uses when it is installed (its `standard` extra).",
+        requires=("httptools", "mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"),
+        pinned_like=("dev", ("joblib", "numpy", "scikit-learn", "scipy")),
+    ),
 )
 BY_NAME = {s.name: s for s in SETS}
 
@@ -122,11 +150,16 @@ def pyproject(root: Path) -> dict[str, object]:
 
 
 def source_lines(root: Path, lock: LockSet) -> list[str]:
-    """The requirement lines a generated .in file gets from pyproject.toml, sorted by name."""
+    """The requirement lines of a generated .in file, sorted by name: from pyproject.toml's
+    extras, the set's own ``requires``, and the ``pinned_like`` lock's exact versions."""
     data = pyproject(root)
     project = data["project"]
     assert isinstance(project, dict)
-    lines: set[str] = set()
+    lines: set[str] = set(lock.requires)
+    if lock.pinned_like:
+        other, names = lock.pinned_like
+        pinned = versions(other, root)
+        lines.update(f"{name}=={pinned[norm(name)]}" for name in names)
     for extra in lock.extras:
         lines.update(project["optional-dependencies"][extra])
     if lock.build_backend:
@@ -144,8 +177,9 @@ def requirement_name(line: str) -> str:
 
 
 def generated_in(root: Path, lock: LockSet) -> str:
-    """The content of a generated .in file (serving.in, dev.in)."""
-    text = GENERATED + comment(lock.purpose)
+    """The content of a generated .in file (serving.in, dev.in, mlserver.in)."""
+    source = "pyproject.toml" if lock.extras else "its SETS entry"
+    text = GENERATED.replace("pyproject.toml", source) + comment(lock.purpose)
     if lock.constrained_by:
         text += f"-c {lock.constrained_by}.txt\n"
     return text + "".join(f"{line}\n" for line in source_lines(root, lock))
@@ -208,8 +242,9 @@ def problems(root: Path = ROOT) -> list[str]:
     found: list[str] = []
     folder = root / DIR
     for lock in SETS:
-        if lock.extras and (folder / f"{lock.name}.in").read_text() != generated_in(root, lock):
-            found.append(f"{DIR}/{lock.name}.in: differs from pyproject.toml; run make lock")
+        if lock.generated and (folder / f"{lock.name}.in").read_text() != generated_in(root, lock):
+            source = "pyproject.toml" if lock.extras else "its SETS entry in requirements/lock.py"
+            found.append(f"{DIR}/{lock.name}.in: differs from {source}; run make lock")
     locks = {}
     for lock in SETS:
         shown = f"{DIR}/{lock.name}.txt"
@@ -221,6 +256,15 @@ def problems(root: Path = ROOT) -> list[str]:
         found += [f"{shown}: not a hashed pin: {line[:80]}" for line in bad]
         missing = in_names((folder / f"{lock.name}.in").read_text()) - set(pins)
         found += [f"{shown}: lacks {name}, which {lock.name}.in names" for name in sorted(missing)]
+        if lock.pinned_like:
+            other, names = lock.pinned_like
+            for name in map(norm, names):
+                mine, theirs = pins.get(name), locks[other].get(name)
+                if mine and theirs and mine.version != theirs.version:
+                    found.append(
+                        f"{shown}: {name} {mine.version} differs from {other}.txt's"
+                        f" {theirs.version}"
+                    )
         if lock.constrained_by:
             base = locks[lock.constrained_by]
             for name in sorted(set(pins) & set(base)):
@@ -252,7 +296,7 @@ def regenerate(root: Path, upgrade: bool) -> None:
     folder = root / DIR
     tool = pip_compile()
     for lock in SETS:
-        if lock.extras:
+        if lock.generated:
             (folder / f"{lock.name}.in").write_text(generated_in(root, lock))
         out = folder / f"{lock.name}.txt"
         command = [tool, *PIP_COMPILE, "--quiet", f"--output-file={out.name}", f"{lock.name}.in"]

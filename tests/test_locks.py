@@ -23,7 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "requirements"
-LOCKS = ("tools", "serving", "dev", "serving-sklearn", "fetch", "sbom", "checkov")
+LOCKS = ("tools", "serving", "dev", "serving-sklearn", "fetch", "sbom", "checkov", "mlserver")
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)")
 
 
@@ -181,6 +181,14 @@ DRIFTS: dict[str, tuple[Callable[[Path], object], list[str]]] = {
         ),
         ["requirements/serving.txt: holds dvc, a training or dev package"],
     ),
+    "a pickle library of the MLServer lock other than dev's": (
+        lambda root: bump(root / "requirements" / "mlserver.txt", "scikit-learn"),
+        ["requirements/mlserver.txt: scikit-learn ", "differs from dev.txt's 1."],
+    ),
+    "a dev lock moved without regenerating mlserver.in": (
+        lambda root: bump(root / "requirements" / "dev.txt", "joblib"),
+        ["requirements/mlserver.in: differs from its SETS entry in requirements/lock.py"],
+    ),
     "a lock without make lock's header": (
         lambda root: edit(root / "requirements" / "tools.txt", "# Regenerate every lock", "#"),
         ["requirements/tools.txt: header is not make lock's for tools.in; run make lock"],
@@ -211,6 +219,7 @@ INSTALLED_BY = {
     "tools": ("Makefile", "-r requirements/tools.txt"),
     "dev": ("Makefile", "-r requirements/dev.txt"),
     "checkov": ("mk/deploy.mk", "-r requirements/checkov.txt"),
+    "mlserver": ("mk/serving.mk", "-r requirements/mlserver.txt"),
     "fetch": ("serving/Dockerfile", "-r /build/fetch.txt"),
     "sbom": ("serving/Dockerfile", "-r /build/sbom.txt"),
     "serving": ("serving/Dockerfile", "-r /build/serving.txt"),
