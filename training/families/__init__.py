@@ -59,6 +59,8 @@ def register(family: Family) -> Family:
             )
     if not family.estimators:
         raise ValueError(f"family {family.name!r} must list the estimator classes it converts")
+    if not family.tasks:
+        raise ValueError(f"family {family.name!r} must build a classification or a regression")
     _REGISTRY[family.name] = family
     return family
 
