@@ -42,9 +42,7 @@ SERVED_DIR = "served"
 REFERENCE_FILE = "reference.pkl"
 #: The families, in the order the benchmark runs them: the registry's classification families
 #: (the benchmark's data is the breast-cancer classification).
-FAMILIES: tuple[str, ...] = tuple(
-    name for name in families.names() if "classification" in families.get(name).tasks
-)
+FAMILIES: tuple[str, ...] = families.for_task("classification")
 
 
 def pipeline(family: str) -> Any:

@@ -355,7 +355,7 @@ def load_train(path: Path) -> TrainParams:
     estimator = s.choice("estimator", known)
     task = load_task(path)
     if task not in families.get(estimator).tasks:
-        fitting = [name for name in known if task in families.get(name).tasks]
+        fitting = families.for_task(task)
         raise s._fail(
             "estimator",
             f"{estimator} is not a {task} family (data.task is {task}); {task} families: "

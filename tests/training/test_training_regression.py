@@ -13,107 +13,28 @@ import joblib  # type: ignore[import-untyped]
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from sklearn.datasets import load_diabetes
+from regression_kit import (
+    DATA_FILE,
+    FEATURES,
+    REGRESSORS,
+    TARGET,
+    diabetes_workspace,
+    run_stages,
+    write_params,
+)
 
 import modelcard
 from gitops import gates
 from training import drift, evaluate, export, families, params, portable, prepare, train
 from training.errors import StageError
 
-#: The regression families the issue asks for (a linear model, a forest, histogram boosting).
-REGRESSORS = ("ridge", "random_forest", "hist_gradient_boosting")
-#: The features of scikit-learn's bundled diabetes data (442 rows, a numeric target).
-FEATURES = 10
 #: A valid logistic_regression section (a classification family, asked for a regression).
 LOGISTIC = {"C": 1.0, "max_iter": 100, "tol": 1e-4, "solver": "lbfgs", "fit_intercept": True}
 
 
-def diabetes_params(**changes: Any) -> dict[str, Any]:
-    """A fork's params.yaml for the diabetes CSV: data.task regression, no classes, each
-    regression family's section (a forest of 30 trees: the test's time), a gate every family
-    passes on this split, and ``changes`` (dotted keys) on top."""
-    document: dict[str, Any] = {
-        "data": {
-            "file": "data/diabetes.csv",
-            "task": "regression",
-            "target": "target",
-            "features": "all",
-            "exclude": [],
-            "feature_type": "float64",
-            "types": {},
-        },
-        "prepare": {"seed": 42, "test_size": 0.2},
-        "train": {
-            "estimator": "ridge",
-            "ridge": {"alpha": 1.0, "solver": "cholesky", "fit_intercept": True},
-            "random_forest": {
-                "n_estimators": 30,
-                "max_depth": None,
-                "min_samples_leaf": 2,
-                "max_features": "sqrt",
-                "bootstrap": True,
-                "random_state": 42,
-            },
-            "hist_gradient_boosting": {
-                "max_iter": 50,
-                "learning_rate": 0.1,
-                "max_leaf_nodes": 15,
-                "max_depth": None,
-                "min_samples_leaf": 20,
-                "l2_regularization": 0.0,
-                "early_stopping": False,
-                "random_state": 42,
-            },
-        },
-        "evaluate": {"thresholds": {"rmse": 65.0, "mae": 55.0, "r2": 0.3}},
-        "export": {"allow_scikit_learn": False, "profile_bins": 10, "boundary_margin": 0.1},
-        "artifact": {"name": "diabetes-regressor", "description": "Diabetes progression"},
-        "promotion": {"regression_tolerance": 0.01},
-    }
-    for dotted, value in changes.items():
-        *path, last = dotted.split(".")
-        node = document
-        for key in path:
-            node = node[key]
-        if value is None and last in node and dotted.startswith("data."):
-            del node[last]
-        else:
-            node[last] = value
-    return document
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The diabetes data as a CSV (scikit-learn's bundled copy: the same bytes every run)."""
-    root = tmp_path_factory.mktemp("diabetes")
-    frame = load_diabetes(as_frame=True, scaled=False).frame
-    (root / "data").mkdir()
-    frame.to_csv(root / "data/diabetes.csv", index=False, lineterminator="\n")
-    return root
-
-
-def write_params(root: Path, name: str, **changes: Any) -> Path:
-    path = root / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(diabetes_params(**changes), sort_keys=False))
-    return path
-
-
-def run_stages(root: Path, params_path: Path, work: Path) -> Path:
-    """prepare, train, evaluate and export in process; the artifact directory."""
-    split = root / "split"
-    prepare.main(["--params", str(params_path), "--out", str(split), "--root", str(root)])
-    model = work / "model.pkl"
-    train.main(["--params", str(params_path), "--data", str(split / "train.csv"),
-                "--model", str(model)])  # fmt: skip
-    evaluate.main(["--params", str(params_path), "--test", str(split / "test.csv"),
-                   "--model", str(model), "--metrics", str(work / "metrics.json"),
-                   "--plots", str(work / "plots")])  # fmt: skip
-    out = work / "model"
-    export.main(["--params", str(params_path), "--pipeline", str(model),
-                 "--train", str(split / "train.csv"), "--test", str(split / "test.csv"),
-                 "--metrics", str(work / "metrics.json"), "--out", str(out)])  # fmt: skip
-    return out
+    return diabetes_workspace(tmp_path_factory.mktemp("diabetes"))
 
 
 @pytest.fixture(scope="module")
@@ -173,22 +94,22 @@ def test_the_profile_holds_the_predictions_distribution_and_drift_reads_a_snapsh
     profile = modelcard.read_profile(work / "model", card)
     assert profile.score_kind == modelcard.PREDICTION_SCORE and profile.classes == ()
     test = pd.read_csv(workspace / "split/test.csv")
-    predictions = joblib.load(work / "model.pkl").predict(test.drop(columns=["target"]))
+    predictions = joblib.load(work / "model.pkl").predict(test.drop(columns=[TARGET]))
     counts = np.bincount(
         np.searchsorted(profile.score.edges, predictions, side="right"),
         minlength=len(profile.score.ratios),
     )
     np.testing.assert_allclose(profile.score.ratios, counts / len(predictions), rtol=1e-5)
-    assert [f.name for f in profile.features] == list(test.columns.drop("target"))
+    assert [f.name for f in profile.features] == list(test.columns.drop(TARGET))
 
     # the offline drift check takes the regression's profile (its features; no class balance)
     drift.main(["--profile", str(work / "model/profile.json"),
                 "--data", str(workspace / "split/test.csv")])  # fmt: skip
     result = json.loads(capsys.readouterr().out)
-    assert result["rows"] == len(test) and len(result["features"]) == FEATURES
+    assert result["rows"] == len(test) and len(result["features"]) == len(FEATURES)
     with pytest.raises(StageError, match="no classes to compare the label column with"):
         drift.main(["--profile", str(work / "model/profile.json"),
-                    "--data", str(workspace / "split/test.csv"), "--target", "target"])  # fmt: skip
+                    "--data", str(workspace / "split/test.csv"), "--target", TARGET])  # fmt: skip
 
 
 def test_a_graph_one_millionth_off_fails_the_regression_proof(
@@ -196,16 +117,16 @@ def test_a_graph_one_millionth_off_fails_the_regression_proof(
 ) -> None:
     """The proof compares values to 1e-6: a graph whose intercept is off by 2e-6 is refused."""
     model = joblib.load(trained["ridge"] / "model.pkl")
-    train_x = pd.read_csv(workspace / "split/train.csv").drop(columns=["target"]).to_numpy()
-    test_x = pd.read_csv(workspace / "split/test.csv").drop(columns=["target"]).to_numpy()
+    train_x = pd.read_csv(workspace / "split/train.csv").drop(columns=[TARGET]).to_numpy()
+    test_x = pd.read_csv(workspace / "split/test.csv").drop(columns=[TARGET]).to_numpy()
     generated = portable.generated_rows(train_x)
-    graph = portable.to_onnx(model, FEATURES)
+    graph = portable.to_onnx(model, len(FEATURES))
     proof = portable.prove(model, graph, [], test_x, generated, 1e-6)
     assert proof.largest_difference <= 1e-6
     nudged = joblib.load(trained["ridge"] / "model.pkl")
     nudged.steps[-1][1].intercept_ += 2e-6
     with pytest.raises(portable.ConversionError) as refused:
-        portable.prove(model, portable.to_onnx(nudged, FEATURES), [], test_x, generated, 1e-6)
+        portable.prove(model, portable.to_onnx(nudged, len(FEATURES)), [], test_x, generated, 1e-6)
     assert str(refused.value) == (
         f"the ONNX graph differs from scikit-learn on the test split: {len(test_x)} of "
         f"{len(test_x)} rows have a value off by more than 1e-06 (largest difference 2e-06)"
@@ -342,16 +263,16 @@ def test_a_classification_asking_for_a_regression_family_or_metric_is_refused(
 def test_a_target_cell_that_is_not_a_number_fails_prepare_naming_the_line(
     workspace: Path, tmp_path: Path
 ) -> None:
-    lines = (workspace / "data/diabetes.csv").read_text().splitlines()
+    lines = (workspace / DATA_FILE).read_text().splitlines()
     lines[5] = lines[5].rsplit(",", 1)[0] + ",high"
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data/diabetes.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / DATA_FILE).parent.mkdir()
+    (tmp_path / DATA_FILE).write_text("\n".join(lines) + "\n")
     path = write_params(tmp_path, "params")
     with pytest.raises(StageError) as refused:
         prepare.main(["--params", str(path), "--out", str(tmp_path / "split"),
                       "--root", str(tmp_path)])  # fmt: skip
     assert str(refused.value) == (
-        f"{tmp_path / 'data/diabetes.csv'}: column 'target': 'high' in line 6 is not a finite "
+        f"{tmp_path / DATA_FILE}: column {TARGET!r}: 'high' in line 6 is not a finite "
         "number (data.task is regression)"
     )
     assert not (tmp_path / "split").exists()
