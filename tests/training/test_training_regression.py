@@ -276,3 +276,28 @@ def test_a_target_cell_that_is_not_a_number_fails_prepare_naming_the_line(
         "number (data.task is regression)"
     )
     assert not (tmp_path / "split").exists()
+
+
+def test_a_model_of_the_other_task_fails_evaluate_in_one_line(
+    trained: dict[str, Path], workspace: Path, tmp_path: Path
+) -> None:
+    from training_helpers import ROOT
+
+    regressor = trained["ridge"] / "model.pkl"
+    with pytest.raises(StageError) as refused:
+        evaluate.main(["--params", str(ROOT / "training/params.yaml"),
+                       "--test", str(workspace / "split/test.csv"), "--model", str(regressor),
+                       "--metrics", str(tmp_path / "m.json"),
+                       "--plots", str(tmp_path / "p")])  # fmt: skip
+    assert str(refused.value) == (
+        "the model is a regressor, data.task is classification: run prepare and train again"
+    )
+
+
+def test_the_card_contract_refuses_classes_on_a_regression(trained: dict[str, Path]) -> None:
+    card = modelcard.load(trained["ridge"] / "model")
+    with pytest.raises(modelcard.ContractError, match="classes must be empty for task regression"):
+        modelcard.check_card({**card, "classes": ["low", "high"]}, Path("metadata.json"))
+    with pytest.raises(modelcard.ContractError, match="task must be one of"):
+        modelcard.check_card({**card, "task": "forecast"}, Path("metadata.json"))
+    modelcard.check_card(card, Path("metadata.json"))
