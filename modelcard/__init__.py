@@ -16,6 +16,11 @@ the training data and scores the server counts live rows into (training/profile.
 (``training_model``) lives beside them in the DVC output, for evaluation and reports; the image
 ships only :func:`served_files`.
 
+A regression's artifact (``task: regression`` in the card, :func:`task_of`; a card without the
+key is a classification's) has no classes: its verification sample holds ``predictions`` (one
+number a row, read as a one-column matrix) and its profile's score is the prediction
+(:data:`PREDICTION_SCORE`), with no class shares, labels or boundary.
+
 Every violation is a :class:`ContractError` whose message is one line naming the file and key.
 """
 
