@@ -9,7 +9,9 @@ environment's branch, so a pull request that lowers them cannot let its own mode
     quality     the release's metrics (training/metrics.json at its GTO version tag) meet the
                 thresholds of training/params.yaml (evaluate.thresholds) on the target branch
     regression  no metric is more than promotion.regression_tolerance below that of the model the
-                target environment runs now (its rendered manifests' model version)
+                target environment runs now (its rendered manifests' model version); an error
+                (a regression's rmse, mae: lower is better) may grow by at most that fraction
+                of the running model's
     stage       the model version holds the previous environment's GTO stage
     smoke       the previous environment's rendered manifests passed a smoke test (gitops.smoke)
     manifests   the target's rendering differs from the previous environment's only in the
@@ -22,6 +24,7 @@ request body) and raises :class:`GateError` when it does not.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,13 +89,40 @@ def quality(c: Candidate) -> str:
     found = metrics(c.release.model_name, c.release.model_version)
     for name, threshold in sorted(thresholds.items()):
         value = found.get(name)
-        if value is None or value < threshold:
+        if value is None or not params.meets(name, value, threshold):
+            side = "above" if name in params.LOWER_IS_BETTER else "below"
             raise GateError(
                 "quality",
-                f"{name} {value} of {c.release.model_version} is below {threshold}, the threshold "
+                f"{name} {value} of {c.release.model_version} is {side} {threshold}, the threshold "
                 f"of {c.target.name} ({PARAMS} on {c.target.branch})",
             )
-    return ", ".join(f"{k} {found[k]:.4f} >= {v}" for k, v in sorted(thresholds.items()))
+    return ", ".join(
+        f"{k} {found[k]:.4f} {'<=' if k in params.LOWER_IS_BETTER else '>='} {v}"
+        for k, v in sorted(thresholds.items())
+    )
+
+
+def regressed(
+    new: dict[str, float], old: dict[str, float], gated: list[str], tolerance: float
+) -> tuple[str, str] | None:
+    """Why the NEW metrics regressed against the OLD ones (the running model's), or None: the
+    metric with its new value (``rmse 61.2``) and how it compares (``is more than ...``). A
+    gated score (accuracy, ..., r2) more than ``tolerance`` below the old one, or a gated error
+    (params.LOWER_IS_BETTER: rmse, mae, in the target's unit) more than ``tolerance`` times the
+    old one above it. A metric the old model was not registered with is not compared; one the
+    new model lacks counts as the worst value."""
+    for name in gated:
+        if name not in old:
+            continue
+        if name in params.LOWER_IS_BETTER:
+            if new.get(name, math.inf) > old[name] * (1 + tolerance):
+                return (
+                    f"{name} {new.get(name)}",
+                    f"is more than {tolerance:g} x {old[name]} above {old[name]}",
+                )
+        elif new.get(name, -math.inf) < old[name] - tolerance:
+            return f"{name} {new.get(name)}", f"is more than {tolerance} below {old[name]}"
+    return None
 
 
 def regression(c: Candidate) -> str:
@@ -102,13 +132,13 @@ def regression(c: Candidate) -> str:
     gated = sorted(_params(c.target_ref, params.load_evaluate, "regression").thresholds)
     new = metrics(c.release.model_name, c.release.model_version)
     old = metrics(c.current.model_name, c.current.model_version)
-    for name in gated:
-        if name in old and new.get(name, float("-inf")) < old[name] - tolerance:
-            raise GateError(
-                "regression",
-                f"{name} {new.get(name)} of {c.release.model_version} is more than {tolerance} "
-                f"below {old[name]} of {c.current.model_version}, which {c.target.name} runs",
-            )
+    why = regressed(new, old, gated, tolerance)
+    if why is not None:
+        raise GateError(
+            "regression",
+            f"{why[0]} of {c.release.model_version} {why[1]} of "
+            f"{c.current.model_version}, which {c.target.name} runs",
+        )
     return f"no metric more than {tolerance} below {c.current.model_version} ({c.target.name})"
 
 

@@ -16,6 +16,11 @@ the training data and scores the server counts live rows into (training/profile.
 (``training_model``) lives beside them in the DVC output, for evaluation and reports; the image
 ships only :func:`served_files`.
 
+A regression's artifact (``task: regression`` in the card, :func:`task_of`; a card without the
+key is a classification's) has no classes: its verification sample holds ``predictions`` (one
+number a row, read as a one-column matrix) and its profile's score is the prediction
+(:data:`PREDICTION_SCORE`), with no class shares, labels or boundary.
+
 Every violation is a :class:`ContractError` whose message is one line naming the file and key.
 """
 
@@ -44,6 +49,11 @@ VERIFICATION_FILE = "verification.json"
 PROFILE_FILE = "profile.json"
 #: Score kinds of a profile: two classes, the positive class's probability; more, the top one.
 SCORE_KINDS = ("positive_class_probability", "top_probability")
+#: A regression profile's score: the predicted value.
+PREDICTION_SCORE = "prediction"
+#: What a card's ``task`` may be; a card without the key is a classification (every card
+#: written before regressions were), so a classification's card keeps its bytes.
+TASKS = ("classification", "regression")
 #: How far a profile's ratios may sum from 1 (each is rounded to 6 significant digits).
 RATIO_SUM_TOLERANCE = 1e-3
 #: How far a served probability may be from scikit-learn's; labels must be identical.
@@ -62,6 +72,11 @@ REQUIRED = {
     "verification": dict,
     "profile": dict,
 }
+
+
+def task_of(card: dict[str, Any]) -> str:
+    """The card's task: its ``task`` key, classification when absent."""
+    return str(card.get("task", TASKS[0]))
 
 
 class ContractError(Exception):
@@ -174,8 +189,14 @@ def check_card(card: Any, path: Path) -> None:
         )
     _check_sha256(card["model_sha256"], path, "model_sha256")
     _check_features(card["features"], path)
+    task = card.get("task", TASKS[0])
+    if task not in TASKS:
+        raise ContractError(f"{path}: task must be one of {', '.join(TASKS)}, got {task!r}")
     classes = card["classes"]
-    if len(classes) < 2 or not all(isinstance(c, str) and c for c in classes):
+    if task == "regression":
+        if classes:
+            raise ContractError(f"{path}: classes must be empty for task regression")
+    elif len(classes) < 2 or not all(isinstance(c, str) and c for c in classes):
         raise ContractError(f"{path}: classes must list at least two non-empty labels")
     if len(set(classes)) != len(classes):
         raise ContractError(f"{path}: classes has duplicate labels")
@@ -259,6 +280,8 @@ def read_verification(model_dir: Path, card: dict[str, Any]) -> Verification:
     except (OSError, ValueError) as exc:
         raise ContractError(f"{path}: unreadable ({exc})") from None
     n_features, classes = len(card["features"]), card["classes"]
+    if task_of(card) == "regression":
+        return _regression_verification(path, data, n_features)
     try:
         rows, probabilities, labels = data["rows"], data["probabilities"], data["labels"]
         tolerance = float(data["tolerance"])
@@ -280,6 +303,26 @@ def read_verification(model_dir: Path, card: dict[str, Any]) -> Verification:
     return Verification(rows, probabilities, labels, tolerance)
 
 
+def _regression_verification(path: Path, data: Any, n_features: int) -> Verification:
+    """A regression's sample: ``rows``, scikit-learn's ``predictions`` (one number a row) and
+    ``tolerance``; held as one-column ``probabilities`` and no labels."""
+    try:
+        rows, predictions = data["rows"], data["predictions"]
+        tolerance = float(data["tolerance"])
+    except (KeyError, TypeError, ValueError):
+        raise ContractError(f"{path}: needs rows, predictions and tolerance") from None
+    if not rows or not isinstance(predictions, list) or len(rows) != len(predictions):
+        raise ContractError(f"{path}: rows and predictions must be equally long lists")
+    for row in rows:
+        if not isinstance(row, list) or len(row) != n_features:
+            raise ContractError(f"{path}: each row needs {n_features} values")
+    if not all(_finite(v) for v in (*(v for row in rows for v in row), *predictions)):
+        raise ContractError(f"{path}: rows and predictions must be finite numbers")
+    if not 0 < tolerance <= PROBABILITY_TOLERANCE:
+        raise ContractError(f"{path}: tolerance must be in (0, {PROBABILITY_TOLERANCE}]")
+    return Verification(rows, [[float(p)] for p in predictions], [], tolerance)
+
+
 def read_profile(model_dir: Path, card: dict[str, Any]) -> Profile:
     """The reference profile, checked against the card and the profile's own rules (one line
     naming the key of the first problem)."""
@@ -290,7 +333,9 @@ def read_profile(model_dir: Path, card: dict[str, Any]) -> Profile:
         raise ContractError(f"{path}: unreadable ({exc})") from None
     if not isinstance(data, dict):
         raise ContractError(f"{path}: must be a JSON object")
-    for key in ("bins", "features", "classes", "score", "boundary_margin", "rows"):
+    regression = task_of(card) == "regression"
+    needed = ("bins", "features", "score", "rows")
+    for key in needed if regression else (*needed, "classes", "boundary_margin"):
         if key not in data:
             raise ContractError(f"{path}: the key {key!r} is missing")
     bins = data["bins"]
@@ -312,6 +357,8 @@ def read_profile(model_dir: Path, card: dict[str, Any]) -> Profile:
         profiles.append(
             FeatureProfile(name, _distribution(item, bins, path, where), float(low), float(high))
         )
+    if regression:
+        return _regression_profile(data, path, bins, tuple(profiles))
     shares = _class_shares(data["classes"], card["classes"], path, "classes")
     labels = (
         _class_shares(data["labels"], card["classes"], path, "labels") if "labels" in data else ()
@@ -348,6 +395,34 @@ def read_profile(model_dir: Path, card: dict[str, Any]) -> Profile:
         score_class=score_class,
         score=distribution,
         boundary_margin=float(margin),
+        rows=rows,
+    )
+
+
+def _regression_profile(
+    data: dict[str, Any], path: Path, bins: int, features: tuple[FeatureProfile, ...]
+) -> Profile:
+    """The rest of a regression's profile: the score is the prediction's distribution (kind
+    ``prediction``, class null); no class shares, labels or boundary."""
+    score = data["score"]
+    if not isinstance(score, dict) or score.get("kind") != PREDICTION_SCORE:
+        raise ContractError(f"{path}: score.kind must be {PREDICTION_SCORE!r} for a regression")
+    if score.get("class") is not None:
+        raise ContractError(f"{path}: score.class must be null for a regression")
+    for key in ("classes", "labels"):
+        if data.get(key):
+            raise ContractError(f"{path}: {key} is for a classification's profile")
+    rows = data["rows"]
+    if type(rows) is not int or rows < 1:
+        raise ContractError(f"{path}: rows must be a positive integer, got {rows!r}")
+    return Profile(
+        bins=bins,
+        features=features,
+        classes=(),
+        score_kind=PREDICTION_SCORE,
+        score_class=None,
+        score=_distribution(score, bins, path, "score"),
+        boundary_margin=0.0,
         rows=rows,
     )
 

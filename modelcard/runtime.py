@@ -29,6 +29,9 @@ TELEMETRY_OFF = {"ORT_DISABLE_TELEMETRY": "1"}
 INPUT = "input"
 #: The graph's output: float64 class probabilities, columns in the card's ``classes`` order.
 OUTPUT = "probabilities"
+#: A regression graph's output (the card's ``task: regression``): the predicted value, float64,
+#: one column.
+PREDICTION = "prediction"
 
 
 def onnx_session(model: bytes) -> Any:
@@ -50,12 +53,15 @@ def onnx_session(model: bytes) -> Any:
     return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
-def check_signature(session: Any, n_features: int, n_classes: int) -> str | None:
-    """Why the session's graph does not fit the card, or None when it does."""
+def check_signature(
+    session: Any, n_features: int, n_classes: int, output: str = OUTPUT
+) -> str | None:
+    """Why the session's graph does not fit the card, or None when it does. ``output`` is the
+    output's name (:data:`PREDICTION` for a regression, whose ``n_classes`` is its 1 column)."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    if [i.name for i in inputs] != [INPUT] or [o.name for o in outputs] != [OUTPUT]:
+    if [i.name for i in inputs] != [INPUT] or [o.name for o in outputs] != [output]:
         return (
-            f"the ONNX graph must have one input {INPUT!r} and one output {OUTPUT!r}, "
+            f"the ONNX graph must have one input {INPUT!r} and one output {output!r}, "
             f"it has {[i.name for i in inputs]} and {[o.name for o in outputs]}"
         )
     if inputs[0].type != "tensor(double)" or outputs[0].type != "tensor(double)":
@@ -64,7 +70,8 @@ def check_signature(session: Any, n_features: int, n_classes: int) -> str | None
     if len(shape_in) != 2 or shape_in[1] != n_features:
         return f"the ONNX graph takes {shape_in[1:]} features, the card lists {n_features}"
     if len(shape_out) != 2 or shape_out[1] != n_classes:
-        return f"the ONNX graph answers {shape_out[1:]} probabilities, the card lists {n_classes}"
+        what = "columns" if output == PREDICTION else "probabilities"
+        return f"the ONNX graph answers {shape_out[1:]} {what}, the card lists {n_classes}"
     return None
 
 
@@ -77,6 +84,26 @@ def run(session: Any, rows: Matrix) -> Matrix:
 def labels(proba: Matrix, classes: Sequence[str]) -> list[str]:
     """The most probable class of each row; a tie goes to the first class, as in scikit-learn."""
     return [classes[i] for i in np.argmax(proba, axis=1).tolist()]
+
+
+def value_disagreement(actual: Matrix, expected: Matrix, tolerance: float) -> str | None:
+    """Why ``actual`` predicted values are not scikit-learn's ``expected`` ones, or None: the
+    rule of a regression's proof, every value finite and within ``tolerance`` (absolute)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        return f"{actual.shape} values where {expected.shape} were expected"
+    if not np.all(np.isfinite(actual)):
+        return f"{int(np.sum(~np.isfinite(actual)))} values are not finite"
+    difference = np.abs(actual - expected)
+    worst = float(difference.max()) if difference.size else 0.0
+    far = int(np.sum(np.any(difference > tolerance, axis=1)))
+    if far:
+        return (
+            f"{far} of {len(actual)} rows have a value off by more than {tolerance:g} "
+            f"(largest difference {worst:.3g})"
+        )
+    return None
 
 
 def disagreement(

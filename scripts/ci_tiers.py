@@ -44,6 +44,8 @@ TIERS: dict[str, tuple[str, ...]] = {
         "serving/config/",
         # the drift alert loop's plugin (tests/conftest.py: alert_loop.fixtures) and its imports
         "devstack/", "tests/alert_loop/", "tests/serving/serving_testkit.py",
+        # the regression tests' diabetes workspace (tests/training and tests/serving import it)
+        "tests/regression_kit.py",
     ),
     "e2e": (
         # every workflow: promote.yml and the act walks that build and push the image run here
@@ -57,6 +59,7 @@ TIERS: dict[str, tuple[str, ...]] = {
         # what the pipeline trains is served: the second dataset's walk ends in a real stack
         "training/", "tests/training/test_training_second_dataset.py",
         "tests/training/conftest.py", "tests/training/training_helpers.py",
+        "tests/regression_kit.py",
     ),
 }  # fmt: skip
 #: Paths a file names without exercising them (naming file, path): why --check does not count them.

@@ -5,7 +5,10 @@ sha256 of the model file checked against it and against the optional pin, *befor
 deserialised), opens the model (an ONNX Runtime session, or a joblib unpickle for a
 ``format: scikit-learn`` artifact, which only training with ``export.allow_scikit_learn`` writes),
 repeats the training-time proof on the verification sample, reads the reference profile (the drift
-signals' bins, serving/monitoring.py), and only then sets ``ready``. Every
+signals' bins, serving/monitoring.py), and only then sets ``ready``. A regression's artifact
+(the card's ``task: regression``) loads the same way: its graph answers one column, the
+predicted value, which ``predict_proba`` returns as a one-column matrix (``regression`` true,
+``classes`` empty) and the protocols answer as numbers. Every
 failure is a ``ModelError`` whose message names what is wrong. Nothing falls back: the format the
 card names is the format that runs, and ``inference_path`` reports it.
 """
@@ -25,11 +28,13 @@ import modelcard
 from modelcard.runtime import (
     INPUT,
     OUTPUT,
+    PREDICTION,
     Matrix,
     check_signature,
     disagreement,
     onnx_session,
     run,
+    value_disagreement,
 )
 
 ProbaFn = Callable[[Matrix], Matrix]
@@ -98,6 +103,8 @@ class Model:
         self.feature_names: tuple[str, ...] = ()
         self.feature_set: frozenset[str] = frozenset()
         self.classes: tuple[str, ...] = ()
+        #: The card's task is regression: one value a row, no classes.
+        self.regression = False
         self.metadata: dict[str, Any] = {}
         #: The reference profile the drift signals count against (serving.monitoring).
         self.profile: modelcard.Profile | None = None
@@ -125,9 +132,10 @@ class Model:
             raise ModelError(str(exc)) from None
         features = tuple(Feature(f["name"], f["dtype"]) for f in card["features"])
         classes = tuple(str(c) for c in card["classes"])
+        regression = modelcard.task_of(card) == "regression"
         fmt = str(card["format"])
         model_path = self.model_dir / str(card["model_file"])
-        proba = self._open(fmt, model_path, len(features), len(classes))
+        proba = self._open(fmt, model_path, len(features), len(classes), regression)
         self._verify(proba, sample, classes)
 
         data = card.get("data") if isinstance(card.get("data"), dict) else {}
@@ -137,6 +145,7 @@ class Model:
         self.feature_names = tuple(f.name for f in features)
         self.feature_set = frozenset(self.feature_names)
         self.classes = classes
+        self.regression = regression
         self.inference_path = INFERENCE_PATHS[fmt]
         self.provenance = Provenance(
             name=self._name or str(card.get("name", "")),
@@ -154,17 +163,21 @@ class Model:
         self.ready = True
 
     @staticmethod
-    def _open(fmt: str, path: Path, n_features: int, n_classes: int) -> ProbaFn:
-        """The probability function of a checked model file, in the card's format."""
+    def _open(
+        fmt: str, path: Path, n_features: int, n_classes: int, regression: bool = False
+    ) -> ProbaFn:
+        """The probability function of a checked model file, in the card's format (a
+        regression's: its one column of values)."""
+        output, n_classes = (PREDICTION, 1) if regression else (OUTPUT, n_classes)
         if fmt == "onnx":
             try:
                 session = onnx_session(path.read_bytes())
             except Exception as exc:  # a verified file ONNX Runtime rejects is a broken build
                 raise ModelError(f"model file {path} failed to load: {exc}") from exc
-            problem = check_signature(session, n_features, n_classes)
+            problem = check_signature(session, n_features, n_classes, output)
             if problem:
                 raise ModelError(f"model file {path}: {problem}")
-            return OnnxRows(session, n_features, n_classes)
+            return OnnxRows(session, n_features, n_classes, output)
         try:
             import joblib  # type: ignore[import-untyped]
 
@@ -173,7 +186,7 @@ class Model:
             raise ModelError(
                 f"model file {path} (format scikit-learn) failed to load: {exc}"
             ) from exc
-        return _sklearn_proba(estimator)
+        return _sklearn_proba(estimator, regression)
 
     @staticmethod
     def _verify(proba: ProbaFn, sample: modelcard.Verification, classes: Sequence[str]) -> None:
@@ -182,12 +195,11 @@ class Model:
             actual = proba(np.asarray(sample.rows, dtype=np.float64))
         except Exception as exc:
             raise ModelError(f"model verification failed: the model raised {exc!r}") from exc
-        problem = disagreement(
-            actual,
-            np.asarray(sample.probabilities, dtype=np.float64),
-            sample.labels,
-            classes,
-            sample.tolerance,
+        expected = np.asarray(sample.probabilities, dtype=np.float64)
+        problem = (
+            disagreement(actual, expected, sample.labels, classes, sample.tolerance)
+            if classes
+            else value_disagreement(actual, expected, sample.tolerance)
         )
         if problem:
             raise ModelError(
@@ -234,13 +246,13 @@ class OnnxRows:
     rest of its memory.
     """
 
-    def __init__(self, session: Any, n_features: int, n_classes: int) -> None:
+    def __init__(self, session: Any, n_features: int, n_classes: int, output: str = OUTPUT) -> None:
         self._session = session
         self._x = np.zeros((1, n_features), dtype=np.float64)
         self._y = np.zeros((1, n_classes), dtype=np.float64)
         self._binding = session.io_binding()
         self._binding.bind_input(INPUT, "cpu", 0, np.float64, self._x.shape, self._x.ctypes.data)
-        self._binding.bind_output(OUTPUT, "cpu", 0, np.float64, self._y.shape, self._y.ctypes.data)
+        self._binding.bind_output(output, "cpu", 0, np.float64, self._y.shape, self._y.ctypes.data)
         self._lock = threading.Lock()
 
     def __call__(self, rows: Matrix) -> Matrix:
@@ -255,14 +267,17 @@ class OnnxRows:
         return result
 
 
-def _sklearn_proba(estimator: Any) -> ProbaFn:
+def _sklearn_proba(estimator: Any, regression: bool = False) -> ProbaFn:
     """A scikit-learn model's own ``predict_proba`` (quiet about numpy rows for a model fitted
-    on a DataFrame)."""
+    on a DataFrame); a regressor's ``predict`` as one column."""
     import warnings
 
     def proba(x: Matrix) -> Matrix:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            if regression:
+                values: Matrix = np.asarray(estimator.predict(x), dtype=np.float64)
+                return values.reshape(-1, 1)
             result: Matrix = np.asarray(estimator.predict_proba(x), dtype=np.float64)
         return result
 

@@ -22,6 +22,11 @@ array is private. The reference ratios are gauges with constant values, from the
 
 ``enabled`` false (``MODELOPS_MONITORING=off``) counts only the predicted class and the scored
 rows: the benchmark's way to measure what the rest costs (docs/benchmarks.md).
+
+A regression's model (its profile's score kind ``prediction``, modelcard) has no classes: its
+"probabilities" are one column, the predicted value, which is the score counted into the
+profile's score bins (``modelops_score_bin``: the prediction's distribution against the
+reference's); there is no predicted class, class balance or near-boundary count.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from typing import Any
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from modelcard import Profile
+from modelcard import PREDICTION_SCORE, Profile
 from modelcard.runtime import Matrix
 
 COUNTS_SUFFIX = ".counts"
@@ -159,8 +164,14 @@ class Signals:
         self._high = np.array([f.high for f in profile.features], dtype=np.float64)
         self._score_edges = list(profile.score.edges)
         self._score_edges_array = np.asarray(profile.score.edges, dtype=np.float64)
+        #: A regression's profile: the one column is the score, no classes to count.
+        self.regression = profile.score_kind == PREDICTION_SCORE
         self._score_column = (
-            self.classes.index(profile.score_class) if profile.score_class is not None else None
+            0
+            if self.regression
+            else self.classes.index(profile.score_class)
+            if profile.score_class is not None
+            else None
         )
         self._margin = profile.boundary_margin
         self._bins = bins
@@ -232,9 +243,11 @@ class Signals:
         """Count the rows ``x`` (finite, validated, features in model order) and their
         probabilities ``proba`` (columns in class order)."""
         layout = self.layout
-        best = proba.argmax(axis=1)
         n_classes = len(self.classes)
-        by_class = np.bincount(best, minlength=n_classes)
+        if self.regression:
+            by_class: np.ndarray = np.zeros(0, dtype=np.int64)
+        else:
+            by_class = np.bincount(proba.argmax(axis=1), minlength=n_classes)
         if not self.enabled:
             with self._lock:
                 counts = self._counts.array()
@@ -249,12 +262,13 @@ class Signals:
         by_score = np.bincount(
             np.searchsorted(self._score_edges_array, score, side="right"), minlength=self._bins
         )
-        if n_classes == 2:
-            gap = np.abs(proba[:, 0] - proba[:, 1])
+        if self.regression:
+            near = 0
+        elif n_classes == 2:
+            near = int(np.count_nonzero(np.abs(proba[:, 0] - proba[:, 1]) < self._margin))
         else:
             top_two = np.partition(proba, n_classes - 2, axis=1)[:, -2:]
-            gap = top_two[:, 1] - top_two[:, 0]
-        near = int(np.count_nonzero(gap < self._margin))
+            near = int(np.count_nonzero(top_two[:, 1] - top_two[:, 0] < self._margin))
         with self._lock:
             counts, block = self._arrays()
             block += added
@@ -275,7 +289,9 @@ class Signals:
         layout = self.layout
         column = self._score_column
         score = proba[column] if column is not None else proba[best]
-        if len(proba) == 2:
+        if self.regression:
+            near = False
+        elif len(proba) == 2:
             near = abs(proba[0] - proba[1]) < self._margin
         else:
             first, second = sorted(proba)[-2:][::-1]
@@ -294,7 +310,8 @@ class Signals:
                 cells[layout.score + bisect_right(self._score_edges, score)] += 1.0
                 if near:
                     cells[layout.near] += 1.0
-            cells[layout.classes + best] += 1.0
+            if not self.regression:
+                cells[layout.classes + best] += 1.0
             cells[layout.rows] += 1.0
 
     # --- exposition ------------------------------------------------------------------------
@@ -363,7 +380,7 @@ class Signals:
         counted = CounterMetricFamily(
             "modelops_score_bin",
             "Live rows by score bin (the positive class's probability for two classes, the top "
-            "probability for more).",
+            "probability for more, the predicted value for a regression).",
             labels=["bin"],
         )
         reference = GaugeMetricFamily(
@@ -376,6 +393,8 @@ class Signals:
             reference.add_metric([str(b)], ratio)
         yield counted
         yield reference
+        if self.regression:
+            return
         balance = GaugeMetricFamily(
             "modelops_class_reference_ratio",
             "The share of each class among the model's predictions on the training rows.",

@@ -39,20 +39,24 @@ def model_card(
     data: DataParams,
     train: TrainParams,
     artifact: ArtifactParams,
-    metric_average: str,
+    metric_average: str | None,
 ) -> dict[str, Any]:
     """The card's training keys (schema :data:`modelcard.SCHEMA_VERSION`); the caller adds the
     served files' keys (training.export.served_files)."""
     features, _ = read_split(train_csv, data.target)
     if list(model.feature_names_in_) != list(features.columns):
         raise StageError("the model's features differ from the train split's columns")
+    # a regression's card says so; a classification's has no task key (its bytes stay as they
+    # were: modelcard reads a card without one as a classification)
+    task = {"task": data.task} if data.regression else {}
     return {
+        **task,
         "schema_version": modelcard.SCHEMA_VERSION,
         "name": artifact.name,
         "estimator": train.estimator,
         "features": [{"name": str(c), "dtype": data.type_of(str(c))} for c in features.columns],
         "target": data.target,
-        "classes": [str(c) for c in model.classes_],
+        "classes": [str(c) for c in getattr(model, "classes_", ())],
         "positive_class": data.positive_class,
         "metric_average": metric_average,
         "metrics": metrics,

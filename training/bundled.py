@@ -14,7 +14,8 @@ new data version). Callers: ``make training-data`` (mk/training.mk), training.de
 The bytes are pinned, not left to a library's formatting: the header, then one line per row, cells
 joined by ``,``, ``\\n`` line ends, every number written as Python's ``repr`` of the float64
 scikit-learn loads (the shortest text that reads back as exactly that float, the same on every
-platform), labels as their names. The same scikit-learn data gives the same file everywhere.
+platform), labels as their names (a regression's target, diabetes', as its number's ``repr``).
+The same scikit-learn data gives the same file everywhere.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class Bundled:
     loader: Callable[[], Any]
     target: str
     summary: str
+    #: The target is a number (``data.task: regression``), written as the float it is.
+    regression: bool = False
 
 
 def _breast_cancer() -> Any:
@@ -57,12 +60,24 @@ def _wine() -> Any:
     return load_wine()
 
 
+def _diabetes() -> Any:
+    from sklearn.datasets import load_diabetes
+
+    return load_diabetes(scaled=False)  # the measurements as taken, not mean-centred
+
+
 #: ``<name>.csv`` under training/data is the bundled dataset ``name``.
 BUNDLED = {
     "breast_cancer": Bundled(
         _breast_cancer, "diagnosis", "569 rows, 30 features, benign/malignant (the default)"
     ),
     "wine": Bundled(_wine, "cultivar", "178 rows, 13 features, class_0/class_1/class_2"),
+    "diabetes": Bundled(
+        _diabetes,
+        "progression",
+        "442 rows, 10 features, a number: disease progression a year on (data.task: regression)",
+        regression=True,
+    ),
 }
 
 
@@ -73,10 +88,15 @@ def snake_case(name: str) -> str:
 
 def csv_bytes(name: str) -> bytes:
     """The bundled dataset NAME as CSV: snake_case feature columns in scikit-learn's order, then
-    the label column holding the class names."""
+    the label column holding the class names (a regression's: the target's numbers)."""
     spec = BUNDLED[name]
     bunch = spec.loader()
     header = [snake_case(str(column)) for column in bunch.feature_names] + [spec.target]
+    if spec.regression:
+        lines = [",".join(header)]
+        for row, value in zip(bunch.data.tolist(), bunch.target.tolist(), strict=True):
+            lines.append(",".join(repr(float(cell)) for cell in [*row, value]))
+        return ("\n".join(lines) + "\n").encode("ascii")
     labels = [str(label) for label in bunch.target_names]
     for cell in [*header, *labels]:
         if not re.fullmatch(r"[0-9A-Za-z_]+", cell):

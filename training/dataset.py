@@ -140,7 +140,39 @@ def load_raw(spec: DataParams, root: Path, test_size: float) -> pd.DataFrame:
     if cells.empty:
         raise StageError(f"{path}: no data rows below the header")
 
-    labels = cells[spec.target]
+    if spec.regression:
+        target = _regression_target(path, spec.target, cells[spec.target])
+    else:
+        target = _class_labels(path, spec, cells[spec.target], test_size)
+    frame = pd.DataFrame(
+        {column: _numbers(path, column, cells[column], spec.type_of(column)) for column in features}
+    )
+    frame[spec.target] = target
+    return frame
+
+
+def _regression_target(path: Path, column: str, cells: pd.Series) -> np.ndarray:
+    """A regression's target column (``data.task: regression``) as float64: every cell a finite
+    number; StageError naming the first other one and its line."""
+    text = cells.to_numpy(dtype=object)
+    for index, cell in enumerate(text):
+        try:
+            value = float(cell)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            what = "missing target" if str(cell).strip().lower() in MISSING else repr(cell)
+            raise StageError(
+                f"{path}: column {column!r}: {what} in line {index + FIRST_DATA_LINE} is not a "
+                "finite number (data.task is regression)"
+            )
+    values: np.ndarray = text.astype(np.float64)
+    return values
+
+
+def _class_labels(path: Path, spec: DataParams, labels: pd.Series, test_size: float) -> np.ndarray:
+    """A classification's labels (text), each one of ``data.classes``, each class with enough
+    rows for a stratified split; StageError naming the first problem."""
     allowed = set(spec.classes)
     unknown = ~labels.isin(allowed)
     if unknown.any():
@@ -160,12 +192,8 @@ def load_raw(spec: DataParams, root: Path, test_size: float) -> pd.DataFrame:
                 f"{path}: column {spec.target!r}: class {label!r} has {rows} rows; a split with "
                 f"prepare.test_size {test_size:g} needs at least {needed} of each class"
             )
-
-    frame = pd.DataFrame(
-        {column: _numbers(path, column, cells[column], spec.type_of(column)) for column in features}
-    )
-    frame[spec.target] = labels.to_numpy(dtype=object)
-    return frame
+    texts: np.ndarray = labels.to_numpy(dtype=object)
+    return texts
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -196,6 +224,13 @@ def read_split(path: Path, target: str) -> tuple[pd.DataFrame, pd.Series]:
         raise StageError(f"{path}: no {target!r} column (data.target)")
     labels = frame.pop(target).astype(str)
     return frame.astype("float64"), labels
+
+
+def read_regression_split(path: Path, target: str) -> tuple[pd.DataFrame, pd.Series]:
+    """A regression's split (``data.task: regression``): features as :func:`read_split` reads
+    them, the target as float64 (prepare wrote each value so that it reads back exactly)."""
+    features, target_text = read_split(path, target)
+    return features, target_text.astype("float64")
 
 
 def sha256_file(path: Path) -> str:

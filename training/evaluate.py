@@ -17,6 +17,12 @@ The metrics keep their names whatever the data (gitops.gates compares them by na
 - ``accuracy``: the share of test rows labelled right, either way.
 
 The model card says which (``metric_average``: ``binary`` or ``macro``).
+
+A regression (``data.task: regression``) is scored by ``rmse`` (root mean squared error), ``mae``
+(mean absolute error), both in the target's unit and gated as maxima, and ``r2`` (the coefficient
+of determination, a minimum); its plots are the predicted against the actual values
+(``predicted_actual.csv``) and the residuals (actual - predicted) against the prediction
+(``residuals.csv``).
 """
 
 from __future__ import annotations
@@ -33,16 +39,26 @@ import pandas as pd
 from sklearn.metrics import (
     accuracy_score,
     f1_score,
+    mean_absolute_error,
+    mean_squared_error,
     precision_recall_curve,
     precision_score,
+    r2_score,
     recall_score,
     roc_auc_score,
     roc_curve,
 )
 
-from training.dataset import read_split
+from training.dataset import read_regression_split, read_split
 from training.errors import StageError, run_stage
-from training.params import load_data, load_evaluate
+from training.params import (
+    LOWER_IS_BETTER,
+    DataParams,
+    EvaluateParams,
+    load_data,
+    load_evaluate,
+    meets,
+)
 
 DIGITS = 6
 
@@ -77,12 +93,24 @@ def score(
     return {name: round(float(value), DIGITS) for name, value in metrics.items()}
 
 
+def regression_score(y_true: Any, y_pred: Any) -> dict[str, float]:
+    """A regression's three metrics (``rmse``, ``mae``, ``r2``), rounded as :func:`score`'s."""
+    metrics = {
+        "rmse": float(np.sqrt(mean_squared_error(y_true, y_pred))),
+        "mae": mean_absolute_error(y_true, y_pred),
+        "r2": r2_score(y_true, y_pred),
+    }
+    return {name: round(float(value), DIGITS) for name, value in metrics.items()}
+
+
 def gate_failures(metrics: dict[str, float], thresholds: dict[str, float]) -> list[str]:
-    """One phrase per metric below its threshold, e.g. ``recall 0.93 < 0.99``."""
+    """One phrase per metric on the wrong side of its threshold, e.g. ``recall 0.93 < 0.99``,
+    ``rmse 55.1 > 50`` (an error's threshold is a maximum: params.LOWER_IS_BETTER)."""
     return [
-        f"{name} {metrics[name]:.4f} < {minimum} (evaluate.thresholds.{name})"
-        for name, minimum in thresholds.items()
-        if metrics[name] < minimum
+        f"{name} {metrics[name]:.4f} {'>' if name in LOWER_IS_BETTER else '<'} {threshold} "
+        f"(evaluate.thresholds.{name})"
+        for name, threshold in thresholds.items()
+        if not meets(name, metrics[name], threshold)
     ]
 
 
@@ -119,6 +147,38 @@ def write_plots(
     confusion.to_csv(plots / "confusion.csv", index=False, lineterminator="\n")
 
 
+def write_regression_plots(plots: Path, y_true: Any, y_pred: Any) -> None:
+    """CSV data for the predicted-against-actual plot and the residuals against the prediction
+    (in test-split order, rounded as the metrics are)."""
+    plots.mkdir(parents=True, exist_ok=True)
+    actual = np.asarray(y_true, dtype=np.float64)
+    predicted = np.asarray(y_pred, dtype=np.float64)
+    pairs = pd.DataFrame({"actual": actual, "predicted": predicted}).round(DIGITS)
+    pairs.to_csv(plots / "predicted_actual.csv", index=False, lineterminator="\n")
+    residuals = pd.DataFrame({"predicted": predicted, "residual": actual - predicted})
+    residuals.round(DIGITS).to_csv(plots / "residuals.csv", index=False, lineterminator="\n")
+
+
+def evaluate_regression(args: argparse.Namespace, data: DataParams, gate: EvaluateParams) -> None:
+    """The regression's stage: score, metrics.json, plots, gate (as :func:`main` for classes)."""
+    model = joblib.load(args.model)
+    if hasattr(model, "classes_"):
+        raise StageError(
+            "the model is a classifier, data.task is regression: run prepare and train again"
+        )
+    features, y_true = read_regression_split(args.test, data.target)
+    y_pred = model.predict(features)
+    metrics = regression_score(y_true, y_pred)
+    args.metrics.parent.mkdir(parents=True, exist_ok=True)
+    args.metrics.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_regression_plots(args.plots, y_true, y_pred)
+    print("evaluate (regression): " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    failures = gate_failures(metrics, gate.thresholds)
+    if failures:
+        raise StageError("quality gate failed: " + "; ".join(failures))
+    print("evaluate: quality gate passed")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, required=True, help="params.yaml")
@@ -129,10 +189,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     data = load_data(args.params)
     gate = load_evaluate(args.params)
+    if data.regression:
+        evaluate_regression(args, data, gate)
+        return
 
     # model.pkl is this pipeline's own output from the train stage (tracked by DVC), not a
     # downloaded file.
     model = joblib.load(args.model)
+    if not hasattr(model, "classes_"):
+        raise StageError(
+            "the model is a regressor, data.task is classification: run prepare and train again"
+        )
     classes = [str(c) for c in model.classes_]
     if sorted(classes) != sorted(data.classes):
         raise StageError(

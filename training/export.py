@@ -31,9 +31,16 @@ import joblib  # type: ignore[import-untyped]  # no stubs; not in pyproject over
 
 import modelcard
 from training.artifact import model_card
-from training.dataset import read_split
+from training.dataset import read_regression_split, read_split
 from training.errors import StageError, run_stage
-from training.params import load_artifact, load_data, load_evaluate, load_export, load_train
+from training.params import (
+    load_artifact,
+    load_data,
+    load_evaluate,
+    load_export,
+    load_train,
+    meets,
+)
 from training.portable import (
     ConversionError,
     Proof,
@@ -42,9 +49,16 @@ from training.portable import (
     sample,
     sklearn_labels,
     sklearn_proba,
+    sklearn_values,
     to_onnx,
 )
-from training.profile import BINS, BOUNDARY_MARGIN, reference_profile, write_profile
+from training.profile import (
+    BINS,
+    BOUNDARY_MARGIN,
+    reference_profile,
+    regression_profile,
+    write_profile,
+)
 
 
 def served_files(
@@ -73,6 +87,10 @@ def served_files(
     classes; training/profile.py). A model the export cannot convert raises ConversionError
     unless ``allow_scikit_learn``: then the pickle is what the server runs, and the card says so
     (``format: scikit-learn``).
+
+    ``classes`` empty: the model is a regressor (``data.task: regression``): the proof compares
+    its predicted values, verification.json holds ``predictions`` (one number a row) instead of
+    probabilities and labels, and the profile's score is the prediction (training/profile.py).
     """
     generated = generated_rows(train)
     try:
@@ -94,17 +112,26 @@ def served_files(
     else:
         joblib.dump(model, model_file)
     rows = sample(test, generated)
-    verification = {
-        "rows": rows.tolist(),
-        "probabilities": sklearn_proba(model, rows).tolist(),
-        "labels": sklearn_labels(model, rows, classes),
-        "tolerance": tolerance,
-    }
+    verification: dict[str, Any]
+    if classes:
+        verification = {
+            "rows": rows.tolist(),
+            "probabilities": sklearn_proba(model, rows).tolist(),
+            "labels": sklearn_labels(model, rows, classes),
+            "tolerance": tolerance,
+        }
+    else:
+        verification = {
+            "rows": rows.tolist(),
+            "predictions": sklearn_values(model, rows)[:, 0].tolist(),
+            "tolerance": tolerance,
+        }
     sample_path = out_dir / modelcard.VERIFICATION_FILE
     sample_path.write_text(json.dumps(verification) + "\n", encoding="utf-8")
-    profile_path = write_profile(
-        out_dir / modelcard.PROFILE_FILE,
-        reference_profile(
+    profile = (
+        regression_profile(features, train, sklearn_values(model, test), bins=profile_bins)
+        if not classes
+        else reference_profile(
             features,
             classes,
             train,
@@ -114,8 +141,9 @@ def served_files(
             train_labels=train_labels,
             bins=profile_bins,
             boundary_margin=boundary_margin,
-        ),
+        )
     )
+    profile_path = write_profile(out_dir / modelcard.PROFILE_FILE, profile)
     return {
         "format": fmt,
         "model_file": model_file.name,
@@ -151,7 +179,8 @@ def write_artifact(
 
     ``card`` carries what the caller knows beyond the contract (the export stage: the estimator,
     metrics, data and libraries of training/artifact.py; a test or the benchmark: a few keys);
-    without it the features are float64. Callers: :func:`main`, the serving tests' and the image
+    without it the features are float64. ``classes`` empty writes a regression's artifact (the
+    card's ``task: regression``). Callers: :func:`main`, the serving tests' and the image
     tests' model builders, the benchmark's models.
     """
     served = served_files(
@@ -168,6 +197,7 @@ def write_artifact(
         boundary_margin=boundary_margin,
     )
     written = {
+        **({} if classes else {"task": "regression"}),
         "schema_version": modelcard.SCHEMA_VERSION,
         "name": name,
         "features": [{"name": feature, "dtype": "float64"} for feature in features],
@@ -196,7 +226,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     export = load_export(args.params)
 
     metrics = json.loads(args.metrics.read_text(encoding="utf-8"))
-    below = [name for name, low in gate.thresholds.items() if metrics.get(name, -1.0) < low]
+    below = [
+        name
+        for name, threshold in gate.thresholds.items()
+        if name not in metrics or not meets(name, float(metrics[name]), threshold)
+    ]
     if below:
         raise StageError(
             f"{args.metrics} is below evaluate.thresholds for {', '.join(below)}: "
@@ -205,9 +239,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     # model.pkl is this pipeline's own output from the train stage (tracked by DVC), not a
     # downloaded file; what leaves the pipeline is the graph proven equal to it.
     model = joblib.load(args.pipeline)
-    train_x, train_y = read_split(args.train, data.target)
-    test_x, _ = read_split(args.test, data.target)
-    classes = [str(c) for c in model.classes_]
+    read = read_regression_split if data.regression else read_split
+    train_x, train_y = read(args.train, data.target)
+    test_x, _ = read(args.test, data.target)
+    if data.regression == hasattr(model, "classes_"):
+        kind = "classifier" if data.regression else "regressor"
+        raise StageError(f"{args.pipeline} is a {kind}, data.task is {data.task}: run train again")
+    classes = [str(c) for c in getattr(model, "classes_", ())]
     staging = args.out.with_name(args.out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     card = model_card(
@@ -224,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             features=[str(c) for c in train_x.columns],
             allow_scikit_learn=export.allow_scikit_learn,
             positive_class=data.positive_class,
-            train_labels=[str(label) for label in train_y],
+            train_labels=None if data.regression else [str(label) for label in train_y],
             profile_bins=export.profile_bins,
             boundary_margin=export.boundary_margin,
             card=card,

@@ -31,13 +31,14 @@ END = "<!-- end families -->"
 def table() -> str:
     """The markdown table of every registered family, in the registry's order."""
     lines = [
-        "| `train.estimator` | pipeline | hyper-parameters (`train.<estimator>`) |",
-        "|---|---|---|",
+        "| `train.estimator` | `data.task` | pipeline | hyper-parameters (`train.<estimator>`) |",
+        "|---|---|---|---|",
     ]
     for name in families.names():
         family = families.get(name)
         hyper = ", ".join(param.describe() for param in family.params)
-        lines.append(f"| `{name}` | {family.summary} | {hyper} |")
+        tasks = ", ".join(family.tasks)
+        lines.append(f"| `{name}` | {tasks} | {family.summary} | {hyper} |")
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,8 @@ built-in ones do it): the proof compares them to 1e-6.
 
 Tensor names are ``t1``, ``t2``, ... in the order they are asked for, so the same model gives the
 same bytes; the graph's input is :data:`INPUT` (float64 rows in feature order) and a family's
-last node writes :data:`OUTPUT` (float64 probabilities in ``classes_`` order).
+last node writes :data:`OUTPUT` (float64 probabilities in ``classes_`` order), a regressor's
+:data:`PREDICTION` (float64, one column: the predicted value).
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import onnx
 from onnx import helper, numpy_helper
 from sklearn.preprocessing import StandardScaler
 
-from modelcard.runtime import INPUT, OUTPUT
+from modelcard.runtime import INPUT, OUTPUT, PREDICTION
 
 __all__ = [
     "INPUT",
     "OUTPUT",
+    "PREDICTION",
     "ConversionError",
     "Ensemble",
     "Graph",

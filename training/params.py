@@ -19,8 +19,19 @@ from typing import Any
 
 import yaml
 
-#: Metrics evaluate computes; each may carry a threshold in ``evaluate.thresholds``.
+#: What ``data.task`` may be: a label out of ``data.classes``, or a number.
+TASKS = ("classification", "regression")
+#: Metrics evaluate computes for a classification; each may carry a threshold in
+#: ``evaluate.thresholds`` (a minimum).
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc")
+#: Metrics evaluate computes for a regression (``data.task: regression``): root mean squared
+#: error, mean absolute error (in the target's unit, lower is better: a threshold is a maximum)
+#: and the coefficient of determination (at most 1, higher is better: a minimum).
+REGRESSION_METRIC_NAMES = ("rmse", "mae", "r2")
+#: The metrics whose threshold is a maximum (an error); every other one's is a minimum.
+LOWER_IS_BETTER = frozenset({"rmse", "mae"})
+#: Each task's metrics (the one list evaluate, export and gitops.gates read).
+TASK_METRICS = {"classification": METRIC_NAMES, "regression": REGRESSION_METRIC_NAMES}
 #: The feature types a dataset may declare (what the model card and the server know).
 FEATURE_TYPES = ("float64", "int64")
 #: A GTO artifact name that is also a Kubernetes label value and a URL path segment.
@@ -42,7 +53,9 @@ MAX_PROFILE_BINS = 100
 class DataParams:
     """What the raw data file holds: the ``data`` section (docs/training.md, "Using your own data").
 
-    ``features`` is None for "every column but the target, in file order" (less ``exclude``);
+    ``task`` is ``classification`` (``classes`` lists the labels) or ``regression`` (the target
+    is a number; ``classes`` is empty and ``positive_class`` None). ``features`` is None for
+    "every column but the target, in file order" (less ``exclude``);
     ``types`` maps each named exception to its type, every other feature has ``feature_type``.
     """
 
@@ -54,6 +67,11 @@ class DataParams:
     exclude: tuple[str, ...]
     feature_type: str
     types: dict[str, str]
+    task: str = "classification"
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
 
     def type_of(self, column: str) -> str:
         return self.types.get(column, self.feature_type)
@@ -63,9 +81,12 @@ class DataParams:
         return len(self.classes) == 2
 
     @property
-    def metric_average(self) -> str:
+    def metric_average(self) -> str | None:
         """How evaluate averages precision, recall, F1 and ROC AUC, as the model card states it:
-        ``binary`` (the positive class's) for two classes, else ``macro``."""
+        ``binary`` (the positive class's) for two classes, else ``macro``; None for a regression
+        (nothing is averaged over classes)."""
+        if self.regression:
+            return None
         return "binary" if self.positive_class is not None else "macro"
 
 
@@ -83,6 +104,7 @@ class TrainParams:
 
     estimator: str
     hyper: dict[str, Any]
+    task: str = "classification"  # data.task: which of the family's pipelines train builds
 
     def as_dict(self) -> dict[str, Any]:
         """The hyper-parameters, as the model card's ``params`` records them."""
@@ -94,6 +116,7 @@ class EvaluateParams:
     """The quality gate: the minimum value of each listed metric on the test split."""
 
     thresholds: dict[str, float]
+    task: str = "classification"
 
 
 @dataclass(frozen=True)
@@ -232,8 +255,9 @@ def load_data(path: Path) -> DataParams:
     s = _section(path, "data")
     s.no_other_keys(
         "file", "target", "classes", "positive_class", "features", "exclude", "feature_type",
-        "types",
+        "types", "task",
     )  # fmt: skip
+    task = _task(s)
     file = s.text("file")
     if not file.endswith(DATA_SUFFIXES) or Path(file).is_absolute() or ".." in Path(file).parts:
         raise s._fail(
@@ -242,19 +266,7 @@ def load_data(path: Path) -> DataParams:
             f"relative to its root, got {file!r}",
         )
     target = s.text("target")
-    classes = s.names("classes", minimum=2)
-    positive = s.values.get("positive_class")
-    if len(classes) == 2:
-        if str(s._get("positive_class")) not in classes:
-            raise s._fail(
-                "positive_class", f"must be one of {', '.join(classes)}, got {positive!r}"
-            )
-        positive = str(positive)
-    elif positive is not None:
-        raise s._fail(
-            "positive_class",
-            f"is for two classes only (data.classes lists {len(classes)}): drop it",
-        )
+    classes, positive = _classes(s, task)
     features = s._get("features")
     selected: tuple[str, ...] | None
     if features == "all":
@@ -283,7 +295,43 @@ def load_data(path: Path) -> DataParams:
         exclude=exclude,
         feature_type=feature_type,
         types=types,
+        task=task,
     )
+
+
+def _task(s: Section) -> str:
+    """``data.task``: classification when absent (what every params.yaml before it meant)."""
+    return s.choice("task", TASKS) if "task" in s.values else TASKS[0]
+
+
+def _classes(s: Section, task: str) -> tuple[tuple[str, ...], str | None]:
+    """``data.classes`` and ``data.positive_class`` of a classification; a regression has
+    neither (its target is a number), and names the key when one is given."""
+    if task == "regression":
+        for key in ("classes", "positive_class"):
+            if key in s.values:
+                raise s._fail(key, "is for classification only (data.task is regression): drop it")
+        return (), None
+    classes = s.names("classes", minimum=2)
+    positive = s.values.get("positive_class")
+    if len(classes) == 2:
+        if str(s._get("positive_class")) not in classes:
+            raise s._fail(
+                "positive_class", f"must be one of {', '.join(classes)}, got {positive!r}"
+            )
+        return classes, str(positive)
+    if positive is not None:
+        raise s._fail(
+            "positive_class",
+            f"is for two classes only (data.classes lists {len(classes)}): drop it",
+        )
+    return classes, None
+
+
+def load_task(path: Path) -> str:
+    """``data.task`` alone (evaluate's thresholds, the promotion gates and the families read
+    which metrics and pipelines apply without the rest of ``data``)."""
+    return _task(_section(path, "data"))
 
 
 def load_prepare(path: Path) -> PrepareParams:
@@ -305,12 +353,20 @@ def load_train(path: Path) -> TrainParams:
     s = _section(path, "train")
     s.no_other_keys("estimator", *known)
     estimator = s.choice("estimator", known)
+    task = load_task(path)
+    if task not in families.get(estimator).tasks:
+        fitting = families.for_task(task)
+        raise s._fail(
+            "estimator",
+            f"{estimator} is not a {task} family (data.task is {task}); {task} families: "
+            f"{', '.join(fitting)}",
+        )
     hyper = {name: families.get(name).read(s.mapping(name)) for name in known if name in s.values}
     if estimator not in hyper:
         raise s._fail(
             estimator, f"is missing (the hyper-parameters of train.estimator {estimator})"
         )
-    return TrainParams(estimator=estimator, hyper=hyper[estimator])
+    return TrainParams(estimator=estimator, hyper=hyper[estimator], task=task)
 
 
 def load_hyper(path: Path, family: str) -> dict[str, Any]:
@@ -323,12 +379,38 @@ def load_hyper(path: Path, family: str) -> dict[str, Any]:
 
 
 def load_evaluate(path: Path) -> EvaluateParams:
+    """The thresholds of ``data.task``'s metrics (:data:`TASK_METRICS`): a classification
+    metric in [0, 1]; rmse and mae > 0 (maxima); r2 at most 1 (a minimum). A metric of the other
+    task is refused naming the key and the task's metrics."""
     s = _section(path, "evaluate")
     s.no_other_keys("thresholds")
     t = s.mapping("thresholds")
-    t.no_other_keys(*METRIC_NAMES)
-    thresholds = {name: t.number(name, low=0, high=1) for name in METRIC_NAMES if name in t.values}
-    return EvaluateParams(thresholds=thresholds)
+    task = load_task(path)
+    names = TASK_METRICS[task]
+    for key in t.values:
+        other = next((k for k, v in TASK_METRICS.items() if k != task and key in v), None)
+        if other is not None:
+            raise t._fail(
+                str(key),
+                f"is a {other} metric (data.task is {task}); {task} metrics: {', '.join(names)}",
+            )
+    t.no_other_keys(*names)
+    thresholds = {name: _threshold(t, name) for name in names if name in t.values}
+    return EvaluateParams(thresholds=thresholds, task=task)
+
+
+def _threshold(t: Section, name: str) -> float:
+    if name in LOWER_IS_BETTER:
+        return t.number(name, low=0)
+    if name == "r2":
+        return t.number(name, low=-math.inf, high=1)
+    return t.number(name, low=0, high=1)
+
+
+def meets(name: str, value: float, threshold: float) -> bool:
+    """Whether ``value`` of the metric ``name`` passes its threshold: at most it for an error
+    (:data:`LOWER_IS_BETTER`), at least it for every other metric."""
+    return value <= threshold if name in LOWER_IS_BETTER else value >= threshold
 
 
 def load_artifact(path: Path) -> ArtifactParams:
@@ -378,7 +460,10 @@ class PromotionParams:
     Not a stage of dvc.yaml: the promotion tool reads it from the target environment's branch.
     """
 
-    regression_tolerance: float  # the largest drop of any gated metric, e.g. 0.01
+    # The largest drop of a gated score (accuracy, ..., r2), e.g. 0.01; for an error (rmse, mae:
+    # in the target's unit) the largest growth as a fraction of the running model's, e.g. 0.01
+    # lets an rmse of 50 grow to 50.5.
+    regression_tolerance: float
 
 
 def load_promotion(path: Path) -> PromotionParams:

@@ -26,7 +26,9 @@ does it; in short:
   the trees are walked once, for the second class, and the first gets ``1 - p``.
 
 The graph has one float64 input ``input`` (rows in feature order) and one float64 output
-``probabilities`` (columns in ``model.classes_`` order): :mod:`modelcard.runtime`.
+``probabilities`` (columns in ``model.classes_`` order): :mod:`modelcard.runtime`. A regressor's
+graph has the output ``prediction`` instead (one column, the value), and its proof compares
+values (within 1e-6, absolute) where a classifier's compares labels and probabilities.
 """
 
 from __future__ import annotations
@@ -40,7 +42,17 @@ from onnx import TensorProto, helper
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from modelcard.runtime import INPUT, OUTPUT, Matrix, disagreement, labels, onnx_session, run
+from modelcard.runtime import (
+    INPUT,
+    OUTPUT,
+    PREDICTION,
+    Matrix,
+    disagreement,
+    labels,
+    onnx_session,
+    run,
+    value_disagreement,
+)
 from training import families
 from training.graph import ConversionError, Graph, scaler
 
@@ -52,6 +64,7 @@ __all__ = [
     "sample",
     "sklearn_labels",
     "sklearn_proba",
+    "sklearn_values",
     "to_onnx",
 ]
 
@@ -84,7 +97,9 @@ def to_onnx(model: Any, n_features: int) -> bytes:
             )
         current = scaler(estimator, current, g)
     step, classifier = steps[-1]
-    n_classes = len(getattr(classifier, "classes_", ()))
+    regressor = not hasattr(classifier, "classes_")
+    n_classes = 1 if regressor else len(classifier.classes_)
+    output = PREDICTION if regressor else OUTPUT
     family = families.by_estimator(classifier)
     if family is None:
         handled = [
@@ -99,7 +114,7 @@ def to_onnx(model: Any, n_features: int) -> bytes:
         g.nodes,
         "model",
         [helper.make_tensor_value_info(INPUT, TensorProto.DOUBLE, [None, n_features])],
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.DOUBLE, [None, n_classes])],
+        [helper.make_tensor_value_info(output, TensorProto.DOUBLE, [None, n_classes])],
         initializer=g.initializers,
     )
     proto = helper.make_model(
@@ -162,16 +177,21 @@ def prove(
     """Run the graph and the model on the test split and the generated rows; raise
     ConversionError unless labels are identical and probabilities within ``tolerance``.
 
-    ``classes`` names the model's classes in ``predict_proba`` column order (the card's list).
+    ``classes`` names the model's classes in ``predict_proba`` column order (the card's list);
+    empty for a regressor, whose predicted values (one column) are compared instead.
     """
     session = onnx_session(graph)
     largest = 0.0
     for name, rows in (("the test split", test), ("the generated rows", generated)):
-        expected = sklearn_proba(model, rows)
         actual = run(session, rows)
-        problem = disagreement(
-            actual, expected, sklearn_labels(model, rows, classes), classes, tolerance
-        )
+        if not classes:  # a regressor: values, no labels
+            expected = sklearn_values(model, rows)
+            problem = value_disagreement(actual, expected, tolerance)
+        else:
+            expected = sklearn_proba(model, rows)
+            problem = disagreement(
+                actual, expected, sklearn_labels(model, rows, classes), classes, tolerance
+            )
         if problem:
             raise ConversionError(f"the ONNX graph differs from scikit-learn on {name}: {problem}")
         largest = max(largest, float(np.abs(actual - expected).max()))
@@ -192,6 +212,16 @@ def sklearn_proba(model: Any, rows: Matrix) -> Matrix:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         result: Matrix = np.asarray(model.predict_proba(rows), dtype=np.float64)
+    return result
+
+
+def sklearn_values(model: Any, rows: Matrix) -> Matrix:
+    """A regressor's predictions for numpy rows as one float64 column (as its graph answers)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        result: Matrix = np.asarray(model.predict(rows), dtype=np.float64).reshape(-1, 1)
     return result
 
 

@@ -5,7 +5,8 @@
 The raw file is ``data.file`` (a DVC-tracked CSV, relative to the repository root, which is the
 working directory of every stage); ``data.*`` describes it and :func:`training.dataset.load_raw`
 refuses a file that does not match, in one line naming the column and the problem, before anything
-is written. The split is stratified on the target and seeded from ``prepare.seed``;
+is written. The split is stratified on the target (a classification's; a regression's numeric
+target is split at random) and seeded from ``prepare.seed``;
 ``prepare.test_size`` is the held-out fraction. Writes ``train.csv`` and ``test.csv`` into the
 output directory, both or neither.
 """
@@ -39,13 +40,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         frame,
         test_size=params.test_size,
         random_state=params.seed,
-        stratify=frame[data.target],
+        # a regression's target is a number: nothing to stratify on
+        stratify=None if data.regression else frame[data.target],
     )
     write_splits({"train.csv": train, "test.csv": test}, args.out)
+    target = "a numeric target" if data.regression else f"{len(data.classes)} classes"
     print(
         f"prepare: {data.file}: {len(frame)} rows, {frame.shape[1] - 1} features, "
-        f"{len(data.classes)} classes -> {len(train)} train rows, {len(test)} test rows "
-        f"in {args.out}"
+        f"{target} -> {len(train)} train rows, {len(test)} test rows in {args.out}"
     )
 
 

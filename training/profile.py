@@ -25,7 +25,11 @@ Contract (the rules the server and every reader share):
   class's share of the train split's labels, the class balance of the training data (what the
   labels of a new data snapshot are compared with, training/drift.py);
 - a row is near the decision boundary when its two highest probabilities differ by less than
-  ``boundary_margin``.
+  ``boundary_margin``;
+- a regression (:func:`regression_profile`) has the same features; its score is the predicted
+  value (kind ``prediction``, class null) on the test split, binned by the same rule: the
+  prediction's distribution stands where a classification's class shares and score stand, and
+  there are no classes, labels or boundary.
 
 Every float is rounded to :data:`SIGNIFICANT_DIGITS` significant digits and the JSON is written
 with sorted keys: the same inputs give the same bytes (``dvc.lock`` reproduces).
@@ -52,6 +56,7 @@ BOUNDARY_MARGIN = 0.1
 SIGNIFICANT_DIGITS = 6
 POSITIVE_CLASS_PROBABILITY = "positive_class_probability"
 TOP_PROBABILITY = "top_probability"
+PREDICTION = "prediction"
 
 Floats = npt.NDArray[np.float64]
 
@@ -148,15 +153,7 @@ def reference_profile(
     balance = {} if train_labels is None else {"labels": label_shares(classes, train_labels, train)}
     return {
         "bins": bins,
-        "features": [
-            {
-                "name": name,
-                **_distribution(train[:, index], bins),
-                "min": rounded_outward(float(train[:, index].min()), -1),
-                "max": rounded_outward(float(train[:, index].max()), 1),
-            }
-            for index, name in enumerate(features)
-        ],
+        "features": _features(features, train, bins),
         "classes": {
             name: rounded(count / train.shape[0])
             for name, count in zip(classes, predicted.tolist(), strict=True)
@@ -169,6 +166,38 @@ def reference_profile(
         "boundary_margin": boundary_margin,
         "rows": int(train.shape[0]),
         **balance,
+    }
+
+
+def _features(features: Sequence[str], train: Floats, bins: int) -> list[dict[str, Any]]:
+    """Each feature's bins and training range, in ``features`` order."""
+    return [
+        {
+            "name": name,
+            **_distribution(train[:, index], bins),
+            "min": rounded_outward(float(train[:, index].min()), -1),
+            "max": rounded_outward(float(train[:, index].max()), 1),
+        }
+        for index, name in enumerate(features)
+    ]
+
+
+def regression_profile(
+    features: Sequence[str], train: Floats, test_predictions: Floats, *, bins: int = BINS
+) -> dict[str, Any]:
+    """A regression's profile as a JSON-ready dict: the features of ``train`` (rows by
+    features) and the distribution of the model's predictions on the test split
+    (``test_predictions``, one per row) as the score. ValueError for shapes that do not fit."""
+    if train.ndim != 2 or train.shape[1] != len(features):
+        raise ValueError(f"train has shape {train.shape}; expected (rows, {len(features)})")
+    values = np.asarray(test_predictions, dtype=np.float64).reshape(-1)
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise ValueError("test_predictions must be one or more finite numbers")
+    return {
+        "bins": bins,
+        "features": _features(features, train, bins),
+        "score": {"kind": PREDICTION, "class": None, **_distribution(values, bins)},
+        "rows": int(train.shape[0]),
     }
 
 

@@ -44,9 +44,12 @@ PARAMS = "training/params.yaml"
 MODEL_ROWS = (
     ("estimator", "train.estimator"),
     ("data", "data.file"),
+    ("task", "data.task"),
     ("classes", "data.classes"),
     ("artifact", "artifact.name"),
 )
+#: What a key MODEL_ROWS names means when a params file with its section leaves it out.
+DEFAULTS = {"data.task": "classification"}
 #: A URL --plots-url accepts: http(s), and nothing that would end a markdown link early.
 PLOTS_URL = re.compile(r"https?://[^\s()<>\[\]]+")
 
@@ -77,7 +80,9 @@ def model_facts(text: str | None) -> dict[str, str]:
     for title, dotted in MODEL_ROWS:
         node: Any = document
         for key in dotted.split("."):
-            node = node.get(key) if isinstance(node, dict) else None
+            parent, node = node, node.get(key) if isinstance(node, dict) else None
+        if node is None and isinstance(parent, dict):
+            node = DEFAULTS.get(dotted)
         if isinstance(node, list):
             node = ", ".join(str(item) for item in node)
         facts[title] = f"`{node}`" if isinstance(node, str | int | float) and node != "" else "-"
@@ -85,7 +90,8 @@ def model_facts(text: str | None) -> dict[str, str]:
 
 
 def model_section(repo: Path, base: str) -> list[str]:
-    """The report's Model section: estimator, data, classes, artifact; base and workspace."""
+    """The report's Model section: estimator, data, task, classes, artifact; base and
+    workspace."""
     shown = subprocess.run(
         ["git", "show", f"{base}:{PARAMS}"], cwd=repo, capture_output=True, text=True, check=False
     )

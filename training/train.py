@@ -20,14 +20,15 @@ import joblib  # type: ignore[import-untyped]  # no stubs; not in pyproject over
 from sklearn.pipeline import Pipeline
 
 from training import families
-from training.dataset import read_split
+from training.dataset import read_regression_split, read_split
 from training.errors import run_stage
 from training.params import TrainParams, load_data, load_train
 
 
 def build_pipeline(params: TrainParams) -> Pipeline:
-    """The untrained model: the chosen family's Pipeline, whose last step is the estimator."""
-    return families.get(params.estimator).pipeline(params.hyper)
+    """The untrained model: the chosen family's Pipeline for ``data.task`` (its classifier's or
+    its regressor's), whose last step is the estimator."""
+    return families.get(params.estimator).build(params.hyper, params.task)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -39,7 +40,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     data = load_data(args.params)
     params = load_train(args.params)
 
-    features, target = read_split(args.data, data.target)
+    features, target = (read_regression_split if data.regression else read_split)(
+        args.data, data.target
+    )
     model = build_pipeline(params).fit(features, target)
     args.model.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, args.model)

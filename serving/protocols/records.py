@@ -1,7 +1,9 @@
 """The records protocol: ``POST /predict``, rows as JSON records in, labels and probabilities out.
 
 ``{"instances": [{feature: number, ...}, ...]}`` → ``{"model": provenance, "classes": [...],
-"labels": [...], "probabilities": [[...], ...]}`` plus the ``X-Model-Provenance`` header.
+"labels": [...], "probabilities": [[...], ...]}`` plus the ``X-Model-Provenance`` header; for a
+regression's model (``Model.regression``) ``{"model": provenance, "predictions": [number, ...]}``,
+one predicted value a row and no classes or probabilities (:func:`predictions_answer`).
 
 Two ways in, one answer:
 
@@ -174,6 +176,15 @@ def _record_error(row: Any, index: int, features: tuple[str, ...]) -> ApiError:
 # --- the endpoint ----------------------------------------------------------------------------
 
 
+def predictions_answer(model: Model, values: Any) -> Answer:
+    """A regression's answer: the predicted value of each row (a sequence or a 1-d array), in
+    request order."""
+    if isinstance(values, np.ndarray):
+        values = np.ascontiguousarray(values)  # orjson serialises contiguous arrays only
+    payload = {"model": model.provenance_dict, "predictions": values}
+    return Answer(payload, {PROVENANCE_HEADER: model.provenance_header})
+
+
 def predict(server: ServerState, call: Call) -> Answer:
     """``POST /predict``: one records body answered; raises ``ApiError``."""
     return predict_body(server, call.body())
@@ -195,6 +206,8 @@ def predict_body(server: ServerState, raw: bytes) -> Answer:
                 return answer
         x = finite_records(decoder.matrix(rows), model.feature_names)
     proba = score(server, model, x)
+    if model.regression:
+        return predictions_answer(model, proba[:, 0])
     payload = {
         "model": model.provenance_dict,
         "classes": model.classes,
@@ -211,6 +224,8 @@ def _one_row(model: Model, server: ServerState, values: tuple[float, ...]) -> An
     if scored is None:
         return None
     proba, best = scored
+    if model.regression:
+        return predictions_answer(model, proba[:1])
     payload = {
         "model": model.provenance_dict,
         "classes": model.classes,

@@ -8,7 +8,8 @@ tests/serving/test_serving_conformance.py) says what each answers.
 Inputs: one ``[N, F]`` tensor with the features in model order, or one ``[N]`` tensor per feature
 named after it; any numeric datatype; data flat (row-major) or nested; the binary tensor data
 extension for inputs. Outputs: ``predict`` (BYTES, the labels) and ``predict_proba`` (FP64,
-``[N, classes]``), always as JSON.
+``[N, classes]``), always as JSON; a regression's model has one output, ``predict`` (FP64,
+``[N]``: the predicted values), and no probabilities (:data:`REGRESSION_OUTPUTS`).
 
 Tensor data goes in two ways, like records (``serving.protocols.records``):
 
@@ -49,6 +50,8 @@ from serving.state import PROVENANCE_HEADER, Answer, Call, ServerState
 SERVER_NAME = "modelops"
 SERVER_VERSION = "0.1.0"
 OUTPUTS = ("predict", "predict_proba")
+#: A regression's outputs (``Model.regression``): the predicted value alone.
+REGRESSION_OUTPUTS = ("predict",)
 BINARY_HEADER = "Inference-Header-Content-Length"
 V2_NUMERIC = {
     "FP64": np.float64,
@@ -118,19 +121,33 @@ def _metadata(model: Model) -> dict[str, Any]:
         {
             "platform": "scikit-learn",
             "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, width]}],
-            "outputs": [
-                {"name": "predict", "datatype": "BYTES", "shape": [-1]},
-                {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(model.classes)]},
-            ],
+            "outputs": _output_metadata(model),
             "parameters": {
                 **model.provenance_dict,
                 "features": list(model.feature_names),
-                "classes": list(model.classes),
+                **_task_parameters(model),
                 "inference_path": model.inference_path,
             },
         }
     )
     return metadata
+
+
+def _output_metadata(model: Model) -> list[dict[str, Any]]:
+    """Each output's name, datatype and shape: a regression answers FP64 values."""
+    if model.regression:
+        return [{"name": "predict", "datatype": "FP64", "shape": [-1]}]
+    return [
+        {"name": "predict", "datatype": "BYTES", "shape": [-1]},
+        {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(model.classes)]},
+    ]
+
+
+def _task_parameters(model: Model) -> dict[str, Any]:
+    """What the model predicts: its classes, or ``task: regression``."""
+    if model.regression:
+        return {"task": "regression"}
+    return {"classes": list(model.classes)}
 
 
 # --- inference -------------------------------------------------------------------------------
@@ -159,7 +176,7 @@ def infer_body(
         )
     if "id" in body and not isinstance(body["id"], str):
         raise invalid("'id' must be a string", "id")
-    outputs = _requested_outputs(body)
+    outputs = _requested_outputs(body, REGRESSION_OUTPUTS if model.regression else OUTPUTS)
     literal_free = functools.cache(lambda: _literal_free(raw))
     x = tensors(
         body["inputs"], model.feature_names, server.max_rows, binary, literal_free=literal_free
@@ -168,7 +185,16 @@ def infer_body(
     rows = proba.shape[0]
     answered: list[dict[str, Any]] = []
     for output in outputs:
-        if output == "predict":
+        if model.regression:
+            answered.append(
+                {
+                    "name": output,
+                    "shape": [rows],
+                    "datatype": "FP64",
+                    "data": np.ascontiguousarray(proba[:, 0]),
+                }
+            )
+        elif output == "predict":
             answered.append(
                 {"name": output, "shape": [rows], "datatype": "BYTES", "data": model.labels(proba)}
             )
@@ -221,18 +247,19 @@ def _split_binary(raw: bytes, length_text: str | None) -> tuple[bytes, dict[int,
     return raw[:length], binary, body
 
 
-def _requested_outputs(body: dict[str, Any]) -> tuple[str, ...]:
+def _requested_outputs(body: dict[str, Any], known: tuple[str, ...]) -> tuple[str, ...]:
+    """The outputs the body asks for, each one of ``known`` (the model's), all when none."""
     requested = body.get("outputs")
     if requested is None:
-        return OUTPUTS
+        return known
     if not isinstance(requested, list):
         raise invalid("'outputs' must be a list of {\"name\": ...}", "outputs")
     names = []
     for index, item in enumerate(requested):
         name = item.get("name") if isinstance(item, dict) else None
-        if name not in OUTPUTS:
+        if name not in known:
             raise invalid(
-                f"outputs[{index}].name {name!r} is not an output; allowed: {', '.join(OUTPUTS)}",
+                f"outputs[{index}].name {name!r} is not an output; allowed: {', '.join(known)}",
                 f"outputs[{index}].name",
             )
         names.append(name)

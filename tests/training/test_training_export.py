@@ -43,7 +43,7 @@ def fitted(family: str, dataset: Any) -> tuple[Any, np.ndarray, list[str]]:
 
 
 @pytest.mark.parametrize("dataset", [load_breast_cancer, load_wine], ids=["binary", "3 classes"])
-@pytest.mark.parametrize("family", families.names())
+@pytest.mark.parametrize("family", families.for_task("classification"))
 def test_every_family_exports_a_graph_proven_on_10000_generated_rows(
     tmp_path: Path, family: str, dataset: Any
 ) -> None:

@@ -189,8 +189,9 @@ def test_the_docs_table_lists_every_registered_family_and_check_fails_when_it_is
         assert familydocs.main(["--check", "--doc", str(doc)]) == 1
         assert "the families table differs from training/families/" in capsys.readouterr().err
         assert familydocs.main(["--doc", str(doc)]) == 0
-        assert "| `gaussian_nb` | `GaussianNB` | `var_smoothing` (> 0; of the largest" in (
-            doc.read_text()
+        assert (
+            "| `gaussian_nb` | classification | `GaussianNB` | `var_smoothing` (> 0; of the largest"
+            in (doc.read_text())
         )
         assert familydocs.main(["--check", "--doc", str(doc)]) == 0
     finally:

@@ -191,3 +191,17 @@ def test_make_report_passes_the_artifact_and_its_url_only_when_given() -> None:
     given = dry_run("REPORT_ARTIFACT=training-report", f"REPORT_PLOTS_URL={RUN_URL}")
     assert "--plots" not in plain
     assert f'--plots-artifact "training-report" --plots-url "{RUN_URL}"' in " ".join(given.split())
+
+
+def test_the_model_section_says_the_task_classification_when_params_leave_it_out() -> None:
+    from training.report import model_facts
+
+    committed = model_facts((ROOT / "training/params.yaml").read_text())
+    assert committed["task"] == "`classification`"
+    assert committed["classes"] == "`benign, malignant`"
+    regression = model_facts(
+        "data: {file: training/data/diabetes.csv, task: regression, target: progression}\n"
+        "train: {estimator: ridge}\n"
+    )
+    assert (regression["task"], regression["classes"]) == ("`regression`", "-")
+    assert model_facts(None)["task"] == "-"  # no params file: nothing to default

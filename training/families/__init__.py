@@ -27,6 +27,7 @@ __all__ = [
     "Number",
     "Param",
     "by_estimator",
+    "for_task",
     "get",
     "names",
     "register",
@@ -59,6 +60,8 @@ def register(family: Family) -> Family:
             )
     if not family.estimators:
         raise ValueError(f"family {family.name!r} must list the estimator classes it converts")
+    if not family.tasks:
+        raise ValueError(f"family {family.name!r} must build a classification or a regression")
     _REGISTRY[family.name] = family
     return family
 
@@ -71,6 +74,11 @@ def unregister(name: str) -> None:
 def names() -> tuple[str, ...]:
     """The registered families' names, in name order (what ``train.estimator`` may be)."""
     return tuple(sorted(_REGISTRY))
+
+
+def for_task(task: str) -> tuple[str, ...]:
+    """The registered families that train for ``task`` (``data.task``), in name order."""
+    return tuple(name for name in names() if task in _REGISTRY[name].tasks)
 
 
 def get(name: str) -> Family:

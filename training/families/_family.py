@@ -113,16 +113,47 @@ class Family:
       family of a pipeline's last step by its class);
     - ``to_onnx(estimator, graph, current)``: writes the fitted estimator's nodes into ``graph``,
       from the tensor ``current`` (the rows after the pipeline's earlier steps, float64) to
-      ``OUTPUT`` (float64 probabilities in ``classes_`` order). It raises
-      ``training.graph.ConversionError`` naming what it cannot convert.
+      ``OUTPUT`` (float64 probabilities in ``classes_`` order) for a classifier, to
+      ``PREDICTION`` (float64, one column: the predicted value) for a regressor. It raises
+      ``training.graph.ConversionError`` naming what it cannot convert;
+    - ``regression``: the untrained Pipeline of the family's regressor (``data.task:
+      regression``) for the same checked hyper-parameters, or None for a classification-only
+      family; its estimator's class is in ``estimators`` too;
+    - ``pipeline`` None: a regression-only family (``regression`` must then be given).
+
+    A family that does both reads one section for both (``train.random_forest`` is the forest
+    whatever it predicts): the hyper-parameters, their checks and the tree walk of the graph are
+    the same, so the registry keeps one name per estimator kind.
     """
 
     name: str
     summary: str
     params: tuple[Param, ...]
-    pipeline: Callable[[Mapping[str, Any]], Pipeline]
+    pipeline: Callable[[Mapping[str, Any]], Pipeline] | None
     estimators: tuple[type, ...]
     to_onnx: Callable[[Any, Graph, str], None]
+    regression: Callable[[Mapping[str, Any]], Pipeline] | None = None
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The ``data.task`` values the family trains for (classification, regression or both)."""
+        return tuple(
+            task
+            for task, builder in (
+                ("classification", self.pipeline),
+                ("regression", self.regression),
+            )
+            if builder is not None
+        )
+
+    def build(self, hyper: Mapping[str, Any], task: str) -> Pipeline:
+        """The untrained pipeline for ``task``; ValueError naming the family's tasks for another."""
+        builder = self.regression if task == "regression" else self.pipeline
+        if builder is None:
+            raise ValueError(
+                f"family {self.name!r} does not train for {task} (it does {', '.join(self.tasks)})"
+            )
+        return builder(hyper)
 
     def read(self, section: Section) -> dict[str, Any]:
         """The checked hyper-parameters of ``train.<name>``; ParamsError naming a bad key."""

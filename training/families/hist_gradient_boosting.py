@@ -1,10 +1,12 @@
-"""The boosting family: ``HistGradientBoostingClassifier`` alone (no scaler).
+"""The boosting family: ``HistGradientBoostingClassifier`` alone (no scaler); for ``data.task:
+regression``, ``HistGradientBoostingRegressor`` from the same section.
 
 Its graph compares float64 rows with float64 thresholds (the model never casts), sends NaN where
 the model learnt to, sums every iteration's trees (``ai.onnx.ml.TreeEnsemble``), adds the baseline
 and applies the loss's link: sigmoid for two classes (stacked as ``[1 - p, p]``), softmax for
-more. A model with categorical features is refused. Its threads are the one OpenMP thread the
-stage runner pins (training/numerics.py).
+more; a regressor's raw sum is its prediction (the squared error's identity link; another loss's
+link is refused). A model with categorical features is refused. Its threads are the one OpenMP
+thread the stage runner pins (training/numerics.py).
 """
 
 from __future__ import annotations
@@ -14,23 +16,35 @@ from typing import Any
 
 import numpy as np
 from onnx import helper
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 
 from training.families import Boolean, Family, Integer, Number, register
-from training.graph import ConversionError, Ensemble, Graph, Tree, probabilities
+from training.graph import PREDICTION, ConversionError, Ensemble, Graph, Tree, probabilities
 
 
 def pipeline(hyper: Mapping[str, Any]) -> Pipeline:
     return Pipeline([("classify", HistGradientBoostingClassifier(**hyper))])
 
 
-def to_onnx(model: HistGradientBoostingClassifier, g: Graph, current: str) -> None:
-    """Baseline plus every iteration's trees, then the loss's link: sigmoid or softmax."""
+def regression(hyper: Mapping[str, Any]) -> Pipeline:
+    return Pipeline([("regress", HistGradientBoostingRegressor(**hyper))])
+
+
+def to_onnx(
+    model: HistGradientBoostingClassifier | HistGradientBoostingRegressor, g: Graph, current: str
+) -> None:
+    """Baseline plus every iteration's trees, then the loss's link: sigmoid or softmax for a
+    classifier; none for a regressor with the squared error (PREDICTION)."""
     categorical = getattr(model, "is_categorical_", None)
     if categorical is not None and bool(np.any(categorical)):
+        raise ConversionError(f"cannot convert a {type(model).__name__} with categorical features")
+    regressor = isinstance(model, HistGradientBoostingRegressor)
+    link = type(model._loss.link).__name__
+    if regressor and link != "IdentityLink":
         raise ConversionError(
-            "cannot convert a HistGradientBoostingClassifier with categorical features"
+            f"cannot convert a HistGradientBoostingRegressor with loss {model.loss!r} "
+            f"({link}): the export handles the identity link (squared_error)"
         )
     ensemble = Ensemble()
     per_iteration = int(model.n_trees_per_iteration_)
@@ -52,6 +66,9 @@ def to_onnx(model: HistGradientBoostingClassifier, g: Graph, current: str) -> No
     summed, raw = g.name(), g.name()
     g.nodes.append(ensemble.node(current, summed, per_iteration))
     baseline = np.asarray(model._baseline_prediction, dtype=np.float64).reshape(1, per_iteration)
+    if regressor:
+        g.nodes.append(helper.make_node("Add", [summed, g.constant(baseline)], [PREDICTION]))
+        return
     g.nodes.append(helper.make_node("Add", [summed, g.constant(baseline)], [raw]))
     probabilities(raw, per_iteration, g)
 
@@ -59,7 +76,7 @@ def to_onnx(model: HistGradientBoostingClassifier, g: Graph, current: str) -> No
 FAMILY = register(
     Family(
         name="hist_gradient_boosting",
-        summary="`HistGradientBoostingClassifier` (no scaler)",
+        summary="`HistGradientBoostingClassifier` or `HistGradientBoostingRegressor` (no scaler)",
         params=(
             Integer("max_iter", note="boosting rounds", minimum=1),
             Number("learning_rate", low=0),
@@ -71,7 +88,8 @@ FAMILY = register(
             Integer("random_state", minimum=0),
         ),
         pipeline=pipeline,
-        estimators=(HistGradientBoostingClassifier,),
+        estimators=(HistGradientBoostingClassifier, HistGradientBoostingRegressor),
         to_onnx=to_onnx,
+        regression=regression,
     )
 )

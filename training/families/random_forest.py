@@ -1,11 +1,14 @@
-"""The forest family: ``RandomForestClassifier`` alone (trees need no scaler), built with one job.
+"""The forest family: ``RandomForestClassifier`` alone (trees need no scaler), built with one job;
+for ``data.task: regression``, ``RandomForestRegressor`` from the same section.
 
 Its graph (an ``ExtraTreesClassifier`` converts the same way) reproduces scikit-learn's trees
 exactly: they cast their input to float32, so the graph casts the row to float32 and back, then
 compares ``x <= threshold`` with the float64 thresholds (``ai.onnx.ml.TreeEnsemble``); the
 probability is the sum of each tree's leaf fractions divided by the number of trees, so an even
 vote stays an exact tie, which both sides give to the first class. With two classes the trees are
-walked once, for the second class, and the first gets ``1 - p``.
+walked once, for the second class, and the first gets ``1 - p``. A regressor's graph is the same
+walk with each leaf's mean as its weight, summed and divided by the number of trees (scikit-learn
+adds the trees' predictions and divides once).
 """
 
 from __future__ import annotations
@@ -15,16 +18,34 @@ from typing import Any
 
 import numpy as np
 from onnx import TensorProto, helper
-from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.pipeline import Pipeline
 
 from training.families import Boolean, Choice, Family, Integer, register
-from training.graph import OUTPUT, ConversionError, Ensemble, Graph, Tree, two_columns
+from training.graph import (
+    OUTPUT,
+    PREDICTION,
+    ConversionError,
+    Ensemble,
+    Graph,
+    Tree,
+    two_columns,
+)
 
 
 def pipeline(hyper: Mapping[str, Any]) -> Pipeline:
     """One job: the trees are built in order, the same bytes on every run."""
     return Pipeline([("classify", RandomForestClassifier(**hyper, n_jobs=1))])
+
+
+def regression(hyper: Mapping[str, Any]) -> Pipeline:
+    """The regressor, one job likewise."""
+    return Pipeline([("regress", RandomForestRegressor(**hyper, n_jobs=1))])
 
 
 def forest_trees(
@@ -54,7 +75,48 @@ def forest_trees(
             )
 
 
-def to_onnx(model: RandomForestClassifier | ExtraTreesClassifier, g: Graph, current: str) -> None:
+def regression_to_onnx(
+    model: RandomForestRegressor | ExtraTreesRegressor, g: Graph, current: str
+) -> None:
+    """Cast to float32 and back, sum the trees' leaf means, divide by the count: PREDICTION."""
+    if model.n_outputs_ != 1:
+        raise ConversionError(f"cannot convert a {type(model).__name__} with several outputs")
+    ensemble = Ensemble()
+    for estimator in model.estimators_:
+        tree = estimator.tree_
+        is_leaf = np.asarray(tree.children_left == -1)
+        missing = getattr(tree, "missing_go_to_left", np.zeros(len(is_leaf), dtype=np.uint8))
+        ensemble.add(
+            Tree(
+                left=tree.children_left,
+                right=tree.children_right,
+                feature=tree.feature,
+                threshold=tree.threshold,
+                missing_left=np.asarray(missing, dtype=bool),
+                is_leaf=is_leaf,
+                leaf_value=np.asarray(tree.value[:, 0, 0], dtype=np.float64),
+                target=0,
+            )
+        )
+    narrow, widened, summed = g.name(), g.name(), g.name()
+    g.nodes.append(helper.make_node("Cast", [current], [narrow], to=TensorProto.FLOAT))
+    g.nodes.append(helper.make_node("Cast", [narrow], [widened], to=TensorProto.DOUBLE))
+    g.nodes.append(ensemble.node(widened, summed, 1))
+    count = g.constant([float(len(model.estimators_))])
+    g.nodes.append(helper.make_node("Div", [summed, count], [PREDICTION]))
+
+
+def to_onnx(model: Any, g: Graph, current: str) -> None:
+    """The classifier's graph (below), or the regressor's (:func:`regression_to_onnx`)."""
+    if isinstance(model, RandomForestRegressor | ExtraTreesRegressor):
+        regression_to_onnx(model, g, current)
+    else:
+        classifier_to_onnx(model, g, current)
+
+
+def classifier_to_onnx(
+    model: RandomForestClassifier | ExtraTreesClassifier, g: Graph, current: str
+) -> None:
     """Cast to float32 and back, sum the trees' leaf fractions per class, divide by the count.
 
     Two classes walk the trees once, for the second class, and answer ``1 - p`` for the first
@@ -80,7 +142,8 @@ def to_onnx(model: RandomForestClassifier | ExtraTreesClassifier, g: Graph, curr
 FAMILY = register(
     Family(
         name="random_forest",
-        summary="`RandomForestClassifier` (no scaler: trees need none), one job",
+        summary="`RandomForestClassifier` or `RandomForestRegressor` (no scaler: trees need "
+        "none), one job",
         params=(
             Integer("n_estimators", minimum=1),
             Integer("max_depth", minimum=1, optional=True),
@@ -94,7 +157,13 @@ FAMILY = register(
             Integer("random_state", minimum=0),
         ),
         pipeline=pipeline,
-        estimators=(RandomForestClassifier, ExtraTreesClassifier),
+        estimators=(
+            RandomForestClassifier,
+            ExtraTreesClassifier,
+            RandomForestRegressor,
+            ExtraTreesRegressor,
+        ),
         to_onnx=to_onnx,
+        regression=regression,
     )
 )
