@@ -157,6 +157,28 @@ GATES = (
 )
 
 
+#: The pull request label that acknowledges a promotion's settings that ran nowhere before
+#: (gitops.rendered.untried): the one name the tools and docs/workflow.md use.
+ACKNOWLEDGE_LABEL = "ran-nowhere-before"
+
+
+def untried(c: Candidate, found: list[str], acknowledged: bool) -> str:
+    """Gate ``untried``, asked after GATES by gitops.promote: FOUND (the settings of the target's
+    rendering that neither the previous environment nor the target ran) passes only when the
+    pull request is ACKNOWLEDGED (it carries ACKNOWLEDGE_LABEL)."""
+    if not found:
+        return f"every setting ran in {c.source.name} or in {c.target.name} before"
+    if not acknowledged:
+        more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+        raise GateError(
+            "untried",
+            f"{c.target.name} would run {found[0]}{more}, which ran nowhere before: the pull "
+            f"request needs the label {ACKNOWLEDGE_LABEL} (python -m gitops.promote "
+            f"{c.target.name} --acknowledge)",
+        )
+    return f"{len(found)} settings ran nowhere before, acknowledged ({ACKNOWLEDGE_LABEL})"
+
+
 def check(c: Candidate) -> list[tuple[str, str]]:
     """Ask every gate; (name, figure) for each. GateError at the first that refuses."""
     return [(name, gate(c)) for name, gate in GATES]

@@ -31,6 +31,7 @@ class Proposal:
     commit: str  # the commit the environment branch moves to when the pull request merges
     title: str
     summary: str  # markdown: what runs now, what will run, what was checked
+    labels: tuple[str, ...] = ()  # the pull request's labels (gitops.gates.ACKNOWLEDGE_LABEL)
 
     @property
     def branch(self) -> str:
@@ -119,6 +120,7 @@ def propose(p: Proposal, remote: str | None, open_pr: bool, body_file: Path | No
                 p.title,
                 "--body",
                 text,
+                *(arg for label in p.labels for arg in ("--label", label)),
             )
         except ToolError:
             git("push", "--quiet", "--delete", remote, p.branch)
