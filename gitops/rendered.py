@@ -43,7 +43,7 @@ import yaml
 
 from gitops import environments
 from gitops.cli import OneLineParser, ToolError, run, run_main
-from gitops.git import resolve, show, worktree
+from gitops.git import resolve, rev, worktree
 
 ROOT = environments.ROOT
 DIRECTORY = "rendered"
@@ -326,8 +326,11 @@ def untried(source_text: str, target_text: str, ran_text: str | None) -> list[Un
 
 
 def _environments_at(tree: Path) -> tuple[environments.Environment, ...]:
+    """The environments TREE's environments.toml lists (the tools' own list when it has none)."""
     file = tree / environments.FILE.name
-    return environments.parse(file.read_text(encoding="utf-8")) if file.is_file() else ()
+    if not file.is_file():
+        return environments.load()
+    return environments.parse(file.read_text(encoding="utf-8"))
 
 
 def environment_diffs(base: str, head: str) -> list[tuple[str, str]]:
@@ -408,8 +411,8 @@ def main(argv: Sequence[str]) -> int:
         if args.envs or args.check:
             parser.error("--diff takes no ENV and no --check")
         for commit in args.diff:
-            if show(commit, environments.FILE.name) is None:
-                parser.error(f"--diff: {commit} is no commit with {environments.FILE.name}")
+            if rev(f"{commit}^{{commit}}") is None:
+                parser.error(f"--diff: {commit} is not a commit of this repository")
         print(diff_report(*(resolve(commit) for commit in args.diff)), end="")
         return 0
     unknown = [name for name in args.envs if name not in names]
