@@ -2,7 +2,9 @@
 minReplicas 0 change replayed as a pull request into main. Its per-environment rendered diff
 (gitops.rendered --diff, the step of rendered-diff.yml) shows prod's change; the promotion to prod
 lists it under "Ran nowhere before" and gate untried refuses it without the acknowledgement
-label, accepts it with it, and so does verify, by the pull request's labels.
+label, accepts it with it, and so does verify, by the pull request's labels. The same pull
+request changes argocd/: the app of apps' branch (production) has it only once prod's
+promotion merged (issue 21, point 5).
 
 The walk is on a repository of tests/gitops/test_promotion.py (real git, GTO and kustomize); what
 prod ran before is, before its first release, what its overlay on production renders, and after
@@ -15,6 +17,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gitops import environments, gates, rendered
 from tests.gitops.test_promotion import forked, merge, refused, smoke_passed, tool
@@ -48,9 +51,15 @@ REFUSAL = (
 )
 
 
+#: The same pull request changes Argo CD's own configuration (argocd/), which the app of apps
+#: applies from production only.
+APPSET = "argocd/applicationset.yaml"
+ARGOCD_EDIT = ("limit: 5", "limit: 7")
+
+
 def prod_change(repo: Path) -> tuple[str, str]:
-    """The pull request into main that sets prod's memory, workers and replicas, merged:
-    (main before, main after)."""
+    """The pull request into main that sets prod's memory, workers and replicas and changes
+    argocd/, merged: (main before, main after)."""
     git(repo, "switch", "-q", "main")
     before = git(repo, "rev-parse", "HEAD").strip()
     for name, edits in EDITS.items():
@@ -60,6 +69,9 @@ def prod_change(repo: Path) -> tuple[str, str]:
             assert old in text
             text = text.replace(old, new)
         path.write_text(text)
+    appset = repo / APPSET
+    assert ARGOCD_EDIT[0] in appset.read_text()
+    appset.write_text(appset.read_text().replace(*ARGOCD_EDIT))
     git(repo, "commit", "-qam", "prod: 8Mi, 64 workers, down to 0 replicas")
     git(repo, "push", "-q", "origin", "main")
     return before, git(repo, "rev-parse", "HEAD").strip()
@@ -73,11 +85,21 @@ def edited(text: str) -> str:
     return text
 
 
-def test_a_prod_only_change_shows_in_the_pull_requests_prod_diff_and_needs_the_label_to_reach_prod(
+def argocd_on(repo: Path, branch: str) -> str:
+    """The argocd/ the app of apps would apply if BRANCH were its revision (what it reads)."""
+    return git(repo, "show", f"origin/{branch}:{APPSET}")
+
+
+def test_a_prod_change_shows_in_its_prod_diff_needs_the_label_and_argocd_waits_for_the_promotion(
     template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = forked(template, tmp_path)  # v0.1.0 runs in dev; staging and prod run nothing yet
+    app = yaml.safe_load((repo / "argocd" / "application.yaml").read_text())
+    revision = app["spec"]["source"]["targetRevision"]  # the app of apps' branch
+    assert (revision, app["spec"]["source"]["path"]) == (PROD.branch, "argocd")
+    shipped = argocd_on(repo, revision)
     before, after = prod_change(repo)
+    assert argocd_on(repo, "main") != shipped and argocd_on(repo, revision) == shipped
 
     # The pull request into main: the step of rendered-diff.yml, with the base's tools, on the
     # head as refs/pull/1/head in the origin (what GitHub serves).
@@ -103,12 +125,14 @@ def test_a_prod_only_change_shows_in_the_pull_requests_prod_diff_and_needs_the_l
     # the four changed settings are listed, not every setting of prod's own).
     smoke_passed(repo, DEV, monkeypatch)
     merge(repo, tool(repo, "promote", "staging"), STAGING)
+    assert argocd_on(repo, "staging") != shipped and argocd_on(repo, revision) == shipped
     smoke_passed(repo, STAGING, monkeypatch)
     staging_text = git(repo, "show", f"origin/staging:{rendered.path(STAGING)}")
     origin = git(repo, "ls-remote", "origin")
     line = refused(repo, "promote", "prod")
     assert line == REFUSAL
     assert git(repo, "ls-remote", "origin") == origin  # a refusal leaves nothing behind
+    assert argocd_on(repo, revision) == shipped
 
     body = tmp_path / "body.md"
     outputs = tool(repo, "promote", "prod", "--acknowledge", "--body-file", str(body))
@@ -119,6 +143,9 @@ def test_a_prod_only_change_shows_in_the_pull_requests_prod_diff_and_needs_the_l
     rows = [row for row in listed.splitlines() if row.startswith("| `")]
     assert [row.split("`")[1] for row in rows] == sorted(UNTRIED)
     assert [row.split("`")[3] for row in rows] == [str(UNTRIED[key]) for key in sorted(UNTRIED)]
+    argocd_diff = text.split("### `argocd/`: Argo CD's own configuration changes")[1]
+    assert "the app of apps (argocd/application.yaml) applies it" in argocd_diff
+    assert "-          limit: 5\n+          limit: 7\n" in argocd_diff
     figure = f"4 settings ran nowhere before, acknowledged ({gates.ACKNOWLEDGE_LABEL})"
     assert f"| untried | {figure} |" in text
     # The manifests gate alone let it through: only environment fields differ (the issue).
@@ -136,8 +163,10 @@ def test_a_prod_only_change_shows_in_the_pull_requests_prod_diff_and_needs_the_l
     assert (bad.returncode, bad.stderr.count("\n")) == (2, 1)
     assert "--labels must be a JSON list of label names" in bad.stderr
 
-    # Merged, prod ran it: promoting the same again needs no label (and changes nothing).
+    # Merged, prod ran it: promoting the same again needs no label (and changes nothing). The
+    # app of apps' branch has the argocd/ change only now.
     merge(repo, outputs, PROD)
+    assert argocd_on(repo, revision) == argocd_on(repo, "main") != shipped
     assert run_tool("promote", "prod", cwd=repo).stdout.startswith("unchanged: prod already runs")
 
 
