@@ -14,6 +14,9 @@ environment's branch, so a pull request that lowers them cannot let its own mode
     smoke       the previous environment's rendered manifests passed a smoke test (gitops.smoke)
     manifests   the target's rendering differs from the previous environment's only in the
                 environment fields (gitops.rendered.ENVIRONMENT_FIELDS)
+    untried     (asked by gitops.promote after these, :func:`untried`) no setting of the target's
+                rendering ran nowhere before (gitops.rendered.untried), or the pull request
+                carries ACKNOWLEDGE_LABEL
 
 Contract: each gate returns a one-line figure of what it checked when it passes (for the pull
 request body) and raises :class:`GateError` when it does not.

@@ -195,6 +195,8 @@ def main(argv: Sequence[str]) -> int:
     labels = parse_labels(parser, args.labels)
     if args.labels is not None and not args.verify:
         parser.error("--labels goes with --verify (a proposal takes --acknowledge)")
+    if args.acknowledge and args.verify:
+        parser.error("--acknowledge goes with a proposal (--verify reads the label from --labels)")
     env = environments.by_name(args.env)
     if env is None or env == environments.load()[0]:
         first = environments.load()[0]

@@ -132,8 +132,9 @@ def test_the_applications_sync_automatically_and_safely(argocd: Docs) -> None:
     assert policy["retry"]["limit"] > 0 and policy["retry"]["backoff"]["factor"] > 1
 
 
-def test_every_field_of_the_project_is_commented() -> None:
-    lines = (ROOT / "argocd" / "appproject.yaml").read_text().splitlines()
+@pytest.mark.parametrize("file", ["appproject.yaml", "appproject-argocd.yaml"])
+def test_every_field_of_the_project_is_commented(file: str) -> None:
+    lines = (ROOT / "argocd" / file).read_text().splitlines()
     fields = [(n, line) for n, line in enumerate(lines) if re.match(r"^  [a-zA-Z]+:", line)]
     assert len(fields) >= 8
     for number, line in fields:

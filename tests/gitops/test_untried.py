@@ -162,6 +162,8 @@ def test_a_prod_change_shows_in_its_prod_diff_needs_the_label_and_argocd_waits_f
     bad = run_tool("promote", "prod", "--verify", commit, "--labels", "{}", cwd=repo, check=False)
     assert (bad.returncode, bad.stderr.count("\n")) == (2, 1)
     assert "--labels must be a JSON list of label names" in bad.stderr
+    mixed = run_tool("promote", "prod", "--verify", commit, "--acknowledge", cwd=repo, check=False)
+    assert (mixed.returncode, mixed.stderr.count("\n")) == (2, 1)
 
     # Merged, prod ran it: promoting the same again needs no label (and changes nothing). The
     # app of apps' branch has the argocd/ change only now.
