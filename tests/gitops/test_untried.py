@@ -2,9 +2,9 @@
 minReplicas 0 change replayed as a pull request into main. Its per-environment rendered diff
 (gitops.rendered --diff, the step of rendered-diff.yml) shows prod's change; the promotion to prod
 lists it under "Ran nowhere before" and gate untried refuses it without the acknowledgement
-label, accepts it with it, and so does verify, by the pull request's labels. The same pull
-request changes argocd/: the app of apps' branch (production) has it only once prod's
-promotion merged (issue 21, point 5).
+label, accepts it with it, and so does the verify step of environments.yml, by the pull request's
+labels. The same pull request changes argocd/: the app of apps' branch (production) has it only
+once prod's promotion merged (issue 21, point 5).
 
 The walk is on a repository of tests/gitops/test_promotion.py (real git, GTO and kustomize); what
 prod ran before is, before its first release, what its overlay on production renders, and after
@@ -13,7 +13,6 @@ it, its rendered file (the second case on this checkout's renderings).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ pytestmark = pytest.mark.integration  # real git, GTO and kustomize
 
 DEV, STAGING, PROD = environments.load()
 STEP = "Each environment's rendered diff, base against head"
+VERIFY = "Rebuild the pull request from the protected branches and compare"
 
 #: The change of the issue, as the lines of kustomize/overlays/prod it edits.
 EDITS = {
@@ -152,13 +152,19 @@ def test_a_prod_change_shows_in_its_prod_diff_needs_the_label_and_argocd_waits_f
     prod_text = git(repo, "show", f"{outputs['commit']}:{rendered.path(PROD)}")
     assert rendered.differences(staging_text, prod_text) == []
 
-    # verify, as the workflow runs it with the pull request's labels.
+    # verify: the step of environments.yml, with the labels of the pull request's event.
     commit = outputs["commit"]
-    refusal = refused(repo, "promote", "prod", "--verify", commit, "--labels", '["documentation"]')
+    git(repo, "push", "-q", "origin", f"{commit}:refs/pull/2/head")
+    event = {
+        "BASE_REF": PROD.branch, "HEAD_REF": outputs["branch"], "HEAD_SHA": commit,
+        "PR_NUMBER": "2",
+    }  # fmt: skip
+    for labels, status in (('["documentation"]', 1), (f'["{gates.ACKNOWLEDGE_LABEL}"]', 0)):
+        done = run_step("environments.yml", VERIFY, repo, tool_env(LABELS=labels, **event))
+        assert done.returncode == status, done.stderr
+    assert done.stdout.startswith(f"ok: {commit[:12]} promotes staging's release to prod")
+    refusal = refused(repo, "promote", "prod", "--verify", commit, "--labels", "null")
     assert refusal == line
-    labelled = json.dumps(["documentation", gates.ACKNOWLEDGE_LABEL])
-    ok = run_tool("promote", "prod", "--verify", commit, "--labels", labelled, cwd=repo)
-    assert ok.stdout.startswith(f"ok: {commit[:12]} promotes staging's release to prod")
     bad = run_tool("promote", "prod", "--verify", commit, "--labels", "{}", cwd=repo, check=False)
     assert (bad.returncode, bad.stderr.count("\n")) == (2, 1)
     assert "--labels must be a JSON list of label names" in bad.stderr
