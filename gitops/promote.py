@@ -240,16 +240,16 @@ def main(argv: Sequence[str]) -> int:
 
 
 def parse_labels(parser: OneLineParser, text: str | None) -> list[str]:
-    """--labels: a JSON list of label names (as the workflow passes the event's); [] when unset
-    or null (an event without labels)."""
+    """--labels: a JSON list of label names (as the workflow passes the event's); [] when unset,
+    empty or null (an event without labels)."""
     if text is None:
+        return []
+    if text.strip() in ("", "null"):  # an event without labels
         return []
     try:
         labels = json.loads(text)
     except json.JSONDecodeError:
         labels = None
-    if labels is None and text.strip() == "null":
-        return []
     if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
         parser.error(f"--labels must be a JSON list of label names, got {text[:60]!r}")
     return labels
