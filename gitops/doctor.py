@@ -29,7 +29,9 @@ What it checks, each problem printed as ``<area> <where>: <what is wrong>``:
   argocd      with --applications (the JSON of ``kubectl get applications.argoproj.io -n argocd
               -o json``) or --kubeconfig: one Application per environment, tracking the
               environment's branch and rendered/<env> in this repository, into its namespace,
-              in the project of argocd/, with automated sync
+              in the project of argocd/, with automated sync; and the app of apps
+              (argocd/application.yaml) tracking argocd/ on the last environment's branch, in
+              its own project, with automated sync
 
 ``--rulesets`` prints the rulesets that satisfy the first two checks, one JSON document a line,
 for ``gh api repos/OWNER/NAME/rulesets -X POST --input -`` (docs/workflow.md): the documented
@@ -334,29 +336,64 @@ def check_actions(api: GitHub, repo: str) -> list[str]:
     return problems
 
 
-def check_applications(applications: dict[str, Any], repo: str) -> list[str]:
-    """The Applications (a ``kubectl get -o json`` list) against environments.toml."""
+#: The app of apps (argocd/application.yaml): Argo CD's own configuration, argocd/ as the last
+#: environment's branch has it.
+APP_OF_APPS = "argocd/application.yaml"
+
+
+def expected_applications() -> list[tuple[str, dict[str, str]]]:
+    """(name, {field: value}) of every Application argocd/ makes: one per environment of
+    environments.toml (the ApplicationSet's template), and the app of apps, which must read
+    ``argocd`` from the last environment's branch."""
     appset = yaml.safe_load((ROOT / "argocd" / "applicationset.yaml").read_text(encoding="utf-8"))
     template = appset["spec"]["template"]
+    found = [
+        (
+            template["metadata"]["name"].replace("{{ .env }}", env.name),
+            {
+                "project": template["spec"]["project"],
+                "targetRevision": env.branch,
+                "path": f"rendered/{env.name}",
+                "namespace": env.namespace,
+            },
+        )
+        for env in environments.load()
+    ]
+    app = yaml.safe_load((ROOT / APP_OF_APPS).read_text(encoding="utf-8"))
+    found.append(
+        (
+            app["metadata"]["name"],
+            {
+                "project": app["spec"]["project"],
+                "targetRevision": environments.load()[-1].branch,
+                "path": "argocd",
+                "namespace": app["spec"]["destination"]["namespace"],
+            },
+        )
+    )
+    return found
+
+
+def check_applications(applications: dict[str, Any], repo: str) -> list[str]:
+    """The Applications (a ``kubectl get -o json`` list) against environments.toml and argocd/."""
     by_name = {app["metadata"]["name"]: app for app in applications.get("items", [])}
     problems = []
-    for env in environments.load():
-        name = template["metadata"]["name"].replace("{{ .env }}", env.name)
+    for name, wanted in expected_applications():
         app = by_name.get(name)
         if app is None:
             problems.append(f"argocd {name}: no such Application")
             continue
         spec = app.get("spec", {})
         source = spec.get("source", {})
-        expected = {
-            "project": (spec.get("project"), template["spec"]["project"]),
-            "targetRevision": (source.get("targetRevision"), env.branch),
-            "path": (source.get("path"), f"rendered/{env.name}"),
-            "namespace": (spec.get("destination", {}).get("namespace"), env.namespace),
+        got = {
+            "project": spec.get("project"),
+            "targetRevision": source.get("targetRevision"),
+            "path": source.get("path"),
+            "namespace": spec.get("destination", {}).get("namespace"),
         }
-        for field, (got, wanted) in expected.items():
-            if got != wanted:
-                problems.append(f"argocd {name}: {field} is {got!r}, must be {wanted!r}")
+        for field, value in wanted.items():
+            if got[field] != value:
+                problems.append(f"argocd {name}: {field} is {got[field]!r}, must be {value!r}")
         url = str(source.get("repoURL", "")).removesuffix(".git").rstrip("/")
         if not url.endswith(f"/{repo}") and not url.endswith(f":{repo}"):
             problems.append(f"argocd {name}: repoURL {source.get('repoURL')!r} is not {repo}")

@@ -16,6 +16,9 @@ environment's branch, so a pull request that lowers them cannot let its own mode
     smoke       the previous environment's rendered manifests passed a smoke test (gitops.smoke)
     manifests   the target's rendering differs from the previous environment's only in the
                 environment fields (gitops.rendered.ENVIRONMENT_FIELDS)
+    untried     (asked by gitops.promote after these, :func:`untried`) no setting of the target's
+                rendering ran nowhere before (gitops.rendered.untried), or the pull request
+                carries ACKNOWLEDGE_LABEL
 
 Contract: each gate returns a one-line figure of what it checked when it passes (for the pull
 request body) and raises :class:`GateError` when it does not.
@@ -185,6 +188,28 @@ GATES = (
     ("smoke", smoke_test),
     ("manifests", manifests),
 )
+
+
+#: The pull request label that acknowledges a promotion's settings that ran nowhere before
+#: (gitops.rendered.untried): the one name the tools and docs/workflow.md use.
+ACKNOWLEDGE_LABEL = "ran-nowhere-before"
+
+
+def untried(c: Candidate, found: list[str], acknowledged: bool) -> str:
+    """Gate ``untried``, asked after GATES by gitops.promote: FOUND (the settings of the target's
+    rendering that neither the previous environment nor the target ran) passes only when the
+    pull request is ACKNOWLEDGED (it carries ACKNOWLEDGE_LABEL)."""
+    if not found:
+        return f"every setting ran in {c.source.name} or in {c.target.name} before"
+    if not acknowledged:
+        more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+        raise GateError(
+            "untried",
+            f"{c.target.name} would run {found[0]}{more}, which ran nowhere before: the pull "
+            f"request needs the label {ACKNOWLEDGE_LABEL} (python -m gitops.promote "
+            f"{c.target.name} --acknowledge)",
+        )
+    return f"{len(found)} settings ran nowhere before, acknowledged ({ACKNOWLEDGE_LABEL})"
 
 
 def check(c: Candidate) -> list[tuple[str, str]]:

@@ -1,7 +1,7 @@
 """Promote what the previous environment runs to ENV: one frozen release, gated, as a pull request.
 
 usage: python -m gitops.promote ENV [--remote REMOTE] [--no-push] [--pr] [--body-file FILE]
-                                [--verify COMMIT]
+                                [--acknowledge] [--verify COMMIT [--labels JSON]]
 
 The release is what the previous environment (environments.toml) runs: its rendered manifests
 on its branch (``rendered/<prev>/manifests.yaml``), which name the image by digest and the model
@@ -11,9 +11,14 @@ image digest and model, and ``rendered/<env>/manifests.yaml`` rendered from it. 
 rebuilt; the image is the one the previous environment pulled.
 
 Before it builds anything, every gate of gitops.gates must pass (quality, regression, stage,
-smoke, manifests); the first refusal prints ``error: gate <name>: <why>`` and exits 1 with no
-branch, tag or pull request made. When ENV's branch already holds exactly that tree, it prints
-``unchanged`` and exits 0 (re-running a finished promotion makes no commit).
+smoke, manifests), and then gate ``untried``: a setting of ENV's new rendering (outside the
+identity fields) whose value neither the previous environment nor ENV ran before
+(gitops.rendered.untried) is listed in the pull request under "Ran nowhere before", and refused
+unless the promotion is acknowledged: ``--acknowledge`` opens the pull request with the label
+gitops.gates.ACKNOWLEDGE_LABEL, and ``--verify`` passes only when ``--labels`` (the pull request's
+labels, a JSON list) holds it. The first refusal prints ``error: gate <name>: <why>`` and exits
+1 with no branch, tag or pull request made. When ENV's branch already holds exactly that tree, it
+prints ``unchanged`` and exits 0 (re-running a finished promotion makes no commit).
 
 Then it pushes the branch ``promote/<env>/<commit>`` to REMOTE and, with --pr, opens the pull
 request into ENV's branch with ``gh``: the release, the gates' figures and the diff of the
@@ -30,6 +35,7 @@ Prints key=value lines for $GITHUB_OUTPUT: changed, branch, commit, version, dig
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -101,7 +107,45 @@ def candidate(
     )
 
 
-def summary(c: gates.Candidate, checked: list[tuple[str, str]]) -> str:
+def ran_before(env: environments.Environment, target_ref: str) -> str | None:
+    """What ENV ran: its rendered file on TARGET_REF; before its first release, what its overlay
+    on that branch renders (the settings reviewed when the branch was made); None without it."""
+    text = show(target_ref, rendered.path(env))
+    if text is not None:
+        return text
+    with worktree(target_ref) as tree:
+        if not (tree / env.overlay / "kustomization.yaml").is_file():
+            return None
+        return rendered.render(tree, env)
+
+
+def untried_lines(c: gates.Candidate, found: list[rendered.Untried]) -> list[str]:
+    """One line per untried setting: the new value, the previous environment's, the target's."""
+    return [
+        f"{u.setting} {u.value} ({c.source.name}: {u.source}, {c.target.name} ran: {u.ran})"
+        for u in found
+    ]
+
+
+def untried_section(c: gates.Candidate, found: list[rendered.Untried]) -> str:
+    """The pull request's "Ran nowhere before" heading and table ("" when nothing is untried)."""
+    if not found:
+        return ""
+    rows = "\n".join(f"| `{u.setting}` | `{u.value}` | `{u.source}` | `{u.ran}` |" for u in found)
+    return (
+        f"\n\n### Ran nowhere before: {len(found)} settings of {c.target.name}\n\n"
+        f"{c.target.name} will run these values, which neither {c.source.name} nor "
+        f"{c.target.name} ran before (its own settings, from its overlay on "
+        f"`{c.source.branch}`). The `verify` check refuses this pull request unless it carries "
+        f"the label `{gates.ACKNOWLEDGE_LABEL}`.\n\n"
+        f"| setting | {c.target.name} after the merge | {c.source.name} runs | "
+        f"{c.target.name} ran |\n|---|---|---|---|\n{rows}"
+    )
+
+
+def summary(
+    c: gates.Candidate, checked: list[tuple[str, str]], found: list[rendered.Untried]
+) -> str:
     now = c.current.summary() if c.current else "nothing"
     rows = "\n".join(f"| {name} | {figure} |" for name, figure in checked)
     return (
@@ -111,24 +155,27 @@ def summary(c: gates.Candidate, checked: list[tuple[str, str]]) -> str:
         f"- model: {c.release.model_name} {c.release.model_version}, "
         f"sha256 `{c.release.model_sha256}`\n"
         f"- {c.target.name} runs now: {now}\n\n"
-        f"| gate | checked |\n|---|---|\n{rows}"
+        f"| gate | checked |\n|---|---|\n{rows}" + untried_section(c, found)
     )
 
 
 def build(
-    env: environments.Environment, source_ref: str, target_ref: str
-) -> tuple[gates.Candidate, list[tuple[str, str]], str]:
-    """(candidate, gates' figures, commit): the promotion commit on TARGET_REF, after the gates."""
+    env: environments.Environment, source_ref: str, target_ref: str, acknowledged: bool
+) -> tuple[gates.Candidate, list[tuple[str, str]], list[rendered.Untried], str]:
+    """(candidate, gates' figures, untried settings, commit): the promotion commit on
+    TARGET_REF, after the gates (ACKNOWLEDGED: the pull request carries the label)."""
     with worktree(source_ref) as tree:
         c = candidate(env, source_ref, target_ref, tree)
         checked = gates.check(c)
+        found = rendered.untried(c.source_text, c.target_text, ran_before(env, target_ref))
+        checked.append(("untried", gates.untried(c, untried_lines(c, found), acknowledged)))
         message = (
             f"promote({env.name}): {c.release.model_name} {c.release.model_version}, "
             f"image {c.release.digest}\n\nFrom {c.source.name} ({c.source.branch} "
             f"{resolve(source_ref)[:12]}): {c.release.summary()}."
         )
         commit = commit_tree(tree, [resolve(target_ref), resolve(source_ref)], message)
-    return c, checked, commit
+    return c, checked, found, commit
 
 
 def main(argv: Sequence[str]) -> int:
@@ -136,7 +183,20 @@ def main(argv: Sequence[str]) -> int:
     parser = OneLineParser(prog="python -m gitops.promote", description=__doc__)
     parser.add_argument("env", metavar="ENV", help=", ".join(names))
     proposal.add_arguments(parser, "a promotion pull request's head")
+    parser.add_argument(
+        "--acknowledge",
+        action="store_true",
+        help=f"settings that ran nowhere before are meant: label {gates.ACKNOWLEDGE_LABEL}",
+    )
+    parser.add_argument(
+        "--labels", metavar="JSON", help="--verify: the pull request's labels (a JSON list)"
+    )
     args = parser.parse_args(argv)
+    labels = parse_labels(parser, args.labels)
+    if args.labels is not None and not args.verify:
+        parser.error("--labels goes with --verify (a proposal takes --acknowledge)")
+    if args.acknowledge and args.verify:
+        parser.error("--acknowledge goes with a proposal (--verify reads the label from --labels)")
     env = environments.by_name(args.env)
     if env is None or env == environments.load()[0]:
         first = environments.load()[0]
@@ -155,8 +215,8 @@ def main(argv: Sequence[str]) -> int:
         )
     source_ref = remote_branch(args.remote, source.branch)
     if args.verify:
-        return verify(env, args.verify, source_ref, target_ref)
-    c, checked, commit = build(env, source_ref, target_ref)
+        return verify(env, args.verify, source_ref, target_ref, gates.ACKNOWLEDGE_LABEL in labels)
+    c, checked, found, commit = build(env, source_ref, target_ref, args.acknowledge)
     outputs = {"version": c.release.model_version, "digest": c.release.digest}
     if rev(f"{commit}^{{tree}}") == rev(f"{target_ref}^{{tree}}"):
         print(f"unchanged: {env.name} already runs {c.release.summary()}", flush=True)
@@ -169,7 +229,8 @@ def main(argv: Sequence[str]) -> int:
             commit,
             f"promote({env.name}): {c.release.model_name} {c.release.model_version}, "
             f"image {c.release.digest[:19]}",
-            summary(c, checked),
+            summary(c, checked, found),
+            (gates.ACKNOWLEDGE_LABEL,) if found else (),
         )
         made = propose(p, None if args.no_push else args.remote, args.pr, args.body_file)
         outputs.update(changed=str(made).lower(), branch=p.branch, commit=commit)
@@ -178,8 +239,27 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-def verify(env: environments.Environment, head: str, source_ref: str, target_ref: str) -> int:
-    """--verify: HEAD is the promotion of its second parent onto ENV's branch, gates passed."""
+def parse_labels(parser: OneLineParser, text: str | None) -> list[str]:
+    """--labels: a JSON list of label names (as the workflow passes the event's); [] when unset,
+    empty or null (an event without labels)."""
+    if text is None:
+        return []
+    if text.strip() in ("", "null"):  # an event without labels
+        return []
+    try:
+        labels = json.loads(text)
+    except json.JSONDecodeError:
+        labels = None
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        parser.error(f"--labels must be a JSON list of label names, got {text[:60]!r}")
+    return labels
+
+
+def verify(
+    env: environments.Environment, head: str, source_ref: str, target_ref: str, acknowledged: bool
+) -> int:
+    """--verify: HEAD is the promotion of its second parent onto ENV's branch, gates passed
+    (the untried gate with ACKNOWLEDGED, from the pull request's labels)."""
     parents = git("rev-list", "--parents", "-n", "1", head).split()[1:]
     if len(parents) != 2 or parents[0] != rev(target_ref):
         raise ToolError(
@@ -189,7 +269,7 @@ def verify(env: environments.Environment, head: str, source_ref: str, target_ref
     source = environments.before(env)
     if parents[1] not in git("rev-list", "--first-parent", source_ref).split():
         raise ToolError(f"verify: {head[:12]}'s second parent is not on {source.branch}")
-    _, _, commit = build(env, parents[1], target_ref)
+    _, _, _, commit = build(env, parents[1], target_ref, acknowledged)
     if rev(f"{commit}^{{tree}}") != rev(f"{head}^{{tree}}"):
         changed = git("diff", "--name-only", commit, head).split()
         raise ToolError(

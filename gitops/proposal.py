@@ -2,8 +2,9 @@
 
 Role: what ``gitops.promote`` and ``gitops.rollback`` share once they have built the commit an
 environment branch should move to: the branch name, the pull request body (the release, the
-figures of what was checked, the diff of the rendered file the environment applies, and the other
-rendered files' diffs folded), pushing the branch
+figures of what was checked, the diff of the rendered file the environment applies, the other
+rendered files' diffs folded, and the diff of argocd/ when the branch carries one), pushing the
+branch
 and opening the pull request with ``gh``. Contract: :func:`propose` is the only step that changes
 anything outside the local object store, and it runs after every check passed. Re-proposing the
 same tree is a no-op: an open branch with that tree is left alone.
@@ -31,6 +32,7 @@ class Proposal:
     commit: str  # the commit the environment branch moves to when the pull request merges
     title: str
     summary: str  # markdown: what runs now, what will run, what was checked
+    labels: tuple[str, ...] = ()  # the pull request's labels (gitops.gates.ACKNOWLEDGE_LABEL)
 
     @property
     def branch(self) -> str:
@@ -79,9 +81,32 @@ def body(p: Proposal) -> str:
     return (
         f"{p.summary}\n\n"
         f"### `{applied}`: what Argo CD applies to {p.env.name} after the merge\n\n"
-        f"{shown}\n\n{folded}"
+        f"{shown}\n\n{folded}{argocd_section(p)}"
         f"Made by `python -m gitops.{p.kind} {p.env.name}`; the `verify` check rebuilds this "
         "commit from the protected branches and fails if it differs.\n"
+    )
+
+
+#: Argo CD's own configuration, which the app of apps (argocd/application.yaml) applies from the
+#: last environment's branch.
+ARGOCD = "argocd"
+
+
+def argocd_section(p: Proposal) -> str:
+    """The diff of argocd/ this proposal carries ("" when none), with where it takes effect."""
+    diff = rendered_diff(p.base, p.commit, ARGOCD)
+    if not diff:
+        return ""
+    last = environments.load()[-1]
+    where = (
+        "the app of apps (argocd/application.yaml) applies it to the cluster after the merge"
+        if p.env == last
+        else f"it reaches the cluster only when a promotion merges it into `{last.branch}`, "
+        "which the app of apps (argocd/application.yaml) reads"
+    )
+    return (
+        f"### `{ARGOCD}/`: Argo CD's own configuration changes\n\n{where}.\n\n"
+        f"{_cut(diff, p.base, p.commit, ARGOCD, BODY_LIMIT // 4)}\n\n"
     )
 
 
@@ -119,6 +144,7 @@ def propose(p: Proposal, remote: str | None, open_pr: bool, body_file: Path | No
                 p.title,
                 "--body",
                 text,
+                *(arg for label in p.labels for arg in ("--label", label)),
             )
         except ToolError:
             git("push", "--quiet", "--delete", remote, p.branch)

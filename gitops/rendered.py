@@ -1,6 +1,7 @@
 """The rendered manifests of each environment: what Argo CD deploys, and the release they carry.
 
 usage: python -m gitops.rendered [--check] [ENV ...]
+       python -m gitops.rendered --diff BASE HEAD
 
 Role: the contract between the dry source (charts/model, kustomize/base, kustomize/overlays/<env>)
 and the cluster. ``rendered/<env>/manifests.yaml`` is ``kubectl kustomize kustomize/overlays/<env>``
@@ -15,6 +16,12 @@ which on ``main`` is dev alone; the promotion tools render the others on their o
 With ``--check`` it writes nothing and fails, naming the file, when one is not what its overlay
 renders (``make render`` fixes it; the unit tests run the check).
 
+``--diff BASE HEAD`` writes nothing either: it renders every environment's overlay (of
+environments.toml at either commit) at BASE and at HEAD and prints, as markdown, per environment
+the rendered diff that environment will get when the change reaches it (:func:`environment_diffs`;
+the ``rendered diff`` job of pr-guard.yml runs it with the base branch's tools on every pull
+request into the first environment's branch).
+
 Callers: ``make render`` and its check, ``gitops.promote`` and ``gitops.rollback`` (which read the
 release a rendering carries with :func:`release` and compare two environments with
 :func:`differences`), the pod runner (images/pod.py plays an environment's rendered file).
@@ -23,6 +30,7 @@ release a rendering carries with :func:`release` and compare two environments wi
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import re
 import shutil
@@ -35,6 +43,7 @@ import yaml
 
 from gitops import environments
 from gitops.cli import OneLineParser, ToolError, run, run_main
+from gitops.git import resolve, rev, worktree
 
 ROOT = environments.ROOT
 DIRECTORY = "rendered"
@@ -174,6 +183,21 @@ ENVIRONMENT_FIELDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+#: The fields of ENVIRONMENT_FIELDS that name the environment (its namespace, its GTO stage): they
+#: differ between any two environments by definition. The others are the environment's own
+#: settings (size, workers, resources, spread, bounds): a value of one of those that neither the
+#: previous environment nor the target ran is listed under "Ran nowhere before" and needs the
+#: acknowledgement of gitops.gates.ACKNOWLEDGE_LABEL (:func:`untried`).
+IDENTITY_FIELDS = frozenset(
+    {
+        "metadata.namespace",
+        f"spec.groups[].rules[].expr{OWN_NAMESPACE}",
+        "spec.template.metadata.annotations.modelops.io/model-stage",
+        "spec.template.spec.containers[].env.MODELOPS_MODEL_STAGE",
+    }
+)
+
+
 def _edit(node: Any, parts: list[str], replace: tuple[str, str] | None = None) -> None:
     """Remove the field PARTS from NODE, or with REPLACE (pattern, text), substitute TEXT for
     the pattern in it; env lists are keyed by their items' names."""
@@ -203,8 +227,9 @@ def _edit(node: Any, parts: list[str], replace: tuple[str, str] | None = None) -
         node[head] = re.sub(replace[0], lambda _: replace[1], node[head])
 
 
-def comparable(text: str) -> dict[str, Any]:
-    """The objects of a rendered file, keyed by kind/name, without the environment fields."""
+def comparable(text: str, identity_only: bool = False) -> dict[str, Any]:
+    """The objects of a rendered file, keyed by kind/name, without the environment fields (with
+    IDENTITY_ONLY, without the IDENTITY_FIELDS alone)."""
     found: dict[str, Any] = {}
     for doc in documents(text):
         doc = copy.deepcopy(doc)
@@ -214,6 +239,8 @@ def comparable(text: str) -> dict[str, Any]:
         matcher = (pattern, NAMESPACE_PLACEHOLDER) if own else None
         for kind, field, _ in ENVIRONMENT_FIELDS:
             if kind not in ("*", doc.get("kind")):
+                continue
+            if identity_only and field not in IDENTITY_FIELDS:
                 continue
             if field.endswith(OWN_NAMESPACE):
                 if matcher:
@@ -248,6 +275,121 @@ def _diff(left: Any, right: Any, where: str) -> list[str]:
     return [] if left == right else [where.lstrip(".") or "(the object)"]
 
 
+#: A setting an object does not have (in :func:`untried`'s comparisons).
+ABSENT = "(not set)"
+
+
+@dataclass(frozen=True)
+class Untried:
+    """A setting of the target's new rendering that ran nowhere before: not in the previous
+    environment's rendering, not in what the target ran."""
+
+    setting: str  # kind/name and field path
+    value: Any  # in the target's new rendering (ABSENT when it drops the setting)
+    source: Any  # in the previous environment's rendering
+    ran: Any  # in what the target ran (its rendered file, else its branch's overlay)
+
+
+def settings(text: str) -> dict[str, Any]:
+    """Every leaf of a rendered file but the identity fields, as ``kind/name path: value``; list
+    items with a name are keyed by it (``containers[app]``), others by position."""
+    found: dict[str, Any] = {}
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list) and node:
+            for index, item in enumerate(node):
+                named = isinstance(item, dict) and isinstance(item.get("name"), str)
+                walk(item, f"{where}[{item['name'] if named else index}]")
+        else:
+            found[where.replace(" .", " ", 1)] = node
+
+    for key, doc in comparable(text, identity_only=True).items():
+        walk(doc, f"{key} ")
+    return found
+
+
+def untried(source_text: str, target_text: str, ran_text: str | None) -> list[Untried]:
+    """The settings in which the target's new rendering (TARGET_TEXT) differs from the previous
+    environment's (SOURCE_TEXT) with a value that the target did not run either (RAN_TEXT, None
+    when nothing ran there): what a promotion would run for the first time anywhere."""
+    source, target = settings(source_text), settings(target_text)
+    ran = settings(ran_text) if ran_text else {}
+    found = []
+    for key in sorted(set(source) | set(target)):
+        value = target.get(key, ABSENT)
+        if value != source.get(key, ABSENT) and value != ran.get(key, ABSENT):
+            found.append(Untried(key, value, source.get(key, ABSENT), ran.get(key, ABSENT)))
+    return found
+
+
+def _environments_at(tree: Path) -> tuple[environments.Environment, ...]:
+    """The environments TREE's environments.toml lists (the tools' own list when it has none)."""
+    file = tree / environments.FILE.name
+    if not file.is_file():
+        return environments.load()
+    return environments.parse(file.read_text(encoding="utf-8"))
+
+
+def environment_diffs(base: str, head: str) -> list[tuple[str, str]]:
+    """(environment, unified diff) for each environment of environments.toml at BASE or HEAD,
+    in order: its overlay rendered at BASE against the same at HEAD ("" when equal, an overlay
+    missing on one side renders as nothing). The environments after the first get the change
+    when a promotion carries it there, with their own image and model pins."""
+    found: list[tuple[str, str]] = []
+    with worktree(base) as before, worktree(head) as after:
+        old, new = _environments_at(before), _environments_at(after)
+        names = [e.name for e in new] + [e.name for e in old if e.name not in {n.name for n in new}]
+        for name in names:
+            texts = []
+            for tree, envs in ((before, old), (after, new)):
+                env = next((e for e in envs if e.name == name), None)
+                present = env is not None and (tree / env.overlay / "kustomization.yaml").is_file()
+                texts.append(render(tree, env) if env is not None and present else "")
+            label = f"{DIRECTORY}/{name}/{FILE}"
+            lines = difflib.unified_diff(
+                texts[0].splitlines(keepends=True),
+                texts[1].splitlines(keepends=True),
+                f"a/{label}",
+                f"b/{label}",
+            )
+            ended = (line if line.endswith("\n") else line + "\n" for line in lines)
+            found.append((name, "".join(ended)))
+    return found
+
+
+#: The per-environment report is cut to stay below GitHub's 1 MiB step summary.
+REPORT_LIMIT = 200_000
+
+
+def diff_report(base: str, head: str) -> str:
+    """Markdown: per environment, the rendered diff this change brings it (for a pull request)."""
+    diffs = environment_diffs(base, head)
+    first = environments.load()[0]
+    out = [
+        f"## The rendered diff each environment gets from this change\n\n"
+        f"`kubectl kustomize kustomize/overlays/<env>` at the base {base[:12]} and at the head "
+        f"{head[:12]}, with the base branch's tools. {first.name} gets it with the merge into "
+        f"`{first.branch}`; each later environment when a promotion carries it there (which "
+        "sets that environment's image and model pins).\n"
+    ]
+    each = max(REPORT_LIMIT // max(len(diffs), 1), 1000)
+    for name, diff in diffs:
+        if not diff:
+            out.append(f"### {name}: no change\n")
+            continue
+        changed = sum(
+            1 for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")
+        )
+        if len(diff) > each:
+            diff = diff[:each] + f"\n... cut at {each} characters: python -m gitops.rendered "
+            diff += f"--diff {base[:12]} {head[:12]}\n"
+        out.append(f"### {name}: {changed} lines change\n\n```diff\n{diff}```\n")
+    return "\n".join(out)
+
+
 def present(root: Path) -> list[environments.Environment]:
     """The environments with a rendered file in the checkout at ROOT."""
     return [env for env in environments.load() if (root / path(env)).is_file()]
@@ -258,7 +400,21 @@ def main(argv: Sequence[str]) -> int:
     parser = OneLineParser(prog="python -m gitops.rendered", description=__doc__)
     parser.add_argument("envs", metavar="ENV", nargs="*", help=", ".join(names))
     parser.add_argument("--check", action="store_true", help="write nothing; fail when stale")
+    parser.add_argument(
+        "--diff",
+        nargs=2,
+        metavar=("BASE", "HEAD"),
+        help="print each environment's rendered diff from BASE to HEAD (markdown)",
+    )
     args = parser.parse_args(argv)
+    if args.diff:
+        if args.envs or args.check:
+            parser.error("--diff takes no ENV and no --check")
+        for commit in args.diff:
+            if rev(f"{commit}^{{commit}}") is None:
+                parser.error(f"--diff: {commit} is not a commit of this repository")
+        print(diff_report(*(resolve(commit) for commit in args.diff)), end="")
+        return 0
     unknown = [name for name in args.envs if name not in names]
     if unknown:
         parser.error(f"unknown environment {unknown[0]!r} (one of {', '.join(names)})")

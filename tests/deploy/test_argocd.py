@@ -1,9 +1,11 @@
-"""Argo CD: the ApplicationSet's list generator emulated on this repository.
+"""Argo CD: the ApplicationSet's list generator emulated on this repository, and the app of apps.
 
 The generator renders the template once per element with Go templates and missingkey=error. Here
 the same is done with a renderer for the fields the elements set (an unknown field is an error, as
 with missingkey=error); the Applications that come out are checked against environments.toml, the
-AppProject, the overlays and the rendered manifests.
+AppProject, the overlays and the rendered manifests. The app of apps (argocd/application.yaml)
+must read argocd/ from the last environment's branch, in a project that allows exactly what
+argocd/ holds and nothing to the model's environments.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from gitops import environments, rendered
 from .conftest import ROOT, Docs, documents, find, run
 
 ENVIRONMENTS = environments.load()
+#: The model environments' project, and the app of apps with its project.
+PROJECT = "modelops"
+APP_OF_APPS = "modelops-argocd"
 
 FIELD = re.compile(r"\{\{-?\s*\.(\w+)\s*-?\}\}")
 
@@ -87,7 +92,7 @@ def kinds(overlays: dict[str, Docs]) -> set[tuple[str, str]]:
 def test_the_applications_stay_inside_the_project(
     argocd: Docs, overlay_docs: dict[str, Docs], monitored_overlay_docs: dict[str, Docs]
 ) -> None:
-    project = find(argocd, "AppProject")
+    project = find(argocd, "AppProject", PROJECT)
     assert project["metadata"]["name"] not in {"default", ""}
     destinations = {(d["server"], d["namespace"]) for d in project["spec"]["destinations"]}
     allowed = {(k["group"], k["kind"]) for k in project["spec"]["namespaceResourceWhitelist"]}
@@ -110,10 +115,12 @@ def test_the_applications_stay_inside_the_project(
 
 def test_the_repository_url_is_written_in_one_place(argocd: Docs) -> None:
     sources = "".join(p.read_text() for p in (ROOT / "argocd").glob("*.yaml"))
-    url = find(argocd, "AppProject")["spec"]["sourceRepos"][0]
+    url = find(argocd, "AppProject", PROJECT)["spec"]["sourceRepos"][0]
     assert sources.count(url) == 1
     appset = find(argocd, "ApplicationSet")["spec"]
     assert appset["template"]["spec"]["source"]["repoURL"] == url
+    assert find(argocd, "Application", APP_OF_APPS)["spec"]["source"]["repoURL"] == url
+    assert find(argocd, "AppProject", APP_OF_APPS)["spec"]["sourceRepos"] == [url]
 
 
 def test_the_applications_sync_automatically_and_safely(argocd: Docs) -> None:
@@ -125,9 +132,69 @@ def test_the_applications_sync_automatically_and_safely(argocd: Docs) -> None:
     assert policy["retry"]["limit"] > 0 and policy["retry"]["backoff"]["factor"] > 1
 
 
-def test_every_field_of_the_project_is_commented() -> None:
-    lines = (ROOT / "argocd" / "appproject.yaml").read_text().splitlines()
+@pytest.mark.parametrize("file", ["appproject.yaml", "appproject-argocd.yaml"])
+def test_every_field_of_the_project_is_commented(file: str) -> None:
+    lines = (ROOT / "argocd" / file).read_text().splitlines()
     fields = [(n, line) for n, line in enumerate(lines) if re.match(r"^  [a-zA-Z]+:", line)]
     assert len(fields) >= 8
     for number, line in fields:
         assert lines[number - 1].lstrip().startswith("#"), f"no comment above: {line.strip()}"
+
+
+def test_the_app_of_apps_applies_argocd_from_the_last_environments_branch(argocd: Docs) -> None:
+    """argocd/ reaches the cluster from production only: after experiment -> main -> staging ->
+    production, like every change (tests/gitops/test_untried.py walks one there)."""
+    app = find(argocd, "Application", APP_OF_APPS)
+    spec = app["spec"]
+    assert app["metadata"]["namespace"] == "argocd"
+    assert spec["source"]["targetRevision"] == ENVIRONMENTS[-1].branch
+    assert spec["source"]["path"] == "argocd"
+    assert spec["project"] == APP_OF_APPS
+    assert spec["destination"] == {
+        "server": "https://kubernetes.default.svc",
+        "namespace": "argocd",
+    }
+    assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+
+
+def outside(project: dict[str, Any], docs: Docs) -> list[str]:
+    """The objects of DOCS that PROJECT's allow-lists would refuse at sync."""
+    spec = project["spec"]
+    namespaces = {d["namespace"] for d in spec["destinations"]}
+    allowed = {(k["group"], k["kind"]) for k in spec["namespaceResourceWhitelist"]}
+    problems = []
+    for doc in docs:
+        kind = (doc["apiVersion"].rpartition("/")[0], doc["kind"])
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
+        if kind not in allowed:
+            problems.append(f"{where}: kind not allowed")
+        if doc["metadata"].get("namespace") not in namespaces:
+            problems.append(f"{where}: namespace not allowed")
+    return problems
+
+
+def test_the_app_of_apps_project_allows_what_argocd_holds_and_the_models_project_none_of_it(
+    argocd: Docs,
+) -> None:
+    project = find(argocd, "AppProject", APP_OF_APPS)
+    assert outside(project, argocd) == []
+    assert project["spec"]["clusterResourceWhitelist"] == []
+    assert {(k["group"], k["kind"]) for k in project["spec"]["namespaceResourceWhitelist"]} == {
+        (doc["apiVersion"].rpartition("/")[0], doc["kind"]) for doc in argocd
+    }, "the allow-list must be exactly the kinds argocd/ holds"
+    # An object argocd/ does not hold today is refused: a ConfigMap, or anything elsewhere.
+    extra = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "argocd"}}
+    ]
+    assert outside(project, extra) == ["ConfigMap/x: kind not allowed"]
+    # The model's environments cannot create Argo CD objects nor deploy into its namespace.
+    assert outside(find(argocd, "AppProject", PROJECT), argocd) == [
+        problem for doc in argocd for problem in (
+            f"{doc['kind']}/{doc['metadata']['name']}: kind not allowed",
+            f"{doc['kind']}/{doc['metadata']['name']}: namespace not allowed",
+        )
+    ]  # fmt: skip
+    # The projects are synced before the Applications that name them.
+    for name in (PROJECT, APP_OF_APPS):
+        wave = find(argocd, "AppProject", name)["metadata"]["annotations"]
+        assert int(wave["argocd.argoproj.io/sync-wave"]) < 0

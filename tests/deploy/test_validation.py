@@ -142,8 +142,15 @@ def test_a_misspelt_applicationset_field_fails_the_argocd_schema(
             "ApplicationSet/model: spec.template.spec.syncPolicy.automated: Additional properties "
             "are not allowed ('selfHeel'",
         ),
+        (
+            "application.yaml",
+            "    targetRevision: production",
+            "    targetRevison: production",
+            "Application/modelops-argocd: spec.source: Additional properties are not allowed "
+            "('targetRevison'",
+        ),
     ],
-    ids=["appproject", "application-template"],
+    ids=["appproject", "application-template", "app-of-apps"],
 )
 def test_a_misspelt_field_fails_the_argocd_schema_in_every_argocd_resource(
     repo_copy: Path, argocd_schemas: None, file: str, field: str, misspelt: str, message: str

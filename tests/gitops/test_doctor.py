@@ -102,9 +102,10 @@ def ruleset(api: GitHubApi, name: str) -> dict[str, Any]:
 
 
 def applications() -> dict[str, Any]:
-    """The Applications the ApplicationSet of argocd/ generates, as ``kubectl get -o json`` lists
-    them: argocd/ built with kustomize (the repoURL set from the AppProject), then its list
-    generator expanded into the template as Argo CD's ApplicationSet controller does."""
+    """The Applications of argocd/, as ``kubectl get -o json`` lists them: argocd/ built with
+    kustomize (the repoURL set from the AppProject), its ApplicationSet's list generator
+    expanded into the template as Argo CD's ApplicationSet controller does, then the app of
+    apps."""
     built = subprocess.run(
         ["kubectl", "kustomize", "argocd"],
         cwd=REPO, env=tool_env(), capture_output=True, text=True, check=True,
@@ -119,6 +120,7 @@ def applications() -> dict[str, Any]:
         items.append(
             {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", **json.loads(text)}
         )
+    items += [d for d in yaml.safe_load_all(built) if d and d["kind"] == "Application"]
     return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
@@ -210,9 +212,8 @@ def test_argo_cd_applications_are_checked_against_environments_toml(
     )
     path.write_text(json.dumps(listed))
     assert problems(api, "--applications", str(path)) == [
-        f"argocd model-{env.name}: repoURL 'https://github.com/example-org/modelops.git' is not "
-        f"{REPOSITORY}"
-        for env in (DEV, STAGING, PROD)
+        f"argocd {name}: repoURL 'https://github.com/example-org/modelops.git' is not {REPOSITORY}"
+        for name in ("model-dev", "model-staging", "model-prod", "modelops-argocd")
     ]
     for item in listed["items"]:
         item["spec"]["source"]["repoURL"] = f"https://github.com/{REPOSITORY}.git"
@@ -226,9 +227,23 @@ def test_argo_cd_applications_are_checked_against_environments_toml(
         "argocd model-prod: targetRevision is 'main', must be 'production'",
         "argocd model-prod: no automated sync",
     ]
+    prod["spec"]["source"]["targetRevision"] = "production"
+    prod["spec"]["syncPolicy"]["automated"] = {"prune": True, "selfHeal": True}
+    # The app of apps reading argocd/ from main (a merged, unpromoted change would reach the
+    # cluster) or another directory is reported.
+    app_of_apps = listed["items"][3]
+    app_of_apps["spec"]["source"].update(targetRevision="main", path="rendered/prod")
+    path.write_text(json.dumps(listed))
+    assert problems(api, "--applications", str(path)) == [
+        "argocd modelops-argocd: targetRevision is 'main', must be 'production'",
+        "argocd modelops-argocd: path is 'rendered/prod', must be 'argocd'",
+    ]
     listed["items"] = listed["items"][:2]
     path.write_text(json.dumps(listed))
-    assert problems(api, "--applications", str(path)) == ["argocd model-prod: no such Application"]
+    assert problems(api, "--applications", str(path)) == [
+        "argocd model-prod: no such Application",
+        "argocd modelops-argocd: no such Application",
+    ]
 
 
 def test_a_missing_token_or_a_refusing_api_is_one_line_and_status_1(api: GitHubApi) -> None:

@@ -2,9 +2,9 @@
 gitops.rollback, gitops.assign_stage and the smoke records, on real repositories.
 
 Each test works in a copy of one repository built once for the module: this checkout's
-kustomize/, training/params.yaml and training/metrics.json in a fresh git repository with a bare
-origin, the environment branches pushed as a fork makes them (docs/workflow.md), GTO versions
-registered for real, and the dev deployment made as the deploy pull request makes it
+kustomize/, argocd/, training/params.yaml and training/metrics.json in a fresh git repository
+with a bare origin, the environment branches pushed as a fork makes them (docs/workflow.md), GTO
+versions registered for real, and the dev deployment made as the deploy pull request makes it
 (gitops.set_image, gitops.rendered, merged, then gitops.assign_stage). Merging a pull request is
 a push of its head to the environment branch (the promotion branch is a fast-forward of it).
 """
@@ -125,7 +125,7 @@ def stage_holder(repo: Path, env: environments.Environment) -> str:
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("promotion")
     repo = root / "work"
-    for part in ("kustomize", "rendered"):
+    for part in ("kustomize", "rendered", "argocd"):
         shutil.copytree(REPO / part, repo / part)
     for part in ("training/params.yaml", "training/metrics.json"):
         (repo / part).parent.mkdir(parents=True, exist_ok=True)

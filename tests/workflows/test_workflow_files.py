@@ -30,7 +30,7 @@ PINNED = re.compile(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}")
 VERSION_COMMENT = re.compile(r"\s+#\s+v\d+\.\d+\.\d+$")
 EXPECTED = {
     "ci.yml", "pr-guard.yml", "training-report.yml", "promote.yml", "environments.yml",
-    "retrain.yml",
+    "retrain.yml", "rendered-diff.yml",
 }  # fmt: skip
 
 
@@ -55,7 +55,7 @@ def pin_problems(text: str) -> list[str]:
     return problems
 
 
-def test_the_six_workflows_are_there() -> None:
+def test_the_seven_workflows_are_there() -> None:
     assert {path.name for path in workflow_files()} == EXPECTED
 
 
@@ -558,6 +558,7 @@ def test_the_check_knows_which_workflows_run_dvc_gto_or_cml() -> None:
     runners = {path.name for path in workflow_files() if runs_iterative_tools(path)}
     assert runners == {
         "ci.yml", "promote.yml", "training-report.yml", "environments.yml", "retrain.yml",
+        "rendered-diff.yml",
     }  # fmt: skip
 
 
