@@ -17,9 +17,6 @@ from pathlib import Path
 
 from gitops.cli import ToolError, run
 
-#: Where smoke-test records live: git notes on the rendered file's blob (gitops.smoke).
-NOTES_REF = "refs/notes/modelops-smoke"
-
 
 def git(*args: str) -> str:
     """``git ARGS``' stdout (ToolError on failure)."""
