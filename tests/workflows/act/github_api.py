@@ -129,6 +129,14 @@ def _ref_matches(ref_name: dict[str, Any], ref: str) -> bool:
     return hit(ref_name.get("include", [])) and not hit(ref_name.get("exclude", []))
 
 
+def installation_token(url: str, app_id: int, key: str) -> str:
+    """A token of the App APP_ID from the stand-in at URL, asked for with KEY."""
+    body = json.dumps({"app_id": app_id, "private_key": key}).encode()
+    request = urllib.request.Request(f"{url}{INSTALLATION_TOKEN_ROUTE}", body)
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return str(json.load(answer)["token"])
+
+
 def _first(key: tuple[str, int], seen: set[tuple[str, int]]) -> bool:
     """Whether KEY was SEEN before; adds it."""
     found = key in seen
@@ -305,10 +313,7 @@ class GitHubApi:
 
     def installation_token(self, app_id: int, key: str) -> str:
         """A token of the App APP_ID, asked for over HTTP with KEY as its action does."""
-        body = json.dumps({"app_id": app_id, "private_key": key}).encode()
-        request = urllib.request.Request(f"{self.url}{INSTALLATION_TOKEN_ROUTE}", body)
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return str(json.load(answer)["token"])
+        return installation_token(self.url, app_id, key)
 
     @property
     def url(self) -> str:
