@@ -40,6 +40,8 @@ from gitops.git import git, rev, show
 #: The file naming the evidence App, read from the protected branch the gate guards.
 FILE = "evidence.toml"
 DEFAULT_API = "https://api.github.com"
+#: Check runs asked for per page (GitHub's most).
+PAGE = 100
 #: The record's provenance fields, each the rendered release's attribute it must equal.
 PROVENANCE = {
     "digest": "digest",
@@ -120,10 +122,18 @@ class GitHub:
             raise ToolError(why) from None
 
     def check_runs(self, commit: str, name: str) -> list[dict[str, Any]]:
-        """Every check run named NAME on COMMIT, of every app (GitHub's ``filter=all``)."""
-        query = urllib.parse.urlencode({"check_name": name, "filter": "all", "per_page": 100})
-        answer = self.call("GET", f"commits/{commit}/check-runs?{query}")
-        return list(answer.get("check_runs", []))
+        """Every check run named NAME on COMMIT, of every app (GitHub's ``filter=all``), every
+        page of them."""
+        found: list[dict[str, Any]] = []
+        for page in range(1, 100):
+            query = {"check_name": name, "filter": "all", "per_page": PAGE, "page": page}
+            path = f"commits/{commit}/check-runs?{urllib.parse.urlencode(query)}"
+            answer = self.call("GET", path)
+            runs = list(answer.get("check_runs", []))
+            found += runs
+            if len(runs) < PAGE or len(found) >= int(answer.get("total_count", 0)):
+                break
+        return found
 
 
 def record(

@@ -178,6 +178,21 @@ def test_a_failure_recorded_after_a_pass_is_refused(
     gates.smoke_test(candidate())
 
 
+def test_the_apps_newest_record_decides_behind_a_page_of_others_records(
+    repo: Path, github: GitHubApi, deployed: Deployed
+) -> None:
+    """A pass, then a failure, then a full page of passes by the Actions app: the gate reads
+    every page, so the App's failure still decides."""
+    smoke(deployed)
+    record = genuine()
+    deployed.serve_instead("dev", version="v9.9.9")
+    smoke(deployed, check=False)
+    for _ in range(evidence.PAGE):
+        as_identity(ACTIONS_TOKEN, check_run(record))
+    assert len(github.check_runs) == evidence.PAGE + 2
+    assert "failed: smoke: /v2 model metadata reports version 'v9.9.9'" in gate_line()
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [

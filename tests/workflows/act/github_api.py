@@ -32,7 +32,8 @@ place of the signature; the act stand-in of actions/create-github-app-token call
 .../check-runs`` creates a check run as GitHub does: only with an App's token (a user's is 403,
 none or an unknown one 401), ``app`` set from the token, never from the body, ids increasing;
 ``GET .../commits/{sha}/check-runs`` lists those on SHA, newest first (``check_name`` filters;
-``filter=latest``, GitHub's default, keeps each app's newest of each name, ``all`` every one).
+``filter=latest``, GitHub's default, keeps each app's newest of each name, ``all`` every one;
+``per_page``, default 30, and ``page`` as GitHub pages them).
 ``POST .../statuses/{sha}`` takes a commit status from any known token, ``creator`` set from it;
 ``GET .../commits/{sha}/statuses`` lists them newest first. Nothing can delete either, as on
 GitHub.
@@ -289,7 +290,8 @@ class GitHubApi:
             if params.get("filter", "latest") == "latest":
                 seen: set[tuple[str, int]] = set()
                 runs = [r for r in runs if not _first((r["name"], r["app"]["id"]), seen)]
-            return {"total_count": len(runs), "check_runs": runs}
+            size, page = int(params.get("per_page", 30)), int(params.get("page", 1))
+            return {"total_count": len(runs), "check_runs": runs[(page - 1) * size : page * size]}
         if match := COMMIT_STATUSES.match(route):
             return [s for s in reversed(self.statuses) if s["sha"] == match["sha"]]
         if RULESETS.match(route):
