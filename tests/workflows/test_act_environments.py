@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 import yaml
-from act import deployed as deployed_standin
-from act import github_api
 from act_harness import TOKEN, ActRun, Sandbox, pull_request_payload, run_act
 from workflow_helpers import git, run_tool, tool_env
 
 from gitops import environments, evidence, rendered
+from tests.workflows.act import deployed as deployed_standin
+from tests.workflows.act import github_api
 
 pytestmark = pytest.mark.integration  # act running real git, GTO and kustomize
 
