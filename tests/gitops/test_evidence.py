@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -230,3 +231,18 @@ def test_gitops_smoke_record_without_a_repository_fails_in_one_line(
     assert done.stderr.splitlines() == [
         "error: GITHUB_REPOSITORY must be OWNER/NAME (where the evidence is), got ''"
     ]
+
+
+def test_smoke_wait_asks_again_until_the_sync_and_records_only_the_last_answer(
+    repo: Path, github: GitHubApi, deployed: Deployed
+) -> None:
+    """The smoke job starts right after the merge, before Argo CD synced: the pods still serve
+    the old model for a while."""
+    deployed.serve_instead("dev", version="v0.0.1")
+    synced = threading.Timer(0.5, deployed.overrides.clear)
+    synced.start()
+    run_tool("smoke", "dev", "--url", deployed.url_of("dev"), "--ref", "main", "--record",
+             "--wait", "30", cwd=repo)  # fmt: skip
+    synced.join()
+    assert [r["conclusion"] for r in github.check_runs] == ["success"]
+    gates.smoke_test(candidate())
