@@ -8,7 +8,10 @@ Runs in the sandbox ``make demo-training`` made (training.demo: ``origin.git`` s
 Git server, ``repo/`` where the pipeline ran and v0.1.0 was registered, ``dvc-remote/``), never in
 the user's clone, with the gitops commands of the sandbox's own checkout, as a workflow would:
 
-1. the environment branches are made as a fork makes them (main, staging, production); with
+1. the environment branches are made as a fork makes them (main, staging, production), with the
+   evidence App named in evidence.toml: GitHub's REST API is the suite's stand-in
+   (tests/workflows/act/github_api.py, on loopback, as origin.git stands in for GitHub's git),
+   which holds the App's key and keeps the smoke tests' check runs the smoke gate reads; with
    ``--monitoring on`` (``make demo MONITORING=on``), main first turns monitoring on in every
    overlay (gitops.monitoring on, as docs/monitoring.md says), so every rendering carries its
    environment's ServiceMonitor and PrometheusRule through every gate (the pods, played by
@@ -17,8 +20,8 @@ the user's clone, with the gitops commands of the sandbox's own checkout, as a w
    and tagged with the commit its model was registered at; the deploy pull request of
    promote.yml is made and merged (gitops.set_image, gitops.rendered, then gitops.assign_stage);
    dev's pod is played from ``rendered/dev/manifests.yaml`` and smoke-tested (gitops.smoke
-   --record); gitops.promote takes it to staging and then to prod, each merged, played and
-   smoke-tested in turn;
+   --record, with the evidence App's token); gitops.promote takes it to staging and then to
+   prod, each merged, played and smoke-tested in turn;
 3. release 2: an experiment (``--retrain`` sets one parameter, ``dvc repro``, ``dvc push``)
    merged into main and registered as the next version, built once, through dev, staging, prod;
 4. prod is rolled back (gitops.rollback): its pod runs release 1 again, and GTO says so.
@@ -30,6 +33,7 @@ fails stops the demo with one line (``error: ...``); the pods are removed either
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -40,14 +44,20 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from types import ModuleType
 
-from gitops import environments, rendered
+from gitops import environments, evidence, rendered
 from gitops.cli import OneLineParser, ToolError
 from images import pod as pods
 
 ROOT = environments.ROOT
 NAME = "diagnosis-classifier"
 PARAMS = "training/params.yaml"
+#: GitHub's REST API in the demo: the suite's stand-in (its README: tests/workflows/act/).
+GITHUB_STAND_IN = ROOT / "tests" / "workflows" / "act" / "github_api.py"
+#: The demo's evidence App (the stand-in holds its key; evidence.toml names its id).
+EVIDENCE_APP_ID = 424242
+EVIDENCE_KEY = "the demo's evidence App key"
 #: The second release's experiment: one hyper-parameter of the default estimator.
 RETRAIN = "train.logistic_regression.C=0.5"
 
@@ -64,6 +74,7 @@ class Sandbox:
         self.env = pods.podman_env()  # the repository's containers.conf, as make exports it
         self.env["PATH"] = os.pathsep.join([*map(str, bins), os.environ["PATH"]])
         self.env.update(DVC_NO_ANALYTICS="1", GTO_NO_ANALYTICS="1", ITERATIVE_DO_NOT_TRACK="1")
+        self.evidence_token = ""  # the evidence App's, once set_up_github ran
 
     def run(self, *args: str, show: bool = True, env: dict[str, str] | None = None) -> str:
         if show:
@@ -76,9 +87,10 @@ class Sandbox:
             raise ToolError(f"{shlex.join(args[:4])} failed: {lines[-1]}")
         return done.stdout
 
-    def tool(self, command: str, *args: str) -> dict[str, str]:
-        """``python -m gitops.COMMAND ARGS``; its key=value lines (other lines are shown)."""
-        out = self.run(sys.executable, "-m", f"gitops.{command}", *args)
+    def tool(self, command: str, *args: str, env: dict[str, str] | None = None) -> dict[str, str]:
+        """``python -m gitops.COMMAND ARGS`` (ENV added); its key=value lines (other lines are
+        shown)."""
+        out = self.run(sys.executable, "-m", f"gitops.{command}", *args, env=env)
         pairs = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         for line in out.splitlines():
             if "=" not in line:
@@ -133,6 +145,32 @@ def merge(box: Sandbox, outputs: dict[str, str], env: environments.Environment) 
     box.tool("assign_stage", env.name, "--ref", f"origin/{env.branch}", "--push", "origin")
 
 
+def github_stand_in() -> ModuleType:
+    """The module of GitHub's REST API stand-in (GITHUB_STAND_IN)."""
+    spec = importlib.util.spec_from_file_location("modelops_github_api", GITHUB_STAND_IN)
+    if spec is None or spec.loader is None:
+        raise ToolError(f"{GITHUB_STAND_IN} is missing: the demo needs its GitHub stand-in")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def set_up_github(box: Sandbox, stack: ExitStack) -> None:
+    """GitHub's REST API for the sandbox (the stand-in, with the evidence App installed) and
+    evidence.toml naming that App on main, committed as a fork commits it."""
+    stand_in = github_stand_in()
+    api = stack.enter_context(stand_in.GitHubApi())
+    api.add_app(EVIDENCE_APP_ID, "modelops-evidence", EVIDENCE_KEY)
+    run_token = "demo-run-token"  # noqa: S105 - the stand-in's GITHUB_TOKEN, no real token
+    api.add_app_token(run_token, stand_in.ACTIONS_APP)
+    box.env.update(GITHUB_API_URL=api.url, GITHUB_REPOSITORY="demo/modelops", GH_TOKEN=run_token)
+    box.evidence_token = api.installation_token(EVIDENCE_APP_ID, EVIDENCE_KEY)
+    path = box.repo / evidence.FILE
+    path.write_text(re.sub(r"(?m)^id = \d+", f"id = {EVIDENCE_APP_ID}", path.read_text()))
+    if box.git("status", "--porcelain", "--untracked-files=no"):  # not set from a rerun
+        box.git("commit", "-qam", "evidence: the demo's evidence App (its GitHub stand-in)")
+
+
 class Cluster:
     """One podman pod per environment, each played from its branch's rendered manifests."""
 
@@ -152,7 +190,7 @@ class Cluster:
         self.pods[env.name] = (own, pod)
         print(f"  {env.name}: pod {pod.name} at {pod.base} ({rendered.release(text).summary()})")
         self.box.tool("smoke", env.name, "--url", pod.base, "--ref", f"origin/{env.branch}",
-                      "--record", "--push", "origin")  # fmt: skip
+                      "--record", env={"GH_TOKEN": self.box.evidence_token})  # fmt: skip
         return pod
 
 
@@ -240,6 +278,24 @@ def demo(out: Path, assignment: str, monitoring: bool = False) -> None:
     started = time.monotonic()
     box = Sandbox(out)
     order = environments.load()
+    with ExitStack() as stack:
+        set_up_github(box, stack)
+        walk(box, stack, order, assignment, monitoring)
+    state = "on" if monitoring else "off"
+    print(
+        f"\ndemo: done in {time.monotonic() - started:.0f} s (monitoring {state}); "
+        f"pull request bodies in {box.out}"
+    )
+
+
+def walk(
+    box: Sandbox,
+    stack: ExitStack,
+    order: tuple[environments.Environment, ...],
+    assignment: str,
+    monitoring: bool,
+) -> None:
+    """The demo's steps 1 to 4 (the module's docstring), the pods kept on STACK."""
     if monitoring:
         print("== monitoring on in every overlay, by a commit on main")
         box.tool("monitoring", "on")
@@ -250,26 +306,20 @@ def demo(out: Path, assignment: str, monitoring: bool = False) -> None:
     box.git("fetch", "-q", "origin")
     first_version = box.run("gto", "show", f"{NAME}@latest", "--version", show=False).strip()
     first_commit = box.git("rev-list", "-n", "1", f"{NAME}@{first_version}")
-    with ExitStack() as stack:
-        cluster = Cluster(box, stack)
-        release(box, cluster, first_version, first_commit)
-        second_version, second_commit = retrain(box, assignment)
-        release(box, cluster, second_version, second_commit)
-        prod = order[-1]
-        print(f"\n== roll {prod.name} back")
-        merge(
-            box,
-            box.tool("rollback", prod.name, "--body-file", str(box.out / "pr-rollback.md")),
-            prod,
-        )
-        cluster.sync(prod)
-        print("\n== what runs where (one prediction each, through each pod's Nginx)\n")
-        print(table(box, cluster))
-    state = "on" if monitoring else "off"
-    print(
-        f"\ndemo: done in {time.monotonic() - started:.0f} s (monitoring {state}); "
-        f"pull request bodies in {box.out}"
+    cluster = Cluster(box, stack)
+    release(box, cluster, first_version, first_commit)
+    second_version, second_commit = retrain(box, assignment)
+    release(box, cluster, second_version, second_commit)
+    prod = order[-1]
+    print(f"\n== roll {prod.name} back")
+    merge(
+        box,
+        box.tool("rollback", prod.name, "--body-file", str(box.out / "pr-rollback.md")),
+        prod,
     )
+    cluster.sync(prod)
+    print("\n== what runs where (one prediction each, through each pod's Nginx)\n")
+    print(table(box, cluster))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,9 +2,10 @@
 
 Role: ``gitops.promote`` asks every gate, in this order, before it creates anything; the first
 refusal ends the promotion with one line ``gate <name>: <why>`` and nothing is tagged, pushed or
-opened. Every gate reads the *protected* branches and the registry (GTO tags, smoke notes), never
-the promotion's own pull request: the thresholds and the tolerance come from the target
-environment's branch, so a pull request that lowers them cannot let its own model through.
+opened. Every gate reads the *protected* branches and the registries (GTO tags, the evidence
+App's check runs), never the promotion's own pull request: the thresholds and the tolerance come
+from the target environment's branch, so a pull request that lowers them cannot let its own model
+through, and the evidence App is the one evidence.toml names there.
 
     quality     the release's metrics (training/metrics.json at its GTO version tag) meet the
                 thresholds of training/params.yaml (evaluate.thresholds) on the target branch
@@ -13,7 +14,8 @@ environment's branch, so a pull request that lowers them cannot let its own mode
                 (a regression's rmse, mae: lower is better) may grow by at most that fraction
                 of the running model's
     stage       the model version holds the previous environment's GTO stage
-    smoke       the previous environment's rendered manifests passed a smoke test (gitops.smoke)
+    smoke       the newest smoke test of the previous environment's rendered manifests passed and
+                names this release, recorded by the evidence App (gitops.evidence)
     manifests   the target's rendering differs from the previous environment's only in the
                 environment fields (gitops.rendered.ENVIRONMENT_FIELDS)
     untried     (asked by gitops.promote after these, :func:`untried`) no setting of the target's
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gitops import environments, rendered, smoke
+from gitops import environments, evidence, rendered
 from gitops.cli import ToolError, run
 from gitops.git import show
 from training import params
@@ -158,14 +160,16 @@ def stage(c: Candidate) -> str:
 
 
 def smoke_test(c: Candidate) -> str:
-    found = smoke.passed(c.source, c.source_ref)
-    if found is None:
-        raise GateError(
-            "smoke",
-            f"{rendered.path(c.source)} on {c.source.branch} has no passed smoke test: "
-            f"python -m gitops.smoke {c.source.name} --url <its URL> --record --push origin",
-        )
-    return f"{c.source.name} served {found.get('image', c.release.image)} (gitops.smoke)"
+    """The newest smoke record of the previous environment's rendered file, a check run of the
+    evidence App that evidence.toml on the target branch names, passed and names this release."""
+    try:
+        trusted = evidence.app_id(c.target_ref)
+        evidence.verify(c.source, c.source_ref, c.release, trusted)
+    except GateError:
+        raise
+    except ToolError as error:
+        raise GateError("smoke", str(error)) from None
+    return f"{c.source.name} served {c.release.image} (check run {evidence.check_name(c.source)})"
 
 
 def manifests(c: Candidate) -> str:

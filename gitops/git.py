@@ -17,9 +17,6 @@ from pathlib import Path
 
 from gitops.cli import ToolError, run
 
-#: Where smoke-test records live: git notes on the rendered file's blob (gitops.smoke).
-NOTES_REF = "refs/notes/modelops-smoke"
-
 
 def git(*args: str) -> str:
     """``git ARGS``' stdout (ToolError on failure)."""
@@ -64,9 +61,8 @@ def remote_branch(remote: str, branch: str) -> str:
 
 
 def fetch(remote: str, *branches: str) -> None:
-    """Fetch BRANCHES, every tag and the smoke notes from REMOTE (what it lacks is skipped)."""
+    """Fetch BRANCHES and every tag from REMOTE (what it lacks is skipped)."""
     wanted = {f"refs/heads/{b}": f"+refs/heads/{b}:{remote_branch(remote, b)}" for b in branches}
-    wanted[NOTES_REF] = f"+{NOTES_REF}:{NOTES_REF}"
     known = set(git("ls-remote", remote, *wanted).split()[1::2])
     specs = [spec for ref, spec in wanted.items() if ref in known]
     git("fetch", "--quiet", "--tags", "--force", remote, *specs)

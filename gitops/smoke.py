@@ -1,6 +1,6 @@
 """The smoke test of an environment, and its record: does it serve exactly its rendered release?
 
-usage: python -m gitops.smoke ENV --url URL [--ref REF] [--record] [--push REMOTE]
+usage: python -m gitops.smoke ENV --url URL [--ref REF] [--wait SECONDS] [--record]
 
 Reads the release ENV's rendered manifests carry (``rendered/<env>/manifests.yaml`` at REF,
 default the environment's branch on origin, else HEAD) and asks the server at URL (the
@@ -9,27 +9,31 @@ metadata ``/v2/models/<name>`` and the ``X-Model-Provenance`` header of one infe
 the same model version, stage, git commit and model sha256 (and image digest, when the server
 reports one) as the manifests. Any difference fails with one line naming the field.
 
-With --record, the result (passed or failed, with what was compared) is appended as a git note
-under refs/notes/modelops-smoke on the rendered file's blob, so it names the exact manifests that
-were tested; --push REMOTE pushes the notes. ``gitops.promote`` reads these records: a release is
-promoted only from an environment whose current manifests passed (:func:`passed`).
+With --record, the result (passed or failed, with the release it names) becomes a GitHub check
+run ``smoke/<env>`` on the commit that last changed the rendered file, created with the token in
+``GH_TOKEN``: the evidence App's, so the gates take it (gitops.evidence). ``gitops.promote`` reads
+these records: a release is promoted only from an environment whose newest record by that App
+passed and names exactly what it runs (:func:`gitops.evidence.verify`). --wait SECONDS asks again
+every few seconds until the server serves the release or the time is up (a job started right
+after a merge, before Argo CD synced); only the last answer is recorded.
 
-Callers: the demo and the tests after a pod is up; in a cluster, a job or workflow run after Argo
-CD syncs (docs/workflow.md).
+Callers: the smoke job of environments.yml after every merge into an environment branch, the
+PostSync hook Job in the cluster (charts/model, smoke.hook), the demo after a pod is up
+(docs/workflow.md, Evidence).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from gitops import environments, rendered
+from gitops import environments, evidence, rendered
 from gitops.cli import OneLineParser, ToolError, run_main
-from gitops.git import NOTES_REF, git, rev, show
+from gitops.git import rev, show
 
 #: Provenance field reported by the server -> the rendered release's attribute.
 FIELDS = {
@@ -40,6 +44,8 @@ FIELDS = {
     "model_sha256": "model_sha256",
 }
 HEADER = "X-Model-Provenance"
+#: Seconds between two tries under --wait.
+POLL = 3.0
 
 
 def _call(url: str, body: object = None) -> tuple[int, Any, dict[str, str]]:
@@ -89,46 +95,20 @@ def check(url: str, release: rendered.Release) -> dict[str, str]:
     return {field: header[field] for field in fields}
 
 
-def record(env: environments.Environment, ref: str, result: dict[str, Any]) -> str:
-    """Append RESULT as a note on the blob of ENV's rendered file at REF; the blob's name."""
-    blob = rev(f"{ref}:{rendered.path(env)}")
-    if blob is None:
-        raise ToolError(f"{ref} has no {rendered.path(env)}")
-    git("notes", "--ref", NOTES_REF, "append", "-m", json.dumps(result, sort_keys=True), blob)
-    return blob
-
-
-def records(blob: str) -> list[dict[str, Any]]:
-    """Every smoke record on BLOB, oldest first."""
-    done = subprocess.run(
-        ["git", "notes", "--ref", NOTES_REF, "show", blob], capture_output=True, text=True
-    )
-    found = []
-    for line in done.stdout.splitlines() if done.returncode == 0 else []:
-        try:
-            found.append(json.loads(line))
-        except ValueError:
-            continue
-    return found
-
-
-def passed(env: environments.Environment, ref: str) -> dict[str, Any] | None:
-    """The latest passed smoke record of ENV's rendered file at REF, or None."""
-    blob = rev(f"{ref}:{rendered.path(env)}")
-    if blob is None:
-        return None
-    ok = [r for r in records(blob) if r.get("environment") == env.name and r.get("passed")]
-    return ok[-1] if ok else None
-
-
 def main(argv: Sequence[str]) -> int:
     names = [env.name for env in environments.load()]
     parser = OneLineParser(prog="python -m gitops.smoke", description=__doc__)
     parser.add_argument("env", metavar="ENV", choices=names, help=", ".join(names))
     parser.add_argument("--url", required=True, help="the environment's base URL")
     parser.add_argument("--ref", help="where to read the rendered manifests (default: see above)")
-    parser.add_argument("--record", action="store_true", help="record the result as a git note")
-    parser.add_argument("--push", metavar="REMOTE", help="push the notes to REMOTE")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="ask again until it passes or SECONDS are over (default: once)",
+    )
+    parser.add_argument("--record", action="store_true", help="record the result (a check run)")
     args = parser.parse_args(argv)
     env = environments.named(args.env)
     ref = args.ref or (f"origin/{env.branch}" if rev(f"origin/{env.branch}") else "HEAD")
@@ -136,22 +116,24 @@ def main(argv: Sequence[str]) -> int:
     if text is None:
         raise ToolError(f"{ref} has no {rendered.path(env)}: nothing is deployed to {env.name}")
     release = rendered.release(text)
-    result: dict[str, Any] = {"environment": env.name, "url": args.url, "image": release.image}
-    try:
-        result["reported"] = check(args.url, release)
-        result["passed"] = True
-    except ToolError as failure:
-        result.update(passed=False, reason=str(failure))
-        if args.record:  # a failure is on record too: the gate wants a passed one
-            record(env, ref, result)
-            if args.push:
-                git("push", "--quiet", args.push, NOTES_REF)
-        raise
-    if args.record:
-        blob = record(env, ref, result)
-        if args.push:
-            git("push", "--quiet", args.push, NOTES_REF)
-        print(f"recorded on {rendered.path(env)} blob {blob[:12]}")
+    api = evidence.GitHub() if args.record else None  # its settings checked before the test
+    deadline = time.monotonic() + max(args.wait, 0)
+    result: dict[str, Any] = {"url": args.url}
+    while True:
+        try:
+            result.update(reported=check(args.url, release), passed=True)
+            break
+        except ToolError as failure:
+            if time.monotonic() + POLL < deadline:
+                time.sleep(POLL)
+                continue
+            result.update(passed=False, reason=str(failure))
+            if api is not None:  # a failure is on record too: it outranks an older pass
+                evidence.record(env, ref, release, result, api)
+            raise
+    if api is not None:
+        found = evidence.record(env, ref, release, result, api)
+        print(f"recorded: check run {evidence.check_name(env)} on {found['commit'][:12]}")
     print(f"ok: {env.name} at {args.url} serves {release.summary()}")
     return 0
 

@@ -35,7 +35,7 @@ TIERS: dict[str, tuple[str, ...]] = {
     "integration": (
         # the workflows themselves: their act walks (tests/workflows) run in this tier
         ".github/workflows/", ".dvc/", ".dvcignore", "argocd/", "charts/", "environments.toml",
-        "gitops/", "kustomize/",
+        "evidence.toml", "gitops/", "kustomize/",
         "modelcard/", "rendered/", "scripts/", "tests/deploy/", "tests/gitops/", "tests/training/",
         "tests/workflows/", "training/",
         # the suite plugin every tier loads (tests/conftest.py: image.builds) and what it reads;
@@ -49,7 +49,7 @@ TIERS: dict[str, tuple[str, ...]] = {
     ),
     "e2e": (
         # every workflow: promote.yml and the act walks that build and push the image run here
-        ".github/workflows/", "environments.toml", "gitops/", "tests/workflows/",
+        ".github/workflows/", "environments.toml", "evidence.toml", "gitops/", "tests/workflows/",
         "bench/", "charts/", "devstack/", "images/", "kustomize/", "modelcard/", "rendered/",
         "scripts/", "serving/",
         "tests/deploy/",

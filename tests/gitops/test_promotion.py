@@ -15,12 +15,20 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from gitops import environments, rendered, smoke
+from gitops import environments, evidence, rendered
+from tests.workflows.act.github_api import (
+    ACTIONS_APP,
+    EVIDENCE_APP,
+    EVIDENCE_KEY,
+    GitHubApi,
+    installation_token,
+)
 from tests.workflows.workflow_helpers import REPO, git, run_tool, tool_env
 
 pytestmark = pytest.mark.integration  # real git, GTO and kustomize
@@ -91,18 +99,32 @@ def deploy_dev(repo: Path, version: str, n: int, *, assign: bool = True, **metri
         tool(repo, "assign_stage", "dev", "--push", "origin")
 
 
+@pytest.fixture(autouse=True)
+def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubApi]:
+    """The GitHub API stand-in with the evidence App installed; the tools read it with the
+    workflow's own token (the GitHub Actions app), as the propose job does."""
+    with GitHubApi() as api:
+        api.add_app(EVIDENCE_APP["id"], EVIDENCE_APP["slug"], EVIDENCE_KEY)
+        api.add_app_token("ghs-run", ACTIONS_APP)
+        monkeypatch.setenv("GITHUB_API_URL", api.url)
+        monkeypatch.setenv("GITHUB_REPOSITORY", "acme/modelops")
+        monkeypatch.setenv("GH_TOKEN", "ghs-run")
+        yield api
+
+
 def smoke_passed(
     repo: Path, env: environments.Environment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Record a passed smoke test of ENV's rendered manifests, as gitops.smoke --record does
-    after its check (the check itself runs against a real server in tests/serving)."""
+    """Record a passed smoke test of ENV's rendered manifests with the evidence App's token, as
+    gitops.smoke --record does after its check (tests/gitops/test_evidence.py runs the check)."""
     git(repo, "fetch", "-q", "origin")
     ref = f"origin/{env.branch}"
     release = rendered.release(git(repo, "show", f"{ref}:{rendered.path(env)}"))
+    api = evidence.GitHub()
+    api.token = installation_token(api.url, EVIDENCE_APP["id"], EVIDENCE_KEY)
     with monkeypatch.context() as patch:
         patch.chdir(repo)
-        smoke.record(env, ref, {"environment": env.name, "image": release.image, "passed": True})
-    git(repo, "push", "-q", "origin", "refs/notes/modelops-smoke")
+        evidence.record(env, ref, release, {"passed": True}, api)
 
 
 def merge(repo: Path, outputs: dict[str, str], env: environments.Environment) -> None:
@@ -130,6 +152,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for part in ("training/params.yaml", "training/metrics.json"):
         (repo / part).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / part, repo / part)
+    # The fork's evidence App (docs/workflow.md, Evidence), which the API stand-in plays.
+    (repo / evidence.FILE).write_text(f"[app]\nid = {EVIDENCE_APP['id']}\n")
     git(repo, "init", "-q", "-b", "main")
     git(repo, "config", "user.name", "test")
     git(repo, "config", "user.email", "test@example.org")
@@ -276,7 +300,8 @@ def test_a_version_that_does_not_hold_the_previous_stage_is_refused(
 def test_a_release_without_a_passed_smoke_test_is_refused(repo: Path) -> None:
     before = origin_state(repo)
     line = refused(repo, "promote", "staging")
-    assert line.startswith("error: gate smoke: rendered/dev/manifests.yaml on main has no passed")
+    assert line.startswith("error: gate smoke: rendered/dev/manifests.yaml on main (commit ")
+    assert line.endswith("has no check run smoke/dev by the evidence App 424242")
     assert origin_state(repo) == before
 
 

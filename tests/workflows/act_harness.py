@@ -60,6 +60,7 @@ STANDIN_OF = {
     "actions/cache": "cache",
     "docker/login-action": "docker-login",
     "actions/upload-artifact": "upload-artifact",
+    "actions/create-github-app-token": "app-token",
 }
 #: github.token of every run: given, so act does not ask `gh auth token` for one; act masks it
 #: in its output, so it is a string no other output contains.
@@ -111,11 +112,15 @@ def act_command(
     payload: Path | None = None,
     variables: Mapping[str, str] | None = None,
     secrets: Mapping[str, str] | None = None,
+    api: str | None = None,
     cache: Path,
 ) -> list[str]:
     """act's command line for EVENT: one WORKFLOW file (else all) and one JOB (else all), the
-    event PAYLOAD (JSON), repository VARIABLES and SECRETS; actions and workspaces under CACHE."""
+    event PAYLOAD (JSON), repository VARIABLES and SECRETS, GitHub's REST API at API (a stand-in:
+    GITHUB_API_URL and github.api_url of the run); actions and workspaces under CACHE."""
     command = ["act", event, "-P", PLATFORM, "--action-cache-path", str(cache)]
+    if api:
+        command += ["--env", f"GITHUB_API_URL={api}"]
     command.append("--no-cache-server")  # the actions/cache stand-in uses none
     if workflow:
         command += ["-W", str(WORKFLOWS.relative_to(REPO) / workflow)]

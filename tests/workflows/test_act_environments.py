@@ -2,37 +2,44 @@
 verified (pull_request_target into staging: the base branch's workflow file, as GitHub plays it),
 and the stage job after the merge (push to staging).
 
-The sandbox is a clone of HEAD with a bare origin holding main, staging and production, where dev
-runs v0.1.0 as promote.yml's deploy pull request leaves it (gitops.set_image, gitops.rendered,
-merged, gitops.assign_stage) and its rendered manifests passed a smoke test (the record gitops.smoke
---record writes; the check itself runs against a real server in tests/serving). The walks then run
-the workflow file; after each one the test reads the origin: branches, tags, notes, and the pull
-request the gh stand-in recorded.
+The sandbox is a clone of HEAD with a bare origin holding main, staging and production, the
+evidence App set up as a fork sets it up (evidence.toml on main), where dev runs v0.1.0 as
+promote.yml's deploy pull request leaves it (gitops.set_image, gitops.rendered, merged,
+gitops.assign_stage). GitHub's REST API is the stand-in tests/workflows/act/github_api.py (the
+evidence App with its key, the run's token as the GitHub Actions app's) and the environments'
+Services the stand-in tests/workflows/act/deployed.py, which serves what each branch renders in
+the origin (an automated sync). Each merge's push runs the smoke job, which smoke-tests the
+environment and records the check run the next promotion's smoke gate reads. The walks then run
+the workflow file; after each one the test reads the origin (branches, tags), the check runs,
+and the pull request the gh stand-in recorded.
 """
 
 import json
 import re
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import yaml
-from act_harness import ActRun, Sandbox, pull_request_payload, run_act
+from act_harness import TOKEN, ActRun, Sandbox, pull_request_payload, run_act
 from workflow_helpers import git, run_tool, tool_env
 
-from gitops import environments, rendered, smoke
+from gitops import environments, evidence, rendered
+from tests.workflows.act import deployed as deployed_standin
+from tests.workflows.act import github_api
 
 pytestmark = pytest.mark.integration  # act running real git, GTO and kustomize
 
 NAME = "diagnosis-classifier"
-DEV, STAGING, PROD = environments.load()
+ORDER = environments.load()
+DEV, STAGING, PROD = ORDER
 # The walks follow one another on one sandbox, in the order of this file (as a team would run them).
 DIGEST = "sha256:" + "d1" * 32
 MODEL_SHA256 = "5e" * 32
 
 
 def sh(sandbox: Sandbox, *args: str) -> str:
-    import subprocess
-
     done = subprocess.run(args, cwd=sandbox.work, env=tool_env(), capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(args)}: {done.stderr}"
     return done.stdout
@@ -45,12 +52,45 @@ def mirror_origin(sandbox: Sandbox) -> None:
         "+refs/heads/*:refs/heads/*", "+refs/notes/*:refs/notes/*")  # fmt: skip
 
 
+class GitHub:
+    """What stands in for GitHub and the clusters in these walks, started once for the module."""
+
+    def __init__(self, api: github_api.GitHubApi, services: deployed_standin.Deployed) -> None:
+        self.api, self.services = api, services
+
+    def options(self) -> dict[str, Any]:
+        """run_act's options: the API, the variable SMOKE_URLS and the evidence App's key."""
+        urls = " ".join(f"{env.name}={self.services.url_of(env.name)}" for env in ORDER)
+        return {
+            "api": self.api.url,
+            "variables": {"SMOKE_URLS": urls},
+            "secrets": {"EVIDENCE_APP_KEY": github_api.EVIDENCE_KEY},
+        }
+
+    def smoke_runs(self, env: environments.Environment) -> list[tuple[str, str]]:
+        """(head sha, conclusion) of every check run smoke/ENV, oldest first, with the app."""
+        name = evidence.check_name(env)
+        return [
+            (run["head_sha"], run["conclusion"])
+            for run in self.api.check_runs
+            if run["name"] == name and run["app"]["id"] == github_api.EVIDENCE_APP["id"]
+        ]
+
+
+GITHUB: list[GitHub] = []  # the module's stand-ins, set by the fixture `stand_ins`
+
+
+def act(sandbox: Sandbox, event: str, **options: Any) -> ActRun:
+    """run_act on environments.yml with the module's stand-ins for GitHub and the clusters."""
+    return run_act(sandbox, event, workflow="environments.yml", **GITHUB[0].options(), **options)
+
+
 def dispatch(sandbox: Sandbox, environment: str, action: str, version: str = "") -> ActRun:
     """`Run workflow` on environments.yml with these inputs."""
     event = sandbox.root / f"dispatch-{environment}-{action}.json"
     inputs = {"environment": environment, "action": action, "version": version}
     event.write_text(json.dumps({"inputs": inputs}))
-    return run_act(sandbox, "workflow_dispatch", workflow="environments.yml", payload=event)
+    return act(sandbox, "workflow_dispatch", payload=event)
 
 
 def verify(
@@ -70,7 +110,7 @@ def verify(
     )
     path = sandbox.root / f"pull-request-{number}.json"
     path.write_text(json.dumps(payload))
-    return run_act(sandbox, event, workflow="environments.yml", payload=path)
+    return act(sandbox, event, payload=path)
 
 
 def verify_statuses(sandbox: Sandbox) -> list[tuple[str, str]]:
@@ -86,24 +126,35 @@ def merge(sandbox: Sandbox, branch: str, env: environments.Environment) -> ActRu
     head = git(sandbox.origin, "rev-parse", branch).strip()
     base = git(sandbox.origin, "rev-parse", env.branch).strip()
     git(sandbox.origin, "update-ref", f"refs/heads/{env.branch}", head, base)
+    return pushed(sandbox, env, base, head)
+
+
+def pushed(sandbox: Sandbox, env: environments.Environment, base: str, head: str) -> ActRun:
+    """The push event of ENV's branch moving from BASE to HEAD in the origin: the stage job and
+    the smoke job."""
     mirror_origin(sandbox)
     git(sandbox.work, "switch", "-q", env.branch)
     # The ref in the payload: act would otherwise guess it from the branches at HEAD.
     event = sandbox.root / f"push-{env.branch}.json"
     event.write_text(json.dumps({"ref": f"refs/heads/{env.branch}", "before": base, "after": head}))
     try:
-        return run_act(sandbox, "push", workflow="environments.yml", payload=event)
+        return act(sandbox, "push", payload=event)
     finally:
         git(sandbox.work, "switch", "-q", "main")
 
 
-def smoke_passed(sandbox: Sandbox, env: environments.Environment) -> None:
-    """The record gitops.smoke --record --push writes after a passed check of ENV."""
-    git(sandbox.work, "fetch", "-q", "origin")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(sandbox.work)
-        smoke.record(env, f"origin/{env.branch}", {"environment": env.name, "passed": True})
-    git(sandbox.work, "push", "-q", "origin", smoke.NOTES_REF)
+def read_rendered(sandbox: Sandbox) -> Callable[[str], str | None]:
+    """What each environment's Service serves: its rendered file on its branch in the origin."""
+
+    def read(name: str) -> str | None:
+        env = environments.named(name)
+        done = subprocess.run(
+            ["git", "show", f"{env.branch}:{rendered.path(env)}"],
+            cwd=sandbox.origin, capture_output=True, text=True,
+        )  # fmt: skip
+        return done.stdout if done.returncode == 0 else None
+
+    return read
 
 
 def stage_holder(sandbox: Sandbox, env: environments.Environment) -> str:
@@ -112,14 +163,38 @@ def stage_holder(sandbox: Sandbox, env: environments.Environment) -> str:
 
 
 @pytest.fixture(scope="module")
-def dev_runs_a_release(
+def stand_ins(
     new_sandbox: Callable[[str], Sandbox], monkeypatch_module: pytest.MonkeyPatch
-) -> Sandbox:
+) -> Iterator[tuple[Sandbox, GitHub]]:
+    """The module's sandbox, GitHub's API (the evidence App installed) and the Services."""
     sandbox = new_sandbox("environments")
+    with (
+        github_api.GitHubApi() as api,
+        deployed_standin.Deployed(read_rendered(sandbox)) as services,
+    ):
+        api.add_app(github_api.EVIDENCE_APP["id"], "modelops-evidence", github_api.EVIDENCE_KEY)
+        api.add_app_token(TOKEN, github_api.ACTIONS_APP)
+        # the tools the walks run outside act (a promotion by hand) read the same API
+        monkeypatch_module.setenv("GITHUB_API_URL", api.url)
+        monkeypatch_module.setenv("GITHUB_REPOSITORY", "acme/modelops")
+        monkeypatch_module.setenv("GH_TOKEN", TOKEN)
+        GITHUB[:] = [GitHub(api, services)]
+        yield sandbox, GITHUB[0]
+        GITHUB.clear()
+
+
+@pytest.fixture(scope="module")
+def dev_runs_a_release(
+    stand_ins: tuple[Sandbox, GitHub], monkeypatch_module: pytest.MonkeyPatch
+) -> Sandbox:
+    sandbox, github = stand_ins
     work = sandbox.work
     git(work, "config", "user.name", "test")
     git(work, "config", "user.email", "test@example.org")
-    git(work, "push", "-q", "origin", "HEAD:refs/heads/staging", "HEAD:refs/heads/production")
+    (work / evidence.FILE).write_text(f"[app]\nid = {github_api.EVIDENCE_APP['id']}\n")
+    git(work, "commit", "-qam", "evidence: the fork's evidence App")
+    git(work, "push", "-q", "origin", "HEAD:refs/heads/main", "HEAD:refs/heads/staging",
+        "HEAD:refs/heads/production")  # fmt: skip
     sh(sandbox, "gto", "register", NAME, "HEAD", "--version", "v0.1.0")
     commit = git(work, "rev-parse", "HEAD").strip()
     for args in (
@@ -129,13 +204,14 @@ def dev_runs_a_release(
     ):  # fmt: skip
         run_tool(*args, cwd=work)
     git(work, "commit", "-qam", "deploy(dev): v0.1.0")
+    base = git(sandbox.origin, "rev-parse", "main").strip()
     git(work, "push", "-q", "--tags", "origin", "main")
     run_tool("assign_stage", "dev", "--push", "origin", cwd=work)
-    git(work, "fetch", "-q", "origin")
+    run = pushed(sandbox, DEV, base, git(work, "rev-parse", "HEAD").strip())
+    assert run.returncode == 0, run.output
+    head = git(sandbox.origin, "rev-parse", "main").strip()
+    assert github.smoke_runs(DEV) == [(head, "success")], run.output
     monkeypatch_module.chdir(work)
-    smoke.record(DEV, "origin/main", {"environment": "dev", "passed": True, "image": "walk"})
-    git(work, "push", "-q", "origin", smoke.NOTES_REF)
-    mirror_origin(sandbox)
     return sandbox
 
 
@@ -150,9 +226,7 @@ def monkeypatch_module() -> pytest.MonkeyPatch:
 def proposed(dev_runs_a_release: Sandbox) -> tuple[Sandbox, str]:
     """The walk of `Run workflow: staging, promote`: the sandbox and the pushed branch."""
     sandbox = dev_runs_a_release
-    event = sandbox.root / "dispatch.json"
-    event.write_text(json.dumps({"inputs": {"environment": "staging", "action": "promote"}}))
-    run = run_act(sandbox, "workflow_dispatch", workflow="environments.yml", payload=event)
+    run = dispatch(sandbox, "staging", "promote")
     assert run.returncode == 0, run.output
     (branch,) = sandbox.origin_refs("refs/heads/promote/")
     return sandbox, branch.removeprefix("refs/heads/")
@@ -293,7 +367,9 @@ def test_prod_takes_what_staging_runs_and_a_rollback_takes_prod_back(
     work = sandbox.work
     if git(sandbox.origin, "rev-parse", "staging") != git(sandbox.origin, "rev-parse", branch):
         merge(sandbox, branch, STAGING)
-    smoke_passed(sandbox, STAGING)
+    # the merge's smoke job recorded what staging serves: the prod promotion's smoke gate reads it
+    staging = git(sandbox.origin, "rev-parse", "staging").strip()
+    assert GITHUB[0].smoke_runs(STAGING)[-1] == (staging, "success")
     assert dispatch(sandbox, "prod", "promote").returncode == 0
     (first,) = [r for r in sandbox.origin_refs("refs/heads/promote/prod/")]
     run = merge(sandbox, first.removeprefix("refs/heads/"), PROD)
@@ -308,10 +384,11 @@ def test_prod_takes_what_staging_runs_and_a_rollback_takes_prod_back(
              "--model-sha256", "6e" * 32, "dev", commit, cwd=work)  # fmt: skip
     run_tool("rendered", "dev", cwd=work)
     git(work, "commit", "-qam", "deploy(dev): v0.2.0")
+    base = git(sandbox.origin, "rev-parse", "main").strip()
     git(work, "push", "-q", "--tags", "origin", "main")
     run_tool("assign_stage", "dev", "--push", "origin", cwd=work)
+    assert pushed(sandbox, DEV, base, git(work, "rev-parse", "HEAD").strip()).returncode == 0
     for env in (STAGING, PROD):
-        smoke_passed(sandbox, environments.before(env))
         out = run_tool("promote", env.name, cwd=work).stdout
         outputs = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         assert merge(sandbox, outputs["branch"], env).returncode == 0
