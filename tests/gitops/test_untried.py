@@ -20,6 +20,7 @@ import yaml
 
 from gitops import environments, gates, rendered
 from tests.gitops.test_promotion import forked, merge, refused, smoke_passed, tool
+from tests.gitops.test_promotion import github as github  # the API stand-in the smoke gate reads
 from tests.gitops.test_promotion import template as template  # the fixture forked() copies
 from tests.workflows.workflow_helpers import REPO, git, run_step, run_tool, tool_env
 
