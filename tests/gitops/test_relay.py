@@ -377,3 +377,30 @@ def test_the_github_stand_in_answers_422_to_a_dispatch_github_refuses_and_delive
     [request] = github.received()
     with pytest.raises(ValueError, match="GitHub delivers no event for this request"):
         repository_dispatch_event(request)
+
+
+def third_party_imports(module: str) -> set[str]:
+    """The top-level modules outside the standard library and gitops that importing MODULE loads,
+    in a fresh interpreter."""
+    code = (
+        f"import sys\nbefore = set(sys.modules)\nimport {module}\n"
+        "print(' '.join(sorted({name.partition('.')[0] for name in set(sys.modules) - before}"
+        " - set(sys.stdlib_module_names) - {'gitops'})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        timeout=60,
+        check=True,
+    )
+    return set(result.stdout.split())
+
+
+def test_the_relay_needs_only_the_standard_library_so_the_model_server_image_runs_it() -> None:
+    """The pod runs the relay on the model server image (kustomize/monitoring/relay), whose
+    Python has the serving extra only: no PyYAML. The check finds PyYAML in a module that
+    loads it (gitops.rendered)."""
+    assert third_party_imports("gitops.relay") == set()
+    assert "yaml" in third_party_imports("gitops.rendered")
