@@ -94,6 +94,7 @@ def post(
         return error.code, json.load(error)
 
 
+@pytest.mark.integration  # served: the relay's uWSGI
 def test_a_firing_drift_alert_becomes_githubs_repository_dispatch_with_the_dispatch_token(
     served: str, github: GitHubApi
 ) -> None:
@@ -149,6 +150,7 @@ class _Body:
         return self.data[:size]
 
 
+@pytest.mark.integration  # served: the relay's uWSGI
 @pytest.mark.parametrize(
     ("token", "why"),
     [(None, "no Authorization header"), ("not-the-token", "a wrong token")],
@@ -163,6 +165,7 @@ def test_a_delivery_without_the_relay_token_is_a_401_and_sends_nothing(
     assert github.received() == []
 
 
+@pytest.mark.integration  # served: the relay's uWSGI
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
@@ -180,6 +183,7 @@ def test_a_body_that_is_not_a_webhook_is_a_400_naming_why(
     assert github.received() == []
 
 
+@pytest.mark.integration  # served: the relay's uWSGI
 def test_only_resolved_or_other_alerts_answer_200_and_dispatch_nothing(
     served: str, github: GitHubApi
 ) -> None:
@@ -193,6 +197,7 @@ def test_only_resolved_or_other_alerts_answer_200_and_dispatch_nothing(
     assert github.received() == []
 
 
+@pytest.mark.integration  # served: the relay's uWSGI
 def test_githubs_refusal_is_a_502_naming_its_status_so_alertmanager_retries(
     served: str, github: GitHubApi
 ) -> None:
@@ -204,6 +209,7 @@ def test_githubs_refusal_is_a_502_naming_its_status_so_alertmanager_retries(
     assert f"/repos/{REPOSITORY}/dispatches" in answer["error"]
 
 
+@pytest.mark.integration  # served: the relay's uWSGI
 def test_a_delivery_github_refused_is_dispatched_when_alertmanager_retries_it(
     served: str, github: GitHubApi
 ) -> None:
@@ -260,6 +266,7 @@ def test_github_out_of_reach_is_a_502(tmp_path: Path) -> None:
     assert answer["error"].startswith("GitHub cannot be reached at")
 
 
+@pytest.mark.integration  # served: the relay's uWSGI
 def test_health_unknown_paths_and_methods_answer_json(served: str) -> None:
     with _OPENER.open(served + "/healthz", timeout=10) as response:
         assert (response.status, json.load(response)) == (200, {"status": "ok"})

@@ -26,6 +26,8 @@ import pytest
 from tests.gitops.relay_server import RELAY_TOKEN, RelayServer, relay_server
 from tests.workflows.act.github_api import GitHubApi
 
+pytestmark = pytest.mark.integration  # real servers (uWSGI from the venv; no root)
+
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 #: The limits of the relay under test: a small body limit and a short socket timeout keep the
 #: checks quick; the defects below set them otherwise.
