@@ -132,11 +132,7 @@ def test_the_relay_names_its_configured_snapshot_in_the_dispatch(
     source = "https://exports.example.com/diagnosis/latest.csv"
     config = relay.Config.from_environ(environment(tmp_path, github.url, RETRAIN_SNAPSHOT=source))
     status, _ = relay.Relay(config).alertmanager(
-        {
-            "HTTP_AUTHORIZATION": f"Bearer {RELAY_TOKEN}",
-            "CONTENT_LENGTH": "1000",
-            "wsgi.input": _Body(json.dumps(webhook(alert("ModelScoreDrift"))).encode()),
-        }
+        delivery(json.dumps(webhook(alert("ModelScoreDrift"))).encode())
     )
     assert status == 202
     assert github.received()[0]["body"]["client_payload"]["snapshot"] == source
@@ -148,6 +144,22 @@ class _Body:
 
     def read(self, size: int) -> bytes:
         return self.data[:size]
+
+
+def delivery(body: bytes) -> dict[str, Any]:
+    """The WSGI environ of a delivery of BODY with the relay's token."""
+    return {
+        "HTTP_AUTHORIZATION": f"Bearer {RELAY_TOKEN}",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": _Body(body),
+    }
+
+
+def test_a_body_shorter_than_its_content_length_is_a_408(tmp_path: Path) -> None:
+    config = relay.Config.from_environ(environment(tmp_path, "https://api.github.com"))
+    environ = {**delivery(b'{"alerts": []}'), "CONTENT_LENGTH": "100"}
+    status, answer = relay.Relay(config).alertmanager(environ)
+    assert (status, answer) == (408, {"error": "the body ended after 14 of 100 bytes"})
 
 
 @pytest.mark.integration  # served: the relay's uWSGI
@@ -256,11 +268,7 @@ def test_github_out_of_reach_is_a_502(tmp_path: Path) -> None:
         url = gone.url
     config = relay.Config.from_environ(environment(tmp_path, url))
     status, answer = relay.Relay(config).alertmanager(
-        {
-            "HTTP_AUTHORIZATION": f"Bearer {RELAY_TOKEN}",
-            "CONTENT_LENGTH": "500",
-            "wsgi.input": _Body(json.dumps(webhook(alert("ModelScoreDrift"))).encode()),
-        }
+        delivery(json.dumps(webhook(alert("ModelScoreDrift"))).encode())
     )
     assert status == 502
     assert answer["error"].startswith("GitHub cannot be reached at")
