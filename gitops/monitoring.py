@@ -22,6 +22,7 @@ tests. It works in the current directory, the repository's root.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -84,6 +85,19 @@ def turn_on(root: Path, env: environments.Environment) -> bool:
     if not is_on(root, env):  # the edit must read back as the entry, nothing else
         raise ToolError(f"{env.overlay}/kustomization.yaml: could not add {entry.strip()}")
     return True
+
+
+def monitored_copy(root: Path, dest: Path) -> list[Path]:
+    """A copy of ROOT's ``kustomize/`` in DEST with monitoring on in every environment's overlay
+    (``turn_on``); the copied overlays, in environments.toml's order. What ``make validate``
+    checks besides the overlays as they are (scripts/validate-manifests.py,
+    scripts/validate-policies.py): the ServiceMonitor, the PrometheusRule and the retraining relay
+    an overlay deploys once monitoring is on."""
+    shutil.copytree(root / "kustomize", dest / "kustomize")
+    envs = list(environments.load())
+    for env in envs:
+        turn_on(dest, env)
+    return [dest / env.overlay for env in envs]
 
 
 def main(argv: Sequence[str]) -> int:

@@ -119,8 +119,20 @@ class Release:
         )
 
 
+#: The label of the retraining relay's Deployment (kustomize/monitoring/relay), which a rendering
+#: with monitoring on holds beside the model server's.
+RELAY_COMPONENT = ("app.kubernetes.io/component", "retrain-relay")
+
+
+def is_relay(doc: dict[str, Any]) -> bool:
+    """Whether DOC is the retraining relay's Deployment, not the model server's."""
+    labels = (doc.get("metadata") or {}).get("labels") or {}
+    return labels.get(RELAY_COMPONENT[0]) == RELAY_COMPONENT[1]
+
+
 def deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    found = [doc for doc in docs if doc.get("kind") == "Deployment"]
+    """The model server's Deployment among DOCS (the relay's, when monitoring is on, left out)."""
+    found = [doc for doc in docs if doc.get("kind") == "Deployment" and not is_relay(doc)]
     if len(found) != 1:
         raise ToolError(f"rendered manifests hold {len(found)} Deployments, not one")
     return found[0]

@@ -48,8 +48,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gitops.cli import OneLineParser, ToolError, run_main
 
 PARAMS = Path("training/params.yaml")
@@ -240,6 +238,8 @@ def md5_file(path: Path) -> str:
 
 def tracked_md5(dvc_file: Path) -> str:
     """The md5 a single-file .dvc file records ('' when there is none)."""
+    import yaml  # here, not at the top: the relay (gitops.relay) imports this module without it
+
     try:
         document = yaml.safe_load(dvc_file.read_text(encoding="utf-8"))
     except FileNotFoundError:

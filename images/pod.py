@@ -66,6 +66,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python images/pod.py`: the checkout's serving package
     sys.path.insert(0, str(ROOT))
+from gitops.rendered import is_relay  # noqa: E402
 from serving import readiness  # noqa: E402
 
 Docs = list[dict[str, Any]]
@@ -182,7 +183,8 @@ def render_overlay(
 def for_podman(docs: Docs, suffix: str, port: int, stoppable: bool = False) -> Docs:
     """The Deployment and ConfigMaps, adapted to podman on the host network; ``stoppable``:
     restartPolicy OnFailure, for ``stop`` (see above)."""
-    kept = [d for d in docs if d["kind"] in {"Deployment", "ConfigMap"}]
+    # the model server's; the retraining relay's Deployment (monitoring on) has nothing to play
+    kept = [d for d in docs if d["kind"] in {"Deployment", "ConfigMap"} and not is_relay(d)]
     renamed = {d["metadata"]["name"]: f"{d['metadata']['name']}-{suffix}" for d in kept}
     for doc in kept:
         doc["metadata"].pop("namespace", None)

@@ -54,8 +54,8 @@ TIERS: dict[str, tuple[str, ...]] = {
         "scripts/", "serving/",
         "tests/deploy/",
         "tests/image/", "tests/serving/",
-        # the drift alert loop, whose dispatch the retrain walk is fed
-        "tests/alert_loop/",
+        # the drift alert loop, whose dispatch the retrain walk is fed, and the relay server it runs
+        "tests/alert_loop/", "tests/gitops/relay_server.py",
         # what the pipeline trains is served: the second dataset's walk ends in a real stack
         "training/", "tests/training/test_training_second_dataset.py",
         "tests/training/conftest.py", "tests/training/training_helpers.py",

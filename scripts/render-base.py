@@ -11,7 +11,8 @@ differ from a fresh render.
   environments.toml: the ServiceMonitor and the PrometheusRule (Prometheus Operator), rendered
   with the values of `--monitoring-values` (kustomize/monitoring/values.yaml: the labels a
   cluster's Prometheus selects them by, windows, thresholds) and the rules' selector narrowed to
-  the environment's namespace, so several environments' rules can share one Prometheus. An
+  the environment's namespace, so several environments' rules can share one Prometheus; each
+  component also includes kustomize/monitoring/relay (the retraining relay, written by hand). An
   overlay turns monitoring on by listing its component under `components:` (docs/monitoring.md).
 
 usage: scripts/render-base.py [--chart DIR] [--out DIR] [--monitoring-values FILE] [--helm BIN]
@@ -43,6 +44,9 @@ SOURCE = re.compile(r"^# Source: [^/]+/templates/(?P<file>[^\n]+)\n", re.MULTILI
 #: The chart's templates of the monitoring Component, rendered only there.
 MONITORING_TEMPLATES = ("servicemonitor.yaml", "prometheusrule.yaml")
 MONITORING_VALUES = ROOT / "kustomize" / "monitoring" / "values.yaml"
+#: The retraining relay's Component (kustomize/monitoring/relay, not rendered): every
+#: environment's monitoring Component includes it.
+RELAY_COMPONENT = "relay"
 
 
 def helm_template(helm: str, chart: Path, extra: Sequence[str] = ()) -> str:
@@ -90,10 +94,12 @@ def component(resources: list[str], env: Environment, from_overlay: str) -> str:
     """The kustomization of an environment's monitoring Component; ``from_overlay`` is its path
     relative to the environment's overlay."""
     comment = (
-        f"# The Prometheus Operator's objects for {env.name}: in its overlay,\n"
+        f"# The Prometheus Operator's objects for {env.name}, and the retraining relay\n"
+        f"# (kustomize/monitoring/{RELAY_COMPONENT}, written by hand): in its overlay,\n"
         f"#   components:\n#   - {from_overlay}\n"
     )
-    return kustomization(resources, "Component", "kustomize.config.k8s.io/v1alpha1", comment)
+    text = kustomization(resources, "Component", "kustomize.config.k8s.io/v1alpha1", comment)
+    return text + f"components:\n- ../{RELAY_COMPONENT}\n"
 
 
 def monitoring_files(

@@ -9,14 +9,17 @@ YAML keys.
   fields are errors) against the Kubernetes schemas of KUBERNETES_VERSIONS (kubernetes-validate,
   bundled schemas, offline); a Prometheus Operator ServiceMonitor or PrometheusRule instead against
   its CRD schema (Draft 4, as kubeconform does), pinned in scripts/prometheus-operator-schemas.lock;
+- the default run checks each overlay twice: as it is, and with its monitoring Component on
+  (gitops.monitoring.monitored_copy, in a temporary copy: the ServiceMonitor, the PrometheusRule
+  and the retraining relay, kustomize/monitoring/relay); `--monitored DIR...` names such overlays;
 - `kubectl kustomize argocd` validates against the Argo CD CRD schemas (Draft 4): the files
   pinned by sha256 in scripts/argocd-schemas.lock (from $MODELOPS_ARGOCD_SCHEMAS when set, else
   the cache or the URL). scripts/crd_schemas.py obtains and verifies both sets.
 
 Prints one line per failure and exits 1 when anything failed.
 
-usage: scripts/validate-manifests.py [--overlays DIR...] [--argocd DIR] [--files FILE...]
-                                    [--argocd-lock FILE]
+usage: scripts/validate-manifests.py [--overlays DIR...] [--monitored DIR...] [--argocd DIR]
+                                    [--files FILE...] [--argocd-lock FILE]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,12 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+if (
+    str(ROOT) not in sys.path
+):  # run as `python scripts/validate-manifests.py`: the checkout's gitops
+    sys.path.insert(0, str(ROOT))
+from gitops import monitoring as monitoring_component  # noqa: E402
+
 KUBERNETES_VERSIONS = ("1.35.0", "1.36.0", "1.37.0")
 
 
@@ -134,9 +144,13 @@ def run(
     files: list[Path],
     lock: Path = crd_schemas.LOCK,
     monitoring_lock: Path = crd_schemas.LOCKS[1],
+    monitored: list[Path] | None = None,
 ) -> list[str]:
-    """Every failure, one line each. Each of FILES is read exactly once: it may be a pipe."""
+    """Every failure, one line each. Each of FILES is read exactly once: it may be a pipe.
+    MONITORED: overlays with their monitoring Component on (its kinds checked against the pinned
+    Prometheus Operator schemas)."""
     failures: list[str] = []
+    monitored = monitored or []
     sources = [*overlays, *([argocd] if argocd else [])]
     for path in yaml_files(sources):
         try:
@@ -144,7 +158,7 @@ def run(
         except ValueError as error:
             failures.append(str(error))
     monitoring: crd_schemas.Schemas | None = None
-    if files:
+    if files or monitored:
         try:
             monitoring = crd_schemas.verified_schemas(crd_schemas.load_pins(monitoring_lock))
         except crd_schemas.SchemaError as error:
@@ -167,6 +181,13 @@ def run(
         if not docs:
             failures.append(f"{overlay}: renders no resources")
         failures += kubernetes_errors(docs, str(overlay))
+    for overlay in monitored:
+        try:
+            docs = load_documents(kustomize(overlay), f"{overlay.name} (monitoring on)")
+        except ValueError as error:
+            failures.append(str(error))
+            continue
+        failures += kubernetes_errors(docs, f"{overlay.name} (monitoring on)", monitoring)
     if argocd is not None:
         try:
             schemas = crd_schemas.verified_schemas(crd_schemas.load_pins(lock))
@@ -180,16 +201,23 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--overlays", type=Path, nargs="*", default=None)
+    parser.add_argument("--monitored", type=Path, nargs="*", default=[])
     parser.add_argument("--argocd", type=Path, default=None)
     parser.add_argument("--files", type=Path, nargs="*", default=[])
     parser.add_argument("--argocd-lock", type=Path, default=crd_schemas.LOCK)
     args = parser.parse_args(argv)
-    default_run = args.overlays is None and args.argocd is None and not args.files
+    default_run = (
+        args.overlays is None and args.argocd is None and not args.files and not args.monitored
+    )
     overlays = args.overlays or []
     if default_run:
         overlays = sorted(p for p in (ROOT / "kustomize" / "overlays").iterdir() if p.is_dir())
     argocd = ROOT / "argocd" if default_run else args.argocd
-    failures = run(overlays, argocd, args.files, args.argocd_lock)
+    with tempfile.TemporaryDirectory(prefix="modelops-monitored-") as tmp:
+        monitored = args.monitored
+        if default_run:
+            monitored = monitoring_component.monitored_copy(ROOT, Path(tmp))
+        failures = run(overlays, argocd, args.files, args.argocd_lock, monitored=monitored)
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
     checked = ", ".join(KUBERNETES_VERSIONS)
@@ -197,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(failures)} validation failure(s)", file=sys.stderr)
         return 1
     checked_what = [f"{len(overlays)} overlay(s)"] if overlays else []
+    checked_what += [f"{len(monitored)} with monitoring on"] if monitored else []
     checked_what += [f"{len(args.files)} file(s)"] if args.files else []
     print(f"valid: {', '.join(checked_what) or 'no manifest'} against Kubernetes {checked}", end="")
     print(

@@ -9,7 +9,9 @@ Two runs, zero failed checks allowed in each:
   not checked through checkov's helm framework, whose only render is the defaults.
 - manifests: what Argo CD applies, each `rendered/<env>/manifests.yaml` present on this branch,
   and the `kubectl kustomize` output of every overlay (what a promotion renders onto the other
-  environments' branches).
+  environments' branches), as it is and, in the default run (or with `--monitored DIR...`), with
+  its monitoring Component on (gitops.monitoring.monitored_copy: the retraining relay's
+  Deployment is checked too).
 
 The few checks skipped are listed in SKIPPED_EVERYWHERE (none: each container has its own
 liveness and readiness probes, CKV_K8S_8/9) and SKIPPED_CHART_ONLY with the reason for each;
@@ -18,7 +20,7 @@ Guards against silent passes: helm must be on PATH (without it nothing of the ch
 and each run must report more than zero passed checks.
 
 usage: scripts/validate-policies.py [--checkov BIN] [--chart DIR] [--overlays DIR...]
-                                    [--rendered FILE...]
+                                    [--monitored DIR...] [--rendered FILE...]
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as `python scripts/validate-policies.py`: the checkout's gitops
+    sys.path.insert(0, str(ROOT))
+from gitops import monitoring  # noqa: E402
+
 DEFAULT_CHECKOV = ROOT / ".tools" / "checkov-venv" / "bin" / "checkov"
 RELEASE = "model"
 
@@ -114,22 +120,28 @@ def render_chart(helm: str, chart: Path, out: Path) -> list[str]:
     return [f"ci/{values.name}" for values in scenarios]
 
 
-def gather_manifests(rendered: list[Path], overlays: list[Path], out: Path) -> list[str]:
-    """The rendered files as they are and each overlay's `kubectl kustomize` output, into OUT."""
+def gather_manifests(
+    rendered: list[Path], overlays: list[Path], out: Path, monitored: list[Path] | None = None
+) -> list[str]:
+    """The rendered files as they are and each overlay's `kubectl kustomize` output, into OUT;
+    MONITORED: overlays with their monitoring Component on, likewise."""
     names = []
     for path in rendered:
         env = path.parent.name
         shutil.copyfile(path, out / f"rendered-{env}.yaml")
         names.append(f"rendered/{env}/{path.name}")
-    for overlay in overlays:
-        result = subprocess.run(
-            ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=False
-        )
-        if result.returncode != 0:
-            sys.exit(f"error: kubectl kustomize {overlay} failed: {result.stderr.strip()}")
-        (out / f"overlay-{overlay.name}.yaml").write_text(result.stdout)
+    for prefix, group in (("overlay", overlays), ("monitored", monitored or [])):
+        for overlay in group:
+            result = subprocess.run(
+                ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=False
+            )
+            if result.returncode != 0:
+                sys.exit(f"error: kubectl kustomize {overlay} failed: {result.stderr.strip()}")
+            (out / f"{prefix}-{overlay.name}.yaml").write_text(result.stdout)
     if overlays:
         names.append("overlays " + ", ".join(overlay.name for overlay in overlays))
+    if monitored:
+        names.append("monitoring on " + ", ".join(overlay.name for overlay in monitored))
     return names
 
 
@@ -138,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkov", type=Path, default=DEFAULT_CHECKOV)
     parser.add_argument("--chart", type=Path, default=ROOT / "charts" / "model")
     parser.add_argument("--overlays", type=Path, nargs="*", default=None)
+    parser.add_argument("--monitored", type=Path, nargs="*", default=None)
     parser.add_argument("--rendered", type=Path, nargs="*", default=None)
     args = parser.parse_args(argv)
     helm = require_helm()
@@ -154,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         chart_dir, manifests_dir = Path(tmp) / "chart", Path(tmp) / "manifests"
         chart_dir.mkdir()
         manifests_dir.mkdir()
+        monitored = args.monitored
+        if monitored is None:  # the default run: the repository's overlays, monitoring on too
+            default_run = args.overlays is None and args.rendered is None
+            monitored = (
+                monitoring.monitored_copy(ROOT, Path(tmp) / "monitored") if default_run else []
+            )
         runs = [
             (
                 "chart",
@@ -163,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             (
                 "manifests",
-                gather_manifests(rendered, overlays, manifests_dir),
+                gather_manifests(rendered, overlays, manifests_dir, monitored),
                 manifests_dir,
                 SKIPPED_EVERYWHERE,
             ),

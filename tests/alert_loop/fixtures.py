@@ -6,7 +6,8 @@ served by the real stack (Nginx + uWSGI, 2 workers), scraped by a real Prometheu
 ``prometheus``) with the chart's own rules (window and ``for`` shortened: devstack.drift_demo's
 RULE_VALUES), whose alerts go to a real Alertmanager (Debian's ``prometheus-alertmanager``,
 configured as docs/monitoring.md tells a team), whose webhook receiver is the retraining relay
-(``python -m gitops.relay``, its own process), which sends GitHub's repository dispatch to the
+(its real server: uWSGI with gitops/relay_uwsgi.ini, as the pod runs it;
+tests/gitops/relay_server.py), which sends GitHub's repository dispatch to the
 stand-in for GitHub's API (tests/workflows/act/github_api.py). The traffic is every row of the
 model's data set for a window, then the same rows with SHIFTED moved, until the relay's latest
 dispatch names every shifted feature; the servers are stopped before the fixture returns and
@@ -22,10 +23,7 @@ checks it).
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+# The relay's tokens and the repository it dispatches to (the act sandbox's,
+# tests/workflows/act_harness.py), which the tests of the loop read from here.
+from tests.gitops.relay_server import GITHUB_TOKEN as GITHUB_TOKEN
+from tests.gitops.relay_server import RELAY_TOKEN, relay_server
+from tests.gitops.relay_server import REPOSITORY as REPOSITORY
 from tests.workflows.act.github_api import GitHubApi, repository_dispatch_event
 
 # The stack's, Prometheus's and the model's modules are imported by the fixtures that use them:
@@ -47,10 +50,6 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[2]
 SHIFTED = ("mean_texture", "worst_smoothness")
 WINDOW_SECONDS = 20
-RELAY_TOKEN = "relay-token-of-this-test"  # noqa: S105 - a test value, not a secret
-GITHUB_TOKEN = "github-token-of-this-test"  # noqa: S105
-#: The repository the relay dispatches to: the act sandbox's (tests/workflows/act_harness.py).
-REPOSITORY = "acme/modelops"
 
 
 def helm() -> str:
@@ -71,41 +70,6 @@ def need_prometheus() -> None:
 def need_nginx() -> None:
     if shutil.which("nginx") is None or shutil.which("envsubst") is None:
         pytest.skip("nginx/envsubst not installed: run `make serving-prereqs`")
-
-
-def start_relay(run_dir: Path, github: GitHubApi) -> tuple[subprocess.Popen[bytes], str]:
-    """``python -m gitops.relay`` on a free loopback port, dispatching to ``github``."""
-    from devstack.stack import free_port
-    from serving import readiness
-
-    (run_dir / "relay-token").write_text(RELAY_TOKEN + "\n")
-    (run_dir / "github-token").write_text(GITHUB_TOKEN + "\n")
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "RELAY_TOKEN_FILE": str(run_dir / "relay-token"),
-        "GITHUB_DISPATCH_TOKEN_FILE": str(run_dir / "github-token"),
-        "GITHUB_REPOSITORY": REPOSITORY,
-        "GITHUB_API_URL": github.url,
-        "no_proxy": "127.0.0.1,localhost",
-    }
-    with (run_dir / "relay.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gitops.relay", "--listen", f"127.0.0.1:{port}"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    readiness.wait_ready(
-        url + "/healthz",
-        30,
-        "the relay",
-        exited=readiness.first_exit({"relay": process}),
-        log_tail=lambda: readiness.file_tails(run_dir / "relay.log"),
-    )
-    return process, url
 
 
 def wait(
@@ -169,58 +133,53 @@ def drift_loop(drift_model: TinyModel, tmp_path_factory: pytest.TempPathFactory)
     rows = np.vstack([tiny.x_train, tiny.x_test])
     rows = rows[np.random.default_rng(0).permutation(len(rows))]
     columns = [tiny.features.index(name) for name in SHIFTED]
-    relay = None
-    with Stack(tiny.directory) as stack, GitHubApi() as github:
+    with (
+        Stack(tiny.directory) as stack,
+        GitHubApi() as github,
+        relay_server(tmp_path_factory.mktemp("relay"), github.url) as relay,
+        Alertmanager(relay.url + "/alertmanager", RELAY_TOKEN) as alertmanager,
+        Prometheus(
+            [f"127.0.0.1:{stack.port}"], rules, alertmanagers=[alertmanager.address]
+        ) as prometheus,
+    ):
+        traffic = Traffic(stack.url, tiny.features, rows)
+        traffic.start()
         try:
-            relay, relay_url = start_relay(tmp_path_factory.mktemp("relay"), github)
-            with (
-                Alertmanager(relay_url + "/alertmanager", RELAY_TOKEN) as alertmanager,
-                Prometheus(
-                    [f"127.0.0.1:{stack.port}"], rules, alertmanagers=[alertmanager.address]
-                ) as prometheus,
-            ):
-                traffic = Traffic(stack.url, tiny.features, rows)
-                traffic.start()
-                try:
-                    # A window of in-distribution rows only.
-                    time.sleep(WINDOW_SECONDS + 3)
-                    wait(
-                        lambda: len(psi_by_feature(prometheus)) == len(tiny.features) + 1,
-                        30,
-                        "PSI series",
-                        traffic,
-                    )
-                    quiet = psi_by_feature(prometheus)
-                    active_before = prometheus.alerts()
-                    dispatched_before = github.received()
-                    traffic.rows = drift_demo.shift(rows, columns)
-                    wait(
-                        lambda: firing_features(prometheus) >= set(SHIFTED),
-                        90,
-                        "the drift alerts",
-                        traffic,
-                    )
-                    shifted = psi_by_feature(prometheus)
-                    alerts = prometheus.alerts()
-                    up = prometheus.values("up", "instance")
-                    # Alertmanager groups by model and namespace: each notification holds
-                    # every alert of the group firing then; the latest names them all.
-                    wait(
-                        lambda: (
-                            bool(github.received())
-                            and features_of(github.received()[-1]["body"]) >= set(SHIFTED)
-                        ),
-                        30,
-                        "a dispatch naming every shifted feature",
-                        traffic,
-                    )
-                finally:
-                    traffic.stop()
-                assert traffic.error is None, traffic.error
+            # A window of in-distribution rows only.
+            time.sleep(WINDOW_SECONDS + 3)
+            wait(
+                lambda: len(psi_by_feature(prometheus)) == len(tiny.features) + 1,
+                30,
+                "PSI series",
+                traffic,
+            )
+            quiet = psi_by_feature(prometheus)
+            active_before = prometheus.alerts()
+            dispatched_before = github.received()
+            traffic.rows = drift_demo.shift(rows, columns)
+            wait(
+                lambda: firing_features(prometheus) >= set(SHIFTED),
+                90,
+                "the drift alerts",
+                traffic,
+            )
+            shifted = psi_by_feature(prometheus)
+            alerts = prometheus.alerts()
+            up = prometheus.values("up", "instance")
+            # Alertmanager groups by model and namespace: each notification holds
+            # every alert of the group firing then; the latest names them all.
+            wait(
+                lambda: (
+                    bool(github.received())
+                    and features_of(github.received()[-1]["body"]) >= set(SHIFTED)
+                ),
+                30,
+                "a dispatch naming every shifted feature",
+                traffic,
+            )
         finally:
-            if relay is not None:
-                relay.terminate()
-                relay.wait(10)
+            traffic.stop()
+        assert traffic.error is None, traffic.error
         requests = github.received()
     return DriftLoop(
         rows, stack.port, quiet, active_before, dispatched_before, shifted, alerts, up, requests

@@ -297,7 +297,7 @@ def test_one_line_in_an_overlay_turns_its_environments_monitoring_on(
     for doc in monitoring:
         assert doc["metadata"]["namespace"] == "modelops-staging"
     service_monitor = find(docs, "ServiceMonitor")
-    service = find(docs, "Service")
+    service = find(docs, "Service", "model")
     selected = service_monitor["spec"]["selector"]["matchLabels"]
     assert selected.items() <= service["metadata"]["labels"].items()
     rules = find(docs, "PrometheusRule")["spec"]["groups"]

@@ -72,15 +72,18 @@ def test_make_validate_passes_on_the_repository(
 ) -> None:
     result = run("make", "-s", "validate", cwd=ROOT, check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "valid: 3 overlay(s) against Kubernetes 1.35.0, 1.36.0, 1.37.0; Argo CD: argocd" in (
-        result.stdout
-    )
+    assert (
+        "valid: 3 overlay(s), 3 with monitoring on against Kubernetes 1.35.0, 1.36.0, 1.37.0; "
+        "Argo CD: argocd"
+    ) in result.stdout
     checkov = [line for line in result.stdout.splitlines() if line.startswith("checkov ")]
     assert [line.split(" (")[0] for line in checkov] == ["checkov chart", "checkov manifests"]
     assert all(", 0 failed, " in line for line in checkov), checkov
     # the chart's render scenarios, and what Argo CD applies
     assert "ci/provenance-values.yaml" in checkov[0]
     assert "rendered/dev/manifests.yaml" in checkov[1]
+    # and every overlay with its monitoring Component on: the retraining relay's manifests
+    assert "monitoring on dev, staging, prod" in checkov[1]
 
 
 def test_an_unknown_field_in_a_rendered_manifest_fails_for_every_kubernetes_version(
@@ -102,6 +105,26 @@ def test_a_broken_overlay_patch_fails_validation(repo_copy: Path) -> None:
     code, errors = validate("--overlays", str(repo_copy / "kustomize" / "overlays" / "staging"))
     assert code == 1
     assert "'minReplica' was unexpected" in errors
+
+
+def monitored(repo_copy: Path, tmp_path: Path) -> list[str]:
+    """The overlays of REPO_COPY with monitoring on (gitops.monitoring.monitored_copy), as the
+    default run of both scripts checks the repository's."""
+    from gitops import monitoring
+
+    return [str(p) for p in monitoring.monitored_copy(repo_copy, tmp_path / "monitored")]
+
+
+def test_a_broken_relay_manifest_fails_validation_with_monitoring_on(
+    repo_copy: Path, tmp_path: Path
+) -> None:
+    relay = repo_copy / "kustomize" / "monitoring" / "relay" / "deployment.yaml"
+    relay.write_text(relay.read_text().replace("        ports:\n", "        port:\n", 1))
+    code, errors = validate("--monitored", *monitored(repo_copy, tmp_path))
+    assert code == 1
+    for env in ("dev", "staging", "prod"):
+        assert f"{env} (monitoring on): Deployment/retrain-relay invalid for Kubernetes" in errors
+    assert "'port' was unexpected" in errors
 
 
 def test_a_duplicate_yaml_key_in_an_argocd_file_fails_validation(
@@ -245,20 +268,23 @@ def test_checkov_refuses_to_run_without_helm(checkov: Path) -> None:
 
 
 def test_checkov_fails_a_container_that_may_escalate_privileges(
-    checkov: Path, repo_copy: Path
+    checkov: Path, repo_copy: Path, tmp_path: Path
 ) -> None:
+    """In the chart, in an overlay, and in the retraining relay an overlay deploys with its
+    monitoring Component on (kustomize/monitoring/relay)."""
     for template in [repo_copy / "charts" / "model" / "templates" / "_helpers.tpl"]:
         template.write_text(
             template.read_text().replace(
                 "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true"
             )
         )
-    base = repo_copy / "kustomize" / "base" / "deployment.yaml"
-    base.write_text(
-        base.read_text().replace(
-            "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true"
+    for deployment in ("base/deployment.yaml", "monitoring/relay/deployment.yaml"):
+        path = repo_copy / "kustomize" / deployment
+        path.write_text(
+            path.read_text().replace(
+                "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true"
+            )
         )
-    )
     result = run_env(
         sys.executable,
         str(POLICIES),
@@ -266,11 +292,18 @@ def test_checkov_fails_a_container_that_may_escalate_privileges(
         str(repo_copy / "charts" / "model"),
         "--overlays",
         str(repo_copy / "kustomize" / "overlays" / "dev"),
+        "--monitored",
+        monitored(repo_copy, tmp_path)[0],
         env=tool_env(),
     )
     assert result.returncode == 1
     assert "chart: CKV_K8S_20" in result.stderr
     assert "manifests: CKV_K8S_20" in result.stderr
+    relay = "Deployment.modelops-dev.retrain-relay (monitored-dev.yaml)"
+    assert (
+        f"manifests: CKV_K8S_20 Containers should not run with allowPrivilegeEscalation: {relay}"
+        in (result.stderr)
+    )
 
 
 def test_no_check_of_image_digests_or_pull_policy_is_skipped_anywhere() -> None:

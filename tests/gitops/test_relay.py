@@ -1,6 +1,8 @@
 """gitops.relay: Alertmanager's webhook in, GitHub's repository dispatch out, against the stand-in
-for GitHub's API (tests/workflows/act/github_api.py) on loopback; the relay served by its own
-server (``gitops.relay.serve``) and, for its command line, as the process a pod runs."""
+for GitHub's API (tests/workflows/act/github_api.py) on loopback; the relay served by its real
+server (uWSGI with gitops/relay_uwsgi.ini, tests/gitops/relay_server.py; run under the heavy lock)
+and, for its command line, as the process ``python -m gitops.relay``. The limits, a stalled body and
+a burst of deliveries: tests/gitops/test_relay_server.py."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,13 +18,11 @@ from typing import Any
 
 import pytest
 
-from gitops import relay
+from gitops import relay, retrain
 from gitops.cli import ToolError
+from tests.gitops.relay_server import GITHUB_TOKEN, RELAY_TOKEN, REPOSITORY, relay_server
 from tests.workflows.act.github_api import SENDER, GitHubApi, repository_dispatch_event
 
-RELAY_TOKEN = "relay-token-of-this-test"  # noqa: S105 - a test value, not a secret
-GITHUB_TOKEN = "github-token-of-this-test"  # noqa: S105
-REPOSITORY = "acme/modelops"
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -60,27 +59,25 @@ def loopback_without_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
-@pytest.fixture
-def github() -> Iterator[GitHubApi]:
+@pytest.fixture(scope="module")
+def github_api() -> Iterator[GitHubApi]:
     with GitHubApi() as api:
         yield api
 
 
 @pytest.fixture
-def served(tmp_path: Path, github: GitHubApi) -> Iterator[str]:
-    """The relay's URL, served in a thread by the server ``python -m gitops.relay`` runs."""
-    config = relay.Config.from_environ(environment(tmp_path, github.url))
-    server = relay.serve(config, "127.0.0.1:0")
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def github(github_api: GitHubApi) -> GitHubApi:
+    """The module's stand-in for GitHub's API, emptied and answering 204 again."""
+    github_api.requests.clear()  # between tests: the stand-in's server thread is idle
+    github_api.status = 204
+    return github_api
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, github_api: GitHubApi) -> Iterator[str]:
+    """The relay's URL, served by uWSGI as the pod serves it (one server for the module)."""
+    with relay_server(tmp_path_factory.mktemp("relay"), github_api.url) as server:
+        yield server.url
 
 
 def post(
@@ -97,6 +94,7 @@ def post(
         return error.code, json.load(error)
 
 
+@pytest.mark.integration  # served: the relay's uWSGI
 def test_a_firing_drift_alert_becomes_githubs_repository_dispatch_with_the_dispatch_token(
     served: str, github: GitHubApi
 ) -> None:
@@ -134,11 +132,7 @@ def test_the_relay_names_its_configured_snapshot_in_the_dispatch(
     source = "https://exports.example.com/diagnosis/latest.csv"
     config = relay.Config.from_environ(environment(tmp_path, github.url, RETRAIN_SNAPSHOT=source))
     status, _ = relay.Relay(config).alertmanager(
-        {
-            "HTTP_AUTHORIZATION": f"Bearer {RELAY_TOKEN}",
-            "CONTENT_LENGTH": "1000",
-            "wsgi.input": _Body(json.dumps(webhook(alert("ModelScoreDrift"))).encode()),
-        }
+        delivery(json.dumps(webhook(alert("ModelScoreDrift"))).encode())
     )
     assert status == 202
     assert github.received()[0]["body"]["client_payload"]["snapshot"] == source
@@ -152,6 +146,23 @@ class _Body:
         return self.data[:size]
 
 
+def delivery(body: bytes) -> dict[str, Any]:
+    """The WSGI environ of a delivery of BODY with the relay's token."""
+    return {
+        "HTTP_AUTHORIZATION": f"Bearer {RELAY_TOKEN}",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": _Body(body),
+    }
+
+
+def test_a_body_shorter_than_its_content_length_is_a_408(tmp_path: Path) -> None:
+    config = relay.Config.from_environ(environment(tmp_path, "https://api.github.com"))
+    environ = {**delivery(b'{"alerts": []}'), "CONTENT_LENGTH": "100"}
+    status, answer = relay.Relay(config).alertmanager(environ)
+    assert (status, answer) == (408, {"error": "the body ended after 14 of 100 bytes"})
+
+
+@pytest.mark.integration  # served: the relay's uWSGI
 @pytest.mark.parametrize(
     ("token", "why"),
     [(None, "no Authorization header"), ("not-the-token", "a wrong token")],
@@ -166,6 +177,7 @@ def test_a_delivery_without_the_relay_token_is_a_401_and_sends_nothing(
     assert github.received() == []
 
 
+@pytest.mark.integration  # served: the relay's uWSGI
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
@@ -183,6 +195,7 @@ def test_a_body_that_is_not_a_webhook_is_a_400_naming_why(
     assert github.received() == []
 
 
+@pytest.mark.integration  # served: the relay's uWSGI
 def test_only_resolved_or_other_alerts_answer_200_and_dispatch_nothing(
     served: str, github: GitHubApi
 ) -> None:
@@ -196,6 +209,7 @@ def test_only_resolved_or_other_alerts_answer_200_and_dispatch_nothing(
     assert github.received() == []
 
 
+@pytest.mark.integration  # served: the relay's uWSGI
 def test_githubs_refusal_is_a_502_naming_its_status_so_alertmanager_retries(
     served: str, github: GitHubApi
 ) -> None:
@@ -207,21 +221,60 @@ def test_githubs_refusal_is_a_502_naming_its_status_so_alertmanager_retries(
     assert f"/repos/{REPOSITORY}/dispatches" in answer["error"]
 
 
+@pytest.mark.integration  # served: the relay's uWSGI
+def test_a_delivery_github_refused_is_dispatched_when_alertmanager_retries_it(
+    served: str, github: GitHubApi
+) -> None:
+    body = json.dumps(webhook(alert("ModelInputDrift", feature="worst_area"))).encode()
+    github.status = 502
+    assert post(served + "/alertmanager", body)[0] == 502
+    github.status = 204
+    assert post(served + "/alertmanager", body) == (202, {"dispatched": True, "alerts": 1})
+    assert post(served + "/alertmanager", body)[1]["dispatched"] is False, "then only once"
+    assert len(github.received()) == 2
+
+
+def test_a_delivery_is_claimed_once_a_window_and_again_after_it_or_after_a_release() -> None:
+    now = [0.0]
+    deliveries = relay.Deliveries(60, clock=lambda: now[0])
+    assert deliveries.claim("group-a")
+    assert not deliveries.claim("group-a")
+    assert deliveries.claim("group-b")
+    now[0] = 59.9
+    assert not deliveries.claim("group-a")
+    now[0] = 60.0
+    assert deliveries.claim("group-a"), "the window has passed"
+    deliveries.release("group-a")
+    assert deliveries.claim("group-a"), "released after a failed dispatch"
+    never = relay.Deliveries(0)
+    assert never.claim("group-a") and never.claim("group-a"), "0 s: no de-duplication"
+
+
+def test_a_delivery_is_its_alert_group_and_its_alerts_identities_not_their_psi() -> None:
+    def key(group: str, *alerts: dict[str, Any]) -> str:
+        body = {**webhook(*alerts), "groupKey": group}
+        return relay.delivery_key(body, retrain.dispatch_body(body))
+
+    radius = alert("ModelInputDrift", feature="mean_radius")
+    texture = alert("ModelInputDrift", feature="mean_texture")
+    moved = {**radius, "annotations": {"psi": "0.9"}}
+    assert key("g", radius, texture) == key("g", texture, moved)
+    assert key("g", radius) != key("g", radius, texture)
+    assert key("g", radius) != key("h", radius)
+
+
 def test_github_out_of_reach_is_a_502(tmp_path: Path) -> None:
     with GitHubApi() as gone:
         url = gone.url
     config = relay.Config.from_environ(environment(tmp_path, url))
     status, answer = relay.Relay(config).alertmanager(
-        {
-            "HTTP_AUTHORIZATION": f"Bearer {RELAY_TOKEN}",
-            "CONTENT_LENGTH": "500",
-            "wsgi.input": _Body(json.dumps(webhook(alert("ModelScoreDrift"))).encode()),
-        }
+        delivery(json.dumps(webhook(alert("ModelScoreDrift"))).encode())
     )
     assert status == 502
     assert answer["error"].startswith("GitHub cannot be reached at")
 
 
+@pytest.mark.integration  # served: the relay's uWSGI
 def test_health_unknown_paths_and_methods_answer_json(served: str) -> None:
     with _OPENER.open(served + "/healthz", timeout=10) as response:
         assert (response.status, json.load(response)) == (200, {"status": "ok"})
@@ -250,6 +303,9 @@ def test_a_body_over_the_limit_is_a_413_before_it_is_read(tmp_path: Path) -> Non
         ({"GITHUB_REPOSITORY": "modelops"}, "GITHUB_REPOSITORY must be owner/name"),
         ({"GITHUB_API_URL": "http://api.example.com"}, "GITHUB_API_URL must be an https://"),
         ({"RETRAIN_SNAPSHOT": "s3://bucket/x.csv"}, "not s3://"),
+        ({"RELAY_MAX_BODY_BYTES": "1MB"}, "RELAY_MAX_BODY_BYTES must be a whole number >= 1"),
+        ({"RELAY_DEDUP_SECONDS": "-1"}, "RELAY_DEDUP_SECONDS must be a whole number >= 0"),
+        ({"RELAY_GITHUB_TIMEOUT_SECONDS": "0"}, "RELAY_GITHUB_TIMEOUT_SECONDS must be a whole"),
     ],
 )
 def test_the_configuration_is_checked_at_start_naming_the_variable(
@@ -336,3 +392,30 @@ def test_the_github_stand_in_answers_422_to_a_dispatch_github_refuses_and_delive
     [request] = github.received()
     with pytest.raises(ValueError, match="GitHub delivers no event for this request"):
         repository_dispatch_event(request)
+
+
+def third_party_imports(module: str) -> set[str]:
+    """The top-level modules outside the standard library and gitops that importing MODULE loads,
+    in a fresh interpreter."""
+    code = (
+        f"import sys\nbefore = set(sys.modules)\nimport {module}\n"
+        "print(' '.join(sorted({name.partition('.')[0] for name in set(sys.modules) - before}"
+        " - set(sys.stdlib_module_names) - {'gitops'})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        timeout=60,
+        check=True,
+    )
+    return set(result.stdout.split())
+
+
+def test_the_relay_needs_only_the_standard_library_so_the_model_server_image_runs_it() -> None:
+    """The pod runs the relay on the model server image (kustomize/monitoring/relay), whose
+    Python has the serving extra only: no PyYAML. The check finds PyYAML in a module that
+    loads it (gitops.rendered)."""
+    assert third_party_imports("gitops.relay") == set()
+    assert "yaml" in third_party_imports("gitops.rendered")

@@ -9,7 +9,7 @@ active; the same rows with two chosen features shifted make exactly those featur
 0.2 and exactly their ModelInputDrift alerts fire, each naming the model, the namespace and the
 feature. Prometheus sends its alerts to a real Alertmanager (Debian's ``prometheus-alertmanager``,
 devstack.alertmanager, configured as docs/monitoring.md tells a team), whose webhook receiver is
-the retraining relay (``python -m gitops.relay``, its own process): the relay sends GitHub's
+the retraining relay (uWSGI, as its pod runs it): the relay sends GitHub's
 repository dispatch, to the stand-in for GitHub's API (tests/workflows/act/github_api.py), naming
 exactly the shifted features, and nothing while the traffic is in distribution. The loop runs once
 a session (tests/alert_loop/fixtures.py): test_act_retrain.py walks retrain.yml from the relay's
