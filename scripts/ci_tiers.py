@@ -72,7 +72,7 @@ NAMED_NOT_EXERCISED: dict[tuple[str, str], str] = {
 #: What every tier is built from: the toolchain, the test harness, this table.
 EVERY_TIER = (
     ".ci/", ".dockerignore", ".github/workflows/ci.yml", "Makefile", "mk/", "pyproject.toml",
-    "requirements/", "tests/conftest.py",
+    "requirements/", "tests/conftest.py", "tests/xdist_groups.py",
 )  # fmt: skip
 #: What only the unit tier checks (docs, repository metadata such as CODEOWNERS and Dependabot).
 UNIT_ONLY = (
