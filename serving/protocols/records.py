@@ -1,7 +1,9 @@
 """The records protocol: ``POST /predict``, rows as JSON records in, labels and probabilities out.
 
-``{"instances": [{feature: number, ...}, ...]}`` → ``{"model": provenance, "classes": [...],
-"labels": [...], "probabilities": [[...], ...]}`` plus the ``X-Model-Provenance`` header.
+``{"instances": [{feature: number, ...}, ...]}`` → ``{"model_name": name, "model_version":
+version, "classes": [...], "labels": [...], "probabilities": [[...], ...]}`` plus the
+``X-Model-Provenance-Id`` header (the model named as v2 names it; the full provenance is one
+request away, ``serving.provenance``).
 
 Two ways in, one answer:
 
@@ -46,7 +48,8 @@ from serving.protocols.common import (
     score,
     score_one,
 )
-from serving.state import PROVENANCE_HEADER, Answer, Call, ServerState
+from serving.provenance import HEADER
+from serving.state import Answer, Call, ServerState
 
 # --- the fast path ---------------------------------------------------------------------------
 
@@ -195,13 +198,7 @@ def predict_body(server: ServerState, raw: bytes) -> Answer:
                 return answer
         x = finite_records(decoder.matrix(rows), model.feature_names)
     proba = score(server, model, x)
-    payload = {
-        "model": model.provenance_dict,
-        "classes": model.classes,
-        "labels": model.labels(proba),
-        "probabilities": proba,
-    }
-    return Answer(payload, {PROVENANCE_HEADER: model.provenance_header})
+    return _answer(model, model.labels(proba), proba)
 
 
 def _one_row(model: Model, server: ServerState, values: tuple[float, ...]) -> Answer | None:
@@ -211,10 +208,17 @@ def _one_row(model: Model, server: ServerState, values: tuple[float, ...]) -> An
     if scored is None:
         return None
     proba, best = scored
+    return _answer(model, [model.classes[best]], [proba])
+
+
+def _answer(model: Model, labels: Any, probabilities: Any) -> Answer:
+    """The one shape of a /predict answer: the model named, its classes, labels, probabilities;
+    the provenance id in the header."""
     payload = {
-        "model": model.provenance_dict,
+        "model_name": model.name,
+        "model_version": model.provenance.version,
         "classes": model.classes,
-        "labels": [model.classes[best]],
-        "probabilities": [proba],
+        "labels": labels,
+        "probabilities": probabilities,
     }
-    return Answer(payload, {PROVENANCE_HEADER: model.provenance_header})
+    return Answer(payload, {HEADER: model.provenance_id})
