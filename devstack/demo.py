@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.stack import Stack, StackError
+from serving.provenance import FIELDS, HEADER
 from serving.readiness import NotReadyError
 
 
@@ -49,6 +50,12 @@ def post(url: str, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, s
         return json.loads(response.read()), dict(response.headers)
 
 
+def get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback URL)
+        answer: dict[str, Any] = json.loads(response.read())
+        return answer
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, required=True)
@@ -64,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     row = sample_row(features)
     try:
         with Stack(args.model_dir, env=env) as stack:
-            print(f"serving: Nginx -> uWSGI -> Flask on {stack.url} (model {args.model_dir})")
+            print(f"serving: Nginx -> uWSGI -> the app on {stack.url} (model {args.model_dir})")
             body, headers = post(stack.url + "/predict", {"instances": [row]})
+            metadata = get(f"{stack.url}/v2/models/{body['model_name']}")
     except (StackError, NotReadyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -73,9 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"serving: POST /predict with one row of {len(row)} features")
     print(f"serving: label {body['labels'][0]}, probabilities {json.dumps(probabilities)}")
     print(f"serving: X-Request-ID {headers.get('X-Request-ID')}")
-    print("serving: provenance (X-Model-Provenance):")
-    for part in headers.get("X-Model-Provenance", "").split("; "):
-        print(f"  {part}")
+    print(f"serving: {HEADER} {headers.get(HEADER)}")
+    print(f"serving: provenance (GET /v2/models/{body['model_name']}, parameters):")
+    for key, value in metadata["parameters"].items():
+        if key in FIELDS or key == "provenance_id":
+            print(f"  {key}={value}")
     print("serving: stack stopped")
     return 0
 

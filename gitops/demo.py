@@ -49,6 +49,7 @@ from types import ModuleType
 from gitops import environments, evidence, rendered
 from gitops.cli import OneLineParser, ToolError
 from images import pod as pods
+from serving.provenance import HEADER
 
 ROOT = environments.ROOT
 NAME = "diagnosis-classifier"
@@ -262,9 +263,13 @@ def table(box: Sandbox, cluster: Cluster) -> str:
         status, body, headers = pods.call(f"{pod.base}/predict", {"instances": [pods.sample_row()]})
         if status != 200:
             raise ToolError(f"{env.name}: POST /predict answered {status}: {body}")
-        seen = dict(
-            p.split("=", 1) for p in headers.get("X-Model-Provenance", "").split("; ") if "=" in p
-        )
+        _, metadata, _ = pods.call(f"{pod.base}/v2/models/{body['model_name']}")
+        seen = (metadata or {}).get("parameters") or {}
+        if headers.get(HEADER) != seen.get("provenance_id"):
+            raise ToolError(
+                f"{env.name}: the prediction's {HEADER} {headers.get(HEADER)!r} is not the "
+                f"model metadata's provenance_id {seen.get('provenance_id')!r}"
+            )
         holder = box.run("gto", "show", f"{NAME}#{env.stage}", "--version", show=False).strip()
         rows.append(
             f"| {env.name} | {env.branch} | {body['labels'][0]} | {seen.get('version')} | "

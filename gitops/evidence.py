@@ -9,7 +9,7 @@ it, and only a GitHub App's token can create one: a contributor's own token cann
 403), and the workflows' ``GITHUB_TOKEN`` creates them as the GitHub Actions app, whatever the
 workflow file says. The gate accepts only check runs of the App named in ``evidence.toml`` on the
 target's protected branch, whose key is in the GitHub environment ``evidence`` (deployment
-branches: the environment branches only) and in the cluster's Secret for the PostSync hook; and
+branches: the environment branches only); and
 check runs cannot be deleted, so the newest one of that App decides (a pass followed by a failure
 is a failure). docs/workflow.md, "Evidence", gives the reasons.
 

@@ -94,7 +94,7 @@ def documents(text: str) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class Release:
     """What an environment runs, read from its rendered manifests: the model server image and
-    the model it serves. The same fields the pod answers with (X-Model-Provenance)."""
+    the model it serves. The same fields the pod's model metadata reports (gitops.smoke)."""
 
     image: str  # NAME:SHA@sha256:DIGEST
     namespace: str

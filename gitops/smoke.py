@@ -5,9 +5,11 @@ usage: python -m gitops.smoke ENV --url URL [--ref REF] [--wait SECONDS] [--reco
 Reads the release ENV's rendered manifests carry (``rendered/<env>/manifests.yaml`` at REF,
 default the environment's branch on origin, else HEAD) and asks the server at URL (the
 environment's Service, or a local pod) for it: ``/v2/health/ready`` must answer 200, the model
-metadata ``/v2/models/<name>`` and the ``X-Model-Provenance`` header of one inference must name
-the same model version, stage, git commit and model sha256 (and image digest, when the server
-reports one) as the manifests. Any difference fails with one line naming the field.
+metadata ``/v2/models/<name>`` must name the same model version, stage, git commit and model
+sha256 (and image digest, when the server reports one) as the manifests, and the
+``X-Model-Provenance-Id`` header of one inference must be the id of that provenance
+(``serving.provenance``: recomputed here from the metadata's values, and equal to the id the
+metadata states). Any difference fails with one line naming the field.
 
 With --record, the result (passed or failed, with the release it names) becomes a GitHub check
 run ``smoke/<env>`` on the commit that last changed the rendered file, created with the token in
@@ -17,9 +19,8 @@ passed and names exactly what it runs (:func:`gitops.evidence.verify`). --wait S
 every few seconds until the server serves the release or the time is up (a job started right
 after a merge, before Argo CD synced); only the last answer is recorded.
 
-Callers: the smoke job of environments.yml after every merge into an environment branch, the
-PostSync hook Job in the cluster (charts/model, smoke.hook), the demo after a pod is up
-(docs/workflow.md, Evidence).
+Callers: the smoke job of environments.yml after every merge into an environment branch, and the
+demo after a pod is up (docs/workflow.md, Evidence; no in-cluster recorder is shipped yet).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 from gitops import environments, evidence, rendered
 from gitops.cli import OneLineParser, ToolError, run_main
 from gitops.git import rev, show
+from serving.provenance import HEADER, provenance_id
 
 #: Provenance field reported by the server -> the rendered release's attribute.
 FIELDS = {
@@ -43,7 +45,6 @@ FIELDS = {
     "git_commit": "git_commit",
     "model_sha256": "model_sha256",
 }
-HEADER = "X-Model-Provenance"
 #: Seconds between two tries under --wait.
 POLL = 3.0
 
@@ -79,20 +80,32 @@ def check(url: str, release: rendered.Release) -> dict[str, str]:
     status, _, headers = _call(f"{base}/v2/models/{release.model_name}/infer", body)
     if status != 200:
         raise ToolError(f"smoke: inference at {base} answered {status}, not 200")
-    header = dict(part.split("=", 1) for part in headers.get(HEADER, "").split("; ") if "=" in part)
     reported = metadata.get("parameters") or {}
     fields = dict(FIELDS)
-    if "image_digest" in reported or "image_digest" in header:
+    if "image_digest" in reported:
         fields["image_digest"] = "digest"
     for field, attribute in fields.items():
         wanted = getattr(release, attribute)
-        for where, values in (("/v2 model metadata", reported), (HEADER, header)):
-            if values.get(field, "") != wanted:
-                raise ToolError(
-                    f"smoke: {where} reports {field} {values.get(field, '')!r}, "
-                    f"but the rendered manifests say {wanted!r}"
-                )
-    return {field: header[field] for field in fields}
+        if reported.get(field, "") != wanted:
+            raise ToolError(
+                f"smoke: /v2 model metadata reports {field} {reported.get(field, '')!r}, "
+                f"but the rendered manifests say {wanted!r}"
+            )
+    answered = headers.get(HEADER, "")
+    try:
+        expected = provenance_id(reported)
+    except KeyError as missing:
+        raise ToolError(f"smoke: /v2 model metadata lacks the provenance field {missing}") from None
+    for where, value in (
+        ("/v2 model metadata", reported.get("provenance_id", "")),
+        (HEADER, answered),
+    ):
+        if value != expected:
+            raise ToolError(
+                f"smoke: {where} reports provenance id {value!r}, but the metadata's values "
+                f"give {expected!r}"
+            )
+    return {**{field: reported[field] for field in fields}, "provenance_id": answered}
 
 
 def main(argv: Sequence[str]) -> int:

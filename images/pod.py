@@ -68,6 +68,8 @@ if str(ROOT) not in sys.path:  # run as `python images/pod.py`: the checkout's s
     sys.path.insert(0, str(ROOT))
 from gitops.rendered import is_relay  # noqa: E402
 from serving import readiness  # noqa: E402
+from serving.provenance import FIELDS as PROVENANCE_FIELDS  # noqa: E402
+from serving.provenance import HEADER as PROVENANCE_HEADER  # noqa: E402
 
 Docs = list[dict[str, Any]]
 # The image names the chart renders, which an overlay's `images:` entries replace.
@@ -446,11 +448,16 @@ def demo(env: str, image: str, nginx_image: str | None) -> int:
             status, body, _ = call(pod.base + path)
             print(f"GET {path} -> {status} {json.dumps(body)}")
         status, body, headers = call(f"{pod.base}/predict", {"instances": [sample_row()]})
+        if status == 200:
+            _, metadata, _ = call(f"{pod.base}/v2/models/{body['model_name']}")
     if status != 200:
         print(f"error: POST /predict -> {status} {json.dumps(body)}", file=sys.stderr)
         return 1
     print(f"prediction: {body['labels'][0]}  probabilities {body['probabilities'][0]}")
-    print(f"provenance: {headers.get('X-Model-Provenance', '')}")
+    print(f"provenance id ({PROVENANCE_HEADER}): {headers.get(PROVENANCE_HEADER, '')}")
+    parameters = metadata["parameters"]
+    shown = {key: parameters.get(key, "") for key in (*PROVENANCE_FIELDS, "provenance_id")}
+    print(f"provenance (model metadata): {json.dumps(shown)}")
     return 0
 
 

@@ -1,4 +1,4 @@
-# Serving: the model behind Nginx -> uWSGI -> Flask (serving/), its tests and its benchmark.
+# Serving: the model behind Nginx -> uWSGI -> the app (serving/), its tests and its benchmark.
 # See docs/serving.md.
 
 # The model `make serve` runs (the training pipeline's output) and where it listens.

@@ -42,6 +42,8 @@ TIERS: dict[str, tuple[str, ...]] = {
         # tests/deploy/conftest.py names the server configuration the checkov scan reads
         "images/", "tests/image/", "serving/__init__.py", "serving/readiness.py",
         "serving/config/",
+        # the provenance id gitops.smoke, gitops.demo and images/pod.py check answers against
+        "serving/provenance.py",
         # the drift alert loop's plugin (tests/conftest.py: alert_loop.fixtures) and its imports
         "devstack/", "tests/alert_loop/", "tests/serving/serving_testkit.py",
         # the regression tests' diabetes workspace (tests/training and tests/serving import it)

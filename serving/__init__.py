@@ -1,1 +1,2 @@
-"""The model server: a Flask app run by uWSGI behind Nginx (see docs/serving.md)."""
+"""The model server: a WSGI app (one request pipeline, no web framework) run by uWSGI behind
+Nginx (see docs/serving.md)."""

@@ -1,29 +1,24 @@
-"""The Flask application factory.
+"""The application factory: configuration, the model, and the request pipeline that is the app.
 
-Configuration flows one way: ``DEFAULTS``, then ``MODELOPS_*`` environment variables, then the
-``config`` mapping passed in (tests). The model is loaded and verified here, so under uWSGI it
-happens once in the master, before the workers fork.
+Configuration flows one way: ``DEFAULTS``, then ``MODELOPS_*`` environment variables (only the
+keys of ``DEFAULTS``), then the ``config`` mapping passed in (tests). The model is loaded and
+verified here, so under uWSGI it happens once in the master, before the workers fork.
 
-The app's WSGI entry is ``serving.pipeline.Pipeline``: it answers every path of the route table
-(``serving.routes``) itself and hands any other path to Flask's own dispatch, which holds only
-what other code registers on the app (``@app.post(...)``: the benchmark's floor does) and answers
-404 for the rest. Flask is set to let every exception through (``PROPAGATE_EXCEPTIONS``,
-``TRAP_HTTP_EXCEPTIONS``) so that the pipeline answers errors, and one hook tells the pipeline
-which rule matched (the metrics label): request ids, body limits, error bodies, metrics and the
-log line are the pipeline's alone.
+``create_app`` returns ``serving.pipeline.Pipeline``: the WSGI application uWSGI calls, which
+answers every request itself through the route table (``serving.routes``), 404 and 405 included.
+No web framework dispatches a request; Flask is not used.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, request
-
 from serving.metrics import Metrics
 from serving.model import Model
-from serving.pipeline import ENDPOINT_KEY, Pipeline
+from serving.pipeline import Pipeline
 from serving.routes import ROUTES, Router
 from serving.state import ServerState
 
@@ -61,44 +56,37 @@ def model_from_config(config: Mapping[str, Any]) -> Model:
     )
 
 
-def create_app(config: Mapping[str, Any] | None = None, *, model: Model | None = None) -> Flask:
-    """Build the app; loads the model from the configuration unless one is passed in."""
-    app = Flask(__name__)
-    app.config.from_mapping(DEFAULTS)
-    app.config.from_prefixed_env("MODELOPS", loads=str)
-    if config:
-        app.config.from_mapping(config)
+def load_config(
+    config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``DEFAULTS``, overridden by ``MODELOPS_<KEY>`` from ``environ`` (default ``os.environ``),
+    then by ``config``; integers checked. Raises ``ConfigError`` naming the variable."""
+    environ = os.environ if environ is None else environ
+    settings = dict(DEFAULTS)
+    settings.update(
+        {key: environ[f"MODELOPS_{key}"] for key in DEFAULTS if f"MODELOPS_{key}" in environ}
+    )
+    settings.update(config or {})
     for key in INT_KEYS:
         try:
-            app.config[key] = int(app.config[key])
+            settings[key] = int(settings[key])
         except ValueError:
-            raise ConfigError(
-                f"MODELOPS_{key} must be an integer, got {app.config[key]!r}"
-            ) from None
-    monitoring = MONITORING_VALUES.get(str(app.config["MONITORING"]))
-    if monitoring is None:
-        raise ConfigError(
-            f"MODELOPS_MONITORING must be on or off, got {app.config['MONITORING']!r}"
-        )
+            raise ConfigError(f"MODELOPS_{key} must be an integer, got {settings[key]!r}") from None
+    if str(settings["MONITORING"]) not in MONITORING_VALUES:
+        raise ConfigError(f"MODELOPS_MONITORING must be on or off, got {settings['MONITORING']!r}")
+    return settings
+
+
+def create_app(config: Mapping[str, Any] | None = None, *, model: Model | None = None) -> Pipeline:
+    """The app (the request pipeline over the route table); loads the model from the
+    configuration unless one is passed in. Raises ``ConfigError`` or ``ModelError``."""
+    settings = load_config(config)
     if model is None:
-        model = model_from_config(app.config)
+        model = model_from_config(settings)
         model.load()
+    monitoring = MONITORING_VALUES[str(settings["MONITORING"])]
     server = ServerState(
-        model=model, metrics=Metrics(monitoring=monitoring), max_rows=app.config["MAX_ROWS"]
+        model=model, metrics=Metrics(monitoring=monitoring), max_rows=settings["MAX_ROWS"]
     )
     server.metrics.describe_model(model)
-    app.extensions["modelops"] = server
-
-    # Every exception out of Flask's dispatch, HTTP errors included, goes to the pipeline.
-    app.config["PROPAGATE_EXCEPTIONS"] = True
-    app.config["TRAP_HTTP_EXCEPTIONS"] = True
-
-    @app.before_request
-    def tell_the_pipeline_the_rule() -> None:
-        if request.url_rule is not None:
-            request.environ[ENDPOINT_KEY] = request.url_rule.rule
-
-    app.wsgi_app = Pipeline(  # type: ignore[method-assign]
-        server, Router(ROUTES), app.wsgi_app, app.config["MAX_CONTENT_LENGTH"]
-    )
-    return app
+    return Pipeline(server, Router(ROUTES), settings["MAX_CONTENT_LENGTH"])

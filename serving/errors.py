@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from werkzeug.exceptions import HTTPException
-
 CODES = {
     400: "bad_request",
     404: "not_found",
@@ -58,17 +56,3 @@ def error_body(error: ApiError, request_id: str) -> dict[str, Any]:
         "field": error.field,
         "request_id": request_id,
     }
-
-
-def from_http_exception(exc: HTTPException) -> ApiError:
-    """A werkzeug/Flask HTTP error (a routing 404 or 405, a 413 while reading) as an ApiError,
-    its ``Allow`` header kept."""
-    status = exc.code or 500
-    messages = {
-        404: "no such endpoint; see /openapi.json",
-        405: "method not allowed",
-        413: "request body too large",
-    }
-    message = messages.get(status) or (exc.description or exc.name)
-    allow = exc.get_response().headers.get("Allow") if status == 405 else None
-    return ApiError(status, message, headers={"Allow": allow} if allow else None)

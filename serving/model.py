@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from modelcard.runtime import (
     run,
     value_disagreement,
 )
+from serving.provenance import Provenance
 
 ProbaFn = Callable[[Matrix], Matrix]
 #: ``inference_path`` by the card's format: what /v2 model metadata and the model-info metric say.
@@ -44,31 +45,6 @@ INFERENCE_PATHS = {"onnx": "onnxruntime", "scikit-learn": "scikit-learn"}
 
 class ModelError(Exception):
     """The model cannot be served: missing, tampered, unreadable or inconsistent."""
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where the served model comes from: the values the image labels and manifests carry.
-
-    ``image_digest`` is the manifest digest of the image the pod runs (``sha256:<hex>``). An image
-    cannot carry its own digest, so only a deployment that pins the image by digest sets it
-    (``MODELOPS_IMAGE_DIGEST``); anywhere else it is empty, like every value nobody set.
-    """
-
-    name: str
-    version: str
-    stage: str
-    git_commit: str
-    image_digest: str
-    data_sha256: str
-    model_sha256: str
-
-    def as_dict(self) -> dict[str, str]:
-        return asdict(self)
-
-    def header(self) -> str:
-        """The ``X-Model-Provenance`` header value: ``key=value`` pairs joined by ``; ``."""
-        return "; ".join(f"{key}={value}" for key, value in self.as_dict().items())
 
 
 @dataclass(frozen=True)
@@ -110,8 +86,7 @@ class Model:
         self.profile: modelcard.Profile | None = None
         self.inference_path = ""
         self.provenance = Provenance(name, version, stage, git_commit, image_digest, "", "")
-        self.provenance_dict: dict[str, str] = {}
-        self.provenance_header = ""
+        self.provenance_id = ""
         self._proba: ProbaFn | None = None
         self._one: Callable[[Sequence[float]], tuple[float, ...]] | None = None
 
@@ -156,8 +131,7 @@ class Model:
             data_sha256=str((data or {}).get("sha256", "")),
             model_sha256=str(card["model_sha256"]),
         )
-        self.provenance_dict = self.provenance.as_dict()
-        self.provenance_header = self.provenance.header()
+        self.provenance_id = self.provenance.as_id()
         self._proba = proba
         self._one = proba.one if isinstance(proba, OnnxRows) else None
         self.ready = True

@@ -1,24 +1,25 @@
-"""The request pipeline: what happens to every request, in one place.
+"""The request pipeline: the app itself, what uWSGI calls for every request.
 
-``Pipeline`` is the app's WSGI entry (``create_app`` sets it as ``app.wsgi_app``). For every
-request, whoever answers it, it:
+``Pipeline`` is the WSGI application ``create_app`` (``serving.app``) returns and
+``serving.wsgi`` hands to uWSGI; no framework dispatches in front of it or behind it. For every
+request it:
 
 1. takes the request id (Nginx's ``REQUEST_ID`` uwsgi param, else the client's ``X-Request-ID``,
    else a new one) and starts the clock;
 2. refuses a declared body over the limit (413) before anything reads it;
-3. dispatches: a path in the route table (``serving.routes``) to its handler, directly, with a
-   ``Call`` (``serving.state``); any other path to Flask, which has only what other code
-   registered on it, and its 404;
+3. dispatches through ``Router`` (``serving.routes``): a path and method of the route table to
+   its handler, with a ``Call`` (``serving.state``); a path no rule has is a 404, a path whose
+   rule lacks the method a 405 with ``Allow``: both answered here, like any other error;
 4. turns what comes back into the response: the handler's ``Answer`` serialised by orjson, or an
-   ``ApiError``, a werkzeug HTTP error or any other exception into the one JSON error shape
-   (``serving.errors``; an unexpected exception is a 500 plus one ``unhandled_error`` log line
-   with the request id, never a stack trace);
+   ``ApiError`` or any other exception into the one JSON error shape (``serving.errors``; an
+   unexpected exception is a 500 plus one ``unhandled_error`` log line with the request id, never
+   a stack trace);
 5. adds ``X-Request-ID``, observes ``modelops_requests_total`` and
    ``modelops_request_duration_seconds`` (``endpoint`` = the matched rule, else ``unmatched``),
    and writes the one ``request`` log line.
 
-Flask is configured to let every exception through to here (``serving.app``), so a Flask route
-gets the same error bodies, headers, metrics and log line as a table route.
+``test_client()`` is werkzeug's test client on it (werkzeug is the only web library the app
+uses, and only there): the tests drive the same object uWSGI does.
 """
 
 from __future__ import annotations
@@ -28,36 +29,40 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from werkzeug.exceptions import HTTPException
 
-from serving.errors import ApiError, error_body, from_http_exception
+from serving.errors import ApiError, error_body
 from serving.logs import log
 from serving.routes import Router
 from serving.state import JSON_MIMETYPE, Call, ServerState
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+if TYPE_CHECKING:
+    from werkzeug.test import Client
+
 REQUEST_ID_HEADER = "X-Request-ID"
-# Where a Flask route's rule is left for the pipeline (serving.app's before_request hook).
-ENDPOINT_KEY = "modelops.endpoint"
-REQUEST_ID_KEY = "modelops.request_id"
 UNMATCHED = "unmatched"
+NOT_FOUND = "no such endpoint; see /openapi.json"
 INTERNAL = "internal error; see the server log for this request id"
 REASONS = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 
 class Pipeline:
-    """WSGI: the one request pipeline in front of the route table and of Flask (above)."""
+    """The app: WSGI, every request through the steps above. ``server`` is the served model,
+    metrics and limits; ``router`` the route table it answers; ``max_content_length`` the body
+    limit in bytes (``MODELOPS_MAX_CONTENT_LENGTH``)."""
 
-    def __init__(
-        self, server: ServerState, router: Router, flask_wsgi: WsgiApp, max_content_length: int
-    ) -> None:
+    def __init__(self, server: ServerState, router: Router, max_content_length: int) -> None:
         self.server = server
         self.router = router
-        self.flask_wsgi = flask_wsgi
         self.max_content_length = max_content_length
+
+    def test_client(self) -> Client:
+        """werkzeug's test client on this app (the tests' way in, and a demo's)."""
+        from werkzeug.test import Client
+
+        return Client(self)
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -73,7 +78,7 @@ class Pipeline:
                 environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
             )
             if match is None:
-                return self._flask(environ, start_response, request_id, started)
+                raise ApiError(404, NOT_FOUND)
             route, endpoint, args = match
             answer = route.handler(self.server, Call(environ, args, self.max_content_length))
             body = answer.body
@@ -104,36 +109,6 @@ class Pipeline:
             return  # no usable length: a chunked body, bounded while it is read
         if length > self.max_content_length:
             raise ApiError(413, "request body too large")
-
-    def _flask(
-        self,
-        environ: dict[str, Any],
-        start_response: Callable[..., Any],
-        request_id: str,
-        started: float,
-    ) -> Iterable[bytes]:
-        """A path outside the route table: Flask answers; what it raises is answered here."""
-        environ[REQUEST_ID_KEY] = request_id
-        answered: list[int] = []
-
-        def respond(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            answered.append(int(status.split(" ", 1)[0]))
-            return start_response(status, [*headers, (REQUEST_ID_HEADER, request_id)], exc_info)
-
-        try:
-            result = self.flask_wsgi(environ, respond)
-        except Exception as exc:
-            if isinstance(exc, HTTPException) and exc.code is not None and exc.code < 400:
-                result = exc.get_response(environ)(environ, respond)  # a redirect of Flask's
-            else:
-                status, body, headers = error_answer(exc, request_id)
-                answered.append(status)
-                result = _respond(
-                    environ, start_response, request_id, status, body, JSON_MIMETYPE, headers
-                )
-        endpoint = environ.get(ENDPOINT_KEY, UNMATCHED)
-        self._observe(environ, endpoint, answered[-1] if answered else 500, started, request_id)
-        return result
 
     def _observe(
         self,
@@ -177,8 +152,6 @@ def error_answer(exc: Exception, request_id: str) -> tuple[int, bytes, dict[str,
     """Status, JSON body and headers for any exception a request raised: the one place that
     maps errors to answers. Unexpected exceptions are logged (``unhandled_error``, with the
     request id) and answered as a 500 that says only where to look."""
-    if isinstance(exc, HTTPException):
-        exc = from_http_exception(exc)
     if not isinstance(exc, ApiError):
         log(
             "unhandled_error",

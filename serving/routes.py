@@ -3,12 +3,10 @@
 ``ROUTES`` lists each operation with its method, its path rules (``<arg>`` is one non-empty path
 segment, as in werkzeug's rules) and its handler, a plain function ``(ServerState, Call) ->
 Answer`` (``serving.state``). ``serving.pipeline`` dispatches every request through ``Router``
-built from this table; nothing else declares these paths. serving/openapi.json documents the same
-paths and methods (a test holds them equal), and ``rule`` strings are the ``endpoint`` label of
-the request metrics.
-
-Paths outside the table go on to Flask (``serving.app``): routes other code registers on the
-Flask app (the benchmark's floor does), and Flask's 404 for everything else.
+built from this table; nothing else declares paths. serving/openapi.json documents the same paths
+and methods (a test holds them equal), and ``rule`` strings are the ``endpoint`` label of the
+request metrics. A path outside the table is the pipeline's 404; a method a path's rule lacks,
+its 405.
 """
 
 from __future__ import annotations

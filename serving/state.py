@@ -3,7 +3,7 @@
 Handlers (``serving.protocols``, ``serving.routes``) are plain functions
 ``(ServerState, Call) -> Answer``; they raise ``ApiError`` for anything the client got wrong.
 ``serving.pipeline`` builds the ``Call``, runs the handler and turns the ``Answer`` (or the error)
-into the HTTP response: handlers never see WSGI, Flask, headers they do not ask for, or status
+into the HTTP response: handlers never see WSGI, headers they do not ask for, or status
 lines.
 """
 
@@ -17,7 +17,6 @@ from serving.metrics import Metrics
 from serving.model import Model
 
 JSON_MIMETYPE = "application/json"
-PROVENANCE_HEADER = "X-Model-Provenance"
 CHUNK = 64 * 1024
 
 
@@ -97,7 +96,7 @@ class Call:
 @dataclass(slots=True)
 class Answer:
     """What a handler answers: a JSON-serialisable payload (numpy arrays too), or ``bytes`` sent
-    as they are with ``content_type``; plus headers of its own (the provenance)."""
+    as they are with ``content_type``; plus headers of its own (the provenance id)."""
 
     body: Any
     headers: dict[str, str] | None = None

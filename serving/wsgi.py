@@ -42,10 +42,11 @@ except ConfigError as exc:
     log("config_refused", level="error", error=str(exc))
     raise SystemExit(1) from None
 
-_server = application.extensions["modelops"]
+_server = application.server
 log(
     "model_loaded",
     **_server.model.provenance.as_dict(),
+    provenance_id=_server.model.provenance_id,
     inference_path=_server.model.inference_path,
     features=len(_server.model.features),
 )

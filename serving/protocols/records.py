@@ -1,9 +1,11 @@
 """The records protocol: ``POST /predict``, rows as JSON records in, labels and probabilities out.
 
-``{"instances": [{feature: number, ...}, ...]}`` → ``{"model": provenance, "classes": [...],
-"labels": [...], "probabilities": [[...], ...]}`` plus the ``X-Model-Provenance`` header; for a
-regression's model (``Model.regression``) ``{"model": provenance, "predictions": [number, ...]}``,
-one predicted value a row and no classes or probabilities (:func:`predictions_answer`).
+``{"instances": [{feature: number, ...}, ...]}`` → ``{"model_name": name, "model_version":
+version, "classes": [...], "labels": [...], "probabilities": [[...], ...]}`` plus the
+``X-Model-Provenance-Id`` header (the model named as v2 names it; the full provenance is one
+request away, ``serving.provenance``); for a regression's model (``Model.regression``)
+``{"model_name": name, "model_version": version, "predictions": [number, ...]}``, one predicted
+value a row and no classes or probabilities (:func:`predictions_answer`).
 
 Two ways in, one answer:
 
@@ -48,7 +50,8 @@ from serving.protocols.common import (
     score,
     score_one,
 )
-from serving.state import PROVENANCE_HEADER, Answer, Call, ServerState
+from serving.provenance import HEADER
+from serving.state import Answer, Call, ServerState
 
 # --- the fast path ---------------------------------------------------------------------------
 
@@ -181,8 +184,12 @@ def predictions_answer(model: Model, values: Any) -> Answer:
     request order."""
     if isinstance(values, np.ndarray):
         values = np.ascontiguousarray(values)  # orjson serialises contiguous arrays only
-    payload = {"model": model.provenance_dict, "predictions": values}
-    return Answer(payload, {PROVENANCE_HEADER: model.provenance_header})
+    payload = {
+        "model_name": model.name,
+        "model_version": model.provenance.version,
+        "predictions": values,
+    }
+    return Answer(payload, {HEADER: model.provenance_id})
 
 
 def predict(server: ServerState, call: Call) -> Answer:
@@ -208,13 +215,7 @@ def predict_body(server: ServerState, raw: bytes) -> Answer:
     proba = score(server, model, x)
     if model.regression:
         return predictions_answer(model, proba[:, 0])
-    payload = {
-        "model": model.provenance_dict,
-        "classes": model.classes,
-        "labels": model.labels(proba),
-        "probabilities": proba,
-    }
-    return Answer(payload, {PROVENANCE_HEADER: model.provenance_header})
+    return _answer(model, model.labels(proba), proba)
 
 
 def _one_row(model: Model, server: ServerState, values: tuple[float, ...]) -> Answer | None:
@@ -226,10 +227,17 @@ def _one_row(model: Model, server: ServerState, values: tuple[float, ...]) -> An
     proba, best = scored
     if model.regression:
         return predictions_answer(model, proba[:1])
+    return _answer(model, [model.classes[best]], [proba])
+
+
+def _answer(model: Model, labels: Any, probabilities: Any) -> Answer:
+    """The one shape of a /predict answer: the model named, its classes, labels, probabilities;
+    the provenance id in the header."""
     payload = {
-        "model": model.provenance_dict,
+        "model_name": model.name,
+        "model_version": model.provenance.version,
         "classes": model.classes,
-        "labels": [model.classes[best]],
-        "probabilities": [proba],
+        "labels": labels,
+        "probabilities": probabilities,
     }
-    return Answer(payload, {PROVENANCE_HEADER: model.provenance_header})
+    return Answer(payload, {HEADER: model.provenance_id})

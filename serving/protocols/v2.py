@@ -45,7 +45,8 @@ from serving.protocols.common import (
     parse_json,
     score,
 )
-from serving.state import PROVENANCE_HEADER, Answer, Call, ServerState
+from serving.provenance import HEADER
+from serving.state import Answer, Call, ServerState
 
 SERVER_NAME = "modelops"
 SERVER_VERSION = "0.1.0"
@@ -100,8 +101,9 @@ def server_metadata(server: ServerState, call: Call) -> Answer:
 
 
 def model_metadata(server: ServerState, call: Call) -> Answer:
-    """``GET /v2/models/<name>[/versions/<version>]``; ``parameters`` carries the provenance,
-    the feature names in order, the classes and the inference path."""
+    """``GET /v2/models/<name>[/versions/<version>]``; ``parameters`` carries the provenance and
+    its id (``serving.provenance``), the feature names in order, the classes and the inference
+    path."""
     model = server.require_model(call.args["name"], call.args.get("version"))
     return Answer(_metadata(model))
 
@@ -123,7 +125,8 @@ def _metadata(model: Model) -> dict[str, Any]:
             "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, width]}],
             "outputs": _output_metadata(model),
             "parameters": {
-                **model.provenance_dict,
+                **model.provenance.as_dict(),
+                "provenance_id": model.provenance_id,
                 "features": list(model.feature_names),
                 **_task_parameters(model),
                 "inference_path": model.inference_path,
@@ -213,7 +216,7 @@ def infer_body(
     if "id" in body:
         payload["id"] = body["id"]
     payload["outputs"] = answered
-    return Answer(payload, {PROVENANCE_HEADER: model.provenance_header})
+    return Answer(payload, {HEADER: model.provenance_id})
 
 
 def _split_binary(raw: bytes, length_text: str | None) -> tuple[bytes, dict[int, bytes], Any]:

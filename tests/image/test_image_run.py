@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from serving import readiness
+from serving.provenance import HEADER, provenance_id
 from serving.readiness import NotReadyError
 
 from .conftest import ROOT, BuiltImage
@@ -76,14 +77,12 @@ def test_predicts_through_the_nginx_sidecar_with_provenance(
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["labels"] == [registry.sample_label]
-    assert body["model"]["name"] == registry.name
-    assert body["model"]["version"] == registry.version
-    assert body["model"]["stage"] == registry.stage
-    assert body["model"]["model_sha256"] == registry.sha256
-    assert body["model"]["git_commit"] == built_image.git_commit
-    header = answer.headers["X-Model-Provenance"]
-    assert f"version={registry.version}" in header
-    assert f"model_sha256={registry.sha256}" in header
+    assert (body["model_name"], body["model_version"]) == (registry.name, registry.version)
+    served = requests.get(f"{pod}/v2/models/{registry.name}", timeout=10).json()["parameters"]
+    assert served["stage"] == registry.stage
+    assert served["model_sha256"] == registry.sha256
+    assert served["git_commit"] == built_image.git_commit
+    assert answer.headers[HEADER] == served["provenance_id"] == provenance_id(served)
 
 
 def test_probes_answer_through_nginx(pod: str) -> None:

@@ -1,4 +1,4 @@
-"""Fixtures for the serving tests: a tiny model in a temp dir, the Flask app, a real stack."""
+"""Fixtures for the serving tests: a tiny model in a temp dir, the app, a real stack."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ if str(ROOT) not in sys.path:
 if getattr(sys.modules.get("serving"), "__file__", "") is None:
     for name in [m for m in sys.modules if m == "serving" or m.startswith("serving.")]:
         del sys.modules[name]
-from flask import Flask  # noqa: E402
-from flask.testing import FlaskClient  # noqa: E402
 from serving_testkit import LOADING_MARKER, TinyModel, build_model  # noqa: E402
+from werkzeug.test import Client  # noqa: E402
 
 from devstack.stack import Stack, missing_servers  # noqa: E402
 from serving import readiness  # noqa: E402
 from serving.app import create_app  # noqa: E402
+from serving.pipeline import Pipeline  # noqa: E402
 
 PROVENANCE = {
     "MODELOPS_MODEL_VERSION": "v1.2.0",
@@ -46,13 +46,13 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
 
 
 @pytest.fixture(scope="session")
-def app(tiny_model: TinyModel) -> Flask:
+def app(tiny_model: TinyModel) -> Pipeline:
     config = {key.removeprefix("MODELOPS_"): value for key, value in PROVENANCE.items()}
     return create_app({"MODEL_DIR": str(tiny_model.directory), **config})
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
+def client(app: Pipeline) -> Client:
     return app.test_client()
 
 

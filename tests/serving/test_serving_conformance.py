@@ -15,7 +15,8 @@ sends requests to the app and holds each answer to the document:
 The requests cover success, each error the document lists (400 on infer: malformed JSON) and the
 errors it leaves to the server (unknown model or version, invalid input, a model not loaded yet).
 A test also fails if the document has an operation the walk does not cover. In process through
-the Flask test client; the same walk through the real Nginx → uWSGI stack is the e2e test below.
+the app's test client (werkzeug's); the same walk through the real Nginx → uWSGI stack is the e2e
+test below.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from flask import Flask
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -40,6 +40,7 @@ from serving_testkit import MODEL_NAME, TinyModel
 from devstack.stack import Stack
 from serving.app import create_app
 from serving.model import Model
+from serving.pipeline import Pipeline
 
 HERE = Path(__file__).resolve().parent
 SPEC_PATH = HERE / "fixtures" / "oip" / "open_inference_rest.yaml"
@@ -195,7 +196,7 @@ def walk(tiny_model: TinyModel) -> Iterator[Exchange]:
         yield from exchanges(operation, tiny_model)
 
 
-def flask_sender(app: Flask) -> Callable[[Exchange], Answer]:
+def client_sender(app: Pipeline) -> Callable[[Exchange], Answer]:
     client = app.test_client()
 
     def send(exchange: Exchange) -> Answer:
@@ -225,9 +226,9 @@ def test_the_walk_covers_every_operation_of_the_document(tiny_model: TinyModel) 
 
 
 def test_every_path_and_response_of_the_document_answers_as_written(
-    app: Flask, tiny_model: TinyModel
+    app: Pipeline, tiny_model: TinyModel
 ) -> None:
-    send = flask_sender(app)
+    send = client_sender(app)
     walked = list(walk(tiny_model))
     assert {e.what for e in walked} >= {"answers", "infers", "malformed JSON", "unknown version"}
     for exchange in walked:
@@ -238,7 +239,7 @@ def test_every_path_and_response_of_the_document_answers_as_written(
 def test_a_model_not_loaded_yet_answers_with_the_error_object(tiny_model: TinyModel) -> None:
     """Readiness and the model paths while the model loads: an error status and the error
     object (liveness and server metadata still answer as written)."""
-    send = flask_sender(create_app(model=Model(tiny_model.directory, version=VERSION)))
+    send = client_sender(create_app(model=Model(tiny_model.directory, version=VERSION)))
     for operation in sorted(spec_operations()):
         for exchange in exchanges(operation, tiny_model):
             if exchange.what not in ("answers", "infers"):

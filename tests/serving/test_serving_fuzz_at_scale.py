@@ -1,4 +1,4 @@
-"""Seeded fuzzing at scale through the real stack (Nginx -> uWSGI -> Flask): 10,000 generated
+"""Seeded fuzzing at scale through the real stack (Nginx -> uWSGI -> the app): 10,000 generated
 requests to every endpoint that takes a body, in the e2e tier of ``make test`` (so CI runs it).
 
 The endpoints are the POST operations of serving/openapi.json: ``/predict`` (records),

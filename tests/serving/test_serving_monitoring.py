@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 import requests
 from conftest import start_stack
-from flask import Flask
-from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from serving_testkit import MODEL_NAME, TinyModel
+from werkzeug.test import Client
 
 import modelcard
 from devstack.stack import Stack
@@ -26,6 +25,7 @@ from serving.app import ConfigError, create_app
 from serving.metrics import reset_multiproc_dir
 from serving.model import Model
 from serving.monitoring import Signals
+from serving.pipeline import Pipeline
 
 INFER = f"/v2/models/{MODEL_NAME}/infer"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -65,17 +65,17 @@ def expected_bins(profile: modelcard.Profile, row: np.ndarray) -> Samples:
 
 
 @pytest.fixture
-def fresh_app(tiny_model: TinyModel) -> Flask:
+def fresh_app(tiny_model: TinyModel) -> Pipeline:
     """An app of its own: counters that start at 0."""
     return create_app({"MODEL_DIR": str(tiny_model.directory)})
 
 
-def metrics_of(client: FlaskClient) -> Samples:
+def metrics_of(client: Client) -> Samples:
     return samples(client.get("/metrics").get_data(as_text=True))
 
 
 def test_every_series_exists_at_load_with_the_profiles_ratios(
-    fresh_app: Flask, tiny_model: TinyModel
+    fresh_app: Pipeline, tiny_model: TinyModel
 ) -> None:
     found = metrics_of(fresh_app.test_client())
     profile = profile_of(tiny_model)
@@ -111,7 +111,7 @@ def score_bin(profile: modelcard.Profile, proba: np.ndarray, classes: list[str])
     return str(bisect.bisect_right(profile.score.edges, proba[column]))
 
 
-def send(client: FlaskClient, protocol: str, rows: np.ndarray, features: list[str]) -> None:
+def send(client: Client, protocol: str, rows: np.ndarray, features: list[str]) -> None:
     if protocol == "records":
         body = {"instances": [dict(zip(features, r.tolist(), strict=True)) for r in rows]}
         response = client.post("/predict", json=body)
@@ -123,7 +123,7 @@ def send(client: FlaskClient, protocol: str, rows: np.ndarray, features: list[st
 
 @pytest.mark.parametrize("protocol", ["records", "v2"])
 def test_a_known_row_increments_exactly_the_bins_it_falls_in(
-    fresh_app: Flask, tiny_model: TinyModel, protocol: str
+    fresh_app: Pipeline, tiny_model: TinyModel, protocol: str
 ) -> None:
     """One row: records takes its one-row path, v2 the matrix path; both count the same."""
     client = fresh_app.test_client()
@@ -194,7 +194,7 @@ def test_the_training_rows_reproduce_the_profiles_ratios(tiny_model: TinyModel) 
 
 
 def test_values_outside_the_training_range_are_counted_by_side(
-    fresh_app: Flask, tiny_model: TinyModel
+    fresh_app: Pipeline, tiny_model: TinyModel
 ) -> None:
     client = fresh_app.test_client()
     profile = profile_of(tiny_model)
@@ -246,7 +246,7 @@ def boundary_row(tiny_model: TinyModel) -> np.ndarray:
 
 @pytest.mark.parametrize("protocol", ["records", "v2"])
 def test_rows_near_the_decision_boundary_are_counted(
-    fresh_app: Flask, tiny_model: TinyModel, protocol: str
+    fresh_app: Pipeline, tiny_model: TinyModel, protocol: str
 ) -> None:
     client = fresh_app.test_client()
     row = boundary_row(tiny_model)
@@ -390,7 +390,7 @@ def test_rows_spread_over_two_uwsgi_workers_add_up_in_metrics(
 
 @pytest.mark.parametrize("protocol", ["records", "v2"])
 def test_a_value_on_an_edge_counts_in_the_bin_above_it(
-    fresh_app: Flask, tiny_model: TinyModel, protocol: str
+    fresh_app: Pipeline, tiny_model: TinyModel, protocol: str
 ) -> None:
     client = fresh_app.test_client()
     profile = profile_of(tiny_model)

@@ -24,6 +24,7 @@ from serving.errors import ApiError
 from serving.metrics import Metrics
 from serving.model import Model
 from serving.protocols.records import RecordsDecoder, careful_matrix, decoder_for, predict_body
+from serving.provenance import HEADER
 from serving.state import ServerState
 
 # Feature names with what a JSON writer may escape: a space, a slash, non-ASCII, an emoji
@@ -250,8 +251,11 @@ def test_a_single_row_is_answered_as_the_matrix_path_answers_it(
     answer = predict_body(server, raw.encode())
     model = server.model
     expected = model.predict_proba(np.array([values], dtype=np.float64))
-    assert answer.headers == {"X-Model-Provenance": model.provenance_header}
-    assert answer.body["model"] == model.provenance_dict
+    assert answer.headers == {HEADER: model.provenance_id}
+    assert (answer.body["model_name"], answer.body["model_version"]) == (
+        model.name,
+        model.provenance.version,
+    )
     assert list(answer.body["classes"]) == list(model.classes)
     np.testing.assert_allclose(np.asarray(answer.body["probabilities"]), expected, atol=1e-12)
     if float(np.ptp(expected[0])) > 1e-9:  # no tie to break

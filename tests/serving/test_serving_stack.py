@@ -31,6 +31,7 @@ from devstack import stack as stack_module
 from devstack.stack import Stack
 from serving.errors import CODES
 from serving.pipeline import INTERNAL
+from serving.provenance import HEADER, provenance_id
 
 pytestmark = pytest.mark.e2e
 ERROR_KEYS = {"error", "code", "status", "field", "request_id"}
@@ -68,8 +69,9 @@ def test_every_endpoint_answers_through_nginx(stack: Stack, tiny_model: TinyMode
     assert response.status_code == 200
     assert response.headers["Server"] == "nginx"  # server_tokens off: no version
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
-    assert "stage=staging" in response.headers["X-Model-Provenance"]
-    assert "image_digest=sha256:" + "d16e5700" * 8 in response.headers["X-Model-Provenance"]
+    assert response.headers[HEADER] == meta["parameters"]["provenance_id"]
+    assert response.headers[HEADER] == provenance_id(meta["parameters"])
+    assert response.json()["model_version"] == "v1.2.0"
     expected = tiny_model.pipeline.predict_proba(tiny_model.x_test[3:4])
     np.testing.assert_allclose(response.json()["probabilities"], expected, atol=1e-12)
 
@@ -89,10 +91,9 @@ def test_v2_infer_round_trip(stack: Stack, tiny_model: TinyModel) -> None:
     proba = next(o for o in body["outputs"] if o["name"] == "predict_proba")
     got = np.reshape(proba["data"], proba["shape"])
     np.testing.assert_allclose(got, tiny_model.pipeline.predict_proba(x), atol=1e-12)
-    assert (
-        "model_sha256=" + tiny_model.metadata["model_sha256"]
-        in response.headers["X-Model-Provenance"]
-    )
+    meta = requests.get(f"{stack.url}/v2/models/{MODEL_NAME}", timeout=5).json()
+    assert meta["parameters"]["model_sha256"] == tiny_model.metadata["model_sha256"]
+    assert response.headers[HEADER] == provenance_id(meta["parameters"])
 
 
 def test_nginx_refuses_large_bodies_and_other_methods_as_json(stack: Stack) -> None:

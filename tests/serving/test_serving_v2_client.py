@@ -1,7 +1,7 @@
 """A standard Open Inference Protocol client, unchanged, against the real stack.
 
 tritonclient's HTTP client (what Triton users, and KServe's v2 examples, reach for) talks to
-Nginx → uWSGI → Flask exactly as it would to Triton: health, metadata, and inference with JSON
+Nginx → uWSGI → the app exactly as it would to Triton: health, metadata, and inference with JSON
 and with binary tensor data, one ``[N, F]`` tensor or one tensor per feature.
 """
 

@@ -25,6 +25,7 @@ from training_helpers import clone, make_origin, png_size, repro, run, stages_ru
 
 import modelcard
 from devstack.stack import Stack, missing_servers
+from serving.provenance import HEADER, provenance_id
 
 pytestmark = pytest.mark.e2e  # a real Nginx + uWSGI stack (and real git, DVC and GTO)
 
@@ -174,8 +175,10 @@ def test_one_prediction_through_the_stack_over_predict(wine: Wine, stack: Stack)
     assert body["labels"][0] in CLASSES
     assert len(body["probabilities"][0]) == 3
     assert sum(body["probabilities"][0]) == pytest.approx(1.0)
-    assert body["model"]["name"] == NAME and body["model"]["git_commit"] == wine.commit
-    assert f"name={NAME}; version=v0.0.1; stage=dev" in response.headers["X-Model-Provenance"]
+    assert (body["model_name"], body["model_version"]) == (NAME, "v0.0.1")
+    served = requests.get(f"{stack.url}/v2/models/{NAME}", timeout=30).json()["parameters"]
+    assert (served["stage"], served["git_commit"]) == ("dev", wine.commit)
+    assert response.headers[HEADER] == provenance_id(served)
 
 
 def test_one_prediction_through_the_stack_over_v2(wine: Wine, stack: Stack) -> None:

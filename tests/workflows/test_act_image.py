@@ -18,6 +18,8 @@ from workflow_helpers import git, run_tool, tool_env
 
 from gitops import environments, rendered
 from images import pod as pods
+from serving.provenance import HEADER as PROVENANCE_HEADER
+from serving.provenance import provenance_id
 
 pytestmark = pytest.mark.e2e  # podman builds the image; docker-registry, skopeo (Debian)
 
@@ -145,22 +147,20 @@ def test_one_release_has_one_provenance_in_the_pod_the_registry_the_manifests_an
             f"{pod.base}/predict", {"instances": [pods.sample_row()]}
         )
     assert (status, status_predict) == (200, 200)
-    answered = dict(
-        part.split("=", 1) for part in headers["X-Model-Provenance"].split("; ") if "=" in part
-    )
     served = metadata["parameters"]
+    # The answer's provenance is the metadata's: its id is the one those values give.
+    assert headers[PROVENANCE_HEADER] == served["provenance_id"] == provenance_id(served)
     rows = {
-        "version": (answered["version"], served["version"], labels["io.modelops.model.version"],
+        "version": (served["version"], labels["io.modelops.model.version"],
                     manifests.model_version, gto.split("@")[1]),
-        "model sha256": (answered["model_sha256"], served["model_sha256"],
-                         labels["io.modelops.model.sha256"], manifests.model_sha256,
-                         outputs["model_sha256"]),
-        "image digest": (answered["image_digest"], served["image_digest"],
-                         registry_image["Digest"], manifests.digest, outputs["image_digest"]),
-        "git commit": (answered["git_commit"], served["git_commit"],
-                       labels["org.opencontainers.image.revision"], manifests.git_commit, tagged),
+        "model sha256": (served["model_sha256"], labels["io.modelops.model.sha256"],
+                         manifests.model_sha256, outputs["model_sha256"]),
+        "image digest": (served["image_digest"], registry_image["Digest"], manifests.digest,
+                         outputs["image_digest"]),
+        "git commit": (served["git_commit"], labels["org.opencontainers.image.revision"],
+                       manifests.git_commit, tagged),
     }  # fmt: skip
     for field, values in rows.items():
         assert len(set(values)) == 1, f"{field}: {values}"
-    assert answered["stage"] == served["stage"] == manifests.model_stage == DEV.stage
+    assert served["stage"] == manifests.model_stage == DEV.stage
     assert rows["git commit"][0] == sha
