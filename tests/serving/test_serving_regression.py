@@ -1,7 +1,7 @@
 """A regression's model served: the diabetes data trained by training's own stages (the forest:
 the tree path of the graph), its artifact loaded by the server, /predict and v2 answering numbers
 and no probabilities, its metadata saying so, and the drift signals counting the predictions into
-the profile's bins; in process through Flask, and through real Nginx and uWSGI."""
+the profile's bins; in process through the app's test client, and through real Nginx and uWSGI."""
 
 from __future__ import annotations
 
@@ -18,13 +18,14 @@ import pandas as pd
 import pytest
 import requests
 from conftest import PROVENANCE, need_nginx
-from flask.testing import FlaskClient
 from regression_kit import FEATURES, TARGET, diabetes_workspace, run_stages, write_params
+from werkzeug.test import Client
 
 import modelcard
 from devstack.stack import Stack
 from serving.app import create_app
 from serving.model import Model, ModelError
+from serving.provenance import HEADER, provenance_id
 from training import portable
 
 NAME = "diabetes-regressor"
@@ -57,7 +58,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
 
 
 @pytest.fixture
-def client(served: Served) -> FlaskClient:
+def client(served: Served) -> Client:
     return create_app({"MODEL_DIR": str(served.directory)}).test_client()
 
 
@@ -69,13 +70,14 @@ def score_bin(text: str, index: int) -> str:
 
 
 def predictions_of(body: dict[str, Any]) -> list[float]:
-    assert set(body) == {"model", "predictions"}, body  # no classes, labels or probabilities
+    # the model named (issue 24: no provenance in the body), no classes, labels or probabilities
+    assert set(body) == {"model_name", "model_version", "predictions"}, body
     values: list[float] = body["predictions"]
     return values
 
 
 def test_predict_answers_each_rows_predicted_value_one_row_or_many(
-    served: Served, client: FlaskClient
+    served: Served, client: Client
 ) -> None:
     for count in (1, 20):  # the one-row path and the batch path
         response = client.post("/predict", json={"instances": served.records(count)})
@@ -88,7 +90,7 @@ def test_predict_answers_each_rows_predicted_value_one_row_or_many(
 
 
 def test_v2_metadata_says_the_output_is_one_fp64_value_a_row_and_infer_answers_it(
-    served: Served, client: FlaskClient
+    served: Served, client: Client
 ) -> None:
     metadata = client.get(f"/v2/models/{NAME}").get_json()
     assert metadata["outputs"] == [{"name": "predict", "datatype": "FP64", "shape": [-1]}]
@@ -112,7 +114,7 @@ def test_v2_metadata_says_the_output_is_one_fp64_value_a_row_and_infer_answers_i
 
 
 def test_the_drift_signals_count_the_predictions_into_the_profiles_bins(
-    served: Served, client: FlaskClient
+    served: Served, client: Client
 ) -> None:
     """modelops_score_bin counts the predicted values by the profile's score edges (what the
     score-drift rules compare with modelops_score_reference_ratio); no class is counted."""
@@ -149,7 +151,9 @@ def test_the_stack_answers_predict_and_v2_infer_with_numbers_through_nginx(
     np.testing.assert_allclose(
         predictions_of(response.json()), served.expected(8), rtol=0, atol=1e-6
     )
-    assert f"model_sha256={served.card['model_sha256']}" in response.headers["X-Model-Provenance"]
+    metadata = requests.get(f"{stack.url}/v2/models/{NAME}", timeout=10).json()["parameters"]
+    assert metadata["model_sha256"] == served.card["model_sha256"]
+    assert response.headers[HEADER] == metadata["provenance_id"] == provenance_id(metadata)
     request = {"inputs": [{"name": name, "shape": [3], "datatype": "FP64",
                            "data": served.x[:3, index].tolist()}
                           for index, name in enumerate(FEATURES)]}  # fmt: skip
