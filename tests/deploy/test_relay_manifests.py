@@ -173,7 +173,8 @@ def test_the_relay_reads_its_tokens_from_a_secret_the_repository_does_not_ship(
 def test_the_argocd_project_allows_every_kind_of_the_relay(
     kubectl: str, monitored_overlay_docs: dict[str, Docs]
 ) -> None:
-    project = find(documents(run(kubectl, "kustomize", str(ROOT / "argocd")).stdout), "AppProject")
+    argocd = documents(run(kubectl, "kustomize", str(ROOT / "argocd")).stdout)
+    project = find(argocd, "AppProject", "modelops")  # the models' project, not the app of apps'
     allowed = {(k["group"], k["kind"]) for k in project["spec"]["namespaceResourceWhitelist"]}
     kinds = {
         (d["apiVersion"].rpartition("/")[0], d["kind"])

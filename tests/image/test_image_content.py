@@ -135,7 +135,7 @@ def test_no_dvc_git_pip_or_compilers_in_the_final_image(built_image: BuiltImage)
     out = in_image(
         built_image, "import os; print(os.path.exists('/build'), sorted(os.listdir('/app')))"
     )
-    assert out.strip() == "False ['model', 'modelcard', 'serving']"
+    assert out.strip() == "False ['gitops', 'model', 'modelcard', 'serving']"  # gitops: the relay
 
 
 def leaked(image: str, archive: Path) -> set[bytes]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,36 +132,33 @@ def test_the_drift_signals_count_the_predictions_into_the_profiles_bins(
     assert "modelops_near_boundary" not in text
 
 
-@pytest.fixture(scope="module")
-def stack(served: Served) -> Iterator[Stack]:
+@pytest.mark.e2e
+def test_the_stack_answers_predict_and_v2_infer_with_numbers_through_nginx(served: Served) -> None:
     need_nginx()
     with Stack(served.directory, env=PROVENANCE) as running:
-        yield running
+        through_nginx(served, running.url)
 
 
-@pytest.mark.e2e
-def test_the_stack_answers_predict_and_v2_infer_with_numbers_through_nginx(
-    served: Served, stack: Stack
-) -> None:
-    response = requests.post(
-        f"{stack.url}/predict", json={"instances": served.records(8)}, timeout=10
-    )
+def through_nginx(served: Served, url: str) -> None:
+    """/predict and v2 infer through the Nginx at URL answer the predicted values, the model
+    named and its provenance id the metadata's."""
+    response = requests.post(f"{url}/predict", json={"instances": served.records(8)}, timeout=10)
     assert response.status_code == 200, response.text
     np.testing.assert_allclose(
         predictions_of(response.json()), served.expected(8), rtol=0, atol=1e-6
     )
-    metadata = requests.get(f"{stack.url}/v2/models/{NAME}", timeout=10).json()["parameters"]
+    metadata = requests.get(f"{url}/v2/models/{NAME}", timeout=10).json()["parameters"]
     assert metadata["model_sha256"] == served.card["model_sha256"]
     assert response.headers[HEADER] == metadata["provenance_id"] == provenance_id(metadata)
     request = {"inputs": [{"name": name, "shape": [3], "datatype": "FP64",
                            "data": served.x[:3, index].tolist()}
                           for index, name in enumerate(FEATURES)]}  # fmt: skip
-    response = requests.post(f"{stack.url}/v2/models/{NAME}/infer", json=request, timeout=10)
+    response = requests.post(f"{url}/v2/models/{NAME}/infer", json=request, timeout=10)
     assert response.status_code == 200, response.text
     (output,) = response.json()["outputs"]
     assert (output["datatype"], output["shape"]) == ("FP64", [3])
     np.testing.assert_allclose(output["data"], served.expected(3), rtol=0, atol=1e-6)
-    metadata = requests.get(f"{stack.url}/v2/models/{NAME}", timeout=10).json()
+    metadata = requests.get(f"{url}/v2/models/{NAME}", timeout=10).json()
     assert metadata["outputs"] == [{"name": "predict", "datatype": "FP64", "shape": [-1]}]
 
 

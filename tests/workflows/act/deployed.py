@@ -1,8 +1,9 @@
 """Stand-in for the environments' Services: what a cluster serves after Argo CD synced a branch.
 
 ``Deployed(read)`` is an HTTP server on loopback whose ``url_of(env)`` answers the model server's
-routes ``gitops.smoke`` asks (``/v2/health/ready``, ``/v2/models/<name>``, an inference with its
-``X-Model-Provenance`` header, the fields serving/model.py's Provenance names) with the release
+routes ``gitops.smoke`` asks (``/v2/health/ready``, ``/v2/models/<name>`` with the seven values
+serving/provenance.py's Provenance names and their id, an inference with its
+``X-Model-Provenance-Id`` header) with the release
 that ``read(env)`` returns at the time of the request: the text of the environment's rendered
 file on its branch, as an automated sync applies it. ``serve_instead`` makes one environment
 answer with other values (a pod still running the old image, a changed field). The real server
@@ -23,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from gitops import rendered
+from serving.provenance import HEADER, provenance_id
 
 #: The number of features of the model the stand-in plays (what one inference sends).
 WIDTH = 4
@@ -49,8 +51,9 @@ class Deployed:
                     self._answer(200, {"ready": True})
                 elif route == f"/v2/models/{found['name']}":
                     shape = {"name": "input-0", "datatype": "FP64", "shape": [-1, WIDTH]}
+                    parameters = {**found, "provenance_id": provenance_id(found)}
                     self._answer(200, {"name": found["name"], "inputs": [shape],
-                                       "parameters": found})  # fmt: skip
+                                       "parameters": parameters})  # fmt: skip
                 else:
                     self._answer(404, {"error": f"no route {route}"})
 
@@ -60,8 +63,7 @@ class Deployed:
                 if found is None or route != f"/v2/models/{found['name']}/infer":
                     self._answer(404, {"error": f"no route {route}"})
                     return
-                header = "; ".join(f"{key}={value}" for key, value in found.items())
-                self._answer(200, {"outputs": []}, {"X-Model-Provenance": header})
+                self._answer(200, {"outputs": []}, {HEADER: provenance_id(found)})
 
             def _answer(
                 self, status: int, body: Any, headers: dict[str, str] | None = None
@@ -83,7 +85,8 @@ class Deployed:
         )
 
     def provenance(self, env: str) -> dict[str, str] | None:
-        """What ENV's pods report now (serving/model.py's Provenance fields), or None."""
+        """What ENV's pods report now (serving/provenance.py's Provenance fields), or None. The
+        rendered manifests do not name the data's sha256: the pods report it empty here."""
         text = self.read(env)
         if text is None:
             return None
@@ -94,6 +97,7 @@ class Deployed:
             "stage": release.model_stage,
             "git_commit": release.git_commit,
             "image_digest": release.digest,
+            "data_sha256": "",
             "model_sha256": release.model_sha256,
         }
         return {**found, **self.overrides.get(env, {})}
