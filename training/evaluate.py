@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"the model knows the classes {', '.join(classes)}, data.classes lists "
             f"{', '.join(data.classes)}: run prepare and train again"
         )
-    features, y_true = read_split(args.test, data.target)
+    features, y_true = read_split(args.test, data.target, data.categorical)
     proba = model.predict_proba(features)
     y_pred = model.predict(features)
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from training.columns import Categorical, Imputation, read_categorical, read_missing
 
 #: Metrics evaluate computes; each may carry a threshold in ``evaluate.thresholds``.
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc")
@@ -43,7 +45,9 @@ class DataParams:
     """What the raw data file holds: the ``data`` section (docs/training.md, "Using your own data").
 
     ``features`` is None for "every column but the target, in file order" (less ``exclude``);
-    ``types`` maps each named exception to its type, every other feature has ``feature_type``.
+    ``types`` maps each named exception to its type, every other feature has ``feature_type``;
+    ``categorical`` names the columns of text categories and ``missing`` the columns that may miss
+    values, with their imputation (both empty unless declared: training/columns.py).
     """
 
     file: str
@@ -54,6 +58,8 @@ class DataParams:
     exclude: tuple[str, ...]
     feature_type: str
     types: dict[str, str]
+    categorical: dict[str, Categorical] = field(default_factory=dict)
+    missing: dict[str, Imputation] = field(default_factory=dict)
 
     def type_of(self, column: str) -> str:
         return self.types.get(column, self.feature_type)
@@ -232,7 +238,7 @@ def load_data(path: Path) -> DataParams:
     s = _section(path, "data")
     s.no_other_keys(
         "file", "target", "classes", "positive_class", "features", "exclude", "feature_type",
-        "types",
+        "types", "categorical", "missing",
     )  # fmt: skip
     file = s.text("file")
     if not file.endswith(DATA_SUFFIXES) or Path(file).is_absolute() or ".." in Path(file).parts:
@@ -272,7 +278,14 @@ def load_data(path: Path) -> DataParams:
         t = s.mapping("types")
         for column in t.values:
             types[str(column)] = t.choice(str(column), FEATURE_TYPES)
-    if target in (*(selected or ()), *exclude, *types):
+    categorical = read_categorical(s.mapping("categorical")) if "categorical" in s.values else {}
+    missing = read_missing(s.mapping("missing"), categorical) if "missing" in s.values else {}
+    for column in categorical:
+        if column in types:
+            raise s._fail(
+                "types", f"{column!r} is categorical (data.categorical): it has no number type"
+            )
+    if target in (*(selected or ()), *exclude, *types, *categorical, *missing):
         raise s._fail("target", f"{target!r} is also listed among the features")
     return DataParams(
         file=file,
@@ -283,6 +296,8 @@ def load_data(path: Path) -> DataParams:
         exclude=exclude,
         feature_type=feature_type,
         types=types,
+        categorical=categorical,
+        missing=missing,
     )
 
 

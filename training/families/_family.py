@@ -114,7 +114,10 @@ class Family:
     - ``to_onnx(estimator, graph, current)``: writes the fitted estimator's nodes into ``graph``,
       from the tensor ``current`` (the rows after the pipeline's earlier steps, float64) to
       ``OUTPUT`` (float64 probabilities in ``classes_`` order). It raises
-      ``training.graph.ConversionError`` naming what it cannot convert.
+      ``training.graph.ConversionError`` naming what it cannot convert;
+    - ``encoding``: how the column step before the pipeline encodes a categorical column for it
+      (training/columns.py): ``one_hot`` (what linear models need) or ``ordinal`` (the category's
+      index: what trees split on), the default.
     """
 
     name: str
@@ -123,6 +126,7 @@ class Family:
     pipeline: Callable[[Mapping[str, Any]], Pipeline]
     estimators: tuple[type, ...]
     to_onnx: Callable[[Any, Graph, str], None]
+    encoding: str = "ordinal"
 
     def read(self, section: Section) -> dict[str, Any]:
         """The checked hyper-parameters of ``train.<name>``; ParamsError naming a bad key."""
