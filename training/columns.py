@@ -354,7 +354,8 @@ def decorate(rows: np.ndarray, features: Sequence[dict[str, Any]], seed: int) ->
     rows) each categorical column's codes are drawn uniformly among its categories (and -1, an
     unseen one, under ``unseen: ignore``), and one value in ten of a column that allows missing
     values is missing (NaN); the first rows then hold each category of every categorical column
-    in turn (and the unseen code), one missing value in each column that allows it, and a row
+    in turn (and the unseen code), one missing value in each column that allows it and, next to
+    it, the value it is imputed with (the boundary both sides must answer alike), and a row
     missing every value that may be missing. Plain features are left as they are (a plain model's
     rows are unchanged)."""
     import numpy as np
@@ -383,10 +384,19 @@ def decorate(rows: np.ndarray, features: Sequence[dict[str, Any]], seed: int) ->
         special += 1
     for index in nullable:
         rows[special, index] = np.nan
-        special += 1
+        rows[special + 1, index] = _fill_code(features[index])  # the value a NaN is imputed with
+        special += 2
     if nullable:
         rows[special, nullable] = np.nan
     return rows
+
+
+def _fill_code(feature: dict[str, Any]) -> float:
+    """The coded value a feature's missing value is imputed with (its category's index)."""
+    fill = feature["missing"]["fill"]
+    if feature.get("dtype") == "category":
+        return float(feature["categories"].index(fill))
+    return float(fill)
 
 
 def decode(rows: np.ndarray, features: Sequence[dict[str, Any]]) -> pd.DataFrame:

@@ -550,3 +550,60 @@ def test_the_contract_refuses_a_card_whose_category_the_server_could_not_decode(
     with pytest.raises(modelcard.ContractError) as refused:
         modelcard.check_card(card, tmp_path / "metadata.json")
     assert str(refused.value).startswith(f"{tmp_path / 'metadata.json'}: {message}")
+
+
+def binary_body(records: list[dict[str, Any]]) -> tuple[bytes, int]:
+    """An infer body in the binary tensor data extension: BYTES as 4-byte little-endian length
+    prefixed UTF-8 elements ("" where missing), numbers as little-endian FP64 (NaN where
+    missing); the JSON header's length."""
+    inputs, chunks = [], []
+    for name in RECORD:
+        values = [r[name] for r in records]
+        if name in ("colour", "city"):
+            chunk = b"".join(
+                len(v.encode()).to_bytes(4, "little") + v.encode()
+                for v in (x or "" for x in values)
+            )
+            datatype = "BYTES"
+        else:
+            chunk = np.asarray([math.nan if v is None else v for v in values], "<f8").tobytes()
+            datatype = "FP64"
+        chunks.append(chunk)
+        inputs.append(
+            {"name": name, "shape": [len(records)], "datatype": datatype,
+             "parameters": {"binary_data_size": len(chunk)}}
+        )  # fmt: skip
+    header = json.dumps({"inputs": inputs}).encode()
+    return header + b"".join(chunks), len(header)
+
+
+@pytest.mark.e2e
+def test_v2_binary_tensors_carry_bytes_categories_and_nan_as_missing(
+    trained: Trained, stack: Stack
+) -> None:
+    records = [
+        {**RECORD, "colour": "blue", "city": "pune"},
+        {**RECORD, "colour": None, "city": "quito", "age": None, "score": None},
+    ]
+    body, length = binary_body(records)
+    response = requests.post(
+        f"{stack.url}/v2/models/churn/infer",
+        data=body,
+        headers={"Inference-Header-Content-Length": str(length)},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    served = np.asarray(outputs["predict_proba"]["data"]).reshape(2, 2)
+    assert np.abs(served - expected_proba(trained, records)).max() <= 1e-6
+    refused, length = binary_body([{**RECORD, "income": None}])  # NaN where none may be missing
+    response = requests.post(
+        f"{stack.url}/v2/models/churn/infer",
+        data=refused,
+        headers={"Inference-Header-Content-Length": str(length)},
+        timeout=30,
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] == (
+        "inputs[3].data[0] (income) is missing; income does not allow missing values"
+    )
