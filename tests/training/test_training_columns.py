@@ -1,38 +1,34 @@
-"""Categorical columns and missing values, from the data file to an answer through Nginx.
+"""Categorical columns and missing values in training: params, prepare, the column step, the card,
+the proof (tests/training/columns_table.py's table; test_training_columns_served.py serves it).
 
-A small churn-like table is generated here, deterministically (seeded), into a temp directory:
-``colour`` (categories listed, unseen ones refused, missing ones imputed with the most frequent),
-``city`` (categories learned from the train split, unseen ones ignored, missing ones imputed with
-the constant ``unknown``), ``age`` (int64, median), ``income`` (float64, no value may be missing)
-and ``score`` (float64, mean). It runs through the real stages (``python -m training prepare``,
-``train``, ``evaluate``, ``export``) and is served by a devstack Stack (uWSGI behind Nginx), which
-answers every category, an unseen one, nulls where allowed, and refuses nulls where not and
-wrong types, each in one line naming the value's place. Every refusal is shown on its defect: the
-bad value next to a good one that passes. The other two families are proven in-process on the
-same table.
+Every refusal is shown on its defect: the bad value or declaration next to the same input without
+it, which passes; the proof is shown failing on a graph that does not impute and on a decoder that
+takes an unseen category for a known one.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
-import random
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib  # type: ignore[import-untyped]
 import numpy as np
 import pandas as pd
 import pytest
-import requests
-import yaml
-from training_helpers import ROOT, run
+from columns_table import (
+    CITIES,
+    CLASSES,
+    COLOURS,
+    DATA,
+    ROOT,
+    Trained,
+    churn_rows,
+    train_table,
+    write_params,
+    write_table,
+)
 
 import modelcard
-from devstack.stack import Stack, missing_servers
 from modelcard import runtime
 from training import columns, params
 from training import prepare as prepare_stage
@@ -42,82 +38,11 @@ from training.export import served_files
 from training.graph import ConversionError
 from training.train import build_pipeline
 
-COLOURS = ["red", "green", "blue"]
-CITIES = ["kiev", "lima", "oslo", "pune"]
-CLASSES = ["no", "yes"]
-DATA = {
-    "file": "training/data/churn.csv",
-    "target": "churn",
-    "classes": CLASSES,
-    "positive_class": "yes",
-    "features": "all",
-    "exclude": ["id"],
-    "feature_type": "float64",
-    "types": {"age": "int64"},
-    "categorical": {
-        "colour": {"categories": COLOURS, "unseen": "error"},
-        "city": {"categories": "learn", "unseen": "ignore"},
-    },
-    "missing": {
-        "colour": "most_frequent",
-        "city": {"constant": "unknown"},
-        "age": "median",
-        "score": "mean",
-    },
-}
 
-
-def churn_rows(count: int = 600, seed: int = 7) -> list[list[str]]:
-    """The table's rows as CSV cells (header first): the label follows the features with noise;
-    colour misses every 11th value, city every 13th (as ``NA``), age every 7th, score every 17th."""
-    rng = random.Random(seed)  # noqa: S311  (test data, not secrets)
-    rows = [["id", "colour", "city", "age", "income", "score", "churn"]]
-    for i in range(count):
-        colour, city = COLOURS[i % 3], CITIES[rng.randrange(4)]
-        age, income, score = rng.randint(18, 80), round(rng.gauss(50, 15), 3), rng.random() * 10
-        z = {"red": 1.5, "green": 0.0, "blue": -0.5}[colour] + (0.8 if city == "oslo" else 0.0)
-        z += (age - 50) / 15 - (income - 50) / 20 + (score - 5) / 3
-        label = CLASSES[int(z + rng.gauss(0, 0.7) > 0)]
-        cells = [str(i), colour, city, str(age), repr(income), repr(round(score, 4)), label]
-        for column, every, offset, blank in ((1, 11, 3, ""), (2, 13, 5, "NA"), (3, 7, 2, "")):
-            if i % every == offset:
-                cells[column] = blank
-        if i % 17 == 6:
-            cells[5] = ""
-        rows.append(cells)
-    return rows
-
-
-def write_table(root: Path, rows: list[list[str]]) -> None:
-    path = root / DATA["file"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle, lineterminator="\n").writerows(rows)
-
-
-def write_params(root: Path, estimator: str, **data: Any) -> Path:
-    """The committed params.yaml with this table's data section (and ``data`` overrides), a low
-    gate and a small forest."""
-    document = yaml.safe_load((ROOT / "training/params.yaml").read_text())
-    document["data"] = {**DATA, **data}
-    document["train"]["estimator"] = estimator
-    document["train"]["random_forest"]["n_estimators"] = 20
-    document["train"]["hist_gradient_boosting"]["max_iter"] = 20
-    document["evaluate"]["thresholds"] = {"accuracy": 0.7, "roc_auc": 0.8}
-    path = root / "params.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
-
-
-def stage(root: Path, *args: str | Path, check: bool = True) -> Any:
-    return run("python", "-m", "training", *args, cwd=root, check=check)
-
-
-def prepare(root: Path, params_file: Path, check: bool = True) -> Any:
-    return stage(
-        root, "prepare", "--params", params_file, "--out", root / "out", "--root", root,
-        check=check,
-    )  # fmt: skip
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """The table through the four stages (the linear family: one-hot)."""
+    return train_table(tmp_path_factory.mktemp("churn"))
 
 
 def prepare_here(root: Path, params_file: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -131,38 +56,6 @@ def prepare_here(root: Path, params_file: Path, capsys: pytest.CaptureFixture[st
     lines = capsys.readouterr().err.strip().splitlines()
     assert (code == 0) == (not lines)
     return lines
-
-
-@dataclass
-class Trained:
-    root: Path
-    model_dir: Path
-    card: dict[str, Any]
-    pipeline: Any
-    test: pd.DataFrame
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    """The table through prepare, train, evaluate and export (the linear family: one-hot)."""
-    root = tmp_path_factory.mktemp("churn")
-    write_table(root, churn_rows())
-    p = write_params(root, "logistic_regression")
-    out = root / "out"
-    prepare(root, p)
-    stage(root, "train", "--params", p, "--data", out / "train.csv", "--model", out / "model.pkl")
-    stage(
-        root, "evaluate", "--params", p, "--test", out / "test.csv", "--model", out / "model.pkl",
-        "--metrics", out / "metrics.json", "--plots", out / "plots",
-    )  # fmt: skip
-    stage(
-        root, "export", "--params", p, "--pipeline", out / "model.pkl", "--train",
-        out / "train.csv", "--test", out / "test.csv", "--metrics", out / "metrics.json",
-        "--out", out / "model",
-    )  # fmt: skip
-    test, _ = read_split(out / "test.csv", "churn", ["colour", "city"])
-    pipeline = joblib.load(out / "model.pkl")
-    return Trained(root, out / "model", modelcard.load(out / "model"), pipeline, test)
 
 
 # --- training --------------------------------------------------------------------------------
@@ -377,160 +270,6 @@ def test_the_default_dataset_declares_no_column_kinds() -> None:
     assert not columns.needed(data.categorical, data.missing)
 
 
-# --- serving through Nginx -------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def stack(trained: Trained) -> Iterator[Stack]:
-    missing = missing_servers()
-    if missing is not None:
-        pytest.skip(missing)
-    with Stack(trained.model_dir, env={"MODELOPS_MODEL_NAME": "churn"}) as running:
-        yield running
-
-
-RECORD = {"colour": "red", "city": "oslo", "age": 40, "income": 52.5, "score": 3.25}
-
-
-def frame_of(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Records as scikit-learn takes them (what read_split gives): NaN where a value is missing."""
-    frame = pd.DataFrame(
-        [{k: (math.nan if v in (None, "") else v) for k, v in r.items()} for r in records]
-    )
-    frame[["age", "income", "score"]] = frame[["age", "income", "score"]].astype("float64")
-    return frame
-
-
-def expected_proba(trained: Trained, records: list[dict[str, Any]]) -> np.ndarray:
-    return np.asarray(trained.pipeline.predict_proba(frame_of(records)))
-
-
-def predict(stack: Stack, records: list[dict[str, Any]]) -> requests.Response:
-    return requests.post(f"{stack.url}/predict", json={"instances": records}, timeout=30)
-
-
-@pytest.mark.e2e
-def test_predict_answers_every_category_an_unseen_one_and_nulls_as_scikit_learn(
-    trained: Trained, stack: Stack
-) -> None:
-    records = [{**RECORD, "colour": c, "city": city} for c in COLOURS for city in CITIES]
-    records += [
-        {**RECORD, "city": "quito"},  # unseen, ignored
-        {**RECORD, "colour": None, "city": None, "age": None, "score": None},
-        {**RECORD, "colour": "", "city": ""},  # "" is a missing category too
-    ]
-    response = predict(stack, records)
-    assert response.status_code == 200, response.text
-    served = np.asarray(response.json()["probabilities"])
-    assert np.abs(served - expected_proba(trained, records)).max() <= 1e-6
-    assert response.json()["labels"] == list(trained.pipeline.predict(frame_of(records)))
-
-
-@pytest.mark.e2e
-@pytest.mark.parametrize(
-    ("change", "field", "message"),
-    [
-        ({"income": None}, "instances[1].income",
-         "instances[1].income is missing; income does not allow missing values"),
-        ({"colour": "purple"}, "instances[1].colour",
-         "instances[1].colour is 'purple', not a category of colour (categories: red, green, "
-         "blue; unseen ones are refused)"),
-        ({"colour": 1.0}, "instances[1].colour",
-         "instances[1].colour must be a string (a category of colour), got float"),
-        ({"age": "forty"}, "instances[1].age", "instances[1].age must be a number, got str"),
-        ({"score": True}, "instances[1].score", "instances[1].score must be a number, got bool"),
-    ],
-    ids=["null-in-income", "unseen-colour", "number-for-category", "text-for-number", "bool"],
-)  # fmt: skip
-def test_predict_refuses_a_value_its_feature_does_not_take_in_one_line(
-    stack: Stack, change: dict[str, Any], field: str, message: str
-) -> None:
-    assert predict(stack, [RECORD, RECORD]).status_code == 200  # without the defect: answered
-    response = predict(stack, [RECORD, {**RECORD, **change}])
-    assert response.status_code == 422, response.text
-    body = response.json()
-    assert body["error"] == message and "\n" not in body["error"]
-    assert body.get("field", field) == field
-
-
-def tensors(records: list[dict[str, Any]], **datatypes: str) -> list[dict[str, Any]]:
-    kinds = {"colour": "BYTES", "city": "BYTES", "age": "INT64", "income": "FP64", "score": "FP64"}
-    kinds.update(datatypes)
-    return [
-        {"name": name, "shape": [len(records)], "datatype": kinds[name],
-         "data": [r[name] for r in records]}
-        for name in RECORD
-    ]  # fmt: skip
-
-
-def infer(stack: Stack, inputs: list[dict[str, Any]]) -> requests.Response:
-    return requests.post(f"{stack.url}/v2/models/churn/infer", json={"inputs": inputs}, timeout=30)
-
-
-@pytest.mark.e2e
-def test_v2_takes_bytes_tensors_and_nulls_and_lists_each_input(
-    trained: Trained, stack: Stack
-) -> None:
-    records = [{**RECORD, "colour": c} for c in COLOURS]
-    records += [{**RECORD, "city": "quito", "age": None, "score": None, "colour": ""}]
-    response = infer(stack, tensors(records))
-    assert response.status_code == 200, response.text
-    outputs = {o["name"]: o for o in response.json()["outputs"]}
-    served = np.asarray(outputs["predict_proba"]["data"]).reshape(len(records), 2)
-    assert np.abs(served - expected_proba(trained, records)).max() <= 1e-6
-    metadata = requests.get(f"{stack.url}/v2/models/churn", timeout=30).json()
-    assert metadata["inputs"] == [
-        {"name": "colour", "datatype": "BYTES", "shape": [-1]},
-        {"name": "city", "datatype": "BYTES", "shape": [-1]},
-        {"name": "age", "datatype": "FP64", "shape": [-1]},
-        {"name": "income", "datatype": "FP64", "shape": [-1]},
-        {"name": "score", "datatype": "FP64", "shape": [-1]},
-    ]
-    assert metadata["parameters"]["categories"]["colour"] == {
-        "categories": COLOURS,
-        "unseen": "error",
-    }
-    assert metadata["parameters"]["missing"] == ["colour", "city", "age", "score"]
-
-
-@pytest.mark.e2e
-@pytest.mark.parametrize(
-    ("datatypes", "change", "field", "message"),
-    [
-        ({"colour": "FP64"}, {}, "inputs[0].datatype",
-         "inputs[0].datatype is 'FP64'; colour is categorical: send BYTES (its categories as "
-         "strings)"),
-        ({"income": "BYTES"}, {}, "inputs[3].datatype",
-         "inputs[3].datatype is 'BYTES'; income is a number: send one of FP64, FP32, FP16, "
-         "INT64, INT32, INT16, INT8, UINT64, UINT32, UINT16, UINT8"),
-        ({}, {"income": None}, "inputs[3].data[1]",
-         "inputs[3].data[1] (income) is missing; income does not allow missing values"),
-        ({}, {"colour": "purple"}, "inputs[0].data[1]",
-         "inputs[0].data[1] (colour) is 'purple', not a category of colour (categories: red, "
-         "green, blue; unseen ones are refused)"),
-        ({}, {"colour": 3}, "inputs[0].data[1]",
-         "inputs[0].data[1] (colour) must be a string (a category of colour), got int"),
-    ],
-    ids=[
-        "fp64-for-category", "bytes-for-number", "null-in-income", "unseen-colour",
-        "number-in-bytes",
-    ],
-)  # fmt: skip
-def test_v2_refuses_a_wrong_datatype_or_value_in_one_line_naming_the_input(
-    stack: Stack,
-    datatypes: dict[str, str],
-    change: dict[str, Any],
-    field: str,
-    message: str,
-) -> None:
-    assert infer(stack, tensors([RECORD, RECORD])).status_code == 200  # without the defect
-    response = infer(stack, tensors([RECORD, {**RECORD, **change}], **datatypes))
-    assert response.status_code == 422, response.text
-    body = response.json()
-    assert body["error"] == message and "\n" not in body["error"]
-    assert body.get("field", field) == field
-
-
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -550,60 +289,3 @@ def test_the_contract_refuses_a_card_whose_category_the_server_could_not_decode(
     with pytest.raises(modelcard.ContractError) as refused:
         modelcard.check_card(card, tmp_path / "metadata.json")
     assert str(refused.value).startswith(f"{tmp_path / 'metadata.json'}: {message}")
-
-
-def binary_body(records: list[dict[str, Any]]) -> tuple[bytes, int]:
-    """An infer body in the binary tensor data extension: BYTES as 4-byte little-endian length
-    prefixed UTF-8 elements ("" where missing), numbers as little-endian FP64 (NaN where
-    missing); the JSON header's length."""
-    inputs, chunks = [], []
-    for name in RECORD:
-        values = [r[name] for r in records]
-        if name in ("colour", "city"):
-            chunk = b"".join(
-                len(v.encode()).to_bytes(4, "little") + v.encode()
-                for v in (x or "" for x in values)
-            )
-            datatype = "BYTES"
-        else:
-            chunk = np.asarray([math.nan if v is None else v for v in values], "<f8").tobytes()
-            datatype = "FP64"
-        chunks.append(chunk)
-        inputs.append(
-            {"name": name, "shape": [len(records)], "datatype": datatype,
-             "parameters": {"binary_data_size": len(chunk)}}
-        )  # fmt: skip
-    header = json.dumps({"inputs": inputs}).encode()
-    return header + b"".join(chunks), len(header)
-
-
-@pytest.mark.e2e
-def test_v2_binary_tensors_carry_bytes_categories_and_nan_as_missing(
-    trained: Trained, stack: Stack
-) -> None:
-    records = [
-        {**RECORD, "colour": "blue", "city": "pune"},
-        {**RECORD, "colour": None, "city": "quito", "age": None, "score": None},
-    ]
-    body, length = binary_body(records)
-    response = requests.post(
-        f"{stack.url}/v2/models/churn/infer",
-        data=body,
-        headers={"Inference-Header-Content-Length": str(length)},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    outputs = {o["name"]: o for o in response.json()["outputs"]}
-    served = np.asarray(outputs["predict_proba"]["data"]).reshape(2, 2)
-    assert np.abs(served - expected_proba(trained, records)).max() <= 1e-6
-    refused, length = binary_body([{**RECORD, "income": None}])  # NaN where none may be missing
-    response = requests.post(
-        f"{stack.url}/v2/models/churn/infer",
-        data=refused,
-        headers={"Inference-Header-Content-Length": str(length)},
-        timeout=30,
-    )
-    assert response.status_code == 422
-    assert response.json()["error"] == (
-        "inputs[3].data[0] (income) is missing; income does not allow missing values"
-    )
