@@ -135,8 +135,13 @@ class Model:
         classes = tuple(str(c) for c in card["classes"])
         fmt = str(card["format"])
         model_path = self.model_dir / str(card["model_file"])
-        proba = self._open(fmt, model_path, len(features), len(classes))
         columns = tuple(dict(f) for f in card["features"])
+        if fmt != "onnx" and not plain(columns):
+            raise ModelError(
+                f"{card_path}: a model with categorical features or missing values is served as "
+                f"ONNX only (format {fmt!r}): requests are decoded into the graph's coded rows"
+            )
+        proba = self._open(fmt, model_path, len(features), len(classes))
         self._verify(proba, sample, classes, columns)
 
         data = card.get("data") if isinstance(card.get("data"), dict) else {}

@@ -9,6 +9,7 @@ takes an unseen category for a known one.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -289,3 +290,31 @@ def test_the_contract_refuses_a_card_whose_category_the_server_could_not_decode(
     with pytest.raises(modelcard.ContractError) as refused:
         modelcard.check_card(card, tmp_path / "metadata.json")
     assert str(refused.value).startswith(f"{tmp_path / 'metadata.json'}: {message}")
+
+
+def test_the_server_refuses_such_a_model_as_a_pickle(trained: Trained, tmp_path: Path) -> None:
+    """Its requests are decoded into coded rows, which a pickled pipeline does not take: the
+    export never writes one (allow_scikit_learn does not apply), and the server refuses one."""
+    import joblib  # type: ignore[import-untyped]
+
+    from serving.model import Model, ModelError
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained.model_dir, model_dir)
+    assert Model(model_dir).load() is None  # as exported: loads
+    (model_dir / "model.onnx").unlink()
+    joblib.dump(trained.pipeline, model_dir / "model.pkl")
+    card = json.loads((model_dir / "metadata.json").read_text())
+    card.update(
+        format="scikit-learn",
+        model_file="model.pkl",
+        model_sha256=modelcard.sha256_file(model_dir / "model.pkl"),
+    )
+    modelcard.write_card(model_dir, card)
+    with pytest.raises(ModelError) as refused:
+        Model(model_dir).load()
+    assert str(refused.value) == (
+        f"{model_dir / 'metadata.json'}: a model with categorical features or missing values is "
+        "served as ONNX only (format 'scikit-learn'): requests are decoded into the graph's coded "
+        "rows"
+    )
