@@ -58,8 +58,16 @@ TASKS = ("classification", "regression")
 RATIO_SUM_TOLERANCE = 1e-3
 #: How far a served probability may be from scikit-learn's; labels must be identical.
 PROBABILITY_TOLERANCE = 1e-6
-#: Feature dtypes a card may declare; the server parses every feature as a float64.
-FEATURE_DTYPES = ("float64", "float32", "int64", "int32")
+#: Feature dtypes a card may declare: numbers, which the server parses as float64, and
+#: ``category``, text categories (the feature's ``categories`` list them; its ``unseen`` says
+#: whether another is refused, ``error``, or encoded as none of them, ``ignore``). A feature of
+#: either kind with a ``missing`` entry (``{"strategy": ..., "fill": ...}``, the imputation the
+#: graph applies) takes a missing value (docs/contracts.md).
+FEATURE_DTYPES = ("float64", "float32", "int64", "int32", "category")
+#: What a categorical feature does with a category its ``categories`` do not list.
+UNSEEN_RULES = ("error", "ignore")
+#: How a feature's missing value is filled (scikit-learn's SimpleImputer strategies).
+IMPUTATIONS = ("mean", "median", "most_frequent", "constant")
 #: Keys every card has, with the JSON type each must be.
 REQUIRED = {
     "schema_version": int,
@@ -230,9 +238,40 @@ def _check_features(features: list[Any], path: Path) -> None:
                 f"{path}: feature {item['name']!r} has dtype {dtype!r}; "
                 f"allowed: {', '.join(FEATURE_DTYPES)}"
             )
+        _check_column(item, path)
         names.append(item["name"])
     if len(set(names)) != len(names):
         raise ContractError(f"{path}: features has duplicate names")
+
+
+def _check_column(item: dict[str, Any], path: Path) -> None:
+    """A feature's categories (a category only) and missing-value entry (either kind)."""
+    name = item["name"]
+    if item["dtype"] == "category":
+        categories = item.get("categories")
+        if (
+            not isinstance(categories, list)
+            or not categories
+            or not all(isinstance(c, str) and c for c in categories)
+            or len(set(categories)) != len(categories)
+        ):
+            raise ContractError(
+                f"{path}: feature {name!r} (category) needs categories: distinct non-empty strings"
+            )
+        if item.get("unseen") not in UNSEEN_RULES:
+            raise ContractError(
+                f"{path}: feature {name!r} (category) needs unseen: {' or '.join(UNSEEN_RULES)}"
+            )
+    elif "categories" in item or "unseen" in item:
+        raise ContractError(f"{path}: feature {name!r} is not a category but lists categories")
+    missing = item.get("missing")
+    if missing is not None and (
+        not isinstance(missing, dict) or missing.get("strategy") not in IMPUTATIONS
+    ):
+        raise ContractError(
+            f"{path}: feature {name!r}: missing must be {{strategy: "
+            f"{'|'.join(IMPUTATIONS)}, fill: value}}, got {missing!r}"
+        )
 
 
 def served_files(card: dict[str, Any]) -> tuple[str, ...]:
@@ -281,7 +320,7 @@ def read_verification(model_dir: Path, card: dict[str, Any]) -> Verification:
         raise ContractError(f"{path}: unreadable ({exc})") from None
     n_features, classes = len(card["features"]), card["classes"]
     if task_of(card) == "regression":
-        return _regression_verification(path, data, n_features)
+        return _regression_verification(path, data, card["features"])
     try:
         rows, probabilities, labels = data["rows"], data["probabilities"], data["labels"]
         tolerance = float(data["tolerance"])
@@ -294,8 +333,13 @@ def read_verification(model_dir: Path, card: dict[str, Any]) -> Verification:
             raise ContractError(
                 f"{path}: each row needs {n_features} values and {len(classes)} probabilities"
             )
-        if not all(isinstance(v, float | int) and math.isfinite(v) for v in (*row, *proba)):
-            raise ContractError(f"{path}: rows and probabilities must be finite numbers")
+        if not all(isinstance(v, float | int) and math.isfinite(v) for v in proba) or not all(
+            _sample_value(v, feature) for v, feature in zip(row, card["features"], strict=True)
+        ):
+            raise ContractError(
+                f"{path}: rows and probabilities must be finite numbers (a category's value a "
+                "string, a missing value null where the feature allows it)"
+            )
     if not set(labels) <= set(classes):
         raise ContractError(f"{path}: a label is not one of the card's classes")
     if not 0 < tolerance <= PROBABILITY_TOLERANCE:
@@ -303,9 +347,10 @@ def read_verification(model_dir: Path, card: dict[str, Any]) -> Verification:
     return Verification(rows, probabilities, labels, tolerance)
 
 
-def _regression_verification(path: Path, data: Any, n_features: int) -> Verification:
+def _regression_verification(path: Path, data: Any, features: list[dict[str, Any]]) -> Verification:
     """A regression's sample: ``rows``, scikit-learn's ``predictions`` (one number a row) and
     ``tolerance``; held as one-column ``probabilities`` and no labels."""
+    n_features = len(features)
     try:
         rows, predictions = data["rows"], data["predictions"]
         tolerance = float(data["tolerance"])
@@ -316,11 +361,26 @@ def _regression_verification(path: Path, data: Any, n_features: int) -> Verifica
     for row in rows:
         if not isinstance(row, list) or len(row) != n_features:
             raise ContractError(f"{path}: each row needs {n_features} values")
-    if not all(_finite(v) for v in (*(v for row in rows for v in row), *predictions)):
-        raise ContractError(f"{path}: rows and predictions must be finite numbers")
+    if not all(_finite(v) for v in predictions) or not all(
+        _sample_value(v, feature) for row in rows for v, feature in zip(row, features, strict=True)
+    ):
+        raise ContractError(
+            f"{path}: rows and predictions must be finite numbers (a category's value a "
+            "string, a missing value null where the feature allows it)"
+        )
     if not 0 < tolerance <= PROBABILITY_TOLERANCE:
         raise ContractError(f"{path}: tolerance must be in (0, {PROBABILITY_TOLERANCE}]")
     return Verification(rows, [[float(p)] for p in predictions], [], tolerance)
+
+
+def _sample_value(value: Any, feature: dict[str, Any]) -> bool:
+    """Whether a verification row's value has the type the feature takes (the server's decoder
+    checks the rest when it repeats the proof)."""
+    if value is None:
+        return bool(feature.get("missing"))
+    if feature["dtype"] == "category":
+        return isinstance(value, str)
+    return isinstance(value, float | int) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def read_profile(model_dir: Path, card: dict[str, Any]) -> Profile:

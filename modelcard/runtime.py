@@ -11,6 +11,7 @@ only :mod:`modelcard`.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -135,3 +136,102 @@ def disagreement(
             f"off by more than {tolerance:g} (largest difference {worst:.3g})"
         )
     return None
+
+
+# --- input columns: categories and missing values ----------------------------------------------
+
+#: A card feature's dtype for a column of text categories (its ``categories`` list the known ones).
+CATEGORY = "category"
+#: What an unseen category becomes under ``unseen: ignore``: the code no category has (one-hot:
+#: all zeros; ordinal: -1, scikit-learn's ``unknown_value``).
+UNSEEN_CODE = -1.0
+
+
+class InputError(ValueError):
+    """A value a card's feature does not take: ``row`` (its index in the column), ``column`` (the
+    feature's name, once known) and ``message`` (what is wrong, to follow the value's place in
+    the request: ``instances[3].colour``)."""
+
+    def __init__(self, row: int, message: str, column: str = "") -> None:
+        super().__init__(message)
+        self.row = row
+        self.message = message
+        self.column = column
+
+
+def plain(features: Sequence[dict[str, Any]]) -> bool:
+    """Every feature a number that may not be missing: the model's input is a float64 matrix as
+    sent (the servers' fast paths); else each value goes through :func:`encode_column`."""
+    return all(f.get("dtype") != CATEGORY and not f.get("missing") for f in features)
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def encode_column(feature: dict[str, Any], values: Sequence[Any]) -> Matrix:
+    """One column of request values as the graph's float64 input: a number as itself, a category
+    as its index in the card's ``categories``, an unseen category as :data:`UNSEEN_CODE` (under
+    ``unseen: ignore``), a missing value (JSON null, NaN, and for a category the empty string) as
+    NaN where the feature allows it (the graph imputes it). Raises :class:`InputError` for the
+    first value the feature does not take. Callers: the servers' decoders (serving/protocols),
+    the model's load-time verification and training's proof (training/portable.py), so the rule
+    is proven with the graph."""
+    name = feature["name"]
+    missing_ok = bool(feature.get("missing"))
+    out = np.empty(len(values), dtype=np.float64)
+    if feature.get("dtype") == CATEGORY:
+        codes = {c: float(i) for i, c in enumerate(feature["categories"])}
+        ignore = feature.get("unseen") == "ignore"
+        for row, value in enumerate(values):
+            if type(value) is str and value != "":
+                code = codes.get(value)
+                if code is None:
+                    if not ignore:
+                        shown = ", ".join(feature["categories"])
+                        raise InputError(
+                            row,
+                            f"is {value!r}, not a category of {name} (categories: {shown}; "
+                            "unseen ones are refused)",
+                        )
+                    code = UNSEEN_CODE
+                out[row] = code
+            elif value is None or value == "" or (type(value) is float and math.isnan(value)):
+                if not missing_ok:
+                    raise InputError(row, f"is missing; {name} does not allow missing values")
+                out[row] = math.nan
+            else:
+                raise InputError(
+                    row, f"must be a string (a category of {name}), got {_kind(value)}"
+                )
+        return out
+    for row, value in enumerate(values):
+        kind = type(value)
+        if kind is float or kind is int or isinstance(value, np.floating | np.integer):
+            number = float(value)
+            if math.isnan(number) or value is None:
+                if not missing_ok:
+                    raise InputError(row, f"is missing; {name} does not allow missing values")
+            elif not math.isfinite(number):
+                raise InputError(row, f"is {number}; only finite numbers are allowed")
+            out[row] = number
+        elif value is None:
+            if not missing_ok:
+                raise InputError(row, f"is missing; {name} does not allow missing values")
+            out[row] = math.nan
+        else:
+            raise InputError(row, f"must be a number, got {_kind(value)}")
+    return out
+
+
+def encode_rows(features: Sequence[dict[str, Any]], rows: Sequence[Sequence[Any]]) -> Matrix:
+    """Rows of request values (features in card order) as the graph's float64 input, column by
+    column through :func:`encode_column`; InputError's ``row`` is the row's index and its
+    ``column`` the feature's name. Of several bad values, the first column's first is named."""
+    matrix = np.empty((len(rows), len(features)), dtype=np.float64)
+    for index, feature in enumerate(features):
+        try:
+            matrix[:, index] = encode_column(feature, [row[index] for row in rows])
+        except InputError as exc:
+            raise InputError(exc.row, exc.message, feature["name"]) from None
+    return matrix

@@ -60,6 +60,7 @@ TIERS: dict[str, tuple[str, ...]] = {
         "tests/alert_loop/", "tests/gitops/relay_server.py",
         # what the pipeline trains is served: the second dataset's walk ends in a real stack
         "training/", "tests/training/test_training_second_dataset.py",
+        "tests/training/test_training_columns_served.py", "tests/training/columns_table.py",
         "tests/training/conftest.py", "tests/training/training_helpers.py",
         "tests/regression_kit.py",
     ),

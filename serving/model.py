@@ -29,10 +29,13 @@ from modelcard.runtime import (
     INPUT,
     OUTPUT,
     PREDICTION,
+    InputError,
     Matrix,
     check_signature,
     disagreement,
+    encode_rows,
     onnx_session,
+    plain,
     run,
     value_disagreement,
 )
@@ -78,6 +81,11 @@ class Model:
         self.features: tuple[Feature, ...] = ()
         self.feature_names: tuple[str, ...] = ()
         self.feature_set: frozenset[str] = frozenset()
+        #: The card's feature entries: each one's dtype, categories and missing-value rule.
+        self.columns: tuple[dict[str, Any], ...] = ()
+        #: Every feature a number that may not be missing: requests decode straight to float64
+        #: (the fast paths); else every value goes through modelcard.runtime.encode_column.
+        self.plain = True
         self.classes: tuple[str, ...] = ()
         #: The card's task is regression: one value a row, no classes.
         self.regression = False
@@ -110,8 +118,14 @@ class Model:
         regression = modelcard.task_of(card) == "regression"
         fmt = str(card["format"])
         model_path = self.model_dir / str(card["model_file"])
+        columns = tuple(dict(f) for f in card["features"])
+        if fmt != "onnx" and not plain(columns):
+            raise ModelError(
+                f"{card_path}: a model with categorical features or missing values is served as "
+                f"ONNX only (format {fmt!r}): requests are decoded into the graph's coded rows"
+            )
         proba = self._open(fmt, model_path, len(features), len(classes), regression)
-        self._verify(proba, sample, classes)
+        self._verify(proba, sample, classes, columns)
 
         data = card.get("data") if isinstance(card.get("data"), dict) else {}
         self.metadata = card
@@ -119,6 +133,8 @@ class Model:
         self.features = features
         self.feature_names = tuple(f.name for f in features)
         self.feature_set = frozenset(self.feature_names)
+        self.columns = columns
+        self.plain = plain(columns)
         self.classes = classes
         self.regression = regression
         self.inference_path = INFERENCE_PATHS[fmt]
@@ -163,10 +179,23 @@ class Model:
         return _sklearn_proba(estimator, regression)
 
     @staticmethod
-    def _verify(proba: ProbaFn, sample: modelcard.Verification, classes: Sequence[str]) -> None:
-        """Repeat training's proof on the verification sample; refuse a model that fails it."""
+    def _verify(
+        proba: ProbaFn,
+        sample: modelcard.Verification,
+        classes: Sequence[str],
+        columns: Sequence[dict[str, Any]],
+    ) -> None:
+        """Repeat training's proof on the verification sample (its rows as a user sends them,
+        through the request decoder's encoding); refuse a model that fails it."""
         try:
-            actual = proba(np.asarray(sample.rows, dtype=np.float64))
+            rows = encode_rows(columns, sample.rows)
+        except InputError as exc:
+            raise ModelError(
+                f"model verification failed: row {exc.row} of the sample: {exc.column} "
+                f"{exc.message}"
+            ) from None
+        try:
+            actual = proba(rows)
         except Exception as exc:
             raise ModelError(f"model verification failed: the model raised {exc!r}") from exc
         expected = np.asarray(sample.probabilities, dtype=np.float64)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import modelcard
-from training import numerics
+from training import columns, numerics
 from training.dataset import read_split, sha256_file
 from training.errors import StageError
 from training.params import ArtifactParams, DataParams, TrainParams
@@ -43,7 +43,7 @@ def model_card(
 ) -> dict[str, Any]:
     """The card's training keys (schema :data:`modelcard.SCHEMA_VERSION`); the caller adds the
     served files' keys (training.export.served_files)."""
-    features, _ = read_split(train_csv, data.target)
+    features, _ = read_split(train_csv, data.target, data.categorical)
     if list(model.feature_names_in_) != list(features.columns):
         raise StageError("the model's features differ from the train split's columns")
     # a regression's card says so; a classification's has no task key (its bytes stay as they
@@ -54,7 +54,11 @@ def model_card(
         "schema_version": modelcard.SCHEMA_VERSION,
         "name": artifact.name,
         "estimator": train.estimator,
-        "features": [{"name": str(c), "dtype": data.type_of(str(c))} for c in features.columns],
+        "features": columns.card_features(
+            model,
+            [str(c) for c in features.columns],
+            {str(c): data.type_of(str(c)) for c in features.columns},
+        ),
         "target": data.target,
         "classes": [str(c) for c in getattr(model, "classes_", ())],
         "positive_class": data.positive_class,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ import pandas as pd
 from training.errors import StageError
 from training.params import DataParams
 
-#: Cells read as a missing value (never allowed: the server refuses non-finite input too).
+#: Cells read as a missing value (in any letter case): refused unless ``data.missing`` allows the
+#: column one; prepare writes an allowed one as an empty cell.
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})
 FIRST_DATA_LINE = 2  # line 1 is the header
 
@@ -72,25 +74,80 @@ def feature_columns(spec: DataParams, header: list[str], path: Path) -> list[str
         for column in spec.features:
             need(column, "data.features")
         chosen = list(spec.features)
-    for column in spec.types:
-        if column not in chosen:
-            raise StageError(f"{path}: column {column!r} (data.types) is not a selected feature")
+    for key, columns in (
+        ("data.types", spec.types),
+        ("data.categorical", spec.categorical),
+        ("data.missing", spec.missing),
+    ):
+        for column in columns:
+            if column not in chosen:
+                raise StageError(f"{path}: column {column!r} ({key}) is not a selected feature")
     if not chosen:
         raise StageError(f"{path}: no feature column is left (data.features, data.exclude)")
     return chosen
 
 
-def _numbers(path: Path, column: str, cells: pd.Series, dtype: str) -> np.ndarray:
-    """One feature column as DTYPE, or StageError naming the first bad cell and its line."""
+def _missing(path: Path, column: str, cells: pd.Series, allowed: bool) -> np.ndarray:
+    """Which cells of a column are missing; StageError naming the first one's line when the
+    column does not allow a missing value."""
     text = cells.to_numpy(dtype=object)
     lowered = np.char.lower(np.char.strip(text.astype(str)))
-    missing = np.isin(lowered, list(MISSING))
-    if missing.any():
+    missing: np.ndarray = np.isin(lowered, list(MISSING))
+    if missing.any() and not allowed:
         line = int(np.argmax(missing)) + FIRST_DATA_LINE
         raise StageError(
             f"{path}: column {column!r}: missing value {text[line - FIRST_DATA_LINE]!r} in line "
-            f"{line} (no feature may be missing)"
+            f"{line} (declare the column under data.missing to allow it)"
         )
+    return missing
+
+
+def _categories(path: Path, column: str, cells: pd.Series, spec: DataParams) -> np.ndarray:
+    """A categorical column as text, NaN where missing (as allowed); StageError naming the first
+    category data.categorical does not list when its unseen rule is ``error``."""
+    missing = _missing(path, column, cells, column in spec.missing)
+    text = cells.to_numpy(dtype=object).copy()
+    listed = spec.categorical[column].categories
+    if listed is not None and spec.categorical[column].unseen == "error":
+        other = ~missing & ~np.isin(text, list(listed))
+        if other.any():
+            index = int(np.argmax(other))
+            raise StageError(
+                f"{path}: column {column!r}: category {text[index]!r} in line "
+                f"{index + FIRST_DATA_LINE} is not in data.categorical.{column}.categories "
+                f"({', '.join(listed)}; unseen: error)"
+            )
+    text[missing] = np.nan
+    categories: np.ndarray = text
+    return categories
+
+
+def unseen_in_test(spec: DataParams, train: pd.DataFrame, test: pd.DataFrame, path: Path) -> None:
+    """StageError naming the first test row whose category of a column learned from the train
+    split (``categories: learn``, ``unseen: error``) the train split does not hold: evaluate
+    could not score it. Lines are the raw file's (the frames keep its row order as index)."""
+    for column, kind in spec.categorical.items():
+        if kind.categories is not None or kind.unseen != "error":
+            continue
+        known = set(train[column].dropna())
+        for index, value in test[column].items():
+            if not pd.isna(value) and value not in known:
+                raise StageError(
+                    f"{path}: column {column!r}: category {value!r} in line "
+                    f"{int(index) + FIRST_DATA_LINE} is in the test split only (categories: learn "
+                    "takes the train split's; list the categories or set unseen: ignore)"
+                )
+
+
+def _numbers(
+    path: Path, column: str, cells: pd.Series, dtype: str, allow_missing: bool = False
+) -> np.ndarray:
+    """One feature column as DTYPE (float64 with NaN where a value is missing, when the column
+    allows it), or StageError naming the first bad cell and its line."""
+    text = cells.to_numpy(dtype=object)
+    missing = _missing(path, column, cells, allow_missing)
+    if missing.any():
+        text = np.where(missing, "nan", text)
     try:
         values = text.astype(np.float64)
     except ValueError:
@@ -103,7 +160,7 @@ def _numbers(path: Path, column: str, cells: pd.Series, dtype: str) -> np.ndarra
                     f"{index + FIRST_DATA_LINE}"
                 ) from None
         raise  # pragma: no cover  (astype and float agree)
-    finite = np.isfinite(values)
+    finite = np.isfinite(values) | missing
     if not finite.all():
         index = int(np.argmin(finite))
         raise StageError(
@@ -111,13 +168,16 @@ def _numbers(path: Path, column: str, cells: pd.Series, dtype: str) -> np.ndarra
             f"{index + FIRST_DATA_LINE}"
         )
     if dtype == "int64":
-        whole = values == np.round(values)
+        whole = (values == np.round(values)) | missing
         if not whole.all():
             index = int(np.argmin(whole))
             raise StageError(
                 f"{path}: column {column!r}: {text[index]!r} in line {index + FIRST_DATA_LINE} "
                 "is not a whole number (declared int64)"
             )
+        if missing.any():  # int64 holds no NaN: whole numbers as float64, NaN where missing
+            gapped: np.ndarray = values
+            return gapped
         integers: np.ndarray = values.astype(np.int64)
         return integers
     floats: np.ndarray = values
@@ -145,7 +205,12 @@ def load_raw(spec: DataParams, root: Path, test_size: float) -> pd.DataFrame:
     else:
         target = _class_labels(path, spec, cells[spec.target], test_size)
     frame = pd.DataFrame(
-        {column: _numbers(path, column, cells[column], spec.type_of(column)) for column in features}
+        {
+            column: _categories(path, column, cells[column], spec)
+            if column in spec.categorical
+            else _numbers(path, column, cells[column], spec.type_of(column), column in spec.missing)
+            for column in features
+        }
     )
     frame[spec.target] = target
     return frame
@@ -217,19 +282,30 @@ def write_splits(splits: dict[str, pd.DataFrame], out: Path) -> None:
             temporary.unlink(missing_ok=True)
 
 
-def read_split(path: Path, target: str) -> tuple[pd.DataFrame, pd.Series]:
-    """Features (float64, file order) and target (text) of a split written by prepare."""
-    frame = pd.read_csv(path, dtype={target: str}, keep_default_na=False)
+def read_split(
+    path: Path, target: str, categorical: Collection[str] = ()
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Features (file order) and target (text) of a split written by prepare: the columns named
+    in ``categorical`` as text, every other as float64; an empty cell (a missing value prepare
+    allowed) is NaN in either."""
+    dtypes = {target: str, **dict.fromkeys(categorical, str)}
+    frame = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=[""])
     if target not in frame.columns:
         raise StageError(f"{path}: no {target!r} column (data.target)")
     labels = frame.pop(target).astype(str)
-    return frame.astype("float64"), labels
+    numeric = [c for c in frame.columns if c not in set(categorical)]
+    if len(numeric) == len(frame.columns):
+        return frame.astype("float64"), labels
+    frame[numeric] = frame[numeric].astype("float64")
+    return frame, labels
 
 
-def read_regression_split(path: Path, target: str) -> tuple[pd.DataFrame, pd.Series]:
+def read_regression_split(
+    path: Path, target: str, categorical: Collection[str] = ()
+) -> tuple[pd.DataFrame, pd.Series]:
     """A regression's split (``data.task: regression``): features as :func:`read_split` reads
     them, the target as float64 (prepare wrote each value so that it reads back exactly)."""
-    features, target_text = read_split(path, target)
+    features, target_text = read_split(path, target, categorical)
     return features, target_text.astype("float64")
 
 

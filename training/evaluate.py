@@ -166,7 +166,7 @@ def evaluate_regression(args: argparse.Namespace, data: DataParams, gate: Evalua
         raise StageError(
             "the model is a classifier, data.task is regression: run prepare and train again"
         )
-    features, y_true = read_regression_split(args.test, data.target)
+    features, y_true = read_regression_split(args.test, data.target, data.categorical)
     y_pred = model.predict(features)
     metrics = regression_score(y_true, y_pred)
     args.metrics.parent.mkdir(parents=True, exist_ok=True)
@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"the model knows the classes {', '.join(classes)}, data.classes lists "
             f"{', '.join(data.classes)}: run prepare and train again"
         )
-    features, y_true = read_split(args.test, data.target)
+    features, y_true = read_split(args.test, data.target, data.categorical)
     proba = model.predict_proba(features)
     y_pred = model.predict(features)
 

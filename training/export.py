@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import joblib  # type: ignore[import-untyped]  # no stubs; not in pyproject overrides
+import numpy as np
 
 import modelcard
+from modelcard import runtime
+from training import columns as column_kinds
 from training.artifact import model_card
 from training.dataset import read_regression_split, read_split
 from training.errors import StageError, run_stage
@@ -42,6 +46,7 @@ from training.params import (
     meets,
 )
 from training.portable import (
+    GENERATED_SEED,
     ConversionError,
     Proof,
     generated_rows,
@@ -75,6 +80,7 @@ def served_files(
     profile_bins: int = BINS,
     boundary_margin: float = BOUNDARY_MARGIN,
     tolerance: float = modelcard.PROBABILITY_TOLERANCE,
+    columns: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write the model file, verification.json and profile.json into ``out_dir``; return their
     card keys. ``train_labels`` (the train split's labels) give the profile its class balance;
@@ -84,24 +90,54 @@ def served_files(
     ``train`` and ``test`` are float64 matrices in feature order (``features`` names the
     columns): the generated rows follow the training data, the proof runs on both, the profile
     bins the train split's features and the test split's scores (of ``positive_class`` for two
-    classes; training/profile.py). A model the export cannot convert raises ConversionError
-    unless ``allow_scikit_learn``: then the pickle is what the server runs, and the card says so
-    (``format: scikit-learn``).
+    classes; training/profile.py). ``columns`` are the card's feature entries
+    (training.columns.card_features); when one is categorical or may be missing, ``train`` and
+    ``test`` are DataFrames of the values as read (text categories, NaN where missing), the proof
+    and the verification sample hold those values and the profile bins their codes. A model the
+    export cannot convert raises ConversionError unless ``allow_scikit_learn``: then the pickle
+    is what the server runs, and the card says so (``format: scikit-learn``; never for a model
+    with a column step, whose requests the server decodes into coded rows).
 
     ``classes`` empty: the model is a regressor (``data.task: regression``): the proof compares
     its predicted values, verification.json holds ``predictions`` (one number a row) instead of
     probabilities and labels, and the profile's score is the prediction (training/profile.py).
     """
-    generated = generated_rows(train)
+    specs = list(columns or [{"name": name, "dtype": "float64"} for name in features])
+    plain = runtime.plain(specs)
+    if plain:  # scikit-learn takes the float64 matrix, as the graph does
+        train_raw = train_coded = np.asarray(train, dtype=np.float64)
+        test_raw = test_coded = np.asarray(test, dtype=np.float64)
+        generated = generated_raw = generated_rows(train_coded)
+    else:  # scikit-learn takes the values a user sends, the graph their encoding
+        train_raw, test_raw = train, test
+        train_coded, test_coded = _encoded(specs, train), _encoded(specs, test)
+        generated = column_kinds.decorate(generated_rows(train_coded), specs, GENERATED_SEED)
+        generated_raw = column_kinds.decode(generated, specs)
+        recoded = _encoded(specs, generated_raw)
+        if not np.array_equal(recoded, generated, equal_nan=True):
+            raise ConversionError("the generated rows do not encode back to their codes")
     try:
-        graph = to_onnx(model, train.shape[1])
-        proof = prove(model, graph, classes, test, generated, tolerance)
+        graph = to_onnx(model, train_coded.shape[1])
+        proof = prove(
+            model,
+            graph,
+            classes,
+            test_raw,
+            generated_raw,
+            tolerance,
+            coded=None if plain else (test_coded, generated),
+        )
         fmt, payload = "onnx", graph
     except ConversionError as exc:
         if not allow_scikit_learn:
             raise ConversionError(
                 f"{exc} (set export.allow_scikit_learn: true in params.yaml to serve the "
                 "scikit-learn pickle instead)"
+            ) from None
+        if not plain:
+            raise ConversionError(
+                f"{exc} (a model with categorical columns or missing values is served as ONNX "
+                "only: the server decodes its requests into the graph's coded rows)"
             ) from None
         fmt, payload = "scikit-learn", b""
         proof = Proof(0, 0, 0.0, tolerance)
@@ -111,32 +147,42 @@ def served_files(
         model_file.write_bytes(payload)
     else:
         joblib.dump(model, model_file)
-    rows = sample(test, generated)
+    rows = sample(test_coded, generated)
+    shown: Any = rows.tolist()
+    fed: Any = rows
+    if not plain:  # the values a user sends: text categories, null where missing
+        fed = column_kinds.decode(rows, specs)
+        shown = [
+            [None if isinstance(v, float) and math.isnan(v) else v for v in row]
+            for row in fed.itertuples(index=False, name=None)
+        ]
     verification: dict[str, Any]
     if classes:
         verification = {
-            "rows": rows.tolist(),
-            "probabilities": sklearn_proba(model, rows).tolist(),
-            "labels": sklearn_labels(model, rows, classes),
+            "rows": shown,
+            "probabilities": sklearn_proba(model, fed).tolist(),
+            "labels": sklearn_labels(model, fed, classes),
             "tolerance": tolerance,
         }
     else:
         verification = {
-            "rows": rows.tolist(),
-            "predictions": sklearn_values(model, rows)[:, 0].tolist(),
+            "rows": shown,
+            "predictions": sklearn_values(model, fed)[:, 0].tolist(),
             "tolerance": tolerance,
         }
     sample_path = out_dir / modelcard.VERIFICATION_FILE
     sample_path.write_text(json.dumps(verification) + "\n", encoding="utf-8")
     profile = (
-        regression_profile(features, train, sklearn_values(model, test), bins=profile_bins)
+        regression_profile(
+            features, train_coded, sklearn_values(model, test_raw), bins=profile_bins
+        )
         if not classes
         else reference_profile(
             features,
             classes,
-            train,
-            sklearn_proba(model, train),
-            sklearn_proba(model, test),
+            train_coded,
+            sklearn_proba(model, train_raw),
+            sklearn_proba(model, test_raw),
             positive_class=positive_class,
             train_labels=train_labels,
             bins=profile_bins,
@@ -156,6 +202,14 @@ def served_files(
         "profile": {"file": profile_path.name, "sha256": modelcard.sha256_file(profile_path)},
         "proof": proof.as_dict(),
     }
+
+
+def _encoded(specs: Sequence[dict[str, Any]], frame: Any) -> Any:
+    """A DataFrame of values as the graph's coded float64 rows (modelcard.runtime.encode_rows)."""
+    try:
+        return runtime.encode_rows(specs, list(frame.itertuples(index=False, name=None)))
+    except runtime.InputError as exc:
+        raise ConversionError(f"row {exc.row}: {exc.column} {exc.message}") from None
 
 
 def write_artifact(
@@ -183,12 +237,16 @@ def write_artifact(
     card's ``task: regression``). Callers: :func:`main`, the serving tests' and the image
     tests' model builders, the benchmark's models.
     """
+    written_features = list(
+        (card or {}).get("features") or [{"name": f, "dtype": "float64"} for f in features]
+    )
     served = served_files(
         model,
         classes,
         train,
         test,
         out_dir,
+        columns=written_features,
         features=features,
         allow_scikit_learn=allow_scikit_learn,
         positive_class=positive_class,
@@ -200,7 +258,7 @@ def write_artifact(
         **({} if classes else {"task": "regression"}),
         "schema_version": modelcard.SCHEMA_VERSION,
         "name": name,
-        "features": [{"name": feature, "dtype": "float64"} for feature in features],
+        "features": written_features,
         "classes": classes,
         "positive_class": positive_class,
         **(card or {}),
@@ -240,8 +298,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # downloaded file; what leaves the pipeline is the graph proven equal to it.
     model = joblib.load(args.pipeline)
     read = read_regression_split if data.regression else read_split
-    train_x, train_y = read(args.train, data.target)
-    test_x, _ = read(args.test, data.target)
+    train_x, train_y = read(args.train, data.target, data.categorical)
+    test_x, _ = read(args.test, data.target, data.categorical)
     if data.regression == hasattr(model, "classes_"):
         kind = "classifier" if data.regression else "regressor"
         raise StageError(f"{args.pipeline} is a {kind}, data.task is {data.task}: run train again")
@@ -255,8 +313,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         served = write_artifact(
             model,
             classes,
-            train_x.to_numpy(dtype="float64"),
-            test_x.to_numpy(dtype="float64"),
+            train_x,
+            test_x,
             staging,
             name=artifact.name,
             features=[str(c) for c in train_x.columns],

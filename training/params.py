@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from training.columns import Categorical, Imputation, read_categorical, read_missing
 
 #: What ``data.task`` may be: a label out of ``data.classes``, or a number.
 TASKS = ("classification", "regression")
@@ -56,7 +58,9 @@ class DataParams:
     ``task`` is ``classification`` (``classes`` lists the labels) or ``regression`` (the target
     is a number; ``classes`` is empty and ``positive_class`` None). ``features`` is None for
     "every column but the target, in file order" (less ``exclude``);
-    ``types`` maps each named exception to its type, every other feature has ``feature_type``.
+    ``types`` maps each named exception to its type, every other feature has ``feature_type``;
+    ``categorical`` names the columns of text categories and ``missing`` the columns that may miss
+    values, with their imputation (both empty unless declared: training/columns.py).
     """
 
     file: str
@@ -68,6 +72,8 @@ class DataParams:
     feature_type: str
     types: dict[str, str]
     task: str = "classification"
+    categorical: dict[str, Categorical] = field(default_factory=dict)
+    missing: dict[str, Imputation] = field(default_factory=dict)
 
     @property
     def regression(self) -> bool:
@@ -255,7 +261,7 @@ def load_data(path: Path) -> DataParams:
     s = _section(path, "data")
     s.no_other_keys(
         "file", "target", "classes", "positive_class", "features", "exclude", "feature_type",
-        "types", "task",
+        "types", "task", "categorical", "missing",
     )  # fmt: skip
     task = _task(s)
     file = s.text("file")
@@ -284,7 +290,14 @@ def load_data(path: Path) -> DataParams:
         t = s.mapping("types")
         for column in t.values:
             types[str(column)] = t.choice(str(column), FEATURE_TYPES)
-    if target in (*(selected or ()), *exclude, *types):
+    categorical = read_categorical(s.mapping("categorical")) if "categorical" in s.values else {}
+    missing = read_missing(s.mapping("missing"), categorical) if "missing" in s.values else {}
+    for column in categorical:
+        if column in types:
+            raise s._fail(
+                "types", f"{column!r} is categorical (data.categorical): it has no number type"
+            )
+    if target in (*(selected or ()), *exclude, *types, *categorical, *missing):
         raise s._fail("target", f"{target!r} is also listed among the features")
     return DataParams(
         file=file,
@@ -296,6 +309,8 @@ def load_data(path: Path) -> DataParams:
         feature_type=feature_type,
         types=types,
         task=task,
+        categorical=categorical,
+        missing=missing,
     )
 
 

@@ -25,10 +25,14 @@ does it; in short:
   so an even vote stays an exact tie, which both sides give to the first class; with two classes
   the trees are walked once, for the second class, and the first gets ``1 - p``.
 
-The graph has one float64 input ``input`` (rows in feature order) and one float64 output
-``probabilities`` (columns in ``model.classes_`` order): :mod:`modelcard.runtime`. A regressor's
-graph has the output ``prediction`` instead (one column, the value), and its proof compares
-values (within 1e-6, absolute) where a classifier's compares labels and probabilities.
+The graph has one float64 input ``input`` (rows in feature order; a category as its code and a
+missing value as NaN, modelcard.runtime.encode_column) and one float64 output ``probabilities``
+(columns in ``model.classes_`` order): :mod:`modelcard.runtime`. A regressor's graph has the
+output ``prediction`` instead (one column, the value), and its proof compares values (within
+1e-6, absolute) where a classifier's compares labels and probabilities. A pipeline with a column
+step (training/columns.py) is proven on the values a user sends: scikit-learn takes them as they
+are, the graph their encoding, and the generated rows hold every category, an unseen one where
+the column ignores them, and missing values in each column that allows them.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from modelcard.runtime import (
     run,
     value_disagreement,
 )
-from training import families
+from training import columns, families
 from training.graph import ConversionError, Graph, scaler
 
 __all__ = [
@@ -83,12 +87,18 @@ SAMPLE_ROWS = 64
 def to_onnx(model: Any, n_features: int) -> bytes:
     """The serialised ONNX graph of a fitted model (the same bytes for the same model).
 
-    Every step before the last must be a ``StandardScaler``; the last is converted by the
-    registered family whose ``estimators`` list its class (training/families/). Anything else
-    raises ConversionError naming the step and what the export handles."""
+    The first step may be the column step (training/columns.py: imputation and categorical
+    encoding, from the coded rows modelcard.runtime.encode_column makes); every other step before
+    the last must be a ``StandardScaler``; the last is converted by the registered family whose
+    ``estimators`` list its class (training/families/). Anything else raises ConversionError
+    naming the step and what the export handles."""
     steps = model.steps if isinstance(model, Pipeline) else [("model", model)]
     g = Graph()
     current = INPUT
+    step_of_columns = columns.column_step(model)
+    if step_of_columns is not None:
+        current = columns.to_onnx(step_of_columns, current, g)
+        steps = steps[1:]
     for step, estimator in steps[:-1]:
         if type(estimator) is not StandardScaler:
             raise ConversionError(
@@ -138,12 +148,15 @@ def generated_rows(train: Matrix, count: int = GENERATED_ROWS) -> Matrix:
     """
     rng = np.random.default_rng(GENERATED_SEED)
     half = count // 2
-    columns = [rng.choice(train[:, j], size=half) for j in range(train.shape[1])]
-    resampled = np.stack(columns, axis=1)
-    spread = np.where(train.std(axis=0) > 0, train.std(axis=0), 1.0)
-    scattered = train.mean(axis=0) + spread * rng.normal(
-        0.0, 1.5, size=(count - half, train.shape[1])
-    )
+    drawn = [rng.choice(train[:, j], size=half) for j in range(train.shape[1])]
+    resampled = np.stack(drawn, axis=1)
+    if np.isnan(train).any():  # missing values (coded NaN): the spread of those present
+        std, mean = np.nanstd(train, axis=0), np.nanmean(train, axis=0)
+        std, mean = np.nan_to_num(std), np.nan_to_num(mean)
+    else:
+        std, mean = train.std(axis=0), train.mean(axis=0)
+    spread = np.where(std > 0, std, 1.0)
+    scattered = mean + spread * rng.normal(0.0, 1.5, size=(count - half, train.shape[1]))
     rows: Matrix = np.ascontiguousarray(np.vstack([resampled, scattered]), dtype=np.float64)
     return rows
 
@@ -170,20 +183,29 @@ def prove(
     model: Any,
     graph: bytes,
     classes: list[str],
-    test: Matrix,
-    generated: Matrix,
+    test: Any,
+    generated: Any,
     tolerance: float,
+    *,
+    coded: tuple[Matrix, Matrix] | None = None,
 ) -> Proof:
     """Run the graph and the model on the test split and the generated rows; raise
     ConversionError unless labels are identical and probabilities within ``tolerance``.
 
     ``classes`` names the model's classes in ``predict_proba`` column order (the card's list);
     empty for a regressor, whose predicted values (one column) are compared instead.
+    ``test`` and ``generated`` are what scikit-learn takes (float64 matrices, or for a model
+    with a column step DataFrames of the values a user sends); ``coded`` their encoding for the
+    graph (modelcard.runtime.encode_rows), when it is not the rows themselves.
     """
     session = onnx_session(graph)
     largest = 0.0
-    for name, rows in (("the test split", test), ("the generated rows", generated)):
-        actual = run(session, rows)
+    graph_rows = coded or (test, generated)
+    for name, rows, fed in (
+        ("the test split", test, graph_rows[0]),
+        ("the generated rows", generated, graph_rows[1]),
+    ):
+        actual = run(session, fed)
         if not classes:  # a regressor: values, no labels
             expected = sklearn_values(model, rows)
             problem = value_disagreement(actual, expected, tolerance)

@@ -5,10 +5,11 @@
 The raw file is ``data.file`` (a DVC-tracked CSV, relative to the repository root, which is the
 working directory of every stage); ``data.*`` describes it and :func:`training.dataset.load_raw`
 refuses a file that does not match, in one line naming the column and the problem, before anything
-is written. The split is stratified on the target (a classification's; a regression's numeric
-target is split at random) and seeded from ``prepare.seed``;
-``prepare.test_size`` is the held-out fraction. Writes ``train.csv`` and ``test.csv`` into the
-output directory, both or neither.
+is written (and so does a category of a column learned from the train split, ``categories:
+learn`` with ``unseen: error``, that only the test split holds). The split is stratified on the
+target (a classification's; a regression's numeric target is split at random) and seeded from
+``prepare.seed``; ``prepare.test_size`` is the held-out fraction. Writes ``train.csv`` and
+``test.csv`` into the output directory, both or neither.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
-from training.dataset import load_raw, write_splits
+from training.dataset import load_raw, unseen_in_test, write_splits
 from training.errors import run_stage
 from training.params import load_data, load_prepare
 
@@ -43,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # a regression's target is a number: nothing to stratify on
         stratify=None if data.regression else frame[data.target],
     )
+    unseen_in_test(data, train, test, args.root / data.file)
     write_splits({"train.csv": train, "test.csv": test}, args.out)
     target = "a numeric target" if data.regression else f"{len(data.classes)} classes"
     print(

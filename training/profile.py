@@ -24,6 +24,8 @@ Contract (the rules the server and every reader share):
 - ``labels`` (when the caller gives the train split's labels; the export stage does): each
   class's share of the train split's labels, the class balance of the training data (what the
   labels of a new data snapshot are compared with, training/drift.py);
+- a categorical feature is binned by its code (its index in the card's ``categories``, -1 for
+  an unseen one); a missing value (NaN) counts in a feature's last bin and in none of its edges;
 - a row is near the decision boundary when its two highest probabilities differ by less than
   ``boundary_margin``;
 - a regression (:func:`regression_profile`) has the same features; its score is the predicted
@@ -171,15 +173,24 @@ def reference_profile(
 
 def _features(features: Sequence[str], train: Floats, bins: int) -> list[dict[str, Any]]:
     """Each feature's bins and training range, in ``features`` order."""
-    return [
-        {
-            "name": name,
-            **_distribution(train[:, index], bins),
-            "min": rounded_outward(float(train[:, index].min()), -1),
-            "max": rounded_outward(float(train[:, index].max()), 1),
-        }
-        for index, name in enumerate(features)
-    ]
+    return [_feature(name, train[:, index], bins) for index, name in enumerate(features)]
+
+
+def _feature(name: str, column: Floats, bins: int) -> dict[str, Any]:
+    """One feature's bins and range. A missing value (NaN: a column that allows them) takes no
+    part in the edges or the range and counts in the last bin, as the server's
+    ``bisect_right`` counts it."""
+    present = column[~np.isnan(column)] if np.isnan(column).any() else column
+    if present.size == 0:
+        present = np.zeros(1)
+    column_edges = edges(present, bins)
+    return {
+        "name": name,
+        "edges": column_edges,
+        "ratios": ratios(column_edges, column),
+        "min": rounded_outward(float(present.min()), -1),
+        "max": rounded_outward(float(present.max()), 1),
+    }
 
 
 def regression_profile(

@@ -17,7 +17,10 @@ Two ways in, one answer:
   request's CPU time. One row goes on to ``Model.predict_one`` (plain Python, no numpy call) when
   the model offers it.
 - **careful** (``careful_matrix``): any JSON (``parse_json``), then checked row by row, naming the
-  first problem.
+  first problem. A model with a categorical feature or one that may be missing (the card says,
+  ``Model.plain`` is false) always takes this path: a category is a JSON string, a missing value
+  JSON null (or, for a category, ""), each decoded by modelcard.runtime.encode_column into the
+  graph's coded rows.
 
 The fast path never decides that a request is bad: when msgspec refuses a body, ``rows`` answers
 None and the careful path takes the request and names the problem, so good and bad input get the
@@ -37,7 +40,7 @@ import msgspec
 import numpy as np
 from msgspec.structs import astuple
 
-from modelcard.runtime import Matrix
+from modelcard.runtime import InputError, Matrix, encode_rows
 from serving.errors import ApiError, invalid
 from serving.model import Model
 from serving.protocols.common import (
@@ -118,8 +121,15 @@ def decoder_for(features: tuple[str, ...]) -> RecordsDecoder | None:
 # --- the careful path ------------------------------------------------------------------------
 
 
-def careful_matrix(raw: bytes, features: tuple[str, ...], max_rows: int) -> Matrix:
-    """The body parsed as any JSON, then checked piece by piece; raises the first problem."""
+def careful_matrix(
+    raw: bytes,
+    features: tuple[str, ...],
+    max_rows: int,
+    columns: tuple[dict[str, Any], ...] | None = None,
+) -> Matrix:
+    """The body parsed as any JSON, then checked piece by piece; raises the first problem.
+    ``columns`` (the card's feature entries of a model that is not plain) decode each value by
+    its feature's kind instead: modelcard.runtime.encode_column."""
     body = parse_json(raw)
     if type(body) is not dict or "instances" not in body:
         raise invalid(
@@ -128,11 +138,18 @@ def careful_matrix(raw: bytes, features: tuple[str, ...], max_rows: int) -> Matr
     if len(body) != 1:
         extra = sorted(k for k in body if k != "instances")[0]
         raise invalid(f"unknown key {extra!r}; the body has only 'instances'", extra)
-    return records(body["instances"], features, max_rows)
+    return records(body["instances"], features, max_rows, columns)
 
 
-def records(instances: Any, features: tuple[str, ...], max_rows: int) -> Matrix:
-    """``[{feature: number, ...}, ...]`` → matrix; every feature present, no others."""
+def records(
+    instances: Any,
+    features: tuple[str, ...],
+    max_rows: int,
+    columns: tuple[dict[str, Any], ...] | None = None,
+) -> Matrix:
+    """``[{feature: number, ...}, ...]`` → matrix; every feature present, no others. With
+    ``columns``, a categorical feature's value is a string and one that may be missing may be
+    null (:func:`coded_records`)."""
     if not isinstance(instances, list):
         raise invalid("'instances' must be a list of objects, one per row", "instances")
     check_rows(len(instances), max_rows)
@@ -142,15 +159,31 @@ def records(instances: Any, features: tuple[str, ...], max_rows: int) -> Matrix:
         if type(row) is not dict or row.keys() != expected:
             raise _record_error(row, index, features)
         values = [row[name] for name in features]
+        if columns is not None:
+            rows.append(values)
+            continue
         if not NUMBER_TYPES.issuperset(map(type, values)):
             name = next(n for n in features if type(row[n]) not in NUMBER_TYPES)
             raise bad_value(row[name], f"instances[{index}].{name}")
         rows.append(values)
+    if columns is not None:
+        return coded_records(rows, columns)
     try:
         matrix = np.array(rows, dtype=np.float64)
     except OverflowError as exc:
         raise invalid(f"a value is out of the float64 range: {exc}", "instances") from exc
     return finite_records(matrix, features)
+
+
+def coded_records(rows: list[list[Any]], columns: tuple[dict[str, Any], ...]) -> Matrix:
+    """Rows of values (features in model order) as the graph's coded rows: a 422 naming the
+    first value its feature does not take (a number where a category is expected, an unseen
+    category under ``unseen: error``, null where no value may be missing)."""
+    try:
+        return encode_rows(columns, rows)
+    except InputError as exc:
+        where = f"instances[{exc.row}].{exc.column}"
+        raise invalid(f"{where} {exc.message}", where) from None
 
 
 def finite_records(matrix: Matrix, features: tuple[str, ...]) -> Matrix:
@@ -201,10 +234,11 @@ def predict_body(server: ServerState, raw: bytes) -> Answer:
     """The answer to one /predict body: the fast path when it takes the body, else the careful
     one (the one place that decides which)."""
     model = server.require_model(server.model.name)
-    decoder = decoder_for(model.feature_names)
+    decoder = decoder_for(model.feature_names) if model.plain else None
     rows = None if decoder is None else decoder.rows(raw)
     if decoder is None or rows is None:
-        x = careful_matrix(raw, model.feature_names, server.max_rows)
+        columns = None if model.plain else model.columns
+        x = careful_matrix(raw, model.feature_names, server.max_rows, columns)
     else:
         check_rows(len(rows), server.max_rows)
         if len(rows) == 1:

@@ -6,7 +6,9 @@ protocol's own document (vendored in tests/serving/fixtures/oip/, walked by
 tests/serving/test_serving_conformance.py) says what each answers.
 
 Inputs: one ``[N, F]`` tensor with the features in model order, or one ``[N]`` tensor per feature
-named after it; any numeric datatype; data flat (row-major) or nested; the binary tensor data
+named after it; any numeric datatype (a model with a categorical feature or one that may be
+missing: one tensor per feature, BYTES for a category, null for a missing value,
+:func:`coded_tensors`); data flat (row-major) or nested; the binary tensor data
 extension for inputs. Outputs: ``predict`` (BYTES, the labels) and ``predict_proba`` (FP64,
 ``[N, classes]``), always as JSON; a regression's model has one output, ``predict`` (FP64,
 ``[N]``: the predicted values), and no probabilities (:data:`REGRESSION_OUTPUTS`).
@@ -34,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from modelcard.runtime import Matrix
+from modelcard.runtime import CATEGORY, InputError, Matrix, encode_column
 from serving.errors import ApiError, invalid
 from serving.model import Model
 from serving.protocols.common import (
@@ -114,15 +116,46 @@ def model_ready(server: ServerState, call: Call) -> Answer:
     return Answer({"name": model.name, "ready": model.ready})
 
 
+def metadata_inputs(model: Model) -> list[dict[str, Any]]:
+    """The model's inputs as metadata lists them: a plain model (every feature a number that may
+    not be missing) one ``[-1, F]`` FP64 tensor, features in model order; any other one tensor
+    per feature, named after it, ``[-1]``: BYTES for a categorical feature, FP64 for a number
+    (the layout :func:`coded_tensors` reads)."""
+    if model.plain:
+        return [{"name": "input-0", "datatype": "FP64", "shape": [-1, len(model.features)]}]
+    return [
+        {
+            "name": column["name"],
+            "datatype": "BYTES" if column["dtype"] == CATEGORY else "FP64",
+            "shape": [-1],
+        }
+        for column in model.columns
+    ]
+
+
+def _columns_parameters(model: Model) -> dict[str, Any]:
+    """What a model that is not plain adds to its metadata's parameters: each categorical
+    feature's categories and unseen rule, and the features that may be missing."""
+    if model.plain:
+        return {}
+    return {
+        "categories": {
+            c["name"]: {"categories": list(c["categories"]), "unseen": c["unseen"]}
+            for c in model.columns
+            if c["dtype"] == CATEGORY
+        },
+        "missing": [c["name"] for c in model.columns if c.get("missing")],
+    }
+
+
 def _metadata(model: Model) -> dict[str, Any]:
-    width = len(model.features)
     metadata: dict[str, Any] = {"name": model.name}
     if model.provenance.version:
         metadata["versions"] = [model.provenance.version]
     metadata.update(
         {
             "platform": "scikit-learn",
-            "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, width]}],
+            "inputs": metadata_inputs(model),
             "outputs": _output_metadata(model),
             "parameters": {
                 **model.provenance.as_dict(),
@@ -130,6 +163,7 @@ def _metadata(model: Model) -> dict[str, Any]:
                 "features": list(model.feature_names),
                 **_task_parameters(model),
                 "inference_path": model.inference_path,
+                **_columns_parameters(model),
             },
         }
     )
@@ -181,9 +215,12 @@ def infer_body(
         raise invalid("'id' must be a string", "id")
     outputs = _requested_outputs(body, REGRESSION_OUTPUTS if model.regression else OUTPUTS)
     literal_free = functools.cache(lambda: _literal_free(raw))
-    x = tensors(
-        body["inputs"], model.feature_names, server.max_rows, binary, literal_free=literal_free
-    )
+    if model.plain:
+        x = tensors(
+            body["inputs"], model.feature_names, server.max_rows, binary, literal_free=literal_free
+        )
+    else:
+        x = coded_tensors(body["inputs"], model.columns, server.max_rows, binary)
     proba = score(server, model, x)
     rows = proba.shape[0]
     answered: list[dict[str, Any]] = []
@@ -480,3 +517,131 @@ def tensors(
     check_rows(rows, max_rows)
     matrix = np.stack([by_name[name][2] for name in features], axis=1)
     return finite(matrix, lambda r, c: f"inputs[{by_name[features[c]][0]}].data[{r}]")
+
+
+# --- tensors of a model with categorical or missing values -------------------------------------
+
+
+def _bytes_elements(raw: bytes, where: str) -> list[Any]:
+    """BYTES binary data: each element a 4-byte little-endian length, then its bytes (the binary
+    tensor data extension), decoded as UTF-8 text."""
+    values: list[Any] = []
+    offset = 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise invalid(f"{where} has a truncated BYTES length prefix", f"{where}.parameters")
+        length = int.from_bytes(raw[offset : offset + 4], "little")
+        chunk = raw[offset + 4 : offset + 4 + length]
+        if len(chunk) != length:
+            raise invalid(f"{where} has a BYTES element that overruns its data", where)
+        try:
+            values.append(chunk.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise invalid(f"{where} has a BYTES element that is not UTF-8", where) from None
+        offset += 4 + length
+    return values
+
+
+def coded_tensors(
+    inputs: Any, columns: tuple[dict[str, Any], ...], max_rows: int, binary: dict[int, bytes]
+) -> Matrix:
+    """Open Inference Protocol inputs of a model that is not plain (a categorical feature, or one
+    that may be missing) → the graph's coded rows: one tensor per feature, named after it, shape
+    ``[N]`` or ``[N, 1]``. A categorical feature's tensor is BYTES (its categories as strings,
+    JSON or the binary extension's length-prefixed elements), a number's any numeric datatype. A
+    missing value is JSON null in any tensor, NaN in FP binary data, and "" in BYTES (the
+    convention MLServer's codecs follow: SeldonIO/MLServer#1346); each value is decoded by its
+    feature's rule (modelcard.runtime.encode_column). A wrong datatype or value is a 422 naming
+    the input."""
+    features = tuple(c["name"] for c in columns)
+    if not isinstance(inputs, list) or not inputs:
+        raise invalid("'inputs' must be a non-empty list of tensors", "inputs")
+    by_name: dict[str, tuple[int, list[int], Matrix]] = {}
+    for index, tensor in enumerate(inputs):
+        where = f"inputs[{index}]"
+        if not isinstance(tensor, dict):
+            raise invalid(f"{where} must be an object with name, shape, datatype and data", where)
+        for key in ("name", "shape", "datatype"):
+            if key not in tensor:
+                raise invalid(f"{where} lacks {key!r}", f"{where}.{key}")
+        name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
+        if not isinstance(name, str) or name not in features:
+            raise invalid(
+                f"{where}.name {name!r} is not a feature; this model takes one tensor per "
+                f"feature: {', '.join(features)}",
+                f"{where}.name",
+            )
+        if name in by_name:
+            raise invalid(f"feature {name!r} sent twice", f"{where}.name")
+        if not (
+            isinstance(shape, list)
+            and all(type(d) is int and d >= 0 for d in shape)
+            and (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1))
+        ):
+            raise invalid(
+                f"{where}.shape is {shape}; a per-feature tensor is [N] or [N, 1]",
+                f"{where}.shape",
+            )
+        column = columns[features.index(name)]
+        if column["dtype"] == CATEGORY and datatype != "BYTES":
+            raise invalid(
+                f"{where}.datatype is {datatype!r}; {name} is categorical: send BYTES (its "
+                "categories as strings)",
+                f"{where}.datatype",
+            )
+        if column["dtype"] != CATEGORY and datatype not in V2_NUMERIC:
+            raise invalid(
+                f"{where}.datatype is {datatype!r}; {name} is a number: send one of "
+                f"{', '.join(V2_NUMERIC)}",
+                f"{where}.datatype",
+            )
+        values: Any
+        if index in binary:
+            if datatype == "BYTES":
+                values = _bytes_elements(binary[index], where)
+            else:
+                dtype = np.dtype(V2_NUMERIC[datatype]).newbyteorder("<")
+                if len(binary[index]) % dtype.itemsize:
+                    raise invalid(
+                        f"{where} has {len(binary[index])} bytes of binary data, not a whole "
+                        f"number of {datatype} values",
+                        f"{where}.parameters.binary_data_size",
+                    )
+                values = np.frombuffer(binary[index], dtype=dtype).astype(np.float64).tolist()
+        elif "data" not in tensor:
+            raise invalid(f"{where} lacks 'data'", f"{where}.data")
+        else:
+            values = _flatten(tensor["data"], f"{where}.data")
+        if len(values) != math.prod(shape):
+            raise invalid(
+                f"{where}.data has {len(values)} values, shape {shape} needs {math.prod(shape)}",
+                f"{where}.data",
+            )
+        if datatype.startswith(("INT", "UINT")):
+            position = next((i for i, v in enumerate(values) if type(v) is float), None)
+            if position is not None:
+                raise invalid(
+                    f"{where}.data[{position}] is not an integer but the datatype is {datatype}",
+                    f"{where}.data[{position}]",
+                )
+        try:
+            coded = encode_column(column, values)
+        except InputError as exc:
+            field = f"{where}.data[{exc.row}]"
+            raise invalid(f"{field} ({name}) {exc.message}", field) from None
+        if datatype in V2_RANGE:
+            present = np.nan_to_num(coded, nan=0.0)
+            _within(present, datatype, where)
+        by_name[name] = (index, shape, coded)
+    missing = [name for name in features if name not in by_name]
+    if missing:
+        raise invalid(
+            f"no input tensor for the feature {missing[0]!r} ({len(missing)} missing); this "
+            f"model takes one tensor per feature: {', '.join(features)}",
+            "inputs",
+        )
+    counts = {shape[0] for _, shape, _ in by_name.values()}
+    if len(counts) != 1:
+        raise invalid("per-feature tensors have different row counts", "inputs")
+    check_rows(counts.pop(), max_rows)
+    return np.stack([by_name[name][2] for name in features], axis=1)

@@ -252,11 +252,13 @@ def test_a_valid_file_reads_as_declared(tmp_path: Path) -> None:
         ),
         (
             lambda t: t.replace("\n1.0,", "\n,", 1),
-            "column 'a': missing value '' in line 4 (no feature may be missing)",
+            "column 'a': missing value '' in line 4 (declare the column under data.missing "
+            "to allow it)",
         ),
         (
             lambda t: t.replace("\n1.0,", "\nNaN,", 1),
-            "column 'a': missing value 'NaN' in line 4 (no feature may be missing)",
+            "column 'a': missing value 'NaN' in line 4 (declare the column under data.missing "
+            "to allow it)",
         ),
         (
             lambda t: t.replace("\n1.0,", "\ninf,", 1),

@@ -119,7 +119,10 @@ class Family:
     - ``regression``: the untrained Pipeline of the family's regressor (``data.task:
       regression``) for the same checked hyper-parameters, or None for a classification-only
       family; its estimator's class is in ``estimators`` too;
-    - ``pipeline`` None: a regression-only family (``regression`` must then be given).
+    - ``pipeline`` None: a regression-only family (``regression`` must then be given);
+    - ``encoding``: how the column step before the pipeline encodes a categorical column for it
+      (training/columns.py): ``one_hot`` (what linear models need) or ``ordinal`` (the category's
+      index: what trees split on), the default.
 
     A family that does both reads one section for both (``train.random_forest`` is the forest
     whatever it predicts): the hyper-parameters, their checks and the tree walk of the graph are
@@ -133,6 +136,7 @@ class Family:
     estimators: tuple[type, ...]
     to_onnx: Callable[[Any, Graph, str], None]
     regression: Callable[[Mapping[str, Any]], Pipeline] | None = None
+    encoding: str = "ordinal"
 
     @property
     def tasks(self) -> tuple[str, ...]:

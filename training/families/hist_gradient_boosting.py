@@ -5,8 +5,9 @@ Its graph compares float64 rows with float64 thresholds (the model never casts),
 the model learnt to, sums every iteration's trees (``ai.onnx.ml.TreeEnsemble``), adds the baseline
 and applies the loss's link: sigmoid for two classes (stacked as ``[1 - p, p]``), softmax for
 more; a regressor's raw sum is its prediction (the squared error's identity link; another loss's
-link is refused). A model with categorical features is refused. Its threads are the one OpenMP
-thread the stage runner pins (training/numerics.py).
+link is refused). Categorical columns reach it ordinal-encoded (training/columns.py: the
+category's index, split on as a number); a model fitted with native categorical features is
+refused. Its threads are the one OpenMP thread the stage runner pins (training/numerics.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The linear family: ``StandardScaler``, then ``LogisticRegression``.
+"""The linear family: ``StandardScaler``, then ``LogisticRegression``; categorical columns are
+one-hot encoded before it (training/columns.py).
 
 Its graph is ``expit(x @ coef_.T + intercept_)`` for two classes (stacked as ``[1 - p, p]``) and
 the ``softmax`` of it for more, after the scaler's ``(x - mean_) / scale_`` (training/graph.py).
@@ -51,5 +52,6 @@ FAMILY = register(
         pipeline=pipeline,
         estimators=(LogisticRegression,),
         to_onnx=to_onnx,
+        encoding="one_hot",
     )
 )

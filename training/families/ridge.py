@@ -53,5 +53,6 @@ FAMILY = register(
         estimators=(Ridge, LinearRegression),
         to_onnx=to_onnx,
         regression=regression,
+        encoding="one_hot",
     )
 )
