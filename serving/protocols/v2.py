@@ -402,17 +402,24 @@ def _nested_extend(data: list[Any], out: list[Any]) -> None:
 # --- tensors: layout -------------------------------------------------------------------------
 
 
-def _tensor(
-    tensor: Any, index: int, binary: dict[int, bytes], literal_free: Callable[[], bool]
-) -> tuple[str, list[int], Matrix]:
-    """Validate one input tensor; answer its name, shape and flat float64 data."""
-    where = f"inputs[{index}]"
+def _tensor_fields(tensor: Any, where: str) -> tuple[Any, Any, Any]:
+    """The name, shape and datatype of the input tensor at WHERE, not yet checked; a 422 when it
+    is not an object holding all three. Callers: both input decoders (:func:`_tensor`,
+    :func:`coded_tensors`)."""
     if not isinstance(tensor, dict):
         raise invalid(f"{where} must be an object with name, shape, datatype and data", where)
     for key in ("name", "shape", "datatype"):
         if key not in tensor:
             raise invalid(f"{where} lacks {key!r}", f"{where}.{key}")
-    name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
+    return tensor["name"], tensor["shape"], tensor["datatype"]
+
+
+def _tensor(
+    tensor: Any, index: int, binary: dict[int, bytes], literal_free: Callable[[], bool]
+) -> tuple[str, list[int], Matrix]:
+    """Validate one input tensor; answer its name, shape and flat float64 data."""
+    where = f"inputs[{index}]"
+    name, shape, datatype = _tensor_fields(tensor, where)
     if not isinstance(name, str):
         raise invalid(f"{where}.name must be a string", f"{where}.name")
     if not isinstance(shape, list) or not shape or any(type(d) is not int or d < 0 for d in shape):
@@ -559,12 +566,7 @@ def coded_tensors(
     by_name: dict[str, tuple[int, list[int], Matrix]] = {}
     for index, tensor in enumerate(inputs):
         where = f"inputs[{index}]"
-        if not isinstance(tensor, dict):
-            raise invalid(f"{where} must be an object with name, shape, datatype and data", where)
-        for key in ("name", "shape", "datatype"):
-            if key not in tensor:
-                raise invalid(f"{where} lacks {key!r}", f"{where}.{key}")
-        name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
+        name, shape, datatype = _tensor_fields(tensor, where)
         if not isinstance(name, str) or name not in features:
             raise invalid(
                 f"{where}.name {name!r} is not a feature; this model takes one tensor per "
