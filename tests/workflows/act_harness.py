@@ -23,7 +23,8 @@ Everything that stands in for GitHub (the actions that only prepare a runner or 
 and the `gh` CLI) is in tests/workflows/act/, listed with the reason in its README.md.
 `act_command` wires each action of the workflows to its stand-in by the exact ``owner/repo@sha``
 the workflows pin, read from the workflow files; a workflow that starts using another action fails
-here until that action has a stand-in. Artifacts land in ``SANDBOX/artifacts/NAME``.
+here until that action has a stand-in. Artifacts land in ``SANDBOX/artifacts/NAME``, and stay, for
+a later run's download by ``run-id``, in ``SANDBOX/runs/N/artifacts/NAME`` (N: ``ActRun.number``).
 
 usage (what `make act` runs):
     python tests/workflows/act_harness.py --event push --branch main [--workflow promote.yml]
@@ -60,6 +61,7 @@ STANDIN_OF = {
     "actions/cache": "cache",
     "docker/login-action": "docker-login",
     "actions/upload-artifact": "upload-artifact",
+    "actions/download-artifact": "download-artifact",
     "actions/create-github-app-token": "app-token",
 }
 #: github.token of every run: given, so act does not ask `gh auth token` for one; act masks it
@@ -169,6 +171,23 @@ class Sandbox:
         """The upload-artifact stand-in's record of the last run: one JSON object an upload."""
         return self.root / "artifact-uploads.jsonl"
 
+    @property
+    def runs(self) -> Path:
+        """Each finished run's artifacts, as GitHub keeps them for later runs:
+        ``runs/<ActRun.number>/artifacts/<name>`` (the download-artifact stand-in's ``run-id``)."""
+        return self.root / "runs"
+
+    @property
+    def artifact_downloads(self) -> Path:
+        """The download-artifact stand-in's record of the last run: one JSON object a download."""
+        return self.root / "artifact-downloads.jsonl"
+
+    def downloads(self) -> list[dict[str, Any]]:
+        """The artifact downloads of the last run, in order: name, run_id, path and files."""
+        path = self.artifact_downloads
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [json.loads(line) for line in lines]
+
     def uploads(self) -> list[dict[str, Any]]:
         """The artifact uploads of the last run, in order: name and files (relative paths)."""
         path = self.artifact_uploads
@@ -209,7 +228,8 @@ def act_env(sandbox: Sandbox) -> dict[str, str]:
     """The environment of the act process, which its host-mode steps inherit: the gh stand-in
     first on PATH, where it records and what it answers, the checkout whose .venv and .tools the
     setup-python stand-in links, the sandbox the checkout stand-in clones, where the
-    upload-artifact stand-in keeps artifacts and records uploads."""
+    upload-artifact stand-in keeps artifacts and records uploads, where the download-artifact
+    stand-in finds earlier runs' artifacts and records downloads."""
     env = tool_env()
     env["PATH"] = os.pathsep.join([str(STANDINS / "bin"), env["PATH"]])
     env.update(
@@ -219,6 +239,8 @@ def act_env(sandbox: Sandbox) -> dict[str, str]:
         MODELOPS_ACT_REPO=str(sandbox.work),
         MODELOPS_ACT_ARTIFACTS=str(sandbox.artifacts),
         MODELOPS_ACT_UPLOADS=str(sandbox.artifact_uploads),
+        MODELOPS_ACT_RUNS=str(sandbox.runs),
+        MODELOPS_ACT_DOWNLOADS=str(sandbox.artifact_downloads),
     )
     # Nothing of the caller's own run (a CI runner's) leaks into the workflow's.
     for name in [name for name in env if name.startswith(("GITHUB_", "RUNNER_", "ACTIONS_"))]:
@@ -228,11 +250,13 @@ def act_env(sandbox: Sandbox) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ActRun:
-    """One act run: its exit status (None when stopped), its output, the step it stopped before."""
+    """One act run: its exit status (None when stopped), its output, the step it stopped before,
+    its number in the sandbox (the ``run-id`` a later run downloads its artifacts by)."""
 
     returncode: int | None
     output: str
     stopped_before: str | None = None
+    number: int = 0
 
     def step_started(self, name: str) -> bool:
         return step_header(name) in self.output
@@ -356,10 +380,12 @@ def _run_act(
     env: Mapping[str, str] | None,
     options: Mapping[str, Any],
 ) -> ActRun:
-    cache = sandbox.root / f"act-{len(list(sandbox.root.glob('act-*')))}"  # a fresh one per run
+    number = len(list(sandbox.root.glob("act-*")))
+    cache = sandbox.root / f"act-{number}"  # a fresh one per run
     sandbox.gh_calls.write_text("")
     shutil.rmtree(sandbox.artifacts, ignore_errors=True)
     sandbox.artifact_uploads.unlink(missing_ok=True)
+    sandbox.artifact_downloads.unlink(missing_ok=True)
     command = act_command(event, cache=cache, **options)
     with subprocess.Popen(
         command,
@@ -383,7 +409,9 @@ def _run_act(
                 os.killpg(act.pid, signal.SIGKILL)
                 break
         act.wait()
-    return ActRun(None if stopped else act.returncode, "".join(lines), stopped)
+    if sandbox.artifacts.is_dir():  # kept for later runs, as GitHub keeps a run's artifacts
+        shutil.copytree(sandbox.artifacts, sandbox.runs / str(number) / "artifacts")
+    return ActRun(None if stopped else act.returncode, "".join(lines), stopped, number)
 
 
 def pull_request_payload(
@@ -406,6 +434,36 @@ def pull_request_payload(
             "base": {"ref": base_ref, "sha": base_sha, "repo": {"full_name": base_repo}},
         },
         "repository": {"full_name": base_repo},
+    }
+
+
+def workflow_run_payload(
+    run: ActRun,
+    *,
+    workflow: str,
+    pull_request: int,
+    head_sha: str,
+    conclusion: str = "success",
+    event: str = "pull_request",
+    head_repo: str = OWNER_NAME,
+) -> dict[str, Any]:
+    """The parts of a workflow_run event payload (``completed``) the workflows read: the finished
+    RUN (its number is the run id its artifacts are downloaded by) of WORKFLOW (its name), started
+    by EVENT for PULL_REQUEST at HEAD_SHA from HEAD_REPO. GitHub lists the run's pull requests only
+    when HEAD_REPO is this repository, so then only."""
+    same = head_repo == OWNER_NAME
+    return {
+        "action": "completed",
+        "workflow_run": {
+            "id": run.number,
+            "name": workflow,
+            "event": event,
+            "conclusion": conclusion,
+            "head_sha": head_sha,
+            "head_repository": {"full_name": head_repo},
+            "pull_requests": [{"number": pull_request}] if same else [],
+        },
+        "repository": {"full_name": OWNER_NAME},
     }
 
 

@@ -44,8 +44,8 @@ def test_every_action_a_workflow_pins_runs_its_stand_in_by_that_exact_pin(tmp_pa
 
 
 def test_an_action_without_a_stand_in_is_refused_by_name() -> None:
-    with pytest.raises(LookupError, match=r"actions/download-artifact@abc: no stand-in"):
-        local_repositories(["actions/checkout@abc", "actions/download-artifact@abc"])
+    with pytest.raises(LookupError, match=r"actions/github-script@abc: no stand-in"):
+        local_repositories(["actions/checkout@abc", "actions/github-script@abc"])
 
 
 def test_act_runs_every_job_on_this_machine_with_the_given_event_workflow_vars_and_secrets(

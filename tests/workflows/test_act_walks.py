@@ -12,11 +12,20 @@ import json
 import re
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from act_harness import TOKEN, ActRun, Sandbox, pull_request_payload, run_act, step_outputs
+from act_harness import (
+    TOKEN,
+    ActRun,
+    Sandbox,
+    pull_request_payload,
+    run_act,
+    step_outputs,
+    workflow_run_payload,
+)
 from workflow_helpers import git
 
 pytestmark = pytest.mark.integration  # act running real git, DVC and GTO in sandbox clones
@@ -302,11 +311,12 @@ def test_promote_registers_the_model_in_the_origin_and_reaches_the_image_build(
     assert [call["argv"] for call in sandbox.calls()] == [["auth", "setup-git"]]
 
 
-# --- training-report.yml on a pull request that changes a hyper-parameter ----------------------
-# The walk stops where CML is installed (npm, the network): the report and its artifact are made.
+# --- training-report.yml on a pull request that changes a hyper-parameter, then ----------------
+# training-comment.yml on the workflow_run of that run. The comment walk stops where CML is
+# installed (npm, the network): the report it would post is fetched.
 
 
-def test_training_report_keeps_the_report_and_its_plots_as_the_runs_artifact(
+def test_training_report_keeps_the_report_and_its_plots_as_the_runs_artifact_for_the_comment(
     report_sandbox: tuple[Sandbox, str],
 ) -> None:
     sandbox, dvc_config = report_sandbox
@@ -316,14 +326,10 @@ def test_training_report_keeps_the_report_and_its_plots_as_the_runs_artifact(
     payload = open_pull_request(
         sandbox, "experiment/smaller-c", "main", {"training/params.yaml": changed}
     )
-    run = run_pull_request(
-        sandbox,
-        payload,
-        workflow="training-report.yml",
-        secrets={"DVC_CONFIG": dvc_config},
-        stop_before=CML_STEP,
+    report_run = run_pull_request(
+        sandbox, payload, workflow="training-report.yml", secrets={"DVC_CONFIG": dvc_config}
     )
-    assert run.stopped_before == CML_STEP, run.output
+    assert report_run.returncode == 0, report_run.output
     pngs = ["confusion.png", "precision_recall.png", "roc.png"]
     assert sandbox.uploads() == [{"name": "training-report", "files": sorted([*pngs, "report.md"])}]
     artifact = sandbox.artifacts / "training-report"
@@ -336,3 +342,44 @@ def test_training_report_keeps_the_report_and_its_plots_as_the_runs_artifact(
     assert f"in the artifact `training-report` of [this workflow run]({run_url}" in report
     assert IMAGE_LINK.findall(report) == []
     assert [f"`{png}`" in report for png in pngs] == [True] * 3
+
+    pull_request = payload["pull_request"]
+    assert isinstance(pull_request, dict)
+    finished = workflow_run_payload(
+        report_run, workflow="training-report", pull_request=7, head_sha=pull_request["head"]["sha"]
+    )
+    comment_run = run_pull_request(
+        sandbox, finished, event="workflow_run", workflow="training-comment.yml",
+        stop_before=CML_STEP,
+    )  # fmt: skip
+    assert comment_run.stopped_before == CML_STEP, comment_run.output
+    [download] = sandbox.downloads()
+    assert download["name"] == "training-report" and download["run_id"] == str(report_run.number)
+    assert download["files"] == sorted([*pngs, "report.md"])
+    fetched = Path(download["path"])
+    assert (fetched / "report.md").read_text() == report
+    assert fetched.parent.name != "work" and not (fetched.parent / "training").exists()
+
+
+def test_training_comment_posts_nothing_for_a_failed_report_or_a_forks_pull_request(
+    report_sandbox: tuple[Sandbox, str],
+) -> None:
+    """The comment job's if: as GitHub evaluates it on the event: no artifact is fetched for a
+    report run that failed, nor for a pull request from a fork (GitHub lists none for it)."""
+    sandbox, _ = report_sandbox
+    earlier = ActRun(0, "", number=0)
+    head = git(sandbox.work, "rev-parse", "HEAD").strip()
+    for case in (
+        {"conclusion": "failure"},
+        {"head_repo": "someone/modelops"},
+        {"event": "push"},
+    ):
+        finished = workflow_run_payload(
+            earlier, workflow="training-report", pull_request=7, head_sha=head, **case
+        )
+        run = run_pull_request(
+            sandbox, finished, event="workflow_run", workflow="training-comment.yml"
+        )
+        assert run.returncode == 0, run.output
+        assert not run.step_started("Fetch the report the pull request's run made"), case
+        assert sandbox.downloads() == [], case

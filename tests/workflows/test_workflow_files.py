@@ -29,8 +29,8 @@ USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
 PINNED = re.compile(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}")
 VERSION_COMMENT = re.compile(r"\s+#\s+v\d+\.\d+\.\d+$")
 EXPECTED = {
-    "ci.yml", "pr-guard.yml", "training-report.yml", "promote.yml", "environments.yml",
-    "retrain.yml", "rendered-diff.yml",
+    "ci.yml", "pr-guard.yml", "training-report.yml", "training-comment.yml", "promote.yml",
+    "environments.yml", "retrain.yml", "rendered-diff.yml",
 }  # fmt: skip
 
 
@@ -55,7 +55,7 @@ def pin_problems(text: str) -> list[str]:
     return problems
 
 
-def test_the_seven_workflows_are_there() -> None:
+def test_the_eight_workflows_are_there() -> None:
     assert {path.name for path in workflow_files()} == EXPECTED
 
 
@@ -179,8 +179,10 @@ def test_every_workflow_grants_nothing_by_default_and_each_job_only_what_it_need
         granted = job.get("permissions")
         assert isinstance(granted, dict), f"job {name} must declare its permissions"
         assert "write-all" not in str(granted)
-        # the jobs that post a guard's commit status read nothing (guard_problems)
-        assert granted == STATUS_ONLY or granted.get("contents") in {"read", "write"}
+        # the jobs that post a guard's commit status read nothing (guard_problems), nor does the
+        # one that comments a report (comment_job_problems)
+        reads = granted.get("contents") in {"read", "write"}
+        assert granted in (STATUS_ONLY, COMMENT_ONLY) or reads
 
 
 def test_only_the_build_the_proposals_the_stage_and_the_retrain_jobs_may_write_contents() -> None:
@@ -241,11 +243,14 @@ TREE_COMMANDS = re.compile(
 #: carry, so one that edits them could switch them off. The other guards are the test tiers of
 #: ci.yml, which test the pull request's code and so run it, on pull_request.
 BASE_GUARDS = {("pr-guard.yml", "order"), ("environments.yml", "verify")}
-#: Jobs that run a pull request's code on pull_request with a write permission, and why they may.
-PR_CODE_WITH_WRITE = {
-    ("training-report.yml", "report"): "pull-requests: write for the CML comment; its if: keeps "
-    "it to pull requests from this repository, whose authors can push here anyway",
-}
+#: What a job that comments a pull request's report may do: read the other run's artifact, and
+#: comment. It may run no action but the artifact's download, into the runner's temporary folder,
+#: and no code of the repository (REPOSITORY_CODE).
+COMMENT_ONLY = {"actions": "read", "pull-requests": "write"}
+DOWNLOAD = "actions/download-artifact@"
+CHECKOUT_PIN = "actions/checkout@08eba0b27e820071cde6df949e0beb9ba4906955"
+#: A run: line that runs code of the repository's tree (a make target, a script, its venv).
+REPOSITORY_CODE = re.compile(r"(?:^|[\s;&|(])(?:make|python3?|bash|sh|\.venv/|\./|scripts/)\S*")
 
 
 def triggers(document: dict[str, Any]) -> set[str]:
@@ -286,7 +291,9 @@ def privileged_run_problems(name: str, document: dict[str, Any]) -> list[str]:
         if not events:
             continue
         where = f"{name} job {job_id} ({', '.join(sorted(events))})"
-        if job["permissions"] != STATUS_ONLY and writes(job):
+        if job["permissions"] == COMMENT_ONLY:
+            problems += comment_job_problems(where, job)
+        elif job["permissions"] != STATUS_ONLY and writes(job):
             problems.append(f"{where}: may write {', '.join(writes(job))}")
         if job["permissions"] == STATUS_ONLY and any("uses" in s for s in job["steps"]):
             problems.append(f"{where}: runs an action or a checkout with its write token")
@@ -302,9 +309,26 @@ def privileged_run_problems(name: str, document: dict[str, Any]) -> list[str]:
     return problems
 
 
+def comment_job_problems(where: str, job: dict[str, Any]) -> list[str]:
+    """A privileged job with COMMENT_ONLY: no action but DOWNLOAD, into ``runner.temp`` (outside
+    the workspace), and no run: line that runs the repository's code."""
+    problems = []
+    for step in job["steps"]:
+        uses = str(step.get("uses", ""))
+        if uses and not uses.startswith(DOWNLOAD):
+            problems.append(f"{where}: runs {uses} with its comment token")
+        path = str((step.get("with") or {}).get("path", ""))
+        if uses.startswith(DOWNLOAD) and not path.startswith("${{ runner.temp }}/"):
+            problems.append(f"{where}: downloads into {path or 'the workspace'}, not runner.temp")
+    for line in scripts(job).splitlines():
+        if REPOSITORY_CODE.search(line.split("#", 1)[0]):
+            problems.append(f"{where}: runs the repository's code: {line.strip()}")
+    return problems
+
+
 def pull_request_code_problems(name: str, document: dict[str, Any]) -> list[str]:
     """Each job of workflow NAME that runs on pull_request and checks out the pull request's
-    code (any checkout but the base's commit) may only read, unless PR_CODE_WITH_WRITE says why."""
+    code (any checkout but the base's commit) may only read."""
     return [
         f"{name} job {job_id}: checks out the pull request's code and may write "
         + ", ".join(writes(job))
@@ -312,7 +336,6 @@ def pull_request_code_problems(name: str, document: dict[str, Any]) -> list[str]
         if "pull_request" in job_events(document, job)
         and any((s.get("with") or {}).get("ref") != BASE_SHA for s in checkouts(job))
         and writes(job)
-        and (name, job_id) not in PR_CODE_WITH_WRITE
     ]
 
 
@@ -371,6 +394,30 @@ def test_the_privileged_run_check_catches_a_head_checkout_a_write_token_and_a_tr
         "c": [f"c job status {run}: runs an action or a checkout with its write token"],
         "d": [f"d job verify {run}: runs git checkout, which puts a tree in the workspace"],
         "e": [f"e job verify {run}: fetches more than the pull request's head: {fetch}"],
+    }
+
+
+def test_the_privileged_run_check_catches_a_comment_job_that_checks_out_or_runs_code() -> None:
+    """training-comment.yml's job with the pull request's head checked out, a `make report`, and
+    its download into the workspace: each is refused."""
+    comment = load(WORKFLOWS / "training-comment.yml")
+    variants = {name: copy.deepcopy(comment) for name in "abc"}
+    head = "${{ github.event.workflow_run.head_sha }}"
+    checkout = {"uses": CHECKOUT_PIN, "with": {"ref": head}}
+    variants["a"]["jobs"]["comment"]["steps"].insert(0, checkout)
+    variants["b"]["jobs"]["comment"]["steps"][-1]["run"] = "make report\n" + str(
+        comment["jobs"]["comment"]["steps"][-1]["run"]
+    )
+    variants["c"]["jobs"]["comment"]["steps"][0]["with"]["path"] = "report"
+    found = {name: privileged_run_problems(name, v) for name, v in variants.items()}
+    run = "(workflow_run)"
+    assert found == {
+        "a": [
+            f"a job comment {run}: runs {CHECKOUT_PIN} with its comment token",
+            f"a job comment {run}: checks out {head}, not {BASE_SHA}",
+        ],
+        "b": [f"b job comment {run}: runs the repository's code: make report"],
+        "c": [f"c job comment {run}: downloads into report, not runner.temp"],
     }
 
 
@@ -557,8 +604,8 @@ def runs_iterative_tools(path: Path) -> bool:
 def test_the_check_knows_which_workflows_run_dvc_gto_or_cml() -> None:
     runners = {path.name for path in workflow_files() if runs_iterative_tools(path)}
     assert runners == {
-        "ci.yml", "promote.yml", "training-report.yml", "environments.yml", "retrain.yml",
-        "rendered-diff.yml",
+        "ci.yml", "promote.yml", "training-report.yml", "training-comment.yml", "environments.yml",
+        "retrain.yml", "rendered-diff.yml",
     }  # fmt: skip
 
 
@@ -586,10 +633,34 @@ def cml_commands(path: Path) -> list[str]:
     return [line.strip() for line in run_lines(path) if re.search(r"(?:^|\s)cml\s", line)]
 
 
-def test_the_report_workflow_comments_with_cml_and_publishes_nothing() -> None:
-    [command] = cml_commands(WORKFLOWS / "training-report.yml")
+def test_the_comment_workflow_comments_the_reports_pull_request_with_cml_publishing_nothing() -> (
+    None
+):
+    assert cml_commands(WORKFLOWS / "training-report.yml") == []
+    [command] = cml_commands(WORKFLOWS / "training-comment.yml")
     assert command.startswith("cml comment create ")
-    assert "--publish=false" in command.split()
+    assert {"--publish=false", '--target="pr/$PR_NUMBER"', "report.md"} <= set(command.split())
+    [step] = [s for s in load(WORKFLOWS / "training-comment.yml")["jobs"]["comment"]["steps"]
+              if "cml comment" in str(s.get("run"))]  # fmt: skip
+    assert step["env"]["PR_NUMBER"] == "${{ github.event.workflow_run.pull_requests[0].number }}"
+
+
+def test_the_comment_workflow_fetches_the_artifact_the_report_run_kept() -> None:
+    report = load(WORKFLOWS / "training-report.yml")
+    comment = load(WORKFLOWS / "training-comment.yml")
+    assert comment[True] == {
+        "workflow_run": {"workflows": [report["name"]], "types": ["completed"]}
+    }
+    assert comment["env"]["REPORT_ARTIFACT"] == report["env"]["REPORT_ARTIFACT"]
+    [download] = [s for s in comment["jobs"]["comment"]["steps"] if "uses" in s]
+    assert download["uses"].startswith(DOWNLOAD)
+    assert download["with"] == {
+        "name": "${{ env.REPORT_ARTIFACT }}",
+        "run-id": "${{ github.event.workflow_run.id }}",
+        "github-token": "${{ github.token }}",
+        "path": "${{ runner.temp }}/report",
+    }
+    assert report["jobs"]["report"]["permissions"] == {"contents": "read"}
 
 
 def test_the_report_workflow_keeps_the_report_folder_as_the_artifact_the_report_names() -> None:
@@ -607,11 +678,7 @@ def test_the_report_workflow_keeps_the_report_folder_as_the_artifact_the_report_
         "path": "out/report/",
         "if-no-files-found": "error",
     }
-    assert (
-        names.index("make report")
-        < steps.index(upload)
-        < names.index("Comment on the pull request (CML)")
-    )
+    assert names.index("make report") < steps.index(upload)
 
 
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
