@@ -18,7 +18,12 @@ What it checks, each problem printed as ``<area> <where>: <what is wrong>``:
               nobody: no deletion, no force push, changes by pull request only (an approving
               review, Code Owners' review, stale approvals dismissed), and every status check
               that guards it required (:data:`GUARDS`: the check names are the jobs' names in
-              the workflow files)
+              the workflow files), each from the app meant to set it (``integration_id``: the
+              evidence App for ``order`` and ``verify``, GitHub Actions for ci.yml's tiers)
+  evidence    evidence.toml on each environment branch names the evidence App (app.id set, not
+              0): the id its required checks are pinned to and the smoke gate trusts
+  environment the GitHub environment ``evidence`` (the App's key) lets only the environment
+              branches, each by name, run a job in it
   tags        an active tag ruleset forbids creating, moving and deleting the GTO tags of the
               artifact (training/params.yaml's artifact.name) to everyone but GitHub Apps (the
               workflows' own identity)
@@ -33,8 +38,9 @@ What it checks, each problem printed as ``<area> <where>: <what is wrong>``:
               (argocd/application.yaml) tracking argocd/ on the last environment's branch, in
               its own project, with automated sync
 
-``--rulesets`` prints the rulesets that satisfy the first two checks, one JSON document a line,
-for ``gh api repos/OWNER/NAME/rulesets -X POST --input -`` (docs/workflow.md): the documented
+``--rulesets`` prints the rulesets that satisfy the rulesets and tags checks, one JSON document a
+line, for ``gh api repos/OWNER/NAME/rulesets -X POST --input -`` (docs/workflow.md), with the
+evidence App's id from this checkout's evidence.toml (refused while it is 0): the documented
 settings and the checked ones are the same table.
 """
 
@@ -45,9 +51,7 @@ import fnmatch
 import json
 import os
 import subprocess
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,12 +61,20 @@ import yaml
 
 from gitops import environments
 from gitops.cli import OneLineParser, ToolError, run_main
+from gitops.github import (
+    DEFAULT_API,
+    EVIDENCE_FILE,
+    GITHUB_ACTIONS_APP,
+    GitHub,
+    HTTPError,
+    parse_app_id,
+)
 
 ROOT = environments.ROOT
 WORKFLOWS = ROOT / ".github" / "workflows"
-DEFAULT_API = "https://api.github.com"
-#: The GitHub Actions app's id: the identity of the workflows' GITHUB_TOKEN.
-GITHUB_ACTIONS_APP = 15368
+#: The GitHub environment holding the evidence App's key (secret EVIDENCE_APP_KEY): the smoke
+#: job and the guards' status jobs name it; only the environment branches may use it.
+EVIDENCE_ENVIRONMENT = "evidence"
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,7 @@ class Guard:
     workflow: str  # a file of .github/workflows
     job: str  # its job id
     first: bool  # guards the first environment's branch (main) too, not only the later ones
+    by_evidence_app: bool = False  # its result is posted by the evidence App, else GitHub Actions
 
     def context(self) -> str:
         """The check's name as GitHub reports it: the job's ``name:``, else its id."""
@@ -88,8 +101,8 @@ GUARDS = (
     Guard("ci.yml", "unit", first=True),
     Guard("ci.yml", "integration", first=True),
     Guard("ci.yml", "e2e", first=True),
-    Guard("pr-guard.yml", "order", first=True),
-    Guard("environments.yml", "verify", first=False),
+    Guard("pr-guard.yml", "order", first=True, by_evidence_app=True),
+    Guard("environments.yml", "verify", first=False, by_evidence_app=True),
 )
 #: Paths whose changes need their owners' review: the workflows and the guard's code, the
 #: environments and what deploys them.
@@ -114,8 +127,30 @@ TAG_RULES = ("creation", "update", "deletion")
 
 def required_checks(env: environments.Environment) -> list[str]:
     """The check names a pull request into ENV's branch must pass."""
+    return [guard.context() for guard in guards(env)]
+
+
+def guards(env: environments.Environment) -> list[Guard]:
+    """The guards of a pull request into ENV's branch."""
     first = environments.load()[0]
-    return [guard.context() for guard in GUARDS if guard.first or env != first]
+    return [guard for guard in GUARDS if guard.first or env != first]
+
+
+def integration_id(guard: Guard, app: int) -> int:
+    """The app GitHub must take GUARD's check from (the required check's ``integration_id``):
+    the evidence App APP for the guards it posts, the GitHub Actions app for ci.yml's tiers. A
+    status or check run of the same name from any other identity does not count."""
+    return app if guard.by_evidence_app else GITHUB_ACTIONS_APP
+
+
+def local_app_id() -> int:
+    """The evidence App's id in this checkout's evidence.toml (for --rulesets)."""
+    path = ROOT / EVIDENCE_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ToolError(f"{EVIDENCE_FILE}: {error.strerror}") from None
+    return parse_app_id(text, "this checkout")
 
 
 def artifact_name() -> str:
@@ -130,12 +165,13 @@ def tag_patterns() -> list[str]:
     return [f"refs/tags/{name}@*", f"refs/tags/{name}#*"]
 
 
-def rulesets() -> list[dict[str, Any]]:
-    """The rulesets that pass the rulesets and tags checks, as GitHub's API creates them."""
+def rulesets(app: int) -> list[dict[str, Any]]:
+    """The rulesets that pass the rulesets and tags checks, as GitHub's API creates them, with
+    APP the evidence App's id."""
     envs = environments.load()
 
     def branch_ruleset(name: str, branches: Sequence[environments.Environment]) -> dict[str, Any]:
-        checks = sorted({check for env in branches for check in required_checks(env)})
+        pinned = {(g.context(), integration_id(g, app)) for env in branches for g in guards(env)}
         return {
             "name": name,
             "target": "branch",
@@ -159,7 +195,10 @@ def rulesets() -> list[dict[str, Any]]:
                     "type": "required_status_checks",
                     "parameters": {
                         "strict_required_status_checks_policy": True,
-                        "required_status_checks": [{"context": c} for c in checks],
+                        "required_status_checks": [
+                            {"context": context, "integration_id": app_id}
+                            for context, app_id in sorted(pinned)
+                        ],
                     },
                 },
             ],
@@ -175,42 +214,16 @@ def rulesets() -> list[dict[str, Any]]:
             # The GitHub Actions app (the workflows' GITHUB_TOKEN); add the promote App if
             # PROMOTE_TOKEN is one.
             "bypass_actors": [
-                {"actor_id": 15368, "actor_type": "Integration", "bypass_mode": "always"}
+                {
+                    "actor_id": GITHUB_ACTIONS_APP,
+                    "actor_type": "Integration",
+                    "bypass_mode": "always",
+                }
             ],
             "conditions": {"ref_name": {"include": tag_patterns(), "exclude": []}},
             "rules": [{"type": rule} for rule in TAG_RULES],
         },
     ]
-
-
-class GitHub:
-    """GitHub's REST API at URL, read with TOKEN: :meth:`get` answers JSON, or None for a 404."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.url = url.rstrip("/")
-        self.token = token
-
-    def get(self, path: str) -> Any:
-        request = urllib.request.Request(  # noqa: S310 - an https:// URL, or loopback http
-            f"{self.url}{path}",
-            headers={
-                "Accept": "application/vnd.github+json",
-                "Authorization": f"Bearer {self.token}",
-                "X-GitHub-Api-Version": "2022-11-28",
-            },
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
-                return json.load(answer)
-        except urllib.error.HTTPError as error:
-            if error.code == 404:
-                return None
-            raise ToolError(
-                f"GitHub answered {error.code} to GET {path}: the token needs read access to "
-                "the repository's administration, contents and actions settings"
-            ) from None
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            raise ToolError(f"GitHub at {self.url} did not answer GET {path}: {error}") from None
 
 
 def _matches(patterns: Iterable[str], ref: str) -> bool:
@@ -230,15 +243,31 @@ def check_branches(api: GitHub, repo: str) -> list[str]:
                 value = got.get(key)
                 if value is not wanted if isinstance(wanted, bool) else (value or 0) < wanted:
                     problems.append(f"{where}: pull_request {key} is {value}, must be {wanted}")
-        required = {
-            check["context"]
-            for rule in rules
-            if rule["type"] == "required_status_checks"
-            for check in rule.get("parameters", {}).get("required_status_checks", [])
-        }
+        required: dict[str, set[int | None]] = {}
+        for rule in rules:
+            if rule["type"] == "required_status_checks":
+                for check in rule.get("parameters", {}).get("required_status_checks", []):
+                    pinned = check.get("integration_id")
+                    required.setdefault(check["context"], set()).add(pinned)
         missing = [check for check in required_checks(env) if check not in required]
         if missing:
             problems.append(f"{where}: required status checks lack {', '.join(missing)}")
+        found = branch_app_id(api, repo, env)
+        app = found if isinstance(found, int) else None
+        if isinstance(found, str):
+            problems.append(found)
+        for guard in guards(env):
+            context = guard.context()
+            if context not in required or (guard.by_evidence_app and app is None):
+                continue
+            wanted = integration_id(guard, app or 0)
+            if wanted not in required[context]:
+                got = ", ".join(str(i) for i in sorted(required[context], key=str))
+                who = "the evidence App" if guard.by_evidence_app else "GitHub Actions"
+                problems.append(
+                    f"{where}: required check {context} must come from {who} (integration_id "
+                    f"{wanted}), not {got}"
+                )
         for ruleset_id in sorted({r["ruleset_id"] for r in rules if "ruleset_id" in r}):
             ruleset = api.get(f"/repos/{repo}/rulesets/{ruleset_id}") or {}
             for actor in ruleset.get("bypass_actors") or []:
@@ -246,6 +275,49 @@ def check_branches(api: GitHub, repo: str) -> list[str]:
                     f"{where}: ruleset {ruleset.get('name', ruleset_id)!r} can be bypassed by "
                     f"{actor.get('actor_type')} {actor.get('actor_id')}"
                 )
+    return problems
+
+
+def branch_app_id(api: GitHub, repo: str, env: environments.Environment) -> int | str:
+    """The evidence App's id in evidence.toml on ENV's branch, or the problem line."""
+    path = f"/repos/{repo}/contents/{EVIDENCE_FILE}?ref={urllib.parse.quote(env.branch)}"
+    answer = api.get(path)
+    if not answer or "content" not in answer:
+        return f"evidence {env.branch}: no {EVIDENCE_FILE}: the smoke gate accepts no evidence"
+    try:
+        return parse_app_id(base64.b64decode(answer["content"]).decode("utf-8"), env.branch)
+    except ToolError as error:
+        return f"evidence {env.branch}: {str(error).split(': ', 1)[1]}"
+
+
+def check_evidence_environment(api: GitHub, repo: str) -> list[str]:
+    """The GitHub environment holding the evidence App's key: only the environment branches,
+    each named (no pattern, no tag, not "protected branches"), may run a job in it."""
+    where = f"environment {EVIDENCE_ENVIRONMENT}"
+    branches = [env.branch for env in environments.load()]
+    wanted = ", ".join(branches)
+    found = api.get(f"/repos/{repo}/environments/{EVIDENCE_ENVIRONMENT}")
+    if found is None:
+        return [f"{where}: missing: create it with deployment branches {wanted} only"]
+    policy = found.get("deployment_branch_policy")
+    if not policy:
+        return [f"{where}: any branch may deploy to it (must be {wanted} only)"]
+    if not policy.get("custom_branch_policies"):
+        return [
+            f"{where}: deployment branches are 'protected branches', which is not this flow's "
+            f"rulesets: list {wanted} by name"
+        ]
+    listed = api.get(
+        f"/repos/{repo}/environments/{EVIDENCE_ENVIRONMENT}/deployment-branch-policies"
+    )
+    problems = []
+    for item in (listed or {}).get("branch_policies", []):
+        name, kind = str(item.get("name", "")), item.get("type", "branch")
+        if kind != "branch" or name not in branches:
+            problems.append(
+                f"{where}: deployment {kind} policy {name!r} lets other refs take the App's key "
+                f"(must be {wanted} only)"
+            )
     return problems
 
 
@@ -438,7 +510,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--rulesets", action="store_true", help="print the rulesets to create")
     args = parser.parse_args(argv)
     if args.rulesets:
-        for ruleset in rulesets():
+        for ruleset in rulesets(local_app_id()):
             print(json.dumps(ruleset, separators=(",", ":")))
         return 0
     if not args.repo or args.repo.count("/") != 1:
@@ -448,13 +520,20 @@ def main(argv: Sequence[str]) -> int:
         raise ToolError("set GH_TOKEN (or GITHUB_TOKEN) to a token that can read the settings")
     api = GitHub(args.api or os.environ.get("GITHUB_API_URL") or DEFAULT_API, token)
     applications = applications_from(args.applications, args.kubeconfig)
-    problems = (
-        check_branches(api, args.repo)
-        + check_tags(api, args.repo)
-        + check_codeowners(api, args.repo)
-        + check_actions(api, args.repo)
-        + ([] if applications is None else check_applications(applications, args.repo))
-    )
+    try:
+        problems = (
+            check_branches(api, args.repo)
+            + check_evidence_environment(api, args.repo)
+            + check_tags(api, args.repo)
+            + check_codeowners(api, args.repo)
+            + check_actions(api, args.repo)
+            + ([] if applications is None else check_applications(applications, args.repo))
+        )
+    except HTTPError as error:
+        raise ToolError(
+            f"{error}: the token needs read access to the repository's administration, "
+            "contents, environments and actions settings"
+        ) from None
     for problem in problems:
         print(problem)
     if not problems:

@@ -17,31 +17,23 @@ Contract: :func:`verify` returns the record when the newest check run of the App
 commit passed and names exactly the release (blob, digest, model sha256, git commit), and raises
 :class:`~gitops.cli.ToolError` with one line naming what is wrong otherwise. The API is
 ``GITHUB_API_URL`` (default GitHub's), the repository ``GITHUB_REPOSITORY`` (OWNER/NAME), the token
-``GH_TOKEN`` or ``GITHUB_TOKEN``.
-
-usage: python -m gitops.evidence app-id [--ref REF]   (prints ``app_id=<id>``, for the workflows)
+``GH_TOKEN`` or ``GITHUB_TOKEN`` (:class:`gitops.github.GitHub`, the tools' one client; the App's
+id in evidence.toml is read by :func:`gitops.github.app_id`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tomllib
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from gitops import environments, rendered
-from gitops.cli import OneLineParser, ToolError, run_main
-from gitops.git import git, rev, show
+from gitops.cli import ToolError
+from gitops.git import git, rev
+from gitops.github import EVIDENCE_FILE as FILE
+from gitops.github import PAGE, GitHub, app_id
 
-#: The file naming the evidence App, read from the protected branch the gate guards.
-FILE = "evidence.toml"
-DEFAULT_API = "https://api.github.com"
-#: Check runs asked for per page (GitHub's most).
-PAGE = 100
+__all__ = ["FILE", "PAGE", "GitHub", "app_id", "check_name", "record", "rendered_commit", "verify"]
 #: The record's provenance fields, each the rendered release's attribute it must equal.
 PROVENANCE = {
     "digest": "digest",
@@ -56,23 +48,6 @@ def check_name(env: environments.Environment) -> str:
     return f"smoke/{env.name}"
 
 
-def app_id(ref: str) -> int:
-    """The evidence App's id, from evidence.toml at REF; ToolError when missing or unset."""
-    text = show(ref, FILE)
-    if text is None:
-        raise ToolError(f"{ref} has no {FILE}: the gates accept no evidence without it")
-    try:
-        found = tomllib.loads(text).get("app", {}).get("id")
-    except tomllib.TOMLDecodeError as error:
-        raise ToolError(f"{FILE} on {ref} is not valid TOML ({error})") from None
-    if not isinstance(found, int) or isinstance(found, bool) or found <= 0:
-        raise ToolError(
-            f"{FILE} on {ref}: app.id must be the evidence GitHub App's id (a positive integer), "
-            f"got {found!r}: docs/workflow.md, Evidence"
-        )
-    return found
-
-
 def rendered_commit(env: environments.Environment, ref: str) -> tuple[str, str]:
     """(commit, blob): the commit of REF's first-parent history that last changed ENV's rendered
     file, and that file's blob at REF. The smoke record and the gate both name the release so."""
@@ -82,58 +57,6 @@ def rendered_commit(env: environments.Environment, ref: str) -> tuple[str, str]:
         raise ToolError(f"{ref} has no {path}: nothing is deployed to {env.name}")
     commit = git("log", "-1", "--first-parent", "--format=%H", ref, "--", path).strip()
     return commit, blob
-
-
-class GitHub:
-    """GitHub's REST API for one repository (OWNER/NAME), with a token from the environment."""
-
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        env = os.environ if environ is None else environ
-        self.url = (env.get("GITHUB_API_URL") or DEFAULT_API).rstrip("/")
-        self.repository = env.get("GITHUB_REPOSITORY", "")
-        self.token = env.get("GH_TOKEN") or env.get("GITHUB_TOKEN") or ""
-        if self.repository.count("/") != 1:
-            raise ToolError(
-                f"GITHUB_REPOSITORY must be OWNER/NAME (where the evidence is), "
-                f"got {self.repository!r}"
-            )
-
-    def call(self, method: str, path: str, body: object = None) -> Any:
-        """METHOD PATH (under repos/OWNER/NAME) with BODY as JSON; the answer's JSON."""
-        url = f"{self.url}/repos/{self.repository}/{path}"
-        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data, headers, method=method)  # noqa: S310
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (GitHub)
-                return json.load(answer)
-        except urllib.error.HTTPError as error:
-            try:
-                message = json.load(error).get("message", "")
-            except (ValueError, AttributeError):
-                message = ""
-            raise ToolError(
-                f"GitHub answered {error.code} to {method} {path.split('?')[0]}: {message}"
-            ) from None
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            why = f"GitHub at {self.url} did not answer {method} {path}: {error}"
-            raise ToolError(why) from None
-
-    def check_runs(self, commit: str, name: str) -> list[dict[str, Any]]:
-        """Every check run named NAME on COMMIT, of every app (GitHub's ``filter=all``), every
-        page of them."""
-        found: list[dict[str, Any]] = []
-        for page in range(1, 100):
-            query = {"check_name": name, "filter": "all", "per_page": PAGE, "page": page}
-            path = f"commits/{commit}/check-runs?{urllib.parse.urlencode(query)}"
-            answer = self.call("GET", path)
-            runs = list(answer.get("check_runs", []))
-            found += runs
-            if len(runs) < PAGE or len(found) >= int(answer.get("total_count", 0)):
-                break
-        return found
 
 
 def record(
@@ -161,7 +84,7 @@ def record(
         if passed
         else f"{env.name}: {result.get('reason', 'failed')}"
     )
-    (api or GitHub()).call(
+    (api or GitHub.from_environ()).repo(
         "POST",
         "check-runs",
         {
@@ -196,7 +119,7 @@ def verify(
     newest such check run decides. ToolError naming what is missing or wrong."""
     commit, blob = rendered_commit(env, ref)
     name = check_name(env)
-    runs = (api or GitHub()).check_runs(commit, name)
+    runs = (api or GitHub.from_environ()).check_runs(commit, name)
     own = [r for r in runs if (r.get("app") or {}).get("id") == trusted and r.get("name") == name]
     where = f"{rendered.path(env)} on {env.branch} (commit {commit[:12]})"
     if not own:
@@ -223,16 +146,3 @@ def verify(
                 f"but {env.name} runs {value!r}"
             )
     return found
-
-
-def main(argv: Sequence[str]) -> int:
-    parser = OneLineParser(prog="python -m gitops.evidence", description=__doc__)
-    parser.add_argument("what", choices=["app-id"], help="app-id: the evidence App's id")
-    parser.add_argument("--ref", default="HEAD", help="where to read evidence.toml (HEAD)")
-    args = parser.parse_args(argv)
-    print(f"app_id={app_id(args.ref)}")
-    return 0
-
-
-if __name__ == "__main__":
-    run_main(main)

@@ -129,7 +129,9 @@ def main(argv: Sequence[str]) -> int:
     if text is None:
         raise ToolError(f"{ref} has no {rendered.path(env)}: nothing is deployed to {env.name}")
     release = rendered.release(text)
-    api = evidence.GitHub() if args.record else None  # its settings checked before the test
+    api = (
+        evidence.GitHub.from_environ() if args.record else None
+    )  # its settings checked before the test
     deadline = time.monotonic() + max(args.wait, 0)
     result: dict[str, Any] = {"url": args.url}
     while True:

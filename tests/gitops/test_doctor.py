@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from gitops import doctor, environments
-from tests.workflows.act.github_api import GitHubApi
+from tests.workflows.act.github_api import ACTIONS_APP, EVIDENCE_APP, GitHubApi
 from tests.workflows.workflow_helpers import REPO, tool_env
 
 REPOSITORY = "acme/modelops"
@@ -42,6 +42,27 @@ def post_ruleset(api: GitHubApi, document: str) -> None:
         assert answer.status == 201
 
 
+def set_evidence_toml(api: GitHubApi, branch: str, text: str | None) -> None:
+    """evidence.toml on BRANCH as the contents API serves it (None: no such file)."""
+    path = f"/repos/{REPOSITORY}/contents/evidence.toml?ref={branch}"
+    if text is None:
+        api.settings.pop(path, None)
+        return
+    api.settings[path] = {"content": base64.b64encode(text.encode()).decode(), "encoding": "base64"}
+
+
+def set_evidence_environment(
+    api: GitHubApi, policy: dict[str, bool] | None, branches: list[dict[str, str]]
+) -> None:
+    """The GitHub environment `evidence`: its deployment_branch_policy and custom policies."""
+    base = f"/repos/{REPOSITORY}/environments/evidence"
+    api.settings[base] = {"name": "evidence", "deployment_branch_policy": policy}
+    api.settings[f"{base}/deployment-branch-policies"] = {
+        "total_count": len(branches),
+        "branch_policies": branches,
+    }
+
+
 def set_codeowners(api: GitHubApi, text: str) -> None:
     content = base64.b64encode(text.encode()).decode()
     api.settings[f"/repos/{REPOSITORY}/contents/.github/CODEOWNERS?ref=main"] = {
@@ -52,13 +73,20 @@ def set_codeowners(api: GitHubApi, text: str) -> None:
 
 @pytest.fixture
 def api() -> Iterator[GitHubApi]:
-    """The stand-in, set up as the docs say: every ruleset the doctor prints, the shipped
-    CODEOWNERS with the placeholder teams replaced, the workflow token read-only."""
+    """The stand-in, set up as the docs say: the evidence App's id in evidence.toml on every
+    environment branch, every ruleset the doctor prints for it, the environment `evidence` open
+    to the environment branches only, the shipped CODEOWNERS with the placeholder teams
+    replaced, the workflow token read-only."""
     with GitHubApi() as stand_in:
-        printed = run_doctor("--rulesets")
-        assert printed.returncode == 0, printed.stderr
-        for line in printed.stdout.splitlines():
-            post_ruleset(stand_in, line)
+        for ruleset in doctor.rulesets(EVIDENCE_APP["id"]):
+            post_ruleset(stand_in, json.dumps(ruleset))
+        for env in environments.load():
+            set_evidence_toml(stand_in, env.branch, f"[app]\nid = {EVIDENCE_APP['id']}\n")
+        set_evidence_environment(
+            stand_in,
+            {"protected_branches": False, "custom_branch_policies": True},
+            [{"name": env.branch, "type": "branch"} for env in environments.load()],
+        )
         set_codeowners(stand_in, SHIPPED_CODEOWNERS.replace("@modelops/", "@acme/"))
         stand_in.settings[f"/repos/{REPOSITORY}/codeowners/errors?ref=main"] = {"errors": []}
         stand_in.settings[f"/repos/{REPOSITORY}/actions/permissions/workflow"] = {
@@ -138,7 +166,7 @@ def test_a_promotion_branch_without_verify_or_with_a_bypass_is_reported_per_bran
 ) -> None:
     promoted = ruleset(api, "environments: promoted")
     checks = promoted["rules"][3]["parameters"]["required_status_checks"]
-    checks.remove({"context": "verify"})
+    checks.remove({"context": "verify", "integration_id": EVIDENCE_APP["id"]})
     ruleset(api, "environments: first")["bypass_actors"].append(
         {"actor_id": 5, "actor_type": "RepositoryRole", "bypass_mode": "always"}
     )
@@ -146,6 +174,110 @@ def test_a_promotion_branch_without_verify_or_with_a_bypass_is_reported_per_bran
         "rulesets main: ruleset 'environments: first' can be bypassed by RepositoryRole 5",
         "rulesets staging: required status checks lack verify",
         "rulesets production: required status checks lack verify",
+    ]
+
+
+def test_the_rulesets_pin_order_and_verify_to_the_evidence_app_and_the_tiers_to_actions() -> None:
+    first, promoted, _ = doctor.rulesets(EVIDENCE_APP["id"])
+    checks = {
+        name: {(c["context"], c["integration_id"]) for c in r["rules"][3]["parameters"][
+            "required_status_checks"]}
+        for name, r in (("first", first), ("promoted", promoted))
+    }  # fmt: skip
+    tiers = {(tier, ACTIONS_APP["id"]) for tier in ("unit", "integration", "e2e")}
+    assert checks["first"] == tiers | {("order", EVIDENCE_APP["id"])}
+    assert checks["promoted"] == tiers | {("order", EVIDENCE_APP["id"]), ("verify", 424242)}
+
+
+def test_rulesets_are_not_printed_while_evidence_toml_names_no_app() -> None:
+    """The checkout's evidence.toml as the repository ships it (id 0): the rulesets would pin
+    order and verify to no App."""
+    done = run_doctor("--rulesets")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        "error: evidence.toml on this checkout: app.id must be the evidence GitHub App's id (a "
+        "positive integer), got 0: docs/workflow.md, Evidence\n"
+    )
+
+
+def test_required_checks_not_pinned_to_their_app_are_reported(api: GitHubApi) -> None:
+    """A required check any identity may satisfy (no integration_id: a status `order` the
+    workflow token of a pull request's own workflow posts would count), one pinned to the
+    GitHub Actions app instead of the evidence App, and a tier pinned to another app."""
+    first = ruleset(api, "environments: first")["rules"][3]["parameters"]
+    promoted = ruleset(api, "environments: promoted")["rules"][3]["parameters"]
+    for check in first["required_status_checks"]:
+        if check["context"] == "order":
+            del check["integration_id"]
+    for check in promoted["required_status_checks"]:
+        if check["context"] in ("verify", "unit"):
+            check["integration_id"] = {"verify": ACTIONS_APP["id"], "unit": 999}[check["context"]]
+    assert problems(api) == [
+        "rulesets main: required check order must come from the evidence App (integration_id "
+        "424242), not None",
+        "rulesets staging: required check unit must come from GitHub Actions (integration_id "
+        "15368), not 999",
+        "rulesets staging: required check verify must come from the evidence App "
+        "(integration_id 424242), not 15368",
+        "rulesets production: required check unit must come from GitHub Actions (integration_id "
+        "15368), not 999",
+        "rulesets production: required check verify must come from the evidence App "
+        "(integration_id 424242), not 15368",
+    ]
+
+
+def test_an_evidence_app_not_set_up_on_a_branch_is_reported(api: GitHubApi) -> None:
+    """evidence.toml as the repository ships it on staging (id 0), none on production, and
+    main naming another App than the one its required checks are pinned to."""
+    set_evidence_toml(api, "main", "[app]\nid = 7\n")
+    set_evidence_toml(api, "staging", (REPO / "evidence.toml").read_text())
+    set_evidence_toml(api, "production", None)
+    assert problems(api) == [
+        "rulesets main: required check order must come from the evidence App (integration_id "
+        "7), not 424242",
+        "evidence staging: app.id must be the evidence GitHub App's id (a positive integer), got "
+        "0: docs/workflow.md, Evidence",
+        "evidence production: no evidence.toml: the smoke gate accepts no evidence",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("policy", "branches", "line"),
+    [
+        (None, [], "any branch may deploy to it (must be main, staging, production only)"),
+        (
+            {"protected_branches": True, "custom_branch_policies": False},
+            [],
+            "deployment branches are 'protected branches', which is not this flow's rulesets: "
+            "list main, staging, production by name",
+        ),
+        (
+            {"protected_branches": False, "custom_branch_policies": True},
+            [{"name": "main", "type": "branch"}, {"name": "promote/*", "type": "branch"}],
+            "deployment branch policy 'promote/*' lets other refs take the App's key (must be "
+            "main, staging, production only)",
+        ),
+        (
+            {"protected_branches": False, "custom_branch_policies": True},
+            [{"name": "main", "type": "tag"}],
+            "deployment tag policy 'main' lets other refs take the App's key (must be main, "
+            "staging, production only)",
+        ),
+    ],
+    ids=["every-branch", "protected-branches", "a-pattern", "a-tag"],
+)
+def test_an_evidence_environment_other_refs_may_use_is_reported(
+    api: GitHubApi, policy: dict[str, bool] | None, branches: list[dict[str, str]], line: str
+) -> None:
+    set_evidence_environment(api, policy, branches)
+    assert problems(api) == [f"environment evidence: {line}"]
+
+
+def test_a_missing_evidence_environment_is_reported(api: GitHubApi) -> None:
+    del api.settings[f"/repos/{REPOSITORY}/environments/evidence"]
+    assert problems(api) == [
+        "environment evidence: missing: create it with deployment branches main, staging, "
+        "production only"
     ]
 
 

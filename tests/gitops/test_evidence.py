@@ -22,15 +22,17 @@ import pytest
 
 from gitops import environments, evidence, gates, rendered
 from gitops.cli import ToolError
+from gitops.github import GitHub
+from tests.gitops.github_stand_in import RUN_TOKEN as ACTIONS_TOKEN
+from tests.gitops.github_stand_in import evidence_api
 from tests.workflows.act.deployed import Deployed
-from tests.workflows.act.github_api import ACTIONS_APP, EVIDENCE_APP, EVIDENCE_KEY, GitHubApi
+from tests.workflows.act.github_api import EVIDENCE_APP, GitHubApi
 from tests.workflows.workflow_helpers import REPO, git, run_tool
 
 pytestmark = pytest.mark.integration  # real git, the gitops commands, HTTP stand-ins
 
 DEV, STAGING, _ = environments.load()
 CONTRIBUTOR_TOKEN = "ghp_contributor"  # noqa: S105 - a stand-in token
-ACTIONS_TOKEN = "ghs_pull_request_run"  # noqa: S105 - a stand-in token
 
 
 @pytest.fixture
@@ -52,15 +54,11 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubApi]:
-    """The API stand-in, its identities, and the environment the tools read it from; GH_TOKEN
-    is the evidence App's installation token, as in the smoke job after its token step."""
-    with GitHubApi() as api:
-        api.add_app(EVIDENCE_APP["id"], EVIDENCE_APP["slug"], EVIDENCE_KEY)
+    """The API stand-in, its identities (and a contributor's own token), and the environment the
+    tools read it from; GH_TOKEN is the evidence App's installation token, as in the smoke job
+    after its token step."""
+    with evidence_api(monkeypatch, as_evidence_app=True) as api:
         api.add_user("contributor", CONTRIBUTOR_TOKEN)
-        api.add_app_token(ACTIONS_TOKEN, ACTIONS_APP)
-        monkeypatch.setenv("GITHUB_API_URL", api.url)
-        monkeypatch.setenv("GITHUB_REPOSITORY", "acme/modelops")
-        monkeypatch.setenv("GH_TOKEN", api.installation_token(EVIDENCE_APP["id"], EVIDENCE_KEY))
         yield api
 
 
@@ -94,7 +92,7 @@ def genuine() -> dict[str, object]:
     """The record of a passed smoke test, as the evidence App wrote it (the gate's view)."""
     c = candidate()
     commit, blob = evidence.rendered_commit(DEV, "main")
-    runs = evidence.GitHub().check_runs(commit, "smoke/dev")
+    runs = GitHub.from_environ().check_runs(commit, "smoke/dev")
     found = json.loads(runs[0]["output"]["text"])
     assert (found["blob"], found["digest"], found["passed"]) == (blob, c.release.digest, True)
     return found
@@ -102,8 +100,8 @@ def genuine() -> dict[str, object]:
 
 def as_identity(token: str, body: dict[str, object], path: str = "check-runs") -> object:
     """POST BODY to the repository's PATH with TOKEN, as that identity would with gh api."""
-    api = evidence.GitHub({**os.environ, "GH_TOKEN": token})
-    return api.call("POST", path, body)
+    api = GitHub.from_environ({**os.environ, "GH_TOKEN": token})
+    return api.repo("POST", path, body)
 
 
 def check_run(record: dict[str, object], conclusion: str = "success") -> dict[str, object]:
@@ -139,7 +137,8 @@ def test_a_record_posted_with_a_contributors_own_token_is_refused(
     record = genuine()
     github.check_runs.clear()
     # GitHub creates no check run for a person's token; a commit status it takes, as theirs.
-    with pytest.raises(ToolError, match="403 to POST check-runs: You must authenticate via a"):
+    refused = "403 to POST /repos/acme/modelops/check-runs: You must authenticate via a"
+    with pytest.raises(ToolError, match=refused):
         as_identity(CONTRIBUTOR_TOKEN, check_run(record))
     commit, _ = evidence.rendered_commit(DEV, "main")
     status = {"state": "success", "context": "smoke/dev", "description": json.dumps(record)[:140]}
@@ -209,7 +208,7 @@ def test_a_record_of_the_evidence_app_for_another_release_is_refused(
     """The App's own record, on this commit, but naming another blob, digest, model or commit."""
     smoke(deployed)
     record = genuine()
-    as_identity(str(evidence.GitHub().token), check_run({**record, field: value}))
+    as_identity(GitHub.from_environ().token, check_run({**record, field: value}))
     line = gate_line()
     assert f"names {field} {value!r}, but dev runs {record[field]!r}" in line
 

@@ -22,13 +22,9 @@ import pytest
 import yaml
 
 from gitops import environments, evidence, rendered
-from tests.workflows.act.github_api import (
-    ACTIONS_APP,
-    EVIDENCE_APP,
-    EVIDENCE_KEY,
-    GitHubApi,
-    installation_token,
-)
+from gitops.github import GitHub
+from tests.gitops.github_stand_in import evidence_api
+from tests.workflows.act.github_api import EVIDENCE_APP, EVIDENCE_KEY, GitHubApi, installation_token
 from tests.workflows.workflow_helpers import REPO, git, run_tool, tool_env
 
 pytestmark = pytest.mark.integration  # real git, GTO and kustomize
@@ -103,12 +99,7 @@ def deploy_dev(repo: Path, version: str, n: int, *, assign: bool = True, **metri
 def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubApi]:
     """The GitHub API stand-in with the evidence App installed; the tools read it with the
     workflow's own token (the GitHub Actions app), as the propose job does."""
-    with GitHubApi() as api:
-        api.add_app(EVIDENCE_APP["id"], EVIDENCE_APP["slug"], EVIDENCE_KEY)
-        api.add_app_token("ghs-run", ACTIONS_APP)
-        monkeypatch.setenv("GITHUB_API_URL", api.url)
-        monkeypatch.setenv("GITHUB_REPOSITORY", "acme/modelops")
-        monkeypatch.setenv("GH_TOKEN", "ghs-run")
+    with evidence_api(monkeypatch) as api:
         yield api
 
 
@@ -120,7 +111,7 @@ def smoke_passed(
     git(repo, "fetch", "-q", "origin")
     ref = f"origin/{env.branch}"
     release = rendered.release(git(repo, "show", f"{ref}:{rendered.path(env)}"))
-    api = evidence.GitHub()
+    api = GitHub.from_environ()
     api.token = installation_token(api.url, EVIDENCE_APP["id"], EVIDENCE_KEY)
     with monkeypatch.context() as patch:
         patch.chdir(repo)

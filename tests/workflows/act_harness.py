@@ -71,6 +71,13 @@ OWNER_NAME = "acme/modelops"
 #: The pull request events, and the commit GitHub reads their workflow files from (and sets
 #: GITHUB_SHA to): the pull request's merge commit, or the base branch's tip.
 PULL_REQUEST_EVENTS = {"pull_request": "merge", "pull_request_target": "base"}
+#: The secrets of the GitHub environment `evidence` (the evidence App's key), whose deployment
+#: branches are the environment branches (docs/workflow.md): GitHub gives them to a job of a run
+#: whose ref is such a branch (a push to it, a pull_request_target into it: the run's ref is the
+#: base branch) and refuses the environment to a pull_request run (ref refs/pull/N/merge). act
+#: knows no environments, so the harness leaves them out of a pull_request run: a job of that
+#: environment then finds no key, and its token step fails.
+ENVIRONMENT_SECRETS = {"EVIDENCE_APP_KEY"}
 #: Who GitHub's merge commits of pull requests are by, and when (fixed: a run's merge commit
 #: does not depend on the clock).
 MERGE_IDENTITY = {
@@ -363,6 +370,9 @@ def run_act(
     A pull request EVENT (PULL_REQUEST_EVENTS) needs its ``payload``: act then runs with the
     sandbox clone checked out at the commit GitHub reads the workflow files from
     (``workflow_commit``, after ``pull_request_refs``), and the clone goes back afterwards."""
+    if event == "pull_request":
+        secrets = options.get("secrets") or {}
+        options["secrets"] = {k: v for k, v in secrets.items() if k not in ENVIRONMENT_SECRETS}
     if event not in PULL_REQUEST_EVENTS:
         return _run_act(sandbox, event, stop_before, echo, env, options)
     if options.get("payload") is None:

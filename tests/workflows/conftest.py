@@ -13,6 +13,8 @@ import pytest
 from act_harness import Sandbox, make_sandbox
 from workflow_helpers import REPO, git, tool_env
 
+from tests.workflows.act.github_api import EVIDENCE_APP
+
 #: The DVC remote of the promote walks, as the secret DVC_CONFIG gives it (.dvc/config.local).
 DVC_CONFIG = '[core]\n    remote = ci\n[remote "ci"]\n    url = {url}\n'
 
@@ -42,9 +44,15 @@ def new_sandbox(
 @pytest.fixture(scope="session")
 def pr_sandbox(new_sandbox: Callable[[str], Sandbox]) -> Sandbox:
     """The sandbox of the pull-request walks (they only read it): main, staging and production at
-    HEAD in the origin."""
+    HEAD in the origin, with evidence.toml naming the evidence App of the API stand-in (as a
+    fork sets it up: the guards post their statuses as that App)."""
     sandbox = new_sandbox("pull-requests")
-    git(sandbox.work, "push", "-q", "origin", "HEAD:refs/heads/staging", "HEAD:production")
+    git(sandbox.work, "config", "user.name", "test")
+    git(sandbox.work, "config", "user.email", "test@example.org")
+    (sandbox.work / "evidence.toml").write_text(f"[app]\nid = {EVIDENCE_APP['id']}\n")
+    git(sandbox.work, "commit", "-qam", "evidence: the fork's evidence App")
+    git(sandbox.work, "push", "-q", "origin", "HEAD:refs/heads/main", "HEAD:refs/heads/staging",
+        "HEAD:production")  # fmt: skip
     return sandbox
 
 

@@ -114,10 +114,14 @@ def verify(
 
 
 def verify_statuses(sandbox: Sandbox) -> list[tuple[str, str]]:
-    """The commit statuses the last run posted: (sha, state), each with the context verify."""
-    posted = [c["argv"] for c in sandbox.calls() if c["argv"][:1] == ["api"]]
+    """The commit statuses the last run posted: (sha, state), each with the context verify and
+    a token of the evidence App (the required check is pinned to it)."""
+    calls = [c for c in sandbox.calls() if c["argv"][:1] == ["api"]]
+    posted = [c["argv"] for c in calls]
     fields = [dict(f.split("=", 1) for f in argv[5::2]) for argv in posted]
     assert {f["context"] for f in fields} <= {"verify"}, posted
+    apps = [GITHUB[0].api.identities[c["env"]["GH_TOKEN"]]["app"] for c in calls]
+    assert all(app["id"] == github_api.EVIDENCE_APP["id"] for app in apps), apps
     return [(argv[3].rsplit("/", 1)[1], f["state"]) for argv, f in zip(posted, fields, strict=True)]
 
 
@@ -287,7 +291,7 @@ def test_the_verify_check_fails_a_hand_edited_promotion(proposed: tuple[Sandbox,
 
 def switched_off(sandbox: Sandbox) -> str:
     """environments.yml as main has it, edited as a pull request that switches off verify would:
-    on pull_request (under which GitHub runs the pull request's own copy), verify's last step
+    on pull_request (under which GitHub runs the pull request's own copy), verify's check step
     `true`."""
     document = yaml.safe_load(
         git(sandbox.origin, "show", "main:.github/workflows/environments.yml")
@@ -296,7 +300,8 @@ def switched_off(sandbox: Sandbox) -> str:
     on["pull_request"] = on.pop("pull_request_target")
     for job in document["jobs"].values():
         job["if"] = job["if"].replace("'pull_request_target'", "'pull_request'")
-    document["jobs"]["verify"]["steps"][-1]["run"] = "true"
+    steps = document["jobs"]["verify"]["steps"]
+    [step for step in steps if "run" in step and "app-id" not in step["run"]][-1]["run"] = "true"
     return yaml.safe_dump({"name": document.pop("name"), "on": on, **document}, sort_keys=False)
 
 
@@ -307,7 +312,8 @@ def test_a_promotion_that_switches_off_verify_in_its_own_tree_is_still_refused(
     its environments.yml running verify on pull_request as `true`, its Makefile and
     gitops/promote.py writing a marker and passing. GitHub plays it on pull_request_target: the
     base's file and tools refuse it, and none of its code runs. On pull_request, the trigger
-    verify had before, its own copy runs and passes: the defect the move fixes."""
+    verify had before, its own copy runs and passes, but cannot post the status: the evidence
+    App's key is not given to a pull_request run."""
     sandbox, _ = proposed
     work = sandbox.work
     marker = sandbox.root / "the-pull-requests-code-ran"
@@ -341,11 +347,13 @@ def test_a_promotion_that_switches_off_verify_in_its_own_tree_is_still_refused(
     assert verify_statuses(sandbox) == [(head, "failure")]
     assert not marker.exists()
 
+    # Its own copy on pull_request passes its `true`, but GitHub gives a pull_request run
+    # (refs/pull/N/merge) no job of the environment `evidence`: no App token, no status.
     run = verify(sandbox, branch, PROD, head, event="pull_request")
-    assert run.returncode == 0, run.output
+    assert run.returncode == 1, run.output
     assert "error: verify" not in run.output
-    # The residual risk docs/workflow.md names: the pull request's own copy posts the context too.
-    assert verify_statuses(sandbox) == [(head, "success")]
+    assert "A token of the evidence App" in run.output
+    assert verify_statuses(sandbox) == []
 
 
 def test_running_a_finished_promotion_again_changes_nothing(proposed: tuple[Sandbox, str]) -> None:

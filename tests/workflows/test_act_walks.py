@@ -11,7 +11,7 @@ pull_request_target. No root: the integration tier.
 import json
 import re
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,9 @@ from act_harness import (
     workflow_run_payload,
 )
 from workflow_helpers import git
+
+from gitops import doctor
+from tests.workflows.act.github_api import ACTIONS_APP, EVIDENCE_APP, EVIDENCE_KEY, GitHubApi
 
 pytestmark = pytest.mark.integration  # act running real git, DVC and GTO in sandbox clones
 
@@ -73,12 +76,31 @@ def open_pull_request(
     )
 
 
+#: GitHub's API in these walks (the stand-in, the evidence App installed), set by `github`.
+API: list[GitHubApi] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def github() -> Iterator[GitHubApi]:
+    """The API stand-in the app-token stand-in mints the evidence App's tokens from, with the
+    App whose id the sandbox's evidence.toml names; the run token is the GitHub Actions app's."""
+    with GitHubApi() as api:
+        api.add_app(EVIDENCE_APP["id"], EVIDENCE_APP["slug"], EVIDENCE_KEY)
+        api.add_app_token(TOKEN, ACTIONS_APP)
+        API[:] = [api]
+        yield api
+        API.clear()
+
+
 def run_pull_request(
     sandbox: Sandbox, payload: dict[str, object], event: str = "pull_request", **options: Any
 ) -> ActRun:
+    """act on EVENT for PAYLOAD, with the API stand-in and the evidence App's key (the secret of
+    the environment `evidence`, which the harness gives no pull_request run)."""
     path = sandbox.root / "event.json"
     path.write_text(json.dumps(payload))
-    return run_act(sandbox, event, payload=path, **options)
+    secrets = {"EVIDENCE_APP_KEY": EVIDENCE_KEY}
+    return run_act(sandbox, event, payload=path, api=API[0].url, secrets=secrets, **options)
 
 
 def guard_lines(run: ActRun) -> list[str]:
@@ -86,14 +108,32 @@ def guard_lines(run: ActRun) -> list[str]:
     return re.findall(r"\| ((?:ok|error): .*)", run.output)
 
 
-def statuses(sandbox: Sandbox) -> list[tuple[str, str, str]]:
-    """The commit statuses the last run posted through the gh stand-in: (sha, context, state)."""
-    posted = [c["argv"] for c in sandbox.calls() if "/statuses/" in " ".join(c["argv"])]
+def statuses(sandbox: Sandbox) -> list[tuple[str, str, str, str]]:
+    """The commit statuses the last run posted through the gh stand-in: (sha, context, state,
+    the slug of the app whose token posted it, as the API stand-in knows the token)."""
+    posted = [c for c in sandbox.calls() if "/statuses/" in " ".join(c["argv"])]
     return [
-        (argv[3].rsplit("/", 1)[1], fields["context"], fields["state"])
-        for argv in posted
-        for fields in [dict(f.split("=", 1) for f in argv[5::2])]
-    ]
+        (call["argv"][3].rsplit("/", 1)[1], fields["context"], fields["state"], app["slug"])
+        for call in posted
+        for fields in [dict(f.split("=", 1) for f in call["argv"][5::2])]
+        for app in [(API[0].identities.get(call["env"]["GH_TOKEN"]) or {}).get("app") or {
+            "slug": "unknown"}]
+    ]  # fmt: skip
+
+
+def required_check(sandbox: Sandbox, sha: str, context: str) -> str:
+    """What GitHub's required check CONTEXT finds on SHA after the last run, pinned as the
+    rulesets of gitops.doctor pin it (integration_id: the evidence App): the newest state of the
+    statuses that app posted, or `pending` when it posted none."""
+    (pinned,) = {
+        check["integration_id"]
+        for ruleset in doctor.rulesets(EVIDENCE_APP["id"])[:2]
+        for check in ruleset["rules"][3]["parameters"]["required_status_checks"]
+        if check["context"] == context
+    }
+    slug = {EVIDENCE_APP["id"]: EVIDENCE_APP["slug"], ACTIONS_APP["id"]: ACTIONS_APP["slug"]}
+    states = [s[2] for s in statuses(sandbox) if s[:2] == (sha, context) and s[3] == slug[pinned]]
+    return states[-1] if states else "pending"
 
 
 def switched_off(sandbox: Sandbox, workflow: str, job: str, **checkout: object) -> str:
@@ -111,8 +151,10 @@ def switched_off(sandbox: Sandbox, workflow: str, job: str, **checkout: object) 
     steps = document["jobs"][job]["steps"]
     if "checkout" in checkout:
         steps[0]["with"] = checkout["checkout"]
-    else:
-        steps[-1]["run"] = "true"
+    else:  # the check: the last step but the one reading the evidence App's id
+        [step for step in steps if "run" in step and "app-id" not in step["run"]][-1]["run"] = (
+            "true"
+        )
     return yaml.safe_dump({"name": document.pop("name"), "on": on, **document}, sort_keys=False)
 
 
@@ -142,7 +184,7 @@ def test_pr_guard_passes_an_experiment_pull_request_into_main(pr_sandbox: Sandbo
         "acme/modelops",
         "--name-only",
     ]
-    assert statuses(pr_sandbox) == [(head, "order", "success")]
+    assert statuses(pr_sandbox) == [(head, "order", "success", EVIDENCE_APP["slug"])]
 
 
 def test_pr_guard_fails_a_deploy_pull_request_that_also_changes_the_server(
@@ -160,7 +202,7 @@ def test_pr_guard_fails_a_deploy_pull_request_that_also_changes_the_server(
     assert line.startswith(f"error: deploy/dev/{sha} may change only kustomize/overlays/dev/")
     assert "but changes serving/app.py: open another pull request" in line
     head = payload["pull_request"]["head"]["sha"]  # type: ignore[index]
-    assert statuses(pr_sandbox) == [(head, "order", "failure")]
+    assert statuses(pr_sandbox) == [(head, "order", "failure", EVIDENCE_APP["slug"])]
 
 
 def test_pr_guard_fails_a_forks_branch_named_like_a_promotion_into_production(
@@ -203,13 +245,32 @@ def test_a_pull_request_that_switches_off_the_order_check_in_its_own_tree_is_sti
     assert run.returncode == 1, run.output
     [line] = guard_lines(run)
     assert line.startswith("error: staging accepts pull requests only from promote/staging/*")
-    assert statuses(pr_sandbox) == [(sha, "order", "failure")]
+    assert statuses(pr_sandbox) == [(sha, "order", "failure", EVIDENCE_APP["slug"])]
+    assert required_check(pr_sandbox, sha, "order") == "failure"
 
+    # Its own copy on pull_request: the check passes (`true`), but GitHub gives a pull_request
+    # run (refs/pull/N/merge) no job of the environment `evidence`: no App token, no status.
+    run = run_pull_request(pr_sandbox, payload, "pull_request", workflow="pr-guard.yml")
+    assert run.returncode == 1, run.output
+    assert guard_lines(run) == []
+    assert "A token of the evidence App" in run.output
+    assert statuses(pr_sandbox) == []
+
+    # Its own copy posting with the workflow token (statuses: write), as the guard did before:
+    # the status is GitHub Actions', which the required check, pinned to the App, does not take.
+    document = yaml.safe_load(changes[".github/workflows/pr-guard.yml"])
+    status = document["jobs"]["status"]
+    del status["environment"]
+    status["permissions"] = {"statuses": "write"}
+    status["steps"] = status["steps"][1:]
+    status["steps"][0]["env"]["GH_TOKEN"] = "${{ github.token }}"  # noqa: S105 - an expression
+    changes[".github/workflows/pr-guard.yml"] = yaml.safe_dump(document, sort_keys=False)
+    payload = open_pull_request(pr_sandbox, head, "staging", changes)
+    sha = payload["pull_request"]["head"]["sha"]  # type: ignore[index]
     run = run_pull_request(pr_sandbox, payload, "pull_request", workflow="pr-guard.yml")
     assert run.returncode == 0, run.output
-    assert guard_lines(run) == []
-    # The residual risk docs/workflow.md names: the pull request's own copy posts the context too.
-    assert statuses(pr_sandbox) == [(sha, "order", "success")]
+    assert statuses(pr_sandbox) == [(sha, "order", "success", ACTIONS_APP["slug"])]
+    assert required_check(pr_sandbox, sha, "order") == "pending"
 
 
 def test_the_code_of_a_pull_request_never_runs_in_the_order_check(pr_sandbox: Sandbox) -> None:
@@ -238,7 +299,7 @@ def test_the_code_of_a_pull_request_never_runs_in_the_order_check(pr_sandbox: Sa
     )
     payload = open_pull_request(pr_sandbox, f"deploy/dev/{sha}", "main", changes)
     run = run_pull_request(pr_sandbox, payload, "pull_request", workflow="pr-guard.yml")
-    assert run.returncode == 0, run.output
+    assert run.returncode == 1, run.output  # its status job gets no App key on pull_request
     assert guard_lines(run) == ["ok: trust me"]
     assert marker.read_text() == "check_pr_order"
 

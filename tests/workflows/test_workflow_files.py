@@ -179,10 +179,12 @@ def test_every_workflow_grants_nothing_by_default_and_each_job_only_what_it_need
         granted = job.get("permissions")
         assert isinstance(granted, dict), f"job {name} must declare its permissions"
         assert "write-all" not in str(granted)
-        # the jobs that post a guard's commit status read nothing (guard_problems), nor does the
+        # the jobs that post a commit status read nothing: with the workflow token (STATUS_ONLY)
+        # or as the evidence App (nothing of the workflow token; guard_problems); nor does the
         # one that comments a report (comment_job_problems)
         reads = granted.get("contents") in {"read", "write"}
-        assert granted in (STATUS_ONLY, COMMENT_ONLY) or reads
+        assert granted in (STATUS_ONLY, COMMENT_ONLY, {}) or reads
+        assert granted != {} or holds_app_key(job)
 
 
 def test_only_the_build_the_proposals_the_stage_and_the_retrain_jobs_may_write_contents() -> None:
@@ -231,9 +233,16 @@ def test_the_environments_workflow_follows_every_environment_branch() -> None:
 PRIVILEGED_EVENTS = {"pull_request_target", "workflow_run"}
 #: The only ref a privileged run checks out: the base's commit (the default would be its tip).
 BASE_SHA = "${{ github.event.pull_request.base.sha }}"
-#: What a job that posts a guard's result may do: the commit status on the pull request's head
-#: (GitHub attaches a pull_request_target run's own check to the base branch's commit).
+#: The GitHub environment whose secret is the evidence App's key: a job in it holds a token that
+#: may write (the App's), so on a privileged event it runs that App's token action and nothing of
+#: the repository or the pull request (GitHub attaches a pull_request_target run's own check to
+#: the base branch's commit: the guards' results are posted as commit statuses by the App).
+EVIDENCE = doctor.EVIDENCE_ENVIRONMENT
+#: What a job that posts an informational status (rendered-diff.yml's, no required check) may
+#: do with the workflow token: the commit status on the pull request's head, in a job that runs
+#: no action and no checkout.
 STATUS_ONLY = {"statuses": "write"}
+APP_TOKEN = "actions/create-github-app-token@"  # noqa: S105 - an action, not a token
 #: git commands that put a commit's files in the workspace (a fetch only adds objects).
 TREE_COMMANDS = re.compile(
     r"\bgit\s+(checkout|switch|worktree|reset|restore|merge|rebase|cherry-pick|pull|stash|"
@@ -280,11 +289,18 @@ def scripts(job: dict[str, Any]) -> str:
     return "\n".join(str(step.get("run", "")) for step in job["steps"])
 
 
+def holds_app_key(job: dict[str, Any]) -> bool:
+    """Whether JOB runs in the GitHub environment of the evidence App's key."""
+    environment = job.get("environment")
+    return (environment.get("name") if isinstance(environment, dict) else environment) == EVIDENCE
+
+
 def privileged_run_problems(name: str, document: dict[str, Any]) -> list[str]:
-    """Each job of workflow NAME a privileged event runs: no write but a commit status, and that
-    only in a job with no action and no checkout; a checkout of the base's commit only (no ref
-    of the pull request, no other repository); no git command that puts a tree in the workspace;
-    fetches of the pull request's head only (git objects, read by the base's tools)."""
+    """Each job of workflow NAME a privileged event runs: no write permission; a job holding the
+    evidence App's key runs no action but the App's token action, no checkout; a checkout of the
+    base's commit only (no ref of the pull request, no other repository); no git command that
+    puts a tree in the workspace; fetches of the pull request's head only (git objects, read by
+    the base's tools)."""
     problems = []
     for job_id, job in document["jobs"].items():
         events = job_events(document, job) & PRIVILEGED_EVENTS
@@ -297,6 +313,10 @@ def privileged_run_problems(name: str, document: dict[str, Any]) -> list[str]:
             problems.append(f"{where}: may write {', '.join(writes(job))}")
         if job["permissions"] == STATUS_ONLY and any("uses" in s for s in job["steps"]):
             problems.append(f"{where}: runs an action or a checkout with its write token")
+        if holds_app_key(job) and any(
+            not str(s.get("uses", APP_TOKEN)).startswith(APP_TOKEN) for s in job["steps"]
+        ):
+            problems.append(f"{where}: runs an action or a checkout with the evidence App's key")
         for step in checkouts(job):
             given = step.get("with") or {}
             if given.get("ref") != BASE_SHA or "repository" in given:
@@ -339,10 +359,26 @@ def pull_request_code_problems(name: str, document: dict[str, Any]) -> list[str]
     ]
 
 
+def app_key_problems(name: str, document: dict[str, Any]) -> list[str]:
+    """The evidence App's key (the secret EVIDENCE_APP_KEY) is read only by jobs of the
+    environment ``evidence``, and none of them runs on pull_request (GitHub refuses such a run
+    the environment, whose branches are the environment branches: the walks cannot show that)."""
+    problems = []
+    for job_id, job in document["jobs"].items():
+        where = f"{name} job {job_id}"
+        if "secrets.EVIDENCE_APP_KEY" in str(job) and not holds_app_key(job):
+            problems.append(f"{where}: reads EVIDENCE_APP_KEY outside the environment {EVIDENCE}")
+        if holds_app_key(job) and "pull_request" in job_events(document, job):
+            problems.append(f"{where}: holds the evidence App's key on pull_request")
+    return problems
+
+
 def guard_problems(name: str, document: dict[str, Any], job_id: str) -> list[str]:
     """The guard JOB_ID of workflow NAME runs on pull_request_target only (never the pull
-    request's own copy of the file), and a job that needs it, with STATUS_ONLY, posts its result
-    as the commit status named as gitops.doctor names the required check (the job's name)."""
+    request's own copy of the file), and a job that needs it, holds the evidence App's key and no
+    permission of the workflow token, posts its result with a token of that App (its id the
+    guard's output, from evidence.toml as the base has it) as the commit status named as
+    gitops.doctor names the required check (the job's name)."""
     job = document["jobs"][job_id]
     where = f"{name} job {job_id}"
     problems = []
@@ -356,15 +392,32 @@ def guard_problems(name: str, document: dict[str, Any], job_id: str) -> list[str
         other_id
         for other_id, other in document["jobs"].items()
         if other.get("needs") == job_id
-        and other["permissions"] == STATUS_ONLY
+        and other["permissions"] == {}
+        and holds_app_key(other)
         and str(other.get("if", "")).startswith("always()")
         and f"-f context={context} " in scripts(other).replace("\\\n", " ")
         and "${{ needs." + job_id + ".result }}" in str(other["steps"])
         and "${{ github.event.pull_request.head.sha }}" in str(other["steps"])
+        and app_token_step(other, job_id)
+        and "github.token" not in str(other["steps"])
     ]
     if not posters:
-        problems.append(f"{where}: no job posts its result as the commit status {context}")
+        problems.append(
+            f"{where}: no job posts its result as the commit status {context} as the evidence App"
+        )
     return problems
+
+
+def app_token_step(job: dict[str, Any], guard: str) -> bool:
+    """Whether JOB mints the evidence App's token (with the id GUARD read from evidence.toml and
+    the key of the environment), and its posting step uses that token."""
+    minting = [s for s in job["steps"] if str(s.get("uses", "")).startswith(APP_TOKEN)]
+    return len(minting) == 1 and (
+        minting[0]["with"].get("app-id") == "${{ needs." + guard + ".outputs.app_id }}"
+        and minting[0]["with"].get("private-key") == "${{ secrets.EVIDENCE_APP_KEY }}"
+        and job["steps"][-1]["env"]["GH_TOKEN"]
+        == "${{ steps." + minting[0]["id"] + ".outputs.token }}"
+    )
 
 
 def test_no_privileged_run_writes_more_than_a_status_or_touches_the_pull_requests_tree() -> None:
@@ -382,7 +435,7 @@ def test_the_privileged_run_check_catches_a_head_checkout_a_write_token_and_a_tr
     head_sha = "${{ github.event.pull_request.head.sha }}"
     variants["a"]["jobs"]["order"]["steps"][0]["with"]["ref"] = head_sha
     variants["b"]["jobs"]["order"]["permissions"]["contents"] = "write"
-    variants["c"]["jobs"]["status"]["steps"].insert(0, guard["jobs"]["order"]["steps"][0])
+    variants["c"]["jobs"]["status"]["steps"].insert(1, guard["jobs"]["order"]["steps"][0])
     variants["d"]["jobs"]["verify"]["steps"][-1]["run"] += "git checkout FETCH_HEAD\nmake test\n"
     fetch = 'git fetch origin "refs/pull/$PR_NUMBER/merge"'
     variants["e"]["jobs"]["verify"]["steps"][-1]["run"] += fetch + "\n"
@@ -391,7 +444,7 @@ def test_the_privileged_run_check_catches_a_head_checkout_a_write_token_and_a_tr
     assert found == {
         "a": [f"a job order {run}: checks out {head_sha}, not {BASE_SHA}"],
         "b": [f"b job order {run}: may write contents"],
-        "c": [f"c job status {run}: runs an action or a checkout with its write token"],
+        "c": [f"c job status {run}: runs an action or a checkout with the evidence App's key"],
         "d": [f"d job verify {run}: runs git checkout, which puts a tree in the workspace"],
         "e": [f"e job verify {run}: fetches more than the pull request's head: {fetch}"],
     }
@@ -419,6 +472,37 @@ def test_the_privileged_run_check_catches_a_comment_job_that_checks_out_or_runs_
         "b": [f"b job comment {run}: runs the repository's code: make report"],
         "c": [f"c job comment {run}: downloads into report, not runner.temp"],
     }
+
+
+def test_the_evidence_apps_key_is_read_only_in_its_environment_never_on_pull_request() -> None:
+    problems = [p for path in workflow_files() for p in app_key_problems(path.name, load(path))]
+    assert problems == []
+    held = sorted(
+        (path.name, job_id)
+        for path in workflow_files()
+        for job_id, job in load(path)["jobs"].items()
+        if holds_app_key(job)
+    )
+    assert held == [
+        ("environments.yml", "smoke"),
+        ("environments.yml", "verify-status"),
+        ("pr-guard.yml", "status"),
+    ]
+
+
+def test_the_app_key_check_catches_a_key_outside_its_environment_and_on_pull_request() -> None:
+    """pr-guard.yml on pull_request (the old trigger), and its status job with the key as a
+    plain secret, outside the environment."""
+    old = load(WORKFLOWS / "pr-guard.yml")
+    old[True] = {"pull_request": old[True].pop("pull_request_target")}
+    loose = load(WORKFLOWS / "pr-guard.yml")
+    del loose["jobs"]["status"]["environment"]
+    assert app_key_problems("old", old) == [
+        "old job status: holds the evidence App's key on pull_request"
+    ]
+    assert app_key_problems("loose", loose) == [
+        "loose job status: reads EVIDENCE_APP_KEY outside the environment evidence"
+    ]
 
 
 def test_no_pull_request_job_runs_the_pull_requests_code_with_a_write_token() -> None:
@@ -456,9 +540,18 @@ def test_the_guard_check_catches_the_old_pull_request_trigger_and_a_missing_stat
         "pr-guard.yml job order: runs on pull_request, where the pull request's file runs",
         "pr-guard.yml job order: does not run on pull_request_target",
     ]
-    assert guard_problems("pr-guard.yml", silent, "order") == [
-        "pr-guard.yml job order: no job posts its result as the commit status order"
-    ]
+    missing = ["pr-guard.yml job order: no job posts its result as the commit status order as the "
+               "evidence App"]  # fmt: skip
+    assert guard_problems("pr-guard.yml", silent, "order") == missing
+    # The status posted with the workflow token, as before: a pull request's own workflow on
+    # pull_request posts as the same identity, so the status is not the App's.
+    actions = load(WORKFLOWS / "pr-guard.yml")
+    status = actions["jobs"]["status"]
+    status["steps"] = status["steps"][1:]
+    status["steps"][0]["env"]["GH_TOKEN"] = "${{ github.token }}"  # noqa: S105 - an expression
+    assert guard_problems("pr-guard.yml", actions, "order") == missing
+    status["permissions"] = {"statuses": "write"}
+    assert guard_problems("pr-guard.yml", actions, "order") == missing
 
 
 def test_promote_ignores_the_merge_of_its_own_deploy_pull_request() -> None:
