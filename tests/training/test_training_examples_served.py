@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+import yaml
 from image.conftest import build, require_podman
 from image.podman_cli import pod_runner, podman, require_kubectl
 from image.registry_fixture import Registry
@@ -120,10 +121,7 @@ def example(
     changed = set(run("git", "diff", "--cached", "--name-only", cwd=repo).stdout.split())
     run("git", "commit", "-q", "-m", f"data: the {name} example", cwd=repo)
     run("dvc", "push", "-q", cwd=repo)
-    params = json.loads(
-        run("python", "-c", "import yaml,json,sys; print(json.dumps(yaml.safe_load("
-            "open('training/params.yaml'))))", cwd=repo).stdout
-    )  # fmt: skip
+    params = yaml.safe_load((repo / "training/params.yaml").read_text())
     artifact = params["artifact"]["name"]
     run("gto", "register", artifact, "--version", VERSION, cwd=repo)
     run("gto", "assign", artifact, "--version", VERSION, "--stage", STAGE, cwd=repo)
@@ -138,6 +136,7 @@ def example(
     token = secrets.token_hex(4)
     image = f"localhost/modelops-test-{token}/model-server:{commit}"
     fetch = f"localhost/modelops/model-server-fetch:test-{token}"
+    (tmp / "build").mkdir()
     done = build(registry, f"{artifact}#{STAGE}", image, tmp / "build", fetch_image=fetch)
     assert done.returncode == 0, f"image build failed:\n{done.stderr[-6000:]}"
     test = request_rows(repo / "training/data/test.csv", card)
