@@ -132,7 +132,9 @@ def example(
         sha256=card["model_sha256"], features=[f["name"] for f in card["features"]],
         sample={}, sample_label="", tampered_version="",
     )  # fmt: skip
-    commit = run("git", "rev-parse", "HEAD", cwd=repo).stdout.strip()
+    # tagged with this checkout's HEAD like a real build (the overlay takes the tag for the
+    # server's git commit), under a namespace of its own (tests/image/builds.py)
+    commit = run("git", "rev-parse", "HEAD", cwd=ROOT).stdout.strip()
     token = secrets.token_hex(4)
     image = f"localhost/modelops-test-{token}/model-server:{commit}"
     fetch = f"localhost/modelops/model-server-fetch:test-{token}"
