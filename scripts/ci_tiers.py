@@ -61,6 +61,8 @@ TIERS: dict[str, tuple[str, ...]] = {
         # what the pipeline trains is served: the second dataset's walk ends in a real stack
         "training/", "tests/training/test_training_second_dataset.py",
         "tests/training/test_training_columns_served.py", "tests/training/columns_table.py",
+        # the example datasets, switched to, trained and served from an image in a pod
+        "tests/training/test_training_examples_served.py",
         "tests/training/conftest.py", "tests/training/training_helpers.py",
         "tests/regression_kit.py",
     ),

@@ -184,6 +184,8 @@ class Signals:
         # - at or above the minimum), then above. Float64 throughout: the product runs on BLAS.
         thresholds = np.vstack([grid, self._low, np.nextafter(self._high, np.inf)])
         self._thresholds_by_feature = np.ascontiguousarray(thresholds.T)[:, :, None]
+        #: 1.0 where the grid holds one of the feature's edges, 0.0 where it is padding.
+        self._real_edges = np.isfinite(grid).astype(np.float64)
         self._steps = np.zeros((bins + 2, n_features), dtype=np.float64)
         spread = np.zeros((bins + 2, bins + 2), dtype=np.float64)
         for b in range(bins):
@@ -236,8 +238,21 @@ class Signals:
         steps = np.empty_like(self._steps)
         steps[0] = x.shape[0]
         steps[1:] = at_or_above.T
+        self._count_missing(x, steps)
         added: np.ndarray = self._spread @ steps
         return added
+
+    def _count_missing(self, x: Matrix, steps: np.ndarray) -> None:
+        """Add the missing values of ``x`` (NaN: a column that may miss values) to ``steps``
+        as the one-row path's ``bisect_right`` counts them: at or above each of the feature's
+        own edges and its minimum (its last bin, not below), not past its maximum (not above).
+        A NaN compares false with every threshold, so without this it would land in bin 0 and
+        below the range."""
+        missing = np.isnan(x)
+        if missing.any():
+            per_feature = missing.sum(axis=0, dtype=np.int64).astype(np.float64)
+            steps[1 : self._bins] += self._real_edges * per_feature
+            steps[self._bins] += per_feature
 
     def rows(self, x: Matrix, proba: Matrix) -> None:
         """Count the rows ``x`` (finite, validated, features in model order) and their

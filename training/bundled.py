@@ -1,4 +1,5 @@
-"""The bundled datasets: tabular data scikit-learn ships, written to CSV files byte for byte.
+"""The bundled datasets: tabular data scikit-learn ships (and one generated table), written to CSV
+files byte for byte.
 
     python -m training.bundled write wine training/data/wine.csv  # a bundled set, to any path
     python -m training.bundled restore  # each missing bundled file a training/data/*.dvc names
@@ -15,7 +16,9 @@ The bytes are pinned, not left to a library's formatting: the header, then one l
 joined by ``,``, ``\\n`` line ends, every number written as Python's ``repr`` of the float64
 scikit-learn loads (the shortest text that reads back as exactly that float, the same on every
 platform), labels as their names (a regression's target, diabetes', as its number's ``repr``).
-The same scikit-learn data gives the same file everywhere.
+The same scikit-learn data gives the same file everywhere. ``churn`` is not scikit-learn's: it is
+generated, seeded, by training/churn.py (a classification table with categorical columns and
+missing cells, the example of training/examples/churn/), and written by its own rule.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class Bundled:
     summary: str
     #: The target is a number (``data.task: regression``), written as the float it is.
     regression: bool = False
+    #: A generated table: ``loader`` returns its CSV bytes (not a scikit-learn bunch).
+    generated: bool = False
 
 
 def _breast_cancer() -> Any:
@@ -66,6 +71,12 @@ def _diabetes() -> Any:
     return load_diabetes(scaled=False)  # the measurements as taken, not mean-centred
 
 
+def _churn() -> bytes:
+    from training import churn
+
+    return churn.csv_bytes()
+
+
 #: ``<name>.csv`` under training/data is the bundled dataset ``name``.
 BUNDLED = {
     "breast_cancer": Bundled(
@@ -77,6 +88,12 @@ BUNDLED = {
         "progression",
         "442 rows, 10 features, a number: disease progression a year on (data.task: regression)",
         regression=True,
+    ),
+    "churn": Bundled(
+        _churn,
+        "churned",
+        "1000 rows, 6 features (3 categorical, 4 with missing cells), yes/no; generated, seeded",
+        generated=True,
     ),
 }
 
@@ -90,6 +107,9 @@ def csv_bytes(name: str) -> bytes:
     """The bundled dataset NAME as CSV: snake_case feature columns in scikit-learn's order, then
     the label column holding the class names (a regression's: the target's numbers)."""
     spec = BUNDLED[name]
+    if spec.generated:
+        data: bytes = spec.loader()
+        return data
     bunch = spec.loader()
     header = [snake_case(str(column)) for column in bunch.feature_names] + [spec.target]
     if spec.regression:

@@ -17,7 +17,12 @@ bin 0 is (-inf, e1), the last [e_last, +inf). PSI >= DRIFT is drift, >= MODERATE
 Contract: pure functions (``load_profile``, ``bin_counts``, ``shares``, ``psi``, ``drift``,
 ``markdown``) over a profile.json (the format of docs/monitoring.md, written by the export stage)
 and the columns of a CSV with a header line; the data file needs every feature the profile names,
-each cell a finite number (and, with ``--target``, a label the profile's classes name). With
+each cell a finite number, or for a categorical feature (the profile lists its ``categories``)
+any text: a known category counts in its own bin, another in the unseen bin (below the training
+range). A missing cell (empty, ``NA``, ``NaN``, ``null``, ``none``, ``n/a``, any case: prepare's
+rule) is allowed in a feature whose profile has ``missing`` (its column may miss values) and
+counts in its last bin, in neither out-of-range count; in any other feature it is refused. With
+``--target``, each label must be one the profile's classes name. With
 ``--target`` the labels' class shares are compared with the training labels' (the profile's
 ``labels``), or, for a profile written before it carried them, with the model's predicted classes
 on the training rows (its ``classes``); the output says which. Anything else is one line on stderr
@@ -39,6 +44,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from training.dataset import MISSING
 from training.errors import StageError, run_stage
 
 #: A bin's share never counts as less than this (an empty bin), on both sides.
@@ -65,6 +71,28 @@ class FeatureProfile:
     ratios: tuple[float, ...]
     low: float
     high: float
+    #: A categorical feature's categories (a cell's code is its index, -1 for another); None for
+    #: a numeric one.
+    categories: tuple[str, ...] | None = None
+    #: The train split's share of missing values; None: the column may not miss values.
+    missing: float | None = None
+
+    def code(self, cell: str) -> float:
+        """A CSV cell as the value the profile bins: NaN for a missing cell, a category's index
+        (-1 for an unknown one), or the number; DriftError (no line) for anything else."""
+        if cell.strip().lower() in MISSING:
+            if self.missing is None:
+                raise DriftError(f"missing value {cell!r} (the column may not miss values)")
+            return math.nan
+        if self.categories is not None:
+            return float(self.categories.index(cell)) if cell in self.categories else -1.0
+        try:
+            value = float(cell)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise DriftError(f"{cell!r} is not a finite number")
+        return value
 
 
 @dataclass(frozen=True)
@@ -198,7 +226,23 @@ def _feature(raw: Any, where: str) -> FeatureProfile:
     if any(r < 0 for r in ratio_values) or abs(sum(ratio_values) - 1) > RATIO_SUM_TOLERANCE:
         raise DriftError(f"{where}.ratios must be shares >= 0 summing to 1")
     low, high = _number(raw.get("min"), f"{where}.min"), _number(raw.get("max"), f"{where}.max")
-    return FeatureProfile(name, edge_values, ratio_values, low, high)
+    categories = raw.get("categories")
+    if categories is not None and (
+        not isinstance(categories, list)
+        or not categories
+        or not all(isinstance(c, str) for c in categories)
+    ):
+        raise DriftError(f"{where}.categories must be a non-empty list of strings")
+    missing = raw.get("missing")
+    return FeatureProfile(
+        name,
+        edge_values,
+        ratio_values,
+        low,
+        high,
+        None if categories is None else tuple(categories),
+        None if missing is None else _number(missing, f"{where}.missing"),
+    )
 
 
 def parse_profile(document: Any, source: str = "profile") -> Profile:
@@ -241,10 +285,19 @@ def load_profile(path: Path) -> Profile:
 
 
 def read_columns(
-    path: Path, numeric: Sequence[str], labels: str | None = None
+    path: Path,
+    numeric: Sequence[str] | Sequence[FeatureProfile],
+    labels: str | None = None,
 ) -> tuple[dict[str, list[float]], list[str]]:
-    """The NUMERIC columns of a CSV file with a header line as floats, and the LABELS column's
-    cells (empty without one); DriftError naming the line and column of a bad cell."""
+    """The feature columns of a CSV file with a header line as the values the profile bins
+    (FeatureProfile.code; a plain name: a numeric column that may not miss values), and the
+    LABELS column's cells (empty without one); DriftError naming the line and column of a bad
+    cell."""
+    profiles = [
+        f if isinstance(f, FeatureProfile) else FeatureProfile(f, (), (1.0,), 0.0, 0.0)
+        for f in numeric
+    ]
+    numeric = [f.name for f in profiles]
     columns: dict[str, list[float]] = {name: [] for name in numeric}
     label_cells: list[str] = []
     try:
@@ -266,17 +319,14 @@ def read_columns(
                     raise DriftError(
                         f"{path}: line {line} has {len(row)} cells, the header {len(header)}"
                     )
-                for name in numeric:
-                    cell = row[index[name]]
+                for feature in profiles:
                     try:
-                        value = float(cell)
-                    except ValueError:
-                        value = math.nan
-                    if not math.isfinite(value):
+                        value = feature.code(row[index[feature.name]])
+                    except DriftError as exc:
                         raise DriftError(
-                            f"{path}: line {line}, column {name!r}: {cell!r} is not a finite number"
-                        )
-                    columns[name].append(value)
+                            f"{path}: line {line}, column {feature.name!r}: {exc}"
+                        ) from None
+                    columns[feature.name].append(value)
                 if labels:
                     label_cells.append(row[index[labels]])
     except FileNotFoundError:
@@ -366,10 +416,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--markdown", action="store_true", help="a markdown table, not JSON")
     args = parser.parse_args(argv)
     profile = load_profile(args.profile)
-    names = [f.name for f in profile.features]
     if args.target is not None and not profile.balance()[0]:
         raise DriftError(f"{args.profile}: no classes to compare the label column with")
-    columns, labels = read_columns(args.data, names, args.target)
+    columns, labels = read_columns(args.data, profile.features, args.target)
     result = drift(profile, columns, labels)
     if args.markdown:
         print(markdown(result, profile.rows), end="")

@@ -174,7 +174,11 @@ def served_files(
     sample_path.write_text(json.dumps(verification) + "\n", encoding="utf-8")
     profile = (
         regression_profile(
-            features, train_coded, sklearn_values(model, test_raw), bins=profile_bins
+            features,
+            train_coded,
+            sklearn_values(model, test_raw),
+            bins=profile_bins,
+            columns=specs,
         )
         if not classes
         else reference_profile(
@@ -187,6 +191,7 @@ def served_files(
             train_labels=train_labels,
             bins=profile_bins,
             boundary_margin=boundary_margin,
+            columns=specs,
         )
     )
     profile_path = write_profile(out_dir / modelcard.PROFILE_FILE, profile)

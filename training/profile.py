@@ -24,8 +24,16 @@ Contract (the rules the server and every reader share):
 - ``labels`` (when the caller gives the train split's labels; the export stage does): each
   class's share of the train split's labels, the class balance of the training data (what the
   labels of a new data snapshot are compared with, training/drift.py);
-- a categorical feature is binned by its code (its index in the card's ``categories``, -1 for
-  an unseen one); a missing value (NaN) counts in a feature's last bin and in none of its edges;
+- a categorical feature (``columns``: the card's feature entries, ``dtype: category``) is
+  binned by its code (its index in the card's ``categories``, -1 for an unseen one), one bin
+  per category: its edges are the codes ``0 .. k-1`` (bin 0 holds the unseen ones, bin ``c + 1``
+  category ``c``), then ``k`` when the column may miss values (the last bin holds the missing
+  ones); with more categories than ``bins`` allows, the last ones share the last category's
+  bin. Its entry also lists its ``categories`` (what training/drift.py codes a CSV's text with),
+  and its range is the known codes, ``0 .. k-1`` (an unseen one counts below it);
+- a missing value (NaN) counts in a feature's last bin and in none of its edges, nor below or
+  above its range; a feature whose column may miss values has ``missing``: the train split's
+  share of missing values (what training/drift.py allows a data file's empty cells for);
 - a row is near the decision boundary when its two highest probabilities differ by less than
   ``boundary_margin``;
 - a regression (:func:`regression_profile`) has the same features; its score is the predicted
@@ -136,13 +144,15 @@ def reference_profile(
     train_labels: Sequence[str] | None = None,
     bins: int = BINS,
     boundary_margin: float = BOUNDARY_MARGIN,
+    columns: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The profile as a JSON-ready dict: ``train`` (rows by features, in ``features`` order) for
     the feature bins, the model's probabilities on the train split (``train_proba``, columns in
     ``classes`` order) for the predicted-class balance, the train split's labels
     (``train_labels``, optional) for the class balance, and on the test split (``test_proba``)
-    for the score. Raises ValueError for shapes that do not fit together and for a label that is
-    not one of ``classes``."""
+    for the score; ``columns`` (the card's feature entries) say which features are categorical or
+    may miss values (none when not given). Raises ValueError for shapes that do not fit together
+    and for a label that is not one of ``classes``."""
     if train.ndim != 2 or train.shape[1] != len(features):
         raise ValueError(f"train has shape {train.shape}; expected (rows, {len(features)})")
     for name, proba in (("train_proba", train_proba), ("test_proba", test_proba)):
@@ -155,7 +165,7 @@ def reference_profile(
     balance = {} if train_labels is None else {"labels": label_shares(classes, train_labels, train)}
     return {
         "bins": bins,
-        "features": _features(features, train, bins),
+        "features": _features(features, train, bins, columns),
         "classes": {
             name: rounded(count / train.shape[0])
             for name, count in zip(classes, predicted.tolist(), strict=True)
@@ -171,16 +181,52 @@ def reference_profile(
     }
 
 
-def _features(features: Sequence[str], train: Floats, bins: int) -> list[dict[str, Any]]:
-    """Each feature's bins and training range, in ``features`` order."""
-    return [_feature(name, train[:, index], bins) for index, name in enumerate(features)]
+def _features(
+    features: Sequence[str],
+    train: Floats,
+    bins: int,
+    columns: Sequence[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Each feature's bins and training range, in ``features`` order; ``columns`` (the card's
+    feature entries, in the same order) mark the categorical ones and those that may miss
+    values."""
+    specs = list(columns) if columns is not None else [{} for _ in features]
+    if len(specs) != len(features):
+        raise ValueError(f"{len(specs)} column entries for {len(features)} features")
+    return [
+        _feature(name, train[:, index], bins, specs[index]) for index, name in enumerate(features)
+    ]
 
 
-def _feature(name: str, column: Floats, bins: int) -> dict[str, Any]:
+def category_edges(count: int, may_miss: bool, bins: int) -> list[float]:
+    """A categorical feature's edges for ``count`` categories: the codes ``0 .. count-1`` (bin 0:
+    unseen, bin c + 1: category c), then ``count`` when it may miss values (the last bin:
+    missing); with more bins than ``bins``, the last categories share one bin."""
+    known = min(count, bins - 1 - int(may_miss))
+    return [float(code) for code in range(known)] + ([float(count)] if may_miss else [])
+
+
+def _feature(name: str, column: Floats, bins: int, spec: dict[str, Any]) -> dict[str, Any]:
     """One feature's bins and range. A missing value (NaN: a column that allows them) takes no
     part in the edges or the range and counts in the last bin, as the server's
-    ``bisect_right`` counts it."""
-    present = column[~np.isnan(column)] if np.isnan(column).any() else column
+    ``bisect_right`` counts it. A categorical feature (``spec``'s dtype ``category``) has one bin
+    per category (:func:`category_edges`)."""
+    missing = np.isnan(column)
+    may_miss = bool(spec.get("missing"))
+    extra: dict[str, Any] = {"missing": rounded(float(missing.mean()))} if may_miss else {}
+    if spec.get("dtype") == "category":
+        categories = [str(c) for c in spec["categories"]]
+        column_edges = category_edges(len(categories), may_miss, bins)
+        return {
+            "name": name,
+            "categories": categories,
+            "edges": column_edges,
+            "ratios": ratios(column_edges, column),
+            "min": 0.0,
+            "max": float(len(categories) - 1),
+            **extra,
+        }
+    present = column[~missing] if missing.any() else column
     if present.size == 0:
         present = np.zeros(1)
     column_edges = edges(present, bins)
@@ -190,15 +236,22 @@ def _feature(name: str, column: Floats, bins: int) -> dict[str, Any]:
         "ratios": ratios(column_edges, column),
         "min": rounded_outward(float(present.min()), -1),
         "max": rounded_outward(float(present.max()), 1),
+        **extra,
     }
 
 
 def regression_profile(
-    features: Sequence[str], train: Floats, test_predictions: Floats, *, bins: int = BINS
+    features: Sequence[str],
+    train: Floats,
+    test_predictions: Floats,
+    *,
+    bins: int = BINS,
+    columns: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A regression's profile as a JSON-ready dict: the features of ``train`` (rows by
-    features) and the distribution of the model's predictions on the test split
-    (``test_predictions``, one per row) as the score. ValueError for shapes that do not fit."""
+    features; ``columns`` as for :func:`reference_profile`) and the distribution of the model's
+    predictions on the test split (``test_predictions``, one per row) as the score. ValueError
+    for shapes that do not fit."""
     if train.ndim != 2 or train.shape[1] != len(features):
         raise ValueError(f"train has shape {train.shape}; expected (rows, {len(features)})")
     values = np.asarray(test_predictions, dtype=np.float64).reshape(-1)
@@ -206,7 +259,7 @@ def regression_profile(
         raise ValueError("test_predictions must be one or more finite numbers")
     return {
         "bins": bins,
-        "features": _features(features, train, bins),
+        "features": _features(features, train, bins, columns),
         "score": {"kind": PREDICTION, "class": None, **_distribution(values, bins)},
         "rows": int(train.shape[0]),
     }

@@ -248,12 +248,13 @@ def test_the_json_output_holds_each_features_psi_and_counts(
     [
         ("a,diagnosis\n1.0,benign\n", "no column 'b'"),
         ("a,b\n1.0,x\n", "line 2, column 'b': 'x' is not a finite number"),
-        ("a,b\n1.0,nan\n", "line 2, column 'b': 'nan' is not a finite number"),
+        ("a,b\n1.0,nan\n", "line 2, column 'b': missing value 'nan' (the column may not miss"),
+        ("a,b\n1.0,inf\n", "line 2, column 'b': 'inf' is not a finite number"),
         ("a,b\n1.0\n", "line 2 has 1 cells, the header 2"),
         ("a,b\n", "no data rows"),
         ("", "empty file"),
     ],
-    ids=["missing-column", "text", "nan", "short-row", "no-rows", "empty"],
+    ids=["missing-column", "text", "nan", "inf", "short-row", "no-rows", "empty"],
 )
 def test_a_data_file_it_cannot_compare_fails_in_one_line(
     files: tuple[Path, Path], capsys: pytest.CaptureFixture[str], csv_text: str, message: str

@@ -198,3 +198,14 @@ def png_size(data: bytes) -> tuple[int, int]:
     raw = zlib.decompress(idat)
     assert len(raw) == height * (1 + width * channels), "pixel data does not match IHDR"
     return width, height
+
+
+def switch_to_example(repo: Path, name: str) -> None:
+    """What docs/training.md ("The example datasets") tells a user to do in REPO: the example's
+    params.yaml over training/params.yaml, its .dvc file into training/data/, then the data file
+    it names written and checked against it (``make training-data``)."""
+    example = ROOT / "training" / "examples" / name
+    shutil.copy(example / "params.yaml", repo / "training/params.yaml")
+    (dvc_file,) = example.glob("*.dvc")
+    shutil.copy(dvc_file, repo / "training/data" / dvc_file.name)
+    run("python", "-m", "training.bundled", "restore", cwd=repo)
