@@ -30,10 +30,11 @@ from tests.workflows.act.github_api import (
     installation_token,
 )
 from tests.workflows.workflow_helpers import REPO, git, run_tool, tool_env
+from training.params import load_artifact
 
 pytestmark = pytest.mark.integration  # real git, GTO and kustomize
 
-NAME = "diagnosis-classifier"
+NAME = load_artifact().name  # this checkout's training/params.yaml, copied
 DEV, STAGING, PROD = environments.load()
 IMAGE = "localhost/modelops/model-server"
 

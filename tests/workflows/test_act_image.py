@@ -20,10 +20,11 @@ from gitops import environments, rendered
 from images import pod as pods
 from serving.provenance import HEADER as PROVENANCE_HEADER
 from serving.provenance import provenance_id
+from training.params import load_artifact
 
 pytestmark = pytest.mark.e2e  # podman builds the image; docker-registry, skopeo (Debian)
 
-NAME = "diagnosis-classifier"
+NAME = load_artifact().name  # the sandbox is a clone of HEAD
 DEV = environments.load()[0]
 OVERLAY_IMAGE = "newName: localhost/modelops/model-server"
 
