@@ -29,12 +29,12 @@ from typing import Any
 import joblib  # type: ignore[import-untyped]
 
 from training import families
-from training.params import load_hyper
+from training.params import load_artifact, load_hyper
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Where each family's hyper-parameters come from (its ``train.<family>`` section).
 PARAMS = ROOT / "training" / "params.yaml"
-MODEL_NAME = "diagnosis-classifier"
+MODEL_NAME = load_artifact(PARAMS).name
 #: scikit-learn's target: 0 = malignant, 1 = benign; predict_proba columns follow classes_.
 CLASS_NAMES = ["malignant", "benign"]
 SEED = 42

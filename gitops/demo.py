@@ -50,9 +50,10 @@ from gitops import environments, evidence, rendered
 from gitops.cli import OneLineParser, ToolError
 from images import pod as pods
 from serving.provenance import HEADER
+from training.params import load_artifact
 
 ROOT = environments.ROOT
-NAME = "diagnosis-classifier"
+NAME = load_artifact().name  # training/params.yaml's artifact.name
 PARAMS = "training/params.yaml"
 #: GitHub's REST API in the demo: the suite's stand-in (its README: tests/workflows/act/).
 GITHUB_STAND_IN = ROOT / "tests" / "workflows" / "act" / "github_api.py"

@@ -30,6 +30,7 @@ import yaml
 
 from gitops import environments
 from gitops.cli import OneLineParser, ToolError, run, run_main
+from training.params import ParamsError, load_artifact
 
 FIRST_VERSION = {"major": "v1.0.0", "minor": "v0.1.0", "patch": "v0.0.1"}
 SEMVER = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
@@ -125,9 +126,13 @@ def promote(
 
 def main(argv: Sequence[str]) -> int:
     stages = [env.stage for env in environments.load()]
+    try:
+        name = load_artifact().name  # the default: training/params.yaml's artifact.name
+    except ParamsError as error:
+        raise ToolError(str(error)) from None
     parser = OneLineParser(prog="python -m gitops.promote_model", description=__doc__)
     parser.add_argument("stage", metavar="STAGE", choices=stages, help=", ".join(stages))
-    parser.add_argument("--name", default="diagnosis-classifier", help="GTO artifact name")
+    parser.add_argument("--name", default=name, help="GTO artifact name")
     parser.add_argument("--model-path", default="training/model", help="the artifact's path")
     parser.add_argument("--bump", choices=sorted(FIRST_VERSION), default="minor")
     parser.add_argument("--push", metavar="REMOTE", help="push the created tags to REMOTE")

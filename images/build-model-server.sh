@@ -44,7 +44,7 @@ build() {
   fi
 }
 [[ -n ${MODEL_REPO:-} ]] || die "MODEL_REPO is not set (git URL or path of the model repository)"
-[[ -n ${MODEL_REF:-} ]] || die "MODEL_REF is not set (GTO ref, e.g. diagnosis-classifier#staging)"
+[[ -n ${MODEL_REF:-} ]] || die "MODEL_REF is not set (GTO ref NAME#STAGE or NAME@vX.Y.Z, NAME: artifact.name of training/params.yaml)"
 engine=$("$here/engine.sh")
 
 git_commit=$(git -C "$root" rev-parse HEAD)

@@ -27,7 +27,8 @@ deploy-smoke-prereqs: image-tools images-base ## install what the pod smoke test
 test-prereqs: tools checkov deploy-smoke-prereqs
 
 .PHONY: render
-render: venv tools ## re-render kustomize/base and kustomize/monitoring/<env> from charts/model (helm template), the chart README, and rendered/<env> present here
+render: venv tools ## write the artifact name (training/params.yaml) into the chart values and AppProject; re-render kustomize/base and kustomize/monitoring/<env> from charts/model (helm template), the chart README, and rendered/<env> present here
+	python scripts/render-artifact.py
 	python scripts/render-base.py
 	python scripts/render-chart-readme.py
 	python -m gitops.rendered
@@ -36,6 +37,7 @@ render: venv tools ## re-render kustomize/base and kustomize/monitoring/<env> fr
 validate: venv tools checkov ## offline checks: helm lint, render drift, Kubernetes 1.35-1.37 and Argo CD schemas, checkov
 	helm lint --strict charts/model
 	$(MAKE) validate-scenarios
+	python scripts/render-artifact.py --check
 	python scripts/render-base.py --check
 	python scripts/render-chart-readme.py --check
 	python -m gitops.rendered --check

@@ -6,11 +6,13 @@
 export CONTAINERS_CONF ?= $(CURDIR)/images/containers.conf
 
 # What `make image` builds from: by default the demo sandbox of `make demo-training` (its bare
-# origin, its local DVC remote, the dev stage). Override for a real build, e.g.
-#   make image MODEL_REPO=https://git.example/ml.git MODEL_REF=diagnosis-classifier#staging \
+# origin, its local DVC remote, the dev stage of the artifact training/params.yaml names). Override
+# for a real build, e.g.
+#   make image MODEL_REPO=https://git.example/ml.git MODEL_REF=NAME#staging \
 #              MODELOPS_DVC_CONFIG=path/to/dvc-config
 DEMO_DIR ?= out/demo
-MODEL_REF ?= diagnosis-classifier\#dev
+# Expanded when the recipe runs, after the venv prerequisite is made.
+MODEL_REF ?= $(shell $(BIN)/python -m training.params artifact.name)\#dev
 IMAGE_TAG = $(shell git rev-parse HEAD)
 IMAGE ?= localhost/modelops/model-server:$(IMAGE_TAG)
 # A file for the image build's output (`make demo` sets one); empty: the output is shown.

@@ -5,17 +5,24 @@ of the wrong type raises :class:`ParamsError` whose message is one line naming t
 ``training/params.yaml: train.logistic_regression.C must be a number, got 'abc'``. Callers: the
 stage scripts (prepare, train, evaluate), training.demo and training.report (the artifact and the
 estimator), gitops.gates (the thresholds and the promotion tolerance), bench.models (every
-family's section). The ``train`` section's keys and checks are the estimator families' own
-(training/families/): each family's schema reads its section through :class:`Section`.
+family's section and the artifact's name). The artifact's name and description are read from here
+by every tool outside the pipeline too (:func:`load_artifact`; ``python -m training.params
+artifact.name`` for make and the workflows; scripts/render-artifact.py writes them into the
+chart's values and the AppProject), so a fork renames its model in params.yaml alone. The
+``train`` section's keys and checks are the estimator families' own (training/families/): each
+family's schema reads its section through :class:`Section`.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -38,6 +45,8 @@ TASK_METRICS = {"classification": METRIC_NAMES, "regression": REGRESSION_METRIC_
 FEATURE_TYPES = ("float64", "int64")
 #: A GTO artifact name that is also a Kubernetes label value and a URL path segment.
 ARTIFACT_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+#: The repository's params file (what the tools outside the pipeline read the artifact from).
+PARAMS = Path(__file__).resolve().parent / "params.yaml"
 #: A data file prepare can read.
 DATA_SUFFIXES = (".csv",)
 
@@ -428,7 +437,11 @@ def meets(name: str, value: float, threshold: float) -> bool:
     return value <= threshold if name in LOWER_IS_BETTER else value >= threshold
 
 
-def load_artifact(path: Path) -> ArtifactParams:
+def load_artifact(path: Path = PARAMS) -> ArtifactParams:
+    """The ``artifact`` section: the one source of the model's name and description. Callers: the
+    export stage and training.demo (their params file), and with the repository's
+    (:data:`PARAMS`) gitops.promote_model (its --name), gitops.demo, bench.models and
+    scripts/render-artifact.py; make and the workflows through :func:`main`."""
     s = _section(path, "artifact")
     s.no_other_keys("name", "description")
     name = s.text("name")
@@ -485,3 +498,37 @@ def load_promotion(path: Path) -> PromotionParams:
     s = _section(path, "promotion")
     s.no_other_keys("regression_tolerance")
     return PromotionParams(regression_tolerance=s.number("regression_tolerance", low=0, high=1))
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+#: What ``python -m training.params`` prints: the artifact's keys.
+CLI_KEYS = ("artifact.name", "artifact.description")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m training.params KEY [--params FILE]``: print the artifact's name or description
+    (one line) for make (mk/image.mk's MODEL_REF) and the workflows (promote.yml's pull-request
+    title); a bad file is one ``error:`` line and exit 1."""
+    parser = _OneLineParser(
+        prog="python -m training.params", description="Print one value of training/params.yaml."
+    )
+    parser.add_argument("key", choices=CLI_KEYS, help=", ".join(CLI_KEYS))
+    parser.add_argument("--params", type=Path, default=PARAMS, help="default: training/params.yaml")
+    args = parser.parse_args(argv)
+    try:
+        artifact = load_artifact(args.params)
+    except ParamsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(artifact.name if args.key == "artifact.name" else artifact.description)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

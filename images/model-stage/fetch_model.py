@@ -47,8 +47,8 @@ def parse_ref(ref: str) -> tuple[str, str, bool]:
     match = REF.match(ref)
     if not match:
         raise FetchError(
-            f"MODEL_REF {ref!r} is not a GTO ref: use NAME#STAGE"
-            " (e.g. diagnosis-classifier#staging), NAME#STAGE#N or NAME@vX.Y.Z"
+            f"MODEL_REF {ref!r} is not a GTO ref: use NAME#STAGE, NAME#STAGE#N or NAME@vX.Y.Z"
+            " (NAME: artifact.name of training/params.yaml)"
         )
     return match["name"], match["stage"] or "", bool(match["assignment"])
 

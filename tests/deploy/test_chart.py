@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from training.params import load_artifact
+
 from .conftest import CHART, ROOT, Docs, containers, documents, find, run
 
 SERVING_CONFIG = ROOT / "serving" / "config"
@@ -288,7 +290,7 @@ def test_it_puts_the_model_provenance_in_pod_annotations_and_modelops_env(
 ) -> None:
     docs = documents(template("-f", str(CHART / "ci" / "provenance-values.yaml")))
     annotations = find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["modelops.io/model-name"] == "diagnosis-classifier"
+    assert annotations["modelops.io/model-name"] == load_artifact().name  # make render's
     assert annotations["modelops.io/model-version"] == "v1.2.0"
     assert annotations["modelops.io/model-stage"] == "prod"
     assert annotations["modelops.io/git-commit"] == "0123456789abcdef" * 2 + "01234567"

@@ -26,10 +26,11 @@ from gitops.github import GitHub
 from tests.gitops.github_stand_in import evidence_api
 from tests.workflows.act.github_api import EVIDENCE_APP, EVIDENCE_KEY, GitHubApi, installation_token
 from tests.workflows.workflow_helpers import REPO, git, run_tool, tool_env
+from training.params import load_artifact
 
 pytestmark = pytest.mark.integration  # real git, GTO and kustomize
 
-NAME = "diagnosis-classifier"
+NAME = load_artifact().name  # this checkout's training/params.yaml, copied
 DEV, STAGING, PROD = environments.load()
 IMAGE = "localhost/modelops/model-server"
 

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import yaml
 
+from training.params import load_artifact
+
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACT = "diagnosis-classifier"
+ARTIFACT = load_artifact().name  # this checkout's training/params.yaml
 STAGE_LINE = re.compile(r"Running stage '(?:(?:training/)?dvc\.yaml:)?(\w+)'")
 
 

@@ -28,10 +28,11 @@ from workflow_helpers import git, run_tool, tool_env
 from gitops import environments, evidence, rendered
 from tests.workflows.act import deployed as deployed_standin
 from tests.workflows.act import github_api
+from training.params import load_artifact
 
 pytestmark = pytest.mark.integration  # act running real git, GTO and kustomize
 
-NAME = "diagnosis-classifier"
+NAME = load_artifact().name  # the sandbox is a clone of HEAD
 ORDER = environments.load()
 DEV, STAGING, PROD = ORDER
 # The walks follow one another on one sandbox, in the order of this file (as a team would run them).
@@ -363,7 +364,7 @@ def test_running_a_finished_promotion_again_changes_nothing(proposed: tuple[Sand
     before = git(sandbox.origin, "for-each-ref")
     run = dispatch(sandbox, "staging", "promote")
     assert run.returncode == 0, run.output
-    assert "unchanged: staging already runs diagnosis-classifier v0.1.0" in run.output
+    assert f"unchanged: staging already runs {NAME} v0.1.0" in run.output
     assert git(sandbox.origin, "for-each-ref") == before
     assert [c for c in sandbox.calls() if c["argv"][:2] == ["pr", "create"]] == []
 

@@ -20,10 +20,11 @@ from gitops import environments, rendered
 from images import pod as pods
 from serving.provenance import HEADER as PROVENANCE_HEADER
 from serving.provenance import provenance_id
+from training.params import load_artifact
 
 pytestmark = pytest.mark.e2e  # podman builds the image; docker-registry, skopeo (Debian)
 
-NAME = "diagnosis-classifier"
+NAME = load_artifact().name  # the sandbox is a clone of HEAD
 DEV = environments.load()[0]
 OVERLAY_IMAGE = "newName: localhost/modelops/model-server"
 
@@ -87,6 +88,8 @@ def test_the_image_is_pushed_once_and_the_deploy_pull_request_pins_its_digest(
     assert (release.model_version, release.model_sha256) == ("v0.1.0", outputs["model_sha256"])
     (call,) = [c for c in sandbox.calls() if c["argv"][:2] == ["pr", "create"]]
     body = call["argv"][call["argv"].index("--body") + 1]
+    title = call["argv"][call["argv"].index("--title") + 1]
+    assert title == f"deploy(dev): {NAME} v0.1.0, image {sha}"  # the name from params.yaml
     assert f"+++ b/{rendered.path(DEV)}" in body and digest in body
 
 

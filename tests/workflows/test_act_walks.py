@@ -30,6 +30,7 @@ from workflow_helpers import git
 
 from gitops import doctor
 from tests.workflows.act.github_api import ACTIONS_APP, EVIDENCE_APP, EVIDENCE_KEY, GitHubApi
+from training.params import load_artifact
 
 pytestmark = pytest.mark.integration  # act running real git, DVC and GTO in sandbox clones
 
@@ -362,11 +363,12 @@ def test_promote_registers_the_model_in_the_origin_and_reaches_the_image_build(
     outputs = step_outputs(run)
     assert outputs["stage"] == "dev"
     # registered, no stage yet: the stage follows once dev runs it (environments.yml, stage)
-    assert outputs["model_ref"] == "diagnosis-classifier@v0.1.0"
+    name = load_artifact().name  # the sandbox is a clone of HEAD
+    assert outputs["model_ref"] == f"{name}@v0.1.0"
     assert outputs["assigned"] == "false"
-    assert sandbox.origin_refs("refs/tags/") == ["refs/tags/diagnosis-classifier@v0.1.0"]
+    assert sandbox.origin_refs("refs/tags/") == [f"refs/tags/{name}@v0.1.0"]
     head = git(sandbox.work, "rev-parse", "HEAD").strip()
-    tagged = git(sandbox.origin, "rev-list", "-n1", "diagnosis-classifier@v0.1.0").strip()
+    tagged = git(sandbox.origin, "rev-list", "-n1", f"{name}@v0.1.0").strip()
     assert tagged == head
     assert "no login needed for 127.0.0.1:5999" in run.output  # the registry host output
     assert [call["argv"] for call in sandbox.calls()] == [["auth", "setup-git"]]
