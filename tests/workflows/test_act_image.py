@@ -16,7 +16,7 @@ import pytest
 from act_harness import Sandbox, run_act, step_outputs
 from workflow_helpers import git, run_tool, tool_env
 
-from gitops import environments, rendered
+from gitops import attestation, environments, rendered
 from images import pod as pods
 from serving.provenance import HEADER as PROVENANCE_HEADER
 from serving.provenance import provenance_id
@@ -52,25 +52,30 @@ def built(
         text.replace(OVERLAY_IMAGE, f"newName: {registry}/modelops/model-server")
     )
     run_tool("rendered", cwd=sandbox.work)
-    git(sandbox.work, "commit", "-qam", "dev pulls from the registry")
+    # CI's image signing key, as a fork makes it: its public half in evidence.toml on main, the
+    # private one the secret IMAGE_SIGNING_KEY of the environment image-signing.
+    secret, public = attestation.keygen()
+    evidence = sandbox.work / attestation.FILE
+    evidence.write_text(evidence.read_text() + f'[images]\npublic_key = "{public}"\n')
+    git(sandbox.work, "commit", "-qam", "dev pulls from the registry; CI's image signing key")
     git(sandbox.work, "push", "-q", "origin", "main")
     run = run_act(
         sandbox,
         "push",
         workflow="promote.yml",
         variables={"IMAGE_REGISTRY": registry},
-        secrets={"DVC_CONFIG": dvc_config},
+        secrets={"DVC_CONFIG": dvc_config, attestation.KEY_VARIABLE: secret},
         env={
             "MODELOPS_REGISTRY_TLS_VERIFY": "false",
             "MODELOPS_DVC_REMOTE_DIR": str(sandbox.root / "dvc-remote"),
         },
     )
     assert run.returncode == 0, run.output[-6000:]
-    return sandbox, registry, step_outputs(run)
+    return sandbox, registry, {**step_outputs(run), attestation.KEY_VARIABLE: secret}
 
 
 def test_the_image_is_pushed_once_and_the_deploy_pull_request_pins_its_digest(
-    built: tuple[Sandbox, str, dict[str, str]],
+    built: tuple[Sandbox, str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sandbox, registry, outputs = built
     sha = git(sandbox.work, "rev-parse", "HEAD").strip()
@@ -88,6 +93,18 @@ def test_the_image_is_pushed_once_and_the_deploy_pull_request_pins_its_digest(
     (call,) = [c for c in sandbox.calls() if c["argv"][:2] == ["pr", "create"]]
     body = call["argv"][call["argv"].index("--body") + 1]
     assert f"+++ b/{rendered.path(DEV)}" in body and digest in body
+    # CI signed it: the attestation, read back from the registry by digest, verifies with the key
+    # evidence.toml names on main, and pr-guard's image check passes the deploy pull request.
+    monkeypatch.setenv("MODELOPS_REGISTRY_TLS_VERIFY", "false")
+    git(sandbox.work, "fetch", "-q", "origin")
+    on_main = ("--ref", "origin/main", "--main", "origin/main")
+    checked = run_tool(
+        "attestation", "verify-overlay", DEV.name, "--at", f"origin/{branch}", *on_main,
+        cwd=sandbox.work,
+    )  # fmt: skip
+    assert checked.stdout.startswith(
+        f"ok: {release.image}: {digest[:19]} built by CI from {sha[:12]}"
+    )
 
 
 def test_a_second_run_of_the_same_push_rebuilds_pushes_and_proposes_nothing(
@@ -101,7 +118,10 @@ def test_a_second_run_of_the_same_push_rebuilds_pushes_and_proposes_nothing(
         "push",
         workflow="promote.yml",
         variables={"IMAGE_REGISTRY": registry},
-        secrets={"DVC_CONFIG": image_sandbox[1]},
+        secrets={
+            "DVC_CONFIG": image_sandbox[1],
+            attestation.KEY_VARIABLE: outputs[attestation.KEY_VARIABLE],
+        },
         env={"MODELOPS_REGISTRY_TLS_VERIFY": "false"},
     )
     assert run.returncode == 0, run.output[-6000:]
