@@ -136,6 +136,30 @@ def test_pr_guard_passes_an_experiment_pull_request_into_main(pr_sandbox: Sandbo
     assert statuses(pr_sandbox) == [(head, "order", "success")]
 
 
+def test_pr_guard_fails_an_experiment_pull_request_that_pins_an_image_digest(
+    pr_sandbox: Sandbox,
+) -> None:
+    """The defect of issue 21, point 4: an experiment put any digest into the dev overlay (and
+    its rendered file), promote.yml skipped the build for it, and promotions carried it on."""
+    overlay, render = "kustomize/overlays/dev/kustomization.yaml", "rendered/dev/manifests.yaml"
+    theirs = "sha256:" + "ee" * 32
+    changes = {
+        path: re.sub(r"sha256:0{64}", theirs, git(pr_sandbox.origin, "show", f"main:{path}"))
+        for path in (overlay, render)
+    }
+    assert all(theirs in text for text in changes.values())
+    payload = open_pull_request(pr_sandbox, "experiment/pin", "main", changes)
+    run = run_pull_request(pr_sandbox, payload, PR_GUARD_EVENT, workflow="pr-guard.yml")
+    assert run.returncode == 1, run.output
+    [line] = guard_lines(run)
+    assert line.startswith(
+        "error: experiment/pin changes the image pin (digest) of kustomize/overlays/dev: only the "
+        "deploy pull request of promote.yml sets it"
+    )
+    head = payload["pull_request"]["head"]["sha"]  # type: ignore[index]
+    assert statuses(pr_sandbox) == [(head, "order", "failure")]
+
+
 def test_pr_guard_fails_a_deploy_pull_request_that_also_changes_the_server(
     pr_sandbox: Sandbox,
 ) -> None:
