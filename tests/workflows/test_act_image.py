@@ -14,6 +14,7 @@ import subprocess
 
 import pytest
 from act_harness import Sandbox, run_act, step_outputs
+from test_loopback_registry import oci_image
 from workflow_helpers import git, run_tool, tool_env
 
 from gitops import attestation, environments, rendered
@@ -59,6 +60,17 @@ def built(
     evidence.write_text(evidence.read_text() + f'[images]\npublic_key = "{public}"\n')
     git(sandbox.work, "commit", "-qam", "dev pulls from the registry; CI's image signing key")
     git(sandbox.work, "push", "-q", "origin", "main")
+    # Someone with the registry's credentials pushed an image under the tag of this commit before
+    # CI built it, labelled as CI labels it: promote.yml must not take (and sign) it.
+    sha = git(sandbox.work, "rev-parse", "HEAD").strip()
+    forged = {attestation.REVISION_LABEL: sha, "io.modelops.model.sha256": "ab" * 32}
+    oci_image(sandbox.root / "hand-pushed", "v", forged)
+    hand = sandbox.root / "hand-pushed-digest"
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--digestfile", str(hand),
+         f"oci:{sandbox.root / 'hand-pushed'}:v", f"docker://{registry}/modelops/model-server:{sha}"],
+        check=True,
+    )  # fmt: skip
     run = run_act(
         sandbox,
         "push",
@@ -71,7 +83,12 @@ def built(
         },
     )
     assert run.returncode == 0, run.output[-6000:]
-    return sandbox, registry, {**step_outputs(run), attestation.KEY_VARIABLE: secret}
+    assert (
+        f"{registry}/modelops/model-server:{sha} is in the registry but CI did not sign it: rebuilt"
+        in run.output
+    )
+    outputs = {**step_outputs(run), attestation.KEY_VARIABLE: secret}
+    return sandbox, registry, {**outputs, "hand_pushed": hand.read_text().strip()}
 
 
 def test_the_image_is_pushed_once_and_the_deploy_pull_request_pins_its_digest(
@@ -81,7 +98,7 @@ def test_the_image_is_pushed_once_and_the_deploy_pull_request_pins_its_digest(
     sha = git(sandbox.work, "rev-parse", "HEAD").strip()
     digest = outputs["image_digest"]
     by_tag = skopeo_inspect(f"{registry}/modelops/model-server:{sha}")
-    assert by_tag["Digest"] == digest
+    assert by_tag["Digest"] == digest != outputs["hand_pushed"]  # rebuilt, the tag overwritten
     labels = skopeo_inspect(f"{registry}/modelops/model-server@{digest}")["Labels"]
     assert labels["io.modelops.model.sha256"] == outputs["model_sha256"]
     assert labels["io.modelops.model.version"] == outputs["version"] == "v0.1.0"
