@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -332,6 +333,14 @@ def check(image: str, key_ref: str, main_ref: str) -> str:
     return f"{found.digest[:19]} built by CI from {found.git_commit[:12]} ({main_ref})"
 
 
+def overlay_digests(revision: str, env: environments.Environment) -> list[str]:
+    """The digests the images: entries of ENV's overlay pin at REVISION."""
+    text = show(revision, f"{env.overlay}/kustomization.yaml") or ""
+    document = yaml.safe_load(text) if text else None
+    entries = document.get("images") if isinstance(document, dict) else None
+    return [str(e["digest"]) for e in entries or [] if isinstance(e, dict) and "digest" in e]
+
+
 def main_branch(remote: str | None) -> str:
     """The first environment's branch (main), as REMOTE's remote-tracking ref when given."""
     branch = environments.load()[0].branch
@@ -378,6 +387,12 @@ def main(argv: Sequence[str]) -> int:
         if manifests is None:
             raise ToolError(f"{args.at} has no {rendered.path(env)}")
         image = rendered.release(manifests).image
+        pinned = overlay_digests(args.at, env)
+        if pinned != [split(image)[2]]:
+            raise ToolError(
+                f"{env.overlay} at {args.at} pins {', '.join(pinned) or 'no digest'}, but "
+                f"{rendered.path(env)} runs {image}: run make render"
+            )
     print(f"ok: {image}: {check(image, args.ref, main_ref)}")
     return 0
 

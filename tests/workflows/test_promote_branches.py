@@ -330,3 +330,28 @@ def test_an_experiment_that_changes_an_overlay_but_not_its_image_pin_passes(
                        check=False)  # fmt: skip
     assert refused.returncode == 1
     assert "changes the image pin (newTag) of kustomize/overlays/staging" in refused.stderr
+
+
+def test_the_image_check_refuses_an_overlay_pin_its_rendered_file_does_not_run(
+    tmp_path: Path,
+) -> None:
+    """A hand-named deploy/dev/* branch that changes the overlay's digest but not the rendered
+    file: pr-guard's image job reads the rendered file's image, so the pin must be the same."""
+    repo, _ = pinned_repo(tmp_path)
+    subprocess.run(["cp", "-r", str(REPO / "rendered"), str(repo)], check=True)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "rendered"], cwd=repo, check=True, env=tool_env())
+    args = ("attestation", "verify-overlay", "dev", "--ref", "HEAD", "--main", "HEAD")
+    ok = run_tool(*args, cwd=repo)
+    assert ok.stdout.endswith("not checked: evidence.toml on HEAD names no image signing key "
+                              "([images])\n")  # fmt: skip
+    zero, theirs = "sha256:" + "0" * 64, "sha256:" + "e" * 64
+    branch_with(
+        repo, "deploy/dev/x", "HEAD", zero, theirs, "kustomize/overlays/dev/kustomization.yaml"
+    )
+    refused = run_tool(*args, cwd=repo, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(
+        f"error: kustomize/overlays/dev at HEAD pins {theirs}, but "
+        "rendered/dev/manifests.yaml runs "
+    ), refused.stderr
