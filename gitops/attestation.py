@@ -18,6 +18,9 @@ repository path and this digest; its commit equals the image's tag and is in ``m
 Labels (``org.opencontainers.image.revision``) are read too and must agree, but they prove
 nothing alone: anyone who can push to the registry sets them; only the key's holder signs.
 
+``verify-overlay ENV --at REV`` checks the image ENV's rendered file runs at REV (a pull
+request's head), after checking that ENV's overlay pins the same digest.
+
 Contract: :func:`verify` returns the statement when all holds and raises
 :class:`~gitops.cli.ToolError` with one line naming the digest and what is wrong otherwise.
 The registry is read with skopeo (the credentials of ``podman login`` / ``docker login``);
