@@ -73,8 +73,14 @@ def run_pull_request(
 
 
 def guard_lines(run: ActRun) -> list[str]:
-    """The lines gitops.check_pr_order printed, as act shows a step's output."""
-    return re.findall(r"\| ((?:ok|error): .*)", run.output)
+    """The lines gitops.check_pr_order printed, as act shows a step's output: in the job order
+    (act prefixes each line with ``[WORKFLOW/JOB]``, padded; the job image prints its own)."""
+    return re.findall(r"\[[^\]]*/order *\] *\| ((?:ok|error): .*)", run.output)
+
+
+def image_lines(run: ActRun) -> list[str]:
+    """The lines gitops.attestation printed in pr-guard's job image."""
+    return re.findall(r"\[[^\]]*/image *\] *\| ((?:ok|error): .*)", run.output)
 
 
 def statuses(sandbox: Sandbox) -> list[tuple[str, str, str]]:
@@ -246,6 +252,12 @@ def test_the_code_of_a_pull_request_never_runs_in_the_order_check(pr_sandbox: Sa
     [line] = guard_lines(run)
     assert line.startswith(f"error: deploy/dev/{sha} may change only kustomize/overlays/dev/")
     assert "but changes Makefile and 1 more" in line
+    # the job image ran too (a deploy/* pull request), with the base's Makefile and tools
+    [checked] = image_lines(run)
+    base = payload["pull_request"]["base"]["sha"]  # type: ignore[index]
+    assert checked.endswith(
+        f"not checked: evidence.toml on {base} names no image signing key ([images])"
+    )
     assert not marker.exists()
 
     changes[".github/workflows/pr-guard.yml"] = switched_off(
