@@ -14,6 +14,7 @@ import subprocess
 
 import pytest
 from act_harness import Sandbox, run_act, step_outputs
+from test_act_walks import image_lines, open_pull_request, run_pull_request, statuses
 from test_loopback_registry import oci_image
 from workflow_helpers import git, run_tool, tool_env
 
@@ -122,6 +123,45 @@ def test_the_image_is_pushed_once_and_the_deploy_pull_request_pins_its_digest(
     assert checked.stdout.startswith(
         f"ok: {release.image}: {digest[:19]} built by CI from {sha[:12]}"
     )
+
+
+def test_pr_guard_refuses_a_deploy_pull_request_pinning_a_hand_pushed_image_and_passes_cis(
+    built: tuple[Sandbox, str, dict[str, str]],
+) -> None:
+    """A branch named deploy/dev/<sha> by hand whose overlay and rendered file pin the image the
+    contributor pushed under the commit's tag (labels as CI's): pr-guard's job image reads its
+    attestation from the registry by digest and fails the check order. promote.yml's own deploy
+    pull request, the same files with CI's digest, passes."""
+    sandbox, registry, outputs = built
+    sha = git(sandbox.work, "rev-parse", "origin/main").strip()
+    git(sandbox.work, "fetch", "-q", "origin")
+    paths = (f"{DEV.overlay}/kustomization.yaml", rendered.path(DEV))
+    ours = {p: git(sandbox.origin, "show", f"deploy/dev/{sha}:{p}") for p in paths}
+    theirs = {
+        p: t.replace(outputs["image_digest"], outputs["hand_pushed"]) for p, t in ours.items()
+    }
+    assert theirs != ours
+    options = {
+        "workflow": "pr-guard.yml",
+        "variables": {"IMAGE_REGISTRY": registry},
+        "env": {"MODELOPS_REGISTRY_TLS_VERIFY": "false"},
+    }
+    for changes, state in ((theirs, "failure"), (ours, "success")):
+        payload = open_pull_request(sandbox, f"deploy/dev/{sha}", "main", changes)
+        run = run_pull_request(sandbox, payload, "pull_request_target", **options)
+        head = payload["pull_request"]["head"]["sha"]  # type: ignore[index]
+        assert statuses(sandbox) == [(head, "order", state)], run.output[-4000:]
+        [line] = image_lines(run)
+        if state == "failure":
+            name = f"{registry}/modelops/model-server"
+            assert line == (
+                f"error: image {name}@{outputs['hand_pushed']} has no build attestation "
+                f"({name}:sha256-{outputs['hand_pushed'][7:]}.att): only images CI built and "
+                "signed from main may be deployed"
+            )
+        else:
+            by_ci = f"{outputs['image_digest'][:19]} built by CI from {sha[:12]} ({sha})"
+            assert line.endswith(by_ci), line
 
 
 def test_a_second_run_of_the_same_push_rebuilds_pushes_and_proposes_nothing(
