@@ -26,12 +26,22 @@ request changes the rendered manifests of an environment after its base's: a pul
 main that touches rendered/staging or rendered/prod would change what those environments run
 without their promotion.
 
+With --pins BASE HEAD (the base branch's commit and the pull request's head, both in this
+repository: what the pull request changes is from their merge base to HEAD, as GitHub shows it),
+no pull request into the first environment's branch but a deploy/* one changes an
+overlay's image pin (the newTag or digest line of an images entry): an experiment/* (or any
+other) pull request cannot put a digest into an overlay by hand; the dev deploy's digest comes
+from promote.yml, which built and signed it (gitops.attestation), and pr-guard's `image` job
+checks a deploy/* pull request's digest against its attestation.
+
 Prints one line saying why and exits 1 when the pull request breaks a rule. The pr-guard workflow
 runs it with the runner's Python, from the base branch's checkout (standard library only).
 """
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
@@ -152,6 +162,46 @@ def content_violation(head: str, changed: Sequence[str]) -> str | None:
     )
 
 
+#: An image pin line of a kustomization's images: entry (gitops.set_image writes them).
+PIN = re.compile(r"^[ ]*(?:-[ ]+)?(newTag|digest):[ ]*['\"]?([^'\"#\s]*)")
+
+
+def pins(revision: str) -> dict[str, list[tuple[str, str]]]:
+    """Each overlay's image pins at REVISION: {overlay: [(key, value), ...]} from the lines of its
+    kustomization.yaml (standard library only: the guard runs on the runner's Python)."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for env in environments.load():
+        path = f"{env.overlay}/kustomization.yaml"
+        done = subprocess.run(
+            ["git", "show", f"{revision}:{path}"], capture_output=True, text=True, check=False
+        )
+        text = done.stdout if done.returncode == 0 else ""
+        found[env.overlay] = [(m[1], m[2]) for line in text.splitlines() if (m := PIN.match(line))]
+    return found
+
+
+def pin_violation(head: str, base: str, base_commit: str, head_commit: str) -> str | None:
+    """Why the pull request HEAD -> BASE may not change an overlay's image pin from the merge base
+    of BASE_COMMIT and HEAD_COMMIT to HEAD_COMMIT, or None."""
+    if base != environments.load()[0].branch or fnmatchcase(head, DEPLOY):
+        return None
+    done = subprocess.run(
+        ["git", "merge-base", base_commit, head_commit], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        return f"{head} shares no history with {base} ({base_commit[:12]})"
+    old, new = pins(done.stdout.strip()), pins(head_commit)
+    for overlay in new:
+        if old.get(overlay) != new[overlay]:
+            changed = sorted({key for key, _ in set(new[overlay]) ^ set(old.get(overlay, []))})
+            return (
+                f"{head} changes the image pin ({', '.join(changed)}) of {overlay}: only the "
+                f"deploy pull request of promote.yml sets it, to an image CI built from main and "
+                f"signed (docs/workflow.md, Only images CI built)"
+            )
+    return None
+
+
 def read_changed(source: str) -> list[str]:
     text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip()]
@@ -164,6 +214,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--head-repo", metavar="REPO", help="owner/name the head branch is in")
     parser.add_argument("--base-repo", metavar="REPO", help="owner/name of this repository")
     parser.add_argument("--changed-files", metavar="FILE", help="changed paths, one a line (-)")
+    parser.add_argument(
+        "--pins", nargs=2, metavar=("BASE", "HEAD"), help="the base's and the head's commits"
+    )
     args = parser.parse_args(argv)
     if not (args.head and args.base):
         parser.error("HEAD_BRANCH and BASE_BRANCH must not be empty")
@@ -179,6 +232,8 @@ def main(argv: Sequence[str]) -> int:
         violation = content_violation(head, changed) or rendered_violation(
             args.base.removeprefix("refs/heads/"), changed
         )
+    if violation is None and args.pins is not None:
+        violation = pin_violation(head, args.base.removeprefix("refs/heads/"), *args.pins)
     if violation is None:
         print(f"ok: {args.head} -> {args.base} keeps the order {order}")
         return 0

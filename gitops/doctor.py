@@ -31,6 +31,9 @@ What it checks, each problem printed as ``<area> <where>: <what is wrong>``:
               of :data:`OWNED` other than the placeholder teams it ships with, and GitHub finds
               no error in it
   actions     the workflows' default token is read-only and cannot approve pull requests
+  image-signing  the GitHub environment image-signing (CI's image signing key) lets only the
+              first environment's branch deploy, and evidence.toml there names the public key
+              (gitops.attestation)
   argocd      with --applications (the JSON of ``kubectl get applications.argoproj.io -n argocd
               -o json``) or --kubeconfig: one Application per environment, tracking the
               environment's branch and rendered/<env> in this repository, into its namespace,
@@ -51,6 +54,8 @@ import fnmatch
 import json
 import os
 import subprocess
+import tomllib
+import urllib.error
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -408,6 +413,48 @@ def check_actions(api: GitHub, repo: str) -> list[str]:
     return problems
 
 
+def check_image_signing(api: GitHub, repo: str) -> list[str]:
+    """The image signing key (gitops.attestation): the GitHub environment that holds it lets
+    only the first environment's branch (main) deploy, so no other branch's workflow and no pull
+    request reads the secret; evidence.toml on that branch names its public key."""
+    from gitops import attestation
+
+    name, branch = attestation.ENVIRONMENT, environments.load()[0].branch
+    where = f"image-signing {name}"
+    found = api.get(f"/repos/{repo}/environments/{name}")
+    problems = []
+    if not found:
+        problems.append(f"{where}: no such GitHub environment: promote.yml cannot sign images")
+    else:
+        policy = found.get("deployment_branch_policy") or {}
+        names = []
+        if policy.get("custom_branch_policies") is True:
+            listed = api.get(f"/repos/{repo}/environments/{name}/deployment-branch-policies")
+            names = sorted(
+                f"{p.get('type', 'branch')}:{p.get('name')}"
+                for p in (listed or {}).get("branch_policies", [])
+            )
+        if names != [f"branch:{branch}"]:
+            every = "the protected branches" if policy.get("protected_branches") else "any branch"
+            allowed = ", ".join(names) or every
+            problems.append(
+                f"{where}: deployment branches are {allowed}, must be {branch} only "
+                "(else another branch's workflow reads IMAGE_SIGNING_KEY)"
+            )
+    answer = api.get(f"/repos/{repo}/contents/{attestation.FILE}?ref={branch}") or {}
+    try:
+        text = base64.b64decode(answer.get("content", "")).decode("utf-8")
+        key = tomllib.loads(text).get("images", {}).get("public_key")
+    except (ValueError, tomllib.TOMLDecodeError, AttributeError):
+        key = None
+    if not key:
+        problems.append(
+            f"image-signing {attestation.FILE}: {branch} names no [images] public_key: the "
+            "image gate checks no image (python -m gitops.attestation keygen)"
+        )
+    return problems
+
+
 #: The app of apps (argocd/application.yaml): Argo CD's own configuration, argocd/ as the last
 #: environment's branch has it.
 APP_OF_APPS = "argocd/application.yaml"
@@ -527,6 +574,7 @@ def main(argv: Sequence[str]) -> int:
             + check_tags(api, args.repo)
             + check_codeowners(api, args.repo)
             + check_actions(api, args.repo)
+            + check_image_signing(api, args.repo)
             + ([] if applications is None else check_applications(applications, args.repo))
         )
     except HTTPError as error:

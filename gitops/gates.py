@@ -7,6 +7,9 @@ App's check runs), never the promotion's own pull request: the thresholds and th
 from the target environment's branch, so a pull request that lowers them cannot let its own model
 through, and the evidence App is the one evidence.toml names there.
 
+    image       the release's image digest has a build attestation in the registry, signed by CI's
+                key (evidence.toml [images] on the target branch), for this digest, from a commit
+                of main (gitops.attestation)
     quality     the release's metrics (training/metrics.json at its GTO version tag) meet the
                 thresholds of training/params.yaml (evaluate.thresholds) on the target branch
     regression  no metric is more than promotion.regression_tolerance below that of the model the
@@ -36,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gitops import environments, evidence, rendered
+from gitops import attestation, environments, evidence, rendered
 from gitops.cli import ToolError, run
 from gitops.git import show
 from training import params
@@ -87,6 +90,22 @@ def metrics(name: str, version: str) -> dict[str, float]:
     if text is None:
         raise ToolError(f"the registered version {name}@{version} has no {METRICS}")
     return {key: float(value) for key, value in json.loads(text).items()}
+
+
+def main_ref(c: Candidate) -> str:
+    """The first environment's branch (main) in the form of C's target ref (remote-tracking)."""
+    first = environments.load()[0].branch
+    suffix = "/" + c.target.branch
+    return c.target_ref[: -len(suffix)] + "/" + first if c.target_ref.endswith(suffix) else first
+
+
+def image(c: Candidate) -> str:
+    """The release's image was built by CI from a commit of main: its attestation, read from the
+    registry by digest, verifies with the key evidence.toml names on the target branch."""
+    try:
+        return attestation.check(c.release.image, c.target_ref, main_ref(c))
+    except ToolError as error:
+        raise GateError("image", str(error)) from None
 
 
 def quality(c: Candidate) -> str:
@@ -186,6 +205,7 @@ def manifests(c: Candidate) -> str:
 
 #: Every gate, in the order they are asked (the first refusal wins).
 GATES = (
+    ("image", image),
     ("quality", quality),
     ("regression", regression),
     ("stage", stage),

@@ -71,6 +71,25 @@ def set_codeowners(api: GitHubApi, text: str) -> None:
     }
 
 
+def set_image_signing(api: GitHubApi, branches: list[str] | None, images: str) -> None:
+    """The environment image-signing with BRANCHES as its deployment branches (None: every
+    branch), and evidence.toml on main with IMAGES as its [images] table's body."""
+    environment = f"/repos/{REPOSITORY}/environments/image-signing"
+    custom = branches is not None
+    api.settings[environment] = {
+        "name": "image-signing",
+        "deployment_branch_policy": {"protected_branches": False, "custom_branch_policies": custom},
+    }
+    api.settings[f"{environment}/deployment-branch-policies"] = {
+        "branch_policies": [{"name": b, "type": "branch"} for b in branches or []]
+    }
+    text = f"[app]\nid = 1\n\n[images]\n{images}\n".encode()
+    api.settings[f"/repos/{REPOSITORY}/contents/evidence.toml?ref=main"] = {
+        "content": base64.b64encode(text).decode(),
+        "encoding": "base64",
+    }
+
+
 @pytest.fixture
 def api() -> Iterator[GitHubApi]:
     """The stand-in, set up as the docs say: the evidence App's id in evidence.toml on every
@@ -93,6 +112,7 @@ def api() -> Iterator[GitHubApi]:
             "default_workflow_permissions": "read",
             "can_approve_pull_request_reviews": False,
         }
+        set_image_signing(stand_in, ["main"], 'public_key = "' + "A" * 43 + '="')
         yield stand_in
 
 
@@ -397,3 +417,26 @@ def test_the_docs_create_the_rulesets_with_the_doctor_and_end_the_fork_setup_wit
     setup = text.split("### Setting it up in a fork", 1)[1].split("\n#", 1)[0]
     steps = [line for line in setup.splitlines() if line[:1].isdigit()]
     assert "python -m gitops.doctor OWNER/NAME" in steps[-1]
+
+
+def test_an_image_signing_key_other_branches_can_read_or_no_public_key_is_reported(
+    api: GitHubApi,
+) -> None:
+    """The key's environment open to every branch (a contributor's own workflow on their branch
+    would read the secret and sign any image), or to an experiment's too, and no public key."""
+    set_image_signing(api, None, "")
+    assert problems(api) == [
+        "image-signing image-signing: deployment branches are any branch, must be main only "
+        "(else another branch's workflow reads IMAGE_SIGNING_KEY)",
+        "image-signing evidence.toml: main names no [images] public_key: the image gate checks "
+        "no image (python -m gitops.attestation keygen)",
+    ]
+    set_image_signing(api, ["main", "experiment/*"], 'public_key = "key"')
+    assert problems(api) == [
+        "image-signing image-signing: deployment branches are branch:experiment/*, branch:main, "
+        "must be main only (else another branch's workflow reads IMAGE_SIGNING_KEY)",
+    ]
+    del api.settings[f"/repos/{REPOSITORY}/environments/image-signing"]
+    assert problems(api) == [
+        "image-signing image-signing: no such GitHub environment: promote.yml cannot sign images"
+    ]

@@ -14,9 +14,11 @@ import subprocess
 
 import pytest
 from act_harness import Sandbox, run_act, step_outputs
+from test_act_walks import image_lines, open_pull_request, run_pull_request, statuses
+from test_loopback_registry import oci_image
 from workflow_helpers import git, run_tool, tool_env
 
-from gitops import environments, rendered
+from gitops import attestation, environments, rendered
 from images import pod as pods
 from serving.provenance import HEADER as PROVENANCE_HEADER
 from serving.provenance import provenance_id
@@ -53,31 +55,52 @@ def built(
         text.replace(OVERLAY_IMAGE, f"newName: {registry}/modelops/model-server")
     )
     run_tool("rendered", cwd=sandbox.work)
-    git(sandbox.work, "commit", "-qam", "dev pulls from the registry")
+    # CI's image signing key, as a fork makes it: its public half in evidence.toml on main, the
+    # private one the secret IMAGE_SIGNING_KEY of the environment image-signing.
+    secret, public = attestation.keygen()
+    evidence = sandbox.work / attestation.FILE
+    evidence.write_text(evidence.read_text() + f'[images]\npublic_key = "{public}"\n')
+    git(sandbox.work, "commit", "-qam", "dev pulls from the registry; CI's image signing key")
     git(sandbox.work, "push", "-q", "origin", "main")
+    # Someone with the registry's credentials pushed an image under the tag of this commit before
+    # CI built it, labelled as CI labels it: promote.yml must not take (and sign) it.
+    sha = git(sandbox.work, "rev-parse", "HEAD").strip()
+    forged = {attestation.REVISION_LABEL: sha, "io.modelops.model.sha256": "ab" * 32}
+    oci_image(sandbox.root / "hand-pushed", "v", forged)
+    hand = sandbox.root / "hand-pushed-digest"
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--digestfile", str(hand),
+         f"oci:{sandbox.root / 'hand-pushed'}:v", f"docker://{registry}/modelops/model-server:{sha}"],
+        check=True,
+    )  # fmt: skip
     run = run_act(
         sandbox,
         "push",
         workflow="promote.yml",
         variables={"IMAGE_REGISTRY": registry},
-        secrets={"DVC_CONFIG": dvc_config},
+        secrets={"DVC_CONFIG": dvc_config, attestation.KEY_VARIABLE: secret},
         env={
             "MODELOPS_REGISTRY_TLS_VERIFY": "false",
             "MODELOPS_DVC_REMOTE_DIR": str(sandbox.root / "dvc-remote"),
         },
     )
     assert run.returncode == 0, run.output[-6000:]
-    return sandbox, registry, step_outputs(run)
+    assert (
+        f"{registry}/modelops/model-server:{sha} is in the registry but CI did not sign it: rebuilt"
+        in run.output
+    )
+    outputs = {**step_outputs(run), attestation.KEY_VARIABLE: secret}
+    return sandbox, registry, {**outputs, "hand_pushed": hand.read_text().strip()}
 
 
 def test_the_image_is_pushed_once_and_the_deploy_pull_request_pins_its_digest(
-    built: tuple[Sandbox, str, dict[str, str]],
+    built: tuple[Sandbox, str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sandbox, registry, outputs = built
     sha = git(sandbox.work, "rev-parse", "HEAD").strip()
     digest = outputs["image_digest"]
     by_tag = skopeo_inspect(f"{registry}/modelops/model-server:{sha}")
-    assert by_tag["Digest"] == digest
+    assert by_tag["Digest"] == digest != outputs["hand_pushed"]  # rebuilt, the tag overwritten
     labels = skopeo_inspect(f"{registry}/modelops/model-server@{digest}")["Labels"]
     assert labels["io.modelops.model.sha256"] == outputs["model_sha256"]
     assert labels["io.modelops.model.version"] == outputs["version"] == "v0.1.0"
@@ -91,6 +114,57 @@ def test_the_image_is_pushed_once_and_the_deploy_pull_request_pins_its_digest(
     title = call["argv"][call["argv"].index("--title") + 1]
     assert title == f"deploy(dev): {NAME} v0.1.0, image {sha}"  # the name from params.yaml
     assert f"+++ b/{rendered.path(DEV)}" in body and digest in body
+    # CI signed it: the attestation, read back from the registry by digest, verifies with the key
+    # evidence.toml names on main, and pr-guard's image check passes the deploy pull request.
+    monkeypatch.setenv("MODELOPS_REGISTRY_TLS_VERIFY", "false")
+    git(sandbox.work, "fetch", "-q", "origin")
+    on_main = ("--ref", "origin/main", "--main", "origin/main")
+    checked = run_tool(
+        "attestation", "verify-overlay", DEV.name, "--at", f"origin/{branch}", *on_main,
+        cwd=sandbox.work,
+    )  # fmt: skip
+    assert checked.stdout.startswith(
+        f"ok: {release.image}: {digest[:19]} built by CI from {sha[:12]}"
+    )
+
+
+def test_pr_guard_refuses_a_deploy_pull_request_pinning_a_hand_pushed_image_and_passes_cis(
+    built: tuple[Sandbox, str, dict[str, str]],
+) -> None:
+    """A branch named deploy/dev/<sha> by hand whose overlay and rendered file pin the image the
+    contributor pushed under the commit's tag (labels as CI's): pr-guard's job image reads its
+    attestation from the registry by digest and fails the check order. promote.yml's own deploy
+    pull request, the same files with CI's digest, passes."""
+    sandbox, registry, outputs = built
+    sha = git(sandbox.work, "rev-parse", "origin/main").strip()
+    git(sandbox.work, "fetch", "-q", "origin")
+    paths = (f"{DEV.overlay}/kustomization.yaml", rendered.path(DEV))
+    ours = {p: git(sandbox.origin, "show", f"deploy/dev/{sha}:{p}") for p in paths}
+    theirs = {
+        p: t.replace(outputs["image_digest"], outputs["hand_pushed"]) for p, t in ours.items()
+    }
+    assert theirs != ours
+    options = {
+        "workflow": "pr-guard.yml",
+        "variables": {"IMAGE_REGISTRY": registry},
+        "env": {"MODELOPS_REGISTRY_TLS_VERIFY": "false"},
+    }
+    for changes, state in ((theirs, "failure"), (ours, "success")):
+        payload = open_pull_request(sandbox, f"deploy/dev/{sha}", "main", changes)
+        run = run_pull_request(sandbox, payload, "pull_request_target", **options)
+        head = payload["pull_request"]["head"]["sha"]  # type: ignore[index]
+        assert statuses(sandbox) == [(head, "order", state)], run.output[-4000:]
+        [line] = image_lines(run)
+        if state == "failure":
+            name = f"{registry}/modelops/model-server"
+            assert line == (
+                f"error: image {name}@{outputs['hand_pushed']} has no build attestation "
+                f"({name}:sha256-{outputs['hand_pushed'][7:]}.att): only images CI built and "
+                "signed from main may be deployed"
+            )
+        else:
+            by_ci = f"{outputs['image_digest'][:19]} built by CI from {sha[:12]} ({sha})"
+            assert line.endswith(by_ci), line
 
 
 def test_a_second_run_of_the_same_push_rebuilds_pushes_and_proposes_nothing(
@@ -104,7 +178,10 @@ def test_a_second_run_of_the_same_push_rebuilds_pushes_and_proposes_nothing(
         "push",
         workflow="promote.yml",
         variables={"IMAGE_REGISTRY": registry},
-        secrets={"DVC_CONFIG": image_sandbox[1]},
+        secrets={
+            "DVC_CONFIG": image_sandbox[1],
+            attestation.KEY_VARIABLE: outputs[attestation.KEY_VARIABLE],
+        },
         env={"MODELOPS_REGISTRY_TLS_VERIFY": "false"},
     )
     assert run.returncode == 0, run.output[-6000:]

@@ -105,8 +105,14 @@ def run_pull_request(
 
 
 def guard_lines(run: ActRun) -> list[str]:
-    """The lines gitops.check_pr_order printed, as act shows a step's output."""
-    return re.findall(r"\| ((?:ok|error): .*)", run.output)
+    """The lines gitops.check_pr_order printed, as act shows a step's output: in the job order
+    (act prefixes each line with ``[WORKFLOW/JOB]``, padded; the job image prints its own)."""
+    return re.findall(r"\[[^\]]*/order *\] *\| ((?:ok|error): .*)", run.output)
+
+
+def image_lines(run: ActRun) -> list[str]:
+    """The lines gitops.attestation printed in pr-guard's job image."""
+    return re.findall(r"\[[^\]]*/image *\] *\| ((?:ok|error): .*)", run.output)
 
 
 def statuses(sandbox: Sandbox) -> list[tuple[str, str, str, str]]:
@@ -186,6 +192,30 @@ def test_pr_guard_passes_an_experiment_pull_request_into_main(pr_sandbox: Sandbo
         "--name-only",
     ]
     assert statuses(pr_sandbox) == [(head, "order", "success", EVIDENCE_APP["slug"])]
+
+
+def test_pr_guard_fails_an_experiment_pull_request_that_pins_an_image_digest(
+    pr_sandbox: Sandbox,
+) -> None:
+    """The defect of issue 21, point 4: an experiment put any digest into the dev overlay (and
+    its rendered file), promote.yml skipped the build for it, and promotions carried it on."""
+    overlay, render = "kustomize/overlays/dev/kustomization.yaml", "rendered/dev/manifests.yaml"
+    theirs = "sha256:" + "ee" * 32
+    changes = {
+        path: re.sub(r"sha256:0{64}", theirs, git(pr_sandbox.origin, "show", f"main:{path}"))
+        for path in (overlay, render)
+    }
+    assert all(theirs in text for text in changes.values())
+    payload = open_pull_request(pr_sandbox, "experiment/pin", "main", changes)
+    run = run_pull_request(pr_sandbox, payload, PR_GUARD_EVENT, workflow="pr-guard.yml")
+    assert run.returncode == 1, run.output
+    [line] = guard_lines(run)
+    assert line.startswith(
+        "error: experiment/pin changes the image pin (digest) of kustomize/overlays/dev: only the "
+        "deploy pull request of promote.yml sets it"
+    )
+    head = payload["pull_request"]["head"]["sha"]  # type: ignore[index]
+    assert statuses(pr_sandbox) == [(head, "order", "failure")]
 
 
 def test_pr_guard_fails_a_deploy_pull_request_that_also_changes_the_server(
@@ -293,6 +323,12 @@ def test_the_code_of_a_pull_request_never_runs_in_the_order_check(pr_sandbox: Sa
     [line] = guard_lines(run)
     assert line.startswith(f"error: deploy/dev/{sha} may change only kustomize/overlays/dev/")
     assert "but changes Makefile and 1 more" in line
+    # the job image ran too (a deploy/* pull request), with the base's Makefile and tools
+    [checked] = image_lines(run)
+    base = payload["pull_request"]["base"]["sha"]  # type: ignore[index]
+    assert checked.endswith(
+        f"not checked: evidence.toml on {base} names no image signing key ([images])"
+    )
     assert not marker.exists()
 
     changes[".github/workflows/pr-guard.yml"] = switched_off(

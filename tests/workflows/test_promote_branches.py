@@ -256,3 +256,102 @@ def test_the_guard_names_the_rendered_file_as_gitops_rendered_does() -> None:
 
     for env in environments.load():
         assert check_pr_order.RENDERED.format(env=env.name) == rendered.path(env)
+
+
+def pinned_repo(tmp_path: Path) -> tuple[Path, str]:
+    """A repository with this checkout's overlays on main (a bare origin's clone); main's commit."""
+    repo = tmp_path / "work"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    subprocess.run(["cp", "-r", str(REPO / "kustomize"), str(repo)], check=True)
+    for args in (("config", "user.name", "t"), ("config", "user.email", "t@example.org"),
+                 ("add", "-A"), ("commit", "-qm", "the overlays")):  # fmt: skip
+        subprocess.run(["git", *args], cwd=repo, check=True, env=tool_env())
+    main = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True)
+    return repo, main.stdout.strip()
+
+
+def branch_with(repo: Path, branch: str, base: str, old: str, new: str, path: str) -> str:
+    """BRANCH from BASE with OLD replaced by NEW in PATH, committed; its commit."""
+    subprocess.run(["git", "switch", "-qc", branch, base], cwd=repo, check=True)
+    file = repo / path
+    assert old in file.read_text()
+    file.write_text(file.read_text().replace(old, new))
+    subprocess.run(["git", "commit", "-qam", branch], cwd=repo, check=True, env=tool_env())
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def test_an_experiment_pull_request_that_pins_an_image_digest_in_an_overlay_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The defect of issue 21, point 4: experiment/* (or any pull request into main but
+    promote.yml's deploy/*) put any digest into the dev overlay, and promotions carried it on."""
+    repo, main = pinned_repo(tmp_path)
+    overlay = "kustomize/overlays/dev/kustomization.yaml"
+    zero = "sha256:" + "0" * 64
+    head = branch_with(repo, "experiment/pin", main, zero, "sha256:" + "e" * 64, overlay)
+    for branch in ("experiment/pin", "revert-3-deploy/dev/abc", "dependabot/pip/x"):
+        done = subprocess.run(
+            ["python", "-m", "gitops.check_pr_order", "--pins", main, head, branch, "main"],
+            cwd=repo, env=tool_env(), capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 1
+        assert done.stderr.startswith(
+            f"error: {branch} changes the image pin (digest) of kustomize/overlays/dev: only the "
+            "deploy pull request of promote.yml sets it"
+        ), done.stderr
+        assert len(done.stderr.splitlines()) == 1
+    # Without --pins (the guard as it was) the same pull request passes: the check is the pins.
+    assert run_tool("check_pr_order", "experiment/pin", "main", cwd=repo).returncode == 0
+    # promote.yml's deploy pull request sets it (pr-guard's image job checks its attestation).
+    ok = run_tool(
+        "check_pr_order", "--pins", main, head, "deploy/dev/" + "a" * 40, "main", cwd=repo
+    )
+    assert ok.stdout.startswith("ok: ")
+
+
+def test_an_experiment_that_changes_an_overlay_but_not_its_image_pin_passes(
+    tmp_path: Path,
+) -> None:
+    repo, main = pinned_repo(tmp_path)
+    head = branch_with(repo, "experiment/size", main, "- path: scaling.yaml\n",
+                       "- path: scaling.yaml\n- path: extra.yaml\n",
+                       "kustomize/overlays/prod/kustomization.yaml")  # fmt: skip
+    # main moved on after the branch forked (a deploy pinned another digest): not the branch's
+    # change, so it is not held against it (the merge base is compared, as GitHub's diff does)
+    moved = branch_with(repo, "main-moved", main, "sha256:" + "0" * 64, "sha256:" + "d" * 64,
+                        "kustomize/overlays/dev/kustomization.yaml")  # fmt: skip
+    ok = run_tool("check_pr_order", "--pins", moved, head, "experiment/size", "main", cwd=repo)
+    assert ok.stdout.startswith("ok: experiment/size -> main")
+    staging = "kustomize/overlays/staging/kustomization.yaml"
+    pinned = next(line for line in (REPO / staging).read_text().splitlines() if "newTag:" in line)
+    tag = branch_with(repo, "experiment/tag", main, pinned, "  newTag: " + "f" * 40, staging)
+    refused = run_tool("check_pr_order", "--pins", main, tag, "experiment/tag", "main", cwd=repo,
+                       check=False)  # fmt: skip
+    assert refused.returncode == 1
+    assert "changes the image pin (newTag) of kustomize/overlays/staging" in refused.stderr
+
+
+def test_the_image_check_refuses_an_overlay_pin_its_rendered_file_does_not_run(
+    tmp_path: Path,
+) -> None:
+    """A hand-named deploy/dev/* branch that changes the overlay's digest but not the rendered
+    file: pr-guard's image job reads the rendered file's image, so the pin must be the same."""
+    repo, _ = pinned_repo(tmp_path)
+    subprocess.run(["cp", "-r", str(REPO / "rendered"), str(repo)], check=True)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "rendered"], cwd=repo, check=True, env=tool_env())
+    args = ("attestation", "verify-overlay", "dev", "--ref", "HEAD", "--main", "HEAD")
+    ok = run_tool(*args, cwd=repo)
+    assert ok.stdout.endswith("not checked: evidence.toml on HEAD names no image signing key "
+                              "([images])\n")  # fmt: skip
+    zero, theirs = "sha256:" + "0" * 64, "sha256:" + "e" * 64
+    branch_with(
+        repo, "deploy/dev/x", "HEAD", zero, theirs, "kustomize/overlays/dev/kustomization.yaml"
+    )
+    refused = run_tool(*args, cwd=repo, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(
+        f"error: kustomize/overlays/dev at HEAD pins {theirs}, but "
+        "rendered/dev/manifests.yaml runs "
+    ), refused.stderr

@@ -1,6 +1,7 @@
 """The guards' fetch of a pull request's head works where the repository is private.
 
-`verify` (environments.yml) and `rendered diff` (rendered-diff.yml) check the base branch out
+`verify` (environments.yml), `rendered diff` (rendered-diff.yml), `order` and `image`
+(pr-guard.yml) check the base branch out
 with `persist-credentials: false`, then fetch `refs/pull/N/head` as git objects. GitHub refuses
 an anonymous fetch of a private repository, so the fetch carries the run's read-only token for
 that one command. Played here against git's own smart HTTP server (`git http-backend`) behind
@@ -26,6 +27,8 @@ TOKEN = "ghs-read-only-run-token"  # noqa: S105 - not a secret: the stand-in tok
 FETCH_STEPS = [
     ("environments.yml", "Rebuild the pull request from the protected branches and compare"),
     ("rendered-diff.yml", "Each environment's rendered diff, base against head"),
+    ("pr-guard.yml", "The pull request's head"),
+    ("pr-guard.yml", "The pinned image's build attestation, read from the registry by digest"),
 ]
 #: The lines of a step's script from the token's encoding to the fetch it authenticates.
 FETCH_LINES = re.compile(r"^\s*auth=.*?git fetch [^\n]*$", re.MULTILINE | re.DOTALL)
@@ -133,7 +136,9 @@ def fetch(lines: str, url: str, clone: Path, token: str) -> subprocess.Completed
     )
 
 
-@pytest.mark.parametrize("workflow,step", FETCH_STEPS, ids=[w for w, _ in FETCH_STEPS])
+@pytest.mark.parametrize(
+    "workflow,step", FETCH_STEPS, ids=[f"{w}:{s[:20]}" for w, s in FETCH_STEPS]
+)
 def test_the_guards_fetch_the_head_of_a_private_repositorys_pull_request(
     private_origin: tuple[str, Path, str], workflow: str, step: str
 ) -> None:
