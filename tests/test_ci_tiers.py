@@ -146,12 +146,12 @@ def test_a_new_heavy_test_module_and_the_paths_it_exercises_need_a_rule(tmp_path
 
                 @pytest.mark.e2e
                 def test_x():
-                    (ROOT / "argocd" / "new.yaml").read_text()
+                    (ROOT / ".dvc" / "new.yaml").read_text()
                     run(".github/workflows/new.yml", "-m", "devstack.tool")
                 """,
             "gitops/newmod.py": "from . import helper\n",
             "gitops/helper.py": "OVERLAYS = 'kustomize/overlays'\n",
-            "argocd/new.yaml": "",
+            ".dvc/new.yaml": "",
             ".github/workflows/new.yml": "jobs: {a: {steps: [{run: python -m training.thing}]}}\n",
             "devstack/tool.py": "",
             "training/thing.py": "",
@@ -163,11 +163,11 @@ def test_a_new_heavy_test_module_and_the_paths_it_exercises_need_a_rule(tmp_path
     exercised = ci_tiers.Exercised(tmp_path, files).of("tests/gitops/test_new.py")
     assert exercised == set(files) - {"docs/unrelated.md", "tests/gitops/test_old.py"}
     gaps = ci_tiers.uncovered(tmp_path, files)
-    # tests/gitops/ and argocd/ run integration only; the rest runs e2e (or, unruled, every tier)
+    # tests/gitops/ and .dvc/ run integration only; the rest runs e2e (or, unruled, every tier)
     assert gaps == {
         "integration": {},
         "e2e": {
-            "argocd/new.yaml": ["tests/gitops/test_new.py"],
+            ".dvc/new.yaml": ["tests/gitops/test_new.py"],
             "tests/gitops/test_new.py": ["tests/gitops/test_new.py"],
         },
     }

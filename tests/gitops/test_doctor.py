@@ -83,11 +83,7 @@ def set_image_signing(api: GitHubApi, branches: list[str] | None, images: str) -
     api.settings[f"{environment}/deployment-branch-policies"] = {
         "branch_policies": [{"name": b, "type": "branch"} for b in branches or []]
     }
-    text = f"[app]\nid = 1\n\n[images]\n{images}\n".encode()
-    api.settings[f"/repos/{REPOSITORY}/contents/evidence.toml?ref=main"] = {
-        "content": base64.b64encode(text).decode(),
-        "encoding": "base64",
-    }
+    set_evidence_toml(api, "main", f"[app]\nid = {EVIDENCE_APP['id']}\n\n[images]\n{images}\n")
 
 
 @pytest.fixture
@@ -258,6 +254,8 @@ def test_an_evidence_app_not_set_up_on_a_branch_is_reported(api: GitHubApi) -> N
         "evidence staging: app.id must be the evidence GitHub App's id (a positive integer), got "
         "0: docs/workflow.md, Evidence",
         "evidence production: no evidence.toml: the smoke gate accepts no evidence",
+        "image-signing evidence.toml: main names no [images] public_key: the image gate checks "
+        "no image (python -m gitops.attestation keygen)",
     ]
 
 
