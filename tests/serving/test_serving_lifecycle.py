@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -197,43 +196,6 @@ def test_a_pod_stop_under_load_fails_no_request(tmp_path: Path) -> None:
     finally:
         stack.stop()
         stack.cleanup()
-
-
-#: How many times the stack is started and stopped, and how long one stop may take: an idle
-#: stack stops in about a second; uWSGI's hang lasted until the 30 s kill.
-STOPS = 5
-PROMPT_SECONDS = 8.0
-
-
-def test_the_stack_stops_promptly_stop_after_stop_with_the_cores_busy(
-    tiny_model: TinyModel,
-) -> None:
-    """uWSGI's graceful stop ends in seconds every time, after traffic, with two busy loops
-    beside it. With ``thunder-lock`` (accept() serialised on a mutex the workers share) a worker
-    waiting on that mutex now and then missed the stop, and the stop hung until the kill
-    (2 of 11 stops of ``python -m devstack.stack`` with the cores busy; unbit/uwsgi#1028,
-    #1599): uwsgi.ini leaves it off, and the server's own start-up log must say so."""
-    need_nginx()
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
-    try:
-        for attempt in range(STOPS):
-            stack = start_stack(tiny_model.directory)
-            try:
-                assert "thunder lock: disabled" in stack.uwsgi_log.read_text()
-                with Load(stack.url, {"instances": [tiny_model.record(0)]}, threads=2):
-                    time.sleep(0.5)
-                started = time.monotonic()
-                codes = stack.stop(timeout=PROMPT_SECONDS + 10)
-                took = time.monotonic() - started
-            finally:
-                stack.stop()
-                stack.cleanup()
-            assert codes["uwsgi"] == 0, (attempt, codes)
-            assert took < PROMPT_SECONDS, f"stop {attempt + 1} took {took:.1f} s: {codes}"
-    finally:
-        for process in busy:
-            process.kill()
-            process.wait()
 
 
 def test_sigterm_to_uwsgi_alone_finishes_the_request_in_flight(tmp_path: Path) -> None:
