@@ -604,7 +604,8 @@ def test_a_handler_that_raises_is_a_json_500_with_the_request_id_and_one_log_lin
     model.predict_proba = broken  # type: ignore[method-assign]
     client = create_app(model=model).test_client()
     rows = {"instances": [tiny_model.record(0), tiny_model.record(1)]}
-    tensor = {"name": "i", "shape": [1, 30], "datatype": "FP64", "data": [0.5] * 30}
+    # two rows each: one row would take the one-row path (Model.predict_one), not predict_proba
+    tensor = {"name": "i", "shape": [2, 30], "datatype": "FP64", "data": [0.5] * 60}
     for path, body in (("/predict", rows), (INFER, {"inputs": [tensor]})):
         capfd.readouterr()
         response = client.post(path, json=body, headers={"X-Request-ID": f"boom-{path}"})
