@@ -18,7 +18,7 @@ the user's clone, with the gitops commands of the sandbox's own checkout, as a w
    podman, have no Prometheus: images/pod.py plays the Deployment and its ConfigMaps);
 2. release 1: the image is built once (images/build-model-server.sh, the version tag as MODEL_REF)
    and tagged with the commit its model was registered at; the deploy pull request of
-   promote.yml is made and merged (gitops.set_image, gitops.rendered, then gitops.assign_stage);
+   promote.yml is made (gitops.deploy) and merged, then gitops.assign_stage;
    dev's pod is played from ``rendered/dev/manifests.yaml`` and smoke-tested (gitops.smoke
    --record, with the evidence App's token); gitops.promote takes it to staging and then to
    prod, each merged, played and smoke-tested in turn;
@@ -127,15 +127,16 @@ def build_image(box: Sandbox, version: str, commit: str) -> dict[str, str]:
 
 
 def deploy_dev(box: Sandbox, version: str, commit: str, built: dict[str, str]) -> None:
-    """The deploy/dev pull request of promote.yml, made and merged; then the stage job."""
-    print(f"\n== deploy dev: {NAME} {version}, image {built['digest']}")
-    box.git("switch", "-q", "-C", "main", "origin/main")
-    box.tool("set_image", "--digest", built["digest"], "--model-version", version,
-             "--model-sha256", built["sha256"], "dev", commit)  # fmt: skip
-    box.tool("rendered", "dev")
-    box.git("commit", "-qam", f"deploy(dev): model-server {commit} ({NAME}@{version})")
-    box.git("push", "-q", "origin", "main")
-    box.tool("assign_stage", "dev", "--ref", "origin/main", "--push", "origin")
+    """The deploy pull request of promote.yml (gitops.deploy), made and merged; then the stage
+    job."""
+    dev = environments.load()[0]
+    print(f"\n== deploy {dev.name}: {NAME} {version}, image {built['digest']}")
+    outputs = box.tool(
+        "deploy", "--digest", built["digest"], "--model-version", version,
+        "--model-sha256", built["sha256"], "--no-push",
+        "--body-file", str(box.out / f"pr-{dev.name}.md"), commit,
+    )  # fmt: skip
+    merge(box, outputs, dev)
 
 
 def merge(box: Sandbox, outputs: dict[str, str], env: environments.Environment) -> None:

@@ -474,7 +474,7 @@ def test_every_gitops_command_a_workflow_runs_exists_with_a_main(path: Path) -> 
 def test_the_workflows_run_the_gitops_commands() -> None:
     used = set().union(*(modules_run(path) for path in workflow_files()))
     assert {
-        "check_pr_order", "stage_for_branch", "register", "set_image", "rendered",
+        "check_pr_order", "stage_for_branch", "register", "deploy", "rendered",
         "promote", "rollback", "assign_stage",
     } <= used  # fmt: skip
 
