@@ -50,9 +50,7 @@ from gitops.proposal import Proposal, propose
 BRANCH = "deploy/{stage}/{sha}"
 
 
-def summary(
-    env: environments.Environment, sha: str, release: rendered.Release, now: str
-) -> str:
+def summary(env: environments.Environment, sha: str, release: rendered.Release, now: str) -> str:
     """The pull request's text above the rendered diff: what the image is and what changes."""
     return (
         f"Deploys to **{env.name}** (branch `{env.branch}`) the image built once from "

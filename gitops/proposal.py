@@ -1,13 +1,13 @@
 """A change to an environment, proposed as a branch and a pull request that shows its rendered diff.
 
 Role: what ``gitops.deploy``, ``gitops.promote`` and ``gitops.rollback`` share once they have
-built the commit an environment branch should move to (the word is *propose*): the branch name, the pull request body (the release, the
-figures of what was checked, the diff of the rendered file the environment applies, the other
-rendered files' diffs folded, and the diff of argocd/ when the branch carries one), pushing the
-branch
-and opening the pull request with ``gh``. Contract: :func:`propose` is the only step that changes
-anything outside the local object store, and it runs after every check passed. Re-proposing the
-same tree is a no-op: an open branch with that tree is left alone.
+built the commit an environment branch should move to (the word is *propose*): the branch name,
+the pull request body (the release, the figures of what was checked, the diff of the rendered
+file the environment applies, the other rendered files' diffs folded, and the diff of argocd/
+when the branch carries one), pushing the branch and opening the pull request with ``gh``.
+Contract: :func:`propose` is the only step that changes anything outside the local object store,
+and it runs after every check passed. Re-proposing the same tree (or the same branch) is a no-op:
+an open branch with that tree, or of that name, is left alone.
 """
 
 from __future__ import annotations

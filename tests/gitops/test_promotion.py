@@ -5,8 +5,9 @@ Each test works in a copy of one repository built once for the module: this chec
 kustomize/, argocd/, training/params.yaml and training/metrics.json in a fresh git repository
 with a bare origin, the environment branches pushed as a fork makes them (docs/workflow.md), GTO
 versions registered for real, and the dev deployment made by the deploy pull request's own tool
-(gitops.deploy, merged, then gitops.assign_stage); promote.yml's step that runs it is played too. Merging a pull request is
-a push of its head to the environment branch (the promotion branch is a fast-forward of it).
+(gitops.deploy, merged, then gitops.assign_stage); promote.yml's step that runs it is played too.
+Merging a pull request is a push of its head to the environment branch (the promotion branch is a
+fast-forward of it).
 """
 
 from __future__ import annotations
@@ -246,7 +247,7 @@ def test_a_release_reaches_staging_and_prod_as_the_same_digest_model_and_manifes
     assert staging_text != prod_text  # namespace, replicas, resources: the environment fields
 
 
-# --- the deploy pull request of promote.yml (gitops.deploy), its step run as GitHub runs it --------
+# --- the deploy pull request of promote.yml (gitops.deploy), its step run as GitHub runs it -------
 
 GH_STUB = """\
 #!/usr/bin/env bash
@@ -277,7 +278,7 @@ def deploy_step(
     return run_step("promote.yml", DEPLOY_STEP, repo, env)
 
 
-def test_the_deploy_step_opens_one_pull_request_that_pins_the_image_into_dev_only(
+def test_the_deploy_step_opens_one_pull_request_that_pins_the_image_into_dev_only_once(
     repo: Path, tmp_path: Path
 ) -> None:
     commit = register(repo, "v0.2.0", accuracy=0.97)
@@ -303,11 +304,7 @@ def test_the_deploy_step_opens_one_pull_request_that_pins_the_image_into_dev_onl
     body = "\n".join(calls[calls.index("--body") + 1 :])
     assert f"+++ b/{rendered.path(DEV)}" in body and f"{IMAGE}:{commit}@{digest(2)}" in body
     assert f"{NAME}@v0.2.0" in body and model_sha(2) in body
-
-
-def test_the_deploy_step_run_again_proposes_nothing(repo: Path, tmp_path: Path) -> None:
-    commit = register(repo, "v0.2.0", accuracy=0.97)
-    assert deploy_step(repo, tmp_path, commit, "v0.2.0", 2).returncode == 0
+    # the same push's run again (a re-run): nothing built, pushed or opened
     (tmp_path / "gh-calls").unlink()
     before = origin_state(repo)
     again = deploy_step(repo, tmp_path, commit, "v0.2.0", 2)
