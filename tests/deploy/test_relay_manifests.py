@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from gitops import relay as relay_module
 from gitops.rendered import deployment as model_deployment
+from retraining import relay as relay_module
 
 from .conftest import ENVIRONMENTS, ROOT, Docs, documents, find, run
 
