@@ -1,7 +1,7 @@
 """The GitOps part of ``make demo``: build once, deploy dev, promote to staging and prod, release
 again, roll prod back; every environment a podman pod played from its rendered manifests.
 
-    python -m gitops.demo --sandbox out/demo [--retrain train.logistic_regression.C=0.5]
+    python -m gitops.demo --sandbox out/demo [--experiment train.logistic_regression.C=0.5]
                           [--monitoring on|off]
 
 Runs in the sandbox ``make demo-training`` made (training.demo: ``origin.git`` standing in for the
@@ -22,7 +22,7 @@ the user's clone, with the gitops commands of the sandbox's own checkout, as a w
    dev's pod is played from ``rendered/dev/manifests.yaml`` and smoke-tested (gitops.smoke
    --record, with the evidence App's token); gitops.promote takes it to staging and then to
    prod, each merged, played and smoke-tested in turn;
-3. release 2: an experiment (``--retrain`` sets one parameter, ``dvc repro``, ``dvc push``)
+3. release 2: an experiment (``--experiment`` sets one parameter, ``dvc repro``, ``dvc push``)
    merged into main and registered as the next version, built once, through dev, staging, prod;
 4. prod is rolled back (gitops.rollback): its pod runs release 1 again, and GTO says so.
 
@@ -60,7 +60,7 @@ GITHUB_STAND_IN = ROOT / "tests" / "workflows" / "act" / "github_api.py"
 EVIDENCE_APP_ID = 424242
 EVIDENCE_KEY = "the demo's evidence App key"
 #: The second release's experiment: one hyper-parameter of the default estimator.
-RETRAIN = "train.logistic_regression.C=0.5"
+EXPERIMENT = "train.logistic_regression.C=0.5"
 
 
 class Sandbox:
@@ -231,7 +231,7 @@ def set_param(text: str, key: str, value: str) -> str | None:
     return "".join(lines) if len(found) == 1 else None
 
 
-def retrain(box: Sandbox, assignment: str) -> tuple[str, str]:
+def experiment(box: Sandbox, assignment: str) -> tuple[str, str]:
     """An experiment merged into main: PARAM=VALUE set, the pipeline re-run and pushed, the new
     model registered. Its version and the commit it was registered at."""
     key, _, value = assignment.partition("=")
@@ -240,7 +240,7 @@ def retrain(box: Sandbox, assignment: str) -> tuple[str, str]:
     params = box.repo / PARAMS
     changed = set_param(params.read_text(), key, value)
     if changed is None:
-        raise ToolError(f"--retrain {assignment}: {PARAMS} has no key {key}")
+        raise ToolError(f"--experiment {assignment}: {PARAMS} has no key {key}")
     params.write_text(changed)
     box.run("dvc", "repro", "training/dvc.yaml")
     box.run("dvc", "push", "training/dvc.yaml")
@@ -314,7 +314,7 @@ def walk(
     first_commit = box.git("rev-list", "-n", "1", f"{NAME}@{first_version}")
     cluster = Cluster(box, stack)
     release(box, cluster, first_version, first_commit)
-    second_version, second_commit = retrain(box, assignment)
+    second_version, second_commit = experiment(box, assignment)
     release(box, cluster, second_version, second_commit)
     prod = order[-1]
     print(f"\n== roll {prod.name} back")
@@ -333,16 +333,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--sandbox", type=Path, default=Path("out/demo"), help="make demo-training's"
     )
-    parser.add_argument("--retrain", default=RETRAIN, metavar="KEY=VALUE",
-                        help=f"the second release's experiment (default {RETRAIN})")  # fmt: skip
+    parser.add_argument("--experiment", default=EXPERIMENT, metavar="KEY=VALUE",
+                        help=f"the second release's experiment (default {EXPERIMENT})")  # fmt: skip
     parser.add_argument("--monitoring", default="off", choices=("on", "off"),
                         help="turn monitoring on in every overlay first (default off)")  # fmt: skip
     args = parser.parse_args(argv)
-    if "=" not in args.retrain or "." not in args.retrain.partition("=")[0]:
-        print(f"error: --retrain {args.retrain!r} is not SECTION.KEY=VALUE", file=sys.stderr)
+    if "=" not in args.experiment or "." not in args.experiment.partition("=")[0]:
+        print(f"error: --experiment {args.experiment!r} is not SECTION.KEY=VALUE", file=sys.stderr)
         return 2
     try:
-        demo(args.sandbox, args.retrain, args.monitoring == "on")
+        demo(args.sandbox, args.experiment, args.monitoring == "on")
     except (ToolError, RuntimeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
