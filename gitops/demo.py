@@ -246,7 +246,7 @@ def experiment(box: Sandbox, assignment: str) -> tuple[str, str]:
     box.run("dvc", "push", "training/dvc.yaml")
     box.git("add", "training")
     box.git("commit", "-qm", f"experiment: {key}={value}")
-    box.git("switch", "-q", "main")
+    box.git("switch", "-q", "-C", "main", "origin/main")  # what main is after the deploys
     box.git("merge", "-q", "--ff-only", f"experiment/{key.replace('.', '-')}")
     box.git("push", "-q", "origin", "main")
     box.run("gto", "register", NAME, "HEAD", "--bump-minor")
