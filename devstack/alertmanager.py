@@ -3,7 +3,7 @@
 Local tooling, not shipped: the integration test of the path from a firing drift alert to a
 repository dispatch (tests/serving/test_serving_prometheus.py) runs the real server from Debian's
 ``prometheus-alertmanager`` package between a real Prometheus (devstack.prometheus, which sends it
-its alerts) and the relay (``python -m gitops.relay``). Its configuration is the one
+its alerts) and the relay (``python -m retraining.relay``). Its configuration is the one
 docs/monitoring.md gives a team, "From Alertmanager to GitHub: a relay": the drift alerts to a
 webhook receiver, with a bearer token from a file and ``send_resolved: false``; only the waits are
 shortened to a second, so a test sees the delivery at once.
@@ -23,7 +23,7 @@ from devstack.loopback import LoopbackServer
 
 #: Debian's name for the Alertmanager binary (package prometheus-alertmanager).
 BINARY = "prometheus-alertmanager"
-#: The alerts that go to the relay: gitops.retrain.DRIFT_ALERTS, as a matcher.
+#: The alerts that go to the relay: retraining.retrain.DRIFT_ALERTS, as a matcher.
 DRIFT_MATCHER = 'alertname=~"ModelInputDrift|ModelScoreDrift"'
 
 

@@ -1,4 +1,5 @@
-"""The Git side of the delivery flow: environments, branch order, GTO stages, overlay edits.
+"""The Git side of the delivery flow: environments, branch order, GTO stages, overlay edits (the
+retraining loop, which starts an experiment, is the package ``retraining``).
 
 Each module with a ``main`` is a command the workflows run from the repository root, e.g.
 ``python -m gitops.check_pr_order HEAD BASE`` (docs/workflow.md). ``environments``,

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from gitops import environments, rendered
 from gitops.cli import OneLineParser, ToolError, run, run_main
 from gitops.git import git, rev, show
-from gitops.promote_model import assignment_tags
+from gitops.register import assignment_tags
 
 
 def assign(env: environments.Environment, ref: str, name: str | None) -> dict[str, str]:

@@ -36,12 +36,18 @@ def run(*args: str) -> str:
 
 def run_main(main: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None) -> NoReturn:
     """Exit with MAIN's status; a ToolError (or a broken environments.toml) is ``error: <reason>``
-    on stderr and status 1."""
-    from gitops.environments import EnvironmentsError
-
+    on stderr and status 1. The model server image ships this module without the rest of gitops,
+    for the relay (retraining/, serving/Dockerfile): there no environments.toml error can occur."""
+    errors: tuple[type[Exception], ...] = (ToolError,)
+    try:
+        from gitops.environments import EnvironmentsError
+    except ModuleNotFoundError:
+        pass
+    else:
+        errors += (EnvironmentsError,)
     try:
         status = main(sys.argv[1:] if argv is None else argv)
-    except (ToolError, EnvironmentsError) as err:
+    except errors as err:
         print(f"error: {err}", file=sys.stderr)
         status = 1
     sys.exit(status)

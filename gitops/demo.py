@@ -1,7 +1,7 @@
 """The GitOps part of ``make demo``: build once, deploy dev, promote to staging and prod, release
 again, roll prod back; every environment a podman pod played from its rendered manifests.
 
-    python -m gitops.demo --sandbox out/demo [--retrain train.logistic_regression.C=0.5]
+    python -m gitops.demo --sandbox out/demo [--experiment train.logistic_regression.C=0.5]
                           [--monitoring on|off]
 
 Runs in the sandbox ``make demo-training`` made (training.demo: ``origin.git`` standing in for the
@@ -18,11 +18,11 @@ the user's clone, with the gitops commands of the sandbox's own checkout, as a w
    podman, have no Prometheus: images/pod.py plays the Deployment and its ConfigMaps);
 2. release 1: the image is built once (images/build-model-server.sh, the version tag as MODEL_REF)
    and tagged with the commit its model was registered at; the deploy pull request of
-   promote.yml is made and merged (gitops.set_image, gitops.rendered, then gitops.assign_stage);
+   promote.yml is made (gitops.deploy) and merged, then gitops.assign_stage;
    dev's pod is played from ``rendered/dev/manifests.yaml`` and smoke-tested (gitops.smoke
    --record, with the evidence App's token); gitops.promote takes it to staging and then to
    prod, each merged, played and smoke-tested in turn;
-3. release 2: an experiment (``--retrain`` sets one parameter, ``dvc repro``, ``dvc push``)
+3. release 2: an experiment (``--experiment`` sets one parameter, ``dvc repro``, ``dvc push``)
    merged into main and registered as the next version, built once, through dev, staging, prod;
 4. prod is rolled back (gitops.rollback): its pod runs release 1 again, and GTO says so.
 
@@ -61,7 +61,7 @@ GITHUB_STAND_IN = ROOT / "tests" / "workflows" / "act" / "github_api.py"
 EVIDENCE_APP_ID = 424242
 EVIDENCE_KEY = "the demo's evidence App key"
 #: The second release's experiment: one hyper-parameter of the default estimator.
-RETRAIN = "train.logistic_regression.C=0.5"
+EXPERIMENT = "train.logistic_regression.C=0.5"
 
 
 class Sandbox:
@@ -128,15 +128,16 @@ def build_image(box: Sandbox, version: str, commit: str) -> dict[str, str]:
 
 
 def deploy_dev(box: Sandbox, version: str, commit: str, built: dict[str, str]) -> None:
-    """The deploy/dev pull request of promote.yml, made and merged; then the stage job."""
-    print(f"\n== deploy dev: {NAME} {version}, image {built['digest']}")
-    box.git("switch", "-q", "-C", "main", "origin/main")
-    box.tool("set_image", "--digest", built["digest"], "--model-version", version,
-             "--model-sha256", built["sha256"], "dev", commit)  # fmt: skip
-    box.tool("rendered", "dev")
-    box.git("commit", "-qam", f"deploy(dev): model-server {commit} ({NAME}@{version})")
-    box.git("push", "-q", "origin", "main")
-    box.tool("assign_stage", "dev", "--ref", "origin/main", "--push", "origin")
+    """The deploy pull request of promote.yml (gitops.deploy), made and merged; then the stage
+    job."""
+    dev = environments.load()[0]
+    print(f"\n== deploy {dev.name}: {NAME} {version}, image {built['digest']}")
+    outputs = box.tool(
+        "deploy", "--digest", built["digest"], "--model-version", version,
+        "--model-sha256", built["sha256"], "--no-push",
+        "--body-file", str(box.out / f"pr-{dev.name}.md"), commit,
+    )  # fmt: skip
+    merge(box, outputs, dev)
 
 
 def merge(box: Sandbox, outputs: dict[str, str], env: environments.Environment) -> None:
@@ -231,7 +232,7 @@ def set_param(text: str, key: str, value: str) -> str | None:
     return "".join(lines) if len(found) == 1 else None
 
 
-def retrain(box: Sandbox, assignment: str) -> tuple[str, str]:
+def experiment(box: Sandbox, assignment: str) -> tuple[str, str]:
     """An experiment merged into main: PARAM=VALUE set, the pipeline re-run and pushed, the new
     model registered. Its version and the commit it was registered at."""
     key, _, value = assignment.partition("=")
@@ -240,13 +241,13 @@ def retrain(box: Sandbox, assignment: str) -> tuple[str, str]:
     params = box.repo / PARAMS
     changed = set_param(params.read_text(), key, value)
     if changed is None:
-        raise ToolError(f"--retrain {assignment}: {PARAMS} has no key {key}")
+        raise ToolError(f"--experiment {assignment}: {PARAMS} has no key {key}")
     params.write_text(changed)
     box.run("dvc", "repro", "training/dvc.yaml")
     box.run("dvc", "push", "training/dvc.yaml")
     box.git("add", "training")
     box.git("commit", "-qm", f"experiment: {key}={value}")
-    box.git("switch", "-q", "main")
+    box.git("switch", "-q", "-C", "main", "origin/main")  # what main is after the deploys
     box.git("merge", "-q", "--ff-only", f"experiment/{key.replace('.', '-')}")
     box.git("push", "-q", "origin", "main")
     box.run("gto", "register", NAME, "HEAD", "--bump-minor")
@@ -314,7 +315,7 @@ def walk(
     first_commit = box.git("rev-list", "-n", "1", f"{NAME}@{first_version}")
     cluster = Cluster(box, stack)
     release(box, cluster, first_version, first_commit)
-    second_version, second_commit = retrain(box, assignment)
+    second_version, second_commit = experiment(box, assignment)
     release(box, cluster, second_version, second_commit)
     prod = order[-1]
     print(f"\n== roll {prod.name} back")
@@ -333,16 +334,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--sandbox", type=Path, default=Path("out/demo"), help="make demo-training's"
     )
-    parser.add_argument("--retrain", default=RETRAIN, metavar="KEY=VALUE",
-                        help=f"the second release's experiment (default {RETRAIN})")  # fmt: skip
+    parser.add_argument("--experiment", default=EXPERIMENT, metavar="KEY=VALUE",
+                        help=f"the second release's experiment (default {EXPERIMENT})")  # fmt: skip
     parser.add_argument("--monitoring", default="off", choices=("on", "off"),
                         help="turn monitoring on in every overlay first (default off)")  # fmt: skip
     args = parser.parse_args(argv)
-    if "=" not in args.retrain or "." not in args.retrain.partition("=")[0]:
-        print(f"error: --retrain {args.retrain!r} is not SECTION.KEY=VALUE", file=sys.stderr)
+    if "=" not in args.experiment or "." not in args.experiment.partition("=")[0]:
+        print(f"error: --experiment {args.experiment!r} is not SECTION.KEY=VALUE", file=sys.stderr)
         return 2
     try:
-        demo(args.sandbox, args.retrain, args.monitoring == "on")
+        demo(args.sandbox, args.experiment, args.monitoring == "on")
     except (ToolError, RuntimeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -1,7 +1,7 @@
 """The environments of environments.toml, in promotion order: the one list of them.
 
 Role: every tool that needs an environment's branch, GTO stage, namespace or overlay asks here
-(``gitops.check_pr_order``, ``gitops.stage_for_branch``, ``gitops.promote_model``,
+(``gitops.check_pr_order``, ``gitops.stage_for_branch``, ``gitops.register``,
 ``gitops.set_image``; the tests of the workflows, overlays and AppProject). Contract: the file is
 read once per process and checked: a missing or unknown key, a duplicate name, branch or stage,
 or a value that is not a plain string fails with :class:`EnvironmentsError`, one line naming the

@@ -76,7 +76,7 @@ def pin(tree: Path, env: environments.Environment, release: rendered.Release) ->
     text = set_image.with_entry_line(text, str(entry["name"]), "newName", name, kustomization)
     kustomization.write_text(text, encoding="utf-8")
     model = (release.model_version, release.model_sha256) if release.model_sha256 else None
-    set_image.promote(overlay, set_image.DEFAULT_IMAGE, tag, None, model, digest)
+    set_image.pin(overlay, set_image.DEFAULT_IMAGE, tag, None, model, digest)
 
 
 def candidate(

@@ -1,13 +1,13 @@
 """A change to an environment, proposed as a branch and a pull request that shows its rendered diff.
 
-Role: what ``gitops.promote`` and ``gitops.rollback`` share once they have built the commit an
-environment branch should move to: the branch name, the pull request body (the release, the
-figures of what was checked, the diff of the rendered file the environment applies, the other
-rendered files' diffs folded, and the diff of argocd/ when the branch carries one), pushing the
-branch
-and opening the pull request with ``gh``. Contract: :func:`propose` is the only step that changes
-anything outside the local object store, and it runs after every check passed. Re-proposing the
-same tree is a no-op: an open branch with that tree is left alone.
+Role: what ``gitops.deploy``, ``gitops.promote`` and ``gitops.rollback`` share once they have
+built the commit an environment branch should move to (the word is *propose*): the branch name,
+the pull request body (the release, the figures of what was checked, the diff of the rendered
+file the environment applies, the other rendered files' diffs folded, and the diff of argocd/
+when the branch carries one), pushing the branch and opening the pull request with ``gh``.
+Contract: :func:`propose` is the only step that changes anything outside the local object store,
+and it runs after every check passed. Re-proposing the same tree (or the same branch) is a no-op:
+an open branch with that tree, or of that name, is left alone.
 """
 
 from __future__ import annotations
@@ -26,17 +26,24 @@ BODY_LIMIT = 60_000
 
 @dataclass(frozen=True)
 class Proposal:
-    kind: str  # promote or rollback
+    kind: str  # deploy, promote or rollback
     env: environments.Environment
     base: str  # the environment branch's tip the commit builds on
     commit: str  # the commit the environment branch moves to when the pull request merges
     title: str
     summary: str  # markdown: what runs now, what will run, what was checked
     labels: tuple[str, ...] = ()  # the pull request's labels (gitops.gates.ACKNOWLEDGE_LABEL)
+    head: str = ""  # the branch's name, when not KIND/ENV/COMMIT (gitops.deploy's)
+    footer: str = ""  # the body's last line, when not the one naming the verify check
 
     @property
     def branch(self) -> str:
-        return f"{self.kind}/{self.env.name}/{self.commit[:12]}"
+        return self.head or f"{self.kind}/{self.env.name}/{self.commit[:12]}"
+
+    @property
+    def family(self) -> str:
+        """The pattern of the branches of this kind for this environment (``KIND/ENV/*``)."""
+        return self.branch.rsplit("/", 1)[0] + "/*"
 
 
 def add_arguments(parser: argparse.ArgumentParser, verified: str) -> None:
@@ -82,8 +89,11 @@ def body(p: Proposal) -> str:
         f"{p.summary}\n\n"
         f"### `{applied}`: what Argo CD applies to {p.env.name} after the merge\n\n"
         f"{shown}\n\n{folded}{argocd_section(p)}"
-        f"Made by `python -m gitops.{p.kind} {p.env.name}`; the `verify` check rebuilds this "
-        "commit from the protected branches and fails if it differs.\n"
+        + (
+            p.footer
+            or f"Made by `python -m gitops.{p.kind} {p.env.name}`; the `verify` check rebuilds "
+            "this commit from the protected branches and fails if it differs.\n"
+        )
     )
 
 
@@ -111,9 +121,12 @@ def argocd_section(p: Proposal) -> str:
 
 
 def already_open(remote: str, p: Proposal) -> bool:
-    """True when REMOTE already has a proposal branch for this environment with the same tree."""
-    refs = git("ls-remote", remote, f"refs/heads/{p.kind}/{p.env.name}/*").split()
-    return any(rev(f"{sha}^{{tree}}") == rev(f"{p.commit}^{{tree}}") for sha in refs[0::2])
+    """True when REMOTE already has this proposal's branch, or a branch of its kind for this
+    environment with the same tree."""
+    refs = git("ls-remote", remote, f"refs/heads/{p.family}").split()
+    return f"refs/heads/{p.branch}" in refs[1::2] or any(
+        rev(f"{sha}^{{tree}}") == rev(f"{p.commit}^{{tree}}") for sha in refs[0::2]
+    )
 
 
 def propose(p: Proposal, remote: str | None, open_pr: bool, body_file: Path | None) -> bool:
@@ -125,7 +138,7 @@ def propose(p: Proposal, remote: str | None, open_pr: bool, body_file: Path | No
     git("update-ref", f"refs/heads/{p.branch}", p.commit)
     if remote is None:
         return True
-    proposals = f"{p.kind}/{p.env.name}/*"
+    proposals = p.family
     git("fetch", "--quiet", remote, f"refs/heads/{proposals}:refs/remotes/{remote}/{proposals}")
     if already_open(remote, p):
         return False

@@ -218,7 +218,7 @@ def set_image(
     return True
 
 
-def promote(
+def pin(
     overlay: Path,
     image: str,
     sha: str,
@@ -226,8 +226,9 @@ def promote(
     model: tuple[str, str] | None = None,
     digest: str | None = None,
 ) -> bool:
-    """Set the image tag (and digest) and, with MODEL (version, sha256), the provenance; True
-    when changed.
+    """Pin OVERLAY to an image: its tag SHA (and DIGEST) and, with MODEL (version, sha256), the
+    provenance; True when changed. Callers: this command's main and gitops.promote.pin (what
+    *pin* means throughout: write an image digest into an overlay).
 
     On any failure both files are as they were.
     """
@@ -264,7 +265,7 @@ def main(argv: Sequence[str]) -> int:
         parser.error("--model-version and --model-sha256 go together")
     model = None if args.model_version is None else (args.model_version, args.model_sha256)
     overlay = args.overlays / args.env
-    changed = promote(overlay, args.image, args.sha, args.registry, model, args.digest)
+    changed = pin(overlay, args.image, args.sha, args.registry, model, args.digest)
     print("changed" if changed else "unchanged")
     return 0
 

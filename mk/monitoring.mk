@@ -20,7 +20,7 @@ DEMO_DRIFT_SHIFT ?=
 
 .PHONY: test-monitoring
 test-monitoring: monitoring-prereqs serving-prereqs tools ## the monitoring tests only (chart rules, promtool, a real Prometheus and Alertmanager, the relay)
-	pytest tests/deploy/test_monitoring_rules.py tests/serving/test_serving_prometheus.py tests/gitops/test_relay.py -q
+	pytest tests/deploy/test_monitoring_rules.py tests/serving/test_serving_prometheus.py tests/retraining/test_relay.py -q
 
 .PHONY: demo-drift
 demo-drift: monitoring-prereqs serving-prereqs tools ## stack + Prometheus: in-distribution then shifted traffic, the PSI table, the alerts, a PNG (out/demo-drift)

@@ -35,15 +35,17 @@ TIERS: dict[str, tuple[str, ...]] = {
     "integration": (
         # the workflows themselves: their act walks (tests/workflows) run in this tier
         ".github/workflows/", ".dvc/", ".dvcignore", "argocd/", "charts/", "environments.toml",
-        "evidence.toml", "gitops/", "kustomize/",
+        "evidence.toml", "gitops/", "kustomize/", "retraining/",
         "modelcard/", "rendered/", "scripts/", "tests/deploy/", "tests/gitops/", "tests/training/",
-        "tests/workflows/", "training/",
+        "tests/retraining/", "tests/workflows/", "training/",
         # the suite plugin every tier loads (tests/conftest.py: image.builds) and what it reads;
         # tests/deploy/conftest.py names the server configuration the checkov scan reads
         "images/", "tests/image/", "serving/__init__.py", "serving/readiness.py",
         "serving/config/",
         # the provenance id gitops.smoke, gitops.demo and images/pod.py check answers against
         "serving/provenance.py",
+        # what the image ships of gitops/ and retraining/ (tests/retraining/test_relay.py)
+        "serving/Dockerfile",
         # the drift alert loop's plugin (tests/conftest.py: alert_loop.fixtures) and its imports
         "devstack/", "tests/alert_loop/", "tests/serving/serving_testkit.py",
         # the regression tests' diabetes workspace (tests/training and tests/serving import it)
@@ -51,13 +53,14 @@ TIERS: dict[str, tuple[str, ...]] = {
     ),
     "e2e": (
         # every workflow: promote.yml and the act walks that build and push the image run here
-        ".github/workflows/", "environments.toml", "evidence.toml", "gitops/", "tests/workflows/",
+        ".github/workflows/", "environments.toml", "evidence.toml", "gitops/", "retraining/",
+        "tests/workflows/",
         "bench/", "charts/", "devstack/", "images/", "kustomize/", "modelcard/", "rendered/",
         "scripts/", "serving/",
         "tests/deploy/",
         "tests/image/", "tests/serving/",
         # the drift alert loop, whose dispatch the retrain walk is fed, and the relay server it runs
-        "tests/alert_loop/", "tests/gitops/relay_server.py",
+        "tests/alert_loop/", "tests/retraining/relay_server.py",
         # what the pipeline trains is served: the second dataset's walk ends in a real stack
         "training/", "tests/training/test_training_second_dataset.py",
         "tests/training/test_training_columns_served.py", "tests/training/columns_table.py",
@@ -73,7 +76,7 @@ TIERS: dict[str, tuple[str, ...]] = {
 #: Paths a file names without exercising them (naming file, path): why --check does not count them.
 NAMED_NOT_EXERCISED: dict[tuple[str, str], str] = {
     ("tests/workflows/test_act_walks.py", "README.md"): "committed to in a sandbox clone",
-    ("tests/workflows/test_promote_model.py", "README.md"): "committed to in a sandbox clone",
+    ("tests/workflows/test_register.py", "README.md"): "committed to in a sandbox clone",
     ("tests/workflows/test_act_walks.py", "serving/app.py"): "committed to in a sandbox clone",
     ("gitops/check_pr_order.py", "serving/Dockerfile"): "a pattern of changed paths it orders",
     ("gitops/doctor.py", ".github/CODEOWNERS"): "read on GitHub, through its API, not here",

@@ -29,7 +29,7 @@ _spec.loader.exec_module(ci_tiers)
         ([".github/workflows/promote.yml"], True, True),
         (["tests/workflows/test_act_image.py"], True, True),
         (["gitops/smoke.py"], True, True),
-        (["gitops/relay.py"], True, True),
+        (["retraining/relay.py"], True, True),
         # the retrain walk runs on the drift alert loop's dispatch (tests/alert_loop)
         (["tests/alert_loop/fixtures.py"], True, True),
         (["tests/workflows/test_act_retrain_refusals.py"], True, True),
@@ -83,7 +83,7 @@ def test_all_runs_every_tier() -> None:
 # --- the table is checked against what the heavy tiers' tests exercise ------------------------
 
 #: The table before the e2e tier was checked: promote.yml, tests/workflows/*, gitops/smoke.py and
-#: gitops/relay.py ran integration only, though e2e tests exercise them.
+#: the relay (now retraining/relay.py) ran integration only, though e2e tests exercise them.
 UNCHECKED_TIERS = {
     "integration": ci_tiers.TIERS["integration"],
     "e2e": (
@@ -109,17 +109,16 @@ def test_the_check_finds_what_the_unchecked_table_left_out_of_e2e() -> None:
     assert "tests/workflows/test_act_image.py" in e2e[".github/workflows/promote.yml"]
     assert "tests/workflows/test_act_image.py" in e2e["tests/workflows/act_harness.py"]
     assert "tests/serving/test_serving_smoke_check.py" in e2e["gitops/smoke.py"]
-    assert "tests/serving/test_serving_prometheus.py" in e2e["gitops/relay.py"]  # "gitops.relay"
+    relay = e2e["retraining/relay.py"]  # named "retraining.relay"
+    assert "tests/serving/test_serving_prometheus.py" in relay
     assert gaps["integration"] == {}
 
 
-def test_any_workflow_gitops_devstack_or_serving_change_runs_the_e2e_tier() -> None:
-    paths = [
-        path
-        for path in tracked()
-        if path.startswith((".github/workflows/", "gitops/", "devstack/", "serving/"))
-    ]
-    paths += [".github/workflows/new.yml", "gitops/new.py", "devstack/new.py", "serving/new.py"]
+def test_any_workflow_gitops_retraining_devstack_or_serving_change_runs_the_e2e_tier() -> None:
+    prefixes = (".github/workflows/", "gitops/", "retraining/", "devstack/", "serving/")
+    paths = [path for path in tracked() if path.startswith(prefixes)]
+    paths += [".github/workflows/new.yml", "gitops/new.py", "retraining/new.py", "devstack/new.py"]
+    paths += ["serving/new.py"]
     assert [path for path in paths if not ci_tiers.tiers_for([path])["e2e"]] == []
 
 

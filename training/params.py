@@ -440,7 +440,7 @@ def meets(name: str, value: float, threshold: float) -> bool:
 def load_artifact(path: Path = PARAMS) -> ArtifactParams:
     """The ``artifact`` section: the one source of the model's name and description. Callers: the
     export stage and training.demo (their params file), and with the repository's
-    (:data:`PARAMS`) gitops.promote_model (its --name), gitops.demo, bench.models and
+    (:data:`PARAMS`) gitops.register (its --name), gitops.demo, bench.models and
     scripts/render-artifact.py; make and the workflows through :func:`main`."""
     s = _section(path, "artifact")
     s.no_other_keys("name", "description")

@@ -6,8 +6,8 @@ served by the real stack (Nginx + uWSGI, 2 workers), scraped by a real Prometheu
 ``prometheus``) with the chart's own rules (window and ``for`` shortened: devstack.drift_demo's
 RULE_VALUES), whose alerts go to a real Alertmanager (Debian's ``prometheus-alertmanager``,
 configured as docs/monitoring.md tells a team), whose webhook receiver is the retraining relay
-(its real server: uWSGI with gitops/relay_uwsgi.ini, as the pod runs it;
-tests/gitops/relay_server.py), which sends GitHub's repository dispatch to the
+(its real server: uWSGI with retraining/relay_uwsgi.ini, as the pod runs it;
+tests/retraining/relay_server.py), which sends GitHub's repository dispatch to the
 stand-in for GitHub's API (tests/workflows/act/github_api.py). The traffic is every row of the
 model's data set for a window, then the same rows with SHIFTED moved, until the relay's latest
 dispatch names every shifted feature; the servers are stopped before the fixture returns and
@@ -34,9 +34,9 @@ import pytest
 
 # The relay's tokens and the repository it dispatches to (the act sandbox's,
 # tests/workflows/act_harness.py), which the tests of the loop read from here.
-from tests.gitops.relay_server import GITHUB_TOKEN as GITHUB_TOKEN
-from tests.gitops.relay_server import RELAY_TOKEN, relay_server
-from tests.gitops.relay_server import REPOSITORY as REPOSITORY
+from tests.retraining.relay_server import GITHUB_TOKEN as GITHUB_TOKEN
+from tests.retraining.relay_server import RELAY_TOKEN, relay_server
+from tests.retraining.relay_server import REPOSITORY as REPOSITORY
 from tests.workflows.act.github_api import GitHubApi, repository_dispatch_event
 
 # The stack's, Prometheus's and the model's modules are imported by the fixtures that use them:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from gitops import relay as relay_module
 from gitops.rendered import deployment as model_deployment
+from retraining import relay as relay_module
 
 from .conftest import ENVIRONMENTS, ROOT, Docs, documents, find, run
 
@@ -88,8 +88,8 @@ def test_turning_monitoring_on_deploys_one_relay_per_environment_on_the_model_se
         assert container["image"] == app["image"], "the model server image, pinned alike"
         assert "@sha256:" in container["image"]
         # the image's PYTHONPATH is /app, where the repository's gitops/ lies
-        assert container["command"] == ["uwsgi", "--ini", "/app/gitops/relay_uwsgi.ini"]
-        assert (ROOT / "gitops" / "relay_uwsgi.ini").read_text() == (
+        assert container["command"] == ["uwsgi", "--ini", "/app/retraining/relay_uwsgi.ini"]
+        assert (ROOT / "retraining" / "relay_uwsgi.ini").read_text() == (
             relay_module.UWSGI_INI.read_text()
         )
         service = find(docs, "Service", RELAY)

@@ -1,4 +1,4 @@
-"""gitops.demo's --retrain edits one key of training/params.yaml, nested keys included."""
+"""gitops.demo's --experiment edits one key of training/params.yaml, nested keys included."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 
 import yaml
 
-from gitops.demo import RETRAIN, set_param
+from gitops.demo import EXPERIMENT, set_param
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_default_retrain_sets_one_nested_key_and_keeps_the_comments() -> None:
+def test_the_default_experiment_sets_one_nested_key_and_keeps_the_comments() -> None:
     text = (ROOT / "training/params.yaml").read_text()
-    key, _, value = RETRAIN.partition("=")
+    key, _, value = EXPERIMENT.partition("=")
     changed = set_param(text, key, value)
     assert changed is not None
     document = yaml.safe_load(changed)

@@ -4,9 +4,10 @@ gitops.rollback, gitops.assign_stage and the smoke records, on real repositories
 Each test works in a copy of one repository built once for the module: this checkout's
 kustomize/, argocd/, training/params.yaml and training/metrics.json in a fresh git repository
 with a bare origin, the environment branches pushed as a fork makes them (docs/workflow.md), GTO
-versions registered for real, and the dev deployment made as the deploy pull request makes it
-(gitops.set_image, gitops.rendered, merged, then gitops.assign_stage). Merging a pull request is
-a push of its head to the environment branch (the promotion branch is a fast-forward of it).
+versions registered for real, and the dev deployment made by the deploy pull request's own tool
+(gitops.deploy, merged, then gitops.assign_stage); promote.yml's step that runs it is played too.
+Merging a pull request is a push of its head to the environment branch (the promotion branch is a
+fast-forward of it).
 """
 
 from __future__ import annotations
@@ -24,8 +25,13 @@ import yaml
 from gitops import environments, evidence, rendered
 from gitops.github import GitHub
 from tests.gitops.github_stand_in import evidence_api
-from tests.workflows.act.github_api import EVIDENCE_APP, EVIDENCE_KEY, GitHubApi, installation_token
-from tests.workflows.workflow_helpers import REPO, git, run_tool, tool_env
+from tests.workflows.act.github_api import (
+    EVIDENCE_APP,
+    EVIDENCE_KEY,
+    GitHubApi,
+    installation_token,
+)
+from tests.workflows.workflow_helpers import REPO, git, run_step, run_tool, tool_env
 from training.params import load_artifact
 
 pytestmark = pytest.mark.integration  # real git, GTO and kustomize
@@ -78,20 +84,28 @@ def release_metrics(repo: Path, **changes: float) -> None:
     path.write_text(json.dumps(metrics, indent=2) + "\n")
 
 
-def deploy_dev(repo: Path, version: str, n: int, *, assign: bool = True, **metrics: float) -> None:
-    """A new model on main: registered as VERSION (with METRICS), built as image N, deployed to
-    dev by the deploy pull request, its stage assigned after the merge (unless not ASSIGN)."""
+def register(repo: Path, version: str, **metrics: float) -> str:
+    """A new model on main (METRICS changed) registered as VERSION and pushed; its commit."""
     git(repo, "switch", "-q", "main")
     if metrics:
         release_metrics(repo, **metrics)
         git(repo, "commit", "-qam", f"experiment: model {version}")
     sh(repo, "gto", "register", NAME, "HEAD", "--version", version)
-    commit = git(repo, "rev-parse", "HEAD").strip()
-    tool(repo, "set_image", "--digest", digest(n), "--model-version", version,
-         "--model-sha256", model_sha(n), "dev", commit)  # fmt: skip
-    tool(repo, "rendered", "dev")
-    git(repo, "commit", "-qam", f"deploy(dev): {version}")
     git(repo, "push", "-q", "--tags", "origin", "main")
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def deploy_dev(repo: Path, version: str, n: int, *, assign: bool = True, **metrics: float) -> None:
+    """A new model on main: registered as VERSION (with METRICS), built as image N, deployed to
+    dev by its deploy pull request (gitops.deploy, merged), its stage assigned after the merge
+    (unless not ASSIGN)."""
+    commit = register(repo, version, **metrics)
+    outputs = tool(repo, "deploy", "--no-push", "--digest", digest(n), "--model-version", version,
+                   "--model-sha256", model_sha(n), commit)  # fmt: skip
+    assert outputs["changed"] == "true" and outputs["branch"] == f"deploy/{DEV.stage}/{commit}"
+    git(repo, "push", "-q", "origin", f"{outputs['commit']}:refs/heads/{DEV.branch}")
+    git(repo, "fetch", "-q", "origin")
+    git(repo, "merge", "-q", "--ff-only", f"origin/{DEV.branch}")
     if assign:
         tool(repo, "assign_stage", "dev", "--push", "origin")
 
@@ -228,6 +242,98 @@ def test_a_release_reaches_staging_and_prod_as_the_same_digest_model_and_manifes
     prod_text = git(repo, "show", f"origin/production:{rendered.path(PROD)}")
     assert rendered.differences(staging_text, prod_text) == []
     assert staging_text != prod_text  # namespace, replicas, resources: the environment fields
+
+
+# --- the deploy pull request of promote.yml (gitops.deploy), its step run as GitHub runs it -------
+
+GH_STUB = """\
+#!/usr/bin/env bash
+# Stands in for the GitHub API, which no test reaches: records the call, one argument a line.
+printf '%s\\n' "$@" > "$GH_CALLS"
+"""
+DEPLOY_STEP = "Open the pull request that deploys it (the overlay's image and model, re-rendered)"
+
+
+def deploy_step(
+    repo: Path, tmp_path: Path, sha: str, version: str, n: int, registry: str = "localhost"
+) -> subprocess.CompletedProcess[str]:
+    """promote.yml's deploy step in REPO for image N of SHA (model VERSION), gh recorded in
+    tmp_path/gh-calls."""
+    stubs = tmp_path / "stub-bin"
+    stubs.mkdir(exist_ok=True)
+    (stubs / "gh").write_text(GH_STUB)
+    (stubs / "gh").chmod(0o755)
+    env = tool_env(
+        GH_CALLS=str(tmp_path / "gh-calls"),
+        IMAGE_REGISTRY=registry,
+        VERSION=version,
+        MODEL_SHA256=model_sha(n),
+        IMAGE_DIGEST=digest(n),
+        GITHUB_SHA=sha,
+    )
+    env["PATH"] = f"{stubs}:{env['PATH']}"
+    return run_step("promote.yml", DEPLOY_STEP, repo, env)
+
+
+def test_the_deploy_step_opens_one_pull_request_that_pins_the_image_into_dev_only_once(
+    repo: Path, tmp_path: Path
+) -> None:
+    commit = register(repo, "v0.2.0", accuracy=0.97)
+    done = deploy_step(repo, tmp_path, commit, "v0.2.0", 2)
+    assert done.returncode == 0, done.stderr
+    branch = f"deploy/{DEV.stage}/{commit}"
+    git(repo, "fetch", "-q", "origin")
+    assert git(repo, "rev-parse", f"origin/{branch}~1") == git(repo, "rev-parse", "origin/main")
+    changed = git(repo, "diff", "--name-only", "origin/main", f"origin/{branch}").split()
+    assert changed == [
+        f"{DEV.overlay}/kustomization.yaml", f"{DEV.overlay}/provenance.yaml", rendered.path(DEV),
+    ]  # fmt: skip
+    (tmp_path / "changed").write_text("\n".join(changed) + "\n")
+    order = run_tool("check_pr_order", "--changed-files", str(tmp_path / "changed"), branch,
+                     DEV.branch, check=False)  # fmt: skip
+    assert order.returncode == 0, order.stderr  # the pr-guard takes it
+    release = rendered.release(git(repo, "show", f"origin/{branch}:{rendered.path(DEV)}"))
+    assert release.image == f"{IMAGE}:{commit}@{digest(2)}"
+    assert (release.model_version, release.model_sha256) == ("v0.2.0", model_sha(2))
+    calls = (tmp_path / "gh-calls").read_text().splitlines()
+    assert calls[:6] == ["pr", "create", "--base", DEV.branch, "--head", branch]
+    assert calls[calls.index("--title") + 1] == f"deploy(dev): {NAME} v0.2.0, image {commit}"
+    body = "\n".join(calls[calls.index("--body") + 1 :])
+    assert f"+++ b/{rendered.path(DEV)}" in body and f"{IMAGE}:{commit}@{digest(2)}" in body
+    assert f"{NAME}@v0.2.0" in body and model_sha(2) in body
+    # the same push's run again (a re-run): nothing built, pushed or opened
+    (tmp_path / "gh-calls").unlink()
+    before = origin_state(repo)
+    again = deploy_step(repo, tmp_path, commit, "v0.2.0", 2)
+    assert again.returncode == 0, again.stderr
+    assert f"deploy/{DEV.stage}/{commit} is proposed already" in again.stdout
+    assert origin_state(repo) == before
+    assert not (tmp_path / "gh-calls").exists()
+
+
+def test_the_deploy_step_proposes_nothing_when_dev_runs_that_image(
+    repo: Path, tmp_path: Path
+) -> None:
+    commit = git(repo, "rev-list", "-n1", f"{NAME}@v0.1.0").strip()  # deployed by the fixture
+    before = origin_state(repo)
+    done = deploy_step(repo, tmp_path, commit, "v0.1.0", 1)
+    assert done.returncode == 0, done.stderr
+    assert f"unchanged: the dev overlay already runs {commit}" in done.stdout
+    assert origin_state(repo) == before
+    assert not (tmp_path / "gh-calls").exists()
+
+
+def test_the_deploy_step_refuses_an_overlay_that_pulls_from_another_registry(
+    repo: Path, tmp_path: Path
+) -> None:
+    commit = register(repo, "v0.2.0", accuracy=0.97)
+    before = origin_state(repo)
+    done = deploy_step(repo, tmp_path, commit, "v0.2.0", 2, registry="ghcr.io/acme")
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: ") and f"pulls '{IMAGE}', not ghcr.io/acme/" in line
+    assert origin_state(repo) == before
+    assert not (tmp_path / "gh-calls").exists()
 
 
 def diff_headers(markdown: str) -> list[str]:

@@ -80,7 +80,7 @@ def test_every_runs_on_label_is_the_one_act_runs_on_this_machine() -> None:
 
 
 def test_the_readme_lists_every_stand_in_folder_and_the_gh_stand_in() -> None:
-    # not bin, nor the __pycache__ an import of github_api.py leaves (tests/gitops/test_relay.py)
+    # not bin, nor the __pycache__ an import of github_api.py leaves (tests/retraining/)
     # where PYTHONDONTWRITEBYTECODE is unset, as in a default environment
     folders = {
         path.name

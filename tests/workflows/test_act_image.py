@@ -172,6 +172,9 @@ def test_a_second_run_of_the_same_push_rebuilds_pushes_and_proposes_nothing(
 ) -> None:
     sandbox, registry, outputs = built
     sha = git(sandbox.work, "rev-parse", "HEAD").strip()
+    # GitHub's checkout (fetch-depth: 0) holds the tag the first run pushed; act copies the
+    # sandbox's work tree, which lacks it until fetched (else GTO registers v0.1.0 again).
+    git(sandbox.work, "fetch", "-q", "--tags", "origin")
     refs_before = git(sandbox.origin, "for-each-ref")
     run = run_act(
         sandbox,

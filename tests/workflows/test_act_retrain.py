@@ -45,7 +45,7 @@ from training import drift
 # The drift alert loop (Nginx, uWSGI, Prometheus, Alertmanager: root's Debian packages) and act.
 pytestmark = pytest.mark.e2e
 
-#: An alert table row of the pull request's body (gitops.retrain.trigger_section).
+#: An alert table row of the pull request's body (retraining.retrain.trigger_section).
 ALERT_ROW = re.compile(r"^\| `(\w+)` \| `([^`]*)` \| `([^`]*)` \| `([^`]*)` \| ([0-9.]+) \|$", re.M)
 
 

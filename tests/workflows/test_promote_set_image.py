@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from workflow_helpers import REPO, git, run_step, run_tool, tool_env
+from workflow_helpers import REPO, git, run_tool, tool_env
 
 SHA = "3f1c2d4e5b6a79881726354433221100aabbccdd"
 ALL_DIGITS = "1234567890123456789012345678901234567890"
@@ -388,90 +388,6 @@ def test_it_requires_the_overlay_to_pull_from_the_registry_it_was_given(repo: Pa
     assert len(result.stderr.splitlines()) == 1
     assert "pulls 'registry.example.org/modelops/model-server', not ghcr.io/acme/" in result.stderr
     assert git(repo, "status", "--porcelain") == ""
-
-
-GH_STUB = """\
-#!/usr/bin/env bash
-# Stands in for the GitHub API, which no test reaches: records the call.
-printf '%s\\n' "$@" > "$GH_CALLS"
-"""
-
-
-def run_pr_step(repo: Path, tmp_path: Path, sha: str) -> subprocess.CompletedProcess[str]:
-    """promote.yml's overlay pull request step, in REPO, with a recording stand-in for gh."""
-    stub_dir = tmp_path / "stub-bin"
-    stub_dir.mkdir(exist_ok=True)
-    (stub_dir / "gh").write_text(GH_STUB)
-    (stub_dir / "gh").chmod(0o755)
-    env = tool_env(
-        GH_CALLS=str(tmp_path / "gh-calls"),
-        IMAGE_REGISTRY="registry.example.org",
-        GITOPS_BRANCH="main",
-        STAGE="fixture",
-        MODEL_REF="diagnosis-classifier@v0.4.0",
-        VERSION=VERSION,
-        MODEL_SHA256=MODEL_SHA256,
-        IMAGE_DIGEST=DIGEST,
-        GITHUB_SHA=sha,
-    )
-    env["PATH"] = f"{stub_dir}:{env['PATH']}"
-    step = "Open the pull request that deploys it (the overlay's image and model, re-rendered)"
-    return run_step("promote.yml", step, repo, env)
-
-
-def test_the_promote_workflow_opens_one_pull_request_with_the_four_line_change(
-    repo: Path, tmp_path: Path
-) -> None:
-    origin = tmp_path / "origin.git"
-    git(tmp_path, "init", "-q", "--bare", str(origin))
-    git(repo, "remote", "add", "origin", str(origin))
-    git(repo, "push", "-q", "origin", "main")
-    git(repo, "switch", "-q", "-c", "staging")  # the workflow runs on the merged branch
-
-    result = run_pr_step(repo, tmp_path, SHA)
-    assert result.returncode == 0, result.stderr
-    branch = f"deploy/fixture/{SHA}"
-    assert git(repo, "ls-remote", "--heads", "origin").split()[1::2] == [
-        f"refs/heads/{branch}",
-        "refs/heads/main",
-    ]
-    assert git(repo, "rev-parse", f"origin/{branch}~1") == git(repo, "rev-parse", "origin/main")
-    assert git(repo, "diff", "--numstat", "origin/main", f"origin/{branch}").split() == [
-        "2",
-        "2",
-        "kustomize/overlays/fixture/kustomization.yaml",
-        "2",
-        "2",
-        "kustomize/overlays/fixture/provenance.yaml",
-    ]
-    deployed = yaml.safe_load(
-        git(repo, "show", f"origin/{branch}:kustomize/overlays/fixture/provenance.yaml")
-    )
-    annotations = deployed["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["modelops.io/model-version"] == VERSION
-    assert annotations["modelops.io/model-sha256"] == MODEL_SHA256
-    calls = (tmp_path / "gh-calls").read_text().splitlines()
-    assert calls[:6] == ["pr", "create", "--base", "main", "--head", branch]
-    assert "diagnosis-classifier@v0.4.0" in "\n".join(calls)
-    assert MODEL_SHA256 in "\n".join(calls)
-    assert f"model-server:{SHA}@{DIGEST}" in "\n".join(calls)
-
-
-def test_the_promote_workflow_opens_no_pull_request_when_the_overlay_runs_that_image(
-    repo: Path, tmp_path: Path
-) -> None:
-    origin = tmp_path / "origin.git"
-    git(tmp_path, "init", "-q", "--bare", str(origin))
-    git(repo, "remote", "add", "origin", str(origin))
-    set_image(repo, "fixture", SHA, *MODEL_ARGS)
-    git(repo, "commit", "-qam", "deployed already")
-    git(repo, "push", "-q", "origin", "main")
-
-    result = run_pr_step(repo, tmp_path, SHA)
-    assert result.returncode == 0, result.stderr
-    assert "already runs" in result.stdout
-    assert git(repo, "ls-remote", "--heads", "origin").split()[1::2] == ["refs/heads/main"]
-    assert not (tmp_path / "gh-calls").exists()
 
 
 @pytest.fixture

@@ -599,24 +599,28 @@ def test_every_make_target_a_workflow_runs_exists(path: Path) -> None:
 
 
 def modules_run(path: Path) -> set[str]:
-    """The gitops modules a workflow runs with ``python -m gitops.<module>``."""
-    return {m for line in run_lines(path) for m in re.findall(r"python3? -m gitops\.(\w+)", line)}
+    """The commands a workflow runs with ``python -m gitops.<module>`` or
+    ``python -m retraining.<module>``, as ``package.module``."""
+    pattern = r"python3? -m ((?:gitops|retraining)\.\w+)"
+    return {m for line in run_lines(path) for m in re.findall(pattern, line)}
 
 
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
-def test_every_gitops_command_a_workflow_runs_exists_with_a_main(path: Path) -> None:
+def test_every_command_a_workflow_runs_exists_with_a_main(path: Path) -> None:
     for module in modules_run(path):
-        source = REPO / "gitops" / f"{module}.py"
-        assert source.is_file(), f"{path.name} runs gitops.{module}, which does not exist"
+        source = REPO / f"{module.replace('.', '/')}.py"
+        assert source.is_file(), f"{path.name} runs {module}, which does not exist"
         assert 'if __name__ == "__main__":' in source.read_text(), module
 
 
-def test_the_workflows_run_the_gitops_commands() -> None:
+def test_the_workflows_run_the_delivery_and_retraining_commands() -> None:
     used = set().union(*(modules_run(path) for path in workflow_files()))
     assert {
-        "check_pr_order", "stage_for_branch", "promote_model", "set_image", "rendered",
-        "promote", "rollback", "assign_stage",
-    } <= used  # fmt: skip
+        f"gitops.{name}" for name in (
+            "check_pr_order", "stage_for_branch", "register", "deploy", "rendered", "promote",
+            "rollback", "assign_stage",
+        )
+    } | {"retraining.retrain"} <= used  # fmt: skip
 
 
 def test_pre_commit_pins_the_versions_the_venv_has() -> None:

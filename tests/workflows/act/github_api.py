@@ -11,7 +11,7 @@ one place the suite wraps a dispatch request into a ``repository_dispatch`` even
 way GitHub does. The act walk of retrain.yml (tests/workflows/test_act_retrain.py) runs on that
 payload of the request the relay sent in the alert loop (tests/alert_loop/fixtures.py).
 
-Used by the relay's tests (tests/gitops/test_relay.py) and the alert loop.
+Used by the relay's tests (tests/retraining/test_relay.py) and the alert loop.
 
 The repository's settings, for ``gitops.doctor`` (tests/gitops/test_doctor.py): rulesets as
 GitHub keeps them (``POST /repos/{owner}/{repo}/rulesets`` stores one and answers 201 with its

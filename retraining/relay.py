@@ -1,17 +1,17 @@
 """The retraining relay: Alertmanager's webhook in, GitHub's repository dispatch out.
 
-    python -m gitops.relay [--listen 0.0.0.0:9095]  (checks the configuration, then runs uWSGI)
-    uwsgi --ini gitops/relay_uwsgi.ini   (what the pod runs: kustomize/monitoring/relay)
+    python -m retraining.relay [--listen 0.0.0.0:9095]  (checks the configuration, then runs uWSGI)
+    uwsgi --ini retraining/relay_uwsgi.ini   (what the pod runs: kustomize/monitoring/relay)
 
 Role: the one service between a firing drift alert and ``.github/workflows/retrain.yml``
 (docs/monitoring.md, "From Alertmanager to GitHub: a relay"). Alertmanager's ``webhook_config``
 POSTs its own JSON body and cannot shape the body GitHub's ``POST /repos/{owner}/{repo}/dispatches``
 needs, nor should it hold a GitHub token; this relay does both. The translation is
-``gitops.retrain.dispatch_body`` (the firing ``ModelInputDrift`` and ``ModelScoreDrift`` alerts
-only); this module adds the HTTP service around it: authentication, limits, de-duplication, the
-call to GitHub, answers Alertmanager can act on. Its server is uWSGI (the model server image's,
-``gitops/relay_uwsgi.ini``: one process, several threads, a short socket timeout), its WSGI entry
-point ``gitops.relay_wsgi:application``.
+``retraining.retrain.dispatch_body`` (the firing ``ModelInputDrift`` and ``ModelScoreDrift``
+alerts only); this module adds the HTTP service around it: authentication, limits,
+de-duplication, the call to GitHub, answers Alertmanager can act on. Its server is uWSGI (the
+model server image's, ``retraining/relay_uwsgi.ini``: one process, several threads, a short socket
+timeout), its WSGI entry point ``retraining.relay_wsgi:application``.
 
 Configuration, from the environment (no secret on the command line or in a file of the repository):
 
@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from gitops.cli import OneLineParser, ToolError, run_main
-from gitops.retrain import NotAWebhookError, check_source, dispatch_body
+from retraining.retrain import NotAWebhookError, check_source, dispatch_body
 
 #: Defaults of the limits (the module docstring names their variables).
 MAX_BODY = 1024 * 1024
@@ -75,7 +75,7 @@ DEDUP_SECONDS = 3600
 GITHUB_TIMEOUT = 10
 DEFAULT_API = "https://api.github.com"
 DEFAULT_LISTEN = "0.0.0.0:9095"
-#: uWSGI's configuration of the relay: the one the pod and ``python -m gitops.relay`` run.
+#: uWSGI's configuration of the relay: the one the pod and ``python -m retraining.relay`` run.
 UWSGI_INI = Path(__file__).with_name("relay_uwsgi.ini")
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler())
 
@@ -310,7 +310,7 @@ def uwsgi_command() -> list[str]:
 
 def main(argv: Sequence[str]) -> NoReturn:
     """Check the configuration (one line on error), then become uWSGI serving the relay."""
-    parser = OneLineParser(prog="python -m gitops.relay", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m retraining.relay", description=__doc__.splitlines()[0])
     parser.add_argument("--listen", default=DEFAULT_LISTEN, help=f"host:port ({DEFAULT_LISTEN})")
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")

@@ -1,4 +1,4 @@
-"""gitops.promote_model: register only a changed model, assign the stage, push the tags.
+"""gitops.register: register only a changed model with GTO, assign the stage, push the tags.
 
 A real git repository with a real DVC pipeline (one stage writing training/model), a bare origin
 and a local DVC remote, in temp dirs; real gto. Each test starts from a copy of one repository
@@ -79,7 +79,7 @@ def retrain(repo: Path, message: str) -> None:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("promote-model")
+    root = tmp_path_factory.mktemp("register")
     repo = root / "work"
     (repo / "training").mkdir(parents=True)
     git(repo, "init", "-q", "-b", "main")
@@ -104,13 +104,13 @@ def repo(template: Path, tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "work"
 
 
-def promote(repo: Path, stage: str, *args: str) -> dict[str, str]:
-    out = run_tool("promote_model", stage, *args, cwd=repo).stdout
+def register(repo: Path, stage: str, *args: str) -> dict[str, str]:
+    out = run_tool("register", stage, *args, cwd=repo).stdout
     return dict(line.split("=", 1) for line in out.splitlines())
 
 
-def test_the_first_promotion_registers_v0_1_0_and_assigns_dev(repo: Path) -> None:
-    result = promote(repo, "dev")
+def test_the_first_registration_makes_v0_1_0_and_assigns_dev(repo: Path) -> None:
+    result = register(repo, "dev")
     assert result == {
         "version": "v0.1.0",
         "registered": "true",
@@ -124,7 +124,7 @@ def test_the_first_promotion_registers_v0_1_0_and_assigns_dev(repo: Path) -> Non
 
 
 def test_it_pushes_exactly_the_tags_it_created(repo: Path) -> None:
-    result = promote(repo, "dev", "--push", "origin")
+    result = register(repo, "dev", "--push", "origin")
     remote_tags = {
         line.split("refs/tags/")[1]
         for line in git(repo, "ls-remote", "--tags", "origin").splitlines()
@@ -133,13 +133,13 @@ def test_it_pushes_exactly_the_tags_it_created(repo: Path) -> None:
     assert remote_tags == set(result["tags"].split()) == {f"{NAME}@v0.1.0", f"{NAME}#dev#1"}
 
 
-def test_a_merge_that_keeps_the_model_promotes_the_registered_version(repo: Path) -> None:
-    promote(repo, "dev")
+def test_a_merge_that_keeps_the_model_assigns_the_registered_version(repo: Path) -> None:
+    register(repo, "dev")
     (repo / "README.md").write_text("code changed, model not\n")
     commit_all(repo, "docs")
     (repo / "training" / "train.py").write_text(TRAIN + "# a refactor: same output\n")
     retrain(repo, "refactor the training script")
-    result = promote(repo, "staging")
+    result = register(repo, "staging")
     assert result["registered"] == "false"
     assert result["version"] == "v0.1.0"
     assert result["tags"] == result["model_ref"]
@@ -149,13 +149,13 @@ def test_a_merge_that_keeps_the_model_promotes_the_registered_version(repo: Path
 
 
 def test_running_it_again_creates_nothing(repo: Path) -> None:
-    first = promote(repo, "prod")
-    again = promote(repo, "prod")
+    first = register(repo, "prod")
+    again = register(repo, "prod")
     assert again == {**first, "registered": "false", "assigned": "false", "tags": ""}
 
 
-def test_dvc_get_by_the_model_ref_fetches_the_promoted_model(repo: Path, tmp_path: Path) -> None:
-    result = promote(repo, "dev", "--push", "origin")
+def test_dvc_get_by_the_model_ref_fetches_the_registered_model(repo: Path, tmp_path: Path) -> None:
+    result = register(repo, "dev", "--push", "origin")
     git(repo, "push", "-q", "origin", "main")
     out = tmp_path / "fetched"
     sh(
@@ -175,7 +175,7 @@ def test_dvc_get_by_the_model_ref_fetches_the_promoted_model(repo: Path, tmp_pat
 def test_it_refuses_a_commit_without_a_recorded_model_with_one_line(repo: Path) -> None:
     git(repo, "rm", "-q", "training/dvc.lock")
     git(repo, "commit", "-qm", "drop the lock")
-    result = run_tool("promote_model", "dev", cwd=repo, check=False)
+    result = run_tool("register", "dev", cwd=repo, check=False)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "error: no dvc.lock at HEAD records training/model: dvc repro, commit dvc.lock"
@@ -184,7 +184,7 @@ def test_it_refuses_a_commit_without_a_recorded_model_with_one_line(repo: Path) 
 
 
 def test_it_refuses_an_unknown_stage_with_one_line(repo: Path) -> None:
-    result = run_tool("promote_model", "qa", cwd=repo, check=False)
+    result = run_tool("register", "qa", cwd=repo, check=False)
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1
     assert "invalid choice: 'qa'" in result.stderr
@@ -214,7 +214,7 @@ def test_a_model_travels_experiment_main_staging_production_as_one_version(repo:
     ]:
         merge(repo, source, branch)  # the branch order is gitops.check_pr_order's (elsewhere)
         stage = run_tool("stage_for_branch", branch).stdout.strip()
-        result = promote(repo, stage, "--push", "origin")
+        result = register(repo, stage, "--push", "origin")
         registered.append(result["registered"])
         assert result["version"] == "v0.1.0"
         assert stage_version(repo, stage) == f"{NAME}@v0.1.0"
@@ -224,7 +224,7 @@ def test_a_model_travels_experiment_main_staging_production_as_one_version(repo:
     (repo / "training" / "seed.txt").write_text("3\n")
     retrain(repo, "experiment: seed 3")
     merge(repo, "experiment/seed-3", "main")
-    assert promote(repo, "dev", "--push", "origin")["version"] == "v0.2.0"
+    assert register(repo, "dev", "--push", "origin")["version"] == "v0.2.0"
     assert [stage_version(repo, s) for s in ("dev", "staging", "prod")] == [
         f"{NAME}@v0.2.0",
         f"{NAME}@v0.1.0",
@@ -239,13 +239,13 @@ def test_a_model_travels_experiment_main_staging_production_as_one_version(repo:
     assert remote == local
 
 
-def test_it_promotes_the_model_the_repository_itself_records(tmp_path: Path) -> None:
+def test_it_registers_the_model_the_repository_itself_records(tmp_path: Path) -> None:
     """Contract with training/: the committed training/dvc.lock records training/model."""
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", "--no-local", str(REPO), str(clone))
     git(clone, "config", "user.name", "test")
     git(clone, "config", "user.email", "test@example.org")
-    result = promote(clone, "dev")
+    result = register(clone, "dev")
     checked = json.loads(sh(clone, "gto", "check-ref", result["model_ref"], "--json"))
     assert (checked["artifact"], checked["stage"]) == (NAME, "dev")
     assert checked["version"] == result["version"]

@@ -1,6 +1,6 @@
 """Relays with one defect each, served by the real uWSGI configuration in place of
-``gitops.relay_wsgi:application`` (tests/gitops/relay_server.py's ``module``), so that
-tests/gitops/test_relay_server.py shows each of its checks failing on the defect it guards
+``retraining.relay_wsgi:application`` (tests/retraining/relay_server.py's ``module``), so that
+tests/retraining/test_relay_server.py shows each of its checks failing on the defect it guards
 against. ``RELAY_DEFECT`` names the defect:
 
 - ``no-auth``: the bearer token is never checked (every delivery is taken as Alertmanager's);
@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from gitops import relay
+from retraining import relay
 
 
 class NoAuth(relay.Relay):

@@ -1,8 +1,8 @@
-"""The relay through its real server (uWSGI with gitops/relay_uwsgi.ini on loopback, what the pod
-runs) against the stand-in for GitHub's API: bad tokens, an oversized body, a client that stalls
-in its body, and a burst of concurrent deliveries. Each check is a function; each is shown once to
-fail on the relay with the defect it guards against (tests/gitops/relay_defects.py, or the relay's
-own variables set wrong), so a passing check means something.
+"""The relay through its real server (uWSGI with retraining/relay_uwsgi.ini on loopback, what the
+pod runs) against the stand-in for GitHub's API: bad tokens, an oversized body, a client that
+stalls in its body, and a burst of concurrent deliveries. Each check is a function; each is shown
+once to fail on the relay with the defect it guards against (tests/retraining/relay_defects.py, or
+the relay's own variables set wrong), so a passing check means something.
 
 Run under the heavy lock (uWSGI): ``flock /tmp/modelops-heavy.lock .venv/bin/pytest ...``.
 """
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.gitops.relay_server import RELAY_TOKEN, RelayServer, relay_server
+from tests.retraining.relay_server import RELAY_TOKEN, RelayServer, relay_server
 from tests.workflows.act.github_api import GitHubApi
 
 pytestmark = pytest.mark.integration  # real servers (uWSGI from the venv; no root)
@@ -240,7 +240,7 @@ def defective(
     """A relay with one defect: a defective module (RELAY_DEFECT) or variables set wrong."""
     module = None
     if defect is not None:
-        module = "tests.gitops.relay_defects:application"
+        module = "tests.retraining.relay_defects:application"
         environment["RELAY_DEFECT"] = defect
     return relay_server(tmp_path / "relay", github.url, {**LIMITS, **environment}, module)
 

@@ -1,5 +1,5 @@
-"""gitops.retrain: the retraining request read from the event, the snapshot fetched and checked as
-prepare checks it before it becomes data.file, the pull request body, and the translation of an
+"""retraining.retrain: the retraining request read from the event, the snapshot fetched and checked
+as prepare checks it before it becomes data.file, the pull request body, and the translation of an
 Alertmanager webhook into GitHub's repository_dispatch body. A tiny repository in tmp_path."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from gitops import retrain
 from gitops.cli import ToolError
+from retraining import retrain
 
 PARAMS = """\
 data:

@@ -1,10 +1,10 @@
 """The retraining request: a data snapshot (named by a person or a drift alert) becomes the new data
 version of an experiment pull request.
 
-    python -m gitops.retrain snapshot --event "$GITHUB_EVENT_PATH" [--default-source SRC]
-    python -m gitops.retrain body --event "$GITHUB_EVENT_PATH" --before MD5 --after MD5 \\
+    python -m retraining.retrain snapshot --event "$GITHUB_EVENT_PATH" [--default-source SRC]
+    python -m retraining.retrain body --event "$GITHUB_EVENT_PATH" --before MD5 --after MD5 \\
         --drift out/retrain/drift.md --report out/retrain/report.md
-    python -m gitops.retrain dispatch-body [--snapshot SRC] < alertmanager-webhook.json
+    python -m retraining.retrain dispatch-body [--snapshot SRC] < alertmanager-webhook.json
 
 Role: the steps of .github/workflows/retrain.yml (docs/monitoring.md, "Retraining"), and the
 translation a relay needs between Alertmanager and GitHub.
@@ -238,7 +238,7 @@ def md5_file(path: Path) -> str:
 
 def tracked_md5(dvc_file: Path) -> str:
     """The md5 a single-file .dvc file records ('' when there is none)."""
-    import yaml  # here, not at the top: the relay (gitops.relay) imports this module without it
+    import yaml  # here, not at the top: the relay (retraining.relay) imports this module without it
 
     try:
         document = yaml.safe_load(dvc_file.read_text(encoding="utf-8"))
@@ -409,7 +409,7 @@ def dispatch_body(webhook: Any, snapshot: str = "") -> dict[str, Any]:
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = OneLineParser(prog="python -m gitops.retrain", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m retraining.retrain", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     snap = commands.add_parser("snapshot", help="fetch, check and take the snapshot")
     snap.add_argument("--event", type=Path, required=True, help="the event payload (JSON)")

@@ -1,13 +1,15 @@
-"""gitops.relay: Alertmanager's webhook in, GitHub's repository dispatch out, against the stand-in
-for GitHub's API (tests/workflows/act/github_api.py) on loopback; the relay served by its real
-server (uWSGI with gitops/relay_uwsgi.ini, tests/gitops/relay_server.py; run under the heavy lock)
-and, for its command line, as the process ``python -m gitops.relay``. The limits, a stalled body and
-a burst of deliveries: tests/gitops/test_relay_server.py."""
+"""retraining.relay: Alertmanager's webhook in, GitHub's repository dispatch out, against the
+stand-in for GitHub's API (tests/workflows/act/github_api.py) on loopback; the relay served by its
+real server (uWSGI with retraining/relay_uwsgi.ini, tests/retraining/relay_server.py; run under
+the heavy lock) and, for its command line, as the process ``python -m retraining.relay`` (also
+from the image's files alone). The limits, a stalled body and a burst of deliveries:
+tests/retraining/test_relay_server.py."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -18,11 +20,12 @@ from typing import Any
 
 import pytest
 
-from gitops import relay, retrain
 from gitops.cli import ToolError
-from tests.gitops.relay_server import GITHUB_TOKEN, RELAY_TOKEN, REPOSITORY, relay_server
+from retraining import relay, retrain
+from tests.retraining.relay_server import GITHUB_TOKEN, RELAY_TOKEN, REPOSITORY, relay_server
 from tests.workflows.act.github_api import SENDER, GitHubApi, repository_dispatch_event
 
+ROOT = Path(__file__).resolve().parents[2]
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -326,7 +329,7 @@ def test_an_empty_token_file_is_refused(tmp_path: Path) -> None:
 def test_the_command_without_its_configuration_prints_one_line_and_exits_1() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "GITHUB_"))}
     result = subprocess.run(
-        [sys.executable, "-m", "gitops.relay", "--listen", "127.0.0.1:0"],
+        [sys.executable, "-m", "retraining.relay", "--listen", "127.0.0.1:0"],
         capture_output=True,
         text=True,
         env=env,
@@ -337,6 +340,66 @@ def test_the_command_without_its_configuration_prints_one_line_and_exits_1() -> 
     assert result.stderr.strip().splitlines() == [
         "error: RELAY_TOKEN_FILE is not set: the file holding the token"
     ]
+
+
+def image_files(into: Path, dockerfile: str) -> None:
+    """Copy into INTO the files of gitops/ and retraining/ that DOCKERFILE (serving/Dockerfile's
+    text) copies into the model server image, where the pod runs the relay."""
+    for line in dockerfile.splitlines():
+        if not line.startswith("COPY ") or "--from=" in line:
+            continue
+        *sources, target = line.split()[1:]
+        for source in sources:
+            if source.partition("/")[0] not in ("gitops", "retraining"):
+                continue
+            where = into / target.removeprefix("/app/").rstrip("/")
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, where, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                where.mkdir(parents=True, exist_ok=True)
+                shutil.copy(ROOT / source, where)
+
+
+def test_the_command_from_the_images_files_alone_prints_one_line_and_exits_1(
+    tmp_path: Path,
+) -> None:
+    """The image ships retraining/ and of gitops/ only what the Dockerfile copies (the commands'
+    helpers): there too, no configuration is one line, not a traceback. Fails on the image's
+    files before gitops.cli.run_main stopped needing gitops.environments."""
+    image_files(tmp_path, (ROOT / "serving" / "Dockerfile").read_text())
+    assert sorted(p.name for p in (tmp_path / "gitops").iterdir()) == ["__init__.py", "cli.py"]
+    result = subprocess.run(
+        [sys.executable, "-S", "-m", "retraining.relay"],  # -S: no site-packages, no checkout
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"]},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: RELAY_TOKEN_FILE is not set: the file holding the token"
+    ]
+
+
+def test_a_run_main_that_needs_the_rest_of_gitops_fails_on_the_images_files(
+    tmp_path: Path,
+) -> None:
+    """The check above, fed the defect it guards against: gitops/cli.py importing
+    gitops.environments unguarded (as it did) crashes the relay's command in the image."""
+    image_files(tmp_path, (ROOT / "serving" / "Dockerfile").read_text())
+    cli = tmp_path / "gitops" / "cli.py"
+    guarded = "    errors: tuple[type[Exception], ...] = (ToolError,)\n"
+    assert guarded in cli.read_text()
+    unguarded = "    from gitops.environments import EnvironmentsError  # noqa: F401\n"
+    cli.write_text(cli.read_text().replace(guarded, unguarded + guarded))
+    result = subprocess.run(
+        [sys.executable, "-S", "-m", "retraining.relay"],
+        cwd=tmp_path, capture_output=True, text=True, env={"PATH": os.environ["PATH"]},
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert "No module named 'gitops.environments'" in result.stderr
 
 
 # --- the stand-in for GitHub's API itself ---------------------------------------------------
@@ -395,12 +458,12 @@ def test_the_github_stand_in_answers_422_to_a_dispatch_github_refuses_and_delive
 
 
 def third_party_imports(module: str) -> set[str]:
-    """The top-level modules outside the standard library and gitops that importing MODULE loads,
-    in a fresh interpreter."""
+    """The top-level modules outside the standard library, gitops and retraining that importing
+    MODULE loads, in a fresh interpreter."""
     code = (
         f"import sys\nbefore = set(sys.modules)\nimport {module}\n"
         "print(' '.join(sorted({name.partition('.')[0] for name in set(sys.modules) - before}"
-        " - set(sys.stdlib_module_names) - {'gitops'})))"
+        " - set(sys.stdlib_module_names) - {'gitops', 'retraining'})))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -417,5 +480,5 @@ def test_the_relay_needs_only_the_standard_library_so_the_model_server_image_run
     """The pod runs the relay on the model server image (kustomize/monitoring/relay), whose
     Python has the serving extra only: no PyYAML. The check finds PyYAML in a module that
     loads it (gitops.rendered)."""
-    assert third_party_imports("gitops.relay") == set()
+    assert third_party_imports("retraining.relay") == set()
     assert "yaml" in third_party_imports("gitops.rendered")

@@ -1,16 +1,18 @@
-"""Assign a GTO stage to the model at HEAD, registering a new version only when the model changed.
+"""Register the model at HEAD with GTO (a new version only when the model changed) and assign it
+a GTO stage: the registry's side of a release (the word is *register*; *promote* is gitops.promote,
+moving a release between environments).
 
-usage: python -m gitops.promote_model [--name NAME] [--model-path PATH] [--bump PART]
-                                      [--push REMOTE] [--register-only] STAGE
+usage: python -m gitops.register [--name NAME] [--model-path PATH] [--bump PART]
+                                 [--push REMOTE] [--register-only] STAGE
 
 Run in the repository after a merge into an environment branch. The model's identity is what DVC
 records (hashes, sizes) for the outputs at or under PATH (default training/model) in the dvc.lock
 files above it, read from git, so no data is downloaded. When a registered version (tag
-NAME@vX.Y.Z) records the same, that version is the one promoted; otherwise HEAD is registered
+NAME@vX.Y.Z) records the same, that version is the one assigned; otherwise HEAD is registered
 with `gto register` (bumping PART, default minor; the first version is v0.1.0 for minor). Then
 `gto assign` gives the version STAGE, unless the stage already points at it. With --push the tags
 created are pushed to REMOTE in one atomic push. With --register-only no stage is assigned: the
-promote workflow registers before it builds, and the stage follows once the environment runs the
+promote.yml registers before it builds, and the stage follows once the environment runs the
 model (gitops.assign_stage); model_ref is then the version tag NAME@vX.Y.Z.
 
 Prints key=value lines for $GITHUB_OUTPUT: version, registered, assigned, model_ref (the exact
@@ -85,7 +87,7 @@ def assignment_tags(name: str, stage: str) -> list[str]:
     return sorted(tags, key=lambda tag: int(tag.rsplit("#", 1)[1]))
 
 
-def promote(
+def register(
     name: str, model_path: str, stage: str, bump: str, register_only: bool = False
 ) -> dict[str, str]:
     """Register (if needed) and assign; return what happened, for $GITHUB_OUTPUT."""
@@ -130,7 +132,7 @@ def main(argv: Sequence[str]) -> int:
         name = load_artifact().name  # the default: training/params.yaml's artifact.name
     except ParamsError as error:
         raise ToolError(str(error)) from None
-    parser = OneLineParser(prog="python -m gitops.promote_model", description=__doc__)
+    parser = OneLineParser(prog="python -m gitops.register", description=__doc__)
     parser.add_argument("stage", metavar="STAGE", choices=stages, help=", ".join(stages))
     parser.add_argument("--name", default=name, help="GTO artifact name")
     parser.add_argument("--model-path", default="training/model", help="the artifact's path")
@@ -138,7 +140,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--push", metavar="REMOTE", help="push the created tags to REMOTE")
     parser.add_argument("--register-only", action="store_true", help="assign no stage")
     args = parser.parse_args(argv)
-    outputs = promote(args.name, args.model_path, args.stage, args.bump, args.register_only)
+    outputs = register(args.name, args.model_path, args.stage, args.bump, args.register_only)
     if args.push and outputs["tags"]:
         run("git", "push", "--atomic", args.push, *outputs["tags"].split())
     for key, value in outputs.items():

@@ -1,12 +1,12 @@
-"""The relay served by its real server, for the tests: uWSGI with gitops/relay_uwsgi.ini (what the
-pod runs, kustomize/monitoring/relay) on a free loopback port, dispatching to a stand-in for
+"""The relay served by its real server, for the tests: uWSGI with retraining/relay_uwsgi.ini (what
+the pod runs, kustomize/monitoring/relay) on a free loopback port, dispatching to a stand-in for
 GitHub's API (tests/workflows/act/github_api.py).
 
-Callers: tests/gitops/test_relay.py, tests/gitops/test_relay_server.py and the drift alert loop
-(tests/alert_loop/fixtures.py). ``module`` replaces the ini's WSGI entry point (the defective
-relays of tests/gitops/relay_defects.py); ``environment`` adds or overrides variables (the relay's
-limits, ``UWSGI_THREADS``, ``RELAY_SOCKET_TIMEOUT``). The server is stopped (SIGTERM, uWSGI's
-graceful shutdown) on leaving the ``with``.
+Callers: tests/retraining/test_relay.py, tests/retraining/test_relay_server.py and the drift alert
+loop (tests/alert_loop/fixtures.py). ``module`` replaces the ini's WSGI entry point (the defective
+relays of tests/retraining/relay_defects.py); ``environment`` adds or overrides variables (the
+relay's limits, ``UWSGI_THREADS``, ``RELAY_SOCKET_TIMEOUT``). The server is stopped (SIGTERM,
+uWSGI's graceful shutdown) on leaving the ``with``.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops import relay
+from retraining import relay
 
 ROOT = Path(__file__).resolve().parents[2]
 RELAY_TOKEN = "relay-token-of-this-test"  # noqa: S105 - a test value, not a secret
 GITHUB_TOKEN = "github-token-of-this-test"  # noqa: S105
 REPOSITORY = "acme/modelops"
-ENTRY_POINT = "module = gitops.relay_wsgi:application"
+ENTRY_POINT = "module = retraining.relay_wsgi:application"
 
 
 @dataclass(frozen=True)
