@@ -100,7 +100,7 @@ def run_pull_request(
     the environment `evidence`, which the harness gives no pull_request run)."""
     path = sandbox.root / "event.json"
     path.write_text(json.dumps(payload))
-    secrets = {"EVIDENCE_APP_KEY": EVIDENCE_KEY}
+    secrets = {"EVIDENCE_APP_KEY": EVIDENCE_KEY, **options.pop("secrets", {})}
     return run_act(sandbox, event, payload=path, api=API[0].url, secrets=secrets, **options)
 
 
