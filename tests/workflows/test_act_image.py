@@ -10,11 +10,21 @@ podman bind-mounts into the build (MODELOPS_DVC_REMOTE_DIR). Root: podman builds
 """
 
 import json
+import re
 import subprocess
 
 import pytest
 from act_harness import Sandbox, run_act, step_outputs
-from test_act_walks import image_lines, open_pull_request, run_pull_request, statuses
+
+# github: test_act_walks' API stand-in (autouse), which pr-guard's status job mints the evidence
+# App's token from, here too
+from test_act_walks import (  # noqa: F401
+    github,
+    image_lines,
+    open_pull_request,
+    run_pull_request,
+    statuses,
+)
 from test_loopback_registry import oci_image
 from workflow_helpers import git, run_tool, tool_env
 
@@ -22,6 +32,7 @@ from gitops import attestation, environments, rendered
 from images import pod as pods
 from serving.provenance import HEADER as PROVENANCE_HEADER
 from serving.provenance import provenance_id
+from tests.workflows.act.github_api import EVIDENCE_APP
 from training.params import load_artifact
 
 pytestmark = pytest.mark.e2e  # podman builds the image; docker-registry, skopeo (Debian)
@@ -59,7 +70,9 @@ def built(
     # private one the secret IMAGE_SIGNING_KEY of the environment image-signing.
     secret, public = attestation.keygen()
     evidence = sandbox.work / attestation.FILE
-    evidence.write_text(evidence.read_text() + f'[images]\npublic_key = "{public}"\n')
+    # And the evidence App of the API stand-in, which posts pr-guard's status.
+    text = re.sub(r"^id = 0\b.*$", f"id = {EVIDENCE_APP['id']}", evidence.read_text(), flags=re.M)
+    evidence.write_text(text + f'[images]\npublic_key = "{public}"\n')
     git(sandbox.work, "commit", "-qam", "dev pulls from the registry; CI's image signing key")
     git(sandbox.work, "push", "-q", "origin", "main")
     # Someone with the registry's credentials pushed an image under the tag of this commit before
@@ -153,7 +166,8 @@ def test_pr_guard_refuses_a_deploy_pull_request_pinning_a_hand_pushed_image_and_
         payload = open_pull_request(sandbox, f"deploy/dev/{sha}", "main", changes)
         run = run_pull_request(sandbox, payload, "pull_request_target", **options)
         head = payload["pull_request"]["head"]["sha"]  # type: ignore[index]
-        assert statuses(sandbox) == [(head, "order", state)], run.output[-4000:]
+        expected = [(head, "order", state, EVIDENCE_APP["slug"])]
+        assert statuses(sandbox) == expected, run.output[-4000:]
         [line] = image_lines(run)
         if state == "failure":
             name = f"{registry}/modelops/model-server"

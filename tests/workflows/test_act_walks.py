@@ -215,7 +215,7 @@ def test_pr_guard_fails_an_experiment_pull_request_that_pins_an_image_digest(
         "deploy pull request of promote.yml sets it"
     )
     head = payload["pull_request"]["head"]["sha"]  # type: ignore[index]
-    assert statuses(pr_sandbox) == [(head, "order", "failure")]
+    assert statuses(pr_sandbox) == [(head, "order", "failure", EVIDENCE_APP["slug"])]
 
 
 def test_pr_guard_fails_a_deploy_pull_request_that_also_changes_the_server(
