@@ -281,10 +281,9 @@ def synced(sandbox: Sandbox, name: str, revision: str) -> ActRun:
     (the ApplicationSet's, reading this sandbox's repository), as the repository_dispatch GitHub
     delivers, run by act on environments.yml as main has it (GitHub's default branch)."""
     appset = yaml.safe_load((REPO / "argocd" / "applicationset.yaml").read_text())
-    elements = appset["spec"]["generators"][0]["list"]["elements"]
-    # An environment the ApplicationSet lacks: its element as one would be written.
-    element = next((e for e in elements if e["env"] == name), {"env": name, "branch": name,
-                                                                 "namespace": name})  # fmt: skip
+    known = {e["env"]: e for e in appset["spec"]["generators"][0]["list"]["elements"]}
+    # An environment the ApplicationSet lacks gets an element as one would be written for it.
+    element = known.get(name, {"env": name, "branch": name, "namespace": name})
     template = json.dumps(appset["spec"]["template"])
     app = json.loads(re.sub(r"\{\{ \.(\w+) \}\}", lambda m: element[m[1]], template))
     app["spec"]["source"]["repoURL"] = f"https://github.com/{OWNER_NAME}.git"
