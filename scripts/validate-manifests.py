@@ -14,7 +14,8 @@ YAML keys.
   and the retraining relay, kustomize/monitoring/relay); `--monitored DIR...` names such overlays;
 - `kubectl kustomize argocd` validates against the Argo CD CRD schemas (Draft 4): the files
   pinned by sha256 in scripts/argocd-schemas.lock (from $MODELOPS_ARGOCD_SCHEMAS when set, else
-  the cache or the URL). scripts/crd_schemas.py obtains and verifies both sets.
+  the cache or the URL); its one core object (the notifications ConfigMap) strictly against the
+  Kubernetes schemas, as the overlays are. scripts/crd_schemas.py obtains and verifies both sets.
 
 Prints one line per failure and exits 1 when anything failed.
 
@@ -192,7 +193,9 @@ def run(
         try:
             schemas = crd_schemas.verified_schemas(crd_schemas.load_pins(lock))
             docs = load_documents(kustomize(argocd), str(argocd))
-            failures += crd_errors(docs, str(argocd), schemas)
+            # Argo CD's kinds against its CRD schemas, its notifications ConfigMap against
+            # Kubernetes'.
+            failures += kubernetes_errors(docs, str(argocd), schemas)
         except (crd_schemas.SchemaError, ValueError) as error:
             failures.append(str(error))
     return failures

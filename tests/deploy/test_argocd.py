@@ -10,13 +10,17 @@ argocd/ holds and nothing to the model's environments.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import pytest
+import yaml
 
 from gitops import environments, rendered
+from tests.workflows.act import github_api
 
+from . import notifications
 from .conftest import ROOT, Docs, documents, find, run
 
 ENVIRONMENTS = environments.load()
@@ -182,15 +186,17 @@ def test_the_app_of_apps_project_allows_what_argocd_holds_and_the_models_project
     assert {(k["group"], k["kind"]) for k in project["spec"]["namespaceResourceWhitelist"]} == {
         (doc["apiVersion"].rpartition("/")[0], doc["kind"]) for doc in argocd
     }, "the allow-list must be exactly the kinds argocd/ holds"
-    # An object argocd/ does not hold today is refused: a ConfigMap, or anything elsewhere.
+    # An object argocd/ does not hold is refused: a Secret (the notifications' token is created
+    # out of band, never applied from Git), or anything elsewhere.
     extra = [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "argocd"}}
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x", "namespace": "argocd"}}
     ]
-    assert outside(project, extra) == ["ConfigMap/x: kind not allowed"]
+    assert outside(project, extra) == ["Secret/x: kind not allowed"]
     # The model's environments cannot create Argo CD objects nor deploy into its namespace.
     assert outside(find(argocd, "AppProject", PROJECT), argocd) == [
         problem for doc in argocd for problem in (
-            f"{doc['kind']}/{doc['metadata']['name']}: kind not allowed",
+            *([f"{doc['kind']}/{doc['metadata']['name']}: kind not allowed"]
+              if doc["apiVersion"].startswith("argoproj.io/") else []),
             f"{doc['kind']}/{doc['metadata']['name']}: namespace not allowed",
         )
     ]  # fmt: skip
@@ -198,3 +204,92 @@ def test_the_app_of_apps_project_allows_what_argocd_holds_and_the_models_project
     for name in (PROJECT, APP_OF_APPS):
         wave = find(argocd, "AppProject", name)["metadata"]["annotations"]
         assert int(wave["argocd.argoproj.io/sync-wave"]) < 0
+
+
+# --- Argo CD tells GitHub when an environment synced (argocd/notifications.yaml) ----------------
+REVISION = "5a" * 20
+WORKFLOW = ROOT / ".github" / "workflows" / "environments.yml"
+
+
+def test_argocd_holds_the_notifications_configmap_argo_cd_reads(argocd: Docs) -> None:
+    cm = find(argocd, "ConfigMap", "argocd-notifications-cm")
+    assert cm["metadata"]["namespace"] == "argocd"
+    assert cm == notifications.configmap()
+    # The token is a reference into argocd-notifications-secret, never a value in Git.
+    (service,) = notifications.entries(cm, "service.webhook.").values()
+    headers = {h["name"]: h["value"] for h in service["headers"]}
+    assert headers["Authorization"] == "Bearer $github-dispatch-token"
+    assert service["url"] == "https://api.github.com"
+
+
+def test_every_generated_application_subscribes_to_a_trigger_and_service_the_configmap_defines(
+    argocd: Docs,
+) -> None:
+    cm = find(argocd, "ConfigMap", "argocd-notifications-cm")
+    apps = applications(find(argocd, "ApplicationSet"))
+    assert [notifications.subscriptions(app) for app in apps] == [
+        [("on-synced-healthy", "github-dispatch")] for _ in ENVIRONMENTS
+    ]
+    assert notifications.subscription_problems(apps, cm) == []
+    # A rename on one side only is caught: the trigger, the service, a template; and an
+    # Application that subscribes to nothing.
+    data = cm["data"]
+    renamed = {**cm, "data": {
+        ("trigger.on-synced" if k == "trigger.on-synced-healthy" else
+         "service.webhook.github" if k == "service.webhook.github-dispatch" else k): v
+        for k, v in data.items()
+    }}  # fmt: skip
+    renamed["data"]["trigger.on-synced"] = data["trigger.on-synced-healthy"].replace(
+        "[environment-synced]", "[synced]"
+    )
+    bare = [{**apps[0], "metadata": {**apps[0]["metadata"], "annotations": {}}}]
+    assert notifications.subscription_problems([apps[0], *bare], renamed) == [
+        "model-dev: no trigger.on-synced-healthy",
+        "model-dev: no service.webhook.github-dispatch",
+        "model-dev: subscribes to no notification",
+        "trigger.on-synced: sends no template.synced",
+        "template.environment-synced: no service.webhook.github-dispatch",
+    ]
+
+
+def test_the_trigger_fires_once_per_synced_revision_on_a_successful_sync_that_is_healthy(
+    argocd: Docs,
+) -> None:
+    cm = find(argocd, "ConfigMap", "argocd-notifications-cm")
+    (condition,) = notifications.entries(cm, "trigger.")["on-synced-healthy"]
+    assert "app.status.operationState.phase in ['Succeeded']" in condition["when"]
+    assert "app.status.health.status == 'Healthy'" in condition["when"]
+    assert condition["oncePer"] == "app.status.operationState?.syncResult?.revision"
+
+
+def workflow_dispatch_types() -> list[str]:
+    on = yaml.safe_load(WORKFLOW.read_text())[True]  # `on:` loads as True
+    types: list[str] = on["repository_dispatch"]["types"]
+    return types
+
+
+def test_each_environment_sends_github_a_dispatch_the_environments_workflow_takes(
+    argocd: Docs,
+) -> None:
+    """The request Argo CD's template renders for every Application after a sync: POST to the
+    dispatches of the repository the AppProject names, a body GitHub accepts, of the event type
+    environments.yml runs on, naming the environment and the synced revision."""
+    cm = find(argocd, "ConfigMap", "argocd-notifications-cm")
+    url = find(argocd, "AppProject", PROJECT)["spec"]["sourceRepos"][0]
+    owner_name = url.removeprefix("https://github.com/").removesuffix(".git")
+    for env, app in zip(ENVIRONMENTS, applications(find(argocd, "ApplicationSet")), strict=True):
+        (request,) = notifications.requests(notifications.synced(app, REVISION), cm)
+        assert request["method"] == "POST"
+        assert request["path"] == f"/repos/{owner_name}/dispatches"
+        body = json.loads(request["raw"])
+        assert github_api.dispatch_problem(body) is None
+        assert body == {
+            "event_type": "environment-synced",
+            "client_payload": {"environment": env.name, "revision": REVISION},
+        }
+        assert body["event_type"] in workflow_dispatch_types()
+    # An Application without the label (a template reading another field) fails to render.
+    app = applications(find(argocd, "ApplicationSet"))[0]
+    unlabelled = {**app, "metadata": {**app["metadata"], "labels": {}}}
+    with pytest.raises(KeyError):
+        notifications.requests(notifications.synced(unlabelled, REVISION), cm)

@@ -172,10 +172,18 @@ def test_a_misspelt_applicationset_field_fails_the_argocd_schema(
             "Application/modelops-argocd: spec.source: Additional properties are not allowed "
             "('targetRevison'",
         ),
+        (
+            # The notifications ConfigMap, a core kind: strictly against Kubernetes' schemas.
+            "notifications.yaml",
+            "\ndata:\n",
+            "\ndate:\n",
+            "ConfigMap/argocd-notifications-cm invalid for Kubernetes 1.35.0: : Additional "
+            "properties are not allowed ('date'",
+        ),
     ],
-    ids=["appproject", "application-template", "app-of-apps"],
+    ids=["appproject", "application-template", "app-of-apps", "notifications"],
 )
-def test_a_misspelt_field_fails_the_argocd_schema_in_every_argocd_resource(
+def test_a_misspelt_field_fails_the_schema_of_every_argocd_resource(
     repo_copy: Path, argocd_schemas: None, file: str, field: str, misspelt: str, message: str
 ) -> None:
     path = repo_copy / "argocd" / file

@@ -9,7 +9,9 @@ gitops.assign_stage). GitHub's REST API is the stand-in tests/workflows/act/gith
 evidence App with its key, the run's token as the GitHub Actions app's) and the environments'
 Services the stand-in tests/workflows/act/deployed.py, which serves what each branch renders in
 the origin (an automated sync). Each merge's push runs the smoke job, which smoke-tests the
-environment and records the check run the next promotion's smoke gate reads. The walks then run
+environment and records the check run the next promotion's smoke gate reads; so does the
+repository_dispatch environment-synced that Argo CD's notification (argocd/notifications.yaml,
+its request rendered by tests/deploy/notifications.py) makes GitHub deliver. The walks then run
 the workflow file; after each one the test reads the origin (branches, tags), the check runs,
 and the pull request the gh stand-in recorded.
 """
@@ -22,10 +24,11 @@ from typing import Any
 
 import pytest
 import yaml
-from act_harness import TOKEN, ActRun, Sandbox, pull_request_payload, run_act
-from workflow_helpers import git, run_tool, tool_env
+from act_harness import OWNER_NAME, TOKEN, ActRun, Sandbox, pull_request_payload, run_act
+from workflow_helpers import REPO, git, run_tool, tool_env
 
 from gitops import environments, evidence, rendered
+from tests.deploy import notifications
 from tests.workflows.act import deployed as deployed_standin
 from tests.workflows.act import github_api
 from training.params import load_artifact
@@ -271,6 +274,62 @@ def test_the_verify_check_passes_the_promotion_and_the_stage_job_follows_the_mer
     staging = [t for t in sandbox.origin_refs("refs/tags/") if f"{NAME}#staging#" in t]
     assert staging == [f"refs/tags/{NAME}#staging#2"], run.output
     assert stage_holder(sandbox, STAGING) == f"{NAME}@v0.1.0"
+
+
+def synced(sandbox: Sandbox, name: str, revision: str) -> ActRun:
+    """Argo CD's notification that the environment NAME synced REVISION and is healthy: the
+    request argocd/notifications.yaml's template renders for that environment's Application
+    (the ApplicationSet's, reading this sandbox's repository), as the repository_dispatch GitHub
+    delivers, run by act on environments.yml as main has it (GitHub's default branch)."""
+    appset = yaml.safe_load((REPO / "argocd" / "applicationset.yaml").read_text())
+    known = {e["env"]: e for e in appset["spec"]["generators"][0]["list"]["elements"]}
+    # An environment the ApplicationSet lacks gets an element as one would be written for it.
+    element = known.get(name, {"env": name, "branch": name, "namespace": name})
+    template = json.dumps(appset["spec"]["template"])
+    app = json.loads(re.sub(r"\{\{ \.(\w+) \}\}", lambda m: element[m[1]], template))
+    app["spec"]["source"]["repoURL"] = f"https://github.com/{OWNER_NAME}.git"
+    (request,) = notifications.requests(notifications.synced(app, revision))
+    event = sandbox.root / f"synced-{name}.json"
+    event.write_bytes(github_api.repository_dispatch_event(request))
+    mirror_origin(sandbox)
+    return act(sandbox, "repository_dispatch", payload=event)
+
+
+def test_argo_cds_notification_that_staging_synced_records_its_smoke_test_as_the_app(
+    proposed: tuple[Sandbox, str],
+) -> None:
+    """The dispatch names staging and a revision of its own (here main's tip, which staging does
+    not run): the smoke job tests staging's branch at its tip, not the payload's revision, and
+    records smoke/staging there as the evidence App."""
+    sandbox, branch = proposed
+    if git(sandbox.origin, "rev-parse", "staging") != git(sandbox.origin, "rev-parse", branch):
+        merge(sandbox, branch, STAGING)  # this walk alone: the merge of the walk above
+    staging = git(sandbox.origin, "rev-parse", STAGING.branch).strip()
+    main = git(sandbox.origin, "rev-parse", DEV.branch).strip()
+    assert main != staging
+    before = len(GITHUB[0].api.check_runs)
+    run = synced(sandbox, STAGING.name, revision=main)
+    assert run.returncode == 0, run.output[-3000:]
+    assert f"smoke-testing {STAGING.name} at refs/heads/{STAGING.branch}" in run.output
+    new = GITHUB[0].api.check_runs[before:]
+    assert [(r["name"], r["head_sha"], r["app"]["id"]) for r in new] == [
+        (evidence.check_name(STAGING), staging, github_api.EVIDENCE_APP["id"])
+    ]
+    assert new[0]["conclusion"] == "success"
+
+
+def test_a_notification_naming_no_environment_fails_in_one_line_and_records_nothing(
+    dev_runs_a_release: Sandbox,
+) -> None:
+    sandbox = dev_runs_a_release
+    before = len(GITHUB[0].api.check_runs)
+    run = synced(sandbox, "qa", revision="0" * 40)
+    assert run.returncode == 1, run.output[-3000:]
+    assert re.findall(r"\| (error: .*)", run.output) == [
+        "error: no environment 'qa' (one of dev, staging, prod)"
+    ]
+    assert not run.step_started("A token of the evidence App (checks write, nothing else)")
+    assert GITHUB[0].api.check_runs[before:] == []
 
 
 def test_the_verify_check_fails_a_hand_edited_promotion(proposed: tuple[Sandbox, str]) -> None:

@@ -26,6 +26,24 @@ def test_it_refuses_a_branch_that_is_no_environment_with_one_line(branch: str) -
 
 
 @pytest.mark.parametrize(
+    ("name", "branch"), [("dev", "main"), ("staging", "staging"), ("prod", "production")]
+)
+def test_it_names_each_environments_branch(name: str, branch: str) -> None:
+    assert run_tool("stage_for_branch", "--branch-of", name).stdout == f"{branch}\n"
+
+
+@pytest.mark.parametrize("name", ["qa", "production", "", "dev\n::error::forged", "Dev"])
+def test_it_refuses_a_name_that_is_no_environment_with_one_line(name: str) -> None:
+    """--branch-of reads a repository dispatch's payload, which anyone with push rights writes."""
+    result = run_tool("stage_for_branch", "--branch-of", name, check=False)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: no environment {name!r} (one of dev, staging, prod)"
+    ]
+
+
+@pytest.mark.parametrize(
     ("head", "base"),
     [
         ("experiment/more-trees", "main"),

@@ -267,14 +267,28 @@ def triggers(document: dict[str, Any]) -> set[str]:
     return {on} if isinstance(on, str) else set(on)
 
 
+#: An if: that names the events it runs on: ``github.event_name == 'X'``, or a parenthesised
+#: disjunction of such, first, then nothing or a conjunction (``&& ...``) without another ``||``.
+EVENT_TEST = r"github\.event_name == '(\w+)'"
+EVENTS_FIRST = re.compile(
+    rf"^(?:{EVENT_TEST}|\(\s*{EVENT_TEST}(?:\s*\|\|\s*{EVENT_TEST})*\s*\))(?P<rest>(?:\s*&&.*)?)$",
+    re.S,
+)
+
+
 def job_events(document: dict[str, Any], job: dict[str, Any]) -> set[str]:
     """The events of the workflow that can run JOB: all its triggers, unless its if: is a
-    conjunction naming one (``github.event_name == 'X'``)."""
-    condition = str(job.get("if", ""))
-    named = set(re.findall(r"github\.event_name == '(\w+)'", condition))
-    if "||" in condition or len(named) != 1:
+    conjunction naming one (``github.event_name == 'X'``), or starts with the events it runs on
+    (EVENTS_FIRST) and the rest only narrows them."""
+    condition = str(job.get("if", "")).strip()
+    named = set(re.findall(EVENT_TEST, condition))
+    if "||" not in condition and len(named) == 1:
+        return triggers(document) & named
+    match = EVENTS_FIRST.match(condition)
+    if match is None or "||" in match["rest"]:
         return triggers(document)
-    return triggers(document) & named
+    head = condition[: len(condition) - len(match["rest"])]
+    return triggers(document) & set(re.findall(EVENT_TEST, head))
 
 
 def writes(job: dict[str, Any]) -> list[str]:
@@ -503,6 +517,94 @@ def test_the_app_key_check_catches_a_key_outside_its_environment_and_on_pull_req
     assert app_key_problems("loose", loose) == [
         "loose job status: reads EVIDENCE_APP_KEY outside the environment evidence"
     ]
+
+
+# --- a repository dispatch's payload picks an environment, nothing else ------------------------
+# GitHub runs a repository_dispatch with the default branch's workflow file and the repository's
+# secrets, but anyone whose token may push can send one, with any client_payload.
+PAYLOAD = "github.event.client_payload"
+#: The one use of a payload value: the name checked against environments.toml.
+CHECKED = "python3 -m gitops.stage_for_branch --branch-of"
+
+
+def dispatch_payload_problems(name: str, document: dict[str, Any]) -> list[str]:
+    """Each job of workflow NAME reads the dispatch payload only into a step's env:, never in a
+    job holding the evidence App's key, and a step uses such a variable only as the name
+    ``gitops.stage_for_branch --branch-of`` checks (an unknown one fails the step in one line)."""
+    problems = []
+    for job_id, job in document["jobs"].items():
+        where = f"{name} job {job_id}"
+        if PAYLOAD in str({k: v for k, v in job.items() if k != "steps"}):
+            problems.append(f"{where}: reads {PAYLOAD} outside a step's env")
+        if holds_app_key(job) and PAYLOAD in str(job):
+            problems.append(f"{where}: reads {PAYLOAD} with the evidence App's key")
+        for step in job.get("steps", []):
+            if PAYLOAD in str({k: v for k, v in step.items() if k != "env"}):
+                problems.append(f"{where} step {step.get('name', step.get('uses'))}: reads "
+                                f"{PAYLOAD} outside its env")  # fmt: skip
+            for variable, value in (step.get("env") or {}).items():
+                if PAYLOAD not in str(value):
+                    continue
+                uses = re.findall(rf"[^\n]*\$\{{?{variable}\b[^\n]*", str(step.get("run", "")))
+                if not uses or any(f'{CHECKED} "${variable}"' not in use for use in uses):
+                    problems.append(f"{where}: uses {variable} ({value}) unchecked")
+    return problems
+
+
+def test_a_dispatch_payload_only_names_an_environment_that_is_checked() -> None:
+    problems = [
+        p for path in workflow_files() for p in dispatch_payload_problems(path.name, load(path))
+    ]
+    assert problems == []
+    environments_yml = load(WORKFLOWS / "environments.yml")
+    assert "repository_dispatch" in job_events(environments_yml, environments_yml["jobs"]["smoke"])
+
+
+def test_the_dispatch_check_catches_the_payloads_revision_checked_out_and_its_name_unchecked() -> (
+    None
+):
+    """environments.yml's smoke job checking out the payload's revision; smoke-target passing
+    the payload's name on unchecked, or interpolating it into its script."""
+    variants = {name: load(WORKFLOWS / "environments.yml") for name in "abc"}
+    revision = "${{ github.event.client_payload.revision }}"
+    variants["a"]["jobs"]["smoke"]["steps"][0]["with"]["ref"] = revision
+    target = variants["b"]["jobs"]["smoke-target"]["steps"][-1]
+    target["run"] = target["run"].replace(f'{CHECKED} "$SYNCED"', 'echo "$SYNCED"')
+    target = variants["c"]["jobs"]["smoke-target"]["steps"][-1]
+    target["run"] = target["run"].replace('"$SYNCED"', '"${{ github.event.client_payload.x }}"')
+    found = {name: dispatch_payload_problems(name, v) for name, v in variants.items()}
+    synced = "SYNCED (${{ github.event.client_payload.environment }})"
+    assert found == {
+        "a": [
+            f"a job smoke: reads {PAYLOAD} with the evidence App's key",
+            f"a job smoke step {CHECKOUT_PIN}: reads {PAYLOAD} outside its env",
+        ],
+        "b": [f"b job smoke-target: uses {synced} unchecked"],
+        "c": [
+            f"c job smoke-target step The environment to smoke-test and its commit: reads {PAYLOAD}"
+            " outside its env",
+            f"c job smoke-target: uses {synced} unchecked",
+        ],
+    }
+
+
+def test_the_events_of_a_job_are_read_from_a_disjunction_only_when_it_comes_first() -> None:
+    """smoke on (push || repository_dispatch): those two; one that names pull_request_target in
+    its disjunction is a privileged job (and holds the App's key: refused); a disjunction after
+    another || could be anything: every trigger."""
+    document = load(WORKFLOWS / "environments.yml")
+    smoke = document["jobs"]["smoke"]
+    assert job_events(document, smoke) == {"push", "repository_dispatch"}
+    smoke["if"] = smoke["if"].replace("'repository_dispatch'", "'pull_request_target'")
+    assert job_events(document, smoke) == {"push", "pull_request_target"}
+    assert privileged_run_problems("x", document) == [
+        "x job smoke (pull_request_target): runs an action or a checkout with the evidence App's"
+        " key",
+        "x job smoke (pull_request_target): checks out ${{ needs.smoke-target.outputs.ref }}, not "
+        + BASE_SHA,
+    ]
+    smoke["if"] = "github.event_name == 'push' || github.event_name == 'repository_dispatch'"
+    assert job_events(document, smoke) == triggers(document)
 
 
 def test_no_pull_request_job_runs_the_pull_requests_code_with_a_write_token() -> None:
