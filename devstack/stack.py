@@ -320,6 +320,13 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+#: How long Ctrl-C (or SIGTERM) lets the foreground stack stop gracefully before it is killed.
+#: Shorter than Stack.stop's default: uWSGI's graceful stop now and then waits on an idle worker
+#: until worker-reload-mercy (25 s) runs out (docs/benchmarks.md, "The graceful-stop hang and
+#: thunder-lock"), and a developer's Ctrl-C should not wait for that.
+INTERACTIVE_GRACE = 10.0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, required=True)
@@ -348,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         print("stopping (graceful) ...", file=sys.stderr)
         return 0
     finally:
-        codes = stack.stop()
+        codes = stack.stop(timeout=INTERACTIVE_GRACE)
         print(f"stopped: {codes}", file=sys.stderr)
         stack.cleanup()
 
