@@ -179,7 +179,7 @@ def _skopeo(*args: str) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(["skopeo", *args], capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        raise ToolError("skopeo is not installed (make workflows-e2e-tools)") from None
+        raise ToolError("skopeo is not installed (make registry-tools)") from None
 
 
 def raw_manifest(reference: str) -> str | None:
@@ -208,9 +208,15 @@ def _blob(layout: Path, data: bytes) -> dict[str, object]:
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
-def oci_layout(layout: Path, annotations: dict[str, str]) -> None:
-    """An OCI image layout at LAYOUT (tag ``att``): one empty layer, and ANNOTATIONS on its
-    manifest, so any registry and any copy tool stores it as an ordinary image."""
+def oci_layout(
+    layout: Path,
+    annotations: dict[str, str],
+    labels: dict[str, str] | None = None,
+    tag: str = "att",
+) -> None:
+    """An OCI image layout at LAYOUT, as LAYOUT:TAG: one empty layer, LABELS in its config and
+    ANNOTATIONS on its manifest, so any registry and any copy tool stores it as an ordinary image.
+    The attestation is one (annotations, no labels); the suite's stand-in images are others."""
     (layout / "blobs" / "sha256").mkdir(parents=True)
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     tar = io.BytesIO()
@@ -221,7 +227,7 @@ def oci_layout(layout: Path, annotations: dict[str, str]) -> None:
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {},
+        "config": {"Labels": labels} if labels else {},
         "rootfs": {
             "type": "layers",
             "diff_ids": [f"sha256:{hashlib.sha256(layer_tar).hexdigest()}"],
@@ -235,12 +241,12 @@ def oci_layout(layout: Path, annotations: dict[str, str]) -> None:
             **_blob(layout, json.dumps(config, sort_keys=True).encode()),
         },
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer}],
-        "annotations": annotations,
+        **({"annotations": annotations} if annotations else {}),
     }
     descriptor = {
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         **_blob(layout, json.dumps(manifest, sort_keys=True).encode()),
-        "annotations": {"org.opencontainers.image.ref.name": "att"},
+        "annotations": {"org.opencontainers.image.ref.name": tag},
     }
     (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [descriptor]}))
 
@@ -259,6 +265,16 @@ def push(name: str, digest: str, text: str, signature: str) -> str:
         lines = done.stderr.strip().splitlines() or ["no message"]
         raise ToolError(f"cannot push the attestation {target}: {lines[-1]}")
     return target
+
+
+def attest(key: Ed25519PrivateKey, name: str, digest: str, commit: str, run: str = "") -> str:
+    """What promote.yml's signing step does (``sign``): state that CI built NAME@DIGEST from
+    COMMIT in RUN, sign it with KEY and store it next to the image; the attestation's reference.
+    The demo signs its images with it too."""
+    if raw_manifest(f"{name}@{digest}") is None:
+        raise ToolError(f"image {name}@{digest} is not in the registry")
+    text = statement(name, digest, commit, run)
+    return push(name, digest, text, sign(key, text))
 
 
 # -- verification ----------------------------------------------------------------------------------
@@ -328,10 +344,15 @@ def verify(image: str, key: Ed25519PublicKey, main_ref: str) -> Attested:
 
 def check(image: str, key_ref: str, main_ref: str) -> str:
     """The gates' entry: verify IMAGE with the key evidence.toml names at KEY_REF; one line of
-    what was checked. A branch whose evidence.toml has no ``[images]`` table is not set up."""
+    what was checked. A branch whose evidence.toml has no ``[images]`` table is not set up, and
+    refuses every image (as an unset evidence App refuses every promotion): an unchecked image
+    would be any image."""
     key = public_key(key_ref)
     if key is None:
-        return f"not checked: {FILE} on {key_ref} names no image signing key ([images])"
+        raise ToolError(
+            f"image {image} cannot be checked: {FILE} on {key_ref} names no image signing key "
+            "([images] public_key; python -m gitops.attestation keygen, docs/workflow.md)"
+        )
     found = verify(image, key, main_ref)
     return f"{found.digest[:19]} built by CI from {found.git_commit[:12]} ({main_ref})"
 
@@ -376,10 +397,7 @@ def main(argv: Sequence[str]) -> int:
         return 0
     if args.what == "sign":
         key = private_key(os.environ.get(KEY_VARIABLE, ""))
-        text = statement(args.image, args.digest, args.commit, args.run)
-        if raw_manifest(f"{args.image}@{args.digest}") is None:
-            raise ToolError(f"image {args.image}@{args.digest} is not in the registry")
-        print(f"attestation={push(args.image, args.digest, text, sign(key, text))}")
+        print(f"attestation={attest(key, args.image, args.digest, args.commit, args.run)}")
         return 0
     main_ref = args.main or main_branch("origin")
     if args.what == "verify":

@@ -450,7 +450,7 @@ def check_image_signing(api: GitHub, repo: str) -> list[str]:
     if not key:
         problems.append(
             f"image-signing {attestation.FILE}: {branch} names no [images] public_key: the "
-            "image gate checks no image (python -m gitops.attestation keygen)"
+            "image gate refuses every image (python -m gitops.attestation keygen)"
         )
     return problems
 

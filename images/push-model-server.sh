@@ -28,7 +28,7 @@ report() {  # report DIGEST SHA256: check both, print them
 }
 if [[ ${1:-} == --pushed ]]; then
   image=${2:?usage: images/push-model-server.sh --pushed IMAGE}
-  command -v skopeo >/dev/null || die "--pushed needs skopeo (GitHub's runners have it; make workflows-e2e-tools)"
+  command -v skopeo >/dev/null || die "--pushed needs skopeo (GitHub's runners have it; make registry-tools)"
   inspected=$(skopeo inspect --tls-verify="$tls" "docker://$image" 2>/dev/null) || exit 3
   read -r digest sha256 < <(python3 -c 'import json, sys; i = json.load(sys.stdin)
 print(i["Digest"], (i.get("Labels") or {}).get(sys.argv[1], ""))' "$label" <<<"$inspected")

@@ -22,6 +22,10 @@ BUILD_LOG ?=
 image-tools: ## install podman, buildah, runc and debootstrap (Debian packages)
 	scripts/ensure-debian-packages.sh podman buildah runc debootstrap
 
+.PHONY: registry-tools
+registry-tools: ## install docker-registry and skopeo (Debian packages): the loopback registry images/registry.py starts
+	scripts/ensure-debian-packages.sh docker-registry skopeo
+
 .PHONY: images-base
 images-base: image-tools ## pull the pinned base images, or build local stand-ins under their own names (debootstrap)
 	images/build-base-images.sh
@@ -44,9 +48,10 @@ demo-image: image tools deploy-smoke-prereqs ## build the image, run it in the d
 # The whole flow in the demo sandbox (gitops/demo.py): two releases, each image built once, through
 # dev, staging and prod by the promotion tools; prod rolled back; a table of what runs where.
 # MONITORING=on turns monitoring on in every overlay first (docs/monitoring.md, "Turning them on").
+# Each image is pushed to a loopback registry and signed there, as promote.yml does (registry-tools).
 MONITORING ?= off
 .PHONY: demo-gitops
-demo-gitops: images-base tools deploy-smoke-prereqs venv ## in make demo-training's sandbox: build once, deploy, promote, roll back (podman pods; MONITORING=on)
+demo-gitops: images-base registry-tools tools deploy-smoke-prereqs venv ## in make demo-training's sandbox: build once, deploy, promote, roll back (podman pods; MONITORING=on)
 	@[[ -d "$(DEMO_DIR)/origin.git" ]] || $(MAKE) demo-training
 	python -m gitops.demo --sandbox '$(DEMO_DIR)' --monitoring '$(MONITORING)'
 

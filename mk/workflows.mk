@@ -5,13 +5,9 @@
 # .venv and .tools (tests/workflows/act/README.md).
 test-prereqs: tools
 
-# The loopback container registry of the workflow tests (Debian's docker-registry, CNCF
-# distribution) and skopeo, which reads images back from it by digest (the e2e tier).
-.PHONY: workflows-e2e-tools
-workflows-e2e-tools: ## install docker-registry and skopeo (Debian packages) for the registry tests
-	scripts/ensure-debian-packages.sh docker-registry skopeo
-
-test-prereqs: workflows-e2e-tools
+# The loopback container registry (images/registry.py) the act walks and the promotion tests
+# push to and read build attestations back from: mk/image.mk, registry-tools.
+test-prereqs: registry-tools
 
 .PHONY: workflows-check
 workflows-check: venv tools ## validate the workflows and test the promote scripts (offline)

@@ -254,8 +254,8 @@ def test_an_evidence_app_not_set_up_on_a_branch_is_reported(api: GitHubApi) -> N
         "evidence staging: app.id must be the evidence GitHub App's id (a positive integer), got "
         "0: docs/workflow.md, Evidence",
         "evidence production: no evidence.toml: the smoke gate accepts no evidence",
-        "image-signing evidence.toml: main names no [images] public_key: the image gate checks "
-        "no image (python -m gitops.attestation keygen)",
+        "image-signing evidence.toml: main names no [images] public_key: the image gate refuses "
+        "every image (python -m gitops.attestation keygen)",
     ]
 
 
@@ -426,8 +426,8 @@ def test_an_image_signing_key_other_branches_can_read_or_no_public_key_is_report
     assert problems(api) == [
         "image-signing image-signing: deployment branches are any branch, must be main only "
         "(else another branch's workflow reads IMAGE_SIGNING_KEY)",
-        "image-signing evidence.toml: main names no [images] public_key: the image gate checks "
-        "no image (python -m gitops.attestation keygen)",
+        "image-signing evidence.toml: main names no [images] public_key: the image gate refuses "
+        "every image (python -m gitops.attestation keygen)",
     ]
     set_image_signing(api, ["main", "experiment/*"], 'public_key = "key"')
     assert problems(api) == [

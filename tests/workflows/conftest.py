@@ -1,13 +1,10 @@
 """Fixtures of the act walks: act and the toolchain it borrows, checked once; sandboxes made once
-per session (act_harness.make_sandbox), each for the walks that may share it; one container
-registry on loopback per session for the walks that push images."""
+per session (act_harness.make_sandbox), each for the walks that may share it. The container
+registry they push images to is the suite's (tests/conftest.py, loopback_registry)."""
 
 import shutil
-import socket
 import subprocess
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from act_harness import Sandbox, make_sandbox
@@ -103,42 +100,3 @@ def retrain_sandbox(new_sandbox: Callable[[str], Sandbox]) -> tuple[Sandbox, str
     versions) and the DVC_CONFIG of its DVC remote."""
     sandbox = new_sandbox("retrain")
     return sandbox, with_dvc_remote(sandbox)
-
-
-@pytest.fixture(scope="session")
-def loopback_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A container registry (Debian's docker-registry, CNCF distribution) on a free loopback port,
-    plain HTTP, no authentication; its HOST:PORT. Stopped, by its PID, after the session."""
-    if shutil.which("docker-registry") is None or shutil.which("skopeo") is None:
-        pytest.skip("docker-registry or skopeo is not installed: make workflows-e2e-tools")
-    root = tmp_path_factory.mktemp("registry")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    address = f"127.0.0.1:{port}"
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
-        f"http: {{addr: {address}}}\n"
-    )
-    with (root / "registry.log").open("w") as log:
-        server = subprocess.Popen(
-            ["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{address}/v2/", timeout=1) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log_text = (root / "registry.log").read_text()
-                    pytest.fail(f"the registry did not start on {address}: {log_text}")
-                time.sleep(0.1)
-        yield address
-    finally:
-        server.terminate()
-        server.wait(timeout=10)

@@ -25,13 +25,13 @@ from test_act_walks import (  # noqa: F401
     run_pull_request,
     statuses,
 )
-from test_loopback_registry import oci_image
 from workflow_helpers import git, run_tool, tool_env
 
 from gitops import attestation, environments, rendered
 from images import pod as pods
 from serving.provenance import HEADER as PROVENANCE_HEADER
 from serving.provenance import provenance_id
+from tests.registry_kit import push_image
 from tests.workflows.act.github_api import EVIDENCE_APP
 from training.params import load_artifact
 
@@ -79,13 +79,8 @@ def built(
     # CI built it, labelled as CI labels it: promote.yml must not take (and sign) it.
     sha = git(sandbox.work, "rev-parse", "HEAD").strip()
     forged = {attestation.REVISION_LABEL: sha, "io.modelops.model.sha256": "ab" * 32}
-    oci_image(sandbox.root / "hand-pushed", "v", forged)
-    hand = sandbox.root / "hand-pushed-digest"
-    subprocess.run(
-        ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--digestfile", str(hand),
-         f"oci:{sandbox.root / 'hand-pushed'}:v", f"docker://{registry}/modelops/model-server:{sha}"],
-        check=True,
-    )  # fmt: skip
+    name = f"{registry}/modelops/model-server"
+    hand = push_image(name, sandbox.root / "hand-pushed", sha, forged)
     run = run_act(
         sandbox,
         "push",
@@ -103,7 +98,7 @@ def built(
         in run.output
     )
     outputs = {**step_outputs(run), attestation.KEY_VARIABLE: secret}
-    return sandbox, registry, {**outputs, "hand_pushed": hand.read_text().strip()}
+    return sandbox, registry, {**outputs, "hand_pushed": hand}
 
 
 def test_the_image_is_pushed_once_and_the_deploy_pull_request_pins_its_digest(

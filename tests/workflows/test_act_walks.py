@@ -326,8 +326,9 @@ def test_the_code_of_a_pull_request_never_runs_in_the_order_check(pr_sandbox: Sa
     # the job image ran too (a deploy/* pull request), with the base's Makefile and tools
     [checked] = image_lines(run)
     base = payload["pull_request"]["base"]["sha"]  # type: ignore[index]
-    assert checked.endswith(
-        f"not checked: evidence.toml on {base} names no image signing key ([images])"
+    assert checked.startswith("error: image ") and checked.endswith(
+        f"cannot be checked: evidence.toml on {base} names no image signing key ([images] "
+        "public_key; python -m gitops.attestation keygen, docs/workflow.md)"
     )
     assert not marker.exists()
 

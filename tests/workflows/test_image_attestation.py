@@ -4,7 +4,7 @@ repository with a bare origin.
 
 "CI" here is what promote.yml's signing step runs: ``python -m gitops.attestation sign`` with the
 key as the environment variable IMAGE_SIGNING_KEY, after the image was pushed (a tiny OCI image
-made by test_loopback_registry.oci_image, pushed with skopeo as promote.yml's push would). The
+made by tests/registry_kit.py, pushed with skopeo as promote.yml's push would). The
 contributor with push rights to the registry (a repository secret any branch's workflow reads)
 pushes images, tags and attestations of their own, but holds no copy of CI's key.
 """
@@ -17,30 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_loopback_registry import oci_image
 from workflow_helpers import git, run_tool, tool_env
 
 from gitops import attestation, environments, gates, rendered
+from tests.registry_kit import push_image, skopeo
 
 pytestmark = pytest.mark.e2e  # docker-registry and skopeo are Debian packages (root installs)
 
 DEV, STAGING, _ = environments.load()
-
-
-def skopeo(*args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(["skopeo", *args], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    return done
-
-
-def push_image(registry: str, tmp_path: Path, tag: str, labels: dict[str, str]) -> str:
-    """A one-layer image with LABELS pushed as NAME:TAG (as a `docker push` would); its digest."""
-    layout = tmp_path / f"image-{len(list(tmp_path.iterdir()))}"
-    oci_image(layout, "v", {"io.modelops.nonce": str(layout), **labels})
-    digestfile = layout / "pushed-digest"
-    skopeo("copy", "--quiet", "--dest-tls-verify=false", "--digestfile", str(digestfile),
-           f"oci:{layout}:v", f"docker://{registry}:{tag}")  # fmt: skip
-    return digestfile.read_text().strip()
 
 
 def sign(
@@ -204,12 +188,17 @@ def test_the_image_gate_of_a_promotion_refuses_a_hand_pushed_image_and_passes_ci
     with pytest.raises(gates.GateError, match=r"^gate image: image .* has no build attestation"):
         gates.image(candidate(repo, f"{name}:{commit}@{forged}"))
     assert gates.GATES[0] == ("image", gates.image)  # asked by every promotion, first
-    # a target branch whose evidence.toml has no [images] table: not set up, said so
+    # a target branch whose evidence.toml has no [images] table is not set up: it refuses every
+    # image, CI's too (an unchecked image would be any image)
     (repo / attestation.FILE).write_text("[app]\nid = 1\n")
     git(repo, "commit", "-qam", "no image key")
     git(repo, "push", "-q", "origin", "HEAD:staging")
     git(repo, "fetch", "-q", "origin")
-    assert gates.image(candidate(repo, f"{name}:{commit}@{forged}")) == (
-        "not checked: evidence.toml on refs/remotes/origin/staging names no image signing key "
-        "([images])"
-    )
+    for image in (ours, f"{name}:{commit}@{forged}"):
+        with pytest.raises(gates.GateError) as refused:
+            gates.image(candidate(repo, image))
+        assert str(refused.value) == (
+            f"gate image: image {image} cannot be checked: evidence.toml on "
+            "refs/remotes/origin/staging names no image signing key ([images] public_key; "
+            "python -m gitops.attestation keygen, docs/workflow.md)"
+        )

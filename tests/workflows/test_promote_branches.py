@@ -360,9 +360,14 @@ def test_the_image_check_refuses_an_overlay_pin_its_rendered_file_does_not_run(
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", "commit", "-qm", "rendered"], cwd=repo, check=True, env=tool_env())
     args = ("attestation", "verify-overlay", "dev", "--ref", "HEAD", "--main", "HEAD")
-    ok = run_tool(*args, cwd=repo)
-    assert ok.stdout.endswith("not checked: evidence.toml on HEAD names no image signing key "
-                              "([images])\n")  # fmt: skip
+    # the pin and the rendered file agree: it gets as far as the key, which this repository
+    # does not name (so it refuses every image)
+    unset = run_tool(*args, cwd=repo, check=False)
+    assert unset.returncode == 1
+    assert unset.stderr.endswith(
+        "cannot be checked: evidence.toml on HEAD names no image signing key ([images] "
+        "public_key; python -m gitops.attestation keygen, docs/workflow.md)\n"
+    ), unset.stderr
     zero, theirs = "sha256:" + "0" * 64, "sha256:" + "e" * 64
     branch_with(
         repo, "deploy/dev/x", "HEAD", zero, theirs, "kustomize/overlays/dev/kustomization.yaml"
