@@ -8,6 +8,13 @@ versions registered for real, and the dev deployment made by the deploy pull req
 (gitops.deploy, merged, then gitops.assign_stage); promote.yml's step that runs it is played too.
 Merging a pull request is a push of its head to the environment branch (the promotion branch is a
 fast-forward of it).
+
+The fork is set up as docs/workflow.md says: its overlays pull from its registry (the suite's
+loopback registry, tests/conftest.py) and its evidence.toml names the evidence App (the API
+stand-in plays it) and CI's image signing key (tests/registry_kit.Signer, held by the tests as
+the environment image-signing holds it). Each release's image is what promote.yml's build leaves
+there: a stand-in image tagged with its commit and its build attestation, which every
+promotion's image gate reads back by digest.
 """
 
 from __future__ import annotations
@@ -22,9 +29,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitops import environments, evidence, rendered
+from gitops import attestation, environments, evidence, rendered
 from gitops.github import GitHub
 from tests.gitops.github_stand_in import evidence_api
+from tests.registry_kit import Signer, push_image
 from tests.workflows.act.github_api import (
     EVIDENCE_APP,
     EVIDENCE_KEY,
@@ -34,15 +42,32 @@ from tests.workflows.act.github_api import (
 from tests.workflows.workflow_helpers import REPO, git, run_step, run_tool, tool_env
 from training.params import load_artifact
 
-pytestmark = pytest.mark.integration  # real git, GTO and kustomize
+pytestmark = pytest.mark.integration  # real git, GTO and kustomize; a loopback registry
 
 NAME = load_artifact().name  # this checkout's training/params.yaml, copied
 DEV, STAGING, PROD = environments.load()
-IMAGE = "localhost/modelops/model-server"
+#: CI's image signing key of the fork (its public half in the template's evidence.toml).
+SIGNER = Signer()
+#: The images CI "built": (repository, N) -> the digest of image N built in it.
+BUILT: dict[tuple[Path, int], str] = {}
 
 
-def digest(n: int) -> str:
-    return f"sha256:{n:064x}"
+def image_name(repo: Path) -> str:
+    """The image REPO's overlays pull (the template's registry): NAME without tag or digest."""
+    overlay = yaml.safe_load((repo / DEV.overlay / "kustomization.yaml").read_text())
+    return str(overlay["images"][0]["newName"])
+
+
+def build(repo: Path, n: int, commit: str) -> str:
+    """What promote.yml's build of COMMIT leaves in the registry, as image N of REPO: the image
+    tagged with COMMIT and its attestation, signed with the fork's key; its digest."""
+    BUILT[repo, n] = SIGNER.built(image_name(repo), commit, repo.parent / "images", n=str(n))
+    return BUILT[repo, n]
+
+
+def digest(repo: Path, n: int) -> str:
+    """The digest of image N built in REPO."""
+    return BUILT[repo, n]
 
 
 def model_sha(n: int) -> str:
@@ -100,8 +125,8 @@ def deploy_dev(repo: Path, version: str, n: int, *, assign: bool = True, **metri
     dev by its deploy pull request (gitops.deploy, merged), its stage assigned after the merge
     (unless not ASSIGN)."""
     commit = register(repo, version, **metrics)
-    outputs = tool(repo, "deploy", "--no-push", "--digest", digest(n), "--model-version", version,
-                   "--model-sha256", model_sha(n), commit)  # fmt: skip
+    outputs = tool(repo, "deploy", "--no-push", "--digest", build(repo, n, commit),
+                   "--model-version", version, "--model-sha256", model_sha(n), commit)  # fmt: skip
     assert outputs["changed"] == "true" and outputs["branch"] == f"deploy/{DEV.stage}/{commit}"
     git(repo, "push", "-q", "origin", f"{outputs['commit']}:refs/heads/{DEV.branch}")
     git(repo, "fetch", "-q", "origin")
@@ -113,7 +138,9 @@ def deploy_dev(repo: Path, version: str, n: int, *, assign: bool = True, **metri
 @pytest.fixture(autouse=True)
 def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubApi]:
     """The GitHub API stand-in with the evidence App installed; the tools read it with the
-    workflow's own token (the GitHub Actions app), as the propose job does."""
+    workflow's own token (the GitHub Actions app), as the propose job does. The registry is
+    plain HTTP (loopback), which the tools read with MODELOPS_REGISTRY_TLS_VERIFY=false."""
+    monkeypatch.setenv("MODELOPS_REGISTRY_TLS_VERIFY", "false")
     with evidence_api(monkeypatch) as api:
         yield api
 
@@ -150,7 +177,7 @@ def stage_holder(repo: Path, env: environments.Environment) -> str:
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def template(tmp_path_factory: pytest.TempPathFactory, loopback_registry: str) -> Path:
     root = tmp_path_factory.mktemp("promotion")
     repo = root / "work"
     for part in ("kustomize", "rendered", "argocd"):
@@ -158,8 +185,18 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for part in ("training/params.yaml", "training/metrics.json"):
         (repo / part).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / part, repo / part)
-    # The fork's evidence App (docs/workflow.md, Evidence), which the API stand-in plays.
-    (repo / evidence.FILE).write_text(f"[app]\nid = {EVIDENCE_APP['id']}\n")
+    # The fork's registry: every overlay pulls from it (dev's rendered file re-rendered).
+    for env in environments.load():
+        overlay = repo / env.overlay / "kustomization.yaml"
+        text = overlay.read_text()
+        assert "newName: localhost/modelops/model-server" in text
+        overlay.write_text(text.replace(
+            "newName: localhost/", f"newName: {loopback_registry}/acme/"
+        ))  # fmt: skip
+    run_tool("rendered", cwd=repo)
+    # The fork's evidence App (docs/workflow.md, Evidence), which the API stand-in plays, and
+    # CI's image signing key.
+    (repo / evidence.FILE).write_text(SIGNER.evidence_toml(int(EVIDENCE_APP["id"])))
     git(repo, "init", "-q", "-b", "main")
     git(repo, "config", "user.name", "test")
     git(repo, "config", "user.email", "test@example.org")
@@ -225,8 +262,9 @@ def test_a_release_reaches_staging_and_prod_as_the_same_digest_model_and_manifes
     text = body.read_text()
     assert "```diff\n" in text and f"+++ b/{rendered.path(STAGING)}" in text
     assert f"+          value: {dev.model_sha256}" not in text or dev.digest in text
-    for gate in ("quality", "regression", "stage", "smoke", "manifests"):
+    for gate in ("image", "quality", "regression", "stage", "smoke", "manifests"):
         assert f"| {gate} |" in text
+    assert f"{dev.digest[:19]} built by CI from {dev.git_commit[:12]}" in text
     merge(repo, outputs, STAGING)
     staging = running(repo, STAGING)
     assert (staging.image, staging.model_version, staging.model_sha256, staging.git_commit) == (
@@ -255,20 +293,20 @@ DEPLOY_STEP = "Open the pull request that deploys it (the overlay's image and mo
 
 
 def deploy_step(
-    repo: Path, tmp_path: Path, sha: str, version: str, n: int, registry: str = "localhost"
+    repo: Path, tmp_path: Path, sha: str, version: str, n: int, registry: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    """promote.yml's deploy step in REPO for image N of SHA (model VERSION), gh recorded in
-    tmp_path/gh-calls."""
+    """promote.yml's deploy step in REPO for image N of SHA (model VERSION), pushed to REGISTRY
+    (default: the one the overlays pull from), gh recorded in tmp_path/gh-calls."""
     stubs = tmp_path / "stub-bin"
     stubs.mkdir(exist_ok=True)
     (stubs / "gh").write_text(GH_STUB)
     (stubs / "gh").chmod(0o755)
     env = tool_env(
         GH_CALLS=str(tmp_path / "gh-calls"),
-        IMAGE_REGISTRY=registry,
+        IMAGE_REGISTRY=registry or image_name(repo).removesuffix("/modelops/model-server"),
         VERSION=version,
         MODEL_SHA256=model_sha(n),
-        IMAGE_DIGEST=digest(n),
+        IMAGE_DIGEST=BUILT.get((repo, n)) or build(repo, n, sha),
         GITHUB_SHA=sha,
     )
     env["PATH"] = f"{stubs}:{env['PATH']}"
@@ -293,13 +331,14 @@ def test_the_deploy_step_opens_one_pull_request_that_pins_the_image_into_dev_onl
                      DEV.branch, check=False)  # fmt: skip
     assert order.returncode == 0, order.stderr  # the pr-guard takes it
     release = rendered.release(git(repo, "show", f"origin/{branch}:{rendered.path(DEV)}"))
-    assert release.image == f"{IMAGE}:{commit}@{digest(2)}"
+    image = f"{image_name(repo)}:{commit}@{digest(repo, 2)}"
+    assert release.image == image
     assert (release.model_version, release.model_sha256) == ("v0.2.0", model_sha(2))
     calls = (tmp_path / "gh-calls").read_text().splitlines()
     assert calls[:6] == ["pr", "create", "--base", DEV.branch, "--head", branch]
     assert calls[calls.index("--title") + 1] == f"deploy(dev): {NAME} v0.2.0, image {commit}"
     body = "\n".join(calls[calls.index("--body") + 1 :])
-    assert f"+++ b/{rendered.path(DEV)}" in body and f"{IMAGE}:{commit}@{digest(2)}" in body
+    assert f"+++ b/{rendered.path(DEV)}" in body and image in body
     assert f"{NAME}@v0.2.0" in body and model_sha(2) in body
     # the same push's run again (a re-run): nothing built, pushed or opened
     (tmp_path / "gh-calls").unlink()
@@ -331,7 +370,7 @@ def test_the_deploy_step_refuses_an_overlay_that_pulls_from_another_registry(
     done = deploy_step(repo, tmp_path, commit, "v0.2.0", 2, registry="ghcr.io/acme")
     assert done.returncode == 1
     (line,) = done.stderr.splitlines()
-    assert line.startswith("error: ") and f"pulls '{IMAGE}', not ghcr.io/acme/" in line
+    assert line.startswith("error: ") and f"pulls '{image_name(repo)}', not ghcr.io/acme/" in line
     assert origin_state(repo) == before
     assert not (tmp_path / "gh-calls").exists()
 
@@ -378,7 +417,32 @@ def test_dev_is_not_promoted_by_the_tool_and_prod_takes_only_what_staging_runs(
     deploy_dev(repo, "v0.2.0", 2, accuracy=0.97)  # dev moves on; staging still runs v0.1.0
     smoke_passed(repo, STAGING, monkeypatch)
     outputs = tool(repo, "promote", "prod")
-    assert outputs["version"] == "v0.1.0" and outputs["digest"] == digest(1)
+    assert outputs["version"] == "v0.1.0" and outputs["digest"] == digest(repo, 1)
+
+
+def test_an_image_ci_did_not_sign_is_refused_at_the_image_gate_whatever_its_labels(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone with the registry's credentials pushed an image under a commit's tag, labelled as
+    CI labels it, and it reached dev (pr-guard's image job refuses such a deploy pull request;
+    here it was merged anyway): every later environment refuses it, and the same image signed
+    with another key is refused too."""
+    commit = register(repo, "v0.2.0", accuracy=0.97)
+    name = image_name(repo)
+    labels = {attestation.REVISION_LABEL: commit, "io.modelops.model.sha256": model_sha(2)}
+    hand = push_image(name, repo.parent / "images", commit, labels)
+    stranger = Signer().built(name, commit, repo.parent / "images")
+    signed_elsewhere = ": its attestation is not signed by CI's key"
+    for pushed, why in ((hand, " has no build attestation"), (stranger, signed_elsewhere)):
+        outputs = tool(repo, "deploy", "--no-push", "--digest", pushed, "--model-version",
+                       "v0.2.0", "--model-sha256", model_sha(2), commit)  # fmt: skip
+        merge(repo, outputs, DEV)
+        git(repo, "merge", "-q", "--ff-only", f"origin/{DEV.branch}")
+        smoke_passed(repo, DEV, monkeypatch)
+        before = origin_state(repo)
+        line = refused(repo, "promote", "staging")
+        assert line.startswith(f"error: gate image: image {name}@{pushed}{why}"), line
+        assert origin_state(repo) == before
 
 
 def test_a_version_that_does_not_hold_the_previous_stage_is_refused(
