@@ -50,6 +50,8 @@ TIERS: dict[str, tuple[str, ...]] = {
         "devstack/", "tests/alert_loop/", "tests/serving/serving_testkit.py",
         # the regression tests' diabetes workspace (tests/training and tests/serving import it)
         "tests/regression_kit.py",
+        # the stand-in images and CI's signing the promotion tests' image gate reads back
+        "tests/registry_kit.py",
     ),
     "e2e": (
         # every workflow: promote.yml and the act walks that build and push the image run here
@@ -67,7 +69,7 @@ TIERS: dict[str, tuple[str, ...]] = {
         # the example datasets, switched to, trained and served from an image in a pod
         "tests/training/test_training_examples_served.py",
         "tests/training/conftest.py", "tests/training/training_helpers.py",
-        "tests/regression_kit.py",
+        "tests/regression_kit.py", "tests/registry_kit.py",
         # the rename walk (tests/image/test_image_rename_walk.py): its make render writes the
         # AppProject's description from the renamed params.yaml; the image walk renders argocd/
         "argocd/",
