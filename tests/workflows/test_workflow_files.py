@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from workflow_helpers import (
+    GITHUB_BASH,
     REPO,
     WORKFLOWS,
     run_step,
@@ -185,6 +186,47 @@ def test_every_workflow_grants_nothing_by_default_and_each_job_only_what_it_need
         reads = granted.get("contents") in {"read", "write"}
         assert granted in (STATUS_ONLY, COMMENT_ONLY, {}) or reads
         assert granted != {} or holds_app_key(job)
+
+
+def shell_problems(name: str, document: dict[str, Any]) -> list[str]:
+    """A workflow whose run steps are not all `shell: bash` (GitHub's ``bash -eo pipefail``):
+    left unset, GitHub runs ``bash -e``, and a step ``command | tee`` passes when command fails."""
+    problems = []
+    if (document.get("defaults") or {}).get("run", {}).get("shell") != "bash":
+        problems.append(f"{name}: defaults.run.shell must be bash (bash -eo pipefail)")
+    for job_id, job in document.get("jobs", {}).items():
+        shells = [(job.get("defaults") or {}).get("run", {}).get("shell", "bash")]
+        shells += [step.get("shell", "bash") for step in job.get("steps", [])]
+        problems += [f"{name}: job {job_id} runs a step in {s}" for s in shells if s != "bash"]
+    return problems
+
+
+def test_every_run_step_fails_on_a_failure_anywhere_in_a_pipe() -> None:
+    problems = [p for path in workflow_files() for p in shell_problems(path.name, load(path))]
+    assert problems == []
+
+
+def test_the_shell_check_catches_an_unset_default_and_a_step_in_sh(tmp_path: Path) -> None:
+    """The defect it guards: promote.yml's register step pipes into tee; with GitHub's default
+    `bash -e` a failing register passes, with `shell: bash` (pipefail) it fails the job."""
+    document = load(WORKFLOWS / "promote.yml")
+    unset = {key: value for key, value in document.items() if key != "defaults"}
+    unset["jobs"]["promote"]["steps"][0]["shell"] = "sh"
+    assert shell_problems("promote.yml", unset) == [
+        "promote.yml: defaults.run.shell must be bash (bash -eo pipefail)",
+        "promote.yml: job promote runs a step in sh",
+    ]
+    script = step_script("promote.yml", "GTO register (if the model changed); push the tag")
+    assert "| tee" in script
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "python").write_text("#!/bin/sh\necho 'error: cannot push the tag' >&2\nexit 1\n")
+    (stubs / "python").chmod(0o755)
+    env = tool_env(GITHUB_OUTPUT=str(tmp_path / "out"))
+    env["PATH"] = f"{stubs}:{env['PATH']}"
+    for shell, status in ((["bash", "-e", "-c"], 0), (GITHUB_BASH, 1)):
+        done = subprocess.run([*shell, script], env=env, capture_output=True, text=True)
+        assert done.returncode == status, (shell, done.stderr)
 
 
 def test_only_the_build_the_proposals_the_stage_and_the_retrain_jobs_may_write_contents() -> None:

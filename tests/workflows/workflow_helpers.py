@@ -77,7 +77,8 @@ def step_script(workflow: str, step_name: str) -> str:
     return str(scripts[0])
 
 
-# How GitHub runs a `run:` script on a Linux runner (shell: bash, the default).
+# How GitHub runs a `run:` script on a Linux runner with `shell: bash`, which every workflow sets
+# as its default (test_workflow_files: left unset, it would be `bash -e`, without pipefail).
 GITHUB_BASH = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"]
 
 
