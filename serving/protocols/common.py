@@ -70,9 +70,21 @@ def finite(matrix: Matrix, field_of: Callable[[int, int], str]) -> Matrix:
     return matrix
 
 
-def score(server: ServerState, model: Model, x: Matrix) -> Matrix:
-    """The model's probabilities for validated rows ``x``, each row counted in the metrics."""
+def score(server: ServerState, model: Model, x: Matrix, row_field: Callable[[int], str]) -> Matrix:
+    """The model's probabilities for validated rows ``x``, each row counted in the metrics. A
+    row whose answer is not finite (values near float64's limits overflow the model's arithmetic:
+    a scaler's ``x / scale``, then ``inf - inf``) is a 422 naming it (``row_field(row)``), and
+    nothing of the request is counted: an answer of ``null`` probabilities would be no answer."""
     proba = model.predict_proba(x)
+    if not np.isfinite(proba).all():
+        row = int(np.argwhere(~np.isfinite(proba))[0][0])
+        field = row_field(row)
+        raise invalid(
+            f"row {row} ({field}): the model's answer for these values is not a finite number "
+            "(values this far from the training data overflow its arithmetic); send values in "
+            "the range it was trained on",
+            field,
+        )
     _described(server, model).observe_rows(x, proba)
     return proba
 
@@ -82,9 +94,10 @@ def score_one(
 ) -> tuple[tuple[float, ...], int] | None:
     """One row's probabilities and the index of its most probable class, counted in the metrics;
     None (nothing counted) when the model has no one-row path or a value is not finite: the
-    caller then scores the row through :func:`score`."""
+    caller then scores the row through :func:`score`, which also answers a row whose answer is
+    not finite."""
     proba = model.predict_one(values)
-    if proba is None:
+    if proba is None or not all(map(math.isfinite, proba)):
         return None
     best = max(range(len(proba)), key=proba.__getitem__)
     _described(server, model).observe_row(values, proba, best)

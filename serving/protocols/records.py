@@ -246,7 +246,7 @@ def predict_body(server: ServerState, raw: bytes) -> Answer:
             if answer is not None:
                 return answer
         x = finite_records(decoder.matrix(rows), model.feature_names)
-    proba = score(server, model, x)
+    proba = score(server, model, x, lambda row: f"instances[{row}]")
     if model.regression:
         return predictions_answer(model, proba[:, 0])
     return _answer(model, model.labels(proba), proba)

@@ -230,7 +230,7 @@ def infer_body(
         labels: Any = [model.classes[best]] if not model.regression else None
         width = len(row)
     else:
-        matrix = score(server, model, x)
+        matrix = score(server, model, x, lambda row: "inputs")
         proba = matrix.ravel()
         labels = None if model.regression else model.labels(matrix)
         width = matrix.shape[1]

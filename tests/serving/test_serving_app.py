@@ -167,6 +167,48 @@ def test_non_finite_values_are_422(client: Client, tiny_model: TinyModel, litera
     assert "only finite numbers" in body["error"]
 
 
+def scored_rows(client: Client) -> float:
+    """The server's count of scored rows (modelops_scored_rows_total)."""
+    lines = client.get("/metrics").get_data(as_text=True).splitlines()
+    found = [float(line.rsplit(" ", 1)[1]) for line in lines
+             if line.startswith("modelops_scored_rows_total")]  # fmt: skip
+    assert found, "no modelops_scored_rows_total"
+    return sum(found)
+
+
+#: float64's largest value: the tiny model's scaler divides it to inf, and its logistic answer of
+#: inf - inf is NaN.
+EXTREME = 1.7976931348623157e308
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_a_row_the_model_cannot_answer_finitely_is_422_on_both_protocols_and_counts_nothing(
+    client: Client, tiny_model: TinyModel, rows: int
+) -> None:
+    """Rows of float64's extreme values once got a 200 whose probabilities were null: the served
+    model answers NaN for them (shown first; scikit-learn itself refuses the scaler's inf), so
+    the server now names the row instead."""
+    extreme = [EXTREME if i % 2 else -EXTREME for i in range(len(tiny_model.features))]
+    served: Model = client.application.server.model  # type: ignore[attr-defined]
+    assert np.isnan(served.predict_proba(np.array([extreme]))).any()
+    batch = [tiny_model.record(i) for i in range(rows - 1)]
+    batch.append(dict(zip(tiny_model.features, extreme, strict=True)))
+    before = scored_rows(client)
+    body = assert_error(client.post("/predict", json={"instances": batch}), 422,
+                        f"instances[{rows - 1}]")  # fmt: skip
+    assert body["error"].startswith(f"row {rows - 1} (instances[{rows - 1}]): the model's answer")
+    data = [v for row in batch for v in (row[f] for f in tiny_model.features)]
+    tensor = {"name": "input-0", "shape": [rows, len(tiny_model.features)], "datatype": "FP64",
+              "data": data}  # fmt: skip
+    body = assert_error(client.post(INFER, json={"inputs": [tensor]}), 422, "inputs")
+    assert body["error"].startswith(f"row {rows - 1} (inputs): the model's answer")
+    assert scored_rows(client) == before
+    # the same rows with the extreme ones halved: an answer, 200
+    batch[-1] = dict(zip(tiny_model.features, [v / 2**600 for v in extreme], strict=True))
+    answered = client.post("/predict", json={"instances": batch})
+    assert answered.status_code == 200 and None not in answered.get_json()["probabilities"][-1]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "field"),
     [
