@@ -2,10 +2,14 @@
 verified (pull_request_target into staging: the base branch's workflow file, as GitHub plays it),
 and the stage job after the merge (push to staging).
 
-The sandbox is a clone of HEAD with a bare origin holding main, staging and production, the
-evidence App set up as a fork sets it up (evidence.toml on main), where dev runs v0.1.0 as
-promote.yml's deploy pull request leaves it (gitops.set_image, gitops.rendered, merged,
-gitops.assign_stage). GitHub's REST API is the stand-in tests/workflows/act/github_api.py (the
+The sandbox is a clone of HEAD with a bare origin holding main, staging and production, set up
+as a fork sets itself up (docs/workflow.md): the evidence App and CI's image signing key in
+evidence.toml on main, the dev overlay pulling from the suite's loopback registry (the variable
+IMAGE_REGISTRY; the runs read it over plain HTTP, MODELOPS_REGISTRY_TLS_VERIFY=false). Dev runs
+v0.1.0 as promote.yml's run and its deploy pull request leave it: CI's image of the commit in the
+registry with its signed build attestation (tests/registry_kit.py, Signer.built), which every
+promotion's image gate reads back by digest, then gitops.set_image, gitops.rendered, merged,
+gitops.assign_stage. GitHub's REST API is the stand-in tests/workflows/act/github_api.py (the
 evidence App with its key, the run's token as the GitHub Actions app's) and the environments'
 Services the stand-in tests/workflows/act/deployed.py, which serves what each branch renders in
 the origin (an automated sync). Each merge's push runs the smoke job, which smoke-tests the
@@ -25,10 +29,11 @@ from typing import Any
 import pytest
 import yaml
 from act_harness import OWNER_NAME, TOKEN, ActRun, Sandbox, pull_request_payload, run_act
-from workflow_helpers import REPO, git, run_tool, tool_env
+from workflow_helpers import REPO, git, run_tool, set_up_as_a_fork, tool_env
 
-from gitops import environments, evidence, rendered
+from gitops import attestation, environments, evidence, rendered
 from tests.deploy import notifications
+from tests.registry_kit import Signer, push_image
 from tests.workflows.act import deployed as deployed_standin
 from tests.workflows.act import github_api
 from training.params import load_artifact
@@ -39,7 +44,6 @@ NAME = load_artifact().name  # the sandbox is a clone of HEAD
 ORDER = environments.load()
 DEV, STAGING, PROD = ORDER
 # The walks follow one another on one sandbox, in the order of this file (as a team would run them).
-DIGEST = "sha256:" + "d1" * 32
 MODEL_SHA256 = "5e" * 32
 
 
@@ -57,18 +61,29 @@ def mirror_origin(sandbox: Sandbox) -> None:
 
 
 class GitHub:
-    """What stands in for GitHub and the clusters in these walks, started once for the module."""
+    """What stands in for GitHub and the clusters in these walks, started once for the module,
+    and the registry CI pushes its images to (IMAGE_REGISTRY, the suite's loopback one) with CI's
+    signing key; `built` maps each model version deployed to dev to (commit, image digest)."""
 
-    def __init__(self, api: github_api.GitHubApi, services: deployed_standin.Deployed) -> None:
-        self.api, self.services = api, services
+    def __init__(
+        self,
+        api: github_api.GitHubApi,
+        services: deployed_standin.Deployed,
+        registry: str,
+        signer: Signer,
+    ) -> None:
+        self.api, self.services, self.registry, self.signer = api, services, registry, signer
+        self.built: dict[str, tuple[str, str]] = {}
 
     def options(self) -> dict[str, Any]:
-        """run_act's options: the API, the variable SMOKE_URLS and the evidence App's key."""
+        """run_act's options: the API, the variables SMOKE_URLS and IMAGE_REGISTRY, the evidence
+        App's key, and the runner's MODELOPS_REGISTRY_TLS_VERIFY=false (a plain-HTTP registry)."""
         urls = " ".join(f"{env.name}={self.services.url_of(env.name)}" for env in ORDER)
         return {
             "api": self.api.url,
-            "variables": {"SMOKE_URLS": urls},
+            "variables": {"SMOKE_URLS": urls, "IMAGE_REGISTRY": self.registry},
             "secrets": {"EVIDENCE_APP_KEY": github_api.EVIDENCE_KEY},
+            "env": {"MODELOPS_REGISTRY_TLS_VERIFY": "false"},
         }
 
     def smoke_runs(self, env: environments.Environment) -> list[tuple[str, str]]:
@@ -170,11 +185,42 @@ def stage_holder(sandbox: Sandbox, env: environments.Environment) -> str:
     return sh(sandbox, "gto", "show", f"{NAME}#{env.stage}", "--ref").strip()
 
 
+def image_name() -> str:
+    """The image CI pushes and dev's overlay pulls: IMAGE_REGISTRY/modelops/model-server."""
+    return f"{GITHUB[0].registry}/modelops/model-server"
+
+
+def deploy_to_dev(sandbox: Sandbox, version: str, model_sha256: str) -> ActRun:
+    """What promote.yml's run on main's tip and the merge of its deploy pull request leave: the
+    model VERSION registered at that commit, CI's image of it in the registry, tagged with it and
+    signed (Signer.built), dev's overlay pinning its digest (with the model MODEL_SHA256) and
+    rendered, pushed to main with dev's GTO stage; then the push event's run (stage, smoke)."""
+    work = sandbox.work
+    sh(sandbox, "gto", "register", NAME, "HEAD", "--version", version)
+    commit = git(work, "rev-parse", "HEAD").strip()
+    digest = GITHUB[0].signer.built(image_name(), commit, sandbox.root / "images")
+    GITHUB[0].built[version] = (commit, digest)
+    for args in (
+        ("set_image", "--digest", digest, "--model-version", version,
+         "--model-sha256", model_sha256, "dev", commit),
+        ("rendered", "dev"),
+    ):  # fmt: skip
+        run_tool(*args, cwd=work)
+    git(work, "commit", "-qam", f"deploy(dev): {version}")
+    base = git(sandbox.origin, "rev-parse", "main").strip()
+    git(work, "push", "-q", "--tags", "origin", "main")
+    run_tool("assign_stage", "dev", "--push", "origin", cwd=work)
+    return pushed(sandbox, DEV, base, git(work, "rev-parse", "HEAD").strip())
+
+
 @pytest.fixture(scope="module")
 def stand_ins(
-    new_sandbox: Callable[[str], Sandbox], monkeypatch_module: pytest.MonkeyPatch
+    new_sandbox: Callable[[str], Sandbox],
+    loopback_registry: str,
+    monkeypatch_module: pytest.MonkeyPatch,
 ) -> Iterator[tuple[Sandbox, GitHub]]:
-    """The module's sandbox, GitHub's API (the evidence App installed) and the Services."""
+    """The module's sandbox, GitHub's API (the evidence App installed), the Services, and the
+    registry with CI's signing key."""
     sandbox = new_sandbox("environments")
     with (
         github_api.GitHubApi() as api,
@@ -186,7 +232,9 @@ def stand_ins(
         monkeypatch_module.setenv("GITHUB_API_URL", api.url)
         monkeypatch_module.setenv("GITHUB_REPOSITORY", "acme/modelops")
         monkeypatch_module.setenv("GH_TOKEN", TOKEN)
-        GITHUB[:] = [GitHub(api, services)]
+        # ... and the registry, over plain HTTP (the signing too)
+        monkeypatch_module.setenv("MODELOPS_REGISTRY_TLS_VERIFY", "false")
+        GITHUB[:] = [GitHub(api, services, f"{loopback_registry}/acme", Signer())]
         yield sandbox, GITHUB[0]
         GITHUB.clear()
 
@@ -199,23 +247,11 @@ def dev_runs_a_release(
     work = sandbox.work
     git(work, "config", "user.name", "test")
     git(work, "config", "user.email", "test@example.org")
-    (work / evidence.FILE).write_text(f"[app]\nid = {github_api.EVIDENCE_APP['id']}\n")
-    git(work, "commit", "-qam", "evidence: the fork's evidence App")
+    fork = github.signer.evidence_toml(github_api.EVIDENCE_APP["id"])
+    set_up_as_a_fork(work, github.registry, fork)
     git(work, "push", "-q", "origin", "HEAD:refs/heads/main", "HEAD:refs/heads/staging",
         "HEAD:refs/heads/production")  # fmt: skip
-    sh(sandbox, "gto", "register", NAME, "HEAD", "--version", "v0.1.0")
-    commit = git(work, "rev-parse", "HEAD").strip()
-    for args in (
-        ("set_image", "--digest", DIGEST, "--model-version", "v0.1.0",
-         "--model-sha256", MODEL_SHA256, "dev", commit),
-        ("rendered", "dev"),
-    ):  # fmt: skip
-        run_tool(*args, cwd=work)
-    git(work, "commit", "-qam", "deploy(dev): v0.1.0")
-    base = git(sandbox.origin, "rev-parse", "main").strip()
-    git(work, "push", "-q", "--tags", "origin", "main")
-    run_tool("assign_stage", "dev", "--push", "origin", cwd=work)
-    run = pushed(sandbox, DEV, base, git(work, "rev-parse", "HEAD").strip())
+    run = deploy_to_dev(sandbox, "v0.1.0", MODEL_SHA256)
     assert run.returncode == 0, run.output
     head = git(sandbox.origin, "rev-parse", "main").strip()
     assert github.smoke_runs(DEV) == [(head, "success")], run.output
@@ -250,12 +286,15 @@ def test_a_promotion_run_by_hand_pushes_one_branch_and_opens_its_pull_request(
     assert argv[argv.index("--base") + 1] == "staging"
     assert argv[argv.index("--head") + 1] == branch
     body = argv[argv.index("--body") + 1]
+    commit, digest = GITHUB[0].built["v0.1.0"]
     assert f"+++ b/{rendered.path(STAGING)}" in body
-    assert f"@{DIGEST}" in body and "| smoke |" in body
+    assert f"@{digest}" in body and "| smoke |" in body
+    # the image gate read CI's attestation of that digest back from the registry
+    assert f"| image | {digest[:19]} built by CI from {commit[:12]} (" in body, body
     promoted = git(sandbox.origin, "show", f"{branch}:{rendered.path(STAGING)}")
     release = rendered.release(promoted)
-    assert (release.digest, release.model_version, release.model_sha256) == (
-        DIGEST, "v0.1.0", MODEL_SHA256)  # fmt: skip
+    assert (release.image, release.model_version, release.model_sha256) == (
+        f"{image_name()}:{commit}@{digest}", "v0.1.0", MODEL_SHA256)  # fmt: skip
     assert release.namespace == STAGING.namespace
 
 
@@ -446,16 +485,7 @@ def test_prod_takes_what_staging_runs_and_a_rollback_takes_prod_back(
     # A second release through every environment, with the tools the jobs run.
     git(work, "switch", "-q", "main")
     git(work, "reset", "-q", "--hard", "origin/main")
-    sh(sandbox, "gto", "register", NAME, "HEAD", "--version", "v0.2.0")
-    commit = git(work, "rev-parse", "HEAD").strip()
-    run_tool("set_image", "--digest", "sha256:" + "d2" * 32, "--model-version", "v0.2.0",
-             "--model-sha256", "6e" * 32, "dev", commit, cwd=work)  # fmt: skip
-    run_tool("rendered", "dev", cwd=work)
-    git(work, "commit", "-qam", "deploy(dev): v0.2.0")
-    base = git(sandbox.origin, "rev-parse", "main").strip()
-    git(work, "push", "-q", "--tags", "origin", "main")
-    run_tool("assign_stage", "dev", "--push", "origin", cwd=work)
-    assert pushed(sandbox, DEV, base, git(work, "rev-parse", "HEAD").strip()).returncode == 0
+    assert deploy_to_dev(sandbox, "v0.2.0", "6e" * 32).returncode == 0
     for env in (STAGING, PROD):
         out = run_tool("promote", env.name, cwd=work).stdout
         outputs = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
@@ -478,3 +508,41 @@ def test_prod_takes_what_staging_runs_and_a_rollback_takes_prod_back(
     first_prod = git(sandbox.origin, "show", f"{first.removeprefix('refs/heads/')}:"
                      f"{rendered.path(PROD)}")  # fmt: skip
     assert git(sandbox.origin, "show", f"production:{rendered.path(PROD)}") == first_prod
+
+
+def test_a_promotion_of_an_image_ci_did_not_sign_stops_at_the_image_gate(
+    dev_runs_a_release: Sandbox,
+) -> None:
+    """Someone with the registry's credentials pushes an image under the tag of main's tip,
+    labelled as CI labels it (its revision that commit), and dev's overlay comes to pin it (a
+    merge into main): `Run workflow: staging, promote` stops at the image gate, the first, in one
+    line (the registry holds no attestation for that digest), and pushes and opens nothing.
+    main is put back afterwards."""
+    sandbox = dev_runs_a_release
+    work = sandbox.work
+    git(work, "switch", "-q", "main")
+    git(work, "reset", "-q", "--hard", "origin/main")
+    base = git(work, "rev-parse", "HEAD").strip()
+    runs = rendered.release(git(work, "show", f"HEAD:{rendered.path(DEV)}"))
+    name = image_name()
+    forged = {attestation.REVISION_LABEL: base, "io.modelops.model.sha256": runs.model_sha256}
+    hand = push_image(name, sandbox.root / "hand-pushed", base, forged)
+    try:
+        run_tool("set_image", "--digest", hand, "--model-version", runs.model_version,
+                 "--model-sha256", runs.model_sha256, "dev", base, cwd=work)  # fmt: skip
+        run_tool("rendered", "dev", cwd=work)
+        git(work, "commit", "-qam", f"deploy(dev): {runs.model_version}, an image pushed by hand")
+        git(work, "push", "-q", "origin", "main")
+        before = git(sandbox.origin, "for-each-ref")
+        run = dispatch(sandbox, "staging", "promote")
+        assert run.returncode == 1, run.output[-3000:]
+        assert re.findall(r"\| (error: .*)", run.output) == [
+            f"error: gate image: image {name}@{hand} has no build attestation "
+            f"({name}:sha256-{hand[7:]}.att): only images CI built and signed from main may be "
+            "deployed"
+        ]
+        assert git(sandbox.origin, "for-each-ref") == before
+        assert [c for c in sandbox.calls() if c["argv"][:2] == ["pr", "create"]] == []
+    finally:
+        git(sandbox.origin, "update-ref", "refs/heads/main", base)
+        git(work, "reset", "-q", "--hard", base)

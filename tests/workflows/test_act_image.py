@@ -10,7 +10,6 @@ podman bind-mounts into the build (MODELOPS_DVC_REMOTE_DIR). Root: podman builds
 """
 
 import json
-import re
 import subprocess
 
 import pytest
@@ -25,13 +24,13 @@ from test_act_walks import (  # noqa: F401
     run_pull_request,
     statuses,
 )
-from workflow_helpers import git, run_tool, tool_env
+from workflow_helpers import git, run_tool, set_up_as_a_fork, tool_env
 
 from gitops import attestation, environments, rendered
 from images import pod as pods
 from serving.provenance import HEADER as PROVENANCE_HEADER
 from serving.provenance import provenance_id
-from tests.registry_kit import push_image
+from tests.registry_kit import Signer, push_image
 from tests.workflows.act.github_api import EVIDENCE_APP
 from training.params import load_artifact
 
@@ -39,7 +38,6 @@ pytestmark = pytest.mark.e2e  # podman builds the image; docker-registry, skopeo
 
 NAME = load_artifact().name  # the sandbox is a clone of HEAD
 DEV = environments.load()[0]
-OVERLAY_IMAGE = "newName: localhost/modelops/model-server"
 
 
 def skopeo_inspect(reference: str, *options: str) -> dict:
@@ -59,27 +57,17 @@ def built(
     pods.base_images()  # the base images exist (make test-prereqs), else this fails here
     sandbox, dvc_config = image_sandbox
     registry = f"{loopback_registry}/acme"
-    kustomization = sandbox.work / DEV.overlay / "kustomization.yaml"
-    text = kustomization.read_text()
-    assert OVERLAY_IMAGE in text
-    kustomization.write_text(
-        text.replace(OVERLAY_IMAGE, f"newName: {registry}/modelops/model-server")
-    )
-    run_tool("rendered", cwd=sandbox.work)
-    # CI's image signing key, as a fork makes it: its public half in evidence.toml on main, the
-    # private one the secret IMAGE_SIGNING_KEY of the environment image-signing.
-    secret, public = attestation.keygen()
-    evidence = sandbox.work / attestation.FILE
-    # And the evidence App of the API stand-in, which posts pr-guard's status.
-    text = re.sub(r"^id = 0\b.*$", f"id = {EVIDENCE_APP['id']}", evidence.read_text(), flags=re.M)
-    evidence.write_text(text + f'[images]\npublic_key = "{public}"\n')
-    git(sandbox.work, "commit", "-qam", "dev pulls from the registry; CI's image signing key")
+    # CI's image signing key, as a fork makes it: its public half in evidence.toml on main (with
+    # the evidence App of the API stand-in, which posts pr-guard's status), the private one the
+    # secret IMAGE_SIGNING_KEY of the environment image-signing.
+    signer = Signer()
+    secret = signer.secret
+    name = set_up_as_a_fork(sandbox.work, registry, signer.evidence_toml(EVIDENCE_APP["id"]))
     git(sandbox.work, "push", "-q", "origin", "main")
     # Someone with the registry's credentials pushed an image under the tag of this commit before
     # CI built it, labelled as CI labels it: promote.yml must not take (and sign) it.
     sha = git(sandbox.work, "rev-parse", "HEAD").strip()
     forged = {attestation.REVISION_LABEL: sha, "io.modelops.model.sha256": "ab" * 32}
-    name = f"{registry}/modelops/model-server"
     hand = push_image(name, sandbox.root / "hand-pushed", sha, forged)
     run = run_act(
         sandbox,

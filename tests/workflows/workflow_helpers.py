@@ -13,8 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gitops import environments
+
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
+#: The dev overlay's image name as the repository ships it (the locally built image).
+SHIPPED_IMAGE = "localhost/modelops/model-server"
 
 
 def tool_env(**extra: str) -> dict[str, str]:
@@ -57,6 +61,25 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=repo, env=tool_env(), capture_output=True, text=True, check=True
     ).stdout
+
+
+def set_up_as_a_fork(work: Path, registry: str, evidence_toml: str) -> str:
+    """What a fork commits on main before it deploys its own images (docs/workflow.md, "Setting
+    it up in a fork"): the dev overlay pulls from REGISTRY (the variable IMAGE_REGISTRY), the
+    rendered files made again, and evidence.toml as EVIDENCE_TOML (tests/registry_kit.py,
+    Signer.evidence_toml: the evidence App's id and CI's image signing key). One commit on the
+    branch checked out in WORK, not pushed; returns the image's name, REGISTRY/modelops/
+    model-server, which promote.yml pushes to and the image gate reads from. Callers: the act
+    walks of promote.yml (test_act_image) and environments.yml (test_act_environments)."""
+    name = f"{registry}/modelops/model-server"
+    kustomization = work / environments.load()[0].overlay / "kustomization.yaml"
+    text = kustomization.read_text()
+    assert f"newName: {SHIPPED_IMAGE}\n" in text, f"{kustomization} no longer names {SHIPPED_IMAGE}"
+    kustomization.write_text(text.replace(f"newName: {SHIPPED_IMAGE}\n", f"newName: {name}\n"))
+    run_tool("rendered", cwd=work)
+    (work / "evidence.toml").write_text(evidence_toml)
+    git(work, "commit", "-qam", "dev pulls from the registry; CI's image signing key")
+    return name
 
 
 def workflow_files() -> Sequence[Path]:
