@@ -110,13 +110,15 @@ GUARDS = (
     Guard("environments.yml", "verify", first=False, by_evidence_app=True),
 )
 #: Paths whose changes need their owners' review: the workflows and the guard's code, the
-#: environments and what deploys them.
+#: environments and what deploys them, and the identities the gates trust (the evidence App, CI's
+#: image signing key).
 OWNED = (
     ".github/workflows/ci.yml",
     ".github/CODEOWNERS",
     "argocd/applicationset.yaml",
     "gitops/check_pr_order.py",
     "environments.toml",
+    "evidence.toml",
 )
 #: The owner prefix of the teams .github/CODEOWNERS ships with, to be replaced in a fork.
 PLACEHOLDER_OWNER = "@modelops/"
