@@ -9,8 +9,9 @@ versions registered for real, and the dev deployment made by the deploy pull req
 Merging a pull request is a push of its head to the environment branch (the promotion branch is a
 fast-forward of it).
 
-The fork is set up as docs/workflow.md says: its overlays pull from its registry (the suite's
-loopback registry, tests/conftest.py) and its evidence.toml names the evidence App (the API
+The fork is set up as docs/workflow.md says (workflow_helpers.set_up_as_a_fork): its dev overlay
+pulls from its registry (the suite's loopback registry, tests/conftest.py; each promotion carries
+that name on), and its evidence.toml names the evidence App (the API
 stand-in plays it) and CI's image signing key (tests/registry_kit.Signer, held by the tests as
 the environment image-signing holds it). Each release's image is what promote.yml's build leaves
 there: a stand-in image tagged with its commit and its build attestation, which every
@@ -39,7 +40,14 @@ from tests.workflows.act.github_api import (
     GitHubApi,
     installation_token,
 )
-from tests.workflows.workflow_helpers import REPO, git, run_step, run_tool, tool_env
+from tests.workflows.workflow_helpers import (
+    REPO,
+    git,
+    run_step,
+    run_tool,
+    set_up_as_a_fork,
+    tool_env,
+)
 from training.params import load_artifact
 
 pytestmark = pytest.mark.integration  # real git, GTO and kustomize; a loopback registry
@@ -182,26 +190,19 @@ def template(tmp_path_factory: pytest.TempPathFactory, loopback_registry: str) -
     repo = root / "work"
     for part in ("kustomize", "rendered", "argocd"):
         shutil.copytree(REPO / part, repo / part)
-    for part in ("training/params.yaml", "training/metrics.json"):
+    for part in ("training/params.yaml", "training/metrics.json", "evidence.toml"):
         (repo / part).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / part, repo / part)
-    # The fork's registry: every overlay pulls from it (dev's rendered file re-rendered).
-    for env in environments.load():
-        overlay = repo / env.overlay / "kustomization.yaml"
-        text = overlay.read_text()
-        assert "newName: localhost/modelops/model-server" in text
-        overlay.write_text(text.replace(
-            "newName: localhost/", f"newName: {loopback_registry}/acme/"
-        ))  # fmt: skip
-    run_tool("rendered", cwd=repo)
-    # The fork's evidence App (docs/workflow.md, Evidence), which the API stand-in plays, and
-    # CI's image signing key.
-    (repo / evidence.FILE).write_text(SIGNER.evidence_toml(int(EVIDENCE_APP["id"])))
     git(repo, "init", "-q", "-b", "main")
     git(repo, "config", "user.name", "test")
     git(repo, "config", "user.email", "test@example.org")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "the repository as forked")
+    # The fork's registry (dev pulls from it), its evidence App (the API stand-in plays it) and
+    # CI's image signing key, as docs/workflow.md sets a fork up.
+    set_up_as_a_fork(
+        repo, f"{loopback_registry}/acme", SIGNER.evidence_toml(int(EVIDENCE_APP["id"]))
+    )
     return root
 
 
