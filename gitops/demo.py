@@ -39,8 +39,8 @@ the user's clone, with the gitops commands of the sandbox's own checkout, as a w
 
 It ends with one prediction from each environment's pod and a table of what runs where (model
 version, GTO stage, image digest, git commit, model sha256), and how long it took. Any step that
-fails stops the demo with one line (``error: ...``); the pods, the images' names in local storage
-and the registry are removed either way (the registry's storage stays until the next run).
+fails stops the demo with one line (``error: ...``); the pods, the images it built (from local
+storage) and the registry are removed either way (the registry's storage stays until the next run).
 """
 
 from __future__ import annotations
