@@ -8,47 +8,63 @@ Runs in the sandbox ``make demo-training`` made (training.demo: ``origin.git`` s
 Git server, ``repo/`` where the pipeline ran and v0.1.0 was registered, ``dvc-remote/``), never in
 the user's clone, with the gitops commands of the sandbox's own checkout, as a workflow would:
 
-1. the environment branches are made as a fork makes them (main, staging, production), with the
-   evidence App named in evidence.toml: GitHub's REST API is the suite's stand-in
+1. the sandbox is set up as a fork sets itself up (docs/workflow.md, "Setting it up in a fork"):
+   the evidence App named in evidence.toml: GitHub's REST API is the suite's stand-in
    (tests/workflows/act/github_api.py, on loopback, as origin.git stands in for GitHub's git),
-   which holds the App's key and keeps the smoke tests' check runs the smoke gate reads; with
+   which holds the App's key and keeps the smoke tests' check runs the smoke gate reads; the
+   fork's registry: a loopback registry for this run (images/registry.py, its storage in
+   ``registry/``), the dev overlay pulling from it (re-rendered by gitops.rendered) and
+   evidence.toml's ``[images] public_key`` naming CI's image signing key, which the demo makes
+   and holds, as the GitHub environment ``image-signing`` holds it, one commit on main; the
+   environment branches are then made from main (main, staging, production); with
    ``--monitoring on`` (``make demo MONITORING=on``), main first turns monitoring on in every
    overlay (gitops.monitoring on, as docs/monitoring.md says), so every rendering carries its
    environment's ServiceMonitor and PrometheusRule through every gate (the pods, played by
    podman, have no Prometheus: images/pod.py plays the Deployment and its ConfigMaps);
-2. release 1: the image is built once (images/build-model-server.sh, the version tag as MODEL_REF)
-   and tagged with the commit its model was registered at; the deploy pull request of
-   promote.yml is made (gitops.deploy) and merged, then gitops.assign_stage;
-   dev's pod is played from ``rendered/dev/manifests.yaml`` and smoke-tested (gitops.smoke
-   --record, with the evidence App's token); gitops.promote takes it to staging and then to
-   prod, each merged, played and smoke-tested in turn;
+2. release 1: what promote.yml's build job does, from a checkout of the commit its model was
+   registered at: the image is built once (that checkout's images/build-model-server.sh, the
+   version tag as MODEL_REF) as ``<registry>/modelops/model-server:<commit>``, pushed
+   (images/push-model-server.sh: the manifest digest the registry stored) and signed
+   (gitops.attestation.attest: its build attestation stored next to it); then pulled back by
+   that digest, as a node pulls it (layers reused from local storage). The deploy pull request
+   pins that digest (gitops.deploy --registry), pr-guard's ``image`` check reads its attestation
+   (gitops.attestation verify-overlay), it is merged, then gitops.assign_stage; dev's pod is
+   played from ``rendered/dev/manifests.yaml`` and smoke-tested (gitops.smoke --record, with the
+   evidence App's token); gitops.promote takes it to staging and then to prod, each gated (the
+   gates' lines are printed, ``image`` among them: built by CI from the commit), merged, played
+   and smoke-tested in turn;
 3. release 2: an experiment (``--experiment`` sets one parameter, ``dvc repro``, ``dvc push``)
    merged into main and registered as the next version, built once, through dev, staging, prod;
 4. prod is rolled back (gitops.rollback): its pod runs release 1 again, and GTO says so.
 
 It ends with one prediction from each environment's pod and a table of what runs where (model
 version, GTO stage, image digest, git commit, model sha256), and how long it took. Any step that
-fails stops the demo with one line (``error: ...``); the pods are removed either way.
+fails stops the demo with one line (``error: ...``); the pods, the images it built (from local
+storage) and the registry are removed either way (the registry's storage stays until the next run).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import ModuleType
 
-from gitops import environments, evidence, rendered
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gitops import attestation, environments, evidence, rendered, set_image
 from gitops.cli import OneLineParser, ToolError
 from images import pod as pods
+from images import registry
 from serving.provenance import HEADER
 from training.params import load_artifact
 
@@ -62,6 +78,8 @@ EVIDENCE_APP_ID = 424242
 EVIDENCE_KEY = "the demo's evidence App key"
 #: The second release's experiment: one hyper-parameter of the default estimator.
 EXPERIMENT = "train.logistic_regression.C=0.5"
+#: The workflow run an attestation names: the demo plays promote.yml's build job.
+RUN = "make demo (gitops.demo)"
 
 
 class Sandbox:
@@ -77,6 +95,8 @@ class Sandbox:
         self.env["PATH"] = os.pathsep.join([*map(str, bins), os.environ["PATH"]])
         self.env.update(DVC_NO_ANALYTICS="1", GTO_NO_ANALYTICS="1", ITERATIVE_DO_NOT_TRACK="1")
         self.evidence_token = ""  # the evidence App's, once set_up_github ran
+        self.registry = ""  # the fork's registry HOST:PORT, once set_up_registry ran
+        self.signing_key: Ed25519PrivateKey | None = None  # CI's image signing key, likewise
 
     def run(self, *args: str, show: bool = True, env: dict[str, str] | None = None) -> str:
         if show:
@@ -103,28 +123,53 @@ class Sandbox:
         return self.run("git", *args, show=False).strip()
 
 
-def build_image(box: Sandbox, version: str, commit: str) -> dict[str, str]:
-    """Build the model server image of VERSION once, tagged with COMMIT; its reference pieces."""
-    image = f"localhost/modelops/model-server:{commit}"
+def build_image(box: Sandbox, stack: ExitStack, version: str, commit: str) -> dict[str, str]:
+    """What promote.yml's build job does for COMMIT, whose model is VERSION: build the image once
+    from a checkout of COMMIT, push it to the fork's registry, sign its build attestation; then
+    pull it back by the digest the registry stored, so that the pods (images/pod.py,
+    imagePullPolicy IfNotPresent) find it by that digest. Its name:tag, digest and model sha256;
+    the image leaves local storage (both its names) when STACK closes."""
+    if not box.registry or box.signing_key is None:
+        raise ToolError("the demo builds no image before the fork's registry is set up")
+    name = f"{box.registry}/{set_image.DEFAULT_IMAGE}"
+    image = f"{name}:{commit}"
     out = box.out / f"image-{version}"
     print(f"\n== build once: {image} with {NAME}@{version} (log: {out / 'build.log'})")
     out.mkdir(parents=True, exist_ok=True)
-    box.run(
-        str(ROOT / "images" / "build-model-server.sh"),
-        env={
-            "MODEL_REPO": str(box.out / "origin.git"),
-            "MODELOPS_DVC_REMOTE_DIR": str(box.out / "dvc-remote"),
-            "MODEL_REF": f"{NAME}@{version}",
-            "IMAGE": image,
-            "MODELOPS_IMAGE_OUT": str(out),
-            "MODELOPS_BUILD_LOG": str(out / "build.log"),
-        },
-    )
-    digest = (out / "digest").read_text().strip()
-    labels = json.loads(
-        pods.podman("image", "inspect", image, "--format", "{{json .Config.Labels}}")
-    )
-    return {"image": image, "digest": digest, "sha256": labels["io.modelops.model.sha256"]}
+    source = out / "source"  # the checkout of COMMIT the build job runs in
+    box.git("worktree", "prune")
+    if source.exists():
+        shutil.rmtree(source)
+    box.git("worktree", "add", "-q", "--detach", str(source), commit)
+    stack.callback(pods.podman, "rmi", image, check=False)
+    try:
+        box.run(
+            str(source / "images" / "build-model-server.sh"),
+            env={
+                "MODEL_REPO": str(box.out / "origin.git"),
+                "MODELOPS_DVC_REMOTE_DIR": str(box.out / "dvc-remote"),
+                "MODEL_REF": f"{NAME}@{version}",
+                "IMAGE": image,
+                "MODELOPS_IMAGE_OUT": str(out),
+                "MODELOPS_BUILD_LOG": str(out / "build.log"),
+            },
+        )
+        started = time.monotonic()
+        pushed = dict(
+            line.split("=", 1)
+            for line in box.run(str(source / "images" / "push-model-server.sh"), image).split()
+        )
+    finally:
+        box.git("worktree", "remove", "--force", str(source))
+    digest = pushed["image_digest"]
+    print(f"  pushed {name}@{digest} in {time.monotonic() - started:.1f} s")
+    signed = attestation.attest(box.signing_key, name, digest, commit, RUN)
+    print(f"  signed with CI's key (the demo's): {signed}")
+    started = time.monotonic()
+    stack.callback(pods.podman, "rmi", f"{name}@{digest}", check=False)
+    box.run("podman", "pull", "--quiet", "--tls-verify=false", f"{name}@{digest}")
+    print(f"  pulled back by digest in {time.monotonic() - started:.1f} s (local layers reused)")
+    return {"image": image, "digest": digest, "sha256": pushed["model_sha256"]}
 
 
 def deploy_dev(box: Sandbox, version: str, commit: str, built: dict[str, str]) -> None:
@@ -133,10 +178,14 @@ def deploy_dev(box: Sandbox, version: str, commit: str, built: dict[str, str]) -
     dev = environments.load()[0]
     print(f"\n== deploy {dev.name}: {NAME} {version}, image {built['digest']}")
     outputs = box.tool(
-        "deploy", "--digest", built["digest"], "--model-version", version,
-        "--model-sha256", built["sha256"], "--no-push",
+        "deploy", "--registry", box.registry, "--digest", built["digest"],
+        "--model-version", version, "--model-sha256", built["sha256"], "--no-push",
         "--body-file", str(box.out / f"pr-{dev.name}.md"), commit,
     )  # fmt: skip
+    main = f"origin/{dev.branch}"
+    print(f"  pr-guard's image check of {outputs['branch']}:")
+    box.tool("attestation", "verify-overlay", dev.name, "--at", outputs["commit"],
+             "--ref", main, "--main", main)  # fmt: skip
     merge(box, outputs, dev)
 
 
@@ -174,6 +223,104 @@ def set_up_github(box: Sandbox, stack: ExitStack) -> None:
         box.git("commit", "-qam", "evidence: the demo's evidence App (its GitHub stand-in)")
 
 
+def with_signing_key(text: str, public: str) -> str:
+    """evidence.toml TEXT with ``[images] public_key`` set to PUBLIC, as a fork's pull request sets
+    it (docs/workflow.md, "Setting it up in a fork", step 5): the key line of an ``[images]`` table
+    replaced, or the commented-out table the repository ships uncommented, or the table appended;
+    comments and the rest kept. ToolError when the result does not read PUBLIC back."""
+    line = f'public_key = "{public}"'
+    try:
+        has_table = isinstance(tomllib.loads(text).get("images"), dict)
+    except tomllib.TOMLDecodeError as error:
+        raise ToolError(f"{evidence.FILE} is not valid TOML ({error})") from None
+    shipped = re.compile(r"(?m)^# \[images\]\n# public_key = .*$")
+    key_line = re.compile(r"(?m)^public_key\s*=.*$")
+    if has_table:
+        if len(key_line.findall(text)) == 1:  # else the key read back below is not PUBLIC
+            text = key_line.sub(lambda _: line, text)
+    elif shipped.search(text):
+        text = shipped.sub(lambda _: f"[images]\n{line}", text)
+    else:
+        text = f"{text.rstrip()}\n\n[images]\n{line}\n"
+    try:
+        found = tomllib.loads(text).get("images", {}).get("public_key")
+    except (tomllib.TOMLDecodeError, AttributeError):
+        found = None
+    if found != public:
+        raise ToolError(
+            f"{evidence.FILE}: cannot set [images] public_key (one 'public_key = ...' line in "
+            "its [images] table, the commented-out table, or no table at all)"
+        )
+    return text
+
+
+def set_up_registry(box: Sandbox, stack: ExitStack) -> None:
+    """The fork's registry and CI's image signing key: a loopback registry for this run under the
+    sandbox (its storage from an earlier run removed), stopped when STACK closes; a key pair whose
+    private half the demo holds (box.signing_key, the secret of promote.yml's environment
+    ``image-signing``); one commit on main, as a fork makes it: the dev overlay's newName pointed
+    at the registry and its rendered file re-rendered (gitops.rendered), and evidence.toml naming
+    the public key. Every later command reads the registry over plain HTTP."""
+    root = box.out / "registry"
+    if root.exists():
+        shutil.rmtree(root)
+    box.registry = stack.enter_context(registry.loopback(root))
+    tls = os.environ.get("MODELOPS_REGISTRY_TLS_VERIFY")
+    os.environ["MODELOPS_REGISTRY_TLS_VERIFY"] = box.env["MODELOPS_REGISTRY_TLS_VERIFY"] = "false"
+    stack.callback(restore_variable, "MODELOPS_REGISTRY_TLS_VERIFY", tls)
+    secret, public = attestation.keygen()
+    box.signing_key = attestation.private_key(secret)
+    print(f"== the fork's registry: {box.registry} (storage {root}); CI's image signing key")
+    dev = environments.load()[0]
+    kustomization = box.repo / dev.overlay / "kustomization.yaml"
+    entry = set_image.image_entry(kustomization, set_image.DEFAULT_IMAGE)
+    text = set_image.with_entry_line(
+        kustomization.read_text(encoding="utf-8"),
+        str(entry["name"]),
+        "newName",
+        f"{box.registry}/{set_image.DEFAULT_IMAGE}",
+        kustomization,
+    )
+    kustomization.write_text(text, encoding="utf-8")
+    box.tool("rendered")
+    path = box.repo / evidence.FILE
+    path.write_text(with_signing_key(path.read_text(encoding="utf-8"), public), encoding="utf-8")
+    box.git(
+        "commit", "-qam",
+        f"the fork's registry: {dev.name} pulls from {box.registry}; evidence.toml names CI's "
+        "image signing key (the demo's)",
+    )  # fmt: skip
+
+
+def restore_variable(name: str, value: str | None) -> None:
+    """Set the environment variable NAME back to VALUE (unset when None)."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def set_up(box: Sandbox, stack: ExitStack) -> None:
+    """Step 1 before the branches: GitHub's stand-in and the evidence App, then the fork's
+    registry and image signing key (both committed on main); what they start ends with STACK."""
+    set_up_github(box, stack)
+    set_up_registry(box, stack)
+
+
+def gate_lines(body: str) -> list[str]:
+    """The ``gate NAME: FIGURE`` lines of a promotion pull request's BODY (its gates table)."""
+    lines = body.splitlines()
+    if "| gate | checked |" not in lines:
+        return []
+    found = []
+    for line in lines[lines.index("| gate | checked |") + 2 :]:
+        match = re.fullmatch(r"\| (\S+) \| (.*) \|", line)
+        if match is None:
+            break
+        found.append(f"gate {match[1]}: {match[2]}")
+    return found
+
+
 class Cluster:
     """One podman pod per environment, each played from its branch's rendered manifests."""
 
@@ -199,17 +346,17 @@ class Cluster:
 
 def release(box: Sandbox, cluster: Cluster, version: str, commit: str) -> None:
     """One release: built once, deployed to dev, promoted through every later environment."""
-    built = build_image(box, version, commit)
+    built = build_image(box, cluster.stack, version, commit)
     deploy_dev(box, version, commit, built)
     order = environments.load()
     cluster.sync(order[0])
     for env in order[1:]:
         print(f"\n== promote {env.name}: what {environments.before(env).name} runs")
-        merge(
-            box,
-            box.tool("promote", env.name, "--body-file", str(box.out / f"pr-{env.name}.md")),
-            env,
-        )
+        body = box.out / f"pr-{env.name}.md"
+        outputs = box.tool("promote", env.name, "--body-file", str(body))
+        for line in gate_lines(body.read_text(encoding="utf-8")):
+            print(f"  {line}")
+        merge(box, outputs, env)
         cluster.sync(env)
 
 
@@ -286,7 +433,7 @@ def demo(out: Path, assignment: str, monitoring: bool = False) -> None:
     box = Sandbox(out)
     order = environments.load()
     with ExitStack() as stack:
-        set_up_github(box, stack)
+        set_up(box, stack)
         walk(box, stack, order, assignment, monitoring)
     state = "on" if monitoring else "off"
     print(

@@ -66,6 +66,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python images/pod.py`: the checkout's serving package
     sys.path.insert(0, str(ROOT))
+from gitops.rendered import deployment as model_deployment  # noqa: E402
 from gitops.rendered import is_relay  # noqa: E402
 from serving import readiness  # noqa: E402
 from serving.provenance import FIELDS as PROVENANCE_FIELDS  # noqa: E402
@@ -217,8 +218,9 @@ def for_podman(docs: Docs, suffix: str, port: int, stoppable: bool = False) -> D
 
 
 def deployment(docs: Docs) -> dict[str, Any]:
-    (found,) = [d for d in docs if d["kind"] == "Deployment"]
-    return found
+    """The model server's Deployment among DOCS, rendered or played: gitops.rendered's choice
+    (with monitoring on, the retraining relay's Deployment beside it is not the one)."""
+    return model_deployment(docs)
 
 
 def pod_name(docs: Docs) -> str:

@@ -51,9 +51,16 @@ def test_a_rendering_with_monitoring_on_plays_the_same_pod(
     monitored_overlay_docs: dict[str, list[dict]],
 ) -> None:
     """ServiceMonitor and PrometheusRule mean nothing to podman (make demo MONITORING=on plays
-    such renderings): the runner leaves them out, as it does the Service or the HPA."""
+    such renderings): the runner leaves them out, as it does the Service or the HPA, and the
+    retraining relay's Deployment."""
     monitored = monitored_overlay_docs["dev"]
     assert {"ServiceMonitor", "PrometheusRule"} <= {doc["kind"] for doc in monitored}
+    # running_rendered sets the Nginx image on the whole rendering, where the retraining relay's
+    # Deployment (monitoring on) stands beside the model server's: it takes the model server's
+    assert [doc["kind"] for doc in monitored].count("Deployment") == 2
+    name = pods.deployment(rendered_dev())["metadata"]["name"]
+    assert pods.deployment(monitored)["metadata"]["name"] == name
+    assert pods.nginx_container(monitored)["name"] == pods.nginx_container(rendered_dev())["name"]
     played = pods.for_podman(monitored, "dddddd", 8004)
     assert sorted(doc["kind"] for doc in played) == sorted(
         doc["kind"] for doc in pods.for_podman(rendered_dev(), "dddddd", 8004)
