@@ -1,6 +1,8 @@
-"""The artifact's name has one source, training/params.yaml (artifact.name): the code, make and the
-workflows read it (training.params.load_artifact, ``python -m training.params artifact.name``),
-and only generated files (make render), docs and tests may spell it out."""
+"""The artifact's name has one source, training/params.yaml (artifact.name): the code, make, the
+workflows and the tests read it (training.params.load_artifact, ``python -m training.params
+artifact.name``), and only generated files (make render) and docs may spell it out, so a fork that
+renames its model and runs make render passes the suite without editing a test. The promtool rule
+tests write it as ``${MODEL}`` (tests/deploy/test_monitoring_rules.py substitutes it)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ from pathlib import Path
 from training.params import load_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Where the name may be written: its source, what generators write from it, prose and tests.
-#: Docs may keep the default name as an example; they say where it comes from.
+#: Where the name may be written: its source, what generators write from it, prose, and the tests
+#: that spell another name on purpose. Docs may keep the default name as an example; they say where
+#: it comes from. Every other test reads the name from params.yaml (load_artifact), so a fork that
+#: renames its model passes them unchanged.
 MAY_NAME = (
     "training/params.yaml",
     "training/dvc.lock",  # dvc repro records the export stage's params
@@ -29,7 +33,8 @@ MAY_NAME = (
     "rendered/",
     "README.md",
     "docs/",
-    "tests/",
+    "tests/test_artifact_name.py",  # the examples below: a name written by hand, a renamed file
+    "tests/deploy/test_artifact_render.py",  # NEW_NAME: what its rename test renames the model to
 )
 
 
@@ -63,8 +68,17 @@ def test_the_scan_finds_a_name_written_by_hand_and_spares_its_source_and_generat
         "kustomize/base/deployment.yaml": "value: churn-model\n",
         "docs/image.md": "MODEL_REF=churn-model#staging\n",
         "gitops/demo.py": "NAME = load_artifact().name\n",
+        # a test is no exemption: one spelling the name fails a fork that renames its model
+        "tests/serving/serving_testkit.py": 'MODEL_NAME = "churn-model"\n',
+        "tests/deploy/monitoring/drift.test.yml": "model: churn-model\n",
+        "tests/deploy/test_artifact_render.py": 'NEW_NAME = "churn-model"\n',
     }
-    assert hand_written(files, "churn-model") == ["bench/models.py", "mk/image.mk"]
+    assert hand_written(files, "churn-model") == [
+        "bench/models.py",
+        "mk/image.mk",
+        "tests/deploy/monitoring/drift.test.yml",
+        "tests/serving/serving_testkit.py",
+    ]
 
 
 def params_cli(*args: str) -> subprocess.CompletedProcess[str]:
