@@ -49,6 +49,8 @@ FLOOR = 1e-4
 WINDOW_MINUTES = 60  # the chart's default drift.window, which drift.test.yml is written for
 #: The artifact's name (training/params.yaml): the chart's default model.name (make render).
 MODEL = load_artifact().name
+#: Another name, never the artifact's: what a fork that renames its model calls it.
+RENAMED = f"renamed-{MODEL}"
 
 
 def promtool() -> str:
@@ -367,11 +369,10 @@ def test_the_promtool_tests_pass_a_renamed_model_and_fail_one_spelling_the_old_n
     """A fork renames its model: the chart's model.name changes, and the test files, which name
     the model only as ${MODEL}, pass against its rules unchanged. A file that spelled the old name
     (what they held before the placeholder) fails against the same rules."""
-    renamed = f"renamed-{MODEL}"
-    spec = rule_spec(documents(template(*ENABLED, "--set", f"model.name={renamed}")))
+    spec = rule_spec(documents(template(*ENABLED, "--set", f"model.name={RENAMED}")))
     for test_file in TEST_FILES:
         assert "${MODEL}" in test_file.read_text(), test_file.name
-        passed = promtool_test(spec, test_file, tmp_path / test_file.stem, model=renamed)
+        passed = promtool_test(spec, test_file, tmp_path / test_file.stem, model=RENAMED)
         assert passed.returncode == 0, passed.stdout + passed.stderr
     spelled = promtool_test(spec, MONITORING / "serving.test.yml", tmp_path / "old", model=MODEL)
     assert spelled.returncode != 0
@@ -379,11 +380,11 @@ def test_the_promtool_tests_pass_a_renamed_model_and_fail_one_spelling_the_old_n
 
 
 def test_a_promtool_test_file_gets_the_model_and_a_stray_dollar_is_refused() -> None:
-    assert with_model('{model="${MODEL}"} $$', "churn-model") == '{model="churn-model"} $'
+    assert with_model('{model="${MODEL}"} $$', RENAMED) == f'{{model="{RENAMED}"}} $'
     with pytest.raises(KeyError, match="NAME"):
-        with_model("model: ${NAME}", "churn-model")
+        with_model("model: ${NAME}", RENAMED)
     with pytest.raises(ValueError, match="Invalid placeholder"):
-        with_model("costs $5", "churn-model")
+        with_model("costs $5", RENAMED)
 
 
 @pytest.mark.e2e
