@@ -91,9 +91,10 @@ def test_the_scan_finds_a_name_written_by_hand_and_spares_its_source_and_generat
         "tests/deploy/monitoring/drift.test.yml",
         "tests/serving/serving_testkit.py",
     ]
-    # the tests that spell the example are scanned for every other name
-    files = {p: text.replace("churn-model", "heart-risk") for p, text in files.items()}
-    assert hand_written(files, "heart-risk") == [
+    # the tests that spell the example are scanned for every other name (one no file spells)
+    other = f"not-{EXAMPLE_NAME}"
+    files = {p: text.replace(EXAMPLE_NAME, other) for p, text in files.items()}
+    assert hand_written(files, other) == [
         "bench/models.py",
         "mk/image.mk",
         "tests/deploy/monitoring/drift.test.yml",
