@@ -1,6 +1,8 @@
-"""The artifact's name has one source, training/params.yaml (artifact.name): the code, make and the
-workflows read it (training.params.load_artifact, ``python -m training.params artifact.name``),
-and only generated files (make render), docs and tests may spell it out."""
+"""The artifact's name has one source, training/params.yaml (artifact.name): the code, make, the
+workflows and the tests read it (training.params.load_artifact, ``python -m training.params
+artifact.name``), and only generated files (make render) and docs may spell it out, so a fork that
+renames its model and runs make render passes the suite without editing a test. The promtool rule
+tests write it as ``${MODEL}`` (tests/deploy/test_monitoring_rules.py substitutes it)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ from pathlib import Path
 from training.params import load_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Where the name may be written: its source, what generators write from it, prose and tests.
-#: Docs may keep the default name as an example; they say where it comes from.
+#: Where the name may be written: its source, what generators write from it and prose. Docs may
+#: keep the default name as an example; they say where it comes from. Tests are no exemption: they
+#: read the name from params.yaml (load_artifact), so a fork that renames its model passes them
+#: unchanged.
 MAY_NAME = (
     "training/params.yaml",
     "training/dvc.lock",  # dvc repro records the export stage's params
@@ -29,13 +33,26 @@ MAY_NAME = (
     "rendered/",
     "README.md",
     "docs/",
-    "tests/",
+)
+#: Another model's name, the one example the tests spell on purpose, and the tests that do: a fork
+#: that happens to call its model so is not reported for them (any other name there still is).
+EXAMPLE_NAME = "churn-model"
+SPELL_THE_EXAMPLE = (
+    "tests/test_artifact_name.py",  # the scan's examples below, the command line's rename
+    "tests/deploy/test_artifact_render.py",  # NEW_NAME: what its rename test renames the model to
+    "tests/training/test_training_units.py",  # a params file of its own, with its own artifact
 )
 
 
 def hand_written(files: dict[str, str], name: str) -> list[str]:
-    """The files (path: text) outside MAY_NAME that spell NAME out."""
-    return sorted(p for p, text in files.items() if name in text and not p.startswith(MAY_NAME))
+    """The files (path: text) outside MAY_NAME that spell NAME out (SPELL_THE_EXAMPLE's files
+    only when NAME is not EXAMPLE_NAME)."""
+    spared = SPELL_THE_EXAMPLE if name == EXAMPLE_NAME else ()
+    return sorted(
+        p
+        for p, text in files.items()
+        if name in text and not p.startswith(MAY_NAME) and p not in spared
+    )
 
 
 def tracked_files() -> dict[str, str]:
@@ -63,8 +80,27 @@ def test_the_scan_finds_a_name_written_by_hand_and_spares_its_source_and_generat
         "kustomize/base/deployment.yaml": "value: churn-model\n",
         "docs/image.md": "MODEL_REF=churn-model#staging\n",
         "gitops/demo.py": "NAME = load_artifact().name\n",
+        # a test is no exemption: one spelling the name fails a fork that renames its model
+        "tests/serving/serving_testkit.py": 'MODEL_NAME = "churn-model"\n',
+        "tests/deploy/monitoring/drift.test.yml": "model: churn-model\n",
+        "tests/deploy/test_artifact_render.py": 'NEW_NAME = "churn-model"\n',
     }
-    assert hand_written(files, "churn-model") == ["bench/models.py", "mk/image.mk"]
+    assert hand_written(files, "churn-model") == [
+        "bench/models.py",
+        "mk/image.mk",
+        "tests/deploy/monitoring/drift.test.yml",
+        "tests/serving/serving_testkit.py",
+    ]
+    # the tests that spell the example are scanned for every other name (one no file spells)
+    other = f"not-{EXAMPLE_NAME}"
+    files = {p: text.replace(EXAMPLE_NAME, other) for p, text in files.items()}
+    assert hand_written(files, other) == [
+        "bench/models.py",
+        "mk/image.mk",
+        "tests/deploy/monitoring/drift.test.yml",
+        "tests/deploy/test_artifact_render.py",
+        "tests/serving/serving_testkit.py",
+    ]
 
 
 def params_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -3,10 +3,13 @@ rules, unit-tested with ``promtool test rules`` on exactly what ``helm template`
 
 The promtool test files are tests/deploy/monitoring/*.test.yml; each names its rules file
 ``rules.yaml``, which these tests write next to a copy of it from the rendered PrometheusRule's
-``spec``. The expected PSI values in drift.test.yml are recomputed here in Python from the file's
-own input series, with the formula written out independently and with training.drift's (the
-offline PSI of the retraining workflow): promtool proves the rules compute those numbers, this
-proves the numbers are the population stability index of docs/monitoring.md.
+``spec``. The files write the model's name (the ``model`` label of every rule) as ``${MODEL}``;
+the copy has it replaced by training/params.yaml's artifact.name, the chart's default
+``model.name``, so a fork that renames its model passes them unchanged. The expected PSI values
+in drift.test.yml are recomputed here in Python from the file's own input series, with the
+formula written out independently and with training.drift's (the offline PSI of the retraining
+workflow): promtool proves the rules compute those numbers, this proves the numbers are the
+population stability index of docs/monitoring.md.
 
 promtool comes from Debian's ``prometheus`` package (``make monitoring-prereqs``; root installs
 it): the tests that run it are in the e2e tier.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import string
 import subprocess
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -27,6 +31,7 @@ import pytest
 import yaml
 
 from training import drift as offline
+from training.params import load_artifact
 
 from .conftest import CHART, Docs, documents, find
 
@@ -42,6 +47,10 @@ MONITORING_VALUES = CHART / "ci" / "monitoring-values.yaml"
 RULE_KINDS = {"ServiceMonitor", "PrometheusRule"}
 FLOOR = 1e-4
 WINDOW_MINUTES = 60  # the chart's default drift.window, which drift.test.yml is written for
+#: The artifact's name (training/params.yaml): the chart's default model.name (make render).
+MODEL = load_artifact().name
+#: Another name, never the artifact's: what a fork that renames its model calls it.
+RENAMED = f"renamed-{MODEL}"
 
 
 def promtool() -> str:
@@ -64,12 +73,20 @@ def rules_by_name(spec: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def with_model(text: str, model: str) -> str:
+    """A promtool test file's TEXT with its ``${MODEL}`` placeholders replaced by MODEL; any other
+    ``$`` raises (KeyError, ValueError) rather than reach promtool unreplaced."""
+    return string.Template(text).substitute(MODEL=model)
+
+
 def promtool_test(
-    spec: Mapping[str, Any], test_file: Path, workdir: Path
+    spec: Mapping[str, Any], test_file: Path, workdir: Path, model: str = MODEL
 ) -> subprocess.CompletedProcess[str]:
-    """``promtool test rules`` on a copy of ``test_file`` beside ``spec`` written as rules.yaml."""
+    """``promtool test rules`` on a copy of ``test_file``, its ``${MODEL}`` replaced by MODEL
+    (the artifact's name unless told), beside ``spec`` written as rules.yaml."""
+    workdir.mkdir(exist_ok=True)
     (workdir / "rules.yaml").write_text(yaml.safe_dump(dict(spec), sort_keys=False))
-    shutil.copy(test_file, workdir / test_file.name)
+    (workdir / test_file.name).write_text(with_model(test_file.read_text(), model))
     return subprocess.run(
         [promtool(), "test", "rules", test_file.name],
         cwd=workdir,
@@ -168,12 +185,9 @@ def test_window_thresholds_durations_and_the_selector_come_from_values(
     assert 'job="model"' not in "".join(r["expr"] for r in rules.values())
     # recorded series are read through the selector too: one environment's rules, its own series
     psi = rules["modelops:input_psi:window"]["expr"]
+    assert f'modelops:input_bin_share:window{{model="{MODEL}", job="m", namespace="prod"}}' in psi
     assert (
-        'modelops:input_bin_share:window{model="diagnosis-classifier", job="m", namespace="prod"}'
-        in psi
-    )
-    assert (
-        'modelops:input_psi:window{model="diagnosis-classifier", job="m", namespace="prod"}'
+        f'modelops:input_psi:window{{model="{MODEL}", job="m", namespace="prod"}}'
         in rules["ModelInputDrift"]["expr"]
     )
 
@@ -346,6 +360,31 @@ def test_the_shipped_rules_pass_the_promtool_unit_tests(
     result = promtool_test(shipped_rules, test_file, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.e2e
+def test_the_promtool_tests_pass_a_renamed_model_and_fail_one_spelling_the_old_name(
+    template: Callable[..., str], tmp_path: Path
+) -> None:
+    """A fork renames its model: the chart's model.name changes, and the test files, which name
+    the model only as ${MODEL}, pass against its rules unchanged. A file that spelled the old name
+    (what they held before the placeholder) fails against the same rules."""
+    spec = rule_spec(documents(template(*ENABLED, "--set", f"model.name={RENAMED}")))
+    for test_file in TEST_FILES:
+        assert "${MODEL}" in test_file.read_text(), test_file.name
+        passed = promtool_test(spec, test_file, tmp_path / test_file.stem, model=RENAMED)
+        assert passed.returncode == 0, passed.stdout + passed.stderr
+    spelled = promtool_test(spec, MONITORING / "serving.test.yml", tmp_path / "old", model=MODEL)
+    assert spelled.returncode != 0
+    assert f'model="{MODEL}"' in spelled.stdout + spelled.stderr
+
+
+def test_a_promtool_test_file_gets_the_model_and_a_stray_dollar_is_refused() -> None:
+    assert with_model('{model="${MODEL}"} $$', RENAMED) == f'{{model="{RENAMED}"}} $'
+    with pytest.raises(KeyError, match="NAME"):
+        with_model("model: ${NAME}", RENAMED)
+    with pytest.raises(ValueError, match="Invalid placeholder"):
+        with_model("costs $5", RENAMED)
 
 
 @pytest.mark.e2e

@@ -22,6 +22,7 @@ import yaml
 from gitops import doctor, environments
 from tests.workflows.act.github_api import ACTIONS_APP, EVIDENCE_APP, GitHubApi
 from tests.workflows.workflow_helpers import REPO, tool_env
+from training.params import load_artifact
 
 REPOSITORY = "acme/modelops"
 TOKEN = "doctor-token-of-this-test"  # noqa: S105 - a test value, not a secret
@@ -324,7 +325,7 @@ def test_gto_tags_anyone_may_push_are_reported(api: GitHubApi) -> None:
     assert problems(api) == [
         f"tags {name}: no active tag ruleset, bypassed by GitHub Apps only, restricts its "
         "creation, update, deletion"
-        for name in ("diagnosis-classifier@v0.0.0", "diagnosis-classifier#prod#1")
+        for name in (f"{load_artifact().name}@v0.0.0", f"{load_artifact().name}#prod#1")
     ]
 
 

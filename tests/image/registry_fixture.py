@@ -3,7 +3,8 @@
 Builds a tiny model per docs/contracts.md (StandardScaler + LogisticRegression on scikit-learn's
 breast-cancer data, written by training's own export: ``training/model/`` holds the card, the
 ONNX graph and the verification sample), declares it in ``training/dvc.yaml`` as the GTO artifact
-``diagnosis-classifier`` with the directory as a stage out,
+training/params.yaml names (``artifact.name``: the overlays' model name, which the served pod
+reports) with the directory as a stage out,
 pushes them to a local DVC remote, registers ``v1.0.0``, assigns ``staging``, registers a
 ``v1.1.0`` whose model card does not match its model file, and leaves a bare clone: what the
 image build fetches from, the way CI would fetch from the real origin.
@@ -28,20 +29,21 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from training.export import write_artifact
+from training.params import load_artifact
 
-NAME = "diagnosis-classifier"
+NAME = load_artifact().name  # the artifact the overlays serve (make render)
 VERSION = "v1.0.0"
 STAGE = "staging"
 TAMPERED_VERSION = "v1.1.0"  # registered, but its metadata.json does not match its model file
 
-DVC_YAML = """\
+DVC_YAML = f"""\
 stages:
   train:
     cmd: 'false'  # the test writes the model; dvc only records it (dvc commit)
     outs:
       - model
 artifacts:
-  diagnosis-classifier:
+  {NAME}:
     path: model
     type: model
 """

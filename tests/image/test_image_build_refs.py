@@ -12,7 +12,7 @@ from sklearn.datasets import load_wine
 
 from .conftest import build, require_podman
 from .podman_cli import podman
-from .registry_fixture import Registry, make_registry, move_stage, register_version
+from .registry_fixture import NAME, Registry, make_registry, move_stage, register_version
 
 pytestmark = pytest.mark.e2e
 
@@ -20,15 +20,12 @@ pytestmark = pytest.mark.e2e
 @pytest.mark.parametrize(
     ("ref", "message"),
     [
+        (f"{NAME}#prod", f"error: GTO ref {NAME}#prod resolves to no registered version"),
         (
-            "diagnosis-classifier#prod",
-            "error: GTO ref diagnosis-classifier#prod resolves to no registered version",
+            f"{NAME}#staging#7",
+            f"error: GTO ref {NAME}#staging#7 resolves to no registered version",
         ),
-        (
-            "diagnosis-classifier#staging#7",
-            "error: GTO ref diagnosis-classifier#staging#7 resolves to no registered version",
-        ),
-        ("diagnosis-classifier@v1.1.0", "error: /model/model.onnx: sha256 mismatch: the file has"),
+        (f"{NAME}@v1.1.0", "error: /model/model.onnx: sha256 mismatch: the file has"),
     ],
     ids=["unassigned-stage", "no-such-assignment", "tampered-model"],
 )
@@ -53,9 +50,9 @@ def test_a_build_log_keeps_the_output_and_shows_its_tail_on_failure(
     require_podman()
     log = tmp_path / "logs" / "image-build.log"
     image = f"localhost/modelops/model-server:test-fail-{secrets.token_hex(4)}"
-    done = build(registry, "diagnosis-classifier#prod", image, tmp_path, build_log=log)
+    done = build(registry, f"{registry.name}#prod", image, tmp_path, build_log=log)
     assert done.returncode != 0
-    problem = "error: GTO ref diagnosis-classifier#prod resolves to no registered version"
+    problem = f"error: GTO ref {registry.name}#prod resolves to no registered version"
     assert problem in done.stderr
     assert done.stderr.rstrip().endswith(f"error: image build failed; the whole log is {log}")
     whole = log.read_text()

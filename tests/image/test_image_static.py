@@ -15,11 +15,15 @@ from types import ModuleType
 import pytest
 import yaml
 
+from training.params import load_artifact
+
 from .conftest import IMAGES, ROOT, STAND_INS, upstream
 
 DOCKERFILES = [ROOT / "serving" / "Dockerfile", *sorted(IMAGES.glob("*/Dockerfile"))]
 #: The list of upstream base images, as FROM lines for Dependabot: never built.
 UPSTREAM_LIST = IMAGES / "upstream" / "Dockerfile"
+#: The artifact's name (training/params.yaml), what the refs and the model card name.
+NAME = load_artifact().name
 
 
 def load_fetch_model() -> ModuleType:
@@ -270,7 +274,7 @@ def test_build_context_holds_only_what_the_dockerfile_copies() -> None:
 def test_the_build_script_refuses_missing_inputs_in_one_line(tmp_path: Path) -> None:
     done = subprocess.run(
         [str(IMAGES / "build-model-server.sh")],
-        env={"PATH": os.environ["PATH"], "MODEL_REF": "diagnosis-classifier#dev"},
+        env={"PATH": os.environ["PATH"], "MODEL_REF": f"{NAME}#dev"},
         capture_output=True,
         text=True,
     )
@@ -281,18 +285,16 @@ def test_the_build_script_refuses_missing_inputs_in_one_line(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("ref", "expected"),
     [
-        ("diagnosis-classifier#staging", ("diagnosis-classifier", "staging", False)),
-        ("diagnosis-classifier#prod#3", ("diagnosis-classifier", "prod", True)),
-        ("diagnosis-classifier@v1.2.0", ("diagnosis-classifier", "", False)),
+        (f"{NAME}#staging", (NAME, "staging", False)),
+        (f"{NAME}#prod#3", (NAME, "prod", True)),
+        (f"{NAME}@v1.2.0", (NAME, "", False)),
     ],
 )
 def test_gto_refs_parse(ref: str, expected: tuple[str, str, bool]) -> None:
     assert load_fetch_model().parse_ref(ref) == expected
 
 
-@pytest.mark.parametrize(
-    "ref", ["diagnosis-classifier", "x@1.2.0", "x#", "x#dev#", "x@v1.0.0#dev", "../x@v1.0.0"]
-)
+@pytest.mark.parametrize("ref", [NAME, "x@1.2.0", "x#", "x#dev#", "x@v1.0.0#dev", "../x@v1.0.0"])
 def test_other_refs_are_refused_naming_the_forms(ref: str) -> None:
     module = load_fetch_model()
     with pytest.raises(module.FetchError, match="is not a GTO ref: use NAME#STAGE"):
@@ -318,7 +320,7 @@ def write_model_dir(path: Path, *, sha256: str | None = None) -> str:
     (path / "profile.json").write_text(json.dumps(profile))
     card = {
         "schema_version": 2,
-        "name": "diagnosis-classifier",
+        "name": NAME,
         "format": "onnx",
         "model_file": "model.onnx",
         "model_sha256": sha256 or actual,
@@ -339,14 +341,14 @@ def write_model_dir(path: Path, *, sha256: str | None = None) -> str:
 
 def test_verify_accepts_a_model_matching_its_metadata(tmp_path: Path) -> None:
     actual = write_model_dir(tmp_path / "m")
-    assert load_fetch_model().verify(tmp_path / "m", "diagnosis-classifier") == actual
+    assert load_fetch_model().verify(tmp_path / "m", NAME) == actual
 
 
 def test_verify_refuses_a_tampered_model_naming_the_mismatch(tmp_path: Path) -> None:
     write_model_dir(tmp_path / "m", sha256="0" * 64)
     module = load_fetch_model()
     with pytest.raises(module.FetchError, match=r"model\.onnx: sha256 mismatch"):
-        module.verify(tmp_path / "m", "diagnosis-classifier")
+        module.verify(tmp_path / "m", NAME)
 
 
 def test_verify_refuses_a_card_the_contract_does_not_allow(tmp_path: Path) -> None:
@@ -356,13 +358,13 @@ def test_verify_refuses_a_card_the_contract_does_not_allow(tmp_path: Path) -> No
     (tmp_path / "m" / "metadata.json").write_text(json.dumps(card))
     module = load_fetch_model()
     with pytest.raises(module.FetchError, match=r"model_file must be 'model\.onnx'"):
-        module.verify(tmp_path / "m", "diagnosis-classifier")
+        module.verify(tmp_path / "m", NAME)
 
 
 def test_verify_refuses_another_models_metadata(tmp_path: Path) -> None:
     write_model_dir(tmp_path / "m")
     module = load_fetch_model()
-    with pytest.raises(module.FetchError, match="names model 'diagnosis-classifier'"):
+    with pytest.raises(module.FetchError, match=f"names model '{NAME}'"):
         module.verify(tmp_path / "m", "other-model")
 
 

@@ -24,9 +24,11 @@ from gitops.cli import ToolError
 from retraining import relay, retrain
 from tests.retraining.relay_server import GITHUB_TOKEN, RELAY_TOKEN, REPOSITORY, relay_server
 from tests.workflows.act.github_api import SENDER, GitHubApi, repository_dispatch_event
+from training.params import load_artifact
 
 ROOT = Path(__file__).resolve().parents[2]
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+MODEL = load_artifact().name  # the alerts' model label (the chart's model.name)
 
 
 def webhook(*alerts: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +39,7 @@ def webhook(*alerts: dict[str, Any]) -> dict[str, Any]:
 def alert(name: str, status: str = "firing", **labels: str) -> dict[str, Any]:
     return {
         "status": status,
-        "labels": {"alertname": name, "model": "diagnosis-classifier", **labels},
+        "labels": {"alertname": name, "model": MODEL, **labels},
         "annotations": {"psi": "0.42", "summary": "drift"},
     }
 
@@ -119,7 +121,7 @@ def test_a_firing_drift_alert_becomes_githubs_repository_dispatch_with_the_dispa
             "alerts": [
                 {
                     "alertname": "ModelInputDrift",
-                    "model": "diagnosis-classifier",
+                    "model": MODEL,
                     "namespace": "modelops-prod",
                     "feature": "mean_radius",
                     "psi": 0.42,

@@ -25,6 +25,7 @@ import pytest
 
 from tests.retraining.relay_server import RELAY_TOKEN, RelayServer, relay_server
 from tests.workflows.act.github_api import GitHubApi
+from training.params import load_artifact
 
 pytestmark = pytest.mark.integration  # real servers (uWSGI from the venv; no root)
 
@@ -33,6 +34,7 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 #: checks quick; the defects below set them otherwise.
 LIMITS = {"RELAY_MAX_BODY_BYTES": "4096", "RELAY_SOCKET_TIMEOUT": "2"}
 SOCKET_TIMEOUT = 2
+MODEL = load_artifact().name  # the alerts' model label (the chart's model.name)
 #: The burst: GROUPS alert groups (one namespace each), two notifications each (one drift alert,
 #: then two), each notification delivered COPIES times, all at once.
 GROUPS = 5
@@ -45,13 +47,13 @@ def webhook(namespace: str, *features: str) -> dict[str, Any]:
         "version": "4",
         "status": "firing",
         "receiver": "retrain",
-        "groupKey": f'{{}}/{{}}:{{model="diagnosis-classifier", namespace="{namespace}"}}',
+        "groupKey": f'{{}}/{{}}:{{model="{MODEL}", namespace="{namespace}"}}',
         "alerts": [
             {
                 "status": "firing",
                 "labels": {
                     "alertname": "ModelInputDrift",
-                    "model": "diagnosis-classifier",
+                    "model": MODEL,
                     "namespace": namespace,
                     "feature": feature,
                 },

@@ -15,6 +15,7 @@ import pytest
 
 from gitops.cli import ToolError
 from retraining import retrain
+from training.params import load_artifact
 
 PARAMS = """\
 data:
@@ -281,13 +282,14 @@ def test_a_manual_runs_body_names_the_person_and_reason() -> None:
 
 # --- Alertmanager to GitHub -----------------------------------------------------------------
 
+MODEL = load_artifact().name  # the alerts' model label (the chart's model.name)
 WEBHOOK = {
     "version": "4",
     "status": "firing",
     "receiver": "retrain",
     "alerts": [
         {"status": "firing",
-         "labels": {"alertname": "ModelInputDrift", "model": "diagnosis-classifier",
+         "labels": {"alertname": "ModelInputDrift", "model": MODEL,
                     "namespace": "model-prod", "feature": "mean_radius", "severity": "warning"},
          "annotations": {"psi": "0.3141", "summary": "Input drift"}},
         {"status": "resolved", "labels": {"alertname": "ModelInputDrift", "feature": "old"}},
@@ -304,7 +306,7 @@ def test_an_alertmanager_webhook_becomes_a_repository_dispatch_of_its_firing_dri
         "event_type": "model-drift",
         "client_payload": {
             "alerts": [
-                {"alertname": "ModelInputDrift", "model": "diagnosis-classifier",
+                {"alertname": "ModelInputDrift", "model": MODEL,
                  "namespace": "model-prod", "feature": "mean_radius", "psi": 0.3141},
                 {"alertname": "ModelScoreDrift", "model": "m"},
             ],

@@ -15,8 +15,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from training.export import write_artifact
+from training.params import load_artifact
 
-MODEL_NAME = "diagnosis-classifier"
+MODEL_NAME = load_artifact().name  # training/params.yaml: the name the chart serves
 # scikit-learn's target: 0 = malignant, 1 = benign; predict_proba columns follow classes_.
 CLASS_NAMES = ["malignant", "benign"]
 

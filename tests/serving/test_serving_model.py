@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from serving_testkit import SlowModel, TinyModel, build_model
+from serving_testkit import MODEL_NAME, SlowModel, TinyModel, build_model
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -79,7 +79,7 @@ def test_provenance_comes_from_metadata_and_environment(tiny_model: TinyModel) -
     )
     model.load()
     assert model.provenance.as_dict() == {
-        "name": "diagnosis-classifier",
+        "name": MODEL_NAME,
         "version": "v3.0.0",
         "stage": "prod",
         "git_commit": "abc",

@@ -40,12 +40,13 @@ from devstack import drift_demo
 from devstack.prometheus import NAMESPACE, Prometheus, render_rules
 from devstack.stack import Stack
 from training import drift as offline
+from training.params import load_artifact
 
 # Nginx, uWSGI, Prometheus and Alertmanager processes (Debian packages: root to install); the
 # drift demo's refusals and its plot too, which share the module's fixtures.
 pytestmark = pytest.mark.e2e
 
-MODEL = "diagnosis-classifier"
+MODEL = load_artifact().name  # the rules' model label: the chart's model.name (make render)
 
 
 @pytest.fixture(scope="module")

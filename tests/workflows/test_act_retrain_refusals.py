@@ -23,6 +23,8 @@ from retrain_walk import (
     write_snapshot,
 )
 
+from training.params import load_artifact
+
 pytestmark = pytest.mark.integration  # act running real git and DVC in a sandbox clone
 
 
@@ -30,7 +32,7 @@ def drift_dispatch(snapshot: str) -> bytes:
     """The event of a model-drift dispatch of one alert naming SNAPSHOT (none when empty)."""
     payload: dict[str, Any] = {
         "alerts": [
-            {"alertname": "ModelInputDrift", "model": "diagnosis-classifier",
+            {"alertname": "ModelInputDrift", "model": load_artifact().name,
              "namespace": "model-dev", "feature": "mean_radius", "psi": 0.4123},
         ]
     }  # fmt: skip

@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 from workflow_helpers import REPO, git, run_step, run_tool, tool_env
 
+from training.params import load_artifact
+
 pytestmark = pytest.mark.integration  # real git, DVC and GTO repositories
 
-NAME = "diagnosis-classifier"
+NAME = load_artifact().name  # the default of gitops.register --name
 # The shape of the real pipeline (training/dvc.yaml): stages run from the repository root
 # (wdir: ..) and the model directory is made of two outputs of two stages.
-DVC_YAML = """\
+DVC_YAML = f"""\
 stages:
   train:
     wdir: ..
@@ -38,7 +40,7 @@ stages:
     outs:
     - training/model/metadata.json
 artifacts:
-  diagnosis-classifier:
+  {NAME}:
     path: model
     type: model
 """
