@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,6 @@ NAME = load_artifact().name  # this checkout's training/params.yaml, copied
 DEV, STAGING, PROD = environments.load()
 #: CI's image signing key of the fork (its public half in the template's evidence.toml).
 SIGNER = Signer()
-#: The images CI "built": (repository, N) -> the digest of image N built in it.
-BUILT: dict[tuple[Path, int], str] = {}
 
 
 def image_name(repo: Path) -> str:
@@ -66,16 +65,24 @@ def image_name(repo: Path) -> str:
     return str(overlay["images"][0]["newName"])
 
 
+def built(repo: Path) -> dict[str, str]:
+    """The images CI built for REPO's fork, N -> digest, kept beside it (a copy of the fork
+    keeps them)."""
+    path = repo.parent / "images" / "built.json"
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
 def build(repo: Path, n: int, commit: str) -> str:
     """What promote.yml's build of COMMIT leaves in the registry, as image N of REPO: the image
     tagged with COMMIT and its attestation, signed with the fork's key; its digest."""
-    BUILT[repo, n] = SIGNER.built(image_name(repo), commit, repo.parent / "images", n=str(n))
-    return BUILT[repo, n]
+    found = {**built(repo), str(n): SIGNER.built(image_name(repo), commit, repo.parent / "images")}
+    (repo.parent / "images" / "built.json").write_text(json.dumps(found))
+    return found[str(n)]
 
 
 def digest(repo: Path, n: int) -> str:
     """The digest of image N built in REPO."""
-    return BUILT[repo, n]
+    return built(repo)[str(n)]
 
 
 def model_sha(n: int) -> str:
@@ -230,9 +237,36 @@ def forked(template: Path, tmp_path: Path) -> Path:
     return work
 
 
+def copied(fork: Path, tmp_path: Path) -> Path:
+    """A copy of the fork under FORK (its work/ and origin.git, as forked() made them) in
+    TMP_PATH, its origin the copy's; its work/."""
+    shutil.copytree(fork, tmp_path, dirs_exist_ok=True)
+    work = tmp_path / "work"
+    git(work, "remote", "set-url", "origin", str(tmp_path / "origin.git"))
+    return work
+
+
+@contextmanager
+def fork_tools() -> Iterator[None]:
+    """What the autouse fixture `github` gives a test, for a module fixture: the API stand-in
+    and the registry read over plain HTTP."""
+    with pytest.MonkeyPatch.context() as patch, evidence_api(patch):
+        patch.setenv("MODELOPS_REGISTRY_TLS_VERIFY", "false")
+        yield
+
+
+@pytest.fixture(scope="module")
+def deployed(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fork with v0.1.0 deployed to dev, made once for the module (forked())."""
+    root = tmp_path_factory.mktemp("deployed")
+    with fork_tools():
+        forked(template, root)
+    return root
+
+
 @pytest.fixture
-def repo(template: Path, tmp_path: Path) -> Path:
-    return forked(template, tmp_path)
+def repo(deployed: Path, tmp_path: Path) -> Path:
+    return copied(deployed, tmp_path)
 
 
 def through_prod(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -246,9 +280,19 @@ def through_prod(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return repo
 
 
+@pytest.fixture(scope="module")
+def released(deployed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fork through_prod() made, once for the module (its smoke records stay in that API
+    stand-in: rollback reads none)."""
+    root = tmp_path_factory.mktemp("released")
+    with fork_tools(), pytest.MonkeyPatch.context() as patch:
+        through_prod(copied(deployed, root), patch)
+    return root
+
+
 @pytest.fixture
-def in_prod(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    return through_prod(repo, monkeypatch)
+def in_prod(released: Path, tmp_path: Path) -> Path:
+    return copied(released, tmp_path)
 
 
 def test_a_release_reaches_staging_and_prod_as_the_same_digest_model_and_manifests(
@@ -307,7 +351,7 @@ def deploy_step(
         IMAGE_REGISTRY=registry or image_name(repo).removesuffix("/modelops/model-server"),
         VERSION=version,
         MODEL_SHA256=model_sha(n),
-        IMAGE_DIGEST=BUILT.get((repo, n)) or build(repo, n, sha),
+        IMAGE_DIGEST=built(repo).get(str(n)) or build(repo, n, sha),
         GITHUB_SHA=sha,
     )
     env["PATH"] = f"{stubs}:{env['PATH']}"
