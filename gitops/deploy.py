@@ -43,7 +43,7 @@ from gitops.git import (
     show,
     worktree,
 )
-from gitops.proposal import Proposal, propose
+from gitops.proposal import Proposal, print_outputs, propose
 
 #: What a deploy branch is named: the environment's GTO stage and the commit the image was built
 #: from (gitops.check_pr_order lets it change only that stage's overlay and rendered file).
@@ -119,8 +119,7 @@ def main(argv: Sequence[str]) -> int:
         outputs.update(changed="false", branch=branch, commit="")
     else:
         outputs.update(deploy(env, branch, args, remote))
-    for key, value in outputs.items():
-        print(f"{key}={value}")
+    print_outputs(**outputs)
     return 0
 
 

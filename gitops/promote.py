@@ -52,7 +52,7 @@ from gitops.git import (
     show,
     worktree,
 )
-from gitops.proposal import Proposal, propose
+from gitops.proposal import Proposal, print_outputs, propose
 
 
 def split_image(image: str) -> tuple[str, str, str]:
@@ -234,8 +234,7 @@ def main(argv: Sequence[str]) -> int:
         )
         made = propose(p, None if args.no_push else args.remote, args.pr, args.body_file)
         outputs.update(changed=str(made).lower(), branch=p.branch, commit=commit)
-    for key, value in outputs.items():
-        print(f"{key}={value}")
+    print_outputs(**outputs)
     return 0
 
 

@@ -24,6 +24,20 @@ from gitops.git import git, rev
 BODY_LIMIT = 60_000
 
 
+#: What each proposal tool (gitops.deploy, gitops.promote, gitops.rollback) prints for
+#: $GITHUB_OUTPUT, in this order: whether it proposed a change, its branch and commit, and the
+#: release's model version and image digest.
+OUTPUTS = ("changed", "branch", "commit", "version", "digest")
+
+
+def print_outputs(**values: str) -> None:
+    """A proposal tool's key=value lines for $GITHUB_OUTPUT: each of OUTPUTS exactly once."""
+    if set(values) != set(OUTPUTS):
+        raise ValueError(f"outputs {sorted(values)}, not {sorted(OUTPUTS)}")
+    for key in OUTPUTS:
+        print(f"{key}={values[key]}")
+
+
 @dataclass(frozen=True)
 class Proposal:
     kind: str  # deploy, promote or rollback

@@ -37,7 +37,7 @@ from gitops.git import (
     resolve,
     rev,
 )
-from gitops.proposal import Proposal, propose
+from gitops.proposal import Proposal, print_outputs, propose
 
 
 def previous_release(env: environments.Environment, ref: str, version: str | None) -> str:
@@ -118,15 +118,13 @@ def main(argv: Sequence[str]) -> int:
         f"syncs it and the GTO stage {env.stage} moves to {then.model_version}",
     )
     made = propose(p, None if args.no_push else args.remote, args.pr, args.body_file)
-    outputs = {
-        "changed": str(made).lower(),
-        "branch": p.branch,
-        "commit": commit,
-        "version": then.model_version,
-        "digest": then.digest,
-    }
-    for key, value in outputs.items():
-        print(f"{key}={value}")
+    print_outputs(
+        changed=str(made).lower(),
+        branch=p.branch,
+        commit=commit,
+        version=then.model_version,
+        digest=then.digest,
+    )
     return 0
 
 
