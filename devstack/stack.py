@@ -41,6 +41,12 @@ NGINX_START = CONFIG_DIR / "nginx-start.sh"
 UWSGI_PRESTOP = CONFIG_DIR / "uwsgi-prestop.sh"
 READY_PATH = "/v2/health/ready"
 PR_SET_PDEATHSIG = 1
+#: How long a stack is given to stop gracefully (Stack.stop: a test's teardown, the foreground
+#: stack's Ctrl-C or SIGTERM) before what is left is killed. Well below the pod's grace period:
+#: uWSGI's graceful stop now and then waits on an idle worker until worker-reload-mercy (25 s)
+#: runs out (docs/benchmarks.md, "The graceful-stop hang and thunder-lock"), which neither a
+#: developer's Ctrl-C nor the suite should wait for. Stack.drain plays the pod's stop instead.
+STOP_GRACE = 10.0
 
 
 class StackError(RuntimeError):
@@ -220,14 +226,7 @@ class Stack:
     def worker_pids(self) -> list[int]:
         """PIDs of the uWSGI workers (children of the master)."""
         assert self.uwsgi is not None
-        master = self.uwsgi.pid
-        pids = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with contextlib.suppress(OSError):
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == master:
-                    pids.append(int(stat.parent.name))
-        return sorted(pids)
+        return sorted(pid for pid, parent, _ in live_processes() if parent == self.uwsgi.pid)
 
     def signal_stop(self) -> None:
         """Ask both to stop gracefully, without waiting."""
@@ -271,11 +270,12 @@ class Stack:
             thread.join(max(0.1, deadline - time.monotonic()))
         return codes
 
-    def stop(self, timeout: float = 30.0) -> dict[str, int | None]:
+    def stop(self, timeout: float = STOP_GRACE) -> dict[str, int | None]:
         """Stop gracefully; after ``timeout``, kill what is still running. Either way, once a
         server's main process is gone, whatever is left of its process group (each was started
-        in a session of its own) is killed: a uWSGI worker stuck in a request outlives a master
-        that exited in time as surely as one that was killed. Returns exit codes."""
+        in a session of its own) is killed, and waited for: a uWSGI worker stuck in a request
+        outlives a master that exited in time as surely as one that was killed. When it returns,
+        no process of either server is left. Returns exit codes."""
         self.signal_stop()
         codes: dict[str, int | None] = {}
         deadline = time.monotonic() + timeout
@@ -290,6 +290,7 @@ class Stack:
                 codes[name] = process.wait()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)  # the group's leftovers, if any
+            group_gone(process.pid)
         return codes
 
     def cleanup(self) -> None:
@@ -316,15 +317,35 @@ def running(model_dir: Path, **kwargs: object) -> Iterator[Stack]:
         yield stack
 
 
+def live_processes() -> list[tuple[int, int, int]]:
+    """Every process but zombies, as (pid, parent pid, process group), read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                found.append((int(stat.parent.name), int(fields[1]), int(fields[2])))
+    return found
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes (zombies aside) of process group PGID."""
+    return sorted(pid for pid, _, group in live_processes() if group == pgid)
+
+
+def group_gone(pgid: int, timeout: float = 5.0) -> None:
+    """Wait until process group PGID, just sent SIGKILL, has no live process: a killed process
+    is gone only once the kernel has torn it down, a moment after the signal. StackError when
+    one is still there after TIMEOUT."""
+    deadline = time.monotonic() + timeout
+    while left := group_members(pgid):
+        if time.monotonic() > deadline:
+            raise StackError(f"process group {pgid} outlived SIGKILL: {left}")
+        time.sleep(0.02)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-#: How long Ctrl-C (or SIGTERM) lets the foreground stack stop gracefully before it is killed.
-#: Shorter than Stack.stop's default: uWSGI's graceful stop now and then waits on an idle worker
-#: until worker-reload-mercy (25 s) runs out (docs/benchmarks.md, "The graceful-stop hang and
-#: thunder-lock"), and a developer's Ctrl-C should not wait for that.
-INTERACTIVE_GRACE = 10.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -355,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         print("stopping (graceful) ...", file=sys.stderr)
         return 0
     finally:
-        codes = stack.stop(timeout=INTERACTIVE_GRACE)
+        codes = stack.stop()
         print(f"stopped: {codes}", file=sys.stderr)
         stack.cleanup()
 

@@ -11,7 +11,6 @@ import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ from serving_testkit import (
 )
 
 from devstack import stack as stack_module
-from devstack.stack import Stack
+from devstack.stack import Stack, group_members
 from serving.errors import CODES
 from serving.pipeline import INTERNAL
 from serving.provenance import HEADER, provenance_id
@@ -292,20 +291,7 @@ def test_nginx_answers_json_504_when_the_app_outlasts_its_read_timeout(
     finally:
         private.stop(timeout=2)
         private.cleanup()
-    assert process_group(group) == [], "a uWSGI process outlived the stopped stack"
-
-
-def process_group(pgid: int) -> list[int]:
-    """The live processes (zombies aside) of process group ``pgid``."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
+    assert group_members(group) == [], "a uWSGI process outlived the stopped stack"
 
 
 def test_a_request_id_nginx_cannot_write_into_json_is_replaced_by_its_own(stack: Stack) -> None:
